@@ -1,0 +1,63 @@
+"""Who may see and do what: the role ladder applied to team-scoped objects.
+
+The rule, modelled on GrowthBook's project roles and default-deny:
+
+* a global ``admin`` acts as admin in every team;
+* an object that belongs to a team is visible only to that team's members, who act
+  with their membership role there; everybody else is told it does not exist (404);
+* an object with no team (the NRR root, shared levers) is visible to every signed-in
+  user, who acts with their global role.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from experiments.errors import NotFound, PermissionDenied
+from experiments.models import TeamMembership, User
+from experiments.users import role_rank
+
+
+def team_roles(session: Session, user: User) -> dict[int, str]:
+    """``{team_id: role}`` of the user's memberships."""
+    rows = session.exec(select(TeamMembership).where(TeamMembership.user_id == user.id)).all()
+    return {m.team_id: m.role for m in rows}
+
+
+def effective_role(session: Session, user: User, team_id: int | None) -> str | None:
+    """The role ``user`` acts with on an object of ``team_id`` (``None`` = may not see it)."""
+    if user.role == "admin":
+        return "admin"
+    if team_id is None:
+        return user.role
+    return team_roles(session, user).get(team_id)
+
+
+def visible_team_ids(session: Session, user: User) -> set[int] | None:
+    """Teams whose objects ``user`` may see; ``None`` means all of them (admin)."""
+    if user.role == "admin":
+        return None
+    return set(team_roles(session, user))
+
+
+def require(session: Session, user: User, team_id: int | None, needed: str) -> str:
+    """Check ``user`` may act as ``needed`` on an object of ``team_id``.
+
+    Raises
+    ------
+    NotFound
+        The user may not even see the object (another team's): it must look absent.
+    PermissionDenied
+        The user sees it but their role there is below ``needed``.
+    """
+    role = effective_role(session, user, team_id)
+    if role is None:
+        raise NotFound("not found")
+    if role_rank(role) < role_rank(needed):
+        raise PermissionDenied(f"this needs the {needed} role; you are {role} here")
+    return role
+
+
+def can(session: Session, user: User, team_id: int | None, needed: str) -> bool:
+    role = effective_role(session, user, team_id)
+    return role is not None and role_rank(role) >= role_rank(needed)

@@ -1,0 +1,197 @@
+"""Shared fixtures: a database per test session (SQLite file, or a fresh PostgreSQL
+database when DATABASE_URL names one), emptied after each test; the app, clients
+signed in per role, and data factories."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, SQLModel
+
+import experiments.models  # noqa: F401  (registers the tables)
+from experiments.db import make_engine, normalise_url
+from experiments.setup import ensure_defaults
+from tests.helpers import TEST_PASSWORD, Auth, csrf_token_of, dispose_app
+
+SECRET = "t" * 48
+
+
+def _server_url() -> str | None:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    return normalise_url(url) if url.startswith(("postgres", "postgresql")) else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str | None:
+    """The PostgreSQL server URL of this run (``None`` on the SQLite pass)."""
+    return _server_url()
+
+
+def create_scratch_database(server_url: str) -> str:
+    """A new, empty database on the server of ``server_url``; returns its URL."""
+    name = f"nrrlab_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_scratch_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    admin = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def scratch_database(tmp_path_factory) -> Iterator:
+    """Factory of empty databases of this run's kind, dropped at the end."""
+    server = _server_url()
+    made: list[str] = []
+
+    def make() -> str:
+        if server:
+            url = create_scratch_database(server)
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'scratch.db'}"
+        made.append(url)
+        return url
+
+    yield make
+    if server:
+        for url in made:
+            drop_scratch_database(server, url)
+
+
+@pytest.fixture(scope="session")
+def database_url(scratch_database) -> str:
+    return scratch_database()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    engine = make_engine(database_url)
+    SQLModel.metadata.create_all(engine)  # unit-test schema; migrations are tested on their own
+    yield engine
+    engine.dispose()
+
+
+def _empty_all_tables(engine) -> None:
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(SQLModel.metadata.sorted_tables):
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def db_engine(engine):
+    """The session-wide engine, with every table empty but the install defaults."""
+    _empty_all_tables(engine)
+    with Session(engine) as session:
+        ensure_defaults(session)
+        session.commit()
+    yield engine
+
+
+@pytest.fixture
+def session(db_engine) -> Iterator[Session]:
+    with Session(db_engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def app(db_engine, database_url, tmp_path):
+    from webapp import create_app
+
+    app = create_app({
+        "NRRLAB_ENV": "testing",
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+    })
+    yield app
+    dispose_app(app)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class Factory:
+    """Creates users (with team roles) and teams directly through the services."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def user(self, email: str, role: str = "viewer", teams: dict[str, str] | None = None):
+        from experiments.users import create_user, ensure_team, set_team_role
+
+        with Session(self.engine, expire_on_commit=False) as session:
+            user = create_user(session, email, TEST_PASSWORD, role=role)
+            for slug, team_role in (teams or {}).items():
+                team = ensure_team(session, slug, slug.title())
+                set_team_role(session, user, team, team_role, actor=None)
+            session.commit()
+            return user
+
+    def team(self, slug: str):
+        from experiments.users import ensure_team
+
+        with Session(self.engine, expire_on_commit=False) as session:
+            team = ensure_team(session, slug, slug.title())
+            session.commit()
+            return team
+
+
+@pytest.fixture
+def factory(db_engine) -> Factory:
+    return Factory(db_engine)
+
+
+@pytest.fixture
+def auth(client) -> Auth:
+    return Auth(client)
+
+
+@pytest.fixture
+def login_as(app, factory):
+    """``login_as(role, teams=None)`` → a test client signed in as a new user of that role."""
+    counter = iter(range(1_000_000))
+
+    def make(role: str = "viewer", teams: dict[str, str] | None = None):
+        user = factory.user(f"{role}{next(counter)}@example.com", role, teams)
+        client = app.test_client()
+        response = Auth(client).login(user.email)
+        assert response.status_code == 303, response.get_data(as_text=True)
+        client.user = user
+        client.csrf = csrf_token_of(client)
+        return client
+
+    return make
+
+
+def pytest_collection_modifyitems(config, items):
+    db_fixtures = {"engine", "db_engine", "session", "app", "client", "database_url", "scratch_database"}
+    for item in items:
+        if db_fixtures & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+SAMPLES = Path(__file__).resolve().parent / "data"

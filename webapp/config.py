@@ -1,0 +1,90 @@
+"""Configuration from the environment, checked once at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from experiments.db import database_url
+
+# Values that must never protect a production install.
+KNOWN_WEAK_SECRETS = frozenset({"dev", "development", "secret", "changeme", "change-me", "nrrlab"})
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """Bad configuration; the message is one line for the operator."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _dev_secret(instance_path: Path) -> str:
+    # A development install keeps one random key in instance/ so sessions survive restarts.
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the Flask config from the environment, then ``overrides`` (tests).
+
+    Raises
+    ------
+    ConfigError
+        Production mode with a missing, short or well-known ``SECRET_KEY``.
+    """
+    env = os.environ
+    overrides = dict(overrides or {})
+    mode = overrides.get("NRRLAB_ENV", env.get("NRRLAB_ENV", "development"))
+    if mode not in {"development", "production", "testing"}:
+        raise ConfigError(f"NRRLAB_ENV must be development, production or testing, not {mode!r}")
+    production = mode == "production"
+
+    secret = overrides.get("SECRET_KEY", env.get("SECRET_KEY"))
+    if production:
+        if not secret:
+            raise ConfigError("SECRET_KEY is not set; production mode needs a random key of at least 32 characters")
+        if len(secret) < MIN_SECRET_LENGTH or secret.lower() in KNOWN_WEAK_SECRETS:
+            raise ConfigError("SECRET_KEY is too short or a well-known default; production mode needs a random key of at least 32 characters")
+    elif not secret:
+        secret = _dev_secret(instance_path)
+
+    secure_cookie = _flag(env.get("NRRLAB_SECURE_COOKIES"), default=production)
+    config: dict[str, Any] = {
+        "NRRLAB_ENV": mode,
+        "SECRET_KEY": secret,
+        "DATABASE_URL": database_url(instance_path),
+        "MAX_CONTENT_LENGTH": int(env.get("NRRLAB_MAX_UPLOAD_MB", "200")) * 1024 * 1024,
+        "SESSION_COOKIE_SECURE": secure_cookie,
+        # __Host- cookies must be Secure; on plain local http the prefix would make
+        # browsers drop the cookie, so it is used exactly when Secure is.
+        "SESSION_COOKIE_NAME": "__Host-nrrlab" if secure_cookie else "nrrlab_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_PATH": "/",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
+        "IDLE_TIMEOUT": timedelta(minutes=int(env.get("NRRLAB_IDLE_MINUTES", "30"))),
+        "ABSOLUTE_TIMEOUT": timedelta(hours=int(env.get("NRRLAB_ABSOLUTE_HOURS", "12"))),
+        "LOGIN_FAILURE_LIMIT": 10,
+        "LOGIN_FAILURE_WINDOW": timedelta(minutes=15),
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        "WTF_CSRF_SSL_STRICT": secure_cookie,
+        "HSTS": secure_cookie,
+        "CHECK_DATABASE_AT_START": True,
+        "TESTING": mode == "testing",
+    }
+    config.update(overrides)
+    return config

@@ -1,0 +1,3 @@
+from webapp.dashboard.views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from webapp.experiments.views import bp
+
+__all__ = ["bp"]

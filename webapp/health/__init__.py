@@ -1,0 +1,3 @@
+from webapp.health.views import bp
+
+__all__ = ["bp"]

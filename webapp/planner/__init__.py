@@ -1,0 +1,3 @@
+from webapp.planner.views import bp
+
+__all__ = ["bp"]

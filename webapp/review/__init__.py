@@ -1,0 +1,3 @@
+from webapp.review.views import bp
+
+__all__ = ["bp"]

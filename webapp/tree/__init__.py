@@ -1,0 +1,3 @@
+from webapp.tree.views import bp
+
+__all__ = ["bp"]
