@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from experiments.db import DatabaseConfigError
+# Nothing heavy at module level: `nrrlab analyze` must not pay for SQLAlchemy or Flask.
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -15,7 +15,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _engine():
-    from experiments.db import check_connection, database_url, make_engine
+    from experiments.db import DatabaseConfigError, check_connection, database_url, make_engine
 
     try:
         engine = make_engine(database_url())
@@ -109,11 +109,58 @@ def create_user_command(email: str, role: str, name: str, password: str) -> None
 
 
 @main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--control", default="control", show_default=True, help="The control variant.")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="Two-sided significance level, in (0, 0.5].")
+@click.option("--power", default=0.8, show_default=True, type=float, help="Planned power, in [0.5, 0.99].")
+@click.option("--mde", default=0.02, show_default=True, type=float, help="Minimum detectable effect in absolute NRR (0.02 = 2 points).")
+@click.option("--weights", default=None, help="Planned allocation, e.g. control=1,treatment=1 (default: equal).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "md"]), default="json", show_default=True)
+def analyze(file: str, control: str, alpha: float, power: float, mde: float, weights: str | None, fmt: str) -> None:
+    """Analyse an account CSV (DESIGN §3) without a database; the report goes to stdout.
+
+    Bad input exits with status 2 and one line per problem on stderr.
+    """
+    import json
+    import os
+
+    from experiments.accounts_csv import ImportValidationError
+    from experiments.analyze_file import AnalysisRequest, UsageError, analyze_file, parse_weights
+
+    if not os.path.isfile(file):
+        _fail(f"{file}: no such file", 2)
+    try:
+        request = AnalysisRequest(file, control=control, alpha=alpha, power=power, mde=mde,
+                                  weights=parse_weights(weights))
+        result = analyze_file(request)
+    except ImportValidationError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"{file}: {line}", err=True)
+        sys.exit(2)
+    except UsageError as exc:
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(f"{file}: cannot be read: {exc.strerror or exc}", 2)
+    report = result.to_dict()
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=2, allow_nan=False))
+    elif fmt == "csv":
+        from experiments.report_text import result_csv
+
+        click.echo(result_csv(report), nl=False)
+    else:
+        from experiments.report_text import result_markdown
+
+        click.echo(result_markdown(report, title=f"NRR analysis of {os.path.basename(file)}"), nl=False)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--debug", is_flag=True, help="Flask debug mode (never in production).")
 def serve(host: str, port: int, debug: bool) -> None:
     """Serve the web app (development server; use gunicorn in production, see README)."""
+    from experiments.db import DatabaseConfigError
     from webapp import create_app
     from webapp.config import ConfigError
 

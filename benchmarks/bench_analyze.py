@@ -1,0 +1,86 @@
+"""Benchmark `nrrlab analyze` on a generated 1,000,000-account, two-arm CSV.
+
+Usage: python benchmarks/bench_analyze.py [--rows 1000000] [--runs 5]
+Prints wall time (min / median) and peak RSS of the CLI process; the file is
+generated once into benchmarks/data/ (git-ignored). Target (issue #3): ≤ 1.6 s wall
+and ≤ 500 MB peak RSS on the project's 2-core machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    """Two arms, lognormal MRR, ~8% full churn, contraction and expansion; written in chunks."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write("account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,days_to_value\n")
+        chunk = 100_000
+        segments = np.array(["SMB", "Mid-Market", "Enterprise"])
+        for first in range(0, rows, chunk):
+            n = min(chunk, rows - first)
+            variant = np.where(rng.random(n) < 0.5, "control", "treatment")
+            start = np.round(np.exp(rng.normal(6.4, 1.0, n)), 2).clip(1, None)
+            churn = rng.random(n) < 0.08
+            contraction = np.where(~churn & (rng.random(n) < 0.1), np.round(start * rng.uniform(0.1, 0.5, n), 2), 0)
+            lift = np.where(variant == "treatment", 0.22, 0.18)
+            expansion = np.where(~churn & (rng.random(n) < lift), np.round(start * rng.lognormal(-1.2, 0.6, n), 2), 0)
+            churned = np.where(churn, start, 0)
+            seg = segments[rng.integers(0, 3, n)]
+            days = np.round(rng.gamma(2, 9, n), 1)
+            lines = [
+                f"acct-{first + i:07d},{variant[i]},{start[i]:.2f},{expansion[i]:.2f},{contraction[i]:.2f},{churned[i]:.2f},{seg[i]},{days[i]}"
+                for i in range(n)
+            ]
+            out.write("\n".join(lines) + "\n")
+
+
+def run_once(path: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one `nrrlab analyze` run, in a fresh process."""
+    code = (
+        "import resource, subprocess, sys, time;"
+        "t = time.perf_counter();"
+        f"r = subprocess.run([sys.executable, '-m', 'experiments.cli', 'analyze', {str(path)!r}], stdout=subprocess.DEVNULL);"
+        "w = time.perf_counter() - t;"
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if out[2] != "0":
+        raise SystemExit("nrrlab analyze failed")
+    return float(out[0]), int(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    path = HERE / "data" / f"accounts_{args.rows}.csv"
+    if not path.exists():
+        t = time.perf_counter()
+        generate(path, args.rows)
+        print(f"generated {path.name} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s")
+    results = [run_once(path) for _ in range(args.runs)]
+    walls = [w for w, _ in results]
+    peak_mb = max(r for _, r in results) / 1024
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"file: {path.stat().st_size / 1e6:.1f} MB, {args.rows:,} rows")
+    print(f"nrrlab analyze wall: min {min(walls):.2f} s, median {statistics.median(walls):.2f} s over {args.runs} runs")
+    print(f"peak RSS: {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""``nrrlab analyze``: analyse an account CSV without a database.
+
+Kept apart from the service layer so its import path stays lean: the CLI must
+read, validate and analyse a million accounts in well under two seconds, and
+importing pingouin (through ``stats``) alone costs most of a second. It is
+warmed in a background thread while the CSV parses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class UsageError(ValueError):
+    """A flag is malformed or contradicts the file; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    path: str
+    control: str = "control"
+    alpha: float = 0.05
+    power: float = 0.8
+    mde: float = 0.02
+    weights: Mapping[str, float] | None = None
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``control=1,treatment=1`` → ``{"control": 1.0, "treatment": 1.0}``.
+
+    Raises
+    ------
+    UsageError
+        Naming the malformed part.
+    """
+    if text is None or not text.strip():
+        return None
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--weights: {part.strip()!r} is not variant=weight (e.g. control=1,treatment=1)")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise UsageError(f"--weights: weight of {name!r} is not a number: {value.strip()!r}") from None
+        if not np.isfinite(weight) or weight <= 0:
+            raise UsageError(f"--weights: weight of {name!r} must be a number greater than 0, got {value.strip()!r}")
+        if name in weights:
+            raise UsageError(f"--weights: variant {name!r} is named twice")
+        weights[name] = weight
+    return weights
+
+
+def _warm_statistics() -> None:
+    import stats  # noqa: F401
+    import stats.power
+
+    # The power functions import pingouin lazily; do it now, off the main thread.
+    stats.power.required_sample_size(0.02, 0.5)
+
+
+def arms_from_table(table) -> dict:
+    """Per-variant :class:`stats.ArmData` from an ``AccountTable``."""
+    from stats import arm_from_arrays
+
+    money = table.money()
+    arms = {}
+    variants = table.variant
+    for variant in table.variants():
+        mask = variants == variant
+        arms[variant] = arm_from_arrays(money["start"][mask], money["expansion"][mask],
+                                        money["contraction"][mask], money["churned"][mask])
+    return arms
+
+
+def analyze_file(request: AnalysisRequest):
+    """Read, validate and analyse ``request.path``.
+
+    Raises
+    ------
+    experiments.accounts_csv.ImportValidationError
+        The file breaks the data contract (line-numbered errors).
+    UsageError
+        A flag contradicts the file (unknown control, weights naming unknown variants).
+    """
+    warm = threading.Thread(target=_warm_statistics, daemon=True)
+    warm.start()
+    from experiments.accounts_csv import read_accounts
+
+    table = read_accounts(request.path)
+    observed = table.variants()
+    if request.control not in observed:
+        raise UsageError(f"--control: variant {request.control!r} is not in the file; its variants are {', '.join(observed)}")
+    if len(observed) < 2:
+        raise UsageError(f"the file has only one variant ({observed[0]}); a comparison needs a control and at least one treatment")
+    variants: Sequence[str] = [request.control, *[v for v in observed if v != request.control]]
+    if request.weights is not None:
+        unknown = [v for v in request.weights if v not in observed]
+        if unknown:
+            raise UsageError(f"--weights: unknown variant(s) {', '.join(unknown)}; the file's variants are {', '.join(observed)}")
+        missing = [v for v in observed if v not in request.weights]
+        if missing:
+            raise UsageError(f"--weights: no weight for variant(s) {', '.join(missing)}")
+    arms = arms_from_table(table)
+    warm.join()
+    from stats import analyze
+
+    try:
+        return analyze(arms, control=request.control, alpha=request.alpha, power=request.power,
+                       mde=request.mde, weights=request.weights, variants=variants)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
