@@ -1,0 +1,65 @@
+"""NRR Lab statistics: pure functions over arrays and sufficient statistics.
+
+No Flask, SQL or file I/O lives here. ``pingouin`` and ``scipy.stats`` are
+imported lazily inside the functions that need them, so ``import stats`` is
+cheap (numpy and ``scipy.special`` only).
+
+Examples
+--------
+>>> import stats
+>>> control = stats.arm_from_arrays([100.0, 200.0], [0.0, 10.0], [5.0, 0.0], [0.0, 0.0])
+>>> round(control.totals.nrr, 4)
+1.0167
+"""
+
+from stats.analysis import (
+    ArmResult,
+    Comparison,
+    ExperimentResult,
+    Verdict,
+    analyze,
+    summary_sentence,
+)
+from stats.power import achieved_power, required_sample_size
+from stats.ratio import (
+    delta_method_variance,
+    ratio_estimate,
+    relative_uplift_variance,
+    sigma_lin,
+    welch_satterthwaite_df,
+)
+from stats.significance import (
+    Adjustment,
+    SRMResult,
+    bh_adjust,
+    holm_adjust,
+    mann_whitney_p,
+    srm_test,
+)
+from stats.sums import ArmData, ArmTotals, SufficientStats, arm_from_arrays
+
+__all__ = [
+    "Adjustment",
+    "ArmData",
+    "ArmResult",
+    "ArmTotals",
+    "Comparison",
+    "ExperimentResult",
+    "SRMResult",
+    "SufficientStats",
+    "Verdict",
+    "achieved_power",
+    "analyze",
+    "arm_from_arrays",
+    "bh_adjust",
+    "delta_method_variance",
+    "holm_adjust",
+    "mann_whitney_p",
+    "ratio_estimate",
+    "relative_uplift_variance",
+    "required_sample_size",
+    "sigma_lin",
+    "srm_test",
+    "summary_sentence",
+    "welch_satterthwaite_df",
+]

@@ -1,0 +1,489 @@
+"""Per-arm inputs: sufficient statistics, money totals and the arrays they come from.
+
+Every statistic in :mod:`stats` except the Mann-Whitney check is a function of
+six numbers per arm, ``n, Σx, Σy, Σx², Σy², Σxy`` with ``x`` the end MRR and
+``y`` the start MRR of an account. They add up across chunks of rows, so they
+can be computed by one SQL ``GROUP BY`` or chunk by chunk from a large file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from stats._checks import check_count, check_finite
+
+#: Per-account NRR is rounded to this many decimals. end = start + expansion -
+#: contraction - churned picks up float noise (about 1e-16), which would split
+#: accounts with the same ratio (e.g. every "+10 %" account) into arbitrary ranks
+#: and change the Mann-Whitney tie correction; 12 decimals is far below any
+#: meaningful difference in NRR.
+ACCOUNT_NRR_DECIMALS = 12
+
+#: Centred sums computed from raw sums lose about ``eps * log2(n)`` of the raw
+#: magnitude to rounding (more when a database adds naively). A centred sum
+#: smaller than this fraction of its raw counterpart is rounding noise around a
+#: true zero, e.g. an arm where every account has the same MRR.
+ROUNDING_TOLERANCE = 1e-12
+
+
+def centred_sum(sum_ab: float, sum_a: float, sum_b: float, n: int, scale: float) -> float:
+    """Centred sum of products ``Σ(a - ā)(b - b̄)`` from raw sums.
+
+    Parameters
+    ----------
+    sum_ab, sum_a, sum_b : float
+        Raw sums ``Σab``, ``Σa`` and ``Σb``.
+    n : int
+        Number of observations, ``n >= 1``.
+    scale : float
+        Magnitude of the raw sums the result was cancelled from; a result
+        within ``ROUNDING_TOLERANCE * scale`` of zero is returned as ``0.0``.
+
+    Returns
+    -------
+    float
+        ``Σab - Σa·Σb/n``, snapped to zero when it is rounding noise.
+
+    Notes
+    -----
+    .. math:: S_{ab} = \\sum a_i b_i - \\frac{(\\sum a_i)(\\sum b_i)}{n}
+
+    References
+    ----------
+    .. [1] Chan, T. F., Golub, G. H. & LeVeque, R. J. (1983). Algorithms for
+       computing the sample variance: analysis and recommendations. The
+       American Statistician, 37(3), 242-247.
+
+    Examples
+    --------
+    >>> centred_sum(14.0, 6.0, 6.0, 3, scale=14.0)  # a = b = [1, 2, 3]
+    2.0
+    """
+    value = sum_ab - sum_a * sum_b / n
+    if abs(value) <= ROUNDING_TOLERANCE * abs(scale):
+        return 0.0
+    return value
+
+
+@dataclass(frozen=True)
+class SufficientStats:
+    """Sufficient statistics of one arm for the ratio metric ``Σx / Σy``.
+
+    ``x`` is the end MRR and ``y`` the start MRR of each account. Instances
+    pool by addition, so sums computed per chunk (or per SQL partition) can be
+    combined exactly.
+
+    Parameters
+    ----------
+    n : int
+        Number of accounts.
+    sum_x, sum_y : float
+        ``Σx`` and ``Σy``.
+    sum_xx, sum_yy, sum_xy : float
+        ``Σx²``, ``Σy²`` and ``Σxy``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a whole number >= 0, a sum is not finite, a sum of
+        squares is negative, or ``n == 0`` with non-zero sums.
+
+    Notes
+    -----
+    With :math:`S_{ab} = \\sum a b - \\sum a \\sum b / n` the properties are
+
+    .. math::
+        \\bar x = \\frac{\\sum x}{n}, \\quad
+        v_x = \\frac{S_{xx}}{n-1}, \\quad
+        v_y = \\frac{S_{yy}}{n-1}, \\quad
+        c_{xy} = \\frac{S_{xy}}{n-1}
+
+    (``ddof = 1``; ``None`` when ``n < 2``, means ``None`` when ``n == 0``).
+    The covariance is clipped to :math:`|c_{xy}| \\le \\sqrt{v_x v_y}` so that
+    rounding can never produce an impossible correlation. Decimal sums from
+    SQL are converted to float on construction.
+
+    References
+    ----------
+    .. [1] Chan, T. F., Golub, G. H. & LeVeque, R. J. (1983). Algorithms for
+       computing the sample variance: analysis and recommendations. The
+       American Statistician, 37(3), 242-247.
+
+    Examples
+    --------
+    >>> part1 = SufficientStats.from_arrays([110.0, 90.0], [100.0, 100.0])
+    >>> part2 = SufficientStats.from_arrays([0.0], [50.0])
+    >>> pooled = part1 + part2
+    >>> pooled.n, pooled.sum_x, pooled.sum_y
+    (3, 200.0, 250.0)
+    >>> round(pooled.var_y, 4)
+    833.3333
+    """
+
+    n: int
+    sum_x: float
+    sum_y: float
+    sum_xx: float
+    sum_yy: float
+    sum_xy: float
+
+    def __post_init__(self) -> None:
+        # Frozen, so normalise through object.__setattr__: SQL drivers hand back
+        # Decimal and numpy hands back float64, reports want plain floats.
+        object.__setattr__(self, "n", check_count("n", self.n))
+        for name in ("sum_x", "sum_y", "sum_xx", "sum_yy", "sum_xy"):
+            object.__setattr__(self, name, check_finite(name, getattr(self, name)))
+        for name in ("sum_xx", "sum_yy"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} is a sum of squares and cannot be negative; got {getattr(self, name)!r}"
+                )
+        if self.n == 0 and any(
+            getattr(self, name) != 0 for name in ("sum_x", "sum_y", "sum_xx", "sum_yy", "sum_xy")
+        ):
+            raise ValueError(f"n is 0 but the sums are not all zero: {self!r}")
+
+    @classmethod
+    def from_arrays(cls, x: ArrayLike, y: ArrayLike) -> SufficientStats:
+        """Sufficient statistics of paired arrays ``x`` (end MRR) and ``y`` (start MRR).
+
+        Raises
+        ------
+        ValueError
+            If the arrays are not one-dimensional, differ in length or hold
+            non-finite values.
+
+        Examples
+        --------
+        >>> SufficientStats.from_arrays([1.0, 2.0], [1.0, 1.0])
+        SufficientStats(n=2, sum_x=3.0, sum_y=2.0, sum_xx=5.0, sum_yy=2.0, sum_xy=3.0)
+        """
+        xs = _as_vector("x", x)
+        ys = _as_vector("y", y)
+        if xs.shape != ys.shape:
+            raise ValueError(f"x and y must have the same length; got {xs.size} and {ys.size}")
+        return cls(
+            n=xs.size,
+            sum_x=float(xs.sum()),
+            sum_y=float(ys.sum()),
+            # dot products are one BLAS pass each, no temporary arrays
+            sum_xx=float(np.dot(xs, xs)),
+            sum_yy=float(np.dot(ys, ys)),
+            sum_xy=float(np.dot(xs, ys)),
+        )
+
+    @classmethod
+    def empty(cls) -> SufficientStats:
+        """Statistics of no accounts, the identity for ``+``.
+
+        Examples
+        --------
+        >>> SufficientStats.empty().n
+        0
+        """
+        return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def __add__(self, other: object) -> SufficientStats:
+        if not isinstance(other, SufficientStats):
+            return NotImplemented
+        return SufficientStats(
+            n=self.n + other.n,
+            sum_x=self.sum_x + other.sum_x,
+            sum_y=self.sum_y + other.sum_y,
+            sum_xx=self.sum_xx + other.sum_xx,
+            sum_yy=self.sum_yy + other.sum_yy,
+            sum_xy=self.sum_xy + other.sum_xy,
+        )
+
+    def __radd__(self, other: object) -> SufficientStats:
+        # Lets the builtin sum(chunks) work: it starts from the integer 0.
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self
+        return NotImplemented
+
+    @property
+    def mean_x(self) -> float | None:
+        """Mean end MRR, ``None`` for an empty arm."""
+        return self.sum_x / self.n if self.n else None
+
+    @property
+    def mean_y(self) -> float | None:
+        """Mean start MRR, ``None`` for an empty arm."""
+        return self.sum_y / self.n if self.n else None
+
+    @property
+    def var_x(self) -> float | None:
+        """Sample variance of ``x`` (ddof=1), ``None`` when ``n < 2``."""
+        if self.n < 2:
+            return None
+        return max(centred_sum(self.sum_xx, self.sum_x, self.sum_x, self.n, self.sum_xx), 0.0) / (
+            self.n - 1
+        )
+
+    @property
+    def var_y(self) -> float | None:
+        """Sample variance of ``y`` (ddof=1), ``None`` when ``n < 2``."""
+        if self.n < 2:
+            return None
+        return max(centred_sum(self.sum_yy, self.sum_y, self.sum_y, self.n, self.sum_yy), 0.0) / (
+            self.n - 1
+        )
+
+    @property
+    def cov_xy(self) -> float | None:
+        """Sample covariance of ``x`` and ``y`` (ddof=1), ``None`` when ``n < 2``."""
+        var_x, var_y = self.var_x, self.var_y
+        if var_x is None or var_y is None:
+            return None
+        scale = math.sqrt(self.sum_xx * self.sum_yy)
+        cov = centred_sum(self.sum_xy, self.sum_x, self.sum_y, self.n, scale) / (self.n - 1)
+        bound = math.sqrt(var_x * var_y)
+        return min(max(cov, -bound), bound)
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Money totals of one arm, in currency units.
+
+    Parameters
+    ----------
+    accounts : int
+        Number of enrolled accounts.
+    start_mrr, expansion_mrr, contraction_mrr, churned_mrr : float
+        Sums over the arm's accounts.
+
+    Raises
+    ------
+    ValueError
+        If ``accounts`` is not a whole number >= 0 or a total is not finite.
+
+    Notes
+    -----
+    .. math::
+        \\mathrm{end} = \\mathrm{start} + \\mathrm{expansion}
+                        - \\mathrm{contraction} - \\mathrm{churned}
+
+    .. math::
+        \\mathrm{NRR} = \\frac{\\mathrm{end}}{\\mathrm{start}}, \\quad
+        \\mathrm{GRR} = \\frac{\\mathrm{start} - \\mathrm{contraction}
+                              - \\mathrm{churned}}{\\mathrm{start}}
+
+    Both ratios are ``None`` when the start MRR is zero (an empty arm).
+
+    References
+    ----------
+    .. [1] NRR Lab design, section 4 "Statistics".
+
+    Examples
+    --------
+    >>> totals = ArmTotals(2, start_mrr=200.0, expansion_mrr=30.0,
+    ...                    contraction_mrr=10.0, churned_mrr=20.0)
+    >>> totals.end_mrr, totals.nrr, totals.grr
+    (200.0, 1.0, 0.85)
+    """
+
+    accounts: int
+    start_mrr: float
+    expansion_mrr: float
+    contraction_mrr: float
+    churned_mrr: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accounts", check_count("accounts", self.accounts))
+        for name in ("start_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr"):
+            object.__setattr__(self, name, check_finite(name, getattr(self, name)))
+
+    @classmethod
+    def empty(cls) -> ArmTotals:
+        """Totals of no accounts, the identity for ``+``."""
+        return cls(0, 0.0, 0.0, 0.0, 0.0)
+
+    def __add__(self, other: object) -> ArmTotals:
+        if not isinstance(other, ArmTotals):
+            return NotImplemented
+        return ArmTotals(
+            accounts=self.accounts + other.accounts,
+            start_mrr=self.start_mrr + other.start_mrr,
+            expansion_mrr=self.expansion_mrr + other.expansion_mrr,
+            contraction_mrr=self.contraction_mrr + other.contraction_mrr,
+            churned_mrr=self.churned_mrr + other.churned_mrr,
+        )
+
+    @property
+    def end_mrr(self) -> float:
+        """End MRR: start + expansion - contraction - churned."""
+        return self.start_mrr + self.expansion_mrr - self.contraction_mrr - self.churned_mrr
+
+    @property
+    def nrr(self) -> float | None:
+        """Net revenue retention ``end / start``, ``None`` when start is 0."""
+        return self.end_mrr / self.start_mrr if self.start_mrr else None
+
+    @property
+    def grr(self) -> float | None:
+        """Gross revenue retention ``(start - contraction - churned) / start``, ``None`` when start is 0."""
+        if not self.start_mrr:
+            return None
+        return (self.start_mrr - self.contraction_mrr - self.churned_mrr) / self.start_mrr
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """Everything :func:`stats.analyze` needs about one arm.
+
+    Parameters
+    ----------
+    totals : ArmTotals
+        Money totals (for the arms table and SRM counts).
+    sums : SufficientStats
+        Sufficient statistics of ``x = end``, ``y = start`` (for inference).
+    account_nrr : numpy.ndarray, optional
+        Per-account ``end / start``, used only by the Mann-Whitney robustness
+        check. Leave it ``None`` when only sums are available (e.g. aggregated
+        in a warehouse); ``p_value_mwu`` is then reported as ``None`` with a
+        warning.
+
+    Raises
+    ------
+    ValueError
+        If ``totals.accounts`` differs from ``sums.n`` or ``account_nrr`` has
+        the wrong length or non-finite values.
+
+    Notes
+    -----
+    Arms pool by addition (chunked reading); ``account_nrr`` is concatenated,
+    or dropped when either side lacks it.
+
+    References
+    ----------
+    .. [1] NRR Lab design, section 4 "Statistics".
+
+    Examples
+    --------
+    >>> arm = arm_from_arrays([100.0, 50.0], [10.0, 0.0], [0.0, 0.0], [0.0, 50.0])
+    >>> arm.totals.nrr, arm.sums.n, arm.account_nrr.tolist()
+    (0.7333333333333333, 2, [1.1, 0.0])
+    """
+
+    totals: ArmTotals
+    sums: SufficientStats
+    # Arrays have no useful == or hash; identity of an arm is its totals and sums.
+    account_nrr: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.totals, ArmTotals):
+            raise ValueError(f"totals must be an ArmTotals; got {self.totals!r}")
+        if not isinstance(self.sums, SufficientStats):
+            raise ValueError(f"sums must be a SufficientStats; got {self.sums!r}")
+        if self.totals.accounts != self.sums.n:
+            raise ValueError(
+                f"totals.accounts ({self.totals.accounts}) and sums.n ({self.sums.n}) must count the same accounts"
+            )
+        if self.account_nrr is not None:
+            values = _as_vector("account_nrr", self.account_nrr)
+            if values.size != self.sums.n:
+                raise ValueError(
+                    f"account_nrr has {values.size} values but the arm has {self.sums.n} accounts"
+                )
+            object.__setattr__(self, "account_nrr", values)
+
+    def __add__(self, other: object) -> ArmData:
+        if not isinstance(other, ArmData):
+            return NotImplemented
+        if self.account_nrr is None or other.account_nrr is None:
+            account_nrr = None
+        else:
+            account_nrr = np.concatenate([self.account_nrr, other.account_nrr])
+        return ArmData(self.totals + other.totals, self.sums + other.sums, account_nrr)
+
+
+def arm_from_arrays(
+    start: ArrayLike,
+    expansion: ArrayLike,
+    contraction: ArrayLike,
+    churned: ArrayLike,
+) -> ArmData:
+    """Build an arm's totals, sufficient statistics and per-account NRR from row arrays.
+
+    Parameters
+    ----------
+    start, expansion, contraction, churned : array_like of float
+        One value per account, all the same length. ``start`` must be > 0
+        (an existing customer, per the data contract).
+
+    Returns
+    -------
+    ArmData
+        With ``account_nrr`` filled in.
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in length, are not one-dimensional, hold
+        non-finite values, or a start MRR is not greater than 0.
+
+    Notes
+    -----
+    Per account :math:`x = \\mathrm{start} + \\mathrm{expansion} -
+    \\mathrm{contraction} - \\mathrm{churned}`, :math:`y = \\mathrm{start}` and
+    ``account_nrr`` :math:`= x / y`, rounded to ``ACCOUNT_NRR_DECIMALS`` (12)
+    decimals so that equal ratios tie despite float noise in :math:`x`.
+    Everything is vectorised; no Python loop runs per account.
+
+    References
+    ----------
+    .. [1] NRR Lab design, section 3 "Account data contract".
+
+    Examples
+    --------
+    >>> arm = arm_from_arrays([100.0, 200.0], [20.0, 0.0], [0.0, 50.0], [0.0, 0.0])
+    >>> arm.totals
+    ArmTotals(accounts=2, start_mrr=300.0, expansion_mrr=20.0, contraction_mrr=50.0, churned_mrr=0.0)
+    >>> arm.sums.sum_x, arm.account_nrr.tolist()
+    (270.0, [1.2, 0.75])
+    """
+    columns = {
+        "start": _as_vector("start", start),
+        "expansion": _as_vector("expansion", expansion),
+        "contraction": _as_vector("contraction", contraction),
+        "churned": _as_vector("churned", churned),
+    }
+    lengths = {name: values.size for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"start, expansion, contraction and churned must have the same length; got {lengths}"
+        )
+    y = columns["start"]
+    not_positive = np.flatnonzero(y <= 0)
+    if not_positive.size:
+        index = int(not_positive[0])
+        raise ValueError(f"start must be greater than 0; got {float(y[index])!r} at index {index}")
+    x = y + columns["expansion"] - columns["contraction"] - columns["churned"]
+    totals = ArmTotals(
+        accounts=y.size,
+        start_mrr=float(y.sum()),
+        expansion_mrr=float(columns["expansion"].sum()),
+        contraction_mrr=float(columns["contraction"].sum()),
+        churned_mrr=float(columns["churned"].sum()),
+    )
+    account_nrr = np.divide(x, y)
+    np.round(account_nrr, ACCOUNT_NRR_DECIMALS, out=account_nrr)
+    return ArmData(totals=totals, sums=SufficientStats.from_arrays(x, y), account_nrr=account_nrr)
+
+
+def _as_vector(name: str, values: Any) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        index = int(np.flatnonzero(~finite)[0])
+        raise ValueError(
+            f"{name} must hold finite numbers; got {float(array[index])!r} at index {index}"
+        )
+    return array
