@@ -1,46 +1,438 @@
-"""The driver tree: reading it as nested nodes (editing arrives with the registry work)."""
+"""The NRR driver tree: reading it with experiment roll-ups, and editing it safely.
+
+Invariants every operation keeps: exactly one root (the NRR node, no parent);
+every other node has a parent that exists; following parents from any node
+reaches the root (no cycles); every experiment points at an existing node.
+Deleting a node therefore either re-parents its children and experiments or is
+refused, and a node is never moved into its own branch.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
-from experiments.access import visible_team_ids
-from experiments.models import DriverNode, Experiment, User
+from experiments.access import require, team_roles, visible_team_ids
+from experiments.audit import diff_fields, record_event
+from experiments.errors import NotFound, PermissionDenied, ValidationFailed
+from experiments.input_rules import (
+    LONG_TEXT_MAX,
+    NAME_MAX,
+    FieldErrors,
+    read_choice,
+    read_id,
+    read_number,
+    read_text,
+)
+from experiments.models import (
+    NODE_STATUSES,
+    AnalysisSnapshot,
+    DriverNode,
+    Experiment,
+    Team,
+    User,
+    utcnow,
+)
+from experiments.users import role_rank
+
+#: Kinds a user may give a node; ``root`` belongs to the one NRR node.
+EDITABLE_KINDS: tuple[str, ...] = ("lever", "driver")
+DeletePolicy = Literal["reparent", "refuse"]
+DELETE_POLICIES: tuple[str, ...] = ("reparent", "refuse")
+#: The fields of a node that the edit form carries (and the audit diff compares).
+NODE_FIELDS: tuple[str, ...] = ("name", "kind", "team_id", "owner_id", "hypothesis",
+                                "leading_metric", "baseline", "target", "status")
 
 
 @dataclass
 class TreeNode:
+    """A node as the tree page draws it, with its experiments rolled up."""
+
     node: DriverNode
     children: list[TreeNode] = field(default_factory=list)
     experiment_counts: dict[str, int] = field(default_factory=dict)
+    verdict_counts: dict[str, int] = field(default_factory=dict)
+    owner: User | None = None
+    team: Team | None = None
+    editable: bool = False
 
     @property
     def subtree_counts(self) -> dict[str, int]:
-        totals: dict[str, int] = defaultdict(int)
-        for status, count in self.experiment_counts.items():
-            totals[status] += count
+        """Experiments in this node's branch by status."""
+        totals: Counter[str] = Counter(self.experiment_counts)
         for child in self.children:
-            for status, count in child.subtree_counts.items():
-                totals[status] += count
+            totals.update(child.subtree_counts)
         return dict(totals)
+
+    @property
+    def subtree_verdicts(self) -> dict[str, int]:
+        """Latest verdicts of the experiments in this node's branch."""
+        totals: Counter[str] = Counter(self.verdict_counts)
+        for child in self.children:
+            totals.update(child.subtree_verdicts)
+        return dict(totals)
+
+    def walk(self) -> Iterable[TreeNode]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def latest_verdicts(session: Session) -> dict[int, str]:
+    """``{experiment_id: verdict}`` of each experiment's newest snapshot that has one."""
+    rows = session.exec(
+        select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict)
+        .order_by(AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at, AnalysisSnapshot.id)
+    ).all()
+    latest: dict[int, str] = {}
+    for experiment_id, verdict in rows:
+        if verdict:
+            latest[experiment_id] = verdict
+    return latest
+
+
+def _visible(teams: set[int] | None, team_id: int | None) -> bool:
+    return teams is None or team_id is None or team_id in teams
 
 
 def load_tree(session: Session, user: User) -> list[TreeNode]:
-    """The roots of the tree the user may see (another team's nodes are left out)."""
+    """The roots of the tree ``user`` may see.
+
+    Another team's nodes are left out; a visible node whose parent is hidden hangs
+    under its nearest visible ancestor, so a team's branch never floats loose.
+    """
     teams = visible_team_ids(session, user)
     nodes = session.exec(select(DriverNode).order_by(DriverNode.position, DriverNode.id)).all()
-    visible = [n for n in nodes if teams is None or n.team_id is None or n.team_id in teams]
-    by_id = {n.id: TreeNode(n) for n in visible}
-    experiments = session.exec(select(Experiment.node_id, Experiment.status, Experiment.team_id)).all()
-    for node_id, status, team_id in experiments:
-        if node_id in by_id and (teams is None or team_id is None or team_id in teams):
-            counts = by_id[node_id].experiment_counts
-            counts[status] = counts.get(status, 0) + 1
+    parents = {n.id: n.parent_id for n in nodes}
+    users = {u.id: u for u in session.exec(select(User)).all()}
+    team_rows = {t.id: t for t in session.exec(select(Team)).all()}
+    memberships = team_roles(session, user)
+
+    def editable(team_id: int | None) -> bool:
+        role = "admin" if user.role == "admin" else (user.role if team_id is None else memberships.get(team_id))
+        return role_rank(role) >= role_rank("experimenter")
+
+    by_id = {
+        n.id: TreeNode(n, owner=users.get(n.owner_id), team=team_rows.get(n.team_id), editable=editable(n.team_id))
+        for n in nodes if _visible(teams, n.team_id)
+    }
+    verdicts = latest_verdicts(session)
+    rows = session.exec(select(Experiment.id, Experiment.node_id, Experiment.status, Experiment.team_id)).all()
+    for experiment_id, node_id, status, team_id in rows:
+        if node_id in by_id and _visible(teams, team_id):
+            item = by_id[node_id]
+            item.experiment_counts[status] = item.experiment_counts.get(status, 0) + 1
+            if experiment_id in verdicts:
+                verdict = verdicts[experiment_id]
+                item.verdict_counts[verdict] = item.verdict_counts.get(verdict, 0) + 1
     roots: list[TreeNode] = []
-    for tree_node in by_id.values():
-        parent = by_id.get(tree_node.node.parent_id)
-        (parent.children if parent else roots).append(tree_node)
+    for item in by_id.values():
+        ancestor = item.node.parent_id
+        seen: set[int] = set()
+        while ancestor is not None and ancestor not in by_id and ancestor not in seen:
+            seen.add(ancestor)
+            ancestor = parents.get(ancestor)
+        parent = by_id.get(ancestor) if ancestor is not None else None
+        (parent.children if parent else roots).append(item)
     return roots
+
+
+def node_choices(session: Session, user: User, *, exclude_branch_of: int | None = None) -> list[tuple[int, str]]:
+    """``(id, indented name)`` of the visible nodes in tree order, for select lists.
+
+    ``exclude_branch_of`` leaves out that node and everything under it (the
+    places a node cannot be moved to).
+    """
+    choices: list[tuple[int, str]] = []
+
+    def visit(items: list[TreeNode], depth: int) -> None:
+        for item in items:
+            if item.node.id == exclude_branch_of:
+                continue
+            choices.append((item.node.id, "\u2003" * depth + item.node.name))
+            visit(item.children, depth + 1)
+
+    visit(load_tree(session, user), 0)
+    return choices
+
+
+def _parent_map(session: Session) -> dict[int, int | None]:
+    return dict(session.exec(select(DriverNode.id, DriverNode.parent_id)).all())
+
+
+def branch_ids(session: Session, node_id: int) -> set[int]:
+    """``node_id`` and every node below it (visible or not)."""
+    children: dict[int | None, list[int]] = {}
+    for child, parent in _parent_map(session).items():
+        children.setdefault(parent, []).append(child)
+    found, todo = set(), [node_id]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.add(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def ancestry(session: Session, node_id: int) -> list[DriverNode]:
+    """The path from the root down to ``node_id`` (inclusive)."""
+    path: list[DriverNode] = []
+    seen: set[int] = set()
+    current = session.get(DriverNode, node_id)
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
+        path.append(current)
+        current = session.get(DriverNode, current.parent_id) if current.parent_id is not None else None
+    return list(reversed(path))
+
+
+def get_node(session: Session, user: User, node_id: int, needed: str = "viewer") -> DriverNode:
+    """The node ``node_id`` if ``user`` may act on it as ``needed``.
+
+    Raises
+    ------
+    NotFound
+        No such node, or it belongs to a team the user is not in.
+    PermissionDenied
+        The user sees it but holds less than ``needed`` there.
+    """
+    node = session.get(DriverNode, node_id) if 0 < node_id < 2**31 else None
+    if node is None:
+        raise NotFound(f"no driver node {node_id}")
+    require(session, user, node.team_id, needed)
+    return node
+
+
+def _snapshot(node: DriverNode) -> dict[str, Any]:
+    return {name: getattr(node, name) for name in ("parent_id", *NODE_FIELDS)}
+
+
+def _next_position(session: Session, parent_id: int) -> int:
+    highest = session.exec(select(func.max(DriverNode.position)).where(DriverNode.parent_id == parent_id)).one()
+    return 0 if highest is None else highest + 1
+
+
+def _read_node_fields(session: Session, data: Mapping[str, Any], *, actor: User,
+                      is_root: bool, errors: FieldErrors) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": read_text(data, "name", errors, max_length=NAME_MAX, required=True),
+        "hypothesis": read_text(data, "hypothesis", errors, max_length=LONG_TEXT_MAX, multiline=True),
+        "leading_metric": read_text(data, "leading_metric", errors, max_length=NAME_MAX),
+        "baseline": read_number(data, "baseline", errors, example="0.55"),
+        "target": read_number(data, "target", errors, example="0.70"),
+        "status": read_choice(data, "status", errors, NODE_STATUSES, default="active"),
+    }
+    values["kind"] = "root" if is_root else read_choice(data, "kind", errors, EDITABLE_KINDS, default="driver")
+    team_id = read_id(data, "team_id", errors, what="team")
+    if team_id is not None:
+        if is_root:
+            errors.add("team_id", "the NRR root is shared by every team and cannot belong to one")
+        elif session.get(Team, team_id) is None:
+            errors.add("team_id", "unknown team")
+        else:
+            try:
+                require(session, actor, team_id, "experimenter")
+            except NotFound:
+                errors.add("team_id", "unknown team")
+            except PermissionDenied:
+                errors.add("team_id", "you need the experimenter role in this team to give it a node")
+    values["team_id"] = team_id
+    owner_id = read_id(data, "owner_id", errors, what="owner")
+    if owner_id is not None:
+        owner = session.get(User, owner_id)
+        if owner is None or not owner.is_active:
+            errors.add("owner_id", "unknown owner")
+    values["owner_id"] = owner_id
+    return values
+
+
+def _require_shared_edit(session: Session, actor: User, team_id: int | None) -> None:
+    # A node without a team is edited with the global role.
+    require(session, actor, team_id, "experimenter")
+
+
+def create_node(session: Session, data: Mapping[str, Any], *, actor: User) -> DriverNode:
+    """Add a child under ``data['parent_id']`` with the node fields of ``data``.
+
+    Raises
+    ------
+    NotFound
+        The parent does not exist or is another team's.
+    PermissionDenied
+        The actor may not edit nodes without a team (global role below experimenter).
+    ValidationFailed
+        A field is missing, too long or names an unknown team or owner.
+    """
+    errors = FieldErrors()
+    parent_id = read_id(data, "parent_id", errors, required=True, what="parent node")
+    errors.raise_if_any()
+    parent = get_node(session, actor, parent_id, "viewer")
+    values = _read_node_fields(session, data, actor=actor, is_root=False, errors=errors)
+    errors.raise_if_any()
+    if values["team_id"] is None:
+        _require_shared_edit(session, actor, None)
+    node = DriverNode(parent_id=parent.id, position=_next_position(session, parent.id), **values)
+    session.add(node)
+    session.flush()
+    record_event(session, "node.create", actor=actor, entity_type="driver_node", entity_id=node.id,
+                 team_id=node.team_id, diff=diff_fields({}, _snapshot(node)))
+    return node
+
+
+def update_node(session: Session, node_id: int, data: Mapping[str, Any], *, actor: User) -> DriverNode:
+    """Replace the editable fields of a node (not its place in the tree: see :func:`move_node`).
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        As :func:`get_node` with ``experimenter``.
+    ValidationFailed
+        A field is missing, too long or names an unknown team or owner.
+    """
+    node = get_node(session, actor, node_id, "experimenter")
+    errors = FieldErrors()
+    values = _read_node_fields(session, data, actor=actor, is_root=node.parent_id is None, errors=errors)
+    errors.raise_if_any()
+    before = _snapshot(node)
+    for name, value in values.items():
+        setattr(node, name, value)
+    changes = diff_fields(before, _snapshot(node))
+    if changes:
+        node.updated_at = utcnow()
+        session.add(node)
+        session.flush()
+        record_event(session, "node.update", actor=actor, entity_type="driver_node", entity_id=node.id,
+                     team_id=node.team_id, diff=changes)
+    return node
+
+
+def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User) -> DriverNode:
+    """Re-parent a node (with its whole branch) under ``new_parent_id``, as its last child.
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        As :func:`get_node` with ``experimenter``.
+    ValidationFailed
+        ``parent_id``: the node is the root, the new parent is unknown, or it lies
+        inside the node's own branch (which would make a cycle).
+    """
+    node = get_node(session, actor, node_id, "experimenter")
+    if node.parent_id is None:
+        raise ValidationFailed({"parent_id": "the NRR root cannot be moved: every other node hangs under it"})
+    errors = FieldErrors()
+    parent_id = read_id({"parent_id": new_parent_id}, "parent_id", errors, required=True, what="new parent node")
+    errors.raise_if_any()
+    try:
+        parent = get_node(session, actor, parent_id, "viewer")
+    except NotFound:
+        raise ValidationFailed({"parent_id": "unknown new parent node"}) from None
+    if parent.id == node.id:
+        raise ValidationFailed({"parent_id": f"'{node.name}' cannot be moved under itself"})
+    if parent.id in branch_ids(session, node.id):
+        raise ValidationFailed({"parent_id": (
+            f"'{node.name}' cannot be moved under '{parent.name}': '{parent.name}' is inside the branch "
+            f"of '{node.name}', so the tree would loop back on itself")})
+    if parent.id == node.parent_id:
+        return node
+    old_parent = node.parent_id
+    node.parent_id = parent.id
+    node.position = _next_position(session, parent.id)
+    node.updated_at = utcnow()
+    session.add(node)
+    session.flush()
+    record_event(session, "node.move", actor=actor, entity_type="driver_node", entity_id=node.id,
+                 team_id=node.team_id, diff={"parent_id": [old_parent, parent.id]})
+    return node
+
+
+@dataclass(frozen=True)
+class DeleteImpact:
+    """What deleting a node would affect (all of it, visible to the actor or not)."""
+
+    children: int
+    experiments: int
+
+    @property
+    def empty(self) -> bool:
+        return self.children == 0 and self.experiments == 0
+
+
+def delete_impact(session: Session, node: DriverNode) -> DeleteImpact:
+    children = session.exec(select(func.count()).select_from(DriverNode).where(DriverNode.parent_id == node.id)).one()
+    experiments = session.exec(select(func.count()).select_from(Experiment).where(Experiment.node_id == node.id)).one()
+    return DeleteImpact(children=children, experiments=experiments)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "reparent",
+                target_id: Any = None) -> DeleteImpact:
+    """Delete a node; its children and experiments go to ``target_id`` (default: its parent).
+
+    With ``policy="refuse"`` a node that still has children or experiments is not
+    deleted. Either way nothing is ever left pointing at a missing node.
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        As :func:`get_node` with ``experimenter``.
+    ValidationFailed
+        The node is the root; the policy is unknown; ``refuse`` met a non-empty
+        node; or the target is unknown or inside the node's own branch.
+    """
+    node = get_node(session, actor, node_id, "experimenter")
+    if node.parent_id is None:
+        raise ValidationFailed({"": "the NRR root cannot be deleted"})
+    errors = FieldErrors()
+    chosen_policy = read_choice({"policy": policy}, "policy", errors, DELETE_POLICIES, default="reparent")
+    chosen_target = read_id({"target_id": target_id}, "target_id", errors, what="node")
+    errors.raise_if_any()
+    impact = delete_impact(session, node)
+    if chosen_policy == "refuse" and not impact.empty:
+        raise ValidationFailed({"policy": (
+            f"'{node.name}' still has {_plural(impact.children, 'child node')} and "
+            f"{_plural(impact.experiments, 'experiment')}, so it was not deleted; "
+            "choose to move them to another node instead")})
+    target_id_value = chosen_target if chosen_target is not None else node.parent_id
+    try:
+        target = get_node(session, actor, target_id_value, "viewer")
+    except NotFound:
+        raise ValidationFailed({"target_id": "unknown node to move the children and experiments to"}) from None
+    if target.id in branch_ids(session, node.id):
+        raise ValidationFailed({"target_id": (
+            f"'{target.name}' is inside the branch being deleted; choose a node outside it")})
+    before = _snapshot(node)
+    children = session.exec(select(DriverNode).where(DriverNode.parent_id == node.id)
+                            .order_by(DriverNode.position, DriverNode.id)).all()
+    position = _next_position(session, target.id)
+    for offset, child in enumerate(children):
+        child.parent_id = target.id
+        child.position = position + offset
+        session.add(child)
+    experiments = session.exec(select(Experiment).where(Experiment.node_id == node.id)).all()
+    for experiment in experiments:
+        experiment.node_id = target.id
+        session.add(experiment)
+    session.flush()
+    session.delete(node)
+    session.flush()
+    diff = diff_fields(before, {})
+    if children or experiments:
+        diff["moved_to"] = [None, target.id]
+        diff["moved_children"] = [None, [c.id for c in children]]
+        diff["moved_experiments"] = [None, [e.key for e in experiments]]
+    record_event(session, "node.delete", actor=actor, entity_type="driver_node", entity_id=node_id,
+                 team_id=before["team_id"], diff=diff)
+    return impact
+
+
+def node_count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(DriverNode)).one()

@@ -90,6 +90,8 @@ def _empty_all_tables(engine) -> None:
             names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
+            # The tree references itself with ON DELETE RESTRICT: cut the edges first.
+            connection.execute(text("UPDATE driver_node SET parent_id = NULL"))
             for table in reversed(SQLModel.metadata.sorted_tables):
                 connection.execute(table.delete())
 

@@ -1,30 +1,276 @@
-"""The experiment registry and experiment pages."""
+"""The experiment registry and experiment pages.
+
+| method | URL                                 | role         | view             |
+|--------|-------------------------------------|--------------|------------------|
+| GET    | /experiments/                       | viewer       | index            |
+| GET    | /experiments/new                    | experimenter | new              |
+| POST   | /experiments/new                    | experimenter | create           |
+| GET    | /experiments/sample-size-hint       | viewer       | sample_size_hint |
+| GET    | /experiments/<key>                  | viewer       | detail           |
+| GET    | /experiments/<key>.json             | viewer       | export_json      |
+| GET    | /experiments/<key>/edit             | experimenter | edit             |
+| POST   | /experiments/<key>/edit             | experimenter | update           |
+| POST   | /experiments/<key>/start            | experimenter | start            |
+| POST   | /experiments/<key>/stop             | experimenter | stop             |
+| POST   | /experiments/<key>/decide           | experimenter | decide           |
+
+The new/edit forms post ``variant_action`` (``add`` / ``remove:<row>``) from their
+variant buttons: htmx gets the variants fieldset back, a browser without
+JavaScript the whole form again; nothing is stored either way.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from typing import Any
 
-from experiments.errors import NotFound
-from experiments.registry import get_experiment, list_experiments
+from flask import Blueprint, jsonify, redirect, request, url_for
+
+from experiments.access import require
+from experiments.analysis import load_results
+from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.journeys import stage_choices
+from experiments.models import DECISIONS, EXPERIMENT_STATUSES
+from experiments.planning import sample_size_hint as compute_hint
+from experiments.registry import (
+    LOCKED_FIELDS,
+    ExperimentFilters,
+    decide_experiment,
+    experiment_as_dict,
+    experiment_page,
+    form_values,
+    get_experiment,
+    list_experiments,
+    owner_choices,
+    register_experiment,
+    registry_rows,
+    start_experiment,
+    stop_experiment,
+    team_choices,
+    update_experiment,
+)
+from experiments.tree import node_choices
+from experiments.users import role_rank
 from webapp.db import get_session
-from webapp.security import acting_user, allow
+from webapp.experiments.forms import (
+    apply_variant_action,
+    conflict_response,
+    domain_errors,
+    experiment_form_data,
+    variant_rows,
+)
+from webapp.rendering import render_page_or_partial
+from webapp.security import acting_user, allow, highest_role
 
 bp = Blueprint("experiments", __name__, url_prefix="/experiments")
+
+
+# ---------------------------------------------------------------- the list
 
 
 @bp.route("/")
 @allow("viewer")
 def index():
-    """Experiment list."""
-    return render_template("experiments/index.html", experiments=list_experiments(get_session(), acting_user()))
+    """Experiment list, filtered by the query string."""
+    session = get_session()
+    user = acting_user()
+    filters = ExperimentFilters.from_args(request.args)
+    experiments = list_experiments(session, user, **filters.__dict__)
+    return render_page_or_partial(
+        "experiments/index.html", "experiments/_list.html",
+        rows=registry_rows(session, experiments), filters=filters, statuses=EXPERIMENT_STATUSES,
+        teams=team_choices(session, user), owners=owner_choices(session), nodes=node_choices(session, user),
+        stages=stage_choices(session),
+        can_create=role_rank(highest_role(user)) >= role_rank("experimenter"),
+    )
+
+
+# ---------------------------------------------------------------- new / edit
+
+
+def _default_values() -> dict[str, Any]:
+    user = acting_user()
+    return {"owner_id": user.id, "mde": "0.02", "alpha": "0.05", "power": "0.8", "primary_metric": "nrr",
+            "variants": [{"key": "control", "name": "Control", "weight": "1"},
+                         {"key": "treatment", "name": "Treatment", "weight": "1"}],
+            "control": "0"}
+
+
+def _form(values: dict[str, Any], errors: dict[str, str] | None = None, *, experiment=None, status: int = 200,
+          partial: str = "experiments/_form.html", oob_hint: bool = False):
+    """The new or edit form (page, or ``partial`` for htmx) with its choices and live hint."""
+    session = get_session()
+    user = acting_user()
+    action = (url_for("experiments.update", key=experiment.key) if experiment is not None
+              else url_for("experiments.create"))
+    return render_page_or_partial(
+        "experiments/form.html", partial, status=status,
+        values=values, errors=errors or {}, experiment=experiment, action=action,
+        locked=experiment is not None and experiment.status != "draft", locked_fields=LOCKED_FIELDS,
+        nodes=node_choices(session, user), stages=stage_choices(session),
+        teams=team_choices(session, user, needed="experimenter"), owners=owner_choices(session),
+        hint=compute_hint(session, user, values), oob_hint=oob_hint,
+    )
+
+
+def _variant_action_response(data: dict[str, Any], experiment=None):
+    values = apply_variant_action(data, request.form.get("variant_action", ""))
+    return _form(values, experiment=experiment, partial="experiments/_variants.html", oob_hint=True)
+
+
+@bp.route("/new")
+@allow("experimenter")
+def new():
+    """The registration form."""
+    return _form(_default_values())
+
+
+@bp.route("/new", methods=["POST"])
+@allow("experimenter")
+def create():
+    """Register a draft experiment."""
+    data = experiment_form_data(request.form)
+    if "variant_action" in request.form:
+        return _variant_action_response(data)
+    session = get_session()
+    with domain_errors():
+        try:
+            experiment = register_experiment(session, data, actor=acting_user())
+        except ValidationFailed as exc:
+            session.rollback()
+            return _form(data, exc.errors, status=422)
+        session.commit()
+    return redirect(url_for("experiments.detail", key=experiment.key), code=303)
+
+
+@bp.route("/<key>/edit")
+@allow("experimenter")
+def edit(key: str):
+    """The edit form (a draft freely; after the start, locked fields need a reason)."""
+    session = get_session()
+    user = acting_user()
+    with domain_errors():
+        experiment = get_experiment(session, user, key)
+        require(session, user, experiment.team_id, "experimenter")
+    if experiment.status == "decided":
+        return conflict_response(Conflict(f"'{key}' is decided and closed; its plan can no longer change."))
+    return _form(form_values(session, experiment), experiment=experiment)
+
+
+@bp.route("/<key>/edit", methods=["POST"])
+@allow("experimenter")
+def update(key: str):
+    """Save the edit form."""
+    session = get_session()
+    data = experiment_form_data(request.form)
+    with domain_errors():
+        if "variant_action" in request.form:
+            return _variant_action_response(data, get_experiment(session, acting_user(), key))
+        try:
+            update_experiment(session, key, data, actor=acting_user())
+        except ValidationFailed as exc:
+            session.rollback()
+            experiment = get_experiment(session, acting_user(), key)
+            return _form({**data, "key": experiment.key}, exc.errors, experiment=experiment, status=422)
+        except Conflict as exc:
+            session.rollback()
+            return conflict_response(exc)
+        session.commit()
+    return redirect(url_for("experiments.detail", key=key), code=303)
+
+
+@bp.route("/sample-size-hint")
+@allow("viewer")
+def sample_size_hint():
+    """The live sample-size hint of the experiment form."""
+    args = request.args
+    data = {name: args.get(name, "") for name in ("mde", "alpha", "power", "node_id", "control")}
+    data["variants"] = variant_rows(args)
+    hint = compute_hint(get_session(), acting_user(), data)
+    return render_page_or_partial("experiments/hint.html", "experiments/_hint.html", hint=hint)
+
+
+# ---------------------------------------------------------------- one experiment
+
+
+def _detail(key: str, *, decide_values: dict[str, Any] | None = None, decide_errors: dict[str, str] | None = None,
+            status: int = 200):
+    session = get_session()
+    user = acting_user()
+    with domain_errors():
+        page = experiment_page(session, user, key)
+        version = request.args.get("dataset", type=int) if request.method == "GET" else None
+        segment = (request.args.get("segment") or None) if request.method == "GET" else None
+        try:
+            results = load_results(session, page.experiment, dataset_version=version, segment=segment)
+        except NotFound:
+            if version is None and segment is None:
+                raise
+            results = load_results(session, page.experiment)
+    return render_page_or_partial(
+        "experiments/detail.html", "experiments/_detail.html", status=status,
+        details=page, experiment=page.experiment, results=results, decisions=DECISIONS,
+        decide_values=decide_values or {}, decide_errors=decide_errors or {},
+    )
 
 
 @bp.route("/<key>")
 @allow("viewer")
 def detail(key: str):
-    """One experiment."""
-    try:
-        experiment = get_experiment(get_session(), acting_user(), key)
-    except NotFound:
-        abort(404)
-    return render_template("experiments/detail.html", experiment=experiment)
+    """One experiment: plan, variants, lifecycle, amendments, decision and results."""
+    return _detail(key)
+
+
+@bp.route("/<key>.json")
+@allow("viewer")
+def export_json(key: str):
+    """The experiment (plan, amendments, decision) as JSON."""
+    session = get_session()
+    with domain_errors():
+        experiment = get_experiment(session, acting_user(), key)
+    return jsonify(experiment_as_dict(experiment, session))
+
+
+def _lifecycle(key: str, move) -> Any:
+    session = get_session()
+    with domain_errors():
+        try:
+            move(session, key, actor=acting_user(), expected_version=request.form.get("version", ""))
+        except Conflict as exc:
+            session.rollback()
+            return conflict_response(exc)
+        session.commit()
+    return redirect(url_for("experiments.detail", key=key), code=303)
+
+
+@bp.route("/<key>/start", methods=["POST"])
+@allow("experimenter")
+def start(key: str):
+    """Start a draft (locks the plan)."""
+    return _lifecycle(key, start_experiment)
+
+
+@bp.route("/<key>/stop", methods=["POST"])
+@allow("experimenter")
+def stop(key: str):
+    """Stop a running experiment."""
+    return _lifecycle(key, stop_experiment)
+
+
+@bp.route("/<key>/decide", methods=["POST"])
+@allow("experimenter")
+def decide(key: str):
+    """Record the decision on a stopped experiment."""
+    session = get_session()
+    data = {name: request.form.get(name, "") for name in ("decision", "rationale", "version")}
+    with domain_errors():
+        try:
+            decide_experiment(session, key, data, actor=acting_user())
+        except ValidationFailed as exc:
+            session.rollback()
+            return _detail(key, decide_values=data, decide_errors=exc.errors, status=422)
+        except Conflict as exc:
+            session.rollback()
+            return conflict_response(exc)
+        session.commit()
+    return redirect(url_for("experiments.detail", key=key), code=303)
+

@@ -1,0 +1,249 @@
+"""Customer journeys and their ordered stages (an experiment targets one stage).
+
+Journeys are shared by every team, so editing them takes the experimenter role
+globally (see :mod:`experiments.access`: an object without a team is acted on
+with the global role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, func, select
+
+from experiments.access import require
+from experiments.audit import diff_fields, record_event
+from experiments.errors import NotFound, ValidationFailed
+from experiments.input_rules import LONG_TEXT_MAX, NAME_MAX, FieldErrors, read_choice, read_text
+from experiments.models import Experiment, Journey, JourneyStage, User
+
+DIRECTIONS: tuple[str, ...] = ("up", "down")
+
+
+@dataclass
+class JourneyView:
+    """A journey with its stages in order and how many experiments target each."""
+
+    journey: Journey
+    stages: list[JourneyStage] = field(default_factory=list)
+    experiment_counts: dict[int, int] = field(default_factory=dict)
+
+
+def list_journeys(session: Session) -> list[JourneyView]:
+    """Every journey (the default first), stages in order."""
+    journeys = session.exec(select(Journey).order_by(Journey.is_default.desc(), Journey.name, Journey.id)).all()
+    stages = session.exec(select(JourneyStage).order_by(JourneyStage.position, JourneyStage.id)).all()
+    counts = dict(session.exec(select(Experiment.stage_id, func.count()).where(Experiment.stage_id.is_not(None))
+                               .group_by(Experiment.stage_id)).all())
+    views = {j.id: JourneyView(j) for j in journeys}
+    for stage in stages:
+        if stage.journey_id in views:
+            views[stage.journey_id].stages.append(stage)
+            views[stage.journey_id].experiment_counts[stage.id] = counts.get(stage.id, 0)
+    return list(views.values())
+
+
+def stage_choices(session: Session) -> list[tuple[int, str]]:
+    """``(stage id, "Journey · stage")`` in journey and stage order, for select lists."""
+    return [(stage.id, f"{view.journey.name} · {stage.name}")
+            for view in list_journeys(session) for stage in view.stages]
+
+
+def stage_label(session: Session, stage_id: int | None) -> str | None:
+    stage = session.get(JourneyStage, stage_id) if stage_id else None
+    if stage is None:
+        return None
+    journey = session.get(Journey, stage.journey_id)
+    return f"{journey.name} · {stage.name}" if journey else stage.name
+
+
+def _can_edit(session: Session, actor: User) -> None:
+    require(session, actor, None, "experimenter")
+
+
+def _journey(session: Session, journey_id: int) -> Journey:
+    journey = session.get(Journey, journey_id) if 0 < journey_id < 2**31 else None
+    if journey is None:
+        raise NotFound(f"no journey {journey_id}")
+    return journey
+
+
+def _stage(session: Session, stage_id: int) -> JourneyStage:
+    stage = session.get(JourneyStage, stage_id) if 0 < stage_id < 2**31 else None
+    if stage is None:
+        raise NotFound(f"no journey stage {stage_id}")
+    return stage
+
+
+def _journey_fields(session: Session, data: Mapping[str, Any], *, current: Journey | None) -> dict[str, str]:
+    errors = FieldErrors()
+    name = read_text(data, "name", errors, max_length=NAME_MAX, required=True)
+    description = read_text(data, "description", errors, max_length=LONG_TEXT_MAX, multiline=True)
+    if "name" not in errors:
+        clash = session.exec(select(Journey).where(func.lower(Journey.name) == name.lower())).first()
+        if clash is not None and (current is None or clash.id != current.id):
+            errors.add("name", f"a journey called '{clash.name}' already exists")
+    errors.raise_if_any()
+    return {"name": name, "description": description}
+
+
+def create_journey(session: Session, data: Mapping[str, Any], *, actor: User) -> Journey:
+    """Add a journey (no stages yet).
+
+    Raises
+    ------
+    PermissionDenied
+        The actor's global role is below experimenter.
+    ValidationFailed
+        ``name`` missing, too long or taken; ``description`` too long.
+    """
+    _can_edit(session, actor)
+    values = _journey_fields(session, data, current=None)
+    journey = Journey(**values)
+    session.add(journey)
+    session.flush()
+    record_event(session, "journey.create", actor=actor, entity_type="journey", entity_id=journey.id,
+                 diff=diff_fields({}, values))
+    return journey
+
+
+def update_journey(session: Session, journey_id: int, data: Mapping[str, Any], *, actor: User) -> Journey:
+    """Rename a journey or change its description.
+
+    Raises
+    ------
+    NotFound
+        No such journey.
+    PermissionDenied, ValidationFailed
+        As :func:`create_journey`.
+    """
+    _can_edit(session, actor)
+    journey = _journey(session, journey_id)
+    values = _journey_fields(session, data, current=journey)
+    before = {"name": journey.name, "description": journey.description}
+    changes = diff_fields(before, values)
+    if changes:
+        journey.name, journey.description = values["name"], values["description"]
+        session.add(journey)
+        session.flush()
+        record_event(session, "journey.update", actor=actor, entity_type="journey", entity_id=journey.id,
+                     diff=changes)
+    return journey
+
+
+def _stage_name(session: Session, data: Mapping[str, Any], journey_id: int, *, current: JourneyStage | None) -> str:
+    errors = FieldErrors()
+    name = read_text(data, "name", errors, max_length=NAME_MAX, required=True)
+    if "name" not in errors:
+        clash = session.exec(select(JourneyStage).where(JourneyStage.journey_id == journey_id,
+                                                        func.lower(JourneyStage.name) == name.lower())).first()
+        if clash is not None and (current is None or clash.id != current.id):
+            errors.add("name", f"this journey already has a stage called '{clash.name}'")
+    errors.raise_if_any()
+    return name
+
+
+def add_stage(session: Session, journey_id: int, data: Mapping[str, Any], *, actor: User) -> JourneyStage:
+    """Append a stage to the end of a journey.
+
+    Raises
+    ------
+    NotFound
+        No such journey.
+    PermissionDenied
+        The actor's global role is below experimenter.
+    ValidationFailed
+        ``name`` missing, too long or already a stage of this journey.
+    """
+    _can_edit(session, actor)
+    journey = _journey(session, journey_id)
+    name = _stage_name(session, data, journey.id, current=None)
+    last = session.exec(select(func.max(JourneyStage.position)).where(JourneyStage.journey_id == journey.id)).one()
+    stage = JourneyStage(journey_id=journey.id, name=name, position=0 if last is None else last + 1)
+    session.add(stage)
+    session.flush()
+    record_event(session, "stage.create", actor=actor, entity_type="journey_stage", entity_id=stage.id,
+                 diff={"journey_id": [None, journey.id], "name": [None, name], "position": [None, stage.position]})
+    return stage
+
+
+def rename_stage(session: Session, stage_id: int, data: Mapping[str, Any], *, actor: User) -> JourneyStage:
+    """Rename a stage (experiments keep pointing at it).
+
+    Raises
+    ------
+    NotFound, PermissionDenied, ValidationFailed
+        As :func:`add_stage`.
+    """
+    _can_edit(session, actor)
+    stage = _stage(session, stage_id)
+    name = _stage_name(session, data, stage.journey_id, current=stage)
+    if name != stage.name:
+        old = stage.name
+        stage.name = name
+        session.add(stage)
+        session.flush()
+        record_event(session, "stage.update", actor=actor, entity_type="journey_stage", entity_id=stage.id,
+                     diff={"name": [old, name]})
+    return stage
+
+
+def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User) -> JourneyStage:
+    """Swap a stage with its neighbour above (``up``) or below (``down``); at an end, nothing moves.
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        As :func:`add_stage`.
+    ValidationFailed
+        ``direction`` is not ``up`` or ``down``.
+    """
+    _can_edit(session, actor)
+    stage = _stage(session, stage_id)
+    errors = FieldErrors()
+    way = read_choice({"direction": direction}, "direction", errors, DIRECTIONS)
+    errors.raise_if_any()
+    siblings = list(session.exec(select(JourneyStage).where(JourneyStage.journey_id == stage.journey_id)
+                                 .order_by(JourneyStage.position, JourneyStage.id)).all())
+    index = next(i for i, s in enumerate(siblings) if s.id == stage.id)
+    other = index - 1 if way == "up" else index + 1
+    if not 0 <= other < len(siblings):
+        return stage
+    before = [s.id for s in siblings]
+    siblings[index], siblings[other] = siblings[other], siblings[index]
+    for position, sibling in enumerate(siblings):
+        sibling.position = position
+        session.add(sibling)
+    session.flush()
+    record_event(session, "stage.move", actor=actor, entity_type="journey_stage", entity_id=stage.id,
+                 diff={"order": [before, [s.id for s in siblings]]})
+    return stage
+
+
+def delete_stage(session: Session, stage_id: int, *, actor: User) -> None:
+    """Delete a stage no experiment targets.
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        As :func:`add_stage`.
+    ValidationFailed
+        Experiments still target the stage, or it is the journey's last stage.
+    """
+    _can_edit(session, actor)
+    stage = _stage(session, stage_id)
+    used = session.exec(select(func.count()).select_from(Experiment).where(Experiment.stage_id == stage.id)).one()
+    if used:
+        raise ValidationFailed({"": (
+            f"stage '{stage.name}' is the target of {used} experiment{'s' if used != 1 else ''}; "
+            "move them to another stage before deleting it")})
+    remaining = session.exec(select(func.count()).select_from(JourneyStage)
+                             .where(JourneyStage.journey_id == stage.journey_id)).one()
+    if remaining <= 1:
+        raise ValidationFailed({"": f"'{stage.name}' is the journey's only stage; a journey needs at least one"})
+    record_event(session, "stage.delete", actor=actor, entity_type="journey_stage", entity_id=stage.id,
+                 diff={"journey_id": [stage.journey_id, None], "name": [stage.name, None]})
+    session.delete(stage)
+    session.flush()

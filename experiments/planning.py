@@ -1,0 +1,290 @@
+"""Sample-size planning: how many accounts, and how many weeks, an NRR test needs.
+
+The sample size depends on the MDE and the per-account spread of the linearised
+NRR metric, ``sigma_lin`` (DESIGN §4), through :func:`stats.required_sample_size`.
+Where the spread comes from is always stated to the reader:
+
+1. a past experiment's latest analysis snapshot (its control arm's ``sigma_lin``
+   and NRR), when the planner is pointed at one;
+2. for the registry's hint, the newest snapshot on the experiment's branch (the
+   chosen driver node and everything under it);
+3. otherwise :data:`DEFAULT_SIGMA`, a stated default: 0.25 is a typical spread of
+   monthly end/start MRR per account in a B2B SaaS book (most accounts flat, a
+   minority expanding by a third or churning outright), and the demo data's own
+   control arms land close to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from experiments.access import visible_team_ids
+from experiments.input_rules import FieldErrors, parse_id, read_number, read_text
+from experiments.models import AnalysisSnapshot, Experiment, User
+from experiments.tree import branch_ids
+
+#: The per-account spread assumed when no snapshot gives a measured one.
+DEFAULT_SIGMA = 0.25
+#: The baseline NRR assumed by the planner's first view (100% = flat book).
+DEFAULT_BASELINE_NRR = 1.0
+PLANNER_DEFAULTS: dict[str, str] = {
+    "baseline_nrr": "1.0", "sigma": str(DEFAULT_SIGMA), "mde": "0.02", "alpha": "0.05", "power": "0.8",
+    "treatment_share": "0.5", "weekly_enrolment": "250",
+}
+PLANNER_FIELDS: tuple[str, ...] = (*PLANNER_DEFAULTS, "experiment")
+
+
+@dataclass(frozen=True)
+class History:
+    """A measured spread (and baseline NRR) taken from one experiment's latest snapshot."""
+
+    experiment_key: str
+    experiment_name: str
+    sigma: float
+    baseline_nrr: float | None
+    computed_at: datetime
+
+
+def _control_figures(result: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """``(sigma_lin, control NRR)`` from a stored report; ``None`` where missing or unusable."""
+    control = result.get("control")
+    sigma = None
+    for comparison in result.get("comparisons") or []:
+        value = comparison.get("sigma_lin") if isinstance(comparison, Mapping) else None
+        if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+            sigma = float(value)
+            break
+    nrr = None
+    for arm in result.get("arms") or []:
+        if isinstance(arm, Mapping) and arm.get("variant") == control:
+            value = arm.get("nrr")
+            if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+                nrr = float(value)
+    return sigma, nrr
+
+
+def _latest_history(session: Session, user: User, experiments: list[Experiment]) -> History | None:
+    if not experiments:
+        return None
+    by_id = {e.id: e for e in experiments}
+    snapshots = session.exec(
+        select(AnalysisSnapshot).where(AnalysisSnapshot.experiment_id.in_(list(by_id)))
+        .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
+    ).all()
+    for snapshot in snapshots:
+        sigma, nrr = _control_figures(snapshot.result or {})
+        if sigma is not None:
+            experiment = by_id[snapshot.experiment_id]
+            return History(experiment.key, experiment.name, sigma, nrr, snapshot.computed_at)
+    return None
+
+
+def _visible_experiments(session: Session, user: User, query) -> list[Experiment]:
+    teams = visible_team_ids(session, user)
+    return [e for e in session.exec(query).all() if teams is None or e.team_id is None or e.team_id in teams]
+
+
+def experiment_history(session: Session, user: User, key: str) -> History | None:
+    """The spread measured by experiment ``key`` (``None``: unknown, hidden, or no usable snapshot)."""
+    return _latest_history(session, user, _visible_experiments(session, user, select(Experiment).where(Experiment.key == key)))
+
+
+def branch_history(session: Session, user: User, node_id: int) -> History | None:
+    """The newest spread measured on the branch of ``node_id`` (the node and its descendants)."""
+    nodes = branch_ids(session, node_id)
+    return _latest_history(session, user, _visible_experiments(
+        session, user, select(Experiment).where(Experiment.node_id.in_(nodes))))
+
+
+def experiments_with_history(session: Session, user: User) -> list[Experiment]:
+    """Visible experiments that have at least one snapshot, newest first (the planner's picker)."""
+    with_snapshots = select(AnalysisSnapshot.experiment_id).distinct()
+    return _visible_experiments(session, user, select(Experiment).where(Experiment.id.in_(with_snapshots))
+                                .order_by(Experiment.created_at.desc(), Experiment.id.desc()))
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Accounts needed per arm; ``None`` figures when the test cannot be sized."""
+
+    control: int | None
+    treatments: tuple[int, ...]
+    ratios: tuple[float, ...]
+
+    @property
+    def total(self) -> int | None:
+        if self.control is None:
+            return None
+        return self.control + sum(self.treatments)
+
+
+def size_arms(mde: float, sigma: float, *, alpha: float, power: float, weights: tuple[float, ...]) -> Allocation:
+    """Accounts per arm for a control and treatments planned at ``weights`` (control first).
+
+    Each treatment is compared with the control; the control must be large
+    enough for the hardest of those comparisons, and every treatment then gets
+    its planned share relative to it.
+    """
+    from stats import required_sample_size
+
+    control_weight, *treatment_weights = weights
+    ratios = tuple(w / control_weight for w in treatment_weights)
+    needs = [required_sample_size(mde, sigma, alpha=alpha, power=power, ratio=r) for r in ratios]
+    if not needs or any(n is None for n in needs):
+        return Allocation(None, (), ratios)
+    control = max(needs)
+    return Allocation(control, tuple(math.ceil(control * r) for r in ratios), ratios)
+
+
+# ---------------------------------------------------------------------------
+# The planner page
+
+
+@dataclass
+class PlannerResult:
+    """The planner's answer, with the inputs as understood and where sigma came from."""
+
+    values: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    history: History | None = None
+    history_missing: bool = False
+    baseline_nrr: float | None = None
+    sigma: float | None = None
+    mde: float | None = None
+    treatment_share: float | None = None
+    allocation: Allocation | None = None
+    weeks: int | None = None
+    weekly_enrolment: float | None = None
+
+    @property
+    def relative_mde(self) -> float | None:
+        if self.mde is None or not self.baseline_nrr:
+            return None
+        return self.mde / self.baseline_nrr
+
+
+def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult:
+    """Answer the planner form (``args``: its GET values; empty → the defaults).
+
+    Inputs: ``baseline_nrr`` (fraction, 1.02 = 102%), ``sigma`` (per-account
+    spread), ``experiment`` (a key whose latest snapshot supplies both instead),
+    ``mde``, ``alpha``, ``power``, ``treatment_share`` (the treatment's share of
+    enrolments, in (0, 1)) and ``weekly_enrolment`` (accounts entering per week;
+    blank = no duration).
+
+    Bad inputs come back as ``errors`` per field (never raised): the planner
+    shows them while the user types.
+    """
+    present = {k: str(args.get(k) or "") for k in PLANNER_FIELDS}
+    values = dict(PLANNER_DEFAULTS, experiment="") if not any(present.values()) else present
+    result = PlannerResult(values=values)
+    errors = FieldErrors()
+    key = read_text(values, "experiment", errors, max_length=64)
+    if key and "experiment" not in errors:
+        result.history = experiment_history(session, user, key)
+        if result.history is None:
+            result.history_missing = True
+            errors.add("experiment", "has no analysis results to take the spread from; enter sigma instead")
+    if result.history is not None:
+        result.sigma = result.history.sigma
+        result.baseline_nrr = result.history.baseline_nrr
+    else:
+        result.sigma = read_number(values, "sigma", errors, required=True, example="0.25")
+        if result.sigma is not None and not 0 < result.sigma <= 100:
+            errors.add("sigma", "must be greater than 0 (a spread such as 0.25)")
+        result.baseline_nrr = read_number(values, "baseline_nrr", errors, example="1.02")
+        if result.baseline_nrr is not None and not 0 < result.baseline_nrr <= 10:
+            errors.add("baseline_nrr", "must be a fraction greater than 0, e.g. 1.02 for 102%")
+    result.mde = read_number(values, "mde", errors, required=True, example="0.02")
+    if result.mde is not None and not 0 < result.mde < 1:
+        errors.add("mde", "must be greater than 0 and below 1 (0.02 = 2 NRR points)")
+    alpha = read_number(values, "alpha", errors, required=True, example="0.05")
+    if alpha is not None and not 0 < alpha <= 0.5:
+        errors.add("alpha", "must be greater than 0 and at most 0.5 (e.g. 0.05)")
+    power = read_number(values, "power", errors, required=True, example="0.8")
+    if power is not None and not 0.5 <= power <= 0.99:
+        errors.add("power", "must be between 0.5 and 0.99 (e.g. 0.8)")
+    share = read_number(values, "treatment_share", errors, required=True, example="0.5")
+    if share is not None and not 0.01 <= share <= 0.99:
+        errors.add("treatment_share", "must be between 0.01 and 0.99 (0.5 = an even split)")
+    result.treatment_share = share
+    weekly = read_number(values, "weekly_enrolment", errors, example="250")
+    if weekly is not None and not 0 < weekly <= 10_000_000:
+        errors.add("weekly_enrolment", "must be greater than 0 (accounts enrolled per week)")
+    result.weekly_enrolment = weekly
+    result.errors = dict(errors)
+    if errors or result.sigma is None or result.mde is None or alpha is None or power is None or share is None:
+        return result
+    result.allocation = size_arms(result.mde, result.sigma, alpha=alpha, power=power, weights=(1 - share, share))
+    if result.allocation.total is not None and weekly:
+        result.weeks = math.ceil(result.allocation.total / weekly)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# The registry form's live hint
+
+
+@dataclass(frozen=True)
+class SampleSizeHint:
+    """The sample size the registry form's plan implies, or why it cannot say yet."""
+
+    allocation: Allocation | None
+    sigma: float
+    history: History | None
+    message: str = ""
+    variant_keys: tuple[str, ...] = ()
+    mde: float | None = None
+
+    @property
+    def sigma_source(self) -> str:
+        if self.history is None:
+            return f"the default baseline spread sigma = {DEFAULT_SIGMA:g} (no results on this branch yet)"
+        return (f"sigma = {self.sigma:.3f}, the control spread measured by '{self.history.experiment_key}' "
+                f"on this branch ({self.history.computed_at:%Y-%m-%d})")
+
+
+def sample_size_hint(session: Session, user: User, data: Mapping[str, Any]) -> SampleSizeHint:
+    """The accounts per arm for the plan on the experiment form (read leniently: it is a hint).
+
+    ``data``: ``mde``, ``alpha``, ``power``, ``node_id`` and the form's variant rows
+    (``variants`` with ``weight``, ``control`` as their index).
+    """
+    node_id = parse_id(data.get("node_id"))
+    history = branch_history(session, user, node_id) if node_id else None
+    sigma = history.sigma if history else DEFAULT_SIGMA
+    errors = FieldErrors()
+    mde = read_number(data, "mde", errors, required=True)
+    alpha = read_number(data, "alpha", errors, required=True)
+    power = read_number(data, "power", errors, required=True)
+    if errors or mde is None or alpha is None or power is None or not (
+            0 < mde < 1 and 0 < alpha <= 0.5 and 0.5 <= power <= 0.99):
+        return SampleSizeHint(None, sigma, history,
+                              "Enter an MDE between 0 and 1, alpha in (0, 0.5] and power in [0.5, 0.99] to see the sample size.")
+    keys, weights = _weights(data)
+    allocation = size_arms(mde, sigma, alpha=alpha, power=power, weights=weights)
+    message = "" if allocation.control is not None else "More than ten million accounts per arm: the MDE is too small for this spread."
+    return SampleSizeHint(allocation, sigma, history, message, keys, mde)
+
+
+def _weights(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """Variant keys and weights, control first; equal weights when the rows are not usable yet."""
+    rows = [r for r in (data.get("variants") or []) if isinstance(r, Mapping)]
+    raw = str(data.get("control") or "").strip()
+    index = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 4 else None
+    weights = []
+    for row in rows:
+        weight = read_number(row, "weight", FieldErrors())
+        weights.append(weight if weight is not None and weight > 0 else None)
+    if len(rows) < 2 or index is None or index >= len(rows) or any(w is None for w in weights):
+        count = max(len(rows), 2)
+        return tuple(f"arm {i + 1}" for i in range(count)), (1.0,) * count
+    order = [index] + [i for i in range(len(rows)) if i != index]
+    keys = tuple(str(rows[i].get("key") or f"arm {i + 1}") for i in order)
+    return keys, tuple(float(weights[i]) for i in order)

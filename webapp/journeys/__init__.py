@@ -1,0 +1,3 @@
+from webapp.journeys.views import bp
+
+__all__ = ["bp"]
