@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -195,5 +194,3 @@ def pytest_collection_modifyitems(config, items):
         if db_fixtures & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
 
-
-SAMPLES = Path(__file__).resolve().parent / "data"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from experiments.cli import main
-from tests.conftest import SAMPLES
+from tests.helpers import SAMPLES
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
 
