@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 TEST_PASSWORD = "correct horse battery"
+#: The sample account files of the data contract (good and bad).
+SAMPLES = Path(__file__).resolve().parent / "data"
 
 
 def dispose_app(app) -> None:
