@@ -58,7 +58,7 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 
 
 def _warm_statistics() -> None:
-    import stats  # noqa: F401
+    import stats
     import stats.power
 
     # The power functions import pingouin lazily; do it now, off the main thread.

@@ -172,5 +172,14 @@ def serve(host: str, port: int, debug: bool) -> None:
     app.run(host=host, port=port, debug=debug, use_reloader=False)
 
 
+def _register_subgroups() -> None:
+    from experiments.cli_export import export
+
+    main.add_command(export)
+
+
+_register_subgroups()
+
+
 if __name__ == "__main__":
     main()

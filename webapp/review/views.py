@@ -1,35 +1,90 @@
-"""The weekly review meeting."""
+"""The weekly review meeting.
+
+| method | URL                                   | role                     | view         |
+|--------|---------------------------------------|--------------------------|--------------|
+| GET    | /review/                              | viewer                   | current      |
+| GET    | /review/<week>?from=&to=&branch=      | viewer                   | week         |
+| POST   | /review/<week>/items/<int:item_id>    | experimenter in the team | update_item  |
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from flask import Blueprint, abort, redirect, request, url_for
 
-from flask import Blueprint, abort, redirect, render_template, url_for
-
-from webapp.security import allow
+from experiments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from experiments.exports import when
+from experiments.review import build_review, current_week, get_item
+from experiments.review import update_item as save_item
+from webapp.audit_hooks import client_ip, record_denied
+from webapp.db import get_session
+from webapp.rendering import is_htmx, render_page_or_partial
+from webapp.security import acting_user, allow
 
 bp = Blueprint("review", __name__, url_prefix="/review")
-
-
-def iso_week_label(day: date) -> str:
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
+bp.add_app_template_filter(when, "utc_when")
 
 
 @bp.route("/")
 @allow("viewer")
 def current():
     """Redirect to this ISO week's review."""
-    return redirect(url_for("review.week", week=iso_week_label(date.today())))
+    return redirect(url_for("review.week", week=current_week().label))
 
 
 @bp.route("/<week>")
 @allow("viewer")
 def week(week: str):
-    """One week's review."""
+    """One week's review (or a date range's, or one branch's)."""
+    session = get_session()
+    status, errors = 200, {}
     try:
-        year, number = week.split("-W")
-        date.fromisocalendar(int(year), int(number), 1)
-    except ValueError:
+        review = build_review(session, acting_user(), week, branch_id=request.args.get("branch"),
+                              date_from=request.args.get("from"), date_to=request.args.get("to"))
+    except NotFound:
+        session.rollback()
         abort(404)
-    return render_template("review/week.html", week=week)
+    except ValidationFailed as exc:
+        # Bad filters: the plain week, with the messages beside the filter fields.
+        session.rollback()
+        status, errors = 422, exc.errors
+        review = build_review(session, acting_user(), week)
+    session.commit()  # opening a week freezes what the meeting saw
+    return render_page_or_partial("review/week.html", "review/_review.html", status=status, review=review,
+                                  filter_errors=errors, filter_values=request.args)
+
+
+@bp.route("/<week>/items/<int:item_id>", methods=["POST"])
+@allow("experimenter")
+def update_item(week: str, item_id: int):
+    """Save one item's note, action and decision."""
+    session = get_session()
+    user = acting_user()
+    try:
+        view = save_item(session, user, week, item_id, request.form, ip=client_ip())
+    except NotFound:
+        record_denied(user, f"review item {item_id} of {week[:10]} not found or not visible")
+        abort(404)
+    except PermissionDenied as exc:
+        record_denied(user, f"review item {item_id}: {exc}")
+        abort(403, str(exc).capitalize() + ".")
+    except Conflict as exc:
+        session.rollback()
+        return _item_response(week, item_id, status=409, message=str(exc))
+    except ValidationFailed as exc:
+        session.rollback()
+        return _item_response(week, item_id, status=422, errors=exc.errors, values=request.form.to_dict())
+    session.commit()
+    if not is_htmx():
+        return redirect(url_for("review.week", week=week, _anchor=f"item-{view.key}"), code=303)
+    view.message = "Saved."
+    return render_page_or_partial("review/item.html", "review/_item.html", view=view, week=week)
+
+
+def _item_response(week: str, item_id: int, *, status: int, message: str | None = None,
+                   errors: dict | None = None, values: dict | None = None):
+    view = get_item(get_session(), acting_user(), week, item_id)
+    view.message = message
+    view.message_kind = "error"
+    view.errors = errors or {}
+    view.values = values
+    return render_page_or_partial("review/item.html", "review/_item.html", status=status, view=view, week=week)

@@ -1,0 +1,93 @@
+"""Plain formatting of report figures, shared by the web pages, exports and the CLI.
+
+Light on purpose (no database, no templates): ``nrrlab analyze`` imports it on its
+fast path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Every report format the web downloads and ``nrrlab export`` offer.
+EXPORT_FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "zip")
+#: Cell beginnings a spreadsheet treats as a formula (OWASP "CSV injection").
+FORMULA_START: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_number(value: Any) -> float | None:
+    """The value when it is a finite real number (not a bool), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value
+
+
+def as_pair(value: Any) -> tuple[Any, Any]:
+    """A two-element list or tuple as a pair; anything else as ``(None, None)``."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return value[0], value[1]
+    return None, None
+
+
+def neutralise(cell: Any) -> Any:
+    """A CSV cell safe to open in a spreadsheet: formula-like text gets a leading apostrophe.
+
+    Only text is touched: numbers (negative ones too) stay numbers.
+
+    >>> neutralise("=HYPERLINK(1)"), neutralise("-2+3"), neutralise(-0.5), neutralise("plain")
+    ("'=HYPERLINK(1)", "'-2+3", -0.5, 'plain')
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def md(value: Any) -> str:
+    """Text safe inside a Markdown table cell (pipes, line breaks and HTML neutralised)."""
+    if value is None:
+        return "—"
+    text = str(value)
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(text.split()) or "—"
+
+
+def pts(value: Any, digits: int = 2) -> str:
+    """0.021 → '+2.10 pts' (NRR points)."""
+    number = as_number(value)
+    return "—" if number is None else f"{number * 100:+.{digits}f} pts"
+
+
+def points(value: Any, digits: int = 2) -> str:
+    """0.02 → '2.00 pts' (a size, unsigned)."""
+    number = as_number(value)
+    return "—" if number is None else f"{number * 100:.{digits}f} pts"
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    number = as_number(value)
+    return "—" if number is None else f"{number * 100:.{digits}f}%"
+
+
+def pvalue(value: Any) -> str:
+    number = as_number(value)
+    if number is None:
+        return "—"
+    return "< 0.0001" if number < 0.0001 else f"{number:.4f}"
+
+
+def money(value: Any) -> str:
+    number = as_number(value)
+    return "—" if number is None else f"{number:,.2f}"
+
+
+def count(value: Any) -> str:
+    number = as_number(value)
+    return "—" if number is None else f"{int(number):,}"
+
+
+def interval(pair: Any, fmt=pts) -> str:
+    low, high = as_pair(pair)
+    if as_number(low) is None or as_number(high) is None:
+        return "—"
+    return f"{fmt(low)} to {fmt(high)}"

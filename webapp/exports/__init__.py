@@ -1,0 +1,3 @@
+from webapp.exports.views import bp
+
+__all__ = ["bp"]
