@@ -7,6 +7,14 @@ The rule, modelled on GrowthBook's project roles and default-deny:
   with their membership role there; everybody else is told it does not exist (404);
 * an object with no team (the NRR root, shared levers) is visible to every signed-in
   user, who acts with their global role.
+
+So a team role replaces the global role inside its team, upwards or downwards: a
+global experimenter who is a viewer of *growth* only reads growth's experiments, and
+a global viewer who is growth's analyst uploads data there. Routes first check the
+*highest* role a user holds anywhere (``webapp.security.allow``: can this user ever do
+this?) and then the role on the object itself (:func:`require`, or
+``webapp.security.visible_or_404`` in views). Administration of users, teams and the
+audit log needs the *global* admin role: a team admin manages work, not people.
 """
 
 from __future__ import annotations
@@ -22,6 +30,11 @@ def team_roles(session: Session, user: User) -> dict[int, str]:
     """``{team_id: role}`` of the user's memberships."""
     rows = session.exec(select(TeamMembership).where(TeamMembership.user_id == user.id)).all()
     return {m.team_id: m.role for m in rows}
+
+
+def highest_role(session: Session, user: User) -> str:
+    """The highest role ``user`` holds anywhere: globally or in any team."""
+    return max([user.role, *team_roles(session, user).values()], key=role_rank)
 
 
 def effective_role(session: Session, user: User, team_id: int | None) -> str | None:

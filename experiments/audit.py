@@ -1,14 +1,31 @@
-"""The append-only audit log: one ``entity.verb`` event per change, with a diff."""
+"""The append-only audit log: one ``entity.verb`` event per change, with a diff.
+
+This module only appends and reads: there is deliberately no function to edit or
+delete an event, and no route calls one (a test enforces both).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, datetime
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, select
 
-from experiments.models import AuditEvent, User
+from experiments.errors import ValidationFailed
+from experiments.models import AuditEvent, Team, User
+
+AUDIT_PAGE_SIZE = 50
+CSV_COLUMNS = ("id", "occurred_at", "action", "actor", "actor_id", "team", "entity_type",
+               "entity_id", "diff", "ip")
+# A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _plain(value: Any) -> Any:
@@ -49,7 +66,7 @@ def record_event(
         action=action,
         actor_id=actor.id if actor is not None else None,
         entity_type=entity_type,
-        entity_id=str(entity_id),
+        entity_id=str(entity_id)[:64],
         team_id=team_id,
         diff=_plain(dict(diff or {})),
         ip=ip[:64],
@@ -61,6 +78,182 @@ def record_event(
 
 def list_events(session: Session, *, limit: int = 200) -> list[AuditEvent]:
     """The newest audit events first."""
-    from sqlmodel import select
-
     return list(session.exec(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)).all())
+
+
+# ------------------------------------------------------------------ searching
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the audit page and its CSV export show; every field optional.
+
+    ``action`` is an exact action (``user.create``) or an entity prefix (``user`` or
+    ``user.*`` for every ``user.`` action); ``actor`` is an email; ``since`` and
+    ``until`` are inclusive UTC dates.
+    """
+
+    action: str = ""
+    actor: str = ""
+    entity_type: str = ""
+    entity_id: str = ""
+    since: date | None = None
+    until: date | None = None
+
+    def as_params(self) -> dict[str, str]:
+        """The non-empty fields as query-string values (for links that keep the filter)."""
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items() if v}
+
+
+def _date_param(params: Mapping[str, str], name: str, errors: dict[str, str]) -> date | None:
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = f"must be a date like 2026-11-28, not {raw[:40]!r}"
+        return None
+
+
+def parse_filter(params: Mapping[str, str]) -> tuple[AuditFilter, int]:
+    """The filter and page number from query parameters.
+
+    Raises
+    ------
+    ValidationFailed
+        A date that is not ISO ``YYYY-MM-DD``, ``until`` before ``since``, a page that
+        is not a positive whole number, or a value too long to be real.
+    """
+    errors: dict[str, str] = {}
+    texts = {}
+    for name, limit in (("action", 60), ("actor", 254), ("entity_type", 40), ("entity_id", 64)):
+        value = (params.get(name) or "").strip()
+        if len(value) > limit:
+            errors[name] = f"must be at most {limit} characters"
+        texts[name] = value
+    since = _date_param(params, "since", errors)
+    until = _date_param(params, "until", errors)
+    if since and until and until < since:
+        errors["until"] = "must not be before the start date"
+    raw_page = (params.get("page") or "1").strip()
+    page = int(raw_page) if raw_page.isdigit() and len(raw_page) < 10 else 0
+    if page < 1:
+        errors["page"] = f"must be a positive whole number, not {raw_page[:20]!r}"
+    if errors:
+        raise ValidationFailed(errors)
+    return AuditFilter(**texts, since=since, until=until), page
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    event: AuditEvent
+    actor_email: str | None
+    team_slug: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    rows: list[AuditRow]
+    filters: AuditFilter
+    page: int
+    per_page: int
+    total: int
+    actions: list[str]
+    entity_types: list[str]
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def _where(query, filters: AuditFilter):
+    if filters.action:
+        action = filters.action.removesuffix("*")
+        if action.endswith(".") or "." not in action:
+            query = query.where(AuditEvent.action.startswith(action.rstrip(".") + ".", autoescape=True))
+        else:
+            query = query.where(AuditEvent.action == action)
+    if filters.actor:
+        query = query.where(func.lower(User.email) == filters.actor.lower())
+    if filters.entity_type:
+        query = query.where(AuditEvent.entity_type == filters.entity_type)
+    if filters.entity_id:
+        query = query.where(AuditEvent.entity_id == filters.entity_id)
+    if filters.since:
+        query = query.where(AuditEvent.occurred_at >= datetime.combine(filters.since, time(), UTC))
+    if filters.until:
+        next_day = datetime.combine(filters.until + timedelta(days=1), time(), UTC)
+        query = query.where(AuditEvent.occurred_at < next_day)
+    return query
+
+
+def _joined(*columns):
+    return (select(*columns)
+            .outerjoin(User, User.id == AuditEvent.actor_id)
+            .outerjoin(Team, Team.id == AuditEvent.team_id))
+
+
+def search_events(session: Session, filters: AuditFilter, *, page: int = 1,
+                  per_page: int = AUDIT_PAGE_SIZE) -> AuditPage:
+    """One page of matching events, newest first, with the total and the filter choices."""
+    total = session.exec(_where(_joined(func.count(AuditEvent.id)), filters)).one()
+    rows = session.exec(
+        _where(_joined(AuditEvent, User.email, Team.slug), filters)
+        .order_by(AuditEvent.id.desc()).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    actions = list(session.exec(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all())
+    types = list(session.exec(select(AuditEvent.entity_type).distinct().order_by(AuditEvent.entity_type)).all())
+    return AuditPage([AuditRow(e, email, slug) for e, email, slug in rows], filters, page, per_page,
+                     total, actions, types)
+
+
+def iter_events(session: Session, filters: AuditFilter, *, batch: int = 1000) -> Iterator[AuditRow]:
+    """Every matching event, newest first, read in keyset batches (any log size)."""
+    last_id: int | None = None
+    while True:
+        query = _where(_joined(AuditEvent, User.email, Team.slug), filters)
+        if last_id is not None:
+            query = query.where(AuditEvent.id < last_id)
+        rows = session.exec(query.order_by(AuditEvent.id.desc()).limit(batch)).all()
+        for event, email, slug in rows:
+            yield AuditRow(event, email, slug)
+        if len(rows) < batch:
+            return
+        last_id = rows[-1][0].id
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a leading ``'``."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_line(values: list[Any]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow([csv_cell(v) for v in values])
+    return out.getvalue()
+
+
+def events_csv(session: Session, filters: AuditFilter) -> Iterator[str]:
+    """The matching events as CSV lines (header first), formula-neutralised."""
+    yield _csv_line(list(CSV_COLUMNS))
+    for row in iter_events(session, filters):
+        e = row.event
+        yield _csv_line([e.id, e.occurred_at.astimezone(UTC).isoformat(), e.action, row.actor_email or "",
+                         e.actor_id or "", row.team_slug or "", e.entity_type, e.entity_id,
+                         json.dumps(e.diff, ensure_ascii=False, sort_keys=True), e.ip])
+
+
+def record_audit_export(session: Session, filters: AuditFilter, *, actor: User, ip: str = "") -> AuditEvent:
+    """``export.audit``: who downloaded which slice of the log."""
+    return record_event(session, "export.audit", actor=actor, entity_type="audit_log",
+                        diff={"filters": [None, filters.as_params()]}, ip=ip)

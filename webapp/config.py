@@ -26,6 +26,15 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ConfigError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
+    return int(raw)
+
+
 def _dev_secret(instance_path: Path) -> str:
     # A development install keeps one random key in instance/ so sessions survive restarts.
     path = instance_path / "secret_key"
@@ -44,7 +53,8 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
     Raises
     ------
     ConfigError
-        Production mode with a missing, short or well-known ``SECRET_KEY``.
+        Production mode with a missing, short or well-known ``SECRET_KEY``, or an
+        ``NRRLAB_*`` number that is not a whole number in range.
     """
     env = os.environ
     overrides = dict(overrides or {})
@@ -67,7 +77,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "NRRLAB_ENV": mode,
         "SECRET_KEY": secret,
         "DATABASE_URL": database_url(instance_path),
-        "MAX_CONTENT_LENGTH": int(env.get("NRRLAB_MAX_UPLOAD_MB", "200")) * 1024 * 1024,
+        "MAX_CONTENT_LENGTH": _whole_number(env, "NRRLAB_MAX_UPLOAD_MB", 200, minimum=1) * 1024 * 1024,
         "SESSION_COOKIE_SECURE": secure_cookie,
         # __Host- cookies must be Secure; on plain local http the prefix would make
         # browsers drop the cookie, so it is used exactly when Secure is.
@@ -76,13 +86,15 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_PATH": "/",
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
-        "IDLE_TIMEOUT": timedelta(minutes=int(env.get("NRRLAB_IDLE_MINUTES", "30"))),
-        "ABSOLUTE_TIMEOUT": timedelta(hours=int(env.get("NRRLAB_ABSOLUTE_HOURS", "12"))),
+        "IDLE_TIMEOUT": timedelta(minutes=_whole_number(env, "NRRLAB_IDLE_MINUTES", 30, minimum=1)),
+        "ABSOLUTE_TIMEOUT": timedelta(hours=_whole_number(env, "NRRLAB_ABSOLUTE_HOURS", 12, minimum=1)),
         "LOGIN_FAILURE_LIMIT": 10,
         "LOGIN_FAILURE_WINDOW": timedelta(minutes=15),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "WTF_CSRF_SSL_STRICT": secure_cookie,
         "HSTS": secure_cookie,
+        # Trusted reverse proxies in front of the app (X-Forwarded-For/-Proto); 0 = none.
+        "PROXY_HOPS": _whole_number(env, "NRRLAB_PROXY_HOPS", 0),
         "CHECK_DATABASE_AT_START": True,
         "TESTING": mode == "testing",
     }

@@ -2,44 +2,64 @@
 
 Every endpoint declares who may call it with :func:`allow` (a minimum role) or
 :func:`public`; ``create_app`` refuses to start when one does not, so a new route
-can never be born unprotected.
+can never be born unprotected. ``allow`` checks the highest role the user holds
+anywhere; a view on a team-scoped object then calls :func:`visible_or_404` with the
+object's team (the rule is documented in ``experiments/access.py``).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from flask import Flask, Response, abort, current_app, redirect, request, session, url_for
-from flask_login import LoginManager, current_user, logout_user
+from flask import Flask, Response, abort, current_app, flash, redirect, request, session, url_for
+from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect
-from sqlmodel import select
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from experiments.models import ROLES, TeamMembership, User
-from experiments.users import role_rank
+from experiments import access
+from experiments.errors import NotFound, PermissionDenied
+from experiments.models import ROLES, User
+from experiments.users import must_change_password, role_rank
 from webapp.db import get_session
 
 F = TypeVar("F", bound=Callable)
 PERMISSION_ATTR = "nrrlab_permission"
+SCOPE_ATTR = "nrrlab_permission_scope"
 PUBLIC = "public"
+Scope = Literal["any", "global"]
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
 
+# Exactly the policy of issue #4: no inline script or style, no eval, no framing, no
+# plugins, forms post only here. style-src and img-src fall back to default-src 'self'.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
 )
+HSTS_VALUE = "max-age=31536000; includeSubDomains"
+# A user holding a temporary password may only reach these until they choose their own.
+TEMPORARY_PASSWORD_ENDPOINTS = frozenset({"auth.password", "auth.change_password", "auth.logout"})
 
 
-def allow(role: str) -> Callable[[F], F]:
-    """Declare the least role (global or in any team) a signed-in user needs for this view."""
+def allow(role: str, *, scope: Scope = "any") -> Callable[[F], F]:
+    """Declare the least role a signed-in user needs for this view.
+
+    ``scope="any"`` accepts the role held globally or in any team (the view then checks
+    the object's team with :func:`visible_or_404`); ``scope="global"`` needs it as the
+    user's global role (administration of users, teams and the audit log).
+    """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+    if scope not in ("any", "global"):
+        raise ValueError(f"unknown scope {scope!r}; expected 'any' or 'global'")
 
     def mark(view: F) -> F:
         setattr(view, PERMISSION_ATTR, role)
+        setattr(view, SCOPE_ATTR, scope)
         return view
 
     return mark
@@ -52,11 +72,17 @@ def public(view: F) -> F:
 
 
 def declared_permission(app: Flask, endpoint: str) -> str | None:
+    """The role (or ``"public"``) the endpoint declared; ``None`` when it declared nothing."""
     view = app.view_functions.get(endpoint)
     return getattr(view, PERMISSION_ATTR, None)
 
 
+def declared_scope(app: Flask, endpoint: str) -> Scope:
+    return getattr(app.view_functions.get(endpoint), SCOPE_ATTR, "any")
+
+
 def check_route_declarations(app: Flask) -> None:
+    """Raises ``RuntimeError`` naming every endpoint without ``@allow``/``@public``."""
     missing = [e for e in app.view_functions if e != "static" and declared_permission(app, e) is None]
     if missing:
         raise RuntimeError(f"routes without a declared permission: {', '.join(sorted(missing))}")
@@ -99,13 +125,46 @@ def acting_user() -> User | None:
 
 def highest_role(user: User) -> str:
     """The highest role the user holds anywhere: global or in any team."""
-    roles = [user.role]
-    roles += list(get_session().exec(select(TeamMembership.role).where(TeamMembership.user_id == user.id)).all())
-    return max(roles, key=role_rank)
+    return access.highest_role(get_session(), user)
 
 
 def _now() -> float:
     return datetime.now(UTC).timestamp()
+
+
+def start_session(user: User, *, login_at: float | None = None) -> None:
+    """Sign ``user`` in on a brand-new session (rotation: nothing set before survives).
+
+    ``login_at`` keeps the absolute timeout of a session being re-issued (password
+    change) instead of restarting it.
+    """
+    session.clear()
+    login_user(SessionUser(user))
+    now = _now()
+    session["login_at"] = now if login_at is None else login_at
+    session["seen_at"] = now
+    session["sid"] = secrets.token_urlsafe(16)
+
+
+def _session_expired() -> bool:
+    now = _now()
+    started = session.get("login_at", 0)
+    seen = session.get("seen_at", 0)
+    return (now - started > current_app.config["ABSOLUTE_TIMEOUT"].total_seconds()
+            or now - seen > current_app.config["IDLE_TIMEOUT"].total_seconds())
+
+
+def _send_to(target: str) -> Response:
+    # htmx would swap a followed redirect into the page; HX-Redirect makes it navigate.
+    if request.headers.get("HX-Request"):
+        response = Response(status=401)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def _to_login() -> Response:
+    return _send_to(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
 def _enforce_permissions() -> Response | None:
@@ -117,29 +176,45 @@ def _enforce_permissions() -> Response | None:
         return None
     user = acting_user()
     if user is not None:
-        now = _now()
-        started = session.get("login_at", 0)
-        seen = session.get("seen_at", 0)
-        if (now - started > current_app.config["ABSOLUTE_TIMEOUT"].total_seconds()
-                or now - seen > current_app.config["IDLE_TIMEOUT"].total_seconds()):
+        if _session_expired():
             logout_user()
             session.clear()
+            flash("Your session timed out. Sign in again.", "warning")
             user = None
         else:
-            session["seen_at"] = now
+            session["seen_at"] = _now()
     if user is None:
-        target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
-        if request.headers.get("HX-Request"):
-            response = Response(status=401)
-            response.headers["HX-Redirect"] = target
-            return response
-        return redirect(target)
-    if role_rank(highest_role(user)) < role_rank(needed):
+        return _to_login()
+    if must_change_password(user) and endpoint not in TEMPORARY_PASSWORD_ENDPOINTS:
+        return _send_to(url_for("auth.password"))
+    held = user.role if declared_scope(current_app, endpoint) == "global" else highest_role(user)
+    if role_rank(held) < role_rank(needed):
         from webapp.audit_hooks import record_denied
 
         record_denied(user, f"needs {needed}")
-        abort(403)
+        abort(403, f"This page needs the {needed} role.")
     return None
+
+
+def visible_or_404(team_id: int | None, needed: str = "viewer") -> str:
+    """The signed-in user's role on an object of ``team_id``; aborts when they may not act.
+
+    Another team's object answers 404 (it must look absent) and a role below
+    ``needed`` answers 403; both are recorded as ``authz.denied``. Returns the role.
+    """
+    from webapp.audit_hooks import record_denied
+
+    user = acting_user()
+    if user is None:
+        abort(404)
+    try:
+        return access.require(get_session(), user, team_id, needed)
+    except NotFound:
+        record_denied(user, f"object of team {team_id} is not visible")
+        abort(404)
+    except PermissionDenied as exc:
+        record_denied(user, f"needs {needed} in team {team_id}")
+        abort(403, str(exc).capitalize() + ".")
 
 
 def _security_headers(response: Response) -> Response:
@@ -148,18 +223,24 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if current_app.config.get("HSTS"):
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    # HSTS only means something over TLS; on plain http browsers ignore it anyway.
+    if current_app.config.get("HSTS") or request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS_VALUE)
     if request.endpoint != "static":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 
 def init_security(app: Flask) -> None:
+    hops = int(app.config.get("PROXY_HOPS", 0))
+    if hops:
+        # Behind a proxy the client address and scheme come from its X-Forwarded-*
+        # headers, trusted for exactly that many hops (rate limits and HSTS need them).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)
     login_manager.login_view = "auth.login"
-    login_manager.session_protection = None  # rotation is done at login; see auth.login
+    login_manager.session_protection = None  # rotation is done at login; see start_session
     app.before_request(_enforce_permissions)
     app.after_request(_security_headers)

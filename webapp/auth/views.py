@@ -1,28 +1,67 @@
-"""Sign in and out."""
+"""Sign in and out, and change one's own password."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
+import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
+from experiments.errors import ValidationFailed
 from experiments.models import utcnow
-from experiments.users import authenticate, end_all_sessions, recent_login_failures, record_login_failure
+from experiments.users import (
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    authenticate,
+    change_password,
+    must_change_password,
+    recent_login_failures,
+    record_login,
+    record_login_failure,
+    sign_out,
+)
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
-from webapp.security import SessionUser, acting_user, allow, public
+from webapp.security import acting_user, allow, public, start_session
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger("nrrlab.auth")
+
+LOGIN_FAILED = "That email and password do not match an active account."
+TOO_MANY = "Too many failed sign-ins. Wait 15 minutes and try again."
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: an absolute or scheme-relative URL would be an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    # Only same-site paths: an absolute, scheme-relative or backslash URL (browsers
+    # read "/\evil.example" as "//evil.example") would be an open redirect.
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and not any(ord(c) < 32 for c in target) and not urlsplit(target).netloc):
         return target
     return url_for("dashboard.index")
+
+
+def _rate_limited(email: str) -> bool:
+    since = utcnow() - current_app.config["LOGIN_FAILURE_WINDOW"]
+    by_email, by_ip = recent_login_failures(get_session(), email=email, ip=client_ip(), since=since)
+    limit = current_app.config["LOGIN_FAILURE_LIMIT"]
+    return by_email >= limit or by_ip >= limit
+
+
+def _login_page(error: str | None, status: int, next_path: str):
+    response = make_response(render_template("auth/login.html", next=next_path, error=error), status)
+    if status == 429:
+        response.headers["Retry-After"] = str(int(current_app.config["LOGIN_FAILURE_WINDOW"].total_seconds()))
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -30,42 +69,74 @@ def _safe_next(target: str | None) -> str:
 def login():
     """The sign-in form."""
     if request.method == "GET":
-        return render_template("auth/login.html", next=request.args.get("next", ""), error=None)
+        return _login_page(None, 200, request.args.get("next", "")[:500])
     db = get_session()
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
-    ip = client_ip()
-    since = utcnow() - current_app.config["LOGIN_FAILURE_WINDOW"]
-    by_email, by_ip = recent_login_failures(db, email=email, ip=ip, since=since)
-    limit = current_app.config["LOGIN_FAILURE_LIMIT"]
-    if by_email >= limit or by_ip >= limit:
-        abort(429, "Too many failed sign-ins. Wait 15 minutes and try again.")
+    next_path = request.form.get("next", "")[:500]
+    if _rate_limited(email):
+        return _login_page(TOO_MANY, 429, next_path)
     user = authenticate(db, email, password)
     if user is None:
-        record_login_failure(db, email=email, ip=ip)
+        record_login_failure(db, email=email, ip=client_ip())
         db.commit()
-        # One answer for an unknown email and a wrong password.
-        return render_template("auth/login.html", next=request.form.get("next", ""),
-                               error="That email and password do not match an active account."), 401
+        log.warning("sign-in failed from %s", client_ip())
+        # One answer for an unknown email, a wrong password and a disabled account.
+        return _login_page(LOGIN_FAILED, 401, next_path)
+    record_login(db, user, ip=client_ip())
     db.commit()
-    session.clear()  # a fresh session at every sign-in: nothing set before it survives
-    login_user(SessionUser(user))
-    now = datetime.now(UTC).timestamp()
-    session["login_at"] = now
-    session["seen_at"] = now
-    session["sid"] = secrets.token_urlsafe(16)
-    return redirect(_safe_next(request.form.get("next")), code=303)
+    start_session(user)
+    log.info("user %s signed in from %s", user.id, client_ip())
+    if must_change_password(user):
+        flash("You signed in with a temporary password. Choose your own to continue.", "warning")
+        return redirect(url_for("auth.password"), code=303)
+    return redirect(_safe_next(next_path), code=303)
 
 
 @bp.route("/logout", methods=["POST"])
 @allow("viewer")
 def logout():
     """Sign out everywhere this session's version was valid."""
-    user = acting_user()
     db = get_session()
-    if user is not None:
-        end_all_sessions(db, user)
-        db.commit()
-    logout_user()
+    sign_out(db, acting_user(), ip=client_ip())
+    db.commit()
     session.clear()
     return redirect(url_for("auth.login"), code=303)
+
+
+def _password_page(errors: dict[str, str], status: int):
+    return render_template("auth/password.html", errors=errors, min_length=PASSWORD_MIN_LENGTH,
+                           max_length=PASSWORD_MAX_LENGTH, forced=must_change_password(acting_user())), status
+
+
+@bp.route("/account/password", methods=["GET"])
+@allow("viewer")
+def password():
+    """The change-password form."""
+    return _password_page({}, 200)
+
+
+@bp.route("/account/password", methods=["POST"], endpoint="change_password")
+@allow("viewer")
+def change_password_view():
+    """Change one's own password: needs the current one; other sessions end, this one stays."""
+    db = get_session()
+    user = acting_user()
+    if _rate_limited(user.email):
+        return _password_page({"current_password": TOO_MANY}, 429)
+    try:
+        change_password(db, user, current_password=request.form.get("current_password", "")[:1024],
+                        new_password=request.form.get("new_password", "")[:1024],
+                        confirmation=request.form.get("confirmation", "")[:1024])
+    except ValidationFailed as exc:
+        db.rollback()
+        if "current_password" in exc.errors:
+            # A wrong current password counts as a failed sign-in: a stolen session
+            # must not become an unlimited password oracle.
+            record_login_failure(db, email=user.email, ip=client_ip())
+            db.commit()
+        return _password_page(exc.errors, 422)
+    db.commit()
+    start_session(user, login_at=session.get("login_at"))
+    flash("Your password was changed. Other sessions were signed out.", "success")
+    return redirect(url_for("dashboard.index"), code=303)
