@@ -1,21 +1,478 @@
-"""Analysing an experiment's active dataset and keeping the result as a snapshot.
+"""Analysing an experiment's datasets and keeping each result as a snapshot.
 
-(Being built for the upload & results issue: see ``load_results`` and ``refresh_snapshot``.)
+:func:`refresh_snapshot` runs :func:`stats.analyze` under the experiment's
+*current* plan on sums pushed down into SQL (one ``GROUP BY``; rows are read
+only for the Mann-Whitney check) and stores an :class:`AnalysisSnapshot`.
+:func:`load_results` reads the newest snapshot back for the results page, so a
+page view never recomputes anything.
+
+The headline verdict (the ``verdict`` column, used by the registry and the
+review) is ``srm`` when the sample-ratio check flags, otherwise the most
+decisive verdict among the treatments, in the order win > loss > underpowered >
+inconclusive: one winning treatment is what a reader has to act on, and an
+underpowered one means "keep collecting" even if another arm is merely
+inconclusive.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from experiments.models import Dataset, Experiment
+from sqlmodel import Session, select
+
+from experiments import datasets as data
+from experiments.errors import NotFound
+from experiments.models import (
+    Amendment,
+    AnalysisSnapshot,
+    Dataset,
+    Experiment,
+    User,
+    Variant,
+    utcnow,
+)
+from stats import (
+    ArmData,
+    ArmTotals,
+    ExperimentResult,
+    SufficientStats,
+    analyze,
+    required_sample_size,
+    summary_sentence,
+)
+
+#: Noise of the linearised NRR metric assumed for sizing before any data exists
+#: (a typical B2B book: per-account end/start spread of about 25 points).
+DEFAULT_SIGMA = 0.25
+#: At most this many segments (the largest by accounts) are analysed per dataset.
+MAX_SEGMENTS = 20
+#: Headline verdict priority, most decisive first (see the module docstring).
+HEADLINE_ORDER: tuple[str, ...] = ("srm", "win", "loss", "underpowered", "inconclusive")
 
 
-def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset):
-    """Analyse ``dataset`` under the experiment's plan and store an AnalysisSnapshot."""
-    return None
+# ------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The analysis plan in force: what :func:`stats.analyze` is run under."""
+
+    alpha: float
+    power: float
+    mde: float
+    control: str
+    variants: tuple[str, ...]
+    weights: Mapping[str, float]
+    names: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "power": self.power,
+            "mde": self.mde,
+            "control": self.control,
+            "variants": [
+                {"key": key, "name": self.names.get(key, ""), "weight": self.weights[key]}
+                for key in self.variants
+            ],
+        }
+
+    def same_as(self, stored: Mapping[str, Any] | None) -> bool:
+        """Whether a snapshot's stored plan is this plan (else the snapshot is outdated)."""
+        if not stored:
+            return False
+        try:
+            stored_variants = [(v["key"], float(v["weight"])) for v in stored["variants"]]
+            return (
+                float(stored["alpha"]) == self.alpha
+                and float(stored["power"]) == self.power
+                and float(stored["mde"]) == self.mde
+                and stored["control"] == self.control
+                and stored_variants == [(k, self.weights[k]) for k in self.variants]
+            )
+        except (KeyError, TypeError, ValueError):
+            return False
+
+
+def current_plan(session: Session, experiment: Experiment) -> Plan:
+    """The experiment's plan now: alpha, power, MDE and its variants in position order.
+
+    The control is the variant marked ``is_control`` (the first by position if none is).
+
+    Raises
+    ------
+    ValueError
+        If the experiment has no variants.
+    """
+    rows = session.exec(
+        select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position, Variant.id)
+    ).all()
+    if not rows:
+        raise ValueError(f"experiment {experiment.key!r} has no variants")
+    control = next((v.key for v in rows if v.is_control), rows[0].key)
+    return Plan(
+        alpha=float(experiment.alpha),
+        power=float(experiment.power),
+        mde=float(experiment.mde),
+        control=control,
+        variants=tuple(v.key for v in rows),
+        weights={v.key: float(v.weight) for v in rows},
+        names={v.key: v.name for v in rows},
+    )
+
+
+def headline_verdict(result: ExperimentResult) -> str | None:
+    """``srm`` when flagged, else the most decisive treatment verdict; ``None`` without comparisons."""
+    if result.srm.flag:
+        return "srm"
+    verdicts = {c.verdict for c in result.comparisons}
+    return next((v for v in HEADLINE_ORDER if v in verdicts), None)
+
+
+# -------------------------------------------------------------------- computation
+
+
+def _arms(sums: Sequence[data.ArmSumsRow], ratios: Mapping[str, Any]) -> dict[str, ArmData]:
+    arms = {}
+    for row in sums:
+        totals = ArmTotals(row.n, row.start, row.expansion, row.contraction, row.churned)
+        stats = SufficientStats(row.n, row.sum_x, row.sum_y, row.sum_xx, row.sum_yy, row.sum_xy)
+        arms[row.variant] = ArmData(totals, stats, ratios.get(row.variant))
+    return arms
+
+
+def _analyze(plan: Plan, arms: Mapping[str, ArmData]) -> ExperimentResult:
+    return analyze(arms, control=plan.control, alpha=plan.alpha, power=plan.power, mde=plan.mde,
+                   weights=plan.weights, variants=list(plan.variants))
+
+
+def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset, *,
+                     ratios: data.AccountRatios | None = None) -> AnalysisSnapshot:
+    """Analyse ``dataset`` under the experiment's current plan and store an AnalysisSnapshot.
+
+    Per-arm sufficient statistics come from one ``GROUP BY variant``, or, when the
+    dataset has segments, from one ``GROUP BY segment, variant`` that also feeds the
+    segment breakdown (pooled over segments it is the per-arm sums); the rows are read
+    once, for the Mann-Whitney check — unless the caller still holds them and passes
+    ``ratios`` (the import does: it has just written those very rows). Segments beyond
+    the :data:`MAX_SEGMENTS` largest are counted but not analysed. Flushed, not committed.
+
+    Raises
+    ------
+    ValueError
+        If the experiment has no variants or ``dataset`` belongs to another experiment.
+    """
+    if dataset.experiment_id != experiment.id:
+        raise ValueError(f"dataset {dataset.id} does not belong to experiment {experiment.key!r}")
+    plan = current_plan(session, experiment)
+    by_segment = data.arm_sums_by_segment(session, dataset.id) if dataset.has_segment else None
+    # With segments, the one GROUP BY (segment, variant) pooled is the GROUP BY variant.
+    sums = data.pool_sums(by_segment.values()) if by_segment else data.arm_sums(session, dataset.id)
+    if ratios is None:
+        ratios = data.account_ratio_rows(session, dataset.id)
+    keys = [row.variant for row in sums]
+    result = _analyze(plan, _arms(sums, ratios.by_variant(keys=keys)))
+
+    segment_results: dict[str, Any] | None = None
+    omitted: list[str] = []
+    if by_segment:
+        sizes = {name: sum(row.n for row in rows) for name, rows in by_segment.items() if name is not None}
+        ranked = sorted(sizes, key=lambda name: (-sizes[name], name))
+        shown, omitted = ranked[:MAX_SEGMENTS], ranked[MAX_SEGMENTS:]
+        segment_results = {}
+        for name in sorted(shown):
+            segment_ratios = ratios.by_variant(ratios.segment == name, keys=keys)
+            segment_results[name] = _analyze(plan, _arms(by_segment[name], segment_ratios)).to_dict()
+
+    report = result.to_dict()
+    report["plan"] = plan.to_dict()
+    report["dataset"] = {
+        "id": dataset.id,
+        "version": dataset.version,
+        "filename": dataset.filename,
+        "sha256": dataset.sha256,
+        "rows": dataset.row_count,
+    }
+    report["segments_omitted"] = len(omitted)
+    snapshot = AnalysisSnapshot(
+        experiment_id=experiment.id,
+        dataset_id=dataset.id,
+        computed_at=utcnow(),
+        verdict=headline_verdict(result),
+        result=report,
+        segments=segment_results,
+    )
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def active_dataset(session: Session, experiment: Experiment) -> Dataset | None:
+    """The experiment's newest dataset version (the one that is analysed), if any."""
+    return session.exec(
+        select(Dataset).where(Dataset.experiment_id == experiment.id).order_by(Dataset.version.desc()).limit(1)
+    ).first()
+
+
+def recompute(session: Session, experiment: Experiment, *, actor: User | None) -> AnalysisSnapshot:
+    """Re-run :func:`refresh_snapshot` on the active dataset (after an amendment, say).
+
+    Raises
+    ------
+    NotFound
+        The experiment has no dataset yet.
+    """
+    from experiments.audit import record_event
+
+    dataset = active_dataset(session, experiment)
+    if dataset is None:
+        raise NotFound("this experiment has no data to analyse yet")
+    snapshot = refresh_snapshot(session, experiment, dataset)
+    record_event(session, "analysis.recompute", actor=actor, entity_type="experiment",
+                 entity_id=experiment.key, team_id=experiment.team_id,
+                 diff={"dataset_version": [None, dataset.version], "verdict": [None, snapshot.verdict]})
+    return snapshot
+
+
+# ------------------------------------------------------------------ reading back
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One stored dataset version as the page lists it."""
+
+    id: int
+    version: int
+    source: str
+    filename: str
+    sha256: str
+    rows: int
+    uploaded_by: str | None
+    uploaded_at: datetime
+
+
+@dataclass(frozen=True)
+class ArmProgress:
+    """Enrolment of one arm against the accounts per arm the plan needs."""
+
+    variant: str
+    accounts: int
+    required: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the required accounts enrolled, capped at 1."""
+        if not self.required:
+            return None
+        return min(self.accounts / self.required, 1.0)
+
+    @property
+    def reached(self) -> bool:
+        return self.required is not None and self.accounts >= self.required
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One treatment of one segment in the breakdown table."""
+
+    segment: str
+    variant: str
+    accounts: int
+    uplift_abs: float | None
+    ci_abs: tuple[float | None, float | None]
+    p_value: float | None
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything the results section of the experiment page shows.
+
+    ``result`` is the selected segment's result when ``segment`` is set, else the
+    whole dataset's; it is ``None`` when there is no data (or no snapshot yet).
+    """
+
+    experiment_key: str
+    status: str
+    plan: Plan | None
+    dataset: DatasetInfo | None
+    versions: tuple[DatasetInfo, ...]
+    is_active_version: bool
+    result: ExperimentResult | None
+    verdict: str | None
+    summaries: Mapping[str, str]
+    segment: str | None
+    segment_names: tuple[str, ...]
+    segments_omitted: int
+    segment_rows: tuple[SegmentRow, ...]
+    progress: tuple[ArmProgress, ...]
+    required_n: int | None
+    assumed_sigma: float | None
+    expected_date: date | None
+    computed_at: datetime | None
+    snapshot_plan: Mapping[str, Any] | None
+    plan_outdated: bool
+    amendments: tuple[Amendment, ...]
+
+    @property
+    def has_data(self) -> bool:
+        return self.dataset is not None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Experiment-level warnings followed by every comparison's, without repeats."""
+        if self.result is None:
+            return ()
+        notes = list(self.result.warnings)
+        for comparison in self.result.comparisons:
+            notes += [f"{comparison.variant}: {w}" for w in comparison.warnings]
+        return tuple(dict.fromkeys(notes))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return moment
+
+
+def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInfo, ...]:
+    rows = session.exec(
+        select(Dataset, User.name, User.email)
+        .join(User, User.id == Dataset.uploaded_by_id, isouter=True)
+        .where(Dataset.experiment_id == experiment.id)
+        .order_by(Dataset.version.desc())
+    ).all()
+    return tuple(
+        DatasetInfo(d.id, d.version, d.source, d.filename, d.sha256, d.row_count,
+                    (name or email) if (name or email) else None, _aware(d.uploaded_at))
+        for d, name, email in rows
+    )
+
+
+def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
+                   as_of: datetime) -> date | None:
+    """When the slowest arm reaches its required n at the enrolment rate so far (running only)."""
+    started = _aware(experiment.started_at)
+    if experiment.status != "running" or started is None or not progress:
+        return None
+    if all(p.reached for p in progress) or any(p.required is None for p in progress):
+        return None
+    days = (as_of - started).total_seconds() / 86400
+    if days <= 0:
+        return None
+    slowest = min(progress, key=lambda p: (p.accounts / p.required) if p.required else 1.0)
+    if slowest.accounts <= 0 or slowest.required is None:
+        return None
+    per_day = slowest.accounts / days
+    remaining = (slowest.required - slowest.accounts) / per_day
+    if remaining > 3650:
+        return None
+    return (as_of + timedelta(days=remaining)).date()
+
+
+def _segment_rows(segments: Mapping[str, Any] | None) -> tuple[SegmentRow, ...]:
+    rows = []
+    for name, report in sorted((segments or {}).items()):
+        counts = {arm["variant"]: arm["accounts"] for arm in report.get("arms", [])}
+        for c in report.get("comparisons", []):
+            ci = c.get("ci_abs") or [None, None]
+            rows.append(SegmentRow(name, c["variant"], counts.get(c["variant"], 0), c.get("uplift_abs"),
+                                   (ci[0], ci[1]), c.get("p_value_adjusted"), c["verdict"]))
+    return tuple(rows)
 
 
 def load_results(session: Session, experiment: Experiment, *, dataset_version: int | None = None,
-                 segment: str | None = None):
-    """Everything the results section of the experiment page shows (``None`` before data)."""
-    return None
+                 segment: str | None = None) -> Results:
+    """Everything the results section shows, read from the newest stored snapshot.
+
+    Without data the result is empty and ``required_n`` is sized on
+    :data:`DEFAULT_SIGMA` (``assumed_sigma`` says so). Nothing is recomputed.
+
+    Raises
+    ------
+    NotFound
+        ``dataset_version`` is not one of the experiment's versions, or
+        ``segment`` is not one of the analysed segments of that version.
+    """
+    try:
+        plan: Plan | None = current_plan(session, experiment)
+    except ValueError:
+        plan = None
+    versions = _dataset_infos(session, experiment)
+    amendments = tuple(session.exec(
+        select(Amendment).where(Amendment.experiment_id == experiment.id).order_by(Amendment.created_at)
+    ).all())
+    chosen = versions[0] if versions else None
+    if dataset_version is not None:
+        chosen = next((v for v in versions if v.version == dataset_version), None)
+        if chosen is None:
+            raise NotFound(f"experiment {experiment.key!r} has no dataset version {dataset_version}")
+
+    snapshot = None
+    if chosen is not None:
+        snapshot = session.exec(
+            select(AnalysisSnapshot).where(AnalysisSnapshot.dataset_id == chosen.id)
+            .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc()).limit(1)
+        ).first()
+
+    result = None
+    verdict = None
+    segment_names: tuple[str, ...] = ()
+    if snapshot is not None:
+        segment_names = tuple(sorted(snapshot.segments or {}))
+        if segment is not None:
+            if segment not in segment_names:
+                raise NotFound(f"dataset version {chosen.version} has no segment {segment!r}")
+            result = ExperimentResult.from_dict(snapshot.segments[segment])
+            verdict = headline_verdict(result)
+        else:
+            result = ExperimentResult.from_dict(snapshot.result)
+            verdict = snapshot.verdict
+    elif segment is not None:
+        raise NotFound(f"no segment {segment!r} has been analysed")
+
+    required_n = None
+    assumed_sigma = None
+    if result is not None:
+        required_n = next((c.required_n_per_arm for c in result.comparisons if c.required_n_per_arm), None)
+    if required_n is None and plan is not None:
+        assumed_sigma = DEFAULT_SIGMA
+        required_n = required_sample_size(plan.mde, DEFAULT_SIGMA, alpha=plan.alpha, power=plan.power)
+
+    if result is not None:
+        progress = tuple(ArmProgress(arm.variant, arm.accounts, required_n) for arm in result.arms)
+    elif plan is not None:
+        progress = tuple(ArmProgress(key, 0, required_n) for key in plan.variants)
+    else:
+        progress = ()
+
+    # Enrolment is known as of the upload, not as of the (re)computation.
+    as_of = chosen.uploaded_at if chosen is not None else None
+    summaries = {c.variant: summary_sentence(c, result.alpha) for c in result.comparisons} if result else {}
+    stored_plan = snapshot.result.get("plan") if snapshot is not None else None
+    return Results(
+        experiment_key=experiment.key,
+        status=experiment.status,
+        plan=plan,
+        dataset=chosen,
+        versions=versions,
+        is_active_version=chosen is not None and bool(versions) and chosen.id == versions[0].id,
+        result=result,
+        verdict=verdict,
+        summaries=summaries,
+        segment=segment,
+        segment_names=segment_names,
+        segments_omitted=int(snapshot.result.get("segments_omitted", 0)) if snapshot is not None else 0,
+        segment_rows=_segment_rows(snapshot.segments if snapshot is not None else None),
+        progress=progress,
+        required_n=required_n,
+        assumed_sigma=assumed_sigma,
+        expected_date=_expected_date(experiment, progress, as_of) if result is not None and as_of else None,
+        computed_at=_aware(snapshot.computed_at) if snapshot is not None else None,
+        snapshot_plan=stored_plan,
+        plan_outdated=snapshot is not None and plan is not None and not plan.same_as(stored_plan),
+        amendments=amendments,
+    )

@@ -1,0 +1,226 @@
+"""Benchmark the account upload: import + analysis of a 1,000,000-row CSV, then the results page.
+
+Usage::
+
+    python benchmarks/bench_upload.py [--rows 1000000] [--postgres URL | --no-postgres] [--page-runs 20]
+
+For each backend (SQLite in a temporary file; PostgreSQL in a scratch database that
+is created and dropped on the server of ``--postgres``, default ``$DATABASE_URL`` when
+it names PostgreSQL) a fresh child process migrates an empty database, then times
+``import_accounts`` + commit (validation, bulk insert, SQL sums, Mann-Whitney, segment
+breakdown, snapshot) and reports its peak RSS (``resource.getrusage``); then it signs
+in through the Flask test client and times 20 GETs of the results page (the median is
+reported). Prints a Markdown table. Targets (issue #6): ≤ 15 s upload + analysis per
+backend, peak RSS ≤ 1 GB, results page ≤ 50 ms median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TARGET_SECONDS = 15.0
+TARGET_RSS_MB = 1024
+TARGET_PAGE_MS = 50.0
+PASSWORD = "bench-password-123"
+
+
+def generate_csv(path: Path, rows: int, seed: int = 20261128) -> None:
+    """Two equal arms with a planted expansion effect, via the demo generator."""
+    import numpy as np
+
+    from experiments.demo import Behaviour, generate_accounts_csv
+
+    half = rows // 2
+    data = generate_accounts_csv(np.random.default_rng(seed), {
+        "control": (rows - half, Behaviour()),
+        "treatment": (half, Behaviour(p_expand=0.20)),
+    }, prefix="bench")
+    path.write_bytes(data)
+
+
+def _setup(url: str):
+    """Migrate an empty database and add a team, an analyst and a running experiment."""
+    from sqlmodel import Session, select
+
+    from experiments import migrate
+    from experiments.db import make_engine
+    from experiments.models import DriverNode, Experiment, Variant, utcnow
+    from experiments.setup import ensure_defaults
+    from experiments.users import create_user, ensure_team, set_team_role
+
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        ensure_defaults(session)
+        team = ensure_team(session, "bench", "Bench")
+        user = create_user(session, "bench@example.com", PASSWORD, role="viewer")
+        set_team_role(session, user, team, "analyst", actor=None)
+        root = session.exec(select(DriverNode).where(DriverNode.kind == "root")).one()
+        experiment = Experiment(key="bench", name="Upload benchmark", node_id=root.id, team_id=team.id,
+                                status="running", started_at=utcnow())
+        session.add(experiment)
+        session.flush()
+        for position, key in enumerate(("control", "treatment")):
+            session.add(Variant(experiment_id=experiment.id, key=key, is_control=position == 0, position=position))
+        session.commit()
+    return engine, user, experiment
+
+
+def child(url: str, csv_path: str, page_runs: int) -> dict:
+    """Runs in a fresh process: one import, its peak RSS, then the page timings."""
+    import resource
+
+    from sqlmodel import Session
+
+    from experiments.imports import import_accounts
+
+    engine, user, experiment = _setup(url)
+    with Session(engine, expire_on_commit=False) as session:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        report = import_accounts(session, experiment, csv_path, filename=Path(csv_path).name, actor=user)
+        session.commit()
+        import_seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    engine.dispose()
+
+    from webapp import create_app
+
+    with tempfile.TemporaryDirectory() as instance:
+        app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "b" * 48, "DATABASE_URL": url,
+                          "INSTANCE_PATH": instance})
+        client = app.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
+        login = client.post("/login", data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token})
+        assert login.status_code == 303, login.status_code
+        timings = {}
+        for label, headers in (("page", {}), ("partial", {"HX-Request": "true"})):
+            client.get("/experiments/bench/results", headers=headers)  # warm the template cache
+            runs = []
+            for _ in range(page_runs):
+                t = time.perf_counter()
+                response = client.get("/experiments/bench/results", headers=headers)
+                runs.append((time.perf_counter() - t) * 1000)
+                assert response.status_code == 200, response.status_code
+            timings[label] = statistics.median(runs)
+        app.extensions["nrrlab.engine"].dispose()
+    return {
+        "rows": report.rows,
+        "verdict": report.snapshot.verdict,
+        "import_seconds": import_seconds,
+        "cpu_seconds": cpu_seconds,
+        "peak_rss_mb": peak_rss_mb,
+        "page_ms": timings["page"],
+        "partial_ms": timings["partial"],
+    }
+
+
+def _run_child(url: str, csv_path: Path, page_runs: int) -> dict:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", url, str(csv_path), "--page-runs", str(page_runs)],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"benchmark child failed for {url}:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _postgres_server(arg: str | None) -> str | None:
+    from experiments.db import normalise_url
+
+    url = arg if arg is not None else os.environ.get("DATABASE_URL", "")
+    if not url:
+        url = "postgresql+psycopg://root@127.0.0.1:5432/test"
+    return normalise_url(url) if url.startswith(("postgres", "postgresql")) else None
+
+
+def _scratch_postgres(server: str) -> tuple[str, callable]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from experiments.db import make_engine
+
+    name = f"nrrlab_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(server).set(database=name).render_as_string(hide_password=False), drop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--postgres", default=None, help="PostgreSQL server URL (default: $DATABASE_URL)")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--page-runs", type=int, default=20)
+    parser.add_argument("--child", nargs=2, metavar=("URL", "CSV"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.page_runs)))
+        return 0
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="nrrlab-bench-") as folder:
+        csv_path = Path(folder) / f"accounts_{args.rows}.csv"
+        t = time.perf_counter()
+        generate_csv(csv_path, args.rows)
+        print(f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
+              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+
+        results.append(("SQLite", _run_child(f"sqlite:///{Path(folder) / 'bench.db'}", csv_path, args.page_runs)))
+        server = None if args.no_postgres else _postgres_server(args.postgres)
+        if server:
+            url, drop = _scratch_postgres(server)
+            try:
+                results.append(("PostgreSQL", _run_child(url, csv_path, args.page_runs)))
+            finally:
+                drop()
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    print(f"\nUpload benchmark: {args.rows:,} accounts, two arms, three segments — "
+          f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs\n")
+    print("| backend | upload + analysis (s) | of which app CPU (s) | peak RSS (MB) | results page median (ms) "
+          "| htmx partial median (ms) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    failed = False
+    for name, r in results:
+        ok_time = r["import_seconds"] <= TARGET_SECONDS
+        ok_rss = r["peak_rss_mb"] <= TARGET_RSS_MB
+        ok_page = r["page_ms"] <= TARGET_PAGE_MS
+        failed |= not (ok_time and ok_rss and ok_page)
+        print(f"| {name} | {r['import_seconds']:.2f} {mark(ok_time)} | {r['cpu_seconds']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} {mark(ok_rss)} | "
+              f"{r['page_ms']:.1f} {mark(ok_page)} | {r['partial_ms']:.1f} |")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nTargets: ≤ {TARGET_SECONDS:g} s, ≤ {TARGET_RSS_MB} MB, ≤ {TARGET_PAGE_MS:g} ms "
+          f"(median of {args.page_runs} GETs). Load average at the end: {load:.1f}. The upload time is cold: "
+          "it includes the first import of scipy.stats and pingouin in a fresh process.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from webapp.results.views import bp
+
+__all__ = ["bp"]
