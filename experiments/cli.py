@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -14,15 +16,24 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _engine():
+@contextmanager
+def _database() -> Iterator:
+    """The configured engine, checked, and closed again when the command ends."""
     from experiments.db import DatabaseConfigError, check_connection, database_url, make_engine
 
     try:
         engine = make_engine(database_url())
-        check_connection(engine)
     except DatabaseConfigError as exc:
         _fail(str(exc))
-    return engine
+    try:
+        check_connection(engine)
+    except DatabaseConfigError as exc:
+        engine.dispose()
+        _fail(str(exc))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,12 +57,12 @@ def db_upgrade(revision: str) -> None:
     from experiments.db import database_url, session_scope
     from experiments.setup import ensure_defaults
 
-    engine = _engine()
-    migrate.upgrade(database_url(), revision)
-    if revision == "head":
-        with session_scope(engine) as session:
-            ensure_defaults(session)
-    click.echo(f"database is at {revision}: {engine.url.render_as_string(hide_password=True)}")
+    with _database() as engine:
+        migrate.upgrade(database_url(), revision)
+        if revision == "head":
+            with session_scope(engine) as session:
+                ensure_defaults(session)
+        click.echo(f"database is at {revision}: {engine.url.render_as_string(hide_password=True)}")
 
 
 @db.command("downgrade")
@@ -61,8 +72,8 @@ def db_downgrade(revision: str) -> None:
     from experiments import migrate
     from experiments.db import database_url
 
-    _engine()
-    migrate.downgrade(database_url(), revision)
+    with _database():
+        migrate.downgrade(database_url(), revision)
     click.echo(f"database downgraded to {revision}")
 
 
@@ -75,8 +86,7 @@ def seed_demo(if_empty: bool, password: str | None) -> None:
     from experiments.db import session_scope
     from experiments.demo import DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, has_experiments, seed
 
-    engine = _engine()
-    with session_scope(engine) as session:
+    with _database() as engine, session_scope(engine) as session:
         if if_empty and has_experiments(session):
             click.echo("demo data: already present, left as it is")
             click.echo(f"demo sign-in: {DEMO_ADMIN_EMAIL} / {password or DEMO_ADMIN_PASSWORD}")
@@ -97,9 +107,8 @@ def create_user_command(email: str, role: str, name: str, password: str) -> None
     from experiments.errors import Conflict, ValidationFailed
     from experiments.users import create_user
 
-    engine = _engine()
     try:
-        with session_scope(engine) as session:
+        with _database() as engine, session_scope(engine) as session:
             user = create_user(session, email, password, role=role, name=name)
             click.echo(f"created {user.email} ({user.role})")
     except ValidationFailed as exc:

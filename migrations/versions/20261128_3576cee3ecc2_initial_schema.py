@@ -287,9 +287,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_account_row')),
     sa.UniqueConstraint('dataset_id', 'account_id', name=op.f('uq_account_row_dataset_id_account_id'))
     )
-    with op.batch_alter_table('account_row', schema=None) as batch_op:
-        batch_op.create_index('ix_account_row_dataset_variant', ['dataset_id', 'variant'], unique=False)
-
     op.create_table('analysis_snapshot',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('experiment_id', sa.Integer(), nullable=False),
@@ -315,9 +312,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_analysis_snapshot_dataset_id'))
 
     op.drop_table('analysis_snapshot')
-    with op.batch_alter_table('account_row', schema=None) as batch_op:
-        batch_op.drop_index('ix_account_row_dataset_variant')
-
     op.drop_table('account_row')
     with op.batch_alter_table('variant', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_variant_experiment_id'))
