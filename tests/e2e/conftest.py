@@ -112,7 +112,9 @@ class PageProblems:
         self.failed: list[str] = []
         page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.console.append(str(e)))
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url}: {r.failure}"))
+        # ERR_ABORTED is a request the browser dropped itself because the page navigated on.
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url}: {r.failure}")
+                if "ERR_ABORTED" not in (r.failure or "") else None)
         page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
 
     def assert_clean(self) -> None:
