@@ -16,7 +16,6 @@ from datetime import date, timedelta
 import numpy as np
 from sqlmodel import Session, func, select
 
-from experiments.datasets import store_dataset
 from experiments.models import DriverNode, Experiment, JourneyStage, User, Variant, utcnow
 from experiments.setup import ensure_defaults
 from experiments.users import create_user, ensure_team, set_team_role
@@ -86,7 +85,7 @@ def _node(session: Session, parent: DriverNode, name: str, kind: str, **fields) 
 
 def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
     """Create the demo workspace in ``session`` (flushed; the caller commits). Returns a summary."""
-    from experiments.accounts_csv import read_accounts
+    from experiments.imports import import_accounts
 
     rng = np.random.default_rng(SEED)
     ensure_defaults(session)
@@ -189,19 +188,9 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
         rows = sum(n for n, _, _ in arms.values())
         if rows:
             data = generate_accounts_csv(rng, {v: (n, b) for v, (n, b, _) in arms.items()}, prefix=key[:8])
-            table = read_accounts(data, variants=list(arms))
-            dataset = store_dataset(session, experiment, table, filename=f"{key}.csv", actor=owner)
-            _snapshot(session, experiment, dataset)
+            # The same path as an upload: validation, versioned dataset, snapshot, audit event.
+            import_accounts(session, experiment, data, filename=f"{key}.csv", actor=owner)
         summary.append(f"  {key:<22} {status:<8} {rows:>5} accounts")
     session.flush()
     return "demo data loaded:\n" + "\n".join(summary)
 
-
-def _snapshot(session: Session, experiment: Experiment, dataset) -> None:
-    # Analysis snapshots need the analysis service; it is optional so the schema
-    # and demo can exist before it does.
-    try:
-        from experiments.analysis import refresh_snapshot
-    except ImportError:
-        return
-    refresh_snapshot(session, experiment, dataset)

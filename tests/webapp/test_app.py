@@ -50,6 +50,21 @@ def test_migrated_and_seeded_app_serves_every_navigation_page(demo_app):
         assert text in dashboard
 
 
+def test_dashboard_shows_alerts_and_pending_decisions_of_the_demo(demo_app):
+    from tests.helpers import Auth
+
+    client = demo_app.test_client()
+    Auth(client).login(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD)
+    page = client.get("/").get_data(as_text=True)
+    alerts = page.split('id="alerts-heading"')[1].split("</section>")[0]
+    decisions = page.split('id="decide-heading"')[1].split("</section>")[0]
+    # The demo plants a sample-ratio mismatch in the win-back test (1380 vs 1120 at 50/50).
+    assert "Win-back email sequence" in alerts and "sample ratio mismatch" in alerts
+    # The downgrade offer was stopped and nobody has decided yet.
+    assert "Right-size offer before downgrade" in decisions and "stopped without a decision" in decisions
+    assert "Guided onboarding checklist" not in decisions  # already decided: ship
+
+
 def test_pages_need_sign_in(client):
     response = client.get("/")
     assert response.status_code == 302

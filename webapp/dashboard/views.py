@@ -1,11 +1,12 @@
-"""The landing page: the tree at a glance, running experiments, alerts."""
+"""The landing page: the tree at a glance, live experiments, alerts and pending decisions."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, render_template
 
-from experiments.registry import list_experiments
-from experiments.tree import load_tree
+from experiments.dashboard import dashboard
 from webapp.db import get_session
 from webapp.security import acting_user, allow
 
@@ -16,7 +17,5 @@ bp = Blueprint("dashboard", __name__)
 @allow("viewer")
 def index():
     """Dashboard."""
-    db = get_session()
-    user = acting_user()
-    return render_template("dashboard/index.html", roots=load_tree(db, user),
-                           experiments=list_experiments(db, user))
+    view = dashboard(get_session(), acting_user(), today=datetime.now(UTC).date())
+    return render_template("dashboard/index.html", view=view)

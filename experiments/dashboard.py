@@ -1,0 +1,46 @@
+"""The dashboard: the tree, the experiments that are live, and what needs attention now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from experiments.models import User
+from experiments.registry import ExperimentRow, list_experiments, registry_rows
+from experiments.review import build_review
+from experiments.tree import TreeNode, load_tree
+
+#: How far back "recent changes" reach on the dashboard.
+RECENT_DAYS = 7
+_STATUS_ORDER = {"running": 0, "stopped": 1, "draft": 2, "decided": 3}
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    roots: list[TreeNode]
+    experiments: list[ExperimentRow]
+    needs_decision: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    changed: list[dict[str, Any]]
+
+
+def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
+    """What ``user`` should see first: live experiments, alerts and pending decisions.
+
+    The alerts and the decision list are the weekly review's own rules, evaluated
+    read-only over the last ``RECENT_DAYS`` days (a date-range review freezes nothing).
+    """
+    review = build_review(session, user, _week_label(today),
+                          date_from=today - timedelta(days=RECENT_DAYS), date_to=today)
+    rows = registry_rows(session, list_experiments(session, user))
+    rows.sort(key=lambda r: (_STATUS_ORDER.get(r.experiment.status, 9), r.experiment.key))
+    return Dashboard(roots=load_tree(session, user), experiments=rows,
+                     needs_decision=review.needs_decision, alerts=review.alerts, changed=review.changed)
+
+
+def _week_label(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
