@@ -49,13 +49,14 @@ test: install
 	$(BIN)/python -m pytest
 
 test-db: install
-	$(BIN)/python -m pytest -m db
+	$(BIN)/python -m pytest -m "db and not e2e"
 
 lint: install
 	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python benchmarks/bench_analyze.py
+	$(BIN)/python benchmarks/bench_upload.py
 
 clean:
 	rm -rf $(VENV) node_modules webapp/static/vendor .pytest_cache
