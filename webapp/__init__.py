@@ -45,7 +45,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_templating(app)
 
-    from webapp import admin, auth, dashboard, experiments, exports, health, journeys, planner, results, review, tree
+    from webapp import (
+        admin,
+        auth,
+        dashboard,
+        experiments,
+        exports,
+        health,
+        journeys,
+        planner,
+        results,
+        review,
+        tree,
+    )
 
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports, planner, admin):
         app.register_blueprint(module.bp)

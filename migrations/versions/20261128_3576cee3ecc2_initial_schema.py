@@ -1,7 +1,7 @@
 """Initial schema: the whole domain of DESIGN §2.
 
 Revision ID: 3576cee3ecc2
-Revises: 
+Revises: (none, the first revision)
 Create Date: 2026-11-28 06:40:14.049432
 """
 from collections.abc import Sequence
@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-
 
 revision: str = '3576cee3ecc2'
 down_revision: str | None = None
