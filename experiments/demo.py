@@ -46,7 +46,7 @@ def generate_accounts_csv(
     """Account rows following DESIGN §3 for ``{variant: (n, behaviour)}``, shuffled."""
     rows = []
     for variant, (n, b) in arms.items():
-        start = np.round(np.exp(rng.normal(np.log(600), 1.0, n)), 2).clip(20, 250_000)
+        start = np.round(np.exp(rng.normal(np.log(600), 0.8, n)), 2).clip(20, 250_000)
         churn = rng.random(n) < b.p_churn
         contract = (~churn) & (rng.random(n) < b.p_contract)
         expand = (~churn) & (rng.random(n) < b.p_expand)
@@ -87,7 +87,6 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
     """Create the demo workspace in ``session`` (flushed; the caller commits). Returns a summary."""
     from experiments.imports import import_accounts
 
-    rng = np.random.default_rng(SEED)
     ensure_defaults(session)
     admin = session.exec(select(User).where(User.email == DEMO_ADMIN_EMAIL)).first()
     if admin is None:
@@ -147,12 +146,12 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
     specs = [
         # key, name, node, stage, team, owner, status, arms {variant: (n, behaviour, weight)}, decision
         ("onboarding-checklist", "Guided onboarding checklist", activation, "onboarding", growth, maria, "decided",
-         {"control": (2000, base, 1), "checklist": (2000, Behaviour(p_churn=0.045, p_expand=0.20), 1)}, "ship"),
+         {"control": (2000, base, 1), "checklist": (2000, Behaviour(p_churn=0.03, p_expand=0.22), 1)}, "ship"),
         ("seat-limit-nudge", "Seat-limit nudge for admins", seats, "expansion", growth, maria, "running",
-         {"control": (1500, base, 1), "nudge": (1500, Behaviour(p_expand=0.24), 1),
-          "nudge-discount": (1500, Behaviour(p_expand=0.26, expand_scale=0.26), 1)}, None),
+         {"control": (2200, base, 1), "nudge": (2200, Behaviour(p_expand=0.22), 1),
+          "nudge-discount": (2200, Behaviour(p_expand=0.32, expand_scale=0.28), 1)}, None),
         ("downgrade-save-offer", "Right-size offer before downgrade", downgrade, "renewal", success, liam, "stopped",
-         {"control": (1200, base, 1), "offer": (1200, base, 1)}, None),
+         {"control": (2800, base, 1), "offer": (2800, base, 1)}, None),
         ("winback-sequence", "Win-back email sequence", reactivation, "renewal", success, liam, "running",
          {"control": (1380, base, 1), "sequence": (1120, Behaviour(p_churn=0.06), 1)}, None),
         ("weekly-digest", "Weekly adoption digest", adoption, "adoption", growth, maria, "running",
@@ -167,7 +166,7 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
         started = utcnow() - timedelta(days=42 - offset * 5)
         experiment = Experiment(
             key=key, name=name, node_id=node.id, stage_id=stages[stage].id, team_id=team.id,
-            owner_id=owner.id, hypothesis=node.hypothesis, mde=0.02, alpha=0.05, power=0.8,
+            owner_id=owner.id, hypothesis=node.hypothesis, mde=0.04, alpha=0.05, power=0.8,
             planned_start=today - timedelta(days=42 - offset * 5),
             planned_end=today + timedelta(days=14 + offset * 3),
             status=status, created_by_id=owner.id,
@@ -187,6 +186,8 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
         session.flush()
         rows = sum(n for n, _, _ in arms.values())
         if rows:
+            # One generator per experiment, so each demo result is independent of the others.
+            rng = np.random.default_rng([SEED, offset])
             data = generate_accounts_csv(rng, {v: (n, b) for v, (n, b, _) in arms.items()}, prefix=key[:8])
             # The same path as an upload: validation, versioned dataset, snapshot, audit event.
             import_accounts(session, experiment, data, filename=f"{key}.csv", actor=owner)

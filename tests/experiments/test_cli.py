@@ -71,4 +71,35 @@ def test_demo_seed_is_deterministic(scratch_database):
     assert fingerprints[0] == fingerprints[1]
     assert len(fingerprints[0]) == 5  # five experiments with data, one draft without
     assert statuses == {"draft", "running", "stopped", "decided"}
-    assert all(500 <= rows <= 5000 for *_, rows in fingerprints[0])
+    assert all(500 <= rows <= 10_000 for *_, rows in fingerprints[0])
+
+
+@pytest.mark.db
+def test_demo_tells_every_verdict(scratch_database):
+    """The demo plants real effects, a null, an SRM and an underpowered test: the seeded
+    data must show them, or the demo misleads whoever explores it."""
+    from sqlmodel import select
+
+    from experiments import migrate
+    from experiments.db import make_engine, session_scope
+    from experiments.demo import seed
+    from experiments.models import AnalysisSnapshot, Experiment
+
+    url = scratch_database()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        seed(session)
+    with session_scope(engine) as session:
+        verdicts = dict(session.exec(select(Experiment.key, AnalysisSnapshot.verdict)
+                                     .join(AnalysisSnapshot, AnalysisSnapshot.experiment_id == Experiment.id)).all())
+        decided = session.exec(select(Experiment).where(Experiment.key == "onboarding-checklist")).one()
+    engine.dispose()
+    assert verdicts == {
+        "onboarding-checklist": "win",      # shipped on a real effect
+        "seat-limit-nudge": "win",          # one of two treatments wins
+        "downgrade-save-offer": "inconclusive",  # no effect, enough accounts
+        "winback-sequence": "srm",          # 1380 vs 1120 at a 50/50 plan
+        "weekly-digest": "underpowered",    # 300 per arm
+    }
+    assert decided.decision == "ship"
