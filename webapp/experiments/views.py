@@ -28,6 +28,7 @@ from flask import Blueprint, jsonify, redirect, request, url_for
 from experiments.access import require
 from experiments.analysis import load_results
 from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.input_rules import parse_id
 from experiments.journeys import stage_choices
 from experiments.models import DECISIONS, EXPERIMENT_STATUSES
 from experiments.planning import sample_size_hint as compute_hint
@@ -120,8 +121,12 @@ def _variant_action_response(data: dict[str, Any], experiment=None):
 @bp.route("/new")
 @allow("experimenter")
 def new():
-    """The registration form."""
-    return _form(_default_values())
+    """The registration form (``?node_id=&stage_id=`` preselect the branch and stage, e.g. from the tree)."""
+    values = _default_values()
+    for name in ("node_id", "stage_id"):
+        if (chosen := parse_id(request.args.get(name))) is not None:
+            values[name] = chosen
+    return _form(values)
 
 
 @bp.route("/new", methods=["POST"])
