@@ -143,7 +143,7 @@ class AccountTable:
     ``None`` when the file does not have it.
     """
 
-    account_id: np.ndarray
+    account_id: np.ndarray | None
     variant: np.ndarray
     start_cents: np.ndarray
     expansion_cents: np.ndarray
@@ -155,7 +155,7 @@ class AccountTable:
     notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.account_id)
+        return len(self.start_cents)
 
     def variants(self) -> list[str]:
         """The variant keys in order of first appearance."""
@@ -176,11 +176,15 @@ def read_accounts(
     *,
     variants: Collection[str] | None = None,
     max_errors: int = 50,
+    for_storage: bool = True,
 ) -> AccountTable:
     """Read and validate an account CSV from a path, raw bytes or a binary file object.
 
     When ``variants`` is given, every row's variant must be one of them. At most
-    ``max_errors`` errors are kept, but all of them are counted.
+    ``max_errors`` errors are kept, but all of them are counted. With
+    ``for_storage=False`` (an analysis that stores nothing) the table skips what only
+    storage needs: ``account_id`` is ``None`` (ids are still checked for uniqueness)
+    and ``sha256`` is empty — a million ids as Python strings cost ~80 MB.
 
     Raises
     ------
@@ -195,15 +199,19 @@ def read_accounts(
     data = _read_source(source)
 
     # Hashing 60 MB takes a while; hashlib releases the GIL, so overlap it with parsing.
-    digest: list[str] = []
-    hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(data).hexdigest()))
-    hasher.start()
+    digest: list[str] = [""]
+    hasher = threading.Thread(target=lambda: digest.__setitem__(0, hashlib.sha256(data).hexdigest()))
+    if for_storage:
+        hasher.start()
     try:
-        table = _read_fast(data, allowed)
+        table = _read_fast(data, allowed, keep_ids=for_storage)
         if table is None:
             table = _read_slow(data, allowed, max_errors)
+            if not for_storage:
+                table = replace(table, account_id=None)
     finally:
-        hasher.join()
+        if for_storage:
+            hasher.join()
     return replace(table, sha256=digest[0])
 
 
@@ -602,7 +610,7 @@ def _object_array(items: list) -> np.ndarray:
 # ------------------------------------------------------------------------- fast path
 
 
-def _read_fast(data: bytes, allowed: tuple[str, ...] | None) -> AccountTable | None:
+def _read_fast(data: bytes, allowed: tuple[str, ...] | None, *, keep_ids: bool = True) -> AccountTable | None:
     """Parse and validate column-wise with pyarrow; None means "let the slow path decide".
 
     Returning a table is a promise that the slow path would build an identical one.
@@ -634,7 +642,7 @@ def _read_fast(data: bytes, allowed: tuple[str, ...] | None) -> AccountTable | N
                 # A row longer than a block is an error for pyarrow, so no field the
                 # csv module would refuse as too large can get through here.
                 block_size=min(_FAST_BLOCK_SIZE, field_limit),
-                use_threads=False,  # the columns are checked in parallel instead
+                use_threads=True,  # parse blocks in parallel; the columns are then checked two at a time
             ),
             parse_options=pa_csv.ParseOptions(newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
@@ -687,7 +695,8 @@ def _read_fast(data: bytes, allowed: tuple[str, ...] | None) -> AccountTable | N
     # before the account ids become a million Python strings. to_pylist, not
     # to_numpy: pyarrow's to_numpy() imports pandas (~0.15 s).
     release_memory()
-    account_id = _object_array(result.pop("account_id").to_pylist())
+    ids = result.pop("account_id")
+    account_id = _object_array(ids.to_pylist()) if keep_ids else None
     return _account_table(
         account_id=account_id,
         variant=result["variant"],

@@ -1,15 +1,16 @@
 """``nrrlab analyze``: analyse an account CSV without a database.
 
 Kept apart from the service layer so its import path stays lean: the CLI must
-read, validate and analyse a million accounts in well under two seconds, and
-importing pingouin (through ``stats``) alone costs most of a second. It is
-warmed in a background thread while the CSV parses.
+read, validate and analyse a million accounts in well under two seconds. The
+one slow import left on the way, ``scipy.stats`` (for the Mann–Whitney and
+chi-square checks), is warmed in a background thread while the CSV parses.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,11 +59,10 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 
 
 def _warm_statistics() -> None:
-    import stats
-    import stats.power
+    # stats imports scipy.stats lazily (Mann–Whitney, chi-square); load it off the main thread.
+    import scipy.stats  # noqa: F401
 
-    # The power functions import pingouin lazily; do it now, off the main thread.
-    stats.power.required_sample_size(0.02, 0.5)
+    import stats  # noqa: F401
 
 
 def arms_from_table(table) -> dict:
@@ -79,6 +79,26 @@ def arms_from_table(table) -> dict:
     return arms
 
 
+def _read_checked(request: AnalysisRequest):
+    """The validated table and the planned variant order (control first)."""
+    from experiments.accounts_csv import read_accounts
+
+    table = read_accounts(request.path, for_storage=False)
+    observed = table.variants()
+    if request.control not in observed:
+        raise UsageError(f"--control: variant {request.control!r} is not in the file; its variants are {', '.join(observed)}")
+    if len(observed) < 2:
+        raise UsageError(f"the file has only one variant ({observed[0]}); a comparison needs a control and at least one treatment")
+    if request.weights is not None:
+        unknown = [v for v in request.weights if v not in observed]
+        if unknown:
+            raise UsageError(f"--weights: unknown variant(s) {', '.join(unknown)}; the file's variants are {', '.join(observed)}")
+        missing = [v for v in observed if v not in request.weights]
+        if missing:
+            raise UsageError(f"--weights: no weight for variant(s) {', '.join(missing)}")
+    return table, [request.control, *[v for v in observed if v != request.control]]
+
+
 def analyze_file(request: AnalysisRequest):
     """Read, validate and analyse ``request.path``.
 
@@ -90,25 +110,17 @@ def analyze_file(request: AnalysisRequest):
         A flag contradicts the file (unknown control, weights naming unknown variants).
     """
     warm = threading.Thread(target=_warm_statistics, daemon=True)
-    warm.start()
-    from experiments.accounts_csv import read_accounts
-
-    table = read_accounts(request.path)
-    observed = table.variants()
-    if request.control not in observed:
-        raise UsageError(f"--control: variant {request.control!r} is not in the file; its variants are {', '.join(observed)}")
-    if len(observed) < 2:
-        raise UsageError(f"the file has only one variant ({observed[0]}); a comparison needs a control and at least one treatment")
-    variants: Sequence[str] = [request.control, *[v for v in observed if v != request.control]]
-    if request.weights is not None:
-        unknown = [v for v in request.weights if v not in observed]
-        if unknown:
-            raise UsageError(f"--weights: unknown variant(s) {', '.join(unknown)}; the file's variants are {', '.join(observed)}")
-        missing = [v for v in observed if v not in request.weights]
-        if missing:
-            raise UsageError(f"--weights: no weight for variant(s) {', '.join(missing)}")
-    arms = arms_from_table(table)
-    warm.join()
+    # A short switch interval lets the reader's many brief GIL holds between pyarrow
+    # calls get in quickly while the import thread runs module code.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    try:
+        warm.start()
+        table, variants = _read_checked(request)
+        arms = arms_from_table(table)
+        warm.join()
+    finally:
+        sys.setswitchinterval(interval)
     from stats import analyze
 
     try:

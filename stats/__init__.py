@@ -1,8 +1,11 @@
 """NRR Lab statistics: pure functions over arrays and sufficient statistics.
 
-No Flask, SQL or file I/O lives here. ``pingouin`` and ``scipy.stats`` are
-imported lazily inside the functions that need them, so ``import stats`` is
-cheap (numpy and ``scipy.special`` only).
+No Flask, SQL or file I/O lives here. ``scipy.stats`` is imported lazily inside
+the functions that need it, so ``import stats`` is cheap (numpy and
+``scipy.special`` only). Sample size, power and the p-value adjustments are the
+figures of pingouin's ``power_ttest``, ``power_ttest2n`` and ``multicomp``
+(DESIGN §4), computed without importing pingouin; the tests check them against
+pingouin and statsmodels.
 
 Examples
 --------

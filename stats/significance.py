@@ -1,8 +1,8 @@
 """Significance tests: multiplicity adjustment, sample-ratio mismatch, Mann-Whitney.
 
 The module is deliberately not named ``tests`` so pytest never collects it.
-``pingouin`` and ``scipy.stats`` are imported inside the functions because
-they are slow to import and ``import stats`` must stay cheap.
+``scipy.stats`` is imported inside the functions that need it because it is slow
+to import and ``import stats`` must stay cheap.
 """
 
 from __future__ import annotations
@@ -37,14 +37,27 @@ def _adjust(pvalues: Sequence[float | None], method: Adjustment) -> list[float |
                 f"p-values must lie in [0, 1] or be None; got {p!r} at position {index}"
             )
         values.append(float(p))
-    if not any(not math.isnan(v) for v in values):
+    present = [i for i, v in enumerate(values) if not math.isnan(v)]
+    if not present:
         return [None] * len(values)
-
-    import pingouin
-
-    # pingouin.multicomp leaves NaN entries out of the family and returns them as NaN.
-    _, adjusted = pingouin.multicomp(np.asarray(values), method=method)
-    return [finite_or_none(p) for p in adjusted]
+    # Unavailable tests are left out of the family, as pingouin.multicomp does with NaN.
+    family = np.asarray([values[i] for i in present])
+    m = family.size
+    order = np.argsort(family, kind="stable")
+    ranked = family[order]
+    if method == "holm":
+        # Step-down: (m - j + 1)·p_(j), made non-decreasing from the smallest p up.
+        stepped = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        # Step-up: m/j·p_(j), made non-increasing from the largest p down.
+        stepped = np.minimum.accumulate((m / np.arange(m, 0, -1)) * ranked[::-1])[::-1]
+    adjusted_sorted = np.minimum(stepped, 1.0)
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    result: list[float | None] = [None] * len(values)
+    for position, index in enumerate(present):
+        result[index] = finite_or_none(float(adjusted[position]))
+    return result
 
 
 def holm_adjust(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -73,7 +86,9 @@ def holm_adjust(pvalues: Sequence[float | None]) -> list[float | None]:
     .. math::
         \\tilde p_{(i)} = \\min\\Big(1, \\max_{j \\le i} (m - j + 1)\\, p_{(j)}\\Big)
 
-    computed by ``pingouin.multicomp(method="holm")``.
+    as ``pingouin.multicomp(method="holm")`` computes it (checked against pingouin
+    and statsmodels in the test suite; computed here with numpy so the CLI need
+    not import pingouin).
 
     References
     ----------
@@ -113,7 +128,7 @@ def bh_adjust(pvalues: Sequence[float | None]) -> list[float | None]:
     .. math::
         \\tilde p_{(i)} = \\min\\Big(1, \\min_{j \\ge i} \\frac{m}{j}\\, p_{(j)}\\Big)
 
-    computed by ``pingouin.multicomp(method="fdr_bh")``. Meant for a
+    as ``pingouin.multicomp(method="fdr_bh")`` computes it. Meant for a
     portfolio of experiments, where a share of false wins is acceptable.
 
     References
