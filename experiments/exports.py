@@ -297,7 +297,7 @@ def _experiment_md_lines(report: Mapping[str, Any], level: int = 2) -> list[str]
     lines += _md_table(["primary metric", "MDE", "alpha", "power", "control", "variants (weight)", "planned"], [(
         plan.get("primary_metric"), points(plan.get("mde")), plan.get("alpha"), plan.get("power"), plan.get("control"),
         ", ".join(f"{v['key']} ({v['weight']:g})" for v in plan.get("variants") or []),
-        f"{plan.get('planned_start') or '?'} to {plan.get('planned_end') or '?'}",
+        f"{plan.get('planned_start') or '—'} to {plan.get('planned_end') or '—'}",
     )])
     amendments = report.get("amendments") or []
     lines += ["", f"{h}# Amendments", ""]
@@ -480,7 +480,7 @@ _TEMPLATES = {
     <tr><td>{{ plan.primary_metric }}</td><td class="num">{{ plan.mde | points }}</td><td class="num">{{ plan.alpha }}</td><td class="num">{{ plan.power }}</td>
       <td>{{ plan.control or "—" }}</td>
       <td>{% for v in plan.variants %}{{ v.key }} ({{ "%g" | format(v.weight) }}){% if not loop.last %}, {% endif %}{% endfor %}</td>
-      <td>{{ plan.planned_start or "?" }} to {{ plan.planned_end or "?" }}</td></tr>
+      <td>{{ plan.planned_start or "—" }} to {{ plan.planned_end or "—" }}</td></tr>
   </table>
   <h3>Amendments</h3>
   {% if r.amendments %}

@@ -170,7 +170,7 @@ class PlannerResult:
 
 
 def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult:
-    """Answer the planner form (``args``: its GET values; empty → the defaults).
+    """Answer the planner form (``args``: its GET values; a missing one takes its default).
 
     Inputs: ``baseline_nrr`` (fraction, 1.02 = 102%), ``sigma`` (per-account
     spread), ``experiment`` (a key whose latest snapshot supplies both instead),
@@ -181,8 +181,9 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
     Bad inputs come back as ``errors`` per field (never raised): the planner
     shows them while the user types.
     """
-    present = {k: str(args.get(k) or "") for k in PLANNER_FIELDS}
-    values = dict(PLANNER_DEFAULTS, experiment="") if not any(present.values()) else present
+    # A field missing from the query (a shared link such as ?mde=0.03) takes its
+    # default; a field sent blank stays blank, so clearing it is answered, not undone.
+    values = {k: str(args.get(k) or "") if k in args else PLANNER_DEFAULTS.get(k, "") for k in PLANNER_FIELDS}
     result = PlannerResult(values=values)
     errors = FieldErrors()
     key = read_text(values, "experiment", errors, max_length=64)

@@ -15,6 +15,13 @@ def pts(value: float | None, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f} pts"
 
 
+def size_pts(value: float | None, digits: int = 1) -> str:
+    """A size in NRR points, unsigned (an MDE is a two-sided size): 0.02 → '2.0 pts'."""
+    if value is None:
+        return "—"
+    return f"{value * 100:.{digits}f} pts"
+
+
 def pct(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -36,7 +43,7 @@ def pvalue(value: float | None) -> str:
 
 
 def init_templating(app: Flask) -> None:
-    app.jinja_env.filters.update(pts=pts, pct=pct, money=money, pvalue=pvalue)
+    app.jinja_env.filters.update(pts=pts, size_pts=size_pts, pct=pct, money=money, pvalue=pvalue)
     app.jinja_env.globals.update(csrf_token=generate_csrf)
 
     @app.context_processor

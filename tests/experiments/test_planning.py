@@ -163,3 +163,17 @@ def test_the_hint_reads_weights_with_the_control_first_and_is_lenient(session, a
     assert broken.allocation.ratios == (1.0,)  # equal weights until the rows are usable
     incomplete = sample_size_hint(session, admin, {"mde": "0", "alpha": "0.05", "power": "0.8"})
     assert incomplete.allocation is None and "Enter an MDE" in incomplete.message
+
+
+def test_a_partial_link_fills_the_missing_inputs_with_defaults(session):
+    from experiments.planning import plan
+    from experiments.users import create_user
+
+    user = create_user(session, "partial@planner.test", "a long passphrase", role="viewer")
+    result = plan(session, user, {"mde": "0.04", "sigma": "0.35"})
+    assert not result.errors
+    full = plan(session, user, {"mde": "0.04", "sigma": "0.35", "alpha": "0.05", "power": "0.8",
+                                "baseline_nrr": "1.0", "treatment_share": "0.5", "weekly_enrolment": "250"})
+    assert result.values == full.values | {"experiment": ""}
+    blank = plan(session, user, {"mde": "", "sigma": "0.35"})
+    assert "mde" in blank.errors  # a field sent blank is answered, not silently defaulted
