@@ -63,6 +63,27 @@ def run_once(path: Path) -> tuple[float, int]:
     return float(out[0]), int(out[1])
 
 
+def time_from_sums(repeats: int = 200) -> tuple[float, float]:
+    """Median and 95th-percentile milliseconds of stats.analyze on two arms' sums alone."""
+    import stats
+
+    rng = np.random.default_rng(1)
+    arms = {}
+    for name in ("control", "treatment"):
+        start = np.exp(rng.normal(6, 1, 50_000))
+        end = start * rng.uniform(0.7, 1.3, start.size)
+        full = stats.arm_from_arrays(start, np.maximum(end - start, 0), np.maximum(start - end, 0), np.zeros(start.size))
+        arms[name] = stats.ArmData(totals=full.totals, sums=full.sums)  # no rows: sums only
+    stats.analyze(arms, control="control")  # warm-up (lazy imports)
+    laps = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        stats.analyze(arms, control="control")
+        laps.append((time.perf_counter() - t) * 1000)
+    laps.sort()
+    return statistics.median(laps), laps[int(0.95 * len(laps)) - 1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -80,6 +101,8 @@ def main() -> None:
     print(f"file: {path.stat().st_size / 1e6:.1f} MB, {args.rows:,} rows")
     print(f"nrrlab analyze wall: min {min(walls):.2f} s, median {statistics.median(walls):.2f} s over {args.runs} runs")
     print(f"peak RSS: {peak_mb:.0f} MB")
+    median_ms, p95_ms = time_from_sums()
+    print(f"stats.analyze from sufficient statistics (2 arms): median {median_ms:.2f} ms, p95 {p95_ms:.2f} ms")
 
 
 if __name__ == "__main__":

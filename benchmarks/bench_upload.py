@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nTargets: ≤ {TARGET_SECONDS:g} s, ≤ {TARGET_RSS_MB} MB, ≤ {TARGET_PAGE_MS:g} ms "
           f"(median of {args.page_runs} GETs). Load average at the end: {load:.1f}. The upload time is cold: "
-          "it includes the first import of scipy.stats and pingouin in a fresh process.")
+          "it includes the first import of scipy.stats in a fresh process.")
     return 1 if failed else 0
 
 
