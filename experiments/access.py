@@ -74,3 +74,22 @@ def require(session: Session, user: User, team_id: int | None, needed: str) -> s
 def can(session: Session, user: User, team_id: int | None, needed: str) -> bool:
     role = effective_role(session, user, team_id)
     return role is not None and role_rank(role) >= role_rank(needed)
+
+
+def check_team_choice(session: Session, actor: User, team_id: int, *, needed: str, purpose: str) -> str | None:
+    """Why ``actor`` may not put something in team ``team_id`` (``None`` when they may).
+
+    Another team's id reads as "unknown team", as an unknown id does, so a form cannot
+    be used to probe which teams exist.
+    """
+    from experiments.models import Team
+
+    if session.get(Team, team_id) is None:
+        return "unknown team"
+    try:
+        require(session, actor, team_id, needed)
+    except NotFound:
+        return "unknown team"
+    except PermissionDenied:
+        return f"you need the {needed} role in this team to {purpose}"
+    return None

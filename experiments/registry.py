@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlmodel import Session, or_, select
 
-from experiments.access import effective_role, require, visible_team_ids
+from experiments.access import check_team_choice, effective_role, require, visible_team_ids
 from experiments.audit import diff_fields, record_event
-from experiments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import (
     LONG_TEXT_MAX,
     NAME_MAX,
@@ -335,15 +335,9 @@ def read_plan(session: Session, data: Mapping[str, Any], *, actor: User, errors:
 
     team_id = read_id(data, "team_id", errors, what="team")
     if team_id is not None:
-        if session.get(Team, team_id) is None:
-            errors.add("team_id", "unknown team")
-        else:
-            try:
-                require(session, actor, team_id, "experimenter")
-            except NotFound:
-                errors.add("team_id", "unknown team")
-            except PermissionDenied:
-                errors.add("team_id", "you need the experimenter role in this team to run its experiments")
+        problem = check_team_choice(session, actor, team_id, needed="experimenter", purpose="run its experiments")
+        if problem:
+            errors.add("team_id", problem)
     elif role_rank(effective_role(session, actor, None)) < role_rank("experimenter"):
         errors.add("team_id", "choose one of your teams (an experiment without a team needs the global experimenter role)")
     values["team_id"] = team_id

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from sqlmodel import Session, func, select
 
-from experiments.access import require, team_roles, visible_team_ids
+from experiments.access import check_team_choice, require, team_roles, visible_team_ids
 from experiments.audit import diff_fields, record_event
-from experiments.errors import NotFound, PermissionDenied, ValidationFailed
+from experiments.errors import NotFound, ValidationFailed
 from experiments.input_rules import (
     LONG_TEXT_MAX,
     NAME_MAX,
@@ -232,15 +232,8 @@ def _read_node_fields(session: Session, data: Mapping[str, Any], *, actor: User,
     if team_id is not None:
         if is_root:
             errors.add("team_id", "the NRR root is shared by every team and cannot belong to one")
-        elif session.get(Team, team_id) is None:
-            errors.add("team_id", "unknown team")
-        else:
-            try:
-                require(session, actor, team_id, "experimenter")
-            except NotFound:
-                errors.add("team_id", "unknown team")
-            except PermissionDenied:
-                errors.add("team_id", "you need the experimenter role in this team to give it a node")
+        elif problem := check_team_choice(session, actor, team_id, needed="experimenter", purpose="give it a node"):
+            errors.add("team_id", problem)
     values["team_id"] = team_id
     owner_id = read_id(data, "owner_id", errors, what="owner")
     if owner_id is not None:
