@@ -603,20 +603,28 @@ def _items(session: Session, meeting: ReviewMeeting) -> dict[int, ReviewItem]:
     return {i.experiment_id: i for i in session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()}
 
 
-def _meeting_rows(session: Session, week: Week, now: datetime) -> tuple[ReviewMeeting, list[dict[str, Any]], bool]:
+def _meeting_rows(session: Session, week: Week, now: datetime) -> tuple[ReviewMeeting | None, list[dict[str, Any]], bool]:
     """The meeting, every experiment's row and whether they came from the frozen copy.
 
-    Running (or future) week: rows are computed now and the copy refreshed. Past
-    week: the frozen copy if there is one, else a reconstruction as of its end,
-    which becomes the frozen copy.
+    Running week: rows are computed now and the copy refreshed. Past week: the
+    frozen copy if there is one, else a reconstruction as of its end, which becomes
+    the frozen copy. A week in which no experiment existed stores nothing (``None``).
     """
-    meeting = _meeting(session, week)
-    items = _items(session, meeting)
     past = now >= week.end
+    window = Window(week.previous.start, week.end, min(now, week.end))
+    existing = session.exec(select(ReviewMeeting).where(ReviewMeeting.iso_week == week.label)).first()
+    if existing is None:
+        rows = _rows(session, window, session.exec(select(Experiment)).all())
+        if not rows:
+            return None, [], False  # nothing existed that week: nothing to keep
+        meeting = _meeting(session, week)
+    else:
+        meeting = existing
+    items = _items(session, meeting)
     if past and any(item.seen for item in items.values()):
         return meeting, [item.seen for item in items.values() if item.seen], True
-    window = Window(week.previous.start, week.end, min(now, week.end))
-    rows = _rows(session, window, session.exec(select(Experiment)).all())
+    if existing is not None:
+        rows = _rows(session, window, session.exec(select(Experiment)).all())
     new = []
     for row in rows:
         item = items.get(row["experiment"]["id"])
@@ -912,6 +920,12 @@ def build_review(
         window = Window(_midnight(first), end, min(now, end))
         rows = _rows(session, window, session.exec(select(Experiment)).all())
         frozen = False
+    elif now < the_week.start:
+        # A week that has not begun is a preview, stored nowhere: a GET must not create
+        # meetings for every week anyone can type.
+        window = Window(the_week.previous.start, the_week.end, now)
+        rows = _rows(session, window, session.exec(select(Experiment)).all())
+        frozen = False
     else:
         meeting, rows, frozen = _meeting_rows(session, the_week, now)
         window = Window(the_week.previous.start, the_week.end, min(now, the_week.end))
@@ -924,7 +938,7 @@ def build_review(
     rows = _visible_rows(session, user, rows)
     rows = sorted((r for r in rows if _in_branch(r, branch)), key=_branch_sort_key)
     review = Review(
-        week=the_week, window=window, mode=mode, frozen=frozen, editable=mode == "week",
+        week=the_week, window=window, mode=mode, frozen=frozen, editable=mode == "week" and meeting is not None,
         date_from=first, date_to=last, branch=branch_info, branch_choices=choices, rows=rows,
         needs_decision=[r for r in rows if r["review"]["needs_decision"]],
         changed=[r for r in rows if r["review"]["changes"]],

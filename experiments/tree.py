@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from sqlmodel import Session, func, select
 
-from experiments.access import check_team_choice, require, team_roles, visible_team_ids
+from experiments.access import can, check_team_choice, require, team_roles, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
 from experiments.input_rules import (
@@ -405,12 +405,19 @@ def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "r
     before = _snapshot(node)
     children = session.exec(select(DriverNode).where(DriverNode.parent_id == node.id)
                             .order_by(DriverNode.position, DriverNode.id)).all()
+    experiments = session.exec(select(Experiment).where(Experiment.node_id == node.id)).all()
+    # Re-parenting rewrites the children's and experiments' rows: the actor must be
+    # allowed to edit every one of them, not just the node being deleted.
+    if any(not can(session, actor, team, "experimenter")
+           for team in {*(c.team_id for c in children), *(e.team_id for e in experiments)}):
+        raise ValidationFailed({"": (
+            f"'{node.name}' holds nodes or experiments of a team you cannot edit; "
+            "ask that team to move them first, or an admin to delete the node")})
     position = _next_position(session, target.id)
     for offset, child in enumerate(children):
         child.parent_id = target.id
         child.position = position + offset
         session.add(child)
-    experiments = session.exec(select(Experiment).where(Experiment.node_id == node.id)).all()
     for experiment in experiments:
         experiment.node_id = target.id
         session.add(experiment)

@@ -17,6 +17,7 @@ password-change page until they choose their own.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import unicodedata
@@ -76,6 +77,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def role_rank(role: str | None) -> int:
     """Position on the ladder viewer < analyst < experimenter < admin; -1 for none."""
     return ROLES.index(role) if role in ROLES else -1
+
+
+def failure_key(email: str) -> str:
+    """The audit entity id that counts failed sign-ins for ``email`` (fits 64 characters).
+
+    A long address is hashed rather than cut, so two addresses sharing their first 64
+    characters cannot lock each other out.
+    """
+    normalised = normalise_email(email)
+    if len(normalised) <= 64:
+        return normalised
+    return "sha256:" + hashlib.sha256(normalised.encode()).hexdigest()[:57]
 
 
 def normalise_email(email: str) -> str:
@@ -561,7 +574,7 @@ def recent_login_failures(session: Session, *, email: str, ip: str, since: datet
     base = select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "auth.login_failed", AuditEvent.occurred_at >= since
     )
-    by_email = session.exec(base.where(AuditEvent.entity_id == normalise_email(email)[:64])).one()
+    by_email = session.exec(base.where(AuditEvent.entity_id == failure_key(email))).one()
     by_ip = session.exec(base.where(AuditEvent.ip == ip[:64])).one() if ip else 0
     return by_email, by_ip
 
@@ -569,7 +582,7 @@ def recent_login_failures(session: Session, *, email: str, ip: str, since: datet
 def record_login_failure(session: Session, *, email: str, ip: str) -> None:
     """``auth.login_failed``: the attempted email (as typed, normalised) is the entity."""
     record_event(session, "auth.login_failed", actor=None, entity_type="user",
-                 entity_id=normalise_email(email)[:64], ip=ip)
+                 entity_id=failure_key(email), ip=ip)
 
 
 def record_login(session: Session, user: User, *, ip: str) -> None:

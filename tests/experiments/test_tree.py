@@ -336,3 +336,30 @@ def test_random_edit_sequences_never_break_the_tree(session, admin, root, ops):
             assert_tree_invariants(session)
     finally:
         session.rollback()
+
+
+def test_delete_refuses_to_rewrite_another_teams_nodes_or_experiments(session, root):
+    """A Customer Success experimenter may delete their own node, but not if that would
+    re-parent the Growth team's node hanging under it."""
+    from experiments.errors import ValidationFailed
+    from experiments.tree import create_node, delete_node
+    from experiments.users import create_user, ensure_team, set_team_role
+
+    growth, success = ensure_team(session, "growth", "Growth"), ensure_team(session, "cs", "CS")
+    liam = create_user(session, "liam@tree.test", TEST_PASSWORD, role="viewer")
+    set_team_role(session, liam, success, "experimenter", actor=None)
+    admin = create_user(session, "boss@tree.test", TEST_PASSWORD, role="admin")
+    churn = create_node(session, {"parent_id": root.id, "name": "Churn", "kind": "lever", "team_id": success.id},
+                        actor=admin)
+    activation = create_node(session, {"parent_id": churn.id, "name": "Activation", "team_id": growth.id},
+                             actor=admin)
+    session.commit()
+    with pytest.raises(ValidationFailed, match="a team you cannot edit"):
+        delete_node(session, churn.id, actor=liam)
+    session.rollback()
+    session.refresh(activation)
+    assert activation.parent_id == churn.id  # untouched
+    delete_node(session, churn.id, actor=admin)  # an admin may
+    session.flush()
+    session.refresh(activation)
+    assert activation.parent_id == root.id

@@ -331,3 +331,18 @@ def test_authenticate_does_not_tell_unknown_from_wrong(session):
     assert authenticate(session, "nobody@example.com", TEST_PASSWORD) is None
     user = authenticate(session, " ANA@example.com ", TEST_PASSWORD)
     assert isinstance(user, User) and user.last_login_at is not None
+
+
+def test_long_emails_sharing_64_characters_count_failures_apart(session):
+    from datetime import timedelta
+
+    from experiments.models import utcnow
+    from experiments.users import recent_login_failures, record_login_failure
+
+    prefix = "a" * 60
+    first, second = f"{prefix}-one@example.com", f"{prefix}-two@example.com"
+    for _ in range(3):
+        record_login_failure(session, email=first, ip="")
+    since = utcnow() - timedelta(minutes=15)
+    assert recent_login_failures(session, email=first, ip="", since=since)[0] == 3
+    assert recent_login_failures(session, email=second, ip="", since=since)[0] == 0

@@ -346,3 +346,18 @@ def test_item_routes_refuse_get_and_unknown_methods(world):
     scenario, clients = world
     week = scenario.weeks["W3"].label
     assert clients["admin"].get(f"/review/{week}/items/1").status_code in (404, 405)
+
+
+def test_weeks_that_have_not_begun_or_had_no_experiments_store_nothing(login_as, session):
+    """Any viewer can type any week into the URL: opening one must not create rows."""
+    from sqlmodel import func, select
+
+    from experiments.models import ReviewItem, ReviewMeeting
+
+    client = login_as("viewer")
+    for week in ("9998-W10", "2030-W05", "1900-W01"):
+        response = client.get(f"/review/{week}")
+        assert response.status_code == 200, week
+        assert "stores nothing" in response.get_data(as_text=True)
+    assert session.exec(select(func.count()).select_from(ReviewMeeting)).one() == 0
+    assert session.exec(select(func.count()).select_from(ReviewItem)).one() == 0
