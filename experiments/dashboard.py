@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from experiments.models import User
 from experiments.registry import ExperimentRow, list_experiments, registry_rows
-from experiments.review import build_review
+from experiments.review import build_review, week_of
 from experiments.tree import TreeNode, load_tree
 
 #: How far back "recent changes" reach on the dashboard.
@@ -33,14 +33,10 @@ def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
     The alerts and the decision list are the weekly review's own rules, evaluated
     read-only over the last ``RECENT_DAYS`` days (a date-range review freezes nothing).
     """
-    review = build_review(session, user, _week_label(today),
+    review = build_review(session, user, week_of(today),
                           date_from=today - timedelta(days=RECENT_DAYS), date_to=today)
     rows = registry_rows(session, list_experiments(session, user))
     rows.sort(key=lambda r: (_STATUS_ORDER.get(r.experiment.status, 9), r.experiment.key))
     return Dashboard(roots=load_tree(session, user), experiments=rows,
                      needs_decision=review.needs_decision, alerts=review.alerts, changed=review.changed)
 
-
-def _week_label(day: date) -> str:
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
