@@ -40,10 +40,10 @@ from experiments.formatting import (
     as_number,
     as_pair,
     count,
+    csv_text,
     interval,
     md,
     money,
-    neutralise,
     pct,
     points,
     pts,
@@ -51,6 +51,7 @@ from experiments.formatting import (
 )
 from experiments.models import AccountRow, Dataset, Experiment, User, utcnow
 from experiments.registry import experiment_as_dict
+from experiments.report_text import comparison_figures
 from experiments.review import (
     Review,
     build_review,
@@ -89,28 +90,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return ""
-    if isinstance(value, int | float):
-        return value
-    return neutralise(str(value))
-
-
-def _csv_text(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_cell(row.get(name)) for name in header])
-    return out.getvalue()
 
 
 
@@ -228,28 +207,16 @@ def comparison_lines(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         "dataset_version": dataset.get("version"), "dataset_sha256": dataset.get("sha256"),
         "dataset_rows": dataset.get("rows"), "computed_at": report.get("computed_at"),
     }
-    lines = []
-    for comparison in result.get("comparisons") or []:
-        if not isinstance(comparison, Mapping):
-            continue
-        arm = arms.get(comparison.get("variant"), {})
-        ci_abs, ci_rel = as_pair(comparison.get("ci_abs")), as_pair(comparison.get("ci_rel"))
-        lines.append({
-            **base, "variant": comparison.get("variant"), "accounts": arm.get("accounts"),
-            "start_mrr": arm.get("start_mrr"), "end_mrr": arm.get("end_mrr"), "nrr": arm.get("nrr"),
-            "grr": arm.get("grr"), "uplift_abs": comparison.get("uplift_abs"), "ci_abs_low": ci_abs[0],
-            "ci_abs_high": ci_abs[1], "uplift_rel": comparison.get("uplift_rel"), "ci_rel_low": ci_rel[0],
-            "ci_rel_high": ci_rel[1], "p_value": comparison.get("p_value"),
-            "p_value_adjusted": comparison.get("p_value_adjusted"), "p_value_mwu": comparison.get("p_value_mwu"),
-            "sigma_lin": comparison.get("sigma_lin"), "required_n_per_arm": comparison.get("required_n_per_arm"),
-            "power_achieved": comparison.get("power_achieved"), "comparison_verdict": comparison.get("verdict"),
-        })
+    # The per-comparison figures are the CLI's; a comparison's own verdict is renamed
+    # so that "verdict" stays the experiment's headline.
+    lines = [{**base, **figures, "verdict": base["verdict"], "comparison_verdict": figures["verdict"]}
+             for figures in comparison_figures(result)]
     return lines or [base]
 
 
 def experiment_csv(report: Mapping[str, Any]) -> str:
     """One row per comparison; money and rates as plain numbers; formula-like text neutralised."""
-    return _csv_text(EXPERIMENT_COLUMNS, comparison_lines(report))
+    return csv_text(EXPERIMENT_COLUMNS, comparison_lines(report))
 
 
 # ------------------------------------------------------------------- markdown
@@ -775,7 +742,7 @@ def review_csv(document: Mapping[str, Any]) -> str:
         }
         for line in comparison_lines(row):
             lines.append({**line, **extra, "p_value_bh_portfolio": bh.get((key, line.get("variant")))})
-    return _csv_text(REVIEW_COLUMNS, lines)
+    return csv_text(REVIEW_COLUMNS, lines)
 
 
 def review_markdown(document: Mapping[str, Any]) -> str:

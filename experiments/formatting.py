@@ -6,7 +6,10 @@ fast path.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 #: Every report format the web downloads and ``nrrlab export`` offer.
@@ -69,11 +72,13 @@ def pct(value: Any, digits: int = 2) -> str:
     return "—" if number is None else f"{number * 100:.{digits}f}%"
 
 
-def pvalue(value: Any) -> str:
+def pvalue(value: Any, digits: int = 4) -> str:
+    """A p-value to ``digits`` decimals; below the last shown decimal as '< 0.0001'."""
     number = as_number(value)
     if number is None:
         return "—"
-    return "< 0.0001" if number < 0.0001 else f"{number:.4f}"
+    floor = 10.0**-digits
+    return f"< {floor:.{digits}f}" if number < floor else f"{number:.{digits}f}"
 
 
 def money(value: Any) -> str:
@@ -91,3 +96,27 @@ def interval(pair: Any, fmt=pts) -> str:
     if as_number(low) is None or as_number(high) is None:
         return "—"
     return f"{fmt(low)} to {fmt(high)}"
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: numbers stay numbers, booleans read true/false, NaN and
+    ``None`` are blank, and text is neutralised against spreadsheet formulas."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    if isinstance(value, int | float):
+        return value
+    return neutralise(str(value))
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """A CSV document (RFC 4180 line ends) of ``rows`` in the column order of ``header``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([csv_cell(row.get(name)) for name in header])
+    return out.getvalue()

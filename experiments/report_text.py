@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from typing import Any
 
-from experiments.formatting import interval, md, money, neutralise, pct, pts, pvalue
+from experiments.formatting import as_pair, csv_text, interval, md, money, pct, pts, pvalue
 
 COMPARISON_COLUMNS = (
     "variant", "control", "accounts", "control_accounts", "nrr", "control_nrr",
@@ -16,42 +14,43 @@ COMPARISON_COLUMNS = (
     "power_achieved", "srm_p_value", "srm_flag", "verdict",
 )
 
-def _blank(value: Any) -> Any:
-    return "" if value is None else value
+def comparison_figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One flat dict per treatment-vs-control comparison of a DESIGN §4 report.
 
-
-def comparison_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per treatment-vs-control comparison."""
-    arms = {arm["variant"]: arm for arm in report["arms"]}
-    control = arms.get(report["control"], {})
+    The CLI's CSV is exactly these rows; the exports add the experiment's fields.
+    """
+    arms = {a.get("variant"): a for a in report.get("arms") or [] if isinstance(a, Mapping)}
+    control_key = report.get("control")
+    control = arms.get(control_key, {})
+    srm = report.get("srm") or {}
     rows = []
-    for comparison in report["comparisons"]:
-        arm = arms.get(comparison["variant"], {})
-        ci_abs = comparison.get("ci_abs") or [None, None]
-        ci_rel = comparison.get("ci_rel") or [None, None]
+    for comparison in report.get("comparisons") or []:
+        if not isinstance(comparison, Mapping):
+            continue
+        arm = arms.get(comparison.get("variant"), {})
+        ci_abs, ci_rel = as_pair(comparison.get("ci_abs")), as_pair(comparison.get("ci_rel"))
         rows.append({
-            "variant": comparison["variant"], "control": report["control"],
-            "accounts": arm.get("accounts"), "control_accounts": control.get("accounts"),
-            "nrr": arm.get("nrr"), "control_nrr": control.get("nrr"),
-            "uplift_abs": comparison["uplift_abs"], "ci_abs_low": ci_abs[0], "ci_abs_high": ci_abs[1],
-            "uplift_rel": comparison["uplift_rel"], "ci_rel_low": ci_rel[0], "ci_rel_high": ci_rel[1],
-            "p_value": comparison["p_value"], "p_value_adjusted": comparison["p_value_adjusted"],
-            "p_value_mwu": comparison["p_value_mwu"], "sigma_lin": comparison["sigma_lin"],
-            "required_n_per_arm": comparison["required_n_per_arm"],
-            "power_achieved": comparison["power_achieved"],
-            "srm_p_value": report["srm"]["p_value"], "srm_flag": report["srm"]["flag"],
-            "verdict": comparison["verdict"],
+            "variant": comparison.get("variant"), "control": control_key,
+            "accounts": arm.get("accounts"), "start_mrr": arm.get("start_mrr"), "end_mrr": arm.get("end_mrr"),
+            "nrr": arm.get("nrr"), "grr": arm.get("grr"),
+            "control_accounts": control.get("accounts"), "control_start_mrr": control.get("start_mrr"),
+            "control_end_mrr": control.get("end_mrr"), "control_nrr": control.get("nrr"),
+            "control_grr": control.get("grr"),
+            "uplift_abs": comparison.get("uplift_abs"), "ci_abs_low": ci_abs[0], "ci_abs_high": ci_abs[1],
+            "uplift_rel": comparison.get("uplift_rel"), "ci_rel_low": ci_rel[0], "ci_rel_high": ci_rel[1],
+            "p_value": comparison.get("p_value"), "p_value_adjusted": comparison.get("p_value_adjusted"),
+            "p_value_mwu": comparison.get("p_value_mwu"), "sigma_lin": comparison.get("sigma_lin"),
+            "required_n_per_arm": comparison.get("required_n_per_arm"),
+            "power_achieved": comparison.get("power_achieved"),
+            "srm_p_value": srm.get("p_value"), "srm_flag": srm.get("flag") if srm else None,
+            "verdict": comparison.get("verdict"),
         })
     return rows
 
 
 def result_csv(report: Mapping[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COMPARISON_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in comparison_rows(report):
-        writer.writerow({k: neutralise(_blank(v)) for k, v in row.items()})
-    return out.getvalue()
+    """The CLI's flat table: one row per comparison."""
+    return csv_text(COMPARISON_COLUMNS, comparison_figures(report))
 
 
 def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment analysis") -> str:

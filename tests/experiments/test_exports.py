@@ -20,13 +20,8 @@ from click.testing import CliRunner
 from sqlmodel import Session, select
 
 from experiments.errors import NotFound
-from experiments.exports import (
-    FORMULA_START,
-    cents_text,
-    export_experiment,
-    export_review,
-    neutralise,
-)
+from experiments.exports import cents_text, export_experiment, export_review
+from experiments.formatting import FORMULA_START, neutralise
 from experiments.models import (
     AccountRow,
     Amendment,

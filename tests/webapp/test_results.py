@@ -15,6 +15,7 @@ from werkzeug.test import encode_multipart
 import stats
 from experiments.accounts_csv import read_accounts
 from experiments.demo import Behaviour, generate_accounts_csv
+from experiments.formatting import money
 from experiments.models import (
     AccountRow,
     AnalysisSnapshot,
@@ -26,7 +27,7 @@ from experiments.models import (
     Variant,
 )
 from webapp.results.views import points, signed_pct
-from webapp.templating import money, pct, pvalue
+from webapp.templating import pct, pvalue
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
 GOOD_ROWS = "".join(f"g{i},{'control' if i % 2 else 'treatment'},{100 + i}.50,{i % 9},{i % 4},0\n" for i in range(60))
