@@ -216,23 +216,21 @@ class SufficientStats:
         """Mean start MRR, ``None`` for an empty arm."""
         return self.sum_y / self.n if self.n else None
 
+    def _variance(self, sum_of_squares: float, total: float) -> float | None:
+        if self.n < 2:
+            return None
+        centred = centred_sum(sum_of_squares, total, total, self.n, sum_of_squares)
+        return max(centred, 0.0) / (self.n - 1)
+
     @property
     def var_x(self) -> float | None:
         """Sample variance of ``x`` (ddof=1), ``None`` when ``n < 2``."""
-        if self.n < 2:
-            return None
-        return max(centred_sum(self.sum_xx, self.sum_x, self.sum_x, self.n, self.sum_xx), 0.0) / (
-            self.n - 1
-        )
+        return self._variance(self.sum_xx, self.sum_x)
 
     @property
     def var_y(self) -> float | None:
         """Sample variance of ``y`` (ddof=1), ``None`` when ``n < 2``."""
-        if self.n < 2:
-            return None
-        return max(centred_sum(self.sum_yy, self.sum_y, self.sum_y, self.n, self.sum_yy), 0.0) / (
-            self.n - 1
-        )
+        return self._variance(self.sum_yy, self.sum_y)
 
     @property
     def cov_xy(self) -> float | None:
