@@ -464,3 +464,48 @@ def test_a_dataset_without_snapshot_offers_analysis(analyst, experiment, db_engi
     assert analyst.post(f"/experiments/{experiment.key}/recompute",
                         data={"csrf_token": analyst.csrf}).status_code == 303
     assert "Plan in force" in text_of(analyst.get(f"/experiments/{experiment.key}/results"))
+
+
+def test_the_stored_analysis_equals_nrrlab_analyze_on_the_same_file(analyst, experiment, db_engine, tmp_path):
+    """Issue #6: what the page shows (the snapshot, from SQL sums) is what the CLI prints."""
+    import json as json_module
+
+    from click.testing import CliRunner
+    from sqlmodel import Session, select
+
+    from experiments.cli import main
+    from experiments.models import AnalysisSnapshot
+
+    data = known_effect_csv()
+    assert upload(analyst, experiment.key, data).status_code == 303
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(data)
+    cli = CliRunner().invoke(main, ["analyze", str(path), "--weights", "control=1,treatment=1"])
+    assert cli.exit_code == 0, cli.stderr
+    printed = json_module.loads(cli.stdout)
+    with Session(db_engine) as session:
+        stored = session.exec(select(AnalysisSnapshot.result)).one()
+
+    def figures(report):
+        numbers = {}
+        for arm in report["arms"]:
+            for name in ("accounts", "start_mrr", "end_mrr", "nrr", "grr"):
+                numbers[f"{arm['variant']}.{name}"] = arm[name]
+        for c in report["comparisons"]:
+            for name in ("uplift_abs", "uplift_rel", "p_value", "p_value_adjusted", "p_value_mwu",
+                         "sigma_lin", "required_n_per_arm", "power_achieved"):
+                numbers[f"{c['variant']}.{name}"] = c[name]
+            numbers[f"{c['variant']}.ci_abs"] = tuple(c["ci_abs"])
+            numbers[f"{c['variant']}.verdict"] = c["verdict"]
+        numbers["srm.p_value"] = report["srm"]["p_value"]
+        return numbers
+
+    cli_figures, page_figures = figures(printed), figures(stored)
+    assert cli_figures.keys() == page_figures.keys()
+    for name, value in cli_figures.items():
+        if isinstance(value, float):
+            assert page_figures[name] == pytest.approx(value, rel=1e-9), name
+        elif isinstance(value, tuple):
+            assert page_figures[name] == pytest.approx(value, rel=1e-9), name
+        else:
+            assert page_figures[name] == value, name
