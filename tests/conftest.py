@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 import experiments.models  # noqa: F401  (registers the tables)
 from experiments.db import make_engine, normalise_url
@@ -109,6 +109,24 @@ def db_engine(engine):
 def session(db_engine) -> Iterator[Session]:
     with Session(db_engine, expire_on_commit=False) as session:
         yield session
+
+
+@pytest.fixture
+def admin(session: Session):
+    """A global admin, committed (services that need an actor)."""
+    from experiments.users import create_user
+
+    user = create_user(session, "admin@fixture.test", TEST_PASSWORD, role="admin")
+    session.commit()
+    return user
+
+
+@pytest.fixture
+def root(session: Session):
+    """The NRR root node every install has."""
+    from experiments.models import DriverNode
+
+    return session.exec(select(DriverNode).where(DriverNode.parent_id.is_(None))).one()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from experiments.models import AnalysisSnapshot, Dataset, DriverNode, Experiment, Variant
 from experiments.planning import (
@@ -20,18 +20,6 @@ from experiments.planning import (
 from experiments.users import create_user, ensure_team, set_team_role
 from stats import required_sample_size
 from tests.helpers import TEST_PASSWORD
-
-
-@pytest.fixture
-def admin(session: Session):
-    user = create_user(session, "admin@plan.test", TEST_PASSWORD, role="admin")
-    session.commit()
-    return user
-
-
-@pytest.fixture
-def root(session: Session) -> DriverNode:
-    return session.exec(select(DriverNode).where(DriverNode.parent_id.is_(None))).one()
 
 
 def experiment_with_snapshot(session: Session, node: DriverNode, key: str, *, sigma: float | None, nrr: float = 1.03,

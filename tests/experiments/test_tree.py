@@ -30,18 +30,6 @@ from experiments.users import create_user, ensure_team, set_team_role
 from tests.helpers import TEST_PASSWORD
 
 
-@pytest.fixture
-def admin(session: Session):
-    user = create_user(session, "admin@tree.test", TEST_PASSWORD, role="admin")
-    session.commit()
-    return user
-
-
-@pytest.fixture
-def root(session: Session) -> DriverNode:
-    return session.exec(select(DriverNode).where(DriverNode.parent_id.is_(None))).one()
-
-
 def add(session, actor, parent: DriverNode, name: str, **fields) -> DriverNode:
     return create_node(session, {"parent_id": parent.id, "name": name, **fields}, actor=actor)
 

@@ -503,9 +503,7 @@ def test_the_stored_analysis_equals_nrrlab_analyze_on_the_same_file(analyst, exp
     cli_figures, page_figures = figures(printed), figures(stored)
     assert cli_figures.keys() == page_figures.keys()
     for name, value in cli_figures.items():
-        if isinstance(value, float):
-            assert page_figures[name] == pytest.approx(value, rel=1e-9), name
-        elif isinstance(value, tuple):
+        if isinstance(value, float | tuple):
             assert page_figures[name] == pytest.approx(value, rel=1e-9), name
         else:
             assert page_figures[name] == value, name
