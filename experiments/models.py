@@ -126,6 +126,8 @@ class DriverNode(SQLModel, table=True):
     target: float | None = None
     status: str = Field(default="active", max_length=20)
     position: int = Field(default=0)
+    # Compare-and-set: a write names the version it was made on (see experiments.versioning).
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -137,6 +139,7 @@ class Journey(SQLModel, table=True):
     name: str = Field(max_length=200, unique=True)
     description: str = Field(default="", sa_type=Text)
     is_default: bool = Field(default=False)
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -148,6 +151,7 @@ class JourneyStage(SQLModel, table=True):
     journey_id: int = Field(sa_column=Column(ForeignKey("journey.id", ondelete="CASCADE"), nullable=False, index=True))
     name: str = Field(max_length=200)
     position: int = Field(default=0)
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class Experiment(SQLModel, table=True):
