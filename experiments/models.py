@@ -229,14 +229,22 @@ class Amendment(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+DATASET_STATUSES: tuple[str, ...] = ("importing", "ready")
+UPLOAD_JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "duplicate", "failed", "refused")
+
+
 class Dataset(SQLModel, table=True):
     """One uploaded (or warehouse-read) version of an experiment's account rows."""
 
     __tablename__ = "dataset"
     __table_args__ = (
         UniqueConstraint("experiment_id", "version"),
+        # One dataset per file content and experiment: the same bytes uploaded twice,
+        # even at the same moment, are one version.
+        UniqueConstraint("experiment_id", "content_sha256"),
         CheckConstraint("row_count >= 0", name="row_count"),
         CheckConstraint(_in("source", ("upload", "warehouse")), name="source"),
+        CheckConstraint(_in("status", DATASET_STATUSES), name="status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -245,11 +253,43 @@ class Dataset(SQLModel, table=True):
     source: str = Field(default="upload", max_length=20)
     filename: str = Field(default="", max_length=255)
     sha256: str = Field(max_length=64, index=True)
+    # The sha256 again, as the per-experiment unique key; NULL only on an older copy of
+    # the same bytes stored before the key existed.
+    content_sha256: str | None = Field(default=None, max_length=64)
+    # "importing" while a background upload writes its rows: invisible to every reader
+    # until one short transaction flips it to "ready".
+    status: str = Field(default="ready", max_length=20,
+                        sa_column_kwargs={"server_default": "ready"})
     row_count: int = Field(default=0)
     has_segment: bool = Field(default=False)
     has_days_to_value: bool = Field(default=False)
     uploaded_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
     uploaded_at: datetime = Field(default_factory=utcnow)
+
+
+class UploadJob(SQLModel, table=True):
+    """One account-CSV upload handled in the background: its state and progress."""
+
+    __tablename__ = "upload_job"
+    __table_args__ = (CheckConstraint(_in("state", UPLOAD_JOB_STATES), name="state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"),
+                                                nullable=False, index=True))
+    filename: str = Field(default="", max_length=255)
+    state: str = Field(default="queued", max_length=20)
+    phase: str = Field(default="", max_length=40)
+    rows_read: int = Field(default=0)
+    rows_stored: int = Field(default=0)
+    error_total: int = Field(default=0)
+    # [[line, column, message], ...]: the first 50 problems
+    errors: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    notes: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    message: str = Field(default="", sa_type=Text)
+    dataset_id: int | None = _fk("dataset.id", ondelete="SET NULL")
+    created_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class AccountRow(SQLModel, table=True):
@@ -351,3 +391,17 @@ class AuditEvent(SQLModel, table=True):
     entity_id: str = Field(default="", max_length=64)
     diff: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     ip: str = Field(default="", max_length=64)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Sign-in attempts per key (an account, an account and address, an address) in a window.
+
+    One row per key, bumped with a single ``INSERT … ON CONFLICT DO UPDATE … RETURNING``,
+    so parallel attempts each see their own count (``experiments.signin``).
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, max_length=200)
+    window_start: datetime
+    attempts: int = Field(default=0)
