@@ -213,7 +213,8 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
 def active_dataset(session: Session, experiment: Experiment) -> Dataset | None:
     """The experiment's newest dataset version (the one that is analysed), if any."""
     return session.exec(
-        select(Dataset).where(Dataset.experiment_id == experiment.id).order_by(Dataset.version.desc()).limit(1)
+        select(Dataset).where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
+        .order_by(Dataset.version.desc()).limit(1)
     ).first()
 
 
@@ -342,7 +343,7 @@ def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInf
     rows = session.exec(
         select(Dataset, User.name, User.email)
         .join(User, User.id == Dataset.uploaded_by_id, isouter=True)
-        .where(Dataset.experiment_id == experiment.id)
+        .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
         .order_by(Dataset.version.desc())
     ).all()
     return tuple(

@@ -234,7 +234,8 @@ class _Facts:
         for amendment in session.exec(select(Amendment).where(Amendment.experiment_id.in_(ids))
                                       .order_by(Amendment.created_at, Amendment.id)).all():
             self.amendments[amendment.experiment_id].append(amendment)
-        for dataset in session.exec(select(Dataset).where(Dataset.experiment_id.in_(ids))
+        for dataset in session.exec(select(Dataset)
+                                    .where(Dataset.experiment_id.in_(ids), Dataset.status == "ready")
                                     .order_by(Dataset.version)).all():
             self.datasets[dataset.id] = dataset
             self.datasets_of[dataset.experiment_id].append(dataset)
