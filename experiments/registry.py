@@ -3,19 +3,24 @@
 An experiment moves ``draft → running → stopped → decided``. Starting it locks the
 analysis plan (:data:`LOCKED_FIELDS`); afterwards a change to a locked field is
 accepted only with a reason and is kept as an :class:`Amendment`. Every change
-names the ``version`` it was made on (optimistic locking), so an edit made on a
-stale page is refused with :class:`Conflict` instead of silently overwriting.
+names the ``version`` it was made on and is written as one compare-and-set
+(:mod:`experiments.versioning`), so an edit made on a stale page, or the slower of
+two simultaneous ones, is refused with a conflict instead of silently overwriting.
+
+The form is read by :mod:`experiments.plan_input`; the choices it offers come from
+:mod:`experiments.form_choices`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from sqlmodel import Session, or_, select
 
-from experiments.access import check_team_choice, effective_role, require, visible_team_ids
+from experiments.access import effective_role, require, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import (
@@ -25,9 +30,6 @@ from experiments.input_rules import (
     FieldErrors,
     parse_id,
     read_choice,
-    read_date,
-    read_id,
-    read_number,
     read_text,
 )
 from experiments.journeys import stage_label
@@ -43,27 +45,29 @@ from experiments.models import (
     Variant,
     utcnow,
 )
-from experiments.tree import ancestry, branch_ids, get_node
+from experiments.plan_input import (
+    AMENDABLE_DATES,
+    KEY_MAX,
+    LOCKED_FIELDS,
+    OPEN_FIELDS,
+    PLAN_VALUES,
+    PlanInput,
+    default_variant_name,
+    describe_variants,
+    read_key,
+    read_plan,
+    read_reason,
+)
+from experiments.tree import ancestry, branch_ids
 from experiments.users import role_rank
+from experiments.versioning import check_version, compare_and_set, expected_version
 
-#: The analysis plan, frozen at the start; later changes become amendments.
-LOCKED_FIELDS: tuple[str, ...] = ("hypothesis", "variants", "control", "mde", "alpha", "power", "primary_metric")
-#: Fields that stay freely editable while the experiment runs.
-OPEN_FIELDS: tuple[str, ...] = ("name", "node_id", "stage_id", "team_id", "owner_id", "planned_start", "planned_end")
-PRIMARY_METRICS: tuple[str, ...] = ("nrr",)
-KEY_MAX = 64
-MIN_VARIANTS = 2
-MAX_VARIANTS = 10
-MAX_WEIGHT = 1_000_000
-#: Keys that would collide with the registry's own pages (/experiments/new, ...).
-RESERVED_KEYS = frozenset({"new", "sample-size-hint", "variant-rows"})
 #: Which lifecycle move leads from which status.
 TRANSITIONS: dict[str, tuple[str, str]] = {
     "start": ("draft", "running"),
     "stop": ("running", "stopped"),
     "decide": ("stopped", "decided"),
 }
-VARIANT_KEY_HELP = "use lowercase letters, digits, - and _ (e.g. treatment-a)"
 
 
 # ---------------------------------------------------------------------------
@@ -100,8 +104,9 @@ class ExperimentFilters:
         return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-def list_experiments(session: Session, user: User, *, status: str | None = None, team_id: int | None = None,
-                     owner_id: int | None = None, node_id: int | None = None, stage_id: int | None = None,
+def list_experiments(session: Session, user: User, *, status: str | None = None,
+                     team_id: int | None = None, owner_id: int | None = None,
+                     node_id: int | None = None, stage_id: int | None = None,
                      q: str | None = None) -> list[Experiment]:
     """Experiments visible to ``user``, newest first, narrowed by the given filters.
 
@@ -196,215 +201,29 @@ def experiment_page(session: Session, user: User, key: str) -> ExperimentPage:
     return ExperimentPage(
         experiment=experiment,
         variants=variants_of(session, experiment),
-        amendments=[(a, session.get(User, a.actor_id) if a.actor_id else None) for a in amendments_of(session, experiment)],
+        amendments=[(a, session.get(User, a.actor_id) if a.actor_id else None)
+                    for a in amendments_of(session, experiment)],
         path=ancestry(session, experiment.node_id),
         stage=stage_label(session, experiment.stage_id),
         team=session.get(Team, experiment.team_id) if experiment.team_id else None,
         owner=session.get(User, experiment.owner_id) if experiment.owner_id else None,
-        decided_by=session.get(User, experiment.decided_by_id) if experiment.decided_by_id else None,
+        decided_by=(session.get(User, experiment.decided_by_id)
+                    if experiment.decided_by_id else None),
         moves=allowed_moves(experiment) if can_edit else [],
         can_edit=can_edit and experiment.status != "decided",
     )
 
 
 # ---------------------------------------------------------------------------
-# Validating a plan
-
-
-@dataclass(frozen=True)
-class VariantInput:
-    key: str
-    name: str
-    weight: float
-
-
-@dataclass
-class PlanInput:
-    """A validated experiment form: the plan and the open fields."""
-
-    values: dict[str, Any]
-    variants: list[VariantInput]
-    control: int
-
-    def plan(self) -> dict[str, Any]:
-        """The comparable plan: every field as the audit log and amendments show it."""
-        return {**self.values, "variants": describe_variants(self.variants),
-                "control": self.variants[self.control].key}
-
-
-def describe_variants(variants: Sequence[VariantInput | Variant]) -> str:
-    """``control: weight 1; treatment: weight 2`` (names in brackets when they differ from the key)."""
-    parts = []
-    for v in variants:
-        name = f" ({v.name})" if v.name and v.name != v.key else ""
-        parts.append(f"{v.key}{name}: weight {v.weight:g}")
-    return "; ".join(parts)
+# Writing: every change is a compare-and-set on the experiment's version
 
 
 def _current_plan(session: Session, experiment: Experiment) -> dict[str, Any]:
     variants = variants_of(session, experiment)
     control = next((v.key for v in variants if v.is_control), None)
-    plan = {name: getattr(experiment, name) for name in (*OPEN_FIELDS, "hypothesis", "mde", "alpha", "power", "primary_metric")}
+    plan = {name: getattr(experiment, name) for name in (*OPEN_FIELDS, *PLAN_VALUES)}
     plan.update(variants=describe_variants(variants), control=control)
     return plan
-
-
-def read_variants(data: Mapping[str, Any], errors: FieldErrors) -> tuple[list[VariantInput], int]:
-    """The variant rows and the index of the control row (``-1`` when none is valid)."""
-    rows = data.get("variants") or []
-    if not isinstance(rows, Sequence) or isinstance(rows, str):
-        errors.add("variants", "must be a list of variants")
-        rows = []
-    if len(rows) < MIN_VARIANTS:
-        errors.add("variants", f"add at least {MIN_VARIANTS} variants: a control and a treatment")
-    if len(rows) > MAX_VARIANTS:
-        errors.add("variants", f"at most {MAX_VARIANTS} variants")
-    variants: list[VariantInput] = []
-    seen: dict[str, int] = {}
-    for index, row in enumerate(rows[:MAX_VARIANTS]):
-        row = row if isinstance(row, Mapping) else {}
-        prefix = f"variants.{index}."
-        fields = {"key": row.get("key"), "name": row.get("name"), "weight": row.get("weight")}
-        local = FieldErrors()
-        key = read_text(fields, "key", local, max_length=KEY_MAX, required=True)
-        if "key" not in local and not _variant_key_ok(key):
-            local.add("key", VARIANT_KEY_HELP)
-        if "key" not in local:
-            if key in seen:
-                local.add("key", f"'{key}' is already the key of variant {seen[key] + 1}; keys must differ")
-            seen.setdefault(key, index)
-        name = read_text(fields, "name", local, max_length=NAME_MAX) or default_variant_name(key)
-        weight = read_number(fields, "weight", local, required=True, example="1")
-        if weight is not None and weight <= 0:
-            local.add("weight", "must be greater than 0")
-        elif weight is not None and weight > MAX_WEIGHT:
-            local.add("weight", f"must be at most {MAX_WEIGHT:,}")
-        for name_, message in local.items():
-            errors.add(prefix + name_, message)
-        variants.append(VariantInput(key=key, name=name, weight=weight if weight is not None else 0.0))
-    control = _read_control(data, len(variants), errors)
-    return variants, control
-
-
-def default_variant_name(key: str) -> str:
-    """``treatment-a`` → ``Treatment A``."""
-    return key.replace("-", " ").replace("_", " ").title()
-
-
-def _variant_key_ok(key: str) -> bool:
-    return bool(key) and key[0].isascii() and key[0].isalnum() and all(
-        ch.isascii() and (ch.islower() or ch.isdigit() or ch in "-_") for ch in key)
-
-
-def _read_control(data: Mapping[str, Any], count: int, errors: FieldErrors) -> int:
-    raw = data.get("control")
-    choices = raw if isinstance(raw, list | tuple) else ([] if raw is None or str(raw).strip() == "" else [raw])
-    if not choices:
-        errors.add("control", "mark exactly one variant as the control")
-        return -1
-    if len(choices) > 1:
-        errors.add("control", "mark exactly one variant as the control, not several")
-        return -1
-    text = str(choices[0]).strip()
-    if not text.isascii() or not text.isdigit() or int(text) >= count:
-        errors.add("control", "mark exactly one of the listed variants as the control")
-        return -1
-    return int(text)
-
-
-def read_plan(session: Session, data: Mapping[str, Any], *, actor: User, errors: FieldErrors) -> PlanInput:
-    """Check an experiment form. Every problem is added to ``errors`` under its field."""
-    values: dict[str, Any] = {}
-    values["name"] = read_text(data, "name", errors, max_length=NAME_MAX, required=True)
-    values["hypothesis"] = read_text(data, "hypothesis", errors, max_length=LONG_TEXT_MAX, required=True,
-                                     multiline=True)
-    values["primary_metric"] = read_choice(data, "primary_metric", errors, PRIMARY_METRICS, default="nrr")
-
-    node_id = read_id(data, "node_id", errors, required=True, what="driver node")
-    if node_id is not None:
-        try:
-            get_node(session, actor, node_id, "viewer")
-        except NotFound:
-            errors.add("node_id", "unknown driver node")
-    values["node_id"] = node_id
-
-    stage_id = read_id(data, "stage_id", errors, required=True, what="journey stage")
-    if stage_id is not None and session.get(JourneyStage, stage_id) is None:
-        errors.add("stage_id", "unknown journey stage")
-    values["stage_id"] = stage_id
-
-    team_id = read_id(data, "team_id", errors, what="team")
-    if team_id is not None:
-        problem = check_team_choice(session, actor, team_id, needed="experimenter", purpose="run its experiments")
-        if problem:
-            errors.add("team_id", problem)
-    elif role_rank(effective_role(session, actor, None)) < role_rank("experimenter"):
-        errors.add("team_id", "choose one of your teams (an experiment without a team needs the global experimenter role)")
-    values["team_id"] = team_id
-
-    owner_id = read_id(data, "owner_id", errors, required=True, what="owner")
-    if owner_id is not None:
-        owner = session.get(User, owner_id)
-        if owner is None or not owner.is_active:
-            errors.add("owner_id", "unknown owner")
-        elif team_id is not None and "team_id" not in errors and effective_role(session, owner, team_id) is None:
-            errors.add("owner_id", "the owner must be a member of the experiment's team")
-    values["owner_id"] = owner_id
-
-    mde = read_number(data, "mde", errors, required=True, example="0.02")
-    if mde is not None and mde <= 0:
-        errors.add("mde", "must be greater than 0 (an absolute NRR difference, e.g. 0.02 = 2 points)")
-    elif mde is not None and mde >= 1:
-        errors.add("mde", "must be below 1: enter a fraction, e.g. 0.02 for 2 NRR points")
-    values["mde"] = mde
-
-    alpha = read_number(data, "alpha", errors, required=True, example="0.05")
-    if alpha is not None and not 0 < alpha <= 0.5:
-        errors.add("alpha", "must be greater than 0 and at most 0.5 (e.g. 0.05)")
-    values["alpha"] = alpha
-
-    power = read_number(data, "power", errors, required=True, example="0.8")
-    if power is not None and not 0.5 <= power <= 0.99:
-        errors.add("power", "must be between 0.5 and 0.99 (e.g. 0.8)")
-    values["power"] = power
-
-    values["planned_start"] = read_date(data, "planned_start", errors)
-    values["planned_end"] = read_date(data, "planned_end", errors)
-    if values["planned_start"] and values["planned_end"] and values["planned_end"] < values["planned_start"]:
-        errors.add("planned_end", "must be on or after the planned start")
-
-    variants, control = read_variants(data, errors)
-    return PlanInput(values=values, variants=variants, control=control)
-
-
-def _read_key(session: Session, data: Mapping[str, Any], errors: FieldErrors) -> str:
-    key = read_text(data, "key", errors, max_length=KEY_MAX, required=True)
-    if "key" in errors:
-        return key
-    if not SLUG_PATTERN.match(key):
-        errors.add("key", "use lowercase letters, digits and single hyphens, e.g. onboarding-checklist")
-    elif key in RESERVED_KEYS:
-        errors.add("key", f"'{key}' is reserved by the registry's own pages; choose another key")
-    elif session.exec(select(Experiment.id).where(Experiment.key == key)).first() is not None:
-        errors.add("key", f"'{key}' is already the key of another experiment")
-    return key
-
-
-# ---------------------------------------------------------------------------
-# Writing
-
-
-def _check_version(experiment: Experiment, expected: Any) -> None:
-    if expected is None:
-        return
-    version = parse_id(expected)
-    if version is None:
-        raise Conflict("The form did not say which version of the experiment it was made on. "
-                       "Reload the page and make the change again.")
-    if version != experiment.version:
-        raise Conflict(f"'{experiment.key}' was changed by someone else after you opened this page "
-                       f"(you saw version {version}, it is now version {experiment.version}). "
-                       "Nothing was saved: reload the page to see the current plan and make your change again.")
 
 
 def _editable(session: Session, actor: User, key: str) -> Experiment:
@@ -413,9 +232,19 @@ def _editable(session: Session, actor: User, key: str) -> Experiment:
     return experiment
 
 
-def _bump(experiment: Experiment) -> None:
-    experiment.version += 1
-    experiment.updated_at = utcnow()
+def _seen_version(session: Session, experiment: Experiment, raw: Any) -> int:
+    """The version the actor saw (``None``: the loaded row's), refused early when stale."""
+    seen = expected_version(experiment, raw)
+    check_version(session, experiment, seen, what=f"'{experiment.key}'",
+                  entity_type="experiment", entity_id=experiment.key)
+    return seen
+
+
+def _write(session: Session, experiment: Experiment, seen: int, values: Mapping[str, Any]) -> None:
+    """``UPDATE experiment SET …, version = version + 1 WHERE id = ? AND version = seen``."""
+    compare_and_set(session, experiment, seen, {**values, "updated_at": utcnow()},
+                    what=f"'{experiment.key}'", entity_type="experiment",
+                    entity_id=experiment.key)
 
 
 def _write_variants(session: Session, experiment: Experiment, plan: PlanInput) -> None:
@@ -449,27 +278,29 @@ def register_experiment(session: Session, data: Mapping[str, Any], *, actor: Use
         Per field (variant rows as ``variants.<i>.<field>``); nothing is stored.
     """
     errors = FieldErrors()
-    key = _read_key(session, data, errors)
+    key = read_key(session, data, errors)
     plan = read_plan(session, data, actor=actor, errors=errors)
     errors.raise_if_any()
     experiment = Experiment(key=key, created_by_id=actor.id, **plan.values)
     session.add(experiment)
     session.flush()
     _write_variants(session, experiment, plan)
-    record_event(session, "experiment.create", actor=actor, entity_type="experiment", entity_id=experiment.key,
-                 team_id=experiment.team_id, diff=diff_fields({}, {"key": key, **plan.plan()}))
+    record_event(session, "experiment.create", actor=actor, entity_type="experiment",
+                 entity_id=experiment.key, team_id=experiment.team_id,
+                 diff=diff_fields({}, {"key": key, **plan.plan()}))
     return experiment
 
 
-def _record_amendments(session: Session, experiment: Experiment, before: Mapping[str, Any],
-                       after: Mapping[str, Any], reason: str, actor: User) -> list[Amendment]:
+def _record_amendments(session: Session, experiment: Experiment, names: Sequence[str],
+                       before: Mapping[str, Any], after: Mapping[str, Any], reason: str,
+                       actor: User) -> list[Amendment]:
     amendments = []
-    for name in LOCKED_FIELDS:
-        if before.get(name) != after.get(name):
-            amendment = Amendment(experiment_id=experiment.id, field=name, old_value=_shown(before.get(name)),
-                                  new_value=_shown(after.get(name)), reason=reason, actor_id=actor.id)
-            session.add(amendment)
-            amendments.append(amendment)
+    for name in names:
+        amendment = Amendment(experiment_id=experiment.id, field=name,
+                              old_value=_shown(before.get(name)),
+                              new_value=_shown(after.get(name)), reason=reason, actor_id=actor.id)
+        session.add(amendment)
+        amendments.append(amendment)
     session.flush()
     return amendments
 
@@ -479,79 +310,86 @@ def _shown(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, date):
+        return value.isoformat()
     return str(value)
 
 
 def _apply_plan(session: Session, experiment: Experiment, plan: PlanInput, *, actor: User,
-                reason: str | None) -> tuple[dict[str, list[Any]], list[Amendment]]:
-    """Write a checked plan; after the start, locked changes need ``reason`` and become amendments."""
+                reason: str | None, seen: int) -> tuple[dict[str, list[Any]], list[Amendment]]:
+    """Write a checked plan made on version ``seen``.
+
+    After the start a locked change needs ``reason`` and becomes an amendment per
+    field; a planned date moved with a reason is kept as an amendment too. Every
+    reason given after the start is in the audit diff.
+    """
     before = _current_plan(session, experiment)
     after = plan.plan()
     changes = diff_fields(before, after)
+    started = experiment.status != "draft"
     locked = [name for name in LOCKED_FIELDS if name in changes]
-    amendments: list[Amendment] = []
-    if locked and experiment.status != "draft":
+    if locked and started:
         old_keys = sorted(v.key for v in variants_of(session, experiment))
         if sorted(v.key for v in plan.variants) != old_keys:
             raise ValidationFailed({"variants": (
-                "variant keys cannot be added, removed or renamed after the start (uploaded data refers "
-                f"to them: {', '.join(old_keys)}); amend their weights, names or the control instead")})
+                "variant keys cannot be added, removed or renamed after the start (uploaded "
+                f"data refers to them: {', '.join(old_keys)}); amend their weights, names or "
+                "the control instead")})
         if not reason:
             raise ValidationFailed({"reason": (
-                f"the plan is locked since the start; changing {', '.join(locked)} needs a reason, "
-                "kept as an amendment")})
-        amendments = _record_amendments(session, experiment, before, after, reason, actor)
+                f"the plan is locked since the start; changing {', '.join(locked)} needs a "
+                "reason, kept as an amendment")})
     if not changes:
         return {}, []
-    for name, value in plan.values.items():
-        setattr(experiment, name, value)
+    _write(session, experiment, seen, plan.values)
     _write_variants(session, experiment, plan)
-    _bump(experiment)
-    session.add(experiment)
-    session.flush()
-    open_changes = {k: v for k, v in changes.items() if k not in LOCKED_FIELDS or experiment.status == "draft"}
+    amended = [*locked, *(n for n in AMENDABLE_DATES if n in changes and reason)] if started else []
+    amendments = _record_amendments(session, experiment, amended, before, after, reason or "",
+                                    actor) if amended else []
+    open_changes = {k: v for k, v in changes.items() if k not in amended}
     if open_changes:
+        if reason and started:
+            open_changes["reason"] = [None, reason]
         record_event(session, "experiment.update", actor=actor, entity_type="experiment",
                      entity_id=experiment.key, team_id=experiment.team_id, diff=open_changes)
     if amendments:
-        diff = {k: v for k, v in changes.items() if k in locked}
+        diff = {k: v for k, v in changes.items() if k in amended}
         diff["reason"] = [None, reason]
         record_event(session, "experiment.amend", actor=actor, entity_type="experiment",
                      entity_id=experiment.key, team_id=experiment.team_id, diff=diff)
     return changes, amendments
 
 
-def _read_reason(data: Mapping[str, Any], errors: FieldErrors) -> str:
-    return read_text(data, "reason", errors, max_length=LONG_TEXT_MAX, multiline=True)
-
-
-def update_experiment(session: Session, key: str, data: Mapping[str, Any], *, actor: User) -> Experiment:
+def update_experiment(session: Session, key: str, data: Mapping[str, Any], *,
+                      actor: User) -> Experiment:
     """Edit an experiment from its full form (``data`` as for :func:`register_experiment`).
 
     A draft changes freely. Once started, the open fields still change freely, but
     a change to a locked field needs ``data['reason']`` and is stored as an
-    amendment per field. ``data['version']`` (when present) must be the version
-    the form was made on.
+    amendment per field (a planned date moved with a reason, too).
+    ``data['version']`` is the version the form was made on: a form must send it
+    (``""`` is refused); only a caller without a form leaves it out.
 
     Raises
     ------
     NotFound, PermissionDenied
         The actor may not see, or not edit, the experiment.
-    Conflict
-        The version is stale.
+    StaleVersion
+        Somebody saved a newer version first (checked again in the SQL write).
     ValidationFailed
-        Per field; also ``reason`` when a locked field changed without one, and
-        ``""`` for a decided experiment (closed).
+        Per field; ``version`` missing or not a number; ``reason`` when a locked
+        field changed without one; ``""`` for a decided experiment (closed).
     """
     experiment = _editable(session, actor, key)
-    _check_version(experiment, data.get("version") if "version" in data else None)
+    seen = _seen_version(session, experiment, data.get("version") if "version" in data else None)
     if experiment.status == "decided":
-        raise ValidationFailed({"": "this experiment is decided and closed; its plan can no longer change"})
+        raise ValidationFailed({"": "this experiment is decided and closed; its plan can no "
+                                    "longer change"})
     errors = FieldErrors()
     plan = read_plan(session, data, actor=actor, errors=errors)
-    reason = _read_reason(data, errors)
+    reason = read_reason(data, errors)
     errors.raise_if_any()
-    _apply_plan(session, experiment, plan, actor=actor, reason=reason or None)
+    _apply_plan(session, experiment, plan, actor=actor, reason=reason or None, seen=seen)
     return experiment
 
 
@@ -560,16 +398,15 @@ def form_values(session: Session, experiment: Experiment) -> dict[str, Any]:
     variants = variants_of(session, experiment)
     return {
         "key": experiment.key,
-        **{name: getattr(experiment, name) for name in (*OPEN_FIELDS, "hypothesis", "mde", "alpha", "power",
-                                                        "primary_metric")},
+        **{name: getattr(experiment, name) for name in (*OPEN_FIELDS, *PLAN_VALUES)},
         "variants": [{"key": v.key, "name": v.name, "weight": v.weight} for v in variants],
         "control": str(next((i for i, v in enumerate(variants) if v.is_control), "")),
         "version": experiment.version,
     }
 
 
-def amend_experiment(session: Session, key: str, changes: Mapping[str, Any], *, reason: str, actor: User,
-                     expected_version: Any = None) -> list[Amendment]:
+def amend_experiment(session: Session, key: str, changes: Mapping[str, Any], *, reason: str,
+                     actor: User, expected_version: Any = None) -> list[Amendment]:
     """Change locked plan fields of a started experiment, recording one amendment per field.
 
     ``changes`` maps locked fields (``hypothesis``, ``mde``, ``alpha``, ``power``,
@@ -577,29 +414,34 @@ def amend_experiment(session: Session, key: str, changes: Mapping[str, Any], *, 
 
     Raises
     ------
-    NotFound, PermissionDenied, Conflict
+    NotFound, PermissionDenied, StaleVersion
         As :func:`update_experiment`.
     ValidationFailed
         A draft (edit it instead), a decided experiment, an unknown or open field,
         a bad value, a missing reason, or no actual change.
     """
     experiment = _editable(session, actor, key)
-    _check_version(experiment, expected_version)
+    seen = _seen_version(session, experiment, expected_version)
     if experiment.status == "draft":
         raise ValidationFailed({"": "a draft has no locked plan yet: edit it directly"})
     if experiment.status == "decided":
-        raise ValidationFailed({"": "this experiment is decided and closed; its plan can no longer change"})
+        raise ValidationFailed({"": "this experiment is decided and closed; its plan can no "
+                                    "longer change"})
     unknown = [name for name in changes if name not in LOCKED_FIELDS]
     if unknown:
-        raise ValidationFailed(dict.fromkeys(unknown, "is not a locked plan field; edit it on the experiment form"))
+        raise ValidationFailed(dict.fromkeys(
+            unknown, "is not a locked plan field; edit it on the experiment form"))
     data = {**form_values(session, experiment), **changes}
     errors = FieldErrors()
     plan = read_plan(session, data, actor=actor, errors=errors)
-    text = read_text({"reason": reason}, "reason", errors, max_length=LONG_TEXT_MAX, required=True, multiline=True)
+    text = read_text({"reason": reason}, "reason", errors, max_length=LONG_TEXT_MAX, required=True,
+                     multiline=True)
     errors.raise_if_any()
-    _changed, amendments = _apply_plan(session, experiment, plan, actor=actor, reason=text)
+    _changed, amendments = _apply_plan(session, experiment, plan, actor=actor, reason=text,
+                                       seen=seen)
     if not amendments:
-        raise ValidationFailed({"": "nothing in the locked plan changed, so there is nothing to amend"})
+        raise ValidationFailed({"": "nothing in the locked plan changed, so there is nothing to "
+                                    "amend"})
     return amendments
 
 
@@ -609,85 +451,90 @@ _DONE = {"start": "started", "stop": "stopped", "decide": "decided"}
 def _check_move(experiment: Experiment, move: str) -> str:
     source, target = TRANSITIONS[move]
     if experiment.status != source:
-        raise Conflict(f"'{experiment.key}' is {experiment.status}; only a {source} experiment can be "
-                       f"{_DONE[move]}. Reload the page to see its current state.")
+        raise Conflict(f"'{experiment.key}' is {experiment.status}; only a {source} experiment "
+                       f"can be {_DONE[move]}. Reload the page to see its current state.")
     return target
 
 
-def _transition(session: Session, key: str, move: str, *, actor: User, expected_version: Any) -> Experiment:
+def _transition(session: Session, key: str, move: str, *, actor: User, expected_version: Any,
+                values: Mapping[str, Any]) -> Experiment:
+    """One lifecycle move as one compare-and-set: status and stamps, version + 1."""
     experiment = _editable(session, actor, key)
-    _check_version(experiment, expected_version)
-    experiment.status = _check_move(experiment, move)
+    seen = _seen_version(session, experiment, expected_version)
+    target = _check_move(experiment, move)
+    _write(session, experiment, seen, {"status": target, **values})
     return experiment
 
 
-def start_experiment(session: Session, key: str, *, actor: User, expected_version: Any = None) -> Experiment:
+def start_experiment(session: Session, key: str, *, actor: User,
+                     expected_version: Any = None) -> Experiment:
     """Start a draft: it runs and its analysis plan is locked from now on.
 
     Raises
     ------
     NotFound, PermissionDenied
         The actor may not see, or not edit, the experiment.
+    ValidationFailed
+        ``version``: given but blank or not a number.
     Conflict
-        Stale version, or the experiment is not a draft.
+        Stale version (:class:`StaleVersion`), or the experiment is not a draft.
     """
-    experiment = _transition(session, key, "start", actor=actor, expected_version=expected_version)
-    experiment.started_at = utcnow()
-    _bump(experiment)
-    session.add(experiment)
-    session.flush()
-    record_event(session, "experiment.start", actor=actor, entity_type="experiment", entity_id=experiment.key,
-                 team_id=experiment.team_id,
-                 diff={"status": ["draft", "running"], "locked_plan": [None, _current_plan(session, experiment)]})
+    experiment = _transition(session, key, "start", actor=actor,
+                             expected_version=expected_version,
+                             values={"started_at": utcnow()})
+    record_event(session, "experiment.start", actor=actor, entity_type="experiment",
+                 entity_id=experiment.key, team_id=experiment.team_id,
+                 diff={"status": ["draft", "running"],
+                       "locked_plan": [None, _current_plan(session, experiment)]})
     return experiment
 
 
-def stop_experiment(session: Session, key: str, *, actor: User, expected_version: Any = None) -> Experiment:
+def stop_experiment(session: Session, key: str, *, actor: User,
+                    expected_version: Any = None) -> Experiment:
     """Stop a running experiment (enrolment ends; the decision comes next).
 
     Raises
     ------
-    NotFound, PermissionDenied, Conflict
+    NotFound, PermissionDenied, ValidationFailed, Conflict
         As :func:`start_experiment` (it must be running).
     """
-    experiment = _transition(session, key, "stop", actor=actor, expected_version=expected_version)
-    experiment.stopped_at = utcnow()
-    _bump(experiment)
-    session.add(experiment)
-    session.flush()
-    record_event(session, "experiment.stop", actor=actor, entity_type="experiment", entity_id=experiment.key,
-                 team_id=experiment.team_id, diff={"status": ["running", "stopped"]})
+    experiment = _transition(session, key, "stop", actor=actor,
+                             expected_version=expected_version,
+                             values={"stopped_at": utcnow()})
+    record_event(session, "experiment.stop", actor=actor, entity_type="experiment",
+                 entity_id=experiment.key, team_id=experiment.team_id,
+                 diff={"status": ["running", "stopped"]})
     return experiment
 
 
-def decide_experiment(session: Session, key: str, data: Mapping[str, Any], *, actor: User) -> Experiment:
-    """Record the decision (``ship``, ``iterate`` or ``kill``) and its rationale on a stopped experiment.
+def decide_experiment(session: Session, key: str, data: Mapping[str, Any], *,
+                      actor: User) -> Experiment:
+    """Record the decision (``ship``, ``iterate`` or ``kill``) and its rationale on a stopped
+    experiment. ``data['version']`` as for :func:`update_experiment`.
 
     Raises
     ------
     NotFound, PermissionDenied, Conflict
         As :func:`start_experiment` (it must be stopped).
     ValidationFailed
-        ``decision`` unknown or missing; ``rationale`` missing or too long.
+        ``decision`` unknown or missing; ``rationale`` missing or too long; ``version``.
     """
     experiment = _editable(session, actor, key)
-    _check_version(experiment, data.get("version") if "version" in data else None)
-    target = _check_move(experiment, "decide")
+    _seen_version(session, experiment, data.get("version") if "version" in data else None)
+    _check_move(experiment, "decide")
     errors = FieldErrors()
     decision = read_choice(data, "decision", errors, DECISIONS)
-    rationale = read_text(data, "rationale", errors, max_length=LONG_TEXT_MAX, required=True, multiline=True)
+    rationale = read_text(data, "rationale", errors, max_length=LONG_TEXT_MAX, required=True,
+                          multiline=True)
     errors.raise_if_any()
-    experiment.status = target
-    experiment.decision = decision
-    experiment.decision_rationale = rationale
-    experiment.decided_at = utcnow()
-    experiment.decided_by_id = actor.id
-    _bump(experiment)
-    session.add(experiment)
-    session.flush()
-    record_event(session, "experiment.decide", actor=actor, entity_type="experiment", entity_id=experiment.key,
-                 team_id=experiment.team_id,
-                 diff={"status": ["stopped", "decided"], "decision": [None, decision], "rationale": [None, rationale]})
+    _transition(session, key, "decide", actor=actor,
+                expected_version=data.get("version") if "version" in data else None,
+                values={"decision": decision, "decision_rationale": rationale,
+                        "decided_at": utcnow(), "decided_by_id": actor.id})
+    record_event(session, "experiment.decide", actor=actor, entity_type="experiment",
+                 entity_id=experiment.key, team_id=experiment.team_id,
+                 diff={"status": ["stopped", "decided"], "decision": [None, decision],
+                       "rationale": [None, rationale]})
     return experiment
 
 
@@ -765,20 +612,11 @@ def experiment_as_dict(experiment: Experiment, session: Session) -> dict[str, An
 
 
 # ---------------------------------------------------------------------------
-# Choices for forms
+# The list's rows
 
 
-def team_choices(session: Session, user: User, *, needed: str = "viewer") -> list[Team]:
-    """Teams where ``user`` acts as ``needed`` or above (all teams for an admin)."""
-    from experiments.access import can
-
-    teams = session.exec(select(Team).order_by(Team.name)).all()
-    return [t for t in teams if can(session, user, t.id, needed)]
 
 
-def owner_choices(session: Session) -> list[User]:
-    """Active users, by name."""
-    return list(session.exec(select(User).where(User.is_active).order_by(User.name, User.email)).all())
 
 
 @dataclass(frozen=True)

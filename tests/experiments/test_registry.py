@@ -288,11 +288,15 @@ def test_a_stale_version_is_a_conflict_with_a_clear_message(session, world):
     update_experiment(session, experiment.key, {**plan(world, name="Renamed"), "version": "1"}, actor=world["admin"])
     with pytest.raises(Conflict) as caught:
         update_experiment(session, experiment.key, {**plan(world, name="Mine"), "version": "1"}, actor=world["admin"])
-    assert "changed by someone else" in str(caught.value) and "version 1" in str(caught.value)
+    message = str(caught.value)
+    assert "changed by Ada Admin on " in message and " UTC " in message
+    assert "you saw version 1, it is now version 2" in message
     with pytest.raises(Conflict):
         start_experiment(session, experiment.key, actor=world["admin"], expected_version="1")
-    with pytest.raises(Conflict, match="did not say which version"):
-        start_experiment(session, experiment.key, actor=world["admin"], expected_version="")
+    for missing in ("", "   ", "two", "1.0", "-1", "0"):
+        with pytest.raises(ValidationFailed) as refused:
+            start_experiment(session, experiment.key, actor=world["admin"], expected_version=missing)
+        assert "version" in refused.value.errors
     assert experiment.name == "Renamed" and experiment.status == "draft"
 
 

@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from experiments.errors import Conflict, NotFound, PermissionDenied
-from experiments.registry import MAX_VARIANTS
+from experiments.plan_input import MAX_VARIANTS
 from webapp.rendering import render_page_or_partial
 
 #: The plain fields of the experiment form (variants come as parallel lists).

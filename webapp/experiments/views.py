@@ -32,8 +32,9 @@ from experiments.input_rules import parse_id
 from experiments.journeys import stage_choices
 from experiments.models import DECISIONS, EXPERIMENT_STATUSES
 from experiments.planning import sample_size_hint as compute_hint
+from experiments.form_choices import owner_choices, team_choices
+from experiments.plan_input import LOCKED_FIELDS
 from experiments.registry import (
-    LOCKED_FIELDS,
     ExperimentFilters,
     decide_experiment,
     experiment_as_dict,
@@ -41,12 +42,10 @@ from experiments.registry import (
     form_values,
     get_experiment,
     list_experiments,
-    owner_choices,
     register_experiment,
     registry_rows,
     start_experiment,
     stop_experiment,
-    team_choices,
     update_experiment,
 )
 from experiments.tree import node_choices

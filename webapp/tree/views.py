@@ -25,7 +25,7 @@ from flask import Blueprint, redirect, request, url_for
 
 from experiments.errors import ValidationFailed
 from experiments.models import NODE_STATUSES
-from experiments.registry import owner_choices, team_choices
+from experiments.form_choices import owner_choices, team_choices
 from experiments.tree import (
     EDITABLE_KINDS,
     NODE_FIELDS,
