@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import math
 
-from stats.sums import ROUNDING_TOLERANCE, SufficientStats
+from stats.sums import (
+    CENTRED_NOISE_FLOOR,
+    COMOMENT_TOLERANCE,
+    ROUNDING_TOLERANCE,
+    SufficientStats,
+)
 
 
 def ratio_estimate(sums: SufficientStats) -> float | None:
@@ -46,6 +51,18 @@ def ratio_estimate(sums: SufficientStats) -> float | None:
 
 def _linearised_sum_of_squares(sums: SufficientStats, ratio: float) -> float:
     """``Σ(u - ū)²`` of the linearised variable ``u = x - ratio·y``, from sums alone."""
+    moments = sums.moments
+    if moments is not None:
+        # Σ((x - x̄) - R(y - ȳ))², from centred co-moments: no mean² terms to cancel.
+        value = moments.m2x - 2.0 * ratio * moments.cxy + ratio * ratio * moments.m2y
+        scale = moments.m2x + 2.0 * abs(ratio * moments.cxy) + ratio * ratio * moments.m2y
+        # Centring leaves each deviation off by about eps·|x_i|: a floor for
+        # arms whose accounts are all alike (every co-moment is then noise).
+        mx, my = moments.mean_x, moments.mean_y
+        raw = scale + moments.n * (mx * mx + ratio * ratio * my * my)
+        if value <= COMOMENT_TOLERANCE * scale or value <= CENTRED_NOISE_FLOOR * raw:
+            return 0.0
+        return value
     sum_u = sums.sum_x - ratio * sums.sum_y
     sum_uu = sums.sum_xx - 2.0 * ratio * sums.sum_xy + ratio * ratio * sums.sum_yy
     scale = sums.sum_xx + 2.0 * abs(ratio * sums.sum_xy) + ratio * ratio * sums.sum_yy

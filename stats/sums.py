@@ -24,6 +24,16 @@ from stats._checks import check_count, check_finite
 #: meaningful difference in NRR.
 ACCOUNT_NRR_DECIMALS = 12
 
+#: A linearised sum of squares computed from co-moments smaller than this
+#: fraction of the co-moments it cancels from is rounding noise (the co-moments
+#: themselves carry a relative error of a few ``eps``). Per-account NRR that
+#: varies by 1e-6 is about 1e-12 of that scale, ten times above this floor.
+COMOMENT_TOLERANCE = 1e-13
+
+#: (16 eps)²: a centred deviation is off by about eps·|x_i|, so a centred sum
+#: of squares below this fraction of the raw one is noise around a true zero.
+CENTRED_NOISE_FLOOR = (16 * 2.220446049250313e-16) ** 2
+
 #: Centred sums computed from raw sums lose about ``eps * log2(n)`` of the raw
 #: magnitude to rounding (more when a database adds naively). A centred sum
 #: smaller than this fraction of its raw counterpart is rounding noise around a
@@ -71,6 +81,96 @@ def centred_sum(sum_ab: float, sum_a: float, sum_b: float, n: int, scale: float)
 
 
 @dataclass(frozen=True)
+class CoMoments:
+    """Centred co-moments of paired ``x`` (end MRR) and ``y`` (start MRR).
+
+    The numerically stable counterpart of the raw sums: variances computed as
+    ``Σx² - (Σx)²/n`` lose every digit when the spread is tiny next to the
+    mean (e.g. per-account NRR varying by 1e-6), centred sums do not.
+
+    Parameters
+    ----------
+    n : int
+        Number of accounts.
+    mean_x, mean_y : float
+        Means of ``x`` and ``y`` (0 when ``n == 0``).
+    m2x, m2y : float
+        ``Σ(x - x̄)²`` and ``Σ(y - ȳ)²``, >= 0.
+    cxy : float
+        ``Σ(x - x̄)(y - ȳ)``.
+
+    Notes
+    -----
+    Two sets pool by the parallel formula of Chan et al. With
+    :math:`n = n_a + n_b`, :math:`\\delta_x = \\bar x_b - \\bar x_a`,
+    :math:`\\delta_y = \\bar y_b - \\bar y_a`:
+
+    .. math::
+        \\bar x = \\bar x_a + \\delta_x n_b / n, \\quad
+        M_{2,x} = M_{2,x,a} + M_{2,x,b} + \\delta_x^2 n_a n_b / n, \\quad
+        C_{xy} = C_{xy,a} + C_{xy,b} + \\delta_x \\delta_y n_a n_b / n
+
+    References
+    ----------
+    .. [1] Chan, T. F., Golub, G. H. & LeVeque, R. J. (1979). Updating formulae
+       and a pairwise algorithm for computing sample variances. Stanford
+       report STAN-CS-79-773.
+    .. [2] Pébay, P. (2008). Formulas for robust, one-pass parallel computation
+       of covariances and arbitrary-order statistical moments. Sandia report
+       SAND2008-6212.
+
+    Examples
+    --------
+    >>> a = CoMoments.from_arrays([1.0, 2.0], [1.0, 1.0])
+    >>> b = CoMoments.from_arrays([3.0], [4.0])
+    >>> pooled = a + b
+    >>> pooled.n, pooled.mean_x, pooled.m2x, pooled.cxy
+    (3, 2.0, 2.0, 3.0)
+    """
+
+    n: int
+    mean_x: float
+    mean_y: float
+    m2x: float
+    m2y: float
+    cxy: float
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, y: np.ndarray) -> CoMoments:
+        """Two-pass co-moments of float64 vectors of equal length."""
+        n = int(x.size)
+        if n == 0:
+            return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        mean_x = float(x.mean())
+        mean_y = float(y.mean())
+        dx = x - mean_x
+        dy = y - mean_y
+        return cls(
+            n, mean_x, mean_y, float(np.dot(dx, dx)), float(np.dot(dy, dy)), float(np.dot(dx, dy))
+        )
+
+    def __add__(self, other: object) -> CoMoments:
+        if not isinstance(other, CoMoments):
+            return NotImplemented
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        dx = other.mean_x - self.mean_x
+        dy = other.mean_y - self.mean_y
+        weight = self.n * other.n / n
+        return CoMoments(
+            n=n,
+            mean_x=self.mean_x + dx * other.n / n,
+            mean_y=self.mean_y + dy * other.n / n,
+            m2x=self.m2x + other.m2x + dx * dx * weight,
+            m2y=self.m2y + other.m2y + dy * dy * weight,
+            cxy=self.cxy + other.cxy + dx * dy * weight,
+        )
+
+
+@dataclass(frozen=True)
 class SufficientStats:
     """Sufficient statistics of one arm for the ratio metric ``Σx / Σy``.
 
@@ -108,6 +208,12 @@ class SufficientStats:
     rounding can never produce an impossible correlation. Decimal sums from
     SQL are converted to float on construction.
 
+    Built from rows (:meth:`from_arrays`) or from centred sums
+    (:meth:`from_comoments`), an instance also carries :class:`CoMoments`, and
+    every variance is then taken from those (Chan et al.), which keeps a tiny
+    but real spread that the raw-sum formula cancels to zero. Raw sums alone
+    (the positional constructor) keep working with the raw-sum formula.
+
     References
     ----------
     .. [1] Chan, T. F., Golub, G. H. & LeVeque, R. J. (1983). Algorithms for
@@ -131,6 +237,9 @@ class SufficientStats:
     sum_xx: float
     sum_yy: float
     sum_xy: float
+    #: Centred co-moments when the arm was built from rows or from centred
+    #: sums (exact to rounding); ``None`` when only raw sums are known.
+    moments: CoMoments | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Frozen, so normalise through object.__setattr__: SQL drivers hand back
@@ -175,6 +284,53 @@ class SufficientStats:
             sum_xx=float(np.dot(xs, xs)),
             sum_yy=float(np.dot(ys, ys)),
             sum_xy=float(np.dot(xs, ys)),
+            moments=CoMoments.from_arrays(xs, ys),
+        )
+
+    @classmethod
+    def from_comoments(
+        cls, n: int, mean_x: float, mean_y: float, m2x: float, m2y: float, cxy: float
+    ) -> SufficientStats:
+        """Statistics from centred sums, e.g. a two-pass SQL aggregate.
+
+        ``m2x = Σ(x - x̄)²``, ``m2y = Σ(y - ȳ)²``, ``cxy = Σ(x - x̄)(y - ȳ)``.
+        The raw sums are derived for display and pooling; variances use the
+        centred sums.
+
+        Raises
+        ------
+        ValueError
+            If ``n`` is not a whole number >= 0, a value is not finite or a
+            sum of squares is negative.
+
+        Examples
+        --------
+        >>> s = SufficientStats.from_comoments(3, 2.0, 1.0, 2.0, 0.0, 0.0)
+        >>> s.sum_x, s.sum_xx, s.var_x
+        (6.0, 14.0, 1.0)
+        """
+        n = check_count("n", n)
+        values = {
+            name: check_finite(name, value)
+            for name, value in (
+                ("mean_x", mean_x), ("mean_y", mean_y), ("m2x", m2x), ("m2y", m2y), ("cxy", cxy)
+            )
+        }
+        for name in ("m2x", "m2y"):
+            if values[name] < 0:
+                raise ValueError(f"{name} is a sum of squares and cannot be negative")
+        if n == 0:
+            return cls.empty()
+        moments = CoMoments(n, **values)
+        mx, my = moments.mean_x, moments.mean_y
+        return cls(
+            n=n,
+            sum_x=n * mx,
+            sum_y=n * my,
+            sum_xx=moments.m2x + n * mx * mx,
+            sum_yy=moments.m2y + n * my * my,
+            sum_xy=moments.cxy + n * mx * my,
+            moments=moments,
         )
 
     @classmethod
@@ -198,6 +354,7 @@ class SufficientStats:
             sum_xx=self.sum_xx + other.sum_xx,
             sum_yy=self.sum_yy + other.sum_yy,
             sum_xy=self.sum_xy + other.sum_xy,
+            moments=_pool_moments(self, other),
         )
 
     def __radd__(self, other: object) -> SufficientStats:
@@ -216,21 +373,28 @@ class SufficientStats:
         """Mean start MRR, ``None`` for an empty arm."""
         return self.sum_y / self.n if self.n else None
 
-    def _variance(self, sum_of_squares: float, total: float) -> float | None:
+    def _variance(
+        self, sum_of_squares: float, total: float, centred: float | None
+    ) -> float | None:
         if self.n < 2:
             return None
-        centred = centred_sum(sum_of_squares, total, total, self.n, sum_of_squares)
+        if centred is None:
+            centred = centred_sum(sum_of_squares, total, total, self.n, sum_of_squares)
+        elif centred <= CENTRED_NOISE_FLOOR * sum_of_squares:
+            centred = 0.0
         return max(centred, 0.0) / (self.n - 1)
 
     @property
     def var_x(self) -> float | None:
         """Sample variance of ``x`` (ddof=1), ``None`` when ``n < 2``."""
-        return self._variance(self.sum_xx, self.sum_x)
+        m2x = self.moments.m2x if self.moments is not None else None
+        return self._variance(self.sum_xx, self.sum_x, m2x)
 
     @property
     def var_y(self) -> float | None:
         """Sample variance of ``y`` (ddof=1), ``None`` when ``n < 2``."""
-        return self._variance(self.sum_yy, self.sum_y)
+        m2y = self.moments.m2y if self.moments is not None else None
+        return self._variance(self.sum_yy, self.sum_y, m2y)
 
     @property
     def cov_xy(self) -> float | None:
@@ -238,10 +402,24 @@ class SufficientStats:
         var_x, var_y = self.var_x, self.var_y
         if var_x is None or var_y is None:
             return None
-        scale = math.sqrt(self.sum_xx * self.sum_yy)
-        cov = centred_sum(self.sum_xy, self.sum_x, self.sum_y, self.n, scale) / (self.n - 1)
+        if self.moments is not None:
+            cov = self.moments.cxy / (self.n - 1)
+        else:
+            scale = math.sqrt(self.sum_xx * self.sum_yy)
+            cov = centred_sum(self.sum_xy, self.sum_x, self.sum_y, self.n, scale) / (self.n - 1)
         bound = math.sqrt(var_x * var_y)
         return min(max(cov, -bound), bound)
+
+
+def _pool_moments(a: SufficientStats, b: SufficientStats) -> CoMoments | None:
+    # An empty side adds nothing; otherwise both must be exact to stay exact.
+    if b.n == 0:
+        return a.moments
+    if a.n == 0:
+        return b.moments
+    if a.moments is None or b.moments is None:
+        return None
+    return a.moments + b.moments
 
 
 @dataclass(frozen=True)
