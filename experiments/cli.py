@@ -177,8 +177,34 @@ def serve(host: str, port: int, debug: bool) -> None:
         app = create_app()
     except (ConfigError, DatabaseConfigError) as exc:
         _fail(str(exc))
+    from webapp.results.uploads import start_embedded_worker
+
+    start_embedded_worker(app)  # uploads run in background threads: nothing else to start
     click.echo(f"NRR Lab on http://{host}:{port}/")
     app.run(host=host, port=port, debug=debug, use_reloader=False)
+
+
+@main.command()
+@click.option("--workers", default=2, show_default=True, type=int,
+              help="Jobs run at the same time (threads).")
+def worker(workers: int) -> None:
+    """Run the background jobs (uploads) in the foreground: production, beside gunicorn.
+
+    Uses the queue named by NRRLAB_JOBS (default: instance/jobs.sqlite3) and the same
+    instance folder as the web app (NRRLAB_INSTANCE_PATH). `nrrlab serve` needs no worker.
+    """
+    from experiments.db import default_instance_path
+    from experiments.imports import sweep_stale_uploads
+    from experiments.jobs import JobsConfigError, make_jobs
+
+    with _database() as engine:
+        try:
+            jobs = make_jobs(engine, default_instance_path())
+        except JobsConfigError as exc:
+            _fail(str(exc))
+        sweep_stale_uploads(engine, jobs.uploads)
+        click.echo(f"nrrlab worker: {workers} thread(s) on {type(jobs.queue).__name__}")
+        jobs.consumer(workers).run()
 
 
 def _register_subgroups() -> None:

@@ -13,14 +13,17 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Float, func
+from sqlalchemy import Float, delete, func, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from experiments.errors import Conflict
 from experiments.models import AccountRow, Dataset, Experiment, User, utcnow
 
 _COLUMNS = ("dataset_id", "account_id", "variant", "start_cents", "expansion_cents",
             "contraction_cents", "churned_cents", "segment", "days_to_value")
 _CHUNK = 100_000
+_RESERVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,105 @@ class AccountRatios:
 
 
 def next_version(session: Session, experiment: Experiment) -> int:
-    current = session.exec(select(func.max(Dataset.version)).where(Dataset.experiment_id == experiment.id)).one()
+    """One above the highest version ever given, importing or ready."""
+    current = session.exec(
+        select(func.max(Dataset.version)).where(Dataset.experiment_id == experiment.id)
+    ).one()
     return (current or 0) + 1
+
+
+def lock_experiment(session: Session, experiment_id: int) -> None:
+    """Hold the experiment's write lock until the transaction ends.
+
+    PostgreSQL: ``SELECT … FOR UPDATE`` on the experiment row, so two uploads to one
+    experiment assign versions one after the other. SQLite locks the whole database
+    for writing; a no-op ``UPDATE`` as the transaction's first write takes that lock
+    before the version is read (the busy timeout makes the other writer wait).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(select(Experiment.id).where(Experiment.id == experiment_id).with_for_update())
+    else:
+        session.execute(text("UPDATE experiment SET id = id WHERE id = :id"), {"id": experiment_id})
+
+
+def dataset_with_content(session: Session, experiment_id: int, sha256: str) -> Dataset | None:
+    """The experiment's dataset holding exactly these bytes (any status), if any."""
+    return session.exec(
+        select(Dataset).where(Dataset.experiment_id == experiment_id,
+                              Dataset.content_sha256 == sha256)
+    ).first()
+
+
+class DuplicateContent(Conflict):
+    """The experiment already holds these exact bytes as ``dataset``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        super().__init__(f"This file is identical to dataset version {dataset.version}.")
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A new, still importing dataset, or the one that already holds the same bytes."""
+
+    dataset: Dataset
+    created: bool
+
+
+def reserve_dataset(session: Session, experiment: Experiment, table, *, filename: str,
+                    actor: User | None, source: str = "upload",
+                    status: str = "importing") -> Reservation:
+    """Add the next dataset version for ``table`` (no rows yet), or find its twin.
+
+    Takes the experiment's lock first (:func:`lock_experiment`), so the version read
+    and the insert are one step; the unique keys (experiment, version) and
+    (experiment, content) stay the last word: a violation is retried a few times and
+    a content twin is returned as ``created=False``. Flushed, not committed.
+    """
+    for _attempt in range(_RESERVE_ATTEMPTS):
+        lock_experiment(session, experiment.id)
+        existing = dataset_with_content(session, experiment.id, table.sha256)
+        if existing is not None:
+            return Reservation(existing, created=False)
+        dataset = Dataset(
+            experiment_id=experiment.id,
+            version=next_version(session, experiment),
+            source=source,
+            filename=filename[:255],
+            sha256=table.sha256,
+            content_sha256=table.sha256,
+            status=status,
+            row_count=len(table),
+            has_segment=table.segment is not None,
+            has_days_to_value=table.days_to_value is not None,
+            uploaded_by_id=actor.id if actor else None,
+            uploaded_at=utcnow(),
+        )
+        savepoint = session.begin_nested()
+        session.add(dataset)
+        try:
+            session.flush()
+        except IntegrityError:
+            savepoint.rollback()
+            continue
+        savepoint.commit()
+        return Reservation(dataset, created=True)
+    raise Conflict("Another upload to this experiment was being stored at the same moment; "
+                   "please upload the file again.")
+
+
+def activate_dataset(session: Session, dataset: Dataset) -> None:
+    """Make an importing dataset visible: one ``UPDATE`` (flushed, not committed)."""
+    dataset.status = "ready"
+    session.add(dataset)
+    session.flush()
+
+
+def discard_dataset(session: Session, dataset_id: int) -> None:
+    """Delete a dataset and its rows (an import that failed half-way; flushed)."""
+    session.execute(delete(AccountRow).where(AccountRow.dataset_id == dataset_id))
+    session.execute(delete(Dataset).where(Dataset.id == dataset_id))
+    session.flush()
 
 
 def _blank_as_none(values: np.ndarray | None, count: int) -> list:
@@ -133,46 +233,46 @@ def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
     return out.getvalue()
 
 
-def bulk_insert_rows(session: Session, dataset_id: int, table) -> None:
-    """Insert every row of ``table`` (an ``AccountTable``) under ``dataset_id``."""
+def bulk_insert_rows(session: Session, dataset_id: int, table, *, start: int = 0,
+                     stop: int | None = None) -> None:
+    """Insert rows ``start:stop`` (default all) of ``table`` (an ``AccountTable``)."""
     connection = session.connection()
     dialect = connection.dialect.name
     raw = connection.connection.driver_connection
-    total = len(table)
+    total = len(table) if stop is None else min(stop, len(table))
+    columns = ", ".join(_COLUMNS)
     if dialect == "postgresql":
         cursor = raw.cursor()
-        with cursor.copy(f"COPY account_row ({', '.join(_COLUMNS)}) FROM STDIN WITH (FORMAT csv)") as copy:
-            for start in range(0, total, _CHUNK):
-                copy.write(_csv_block(dataset_id, table, start, min(total, start + _CHUNK)))
+        with cursor.copy(f"COPY account_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            for first in range(start, total, _CHUNK):
+                copy.write(_csv_block(dataset_id, table, first, min(total, first + _CHUNK)))
         cursor.close()
         return
     placeholders = ", ".join("?" for _ in _COLUMNS)
-    sql = f"INSERT INTO account_row ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608 (constant column names)
+    sql = f"INSERT INTO account_row ({columns}) VALUES ({placeholders})"  # noqa: S608
     cursor = raw.cursor()
-    for start in range(0, total, _CHUNK):
-        cursor.executemany(sql, _row_tuples(dataset_id, table, start, min(total, start + _CHUNK)))
+    for first in range(start, total, _CHUNK):
+        cursor.executemany(sql, _row_tuples(dataset_id, table, first, min(total, first + _CHUNK)))
     cursor.close()
 
 
 def store_dataset(session: Session, experiment: Experiment, table, *, filename: str,
                   actor: User | None, source: str = "upload") -> Dataset:
-    """Store ``table`` as the experiment's next dataset version (flushed, not committed)."""
-    dataset = Dataset(
-        experiment_id=experiment.id,
-        version=next_version(session, experiment),
-        source=source,
-        filename=filename[:255],
-        sha256=table.sha256,
-        row_count=len(table),
-        has_segment=table.segment is not None,
-        has_days_to_value=table.days_to_value is not None,
-        uploaded_by_id=actor.id if actor else None,
-        uploaded_at=utcnow(),
-    )
-    session.add(dataset)
-    session.flush()
-    bulk_insert_rows(session, dataset.id, table)
-    return dataset
+    """Store ``table`` as the experiment's next, ready dataset in the caller's transaction.
+
+    Flushed, not committed.
+
+    Raises
+    ------
+    DuplicateContent
+        The experiment already holds a dataset with the same bytes; nothing was written.
+    """
+    reservation = reserve_dataset(session, experiment, table, filename=filename, actor=actor,
+                                  source=source, status="ready")
+    if not reservation.created:
+        raise DuplicateContent(reservation.dataset)
+    bulk_insert_rows(session, reservation.dataset.id, table)
+    return reservation.dataset
 
 
 def _sums_columns():

@@ -1,32 +1,71 @@
 """Importing an account CSV as a new dataset version of an experiment.
 
-One operation, :func:`import_accounts`: validate the file with the same reader as
-the CLI (:func:`experiments.accounts_csv.read_accounts`), store it, analyse it and
-record the upload, all in the caller's transaction: either the dataset, its rows,
-its snapshot and the audit event are committed together, or nothing is.
+Two ways in, the same rules:
+
+* :func:`import_accounts` does everything in the caller's transaction (the CLI, the
+  demo data, tests): the dataset, its rows, its snapshot and the audit event are
+  committed together, or nothing is.
+* :func:`run_upload_job` is the web upload's background job (``experiments.jobs``). It
+  reads and validates the spooled file without holding any lock, reserves the next
+  version in one short transaction, writes the rows of the still *importing* (invisible)
+  dataset in short transactions of :data:`STORE_CHUNK` rows, and makes it ready together
+  with its snapshot and audit event in one last short transaction, so other writers
+  never wait on an import. A failure at any step deletes what it wrote.
+
+The same bytes are one dataset per experiment (``content_sha256`` is unique per
+experiment): an identical file, even uploaded at the same moment, is recognised.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from experiments.accounts_csv import ImportValidationError, RowError, read_accounts
-from experiments.analysis import active_dataset, refresh_snapshot
+from experiments.analysis import refresh_snapshot
 from experiments.audit import record_event
-from experiments.datasets import AccountRatios, store_dataset
+from experiments.datasets import (
+    AccountRatios,
+    activate_dataset,
+    bulk_insert_rows,
+    dataset_with_content,
+    discard_dataset,
+    reserve_dataset,
+)
 from experiments.errors import DomainError
-from experiments.models import AnalysisSnapshot, Dataset, Experiment, User, Variant
+from experiments.models import (
+    AnalysisSnapshot,
+    Dataset,
+    Experiment,
+    UploadJob,
+    User,
+    Variant,
+    utcnow,
+)
 
-__all__ = ["ImportRefused", "ImportReport", "ImportValidationError", "RowError", "import_accounts", "variant_keys"]
+__all__ = [
+    "ImportRefused", "ImportReport", "ImportValidationError", "RowError", "create_upload_job",
+    "import_accounts", "run_upload_job", "sweep_stale_uploads", "variant_keys",
+]
+
+log = logging.getLogger("nrrlab.imports")
 
 #: Experiments in these states accept data; a draft has no locked plan to analyse under.
 UPLOAD_STATUSES: tuple[str, ...] = ("running", "stopped", "decided")
 MAX_REPORTED_ERRORS = 50
+#: Rows written per transaction by the background job: each holds SQLite's write lock
+#: for well under a second, far below the busy timeout of a concurrent save.
+STORE_CHUNK = 50_000
+#: A queued or running job untouched this long was interrupted (the process died).
+STALE_AFTER = timedelta(minutes=15)
+FINISHED_STATES: tuple[str, ...] = ("done", "duplicate", "failed", "refused")
 _HASH_BLOCK = 1 << 20
 
 
@@ -36,7 +75,7 @@ class ImportRefused(DomainError):
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an upload did: a new dataset version, or recognised the active one again."""
+    """What an upload did: a new dataset version, or recognised a stored one again."""
 
     dataset: Dataset
     duplicate: bool
@@ -62,53 +101,35 @@ def clean_filename(filename: str | None) -> str:
 
 
 def variant_keys(session: Session, experiment: Experiment) -> list[str]:
-    """The experiment's variant keys in plan order: the values a file's ``variant`` column may hold."""
+    """The experiment's variant keys in plan order: the values a ``variant`` cell may hold."""
     return list(session.exec(
-        select(Variant.key).where(Variant.experiment_id == experiment.id).order_by(Variant.position, Variant.id)
+        select(Variant.key).where(Variant.experiment_id == experiment.id)
+        .order_by(Variant.position, Variant.id)
     ).all())
 
 
-def import_accounts(session: Session, experiment: Experiment, source: str | os.PathLike[str] | bytes, *,
-                    filename: str, actor: User | None) -> ImportReport:
-    """Validate ``source`` (a path or the raw bytes) and store it as the experiment's next dataset.
-
-    The file is checked against the data contract with the experiment's variant keys;
-    if it is byte-for-byte the active dataset (same SHA-256) nothing new is stored and
-    the report says ``duplicate``. Otherwise the rows, a fresh analysis snapshot and a
-    ``dataset.upload`` audit event are added. Flushed, not committed.
-
-    Raises
-    ------
-    ImportRefused
-        The experiment is a draft (its plan is not locked, so there is nothing to analyse
-        under) or has no variants.
-    ImportValidationError
-        The file breaks the data contract; ``errors`` lists the first 50 problems by line
-        and column and ``total`` counts them all. Nothing was stored.
-    """
+def _refuse_draft(experiment: Experiment) -> None:
     if experiment.status not in UPLOAD_STATUSES:
         raise ImportRefused(
-            "This experiment is still a draft. Start it first: results are analysed under the plan "
-            "that is locked at start, and a draft has none yet."
+            "This experiment is still a draft. Start it first: results are analysed under the "
+            "plan that is locked at start, and a draft has none yet."
         )
-    if isinstance(source, bytearray | memoryview):
-        source = bytes(source)
-    elif not isinstance(source, bytes):
-        source = Path(source)
-    name = clean_filename(filename)
 
-    current = active_dataset(session, experiment)
-    if current is not None and current.sha256 == _sha256(source):
-        return ImportReport(dataset=current, duplicate=True, rows=current.row_count)
 
+def _keys_or_refuse(session: Session, experiment: Experiment) -> list[str]:
     keys = variant_keys(session, experiment)
     if not keys:
-        raise ImportRefused("This experiment has no variants, so no file can match it. Add its variants first.")
-    table = read_accounts(source, variants=keys, max_errors=MAX_REPORTED_ERRORS)
-    dataset = store_dataset(session, experiment, table, filename=name, actor=actor)
+        raise ImportRefused("This experiment has no variants, so no file can match it. "
+                            "Add its variants first.")
+    return keys
+
+
+def _analyse_and_record(session: Session, experiment: Experiment, dataset: Dataset, table, *,
+                        actor: User | None) -> AnalysisSnapshot:
     # The rows were just written from ``table``: hand their ratios to the Mann-Whitney
     # check instead of reading a million rows back (the sums still come from SQL).
-    snapshot = refresh_snapshot(session, experiment, dataset, ratios=AccountRatios.of_table(table))
+    snapshot = refresh_snapshot(session, experiment, dataset,
+                                ratios=AccountRatios.of_table(table))
     record_event(
         session, "dataset.upload", actor=actor, entity_type="dataset", entity_id=dataset.id,
         team_id=experiment.team_id,
@@ -121,4 +142,218 @@ def import_accounts(session: Session, experiment: Experiment, source: str | os.P
             "verdict": [None, snapshot.verdict],
         },
     )
-    return ImportReport(dataset=dataset, duplicate=False, rows=len(table), notes=table.notes, snapshot=snapshot)
+    return snapshot
+
+
+def import_accounts(session: Session, experiment: Experiment,
+                    source: str | os.PathLike[str] | bytes, *,
+                    filename: str, actor: User | None) -> ImportReport:
+    """Validate ``source`` (a path or the raw bytes) and store it as the next dataset.
+
+    The file is checked against the data contract with the experiment's variant keys;
+    if the experiment already holds the same bytes (same SHA-256, any version) nothing
+    new is stored and the report says ``duplicate``. Otherwise the rows, a fresh
+    analysis snapshot and a ``dataset.upload`` audit event are added, the version
+    assigned under the experiment's lock. Flushed, not committed.
+
+    Raises
+    ------
+    ImportRefused
+        The experiment is a draft (its plan is not locked, so there is nothing to analyse
+        under) or has no variants.
+    ImportValidationError
+        The file breaks the data contract; ``errors`` lists the first 50 problems by line
+        and column and ``total`` counts them all. Nothing was stored.
+    """
+    _refuse_draft(experiment)
+    if isinstance(source, bytearray | memoryview):
+        source = bytes(source)
+    elif not isinstance(source, bytes):
+        source = Path(source)
+    name = clean_filename(filename)
+
+    twin = dataset_with_content(session, experiment.id, _sha256(source))
+    if twin is not None:
+        return ImportReport(dataset=twin, duplicate=True, rows=twin.row_count)
+
+    keys = _keys_or_refuse(session, experiment)
+    table = read_accounts(source, variants=keys, max_errors=MAX_REPORTED_ERRORS)
+    reservation = reserve_dataset(session, experiment, table, filename=name, actor=actor,
+                                  status="ready")
+    if not reservation.created:
+        return ImportReport(dataset=reservation.dataset, duplicate=True,
+                            rows=reservation.dataset.row_count)
+    dataset = reservation.dataset
+    bulk_insert_rows(session, dataset.id, table)
+    snapshot = _analyse_and_record(session, experiment, dataset, table, actor=actor)
+    return ImportReport(dataset=dataset, duplicate=False, rows=len(table), notes=table.notes,
+                        snapshot=snapshot)
+
+
+# --- the background upload -------------------------------------------------------------
+
+
+def create_upload_job(session: Session, experiment: Experiment, *, filename: str | None,
+                      actor: User | None) -> UploadJob:
+    """A queued upload job for ``experiment`` (flushed, so it has an id; not committed).
+
+    Raises
+    ------
+    ImportRefused
+        The experiment is a draft or has no variants: refused before any file is kept.
+    """
+    _refuse_draft(experiment)
+    _keys_or_refuse(session, experiment)
+    job = UploadJob(experiment_id=experiment.id, filename=clean_filename(filename),
+                    created_by_id=actor.id if actor else None)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def upload_file_path(folder: Path, job_id: int) -> Path:
+    """Where the web request spools job ``job_id``'s file (removed by the job)."""
+    return Path(folder) / f"upload-{job_id}.csv"
+
+
+def _save(session: Session, job: UploadJob, **changes) -> None:
+    for name, value in changes.items():
+        setattr(job, name, value)
+    job.updated_at = utcnow()
+    session.add(job)
+    session.commit()
+
+
+def run_upload_job(engine: Engine, job_id: int, folder: Path) -> None:
+    """Run upload job ``job_id`` on its spooled file, then delete the file whatever happens.
+
+    Every outcome is written to the job (done, duplicate, failed with the line-numbered
+    errors, refused); an unexpected error is logged, marks the job failed and leaves no
+    dataset or rows behind.
+    """
+    path = upload_file_path(folder, job_id)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            job = session.get(UploadJob, job_id)
+            if job is None or job.state != "queued":
+                return
+            _save(session, job, state="running", phase="reading")
+            try:
+                _run(session, job, path)
+            except Exception:
+                log.exception("upload job %s failed", job_id)
+                session.rollback()
+                _save(session, job, state="failed", phase="",
+                      message="The file could not be stored because of an unexpected error; "
+                              "nothing from it was kept. Please try again.")
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _run(session: Session, job: UploadJob, path: Path) -> None:
+    experiment = session.get(Experiment, job.experiment_id)
+    actor = session.get(User, job.created_by_id) if job.created_by_id else None
+    if not path.exists():
+        _save(session, job, state="failed", phase="",
+              message="The uploaded file is no longer there (the server restarted before it "
+                      "was read). Please upload it again.")
+        return
+    try:
+        _refuse_draft(experiment)
+        keys = _keys_or_refuse(session, experiment)
+        twin = dataset_with_content(session, experiment.id, _sha256(path))
+        if twin is not None:
+            _save(session, job, state="duplicate", phase="", dataset_id=twin.id,
+                  rows_read=twin.row_count)
+            return
+        table = read_accounts(path, variants=keys, max_errors=MAX_REPORTED_ERRORS)
+    except ImportRefused as exc:
+        _save(session, job, state="refused", phase="", message=str(exc))
+        return
+    except ImportValidationError as exc:
+        _save(session, job, state="failed", phase="", message="The file was not stored.",
+              error_total=exc.total,
+              errors=[[e.line, e.column, e.message] for e in exc.errors])
+        return
+
+    total = len(table)
+    _save(session, job, phase="storing", rows_read=total)
+    reservation = reserve_dataset(session, experiment, table, filename=job.filename, actor=actor)
+    if not reservation.created:
+        session.rollback()
+        _save(session, job, state="duplicate", phase="", dataset_id=reservation.dataset.id)
+        return
+    dataset = reservation.dataset
+    _save(session, job, dataset_id=dataset.id)  # commits the reservation: a short transaction
+    try:
+        for start in range(0, total, STORE_CHUNK):
+            stop = min(total, start + STORE_CHUNK)
+            bulk_insert_rows(session, dataset.id, table, start=start, stop=stop)
+            _save(session, job, rows_stored=stop)
+        _save(session, job, phase="analysing")
+        # The one transaction that makes the version visible: snapshot, flip, audit, job.
+        _analyse_and_record(session, experiment, dataset, table, actor=actor)
+        activate_dataset(session, dataset)
+        _save(session, job, state="done", phase="", notes=list(table.notes))
+    except BaseException:
+        session.rollback()
+        discard_dataset(session, dataset.id)
+        session.commit()
+        raise
+
+
+def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = None) -> int:
+    """Clean up after uploads whose process died; returns how many things were removed.
+
+    Jobs queued or running but untouched for :data:`STALE_AFTER` are marked failed and
+    their importing dataset deleted; importing datasets no live job owns, older than
+    that, are deleted; spooled files of finished or unknown jobs are removed (unknown
+    ones only once stale, so a request still writing its file is left alone).
+    """
+    now = now or datetime.now(UTC)
+    cutoff = now - STALE_AFTER
+    removed = 0
+    with Session(engine, expire_on_commit=False) as session:
+        live: set[int] = set()
+        owned: set[int] = set()
+        for job in session.exec(select(UploadJob)
+                                .where(UploadJob.state.in_(("queued", "running")))).all():
+            if _aware(job.updated_at) < cutoff:
+                _save(session, job, state="failed", phase="",
+                      message="The upload was interrupted (the server stopped); nothing from it "
+                              "was kept. Please upload the file again.")
+                removed += 1
+            else:
+                live.add(job.id)
+                if job.dataset_id is not None:
+                    owned.add(job.dataset_id)
+        for dataset in session.exec(select(Dataset).where(Dataset.status == "importing")).all():
+            if dataset.id not in owned and _aware(dataset.uploaded_at) < cutoff:
+                discard_dataset(session, dataset.id)
+                session.commit()
+                removed += 1
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.glob("upload-*"):
+            job_id = path.stem.removeprefix("upload-")
+            stale = datetime.fromtimestamp(path.stat().st_mtime, UTC) < cutoff
+            if job_id.isdigit() and int(job_id) in live:
+                continue
+            if not stale and _is_pending(engine, job_id):
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _is_pending(engine: Engine, job_id: str) -> bool:
+    """Whether a recent spooled file may still belong to a job being created or queued."""
+    if not job_id.isdigit():
+        return True
+    with Session(engine) as session:
+        job = session.get(UploadJob, int(job_id))
+        return job is None or job.state not in FINISHED_STATES
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive

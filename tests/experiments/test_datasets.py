@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from experiments import datasets
 from experiments.accounts_csv import read_accounts
-from experiments.models import AccountRow, DriverNode, Experiment, Variant
+from experiments.analysis import active_dataset
+from experiments.models import AccountRow, Dataset, DriverNode, Experiment, Variant
 
 CSV = (
     b"account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,days_to_value\n"
@@ -55,8 +56,30 @@ def test_rows_round_trip_exactly_with_nulls(session, stored):
 
 
 def test_next_version_counts_up(session, stored):
-    experiment, table, _ = stored
-    assert datasets.store_dataset(session, experiment, table, filename="y.csv", actor=None).version == 2
+    experiment, _, _ = stored
+    other = read_accounts(CSV + b"a6,treatment,10,0,0,0,,\n", variants=["control", "treatment"])
+    assert datasets.store_dataset(session, experiment, other, filename="y.csv", actor=None).version == 2
+
+
+def test_the_same_bytes_are_refused_as_a_second_version(session, stored):
+    experiment, table, first = stored
+    with pytest.raises(datasets.DuplicateContent) as caught:
+        datasets.store_dataset(session, experiment, table, filename="again.csv", actor=None)
+    assert caught.value.dataset.id == first.id
+    assert session.exec(select(func.count()).select_from(Dataset)).one() == 1
+
+
+def test_an_importing_dataset_is_invisible_until_activated(session, stored):
+    experiment, _, first = stored
+    other = read_accounts(CSV + b"a6,treatment,10,0,0,0,,\n", variants=["control", "treatment"])
+    reservation = datasets.reserve_dataset(session, experiment, other, filename="z.csv", actor=None)
+    datasets.bulk_insert_rows(session, reservation.dataset.id, other)
+    session.commit()
+    assert reservation.created and reservation.dataset.version == 2
+    assert active_dataset(session, experiment).id == first.id
+    datasets.activate_dataset(session, reservation.dataset)
+    session.commit()
+    assert active_dataset(session, experiment).id == reservation.dataset.id
 
 
 def test_arm_sums_match_hand_computation(session, stored):

@@ -4,50 +4,35 @@
 |--------|---------------------------------------|----------|-----------|
 | GET    | /experiments/<key>/results            | viewer   | show      |
 | POST   | /experiments/<key>/datasets           | analyst  | upload    |
+| GET    | /experiments/<key>/uploads/<job_id>   | analyst  | upload_status |
 | POST   | /experiments/<key>/recompute          | analyst  | recompute |
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, field
-
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from experiments import access
-from experiments.accounts_csv import ImportValidationError, RowError
 from experiments.analysis import load_results
 from experiments.analysis import recompute as recompute_snapshot
 from experiments.errors import NotFound, PermissionDenied
 from experiments.imports import (
     UPLOAD_STATUSES,
     ImportRefused,
-    ImportReport,
-    import_accounts,
+    create_upload_job,
+    upload_file_path,
     variant_keys,
 )
-from experiments.models import Experiment
+from experiments.models import Experiment, UploadJob
 from experiments.registry import get_experiment
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.results.forest import forest_plot
+from webapp.results.uploads import UploadState, get_jobs, upload_state
 from webapp.security import acting_user, allow
 
 bp = Blueprint("results", __name__, url_prefix="/experiments")
-
-
-@dataclass(frozen=True)
-class UploadState:
-    """What the upload component shows: idle, done, duplicate, failed or refused."""
-
-    state: str = "idle"
-    message: str = ""
-    errors: tuple[RowError, ...] = ()
-    total: int = 0
-    report: ImportReport | None = None
-    filename: str = ""
-    notes: tuple[str, ...] = field(default=())
 
 
 @bp.app_template_global("results_may")
@@ -111,40 +96,64 @@ def show(key: str):
 @bp.post("/<key>/datasets")
 @allow("analyst")
 def upload(key: str):
-    """Upload an account CSV as a new dataset version and analyse it."""
+    """Take an account CSV and queue its import; answer at once with the job's state."""
     experiment = _experiment(key, "analyst")
     session = get_session()
     file = request.files.get("file")
     if file is None or not file.filename:
-        return _upload_response(experiment, UploadState("failed", "Choose a CSV file to upload."), 422)
-    # Spool to disk, then read from the path: the upload is never held twice in memory.
-    with tempfile.NamedTemporaryFile(prefix="nrrlab-upload-", suffix=".csv") as spooled:
-        file.save(spooled)
-        spooled.flush()
-        try:
-            report = import_accounts(session, experiment, spooled.name, filename=file.filename,
-                                     actor=acting_user())
-        except ImportValidationError as exc:
-            session.rollback()
-            return _upload_response(experiment, UploadState("failed", "The file was not stored.", tuple(exc.errors),
-                                                            exc.total, filename=file.filename), 422)
-        except ImportRefused as exc:
-            session.rollback()
-            return _upload_response(experiment, UploadState("refused", str(exc), filename=file.filename), 409)
-    session.commit()
-    state = UploadState("duplicate" if report.duplicate else "done", report=report,
-                        filename=report.dataset.filename, notes=report.notes)
-    if is_htmx():
-        response = _upload_response(experiment, state, 200)
-        if not report.duplicate:
+        return _upload_response(experiment, UploadState("failed", "Choose a CSV file to upload."),
+                                422)
+    try:
+        job = create_upload_job(session, experiment, filename=file.filename, actor=acting_user())
+    except ImportRefused as exc:
+        session.rollback()
+        return _upload_response(experiment, UploadState("refused", str(exc),
+                                                        filename=file.filename), 409)
+    session.commit()  # before the file is written: no lock is held while it is copied
+    jobs = get_jobs()
+    path = upload_file_path(jobs.uploads, job.id)
+    try:
+        file.save(path)
+        jobs.enqueue_import(job.id)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        job.state, job.message = "failed", "The upload was interrupted; please try again."
+        session.commit()
+        raise
+    session.refresh(job)  # an immediate queue has already run it
+    return _job_response(experiment, job, posted=True)
+
+
+@bp.get("/<key>/uploads/<int:job_id>")
+@allow("analyst")
+def upload_status(key: str, job_id: int):
+    """The upload component for one job: polled by htmx, or a page with a refresh link."""
+    experiment = _experiment(key, "analyst")
+    job = get_session().get(UploadJob, job_id)
+    if job is None or job.experiment_id != experiment.id:
+        abort(404)
+    return _job_response(experiment, job, posted=False)
+
+
+def _job_response(experiment: Experiment, job: UploadJob, *, posted: bool) -> Response:
+    state = upload_state(get_session(), experiment, job)
+    if is_htmx() or (posted and state.state in ("failed", "refused")):
+        status = {"failed": 422, "refused": 409}.get(state.state, 200) if posted else 200
+        response = _upload_response(experiment, state, status)
+        if state.state == "done":
             response.headers["HX-Trigger"] = "results-updated"
         return response
-    if report.duplicate:
-        flash(f"This file is identical to the active dataset (version {report.dataset.version}); "
-              "nothing new was stored.", "info")
+    if state.in_progress:
+        if posted:
+            return redirect(url_for("results.upload_status", key=experiment.key, job_id=job.id), 303)
+        return _upload_response(experiment, state, 200)
+    if not posted:
+        return _upload_response(experiment, state, 200)
+    if state.state == "duplicate":
+        flash(f"This file is identical to {state.identical_to}; nothing new was stored.", "info")
     else:
-        flash(f"Uploaded {report.dataset.filename} as dataset version {report.dataset.version} "
-              f"({report.rows:,} accounts) and analysed it.", "success")
+        flash(f"Uploaded {state.filename} as dataset version {state.dataset.version} "
+              f"({state.rows:,} accounts) and analysed it.", "success")
     return redirect(url_for("experiments.detail", key=experiment.key), 303)
 
 

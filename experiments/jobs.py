@@ -1,0 +1,116 @@
+"""Background jobs on Huey (https://huey.readthedocs.io): the queue and its tasks.
+
+The backend comes from ``NRRLAB_JOBS`` (or the app's ``JOBS_BACKEND``):
+
+=====================  ================================================================
+``sqlite`` (default)   ``SqliteHuey`` in ``instance/jobs.sqlite3``: nothing else to run;
+                       ``nrrlab serve`` consumes it in background threads.
+``sqlite:///PATH``     ``SqliteHuey`` on a path every web and worker process can reach.
+``redis://…``          ``RedisHuey`` (production; needs the ``redis`` package).
+``immediate``          tasks run at once in the caller (tests).
+=====================  ================================================================
+
+With gunicorn, run ``nrrlab worker`` beside the web processes (see README). There is
+no module-level queue: :func:`make_jobs` builds one per app or worker process and
+registers the tasks under fixed names, so a web process and a worker agree on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer
+from sqlalchemy.engine import Engine
+
+from experiments.imports import run_upload_job, sweep_stale_uploads
+
+log = logging.getLogger("nrrlab.jobs")
+
+JOBS_ENV = "NRRLAB_JOBS"
+JOBS_FILE = "jobs.sqlite3"
+UPLOADS_FOLDER = "uploads"
+IMPORT_TASK = "nrrlab.import_upload"
+
+
+class JobsConfigError(RuntimeError):
+    """``NRRLAB_JOBS`` names no usable backend; the message says what is accepted."""
+
+
+def make_queue(backend: str | None, instance_path: Path) -> Huey:
+    """The Huey instance for ``backend`` (see the module docstring).
+
+    Raises
+    ------
+    JobsConfigError
+        An unknown backend, or ``redis://`` without the ``redis`` package.
+    """
+    backend = (backend or "sqlite").strip()
+    if backend == "immediate":
+        return MemoryHuey("nrrlab", immediate=True, results=False)
+    if backend == "sqlite":
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        return SqliteHuey("nrrlab", filename=str(Path(instance_path) / JOBS_FILE), results=False)
+    if backend.startswith("sqlite:///"):
+        path = Path(backend.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey("nrrlab", filename=str(path), results=False)
+    if backend.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise JobsConfigError(f"{JOBS_ENV}={backend} needs the redis package "
+                                  "(pip install redis)") from None
+        return RedisHuey("nrrlab", url=backend, results=False)
+    raise JobsConfigError(f"{JOBS_ENV} must be sqlite, sqlite:///PATH, redis://… or immediate, "
+                          f"not {backend!r}")
+
+
+@dataclass
+class Jobs:
+    """One queue with the app's tasks bound to a database engine and an uploads folder."""
+
+    queue: Huey
+    engine: Engine
+    uploads: Path
+    _import: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.uploads = Path(self.uploads)
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self._import = self.queue.task(name=IMPORT_TASK)(self._run_import)
+
+    def _run_import(self, job_id: int) -> None:
+        run_upload_job(self.engine, job_id, self.uploads)
+        sweep_stale_uploads(self.engine, self.uploads)
+
+    def enqueue_import(self, job_id: int) -> None:
+        """Queue upload job ``job_id`` (run at once in immediate mode)."""
+        self._import(job_id)
+
+    def consumer(self, workers: int = 2) -> Consumer:
+        """A thread consumer of this queue (``nrrlab worker`` runs it in the foreground)."""
+        return self.queue.create_consumer(workers=workers, worker_type="thread", periodic=False,
+                                          check_worker_health=False)
+
+    def start_in_background(self, workers: int = 2) -> Consumer:
+        """Sweep leftovers of a killed process, then consume in daemon threads.
+
+        Not :meth:`Consumer.start`: that installs signal handlers, which belong to the
+        web server that runs in the foreground.
+        """
+        sweep_stale_uploads(self.engine, self.uploads)
+        consumer = self.consumer(workers)
+        consumer.scheduler.start()
+        for _, worker in consumer.worker_threads:
+            worker.start()
+        return consumer
+
+
+def make_jobs(engine: Engine, instance_path: Path, backend: str | None = None) -> Jobs:
+    """The app's jobs: backend from ``backend``, else ``NRRLAB_JOBS``, else SQLite."""
+    chosen = backend if backend is not None else os.environ.get(JOBS_ENV)
+    return Jobs(make_queue(chosen, instance_path), engine, Path(instance_path) / UPLOADS_FOLDER)
