@@ -28,7 +28,7 @@ from experiments.models import Experiment, UploadJob
 from experiments.registry import get_experiment
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
-from webapp.results.forest import forest_plot
+from experiments.forest import forest_plot
 from webapp.results.uploads import UploadState, get_jobs, upload_state
 from webapp.security import acting_user, allow
 
