@@ -1,163 +1,84 @@
-"""Users, teams and roles: accounts, passwords, memberships and the role ladder.
-
-Passwords are hashed with Argon2id at OWASP's minimum cost or above
-(m = 19 MiB, t = 2, p = 1; OWASP Password Storage Cheat Sheet). The policy follows
-NIST SP 800-63B §3.1.1.2: a length range and a blocklist (common passwords and
-context words such as the email), no composition rules.
+"""Users: accounts, global roles, enabling, disabling and passwords.
 
 Every change writes one audit event in the caller's transaction:
 ``user.create``, ``user.update``, ``user.disable``, ``user.enable``,
-``user.password_change``, ``user.password_reset``, ``role.update`` (a global role or
-a team role), ``team.create``, ``team.update``.
+``user.password_change``, ``user.password_reset``, ``role.update`` (a global role).
 
-An invited user (or one whose password an admin reset) holds a temporary password
-and has ``password_changed_at`` unset; the web layer sends them to the
-password-change page until they choose their own.
+The rules and hashing live in :mod:`experiments.passwords`, teams and the role ladder in
+:mod:`experiments.teams`, signing in and the limiter in :mod:`experiments.signin`; their
+public names are re-exported here so ``from experiments.users import …`` keeps working.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
-import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from experiments.audit import diff_fields, record_event
 from experiments.errors import Conflict, NotFound, ValidationFailed
-from experiments.models import ROLES, AuditEvent, Team, TeamMembership, User, utcnow
-
-ARGON2_MEMORY_KIB = 19 * 1024
-ARGON2_TIME_COST = 2
-ARGON2_PARALLELISM = 1
-PASSWORD_MIN_LENGTH = 8
-PASSWORD_MAX_LENGTH = 128
-NAME_MAX_LENGTH = 200
-TEMPORARY_PASSWORD_BYTES = 15  # 20 URL-safe characters, 120 bits
-
-_hasher = PasswordHasher(
-    time_cost=ARGON2_TIME_COST,
-    memory_cost=ARGON2_MEMORY_KIB,
-    parallelism=ARGON2_PARALLELISM,
+from experiments.models import Team, TeamMembership, User, utcnow
+from experiments.passwords import (
+    ARGON2_MEMORY_KIB,
+    ARGON2_PARALLELISM,
+    ARGON2_TIME_COST,
+    COMMON_PASSWORDS,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    SERVICE_WORDS,
+    TEMPORARY_PASSWORD_BYTES,
+    burn_verification_time,
+    email_problem,
+    hash_password,
+    must_change_password,
+    normalise_email,
+    password_problem,
+    temporary_password,
+    verify_password,
+)
+from experiments.signin import (
+    SignInGate,
+    SignInLimits,
+    admit_sign_in,
+    authenticate,
+    end_all_sessions,
+    failure_key,
+    give_back_attempt,
+    record_login,
+    record_login_failure,
+    sign_out,
+)
+from experiments.teams import (
+    NAME_MAX_LENGTH,
+    TeamDetail,
+    TeamSummary,
+    create_team,
+    ensure_team,
+    get_team,
+    list_teams,
+    name_problem,
+    role_problem,
+    role_rank,
+    set_member_role,
+    set_team_role,
+    team_detail,
+    update_team,
 )
 
-# The most common passwords of public breach corpora (facts, not code): a user
-# picking one of these is refused whatever its length.
-COMMON_PASSWORDS = frozenset(
-    """
-    123456 123456789 12345678 password qwerty123 qwerty1 111111 1234567890 1234567 qwerty
-    abc123 000000 iloveyou 1q2w3e4r5t password1 123123 123321 qwertyuiop 654321 666666
-    987654321 1qaz2wsx 123qwe zaq12wsx 1q2w3e4r 11111111 88888888 12341234 00000000
-    password123 passw0rd p@ssw0rd p@ssword admin123 administrator letmein welcome welcome1
-    monkey dragon sunshine princess football baseball superman trustno1 starwars whatever
-    iloveyou1 asdfghjkl asdfasdf zxcvbnm1 qwer1234 1234qwer changeme secret123 default1
-    master123 login123 passpass 12qwaszx q1w2e3r4 q1w2e3r4t5 abcd1234 aa123456 a1b2c3d4
-    """.split()  # noqa: SIM905 — a word list reads better than a literal
-)
-# Context words (NIST 800-63B): the service's own name is an obvious guess.
-SERVICE_WORDS = frozenset({"nrrlab", "nrr lab", "nrr-lab", "nrrlab123", "nrrlab2026"})
-
-# An unquoted RFC 5322 local part (atext and dots) at a dotted host name. Stricter
-# than the RFC on purpose: no quoting, no comments, no IP literals, nothing a page
-# or a CSV cell could mistake for markup.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
-_TEAM_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def role_rank(role: str | None) -> int:
-    """Position on the ladder viewer < analyst < experimenter < admin; -1 for none."""
-    return ROLES.index(role) if role in ROLES else -1
-
-
-def failure_key(email: str) -> str:
-    """The audit entity id that counts failed sign-ins for ``email`` (fits 64 characters).
-
-    A long address is hashed rather than cut, so two addresses sharing their first 64
-    characters cannot lock each other out.
-    """
-    normalised = normalise_email(email)
-    if len(normalised) <= 64:
-        return normalised
-    return "sha256:" + hashlib.sha256(normalised.encode()).hexdigest()[:57]
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def email_problem(email: str) -> str | None:
-    """Why ``email`` (already normalised) is refused, or ``None``."""
-    if len(email) > 254 or len(email.partition("@")[0]) > 64 or not _EMAIL.match(email):
-        return "must be an email address such as ana@example.com"
-    return None
-
-
-def password_problem(password: str, *, email: str = "") -> str | None:
-    """Why ``password`` is refused (NIST SP 800-63B: length and a blocklist, no composition rules)."""
-    normalised = unicodedata.normalize("NFKC", password)
-    if len(normalised) < PASSWORD_MIN_LENGTH:
-        return f"must be at least {PASSWORD_MIN_LENGTH} characters"
-    if len(normalised) > PASSWORD_MAX_LENGTH:
-        return f"must be at most {PASSWORD_MAX_LENGTH} characters"
-    folded = normalised.casefold()
-    if folded in COMMON_PASSWORDS:
-        return "is one of the most common passwords; choose another"
-    email = normalise_email(email)
-    if folded in SERVICE_WORDS or (email and folded in {email, email.partition("@")[0]}):
-        return "is too easy to guess from your email or this service's name; choose another"
-    return None
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(unicodedata.normalize("NFKC", password))
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, unicodedata.normalize("NFKC", password))
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-# Verifying against this on an unknown email keeps the answer time the same as
-# for a known one, so timing does not reveal which emails have accounts.
-_DUMMY_HASH = _hasher.hash("nrrlab-timing-equaliser")
-
-
-def burn_verification_time(password: str) -> None:
-    verify_password(_DUMMY_HASH, password)
-
-
-def temporary_password() -> str:
-    """A random one-time password for an invited user (never stored in clear)."""
-    return secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
-
-
-def must_change_password(user: User) -> bool:
-    """True while the user still holds a temporary password an admin handed out."""
-    return user.password_changed_at is None
-
-
-def _name_problem(name: str) -> str | None:
-    if len(name) > NAME_MAX_LENGTH:
-        return f"must be at most {NAME_MAX_LENGTH} characters"
-    if _CONTROL.search(name):
-        return "must not contain control characters"
-    return None
-
-
-def _role_problem(role: str) -> str | None:
-    return None if role in ROLES else f"must be one of {', '.join(ROLES)}"
+__all__ = [
+    "ARGON2_MEMORY_KIB", "ARGON2_PARALLELISM", "ARGON2_TIME_COST", "COMMON_PASSWORDS",
+    "NAME_MAX_LENGTH", "PASSWORD_MAX_LENGTH", "PASSWORD_MIN_LENGTH", "SERVICE_WORDS",
+    "TEMPORARY_PASSWORD_BYTES", "SignInGate", "SignInLimits", "TeamDetail", "TeamSummary",
+    "UserDetail", "UserSummary", "admit_sign_in", "authenticate", "burn_verification_time",
+    "change_password", "create_team", "create_user", "disable_user", "email_problem",
+    "enable_user", "end_all_sessions", "ensure_team", "failure_key", "get_team", "get_user",
+    "give_back_attempt", "hash_password", "invite_user", "list_teams", "list_users",
+    "must_change_password", "normalise_email", "password_problem", "record_login",
+    "record_login_failure", "reset_password", "role_rank", "set_member_role",
+    "set_team_role", "sign_out", "team_detail", "temporary_password", "update_team",
+    "update_user", "user_detail", "verify_password",
+]
 
 
 # --------------------------------------------------------------------- users
@@ -185,8 +106,8 @@ def create_user(
     name = name.strip()
     problems = {
         "email": email_problem(email),
-        "name": _name_problem(name),
-        "role": _role_problem(role),
+        "name": name_problem(name),
+        "role": role_problem(role),
         "password": password_problem(password, email=email),
     }
     errors = {field: problem for field, problem in problems.items() if problem}
@@ -203,7 +124,9 @@ def create_user(
     return user
 
 
-def invite_user(session: Session, *, email: str, name: str, role: str, actor: User) -> tuple[User, str]:
+def invite_user(
+    session: Session, *, email: str, name: str, role: str, actor: User
+) -> tuple[User, str]:
     """Create a user with a temporary password, returned once for the admin to hand over.
 
     The user must choose their own password at first sign-in.
@@ -287,7 +210,8 @@ def _active_admins(session: Session) -> int:
 
 def _guard_last_admin(session: Session, user: User, what: str) -> None:
     if user.role == "admin" and user.is_active and _active_admins(session) <= 1:
-        raise Conflict(f"{user.email} is the last active admin and cannot be {what}; make another user admin first")
+        raise Conflict(f"{user.email} is the last active admin and cannot be {what}; "
+                       "make another user admin first")
 
 
 def update_user(session: Session, user: User, *, name: str, role: str, actor: User) -> User:
@@ -301,7 +225,8 @@ def update_user(session: Session, user: User, *, name: str, role: str, actor: Us
         The change would demote the last active admin.
     """
     name = name.strip()
-    errors = {f: p for f, p in {"name": _name_problem(name), "role": _role_problem(role)}.items() if p}
+    problems = {"name": name_problem(name), "role": role_problem(role)}
+    errors = {field: problem for field, problem in problems.items() if problem}
     if errors:
         raise ValidationFailed(errors)
     if role != user.role and role != "admin":
@@ -309,11 +234,13 @@ def update_user(session: Session, user: User, *, name: str, role: str, actor: Us
     if name != user.name:
         diff = diff_fields({"name": user.name}, {"name": name})
         user.name = name
-        record_event(session, "user.update", actor=actor, entity_type="user", entity_id=user.id, diff=diff)
+        record_event(session, "user.update", actor=actor, entity_type="user", entity_id=user.id,
+                     diff=diff)
     if role != user.role:
         diff = diff_fields({"role": user.role}, {"role": role})
         user.role = role
-        record_event(session, "role.update", actor=actor, entity_type="user", entity_id=user.id, diff=diff)
+        record_event(session, "role.update", actor=actor, entity_type="user", entity_id=user.id,
+                     diff=diff)
     session.flush()
     return user
 
@@ -391,212 +318,3 @@ def reset_password(session: Session, user: User, *, actor: User) -> str:
     record_event(session, "user.password_reset", actor=actor, entity_type="user", entity_id=user.id,
                  diff={"password_changed_at": [before, None]})
     return password
-
-
-# --------------------------------------------------------------------- teams
-
-
-def ensure_team(session: Session, slug: str, name: str) -> Team:
-    """The team with ``slug``, created without an audit event (install and demo setup)."""
-    team = session.exec(select(Team).where(Team.slug == slug)).first()
-    if team is None:
-        team = Team(slug=slug, name=name)
-        session.add(team)
-        session.flush()
-    return team
-
-
-def _team_name_problem(name: str) -> str | None:
-    if not name:
-        return "is required"
-    return _name_problem(name)
-
-
-def create_team(session: Session, *, slug: str, name: str, actor: User) -> Team:
-    """Create a team (``team.create``).
-
-    Raises
-    ------
-    ValidationFailed
-        Bad slug or name, or the slug is taken.
-    """
-    slug = slug.strip().lower()
-    name = name.strip()
-    errors: dict[str, str] = {}
-    if not _TEAM_SLUG.match(slug):
-        errors["slug"] = "must be 1-64 lowercase letters, digits or hyphens, e.g. customer-success"
-    problem = _team_name_problem(name)
-    if problem:
-        errors["name"] = problem
-    if not errors and session.exec(select(Team).where(Team.slug == slug)).first() is not None:
-        errors["slug"] = "is already used by another team"
-    if errors:
-        raise ValidationFailed(errors)
-    team = Team(slug=slug, name=name)
-    session.add(team)
-    session.flush()
-    record_event(session, "team.create", actor=actor, entity_type="team", entity_id=team.id, team_id=team.id,
-                 diff={"slug": [None, slug], "name": [None, name]})
-    return team
-
-
-def get_team(session: Session, team_id: int) -> Team:
-    """Raises ``NotFound`` when there is no such team."""
-    team = session.get(Team, team_id)
-    if team is None:
-        raise NotFound(f"no team {team_id}")
-    return team
-
-
-def update_team(session: Session, team: Team, *, name: str, actor: User) -> Team:
-    """Rename a team (``team.update``; the slug is permanent).
-
-    Raises
-    ------
-    ValidationFailed
-        Bad name.
-    """
-    name = name.strip()
-    problem = _team_name_problem(name)
-    if problem:
-        raise ValidationFailed({"name": problem})
-    if name != team.name:
-        diff = diff_fields({"name": team.name}, {"name": name})
-        team.name = name
-        session.flush()
-        record_event(session, "team.update", actor=actor, entity_type="team", entity_id=team.id,
-                     team_id=team.id, diff=diff)
-    return team
-
-
-@dataclass(frozen=True)
-class TeamSummary:
-    team: Team
-    members: int
-
-
-def list_teams(session: Session) -> list[TeamSummary]:
-    """Every team with its member count, by name."""
-    counts = dict(session.exec(
-        select(TeamMembership.team_id, func.count()).group_by(TeamMembership.team_id)
-    ).all())
-    teams = session.exec(select(Team).order_by(Team.name, Team.id)).all()
-    return [TeamSummary(t, counts.get(t.id, 0)) for t in teams]
-
-
-@dataclass(frozen=True)
-class TeamDetail:
-    team: Team
-    members: list[tuple[User, str]]
-    candidates: list[User]
-
-
-def team_detail(session: Session, team_id: int) -> TeamDetail:
-    """A team, its members with their roles, and the active users who could join.
-
-    Raises
-    ------
-    NotFound
-        No such team.
-    """
-    team = get_team(session, team_id)
-    members = list(session.exec(
-        select(User, TeamMembership.role).join(TeamMembership, TeamMembership.user_id == User.id)
-        .where(TeamMembership.team_id == team.id).order_by(User.email)
-    ).all())
-    member_ids = {u.id for u, _ in members}
-    active = session.exec(select(User).where(User.is_active).order_by(User.email)).all()
-    return TeamDetail(team, [(u, r) for u, r in members], [u for u in active if u.id not in member_ids])
-
-
-def set_team_role(session: Session, user: User, team: Team, role: str | None, *, actor: User | None) -> None:
-    """Give ``user`` ``role`` in ``team`` (``None`` removes the membership); ``role.update``.
-
-    Raises
-    ------
-    ValidationFailed
-        ``role`` is not on the ladder.
-    """
-    if role is not None and role not in ROLES:
-        raise ValidationFailed({"role": f"must be one of {', '.join(ROLES)}, or none to remove"})
-    membership = session.exec(
-        select(TeamMembership).where(TeamMembership.user_id == user.id, TeamMembership.team_id == team.id)
-    ).first()
-    old = membership.role if membership else None
-    if role is None:
-        if membership is not None:
-            session.delete(membership)
-    elif membership is None:
-        session.add(TeamMembership(user_id=user.id, team_id=team.id, role=role))
-    else:
-        membership.role = role
-    session.flush()
-    if old != role:
-        record_event(session, "role.update", actor=actor, entity_type="user", entity_id=user.id,
-                     team_id=team.id, diff={"team_role": [old, role]})
-
-
-def set_member_role(session: Session, team: Team, *, user_id: str, role: str, actor: User) -> User:
-    """Form-level :func:`set_team_role`: ``user_id`` and ``role`` as submitted (``""`` removes).
-
-    Raises
-    ------
-    ValidationFailed
-        ``user_id`` names no user, or ``role`` is not on the ladder.
-    """
-    user = session.get(User, int(user_id)) if user_id.isdigit() else None
-    if user is None:
-        raise ValidationFailed({"user_id": "choose a user from the list"})
-    set_team_role(session, user, team, role or None, actor=actor)
-    return user
-
-
-# ------------------------------------------------------------------- sign-in
-
-
-def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The active user with this email and password, else ``None`` (same work either way)."""
-    user = session.exec(select(User).where(User.email == normalise_email(email))).first()
-    if user is None or not user.is_active:
-        burn_verification_time(password)
-        return None
-    if not verify_password(user.password_hash, password):
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.last_login_at = utcnow()
-    session.flush()
-    return user
-
-
-def recent_login_failures(session: Session, *, email: str, ip: str, since: datetime) -> tuple[int, int]:
-    """Failed logins since ``since``: (for this email, from this IP)."""
-    base = select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == "auth.login_failed", AuditEvent.occurred_at >= since
-    )
-    by_email = session.exec(base.where(AuditEvent.entity_id == failure_key(email))).one()
-    by_ip = session.exec(base.where(AuditEvent.ip == ip[:64])).one() if ip else 0
-    return by_email, by_ip
-
-
-def record_login_failure(session: Session, *, email: str, ip: str) -> None:
-    """``auth.login_failed``: the attempted email (as typed, normalised) is the entity."""
-    record_event(session, "auth.login_failed", actor=None, entity_type="user",
-                 entity_id=failure_key(email), ip=ip)
-
-
-def record_login(session: Session, user: User, *, ip: str) -> None:
-    record_event(session, "auth.login", actor=user, entity_type="user", entity_id=user.id, ip=ip)
-
-
-def end_all_sessions(session: Session, user: User) -> None:
-    """Invalidate every session of ``user`` (logout everywhere, password change, disabling)."""
-    user.session_version += 1
-    session.flush()
-
-
-def sign_out(session: Session, user: User, *, ip: str) -> None:
-    """End every session of ``user`` (``auth.logout``)."""
-    end_all_sessions(session, user)
-    record_event(session, "auth.logout", actor=user, entity_type="user", entity_id=user.id, ip=ip)
-

@@ -22,7 +22,6 @@ from experiments.users import (
     list_users,
     must_change_password,
     password_problem,
-    recent_login_failures,
     record_login_failure,
     reset_password,
     set_member_role,
@@ -53,7 +52,8 @@ def admin(session):
     return user
 
 
-def test_password_hash_is_argon2id_with_at_least_the_owasp_parameters(session):
+def test_password_hash_is_argon2id_with_at_least_the_owasp_parameters(
+        session, real_password_hashing):
     user = create_user(session, "ana@example.com", TEST_PASSWORD)
     params = extract_parameters(user.password_hash)
     assert params.type is Type.ID
@@ -305,16 +305,74 @@ def test_listings_show_memberships(session, admin):
     assert {(s.team.slug, s.members) for s in list_teams(session)} == {("growth", 1), ("success", 0)}
 
 
-def test_login_failures_are_counted_per_email_and_per_ip(session):
-    from experiments.models import utcnow
+# ------------------------------------------------------------------ sign-in limiter
 
-    since = utcnow()
+
+def _throttled(session):
+    return [(e.entity_id, e.diff["key"][1], e.ip) for e in events(session, "auth.login_throttled")]
+
+
+def test_failures_are_audited_per_email_and_slow_only_their_address(session):
+    from experiments.signin import SignInLimits, admit_sign_in
+
+    limits = SignInLimits(address_slow_after=3, address_delay_base=0.25, address_delay_max=2.0)
     for _ in range(3):
-        record_login_failure(session, email="Ana@Example.com", ip="10.0.0.1")
-    record_login_failure(session, email="bob@example.com", ip="10.0.0.1")
-    assert recent_login_failures(session, email="ana@example.com", ip="10.0.0.1", since=since) == (3, 4)
-    assert recent_login_failures(session, email="ana@example.com", ip="10.0.0.2", since=since) == (3, 0)
-    assert recent_login_failures(session, email="ana@example.com", ip="10.0.0.1", since=utcnow()) == (0, 0)
+        record_login_failure(session, email="Ana@Example.com", ip="10.0.0.1", limits=limits)
+    record_login_failure(session, email="bob@example.com", ip="10.0.0.1", limits=limits)
+    assert [e.entity_id for e in events(session, "auth.login_failed")] == ["ana@example.com"] * 3 + [
+        "bob@example.com"]
+    # 4 failures, 1 past the threshold of 3: 0.25 s · 2¹ for anyone behind 10.0.0.1 ...
+    assert admit_sign_in(session, email="carol@example.com", ip="10.0.0.1", limits=limits).delay == 0.5
+    # ... and nothing elsewhere; the address itself is never refused.
+    assert admit_sign_in(session, email="ana@example.com", ip="10.0.0.2", limits=limits).delay == 0
+    for _ in range(20):
+        record_login_failure(session, email="x@example.com", ip="10.0.0.1", limits=limits)
+    gate = admit_sign_in(session, email="dave@example.com", ip="10.0.0.1", limits=limits)
+    assert gate.allowed and gate.delay == 2.0  # capped
+
+
+def test_the_pair_limit_stops_one_address_and_the_account_limit_stops_all(session):
+    from experiments.signin import SignInLimits, admit_sign_in
+
+    limits = SignInLimits(pair_limit=2, account_limit=3)
+
+    def allowed(ip: str) -> bool:
+        return admit_sign_in(session, email="ana@example.com", ip=ip, limits=limits).allowed
+
+    assert [allowed("10.0.0.1") for _ in range(3)] == [True, True, False]
+    # the noisy address used 3 of the account's 3 attempts (the refused one counts too)
+    assert allowed("10.0.0.2") is False
+    # another account behind the same noisy address is untouched
+    assert admit_sign_in(session, email="bob@example.com", ip="10.0.0.1", limits=limits).allowed
+    # one audit row per refusing key and window, however many refusals follow
+    for _ in range(5):
+        allowed("10.0.0.3")
+    assert sorted(_throttled(session)) == [("ana@example.com", "account", "10.0.0.2"),
+                                           ("ana@example.com", "pair", "10.0.0.1"),
+                                           ("ana@example.com", "pair", "10.0.0.3")]
+
+
+def test_a_window_ends_and_a_success_gives_its_attempt_back(session):
+    from datetime import timedelta
+
+    from experiments.models import utcnow
+    from experiments.signin import SignInLimits, admit_sign_in, give_back_attempt
+
+    limits = SignInLimits(pair_limit=2, account_limit=2, window=timedelta(minutes=15))
+    start = utcnow()
+
+    def allowed(at) -> bool:
+        return admit_sign_in(session, email="ana@example.com", ip="10.0.0.1", limits=limits,
+                             now=at).allowed
+
+    assert allowed(start) and allowed(start + timedelta(minutes=1))
+    gate = admit_sign_in(session, email="ana@example.com", ip="10.0.0.1", limits=limits,
+                         now=start + timedelta(minutes=2))
+    assert not gate.allowed and 13 * 60 <= gate.retry_after <= 13 * 60 + 1
+    assert allowed(start + timedelta(minutes=15, seconds=1))  # a new window
+    give_back_attempt(session, email="ana@example.com", ip="10.0.0.1")
+    # given back: two more fit in this window (without it, the second would be refused)
+    assert [allowed(start + timedelta(minutes=m)) for m in (16, 17, 18)] == [True, True, False]
 
 
 def test_sign_out_ends_every_session(session):
@@ -333,16 +391,12 @@ def test_authenticate_does_not_tell_unknown_from_wrong(session):
     assert isinstance(user, User) and user.last_login_at is not None
 
 
-def test_long_emails_sharing_64_characters_count_failures_apart(session):
-    from datetime import timedelta
+def test_long_emails_sharing_64_characters_count_attempts_apart(session):
+    from experiments.signin import SignInLimits, admit_sign_in
 
-    from experiments.models import utcnow
-    from experiments.users import recent_login_failures, record_login_failure
-
+    limits = SignInLimits(account_limit=3, pair_limit=3)
     prefix = "a" * 60
     first, second = f"{prefix}-one@example.com", f"{prefix}-two@example.com"
-    for _ in range(3):
-        record_login_failure(session, email=first, ip="")
-    since = utcnow() - timedelta(minutes=15)
-    assert recent_login_failures(session, email=first, ip="", since=since)[0] == 3
-    assert recent_login_failures(session, email=second, ip="", since=since)[0] == 0
+    assert [admit_sign_in(session, email=first, ip="", limits=limits).allowed
+            for _ in range(4)] == [True, True, True, False]
+    assert admit_sign_in(session, email=second, ip="", limits=limits).allowed
