@@ -18,14 +18,13 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from experiments.errors import ValidationFailed
+from experiments.formatting import csv_cell
+from experiments.input_rules import FieldErrors, read_date_range, read_page, read_text
 from experiments.models import AuditEvent, Team, User
 
 AUDIT_PAGE_SIZE = 50
 CSV_COLUMNS = ("id", "occurred_at", "action", "actor", "actor_id", "team", "entity_type",
                "entity_id", "diff", "ip")
-# A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _plain(value: Any) -> Any:
@@ -76,11 +75,6 @@ def record_event(
     return event
 
 
-def list_events(session: Session, *, limit: int = 200) -> list[AuditEvent]:
-    """The newest audit events first."""
-    return list(session.exec(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)).all())
-
-
 # ------------------------------------------------------------------ searching
 
 
@@ -105,43 +99,26 @@ class AuditFilter:
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items() if v}
 
 
-def _date_param(params: Mapping[str, str], name: str, errors: dict[str, str]) -> date | None:
-    raw = (params.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = f"must be a date like 2026-11-28, not {raw[:40]!r}"
-        return None
+#: The longest value each text filter takes (the columns it is compared with).
+FILTER_LENGTHS = {"action": 60, "actor": 254, "entity_type": 40, "entity_id": 64}
 
 
 def parse_filter(params: Mapping[str, str]) -> tuple[AuditFilter, int]:
-    """The filter and page number from query parameters.
+    """The filter and page number from query parameters (read with the validation kit).
 
     Raises
     ------
     ValidationFailed
         A date that is not ISO ``YYYY-MM-DD``, ``until`` before ``since``, a page that
-        is not a positive whole number, or a value too long to be real.
+        is not a positive whole number, a value too long to be real, or one holding a
+        control character.
     """
-    errors: dict[str, str] = {}
-    texts = {}
-    for name, limit in (("action", 60), ("actor", 254), ("entity_type", 40), ("entity_id", 64)):
-        value = (params.get(name) or "").strip()
-        if len(value) > limit:
-            errors[name] = f"must be at most {limit} characters"
-        texts[name] = value
-    since = _date_param(params, "since", errors)
-    until = _date_param(params, "until", errors)
-    if since and until and until < since:
-        errors["until"] = "must not be before the start date"
-    raw_page = (params.get("page") or "1").strip()
-    page = int(raw_page) if raw_page.isdigit() and len(raw_page) < 10 else 0
-    if page < 1:
-        errors["page"] = f"must be a positive whole number, not {raw_page[:20]!r}"
-    if errors:
-        raise ValidationFailed(errors)
+    errors = FieldErrors()
+    texts = {name: read_text(params, name, errors, max_length=limit)
+             for name, limit in FILTER_LENGTHS.items()}
+    since, until = read_date_range(params, "since", "until", errors)
+    page = read_page(params, errors)
+    errors.raise_if_any()
     return AuditFilter(**texts, since=since, until=until), page
 
 
@@ -229,12 +206,6 @@ def iter_events(session: Session, filters: AuditFilter, *, batch: int = 1000) ->
         if len(rows) < batch:
             return
         last_id = rows[-1][0].id
-
-
-def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a leading ``'``."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _csv_line(values: list[Any]) -> str:

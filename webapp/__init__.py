@@ -37,6 +37,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_security(app)
 
+    from webapp.input_guard import init_input_guard
+
+    init_input_guard(app)
+
     from webapp.errors import init_errors
 
     init_errors(app)

@@ -41,6 +41,15 @@ from flask import (
 
 from experiments.audit import events_csv, parse_filter, record_audit_export, search_events
 from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.input_rules import (
+    NAME_MAX,
+    FieldErrors,
+    read_choice,
+    read_email,
+    read_id,
+    read_slug,
+    read_text,
+)
 from experiments.models import ROLES
 from experiments.users import (
     create_team,
@@ -66,7 +75,8 @@ from webapp.security import acting_user, allow
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-def _form(*names: str) -> dict[str, str]:
+def _kept(*names: str) -> dict[str, str]:
+    """What was typed, to put back in a form answered with 422 (cut to a sane length)."""
     return {name: request.form.get(name, "")[:1000] for name in names}
 
 
@@ -101,15 +111,19 @@ def users():
 def invite():
     """Invite a user: they get a temporary password, shown once, to change at first sign-in."""
     db = get_session()
-    form = _form("email", "name", "role")
+    form, errors = _kept("email", "name", "role"), FieldErrors()
+    email = read_email(request.form, "email", errors)
+    name = read_text(request.form, "name", errors, max_length=NAME_MAX)
+    role = read_choice(request.form, "role", errors, ROLES)
     try:
-        user, password = invite_user(db, email=form["email"], name=form["name"], role=form["role"],
-                                     actor=acting_user())
+        errors.raise_if_any()
+        user, password = invite_user(db, email=email, name=name, role=role, actor=acting_user())
     except ValidationFailed as exc:
         db.rollback()
         return _users_page(form, exc.errors, 422)
     db.commit()
-    return render_template("admin/temporary_password.html", user=user, password=password, invited=True), 201
+    return render_template("admin/temporary_password.html", user=user, password=password,
+                           invited=True), 201
 
 
 def _user_page(user_id: int, form: dict[str, str] | None, errors: dict[str, str], status: int = 200):
@@ -131,9 +145,12 @@ def update(user_id: int):
     """Change a user's name and global role."""
     db = get_session()
     target = _or_404(get_user, user_id)
-    form = _form("name", "role")
+    form, errors = _kept("name", "role"), FieldErrors()
+    name = read_text(request.form, "name", errors, max_length=NAME_MAX)
+    role = read_choice(request.form, "role", errors, ROLES)
     try:
-        update_user(db, target, name=form["name"], role=form["role"], actor=acting_user())
+        errors.raise_if_any()
+        update_user(db, target, name=name, role=role, actor=acting_user())
     except ValidationFailed as exc:
         db.rollback()
         return _user_page(user_id, form, exc.errors, 422)
@@ -199,9 +216,12 @@ def teams():
 def create_team_view():
     """Create a team."""
     db = get_session()
-    form = _form("slug", "name")
+    form, errors = _kept("slug", "name"), FieldErrors()
+    slug = read_slug(request.form, "slug", errors)
+    name = read_text(request.form, "name", errors, max_length=NAME_MAX, required=True)
     try:
-        team = create_team(db, slug=form["slug"], name=form["name"], actor=acting_user())
+        errors.raise_if_any()
+        team = create_team(db, slug=slug, name=name, actor=acting_user())
     except ValidationFailed as exc:
         db.rollback()
         return _teams_page(form, exc.errors, 422)
@@ -229,9 +249,11 @@ def update_team_view(team_id: int):
     """Rename a team."""
     db = get_session()
     target = _or_404(get_team, team_id)
-    form = _form("name")
+    form, errors = _kept("name"), FieldErrors()
+    name = read_text(request.form, "name", errors, max_length=NAME_MAX, required=True)
     try:
-        update_team(db, target, name=form["name"], actor=acting_user())
+        errors.raise_if_any()
+        update_team(db, target, name=name, actor=acting_user())
     except ValidationFailed as exc:
         db.rollback()
         return _team_page(team_id, {**form, "role": "viewer"}, exc.errors, 422)
@@ -246,15 +268,22 @@ def member(team_id: int):
     """Add a member to a team, change their team role, or remove them (empty role)."""
     db = get_session()
     target = _or_404(get_team, team_id)
-    form = _form("user_id", "role", "return_to")
+    errors = FieldErrors()
+    member_id = read_id(request.form, "user_id", errors, required=True, what="user")
+    if "user_id" in errors:
+        errors["user_id"] = "choose a user from the list"
+    role = read_choice(request.form, "role", errors, ROLES, default="")
+    return_to = read_choice(request.form, "return_to", errors, ("user", "team"), default="team")
     try:
-        changed = set_member_role(db, target, user_id=form["user_id"], role=form["role"], actor=acting_user())
+        errors.raise_if_any()
+        changed = set_member_role(db, target, user_id=str(member_id), role=role or "",
+                                  actor=acting_user())
     except ValidationFailed as exc:
         db.rollback()
         return _team_page(team_id, None, exc.errors, 422)
     db.commit()
     flash(f"Team role of {changed.email} in {target.name} saved.", "success")
-    if form["return_to"] == "user":
+    if return_to == "user":
         return redirect(url_for("admin.user", user_id=changed.id), code=303)
     return redirect(url_for("admin.team", team_id=team_id), code=303)
 
