@@ -16,6 +16,7 @@ from typing import Any
 EXPORT_FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "zip")
 #: Cell beginnings a spreadsheet treats as a formula (OWASP "CSV injection").
 FORMULA_START: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+_REVERSIBLE_START = (*FORMULA_START, "'")
 
 
 def as_number(value: Any) -> float | None:
@@ -32,15 +33,22 @@ def as_pair(value: Any) -> tuple[Any, Any]:
     return None, None
 
 
-def neutralise(cell: Any) -> Any:
+def neutralise(cell: Any, *, reversible: bool = False) -> Any:
     """A CSV cell safe to open in a spreadsheet: formula-like text gets a leading apostrophe.
 
-    Only text is touched: numbers (negative ones too) stay numbers.
+    This is the one formula guard (OWASP "CSV injection"): every CSV the app writes
+    goes through it. Only text is touched: numbers (negative ones too) stay numbers.
+    With ``reversible=True`` text that already starts with ``'`` gets one more, so a
+    reader that strips exactly one leading apostrophe gets every value back (the
+    reproduce bundle's data file).
 
     >>> neutralise("=HYPERLINK(1)"), neutralise("-2+3"), neutralise(-0.5), neutralise("plain")
     ("'=HYPERLINK(1)", "'-2+3", -0.5, 'plain')
+    >>> neutralise("'quoted"), neutralise("'quoted", reversible=True)
+    ("'quoted", "''quoted")
     """
-    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+    starts = _REVERSIBLE_START if reversible else FORMULA_START
+    if isinstance(cell, str) and cell.startswith(starts):
         return "'" + cell
     return cell
 
