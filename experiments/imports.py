@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +66,10 @@ MAX_REPORTED_ERRORS = 50
 STORE_CHUNK = 50_000
 #: A queued or running job untouched this long was interrupted (the process died).
 STALE_AFTER = timedelta(minutes=15)
+#: Pause between chunks on SQLite. Its lock is not fair: a writer waiting in the busy
+#: handler polls every ~100 ms and would keep missing the instant between one chunk's
+#: COMMIT and the next BEGIN; the pause lets it in.
+SQLITE_YIELD_SECONDS = 0.15
 FINISHED_STATES: tuple[str, ...] = ("done", "duplicate", "failed", "refused")
 _HASH_BLOCK = 1 << 20
 
@@ -286,10 +291,13 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     dataset = reservation.dataset
     _save(session, job, dataset_id=dataset.id)  # commits the reservation: a short transaction
     try:
+        pause = SQLITE_YIELD_SECONDS if session.get_bind().dialect.name == "sqlite" else 0
         for start in range(0, total, STORE_CHUNK):
             stop = min(total, start + STORE_CHUNK)
             bulk_insert_rows(session, dataset.id, table, start=start, stop=stop)
             _save(session, job, rows_stored=stop)
+            if pause and stop < total:
+                time.sleep(pause)
         _save(session, job, phase="analysing")
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
         _analyse_and_record(session, experiment, dataset, table, actor=actor)
