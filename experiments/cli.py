@@ -1,10 +1,14 @@
-"""The ``nrrlab`` command line: database, demo data, users, analysis, exports, server."""
+"""The ``nrrlab`` command line: database, demo data, users, analysis, exports.
+
+``nrrlab serve`` is the web layer's (``webapp/cli.py``), added through :data:`PLUGIN_GROUP`.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 
 import click
 
@@ -36,7 +40,31 @@ def _database() -> Iterator:
         engine.dispose()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Entry-point group through which outer layers add commands (``webapp`` adds ``serve``).
+PLUGIN_GROUP = "nrrlab.commands"
+
+
+class _CommandsWithPlugins(click.Group):
+    """The domain's commands plus those registered under :data:`PLUGIN_GROUP`.
+
+    A plugin is imported only when its command is run or listed, so ``nrrlab analyze``
+    never pays for Flask, and this layer never imports the web layer.
+    """
+
+    def _plugins(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and (plugin := self._plugins().get(cmd_name)) is not None:
+            command = plugin.load()
+        return command
+
+
+@click.group(cls=_CommandsWithPlugins, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """NRR Lab: pre-registered NRR experiments, their uplift and the weekly review.
 
@@ -161,27 +189,6 @@ def analyze(file: str, control: str, alpha: float, power: float, mde: float, wei
         from experiments.report_text import result_markdown
 
         click.echo(result_markdown(report, title=f"NRR analysis of {os.path.basename(file)}"), nl=False)
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--debug", is_flag=True, help="Flask debug mode (never in production).")
-def serve(host: str, port: int, debug: bool) -> None:
-    """Serve the web app (development server; use gunicorn in production, see README)."""
-    from experiments.db import DatabaseConfigError
-    from webapp import create_app
-    from webapp.config import ConfigError
-
-    try:
-        app = create_app()
-    except (ConfigError, DatabaseConfigError) as exc:
-        _fail(str(exc))
-    from webapp.results.uploads import start_embedded_worker
-
-    start_embedded_worker(app)  # uploads run in background threads: nothing else to start
-    click.echo(f"NRR Lab on http://{host}:{port}/")
-    app.run(host=host, port=port, debug=debug, use_reloader=False)
 
 
 @main.command()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +16,10 @@ from experiments.db import database_url
 # Values that must never protect a production install.
 KNOWN_WEAK_SECRETS = frozenset({"dev", "development", "secret", "changeme", "change-me", "nrrlab"})
 MIN_SECRET_LENGTH = 32
+#: Least estimated entropy of a production key (see :func:`estimated_secret_bits`).
+MIN_SECRET_BITS = 72
+MIN_SECRET_DISTINCT = 6
+GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class ConfigError(RuntimeError):
@@ -35,6 +41,41 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: i
     return int(raw)
 
 
+def estimated_secret_bits(secret: str) -> float:
+    """Length × the Shannon entropy of the key's own character frequencies, in bits.
+
+    A crude estimate that is about right for a random key (``token_urlsafe(48)`` scores
+    ~280; ``token_hex(16)`` ~110, and never below 84 in 200,000 tries) and near zero for
+    one made of few characters (``"a" * 32`` scores 0). A key that repeats a shorter
+    block scores as that block.
+    """
+    if not secret:
+        return 0.0
+    # "abcd…abcd…" is only as strong as its block: s is a repetition iff it occurs in s+s
+    # at a shift shorter than its length.
+    period = (secret + secret).find(secret, 1)
+    block = secret[:period] if 0 < period < len(secret) else secret
+    counts = Counter(block)
+    per_char = sum(n / len(block) * math.log2(len(block) / n) for n in counts.values())
+    return per_char * len(block)
+
+
+def check_secret_key(secret: str | None) -> None:
+    """Raises ``ConfigError`` (one line) unless ``secret`` is fit to sign production sessions."""
+    if not secret:
+        raise ConfigError(f"SECRET_KEY is not set; production mode needs a random key of at "
+                          f"least {MIN_SECRET_LENGTH} characters; {GENERATE_HINT}")
+    if len(secret) < MIN_SECRET_LENGTH or secret.lower() in KNOWN_WEAK_SECRETS:
+        raise ConfigError(f"SECRET_KEY is too short or a well-known default; production mode "
+                          f"needs a random key of at least {MIN_SECRET_LENGTH} characters; "
+                          f"{GENERATE_HINT}")
+    bits = estimated_secret_bits(secret)
+    if len(set(secret)) < MIN_SECRET_DISTINCT or bits < MIN_SECRET_BITS:
+        raise ConfigError(f"SECRET_KEY is guessable (about {bits:.0f} bits of entropy from "
+                          f"{len(set(secret))} distinct characters; at least {MIN_SECRET_BITS} "
+                          f"bits needed); {GENERATE_HINT}")
+
+
 def _dev_secret(instance_path: Path) -> str:
     # A development install keeps one random key in instance/ so sessions survive restarts.
     path = instance_path / "secret_key"
@@ -53,7 +94,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
     Raises
     ------
     ConfigError
-        Production mode with a missing, short or well-known ``SECRET_KEY``, or an
+        Production mode with a missing, short, well-known or low-entropy ``SECRET_KEY``, or an
         ``NRRLAB_*`` number that is not a whole number in range.
     """
     env = os.environ
@@ -65,10 +106,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
 
     secret = overrides.get("SECRET_KEY", env.get("SECRET_KEY"))
     if production:
-        if not secret:
-            raise ConfigError("SECRET_KEY is not set; production mode needs a random key of at least 32 characters")
-        if len(secret) < MIN_SECRET_LENGTH or secret.lower() in KNOWN_WEAK_SECRETS:
-            raise ConfigError("SECRET_KEY is too short or a well-known default; production mode needs a random key of at least 32 characters")
+        check_secret_key(secret)
     elif not secret:
         secret = _dev_secret(instance_path)
 
@@ -77,7 +115,8 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "NRRLAB_ENV": mode,
         "SECRET_KEY": secret,
         "DATABASE_URL": database_url(instance_path),
-        "MAX_CONTENT_LENGTH": _whole_number(env, "NRRLAB_MAX_UPLOAD_MB", 200, minimum=1) * 1024 * 1024,
+        "MAX_CONTENT_LENGTH":
+            _whole_number(env, "NRRLAB_MAX_UPLOAD_MB", 200, minimum=1) * 1024 * 1024,
         "SESSION_COOKIE_SECURE": secure_cookie,
         # __Host- cookies must be Secure; on plain local http the prefix would make
         # browsers drop the cookie, so it is used exactly when Secure is.
@@ -87,7 +126,8 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "SESSION_COOKIE_PATH": "/",
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
         "IDLE_TIMEOUT": timedelta(minutes=_whole_number(env, "NRRLAB_IDLE_MINUTES", 30, minimum=1)),
-        "ABSOLUTE_TIMEOUT": timedelta(hours=_whole_number(env, "NRRLAB_ABSOLUTE_HOURS", 12, minimum=1)),
+        "ABSOLUTE_TIMEOUT":
+            timedelta(hours=_whole_number(env, "NRRLAB_ABSOLUTE_HOURS", 12, minimum=1)),
         "LOGIN_FAILURE_LIMIT": 10,
         "LOGIN_FAILURE_WINDOW": timedelta(minutes=15),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session

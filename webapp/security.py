@@ -20,10 +20,11 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from experiments import access
-from experiments.errors import NotFound, PermissionDenied
+from experiments.errors import NotFound
 from experiments.models import ROLES, User
 from experiments.users import must_change_password, role_rank
 from webapp.db import get_session
+from webapp.errors import record_denied
 
 F = TypeVar("F", bound=Callable)
 PERMISSION_ATTR = "nrrlab_permission"
@@ -83,7 +84,8 @@ def declared_scope(app: Flask, endpoint: str) -> Scope:
 
 def check_route_declarations(app: Flask) -> None:
     """Raises ``RuntimeError`` naming every endpoint without ``@allow``/``@public``."""
-    missing = [e for e in app.view_functions if e != "static" and declared_permission(app, e) is None]
+    missing = [e for e in app.view_functions
+               if e != "static" and declared_permission(app, e) is None]
     if missing:
         raise RuntimeError(f"routes without a declared permission: {', '.join(sorted(missing))}")
 
@@ -164,7 +166,8 @@ def _send_to(target: str) -> Response:
 
 
 def _to_login() -> Response:
-    return _send_to(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    next_page = request.full_path if request.method == "GET" else None
+    return _send_to(url_for("auth.login", next=next_page))
 
 
 def _enforce_permissions() -> Response | None:
@@ -189,32 +192,25 @@ def _enforce_permissions() -> Response | None:
         return _send_to(url_for("auth.password"))
     held = user.role if declared_scope(current_app, endpoint) == "global" else highest_role(user)
     if role_rank(held) < role_rank(needed):
-        from webapp.audit_hooks import record_denied
-
-        record_denied(user, f"needs {needed}")
+        record_denied(f"needs {needed}", user=user)
         abort(403, f"This page needs the {needed} role.")
     return None
 
 
 def visible_or_404(team_id: int | None, needed: str = "viewer") -> str:
-    """The signed-in user's role on an object of ``team_id``; aborts when they may not act.
+    """The signed-in user's role on an object of ``team_id``.
 
-    Another team's object answers 404 (it must look absent) and a role below
-    ``needed`` answers 403; both are recorded as ``authz.denied``. Returns the role.
+    Raises the domain's ``NotFound`` (another team's object must look absent) or
+    ``PermissionDenied`` (a role below ``needed``); the handlers in ``webapp.errors``
+    answer 404/403 and record ``authz.denied``. Returns the role.
     """
-    from webapp.audit_hooks import record_denied
-
     user = acting_user()
     if user is None:
-        abort(404)
+        raise NotFound("nobody is signed in")
     try:
         return access.require(get_session(), user, team_id, needed)
-    except NotFound:
-        record_denied(user, f"object of team {team_id} is not visible")
-        abort(404)
-    except PermissionDenied as exc:
-        record_denied(user, f"needs {needed} in team {team_id}")
-        abort(403, str(exc).capitalize() + ".")
+    except NotFound as exc:  # the same answer, with the team named for the audit row
+        raise NotFound(f"object of team {team_id} is not visible") from exc
 
 
 def _security_headers(response: Response) -> Response:
@@ -236,7 +232,8 @@ def init_security(app: Flask) -> None:
     if hops:
         # Behind a proxy the client address and scheme come from its X-Forwarded-*
         # headers, trusted for exactly that many hops (rate limits and HSTS need them).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)

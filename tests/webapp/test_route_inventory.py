@@ -61,6 +61,7 @@ INVENTORY: dict[str, str] = {
     "auth.password": "viewer",
     "auth.change_password": "viewer",
     "health.index": "public",
+    "health.ready": "public",
     # reading
     "dashboard.index": "viewer",
     "tree.index": "viewer",

@@ -262,7 +262,7 @@ def test_visible_or_404_hides_another_teams_object_and_records_the_denial(probe_
     records = denied(db_engine)
     assert [(e.actor_id, e.diff["reason"][1]) for e in records] == [
         (client.user.id, f"object of team {success.id} is not visible"),
-        (client.user.id, f"needs experimenter in team {growth.id}"),
+        (client.user.id, "this needs the experimenter role; you are analyst here"),
     ]
     assert records[0].diff["path"] == [None, f"/team-object-for-test/{success.id}/viewer"]
 
@@ -277,15 +277,56 @@ def test_a_role_denial_is_recorded(login_as, db_engine):
 # ------------------------------------------------------------------ configuration
 
 
-@pytest.mark.parametrize("secret", [None, "", "short", "changeme", "x" * 31])
-def test_production_config_refuses_a_missing_default_or_short_secret(tmp_path, monkeypatch, secret):
+# A key typed at random once for this test: 32 distinct characters (5 bits each by the
+# estimate, 160 bits), as a real key from secrets.token_urlsafe would be.
+RANDOM_LOOKING_KEY = "Vq3x9LmZ0tR7bK2pW8sY4nH6cJ1dF5gE"
+
+
+@pytest.mark.parametrize("secret", [
+    None, "", "short", "changeme", "x" * 31,
+    "a" * 32,  # long enough, but one character: 0 bits
+    "r" * 64,
+    "abcdefghijklmnop" * 2,  # 16 distinct characters, but one 16-character block twice: 64 bits
+    "ab" * 30,  # 2 distinct characters
+    "0123456789" * 4,  # 10 distinct characters repeated: as strong as "0123456789"
+])
+def test_production_config_refuses_a_missing_default_short_or_guessable_secret(tmp_path, monkeypatch,
+                                                                               secret):
     from webapp.config import ConfigError, load_config
 
     monkeypatch.delenv("SECRET_KEY", raising=False)
     overrides = {"NRRLAB_ENV": "production"} | ({} if secret is None else {"SECRET_KEY": secret})
-    with pytest.raises(ConfigError, match="SECRET_KEY"):
+    with pytest.raises(ConfigError, match="SECRET_KEY") as refused:
         load_config(tmp_path, overrides)
-    assert load_config(tmp_path, {"NRRLAB_ENV": "production", "SECRET_KEY": "r" * 32})["SESSION_COOKIE_SECURE"]
+    assert "\n" not in str(refused.value)  # one start-up line for the operator
+    config = load_config(tmp_path, {"NRRLAB_ENV": "production", "SECRET_KEY": RANDOM_LOOKING_KEY})
+    assert config["SESSION_COOKIE_SECURE"]
+
+
+def test_production_config_accepts_generated_keys(tmp_path, monkeypatch):
+    import secrets
+
+    from webapp.config import load_config
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    for key in [secrets.token_urlsafe(48) for _ in range(200)] + [secrets.token_hex(16) for _ in range(200)]:
+        assert load_config(tmp_path, {"NRRLAB_ENV": "production", "SECRET_KEY": key})["SECRET_KEY"] == key
+
+
+def test_a_guessable_production_key_stops_the_server_with_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NRRLAB_ENV": "production", "SECRET_KEY": "a" * 32,
+           "DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NRRLAB_INSTANCE_PATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "serve", "--port", "0"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "nrrlab: SECRET_KEY is guessable (about 0 bits of entropy from 1 distinct characters; "
+        "at least 72 bits needed); generate one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(48))'"]
 
 
 def test_proxy_hops_trust_x_forwarded_for_for_rate_limits(factory, database_url, tmp_path, db_engine):

@@ -1,18 +1,15 @@
-"""Reading the experiment form and answering domain errors, shared by the registry,
-tree, journeys and planner views."""
+"""Reading the experiment form and answering conflicts, shared by the registry,
+tree, journeys and planner views (denials are answered centrally in webapp.errors)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import zip_longest
 from typing import Any
 
-from flask import abort
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from experiments.errors import Conflict, NotFound, PermissionDenied
+from experiments.errors import Conflict
 from experiments.plan_input import MAX_VARIANTS
 from webapp.rendering import render_page_or_partial
 
@@ -23,17 +20,6 @@ EXPERIMENT_FIELDS: tuple[str, ...] = (
 )
 #: The most rows a form may send; anything beyond is a forged request, cut here.
 ROW_LIMIT = MAX_VARIANTS + 5
-
-
-@contextmanager
-def domain_errors() -> Iterator[None]:
-    """Turn NotFound into 404 and PermissionDenied into 403 (with its message)."""
-    try:
-        yield
-    except NotFound:
-        abort(404)
-    except PermissionDenied as exc:
-        abort(403, str(exc)[:1].upper() + str(exc)[1:] + ".")
 
 
 def conflict_response(exc: Conflict) -> Response:

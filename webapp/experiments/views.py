@@ -54,7 +54,6 @@ from webapp.db import get_session
 from webapp.experiments.forms import (
     apply_variant_action,
     conflict_response,
-    domain_errors,
     experiment_form_data,
     variant_rows,
 )
@@ -136,13 +135,12 @@ def create():
     if "variant_action" in request.form:
         return _variant_action_response(data)
     session = get_session()
-    with domain_errors():
-        try:
-            experiment = register_experiment(session, data, actor=acting_user())
-        except ValidationFailed as exc:
-            session.rollback()
-            return _form(data, exc.errors, status=422)
-        session.commit()
+    try:
+        experiment = register_experiment(session, data, actor=acting_user())
+    except ValidationFailed as exc:
+        session.rollback()
+        return _form(data, exc.errors, status=422)
+    session.commit()
     return redirect(url_for("experiments.detail", key=experiment.key), code=303)
 
 
@@ -152,9 +150,8 @@ def edit(key: str):
     """The edit form (a draft freely; after the start, locked fields need a reason)."""
     session = get_session()
     user = acting_user()
-    with domain_errors():
-        experiment = get_experiment(session, user, key)
-        require(session, user, experiment.team_id, "experimenter")
+    experiment = get_experiment(session, user, key)
+    require(session, user, experiment.team_id, "experimenter")
     if experiment.status == "decided":
         return conflict_response(Conflict(f"'{key}' is decided and closed; its plan can no longer change."))
     return _form(form_values(session, experiment), experiment=experiment)
@@ -166,19 +163,18 @@ def update(key: str):
     """Save the edit form."""
     session = get_session()
     data = experiment_form_data(request.form)
-    with domain_errors():
-        if "variant_action" in request.form:
-            return _variant_action_response(data, get_experiment(session, acting_user(), key))
-        try:
-            update_experiment(session, key, data, actor=acting_user())
-        except ValidationFailed as exc:
-            session.rollback()
-            experiment = get_experiment(session, acting_user(), key)
-            return _form({**data, "key": experiment.key}, exc.errors, experiment=experiment, status=422)
-        except Conflict as exc:
-            session.rollback()
-            return conflict_response(exc)
-        session.commit()
+    if "variant_action" in request.form:
+        return _variant_action_response(data, get_experiment(session, acting_user(), key))
+    try:
+        update_experiment(session, key, data, actor=acting_user())
+    except ValidationFailed as exc:
+        session.rollback()
+        experiment = get_experiment(session, acting_user(), key)
+        return _form({**data, "key": experiment.key}, exc.errors, experiment=experiment, status=422)
+    except Conflict as exc:
+        session.rollback()
+        return conflict_response(exc)
+    session.commit()
     return redirect(url_for("experiments.detail", key=key), code=303)
 
 
@@ -200,16 +196,15 @@ def _detail(key: str, *, decide_values: dict[str, Any] | None = None, decide_err
             status: int = 200):
     session = get_session()
     user = acting_user()
-    with domain_errors():
-        page = experiment_page(session, user, key)
-        version = request.args.get("dataset", type=int) if request.method == "GET" else None
-        segment = (request.args.get("segment") or None) if request.method == "GET" else None
-        try:
-            results = load_results(session, page.experiment, dataset_version=version, segment=segment)
-        except NotFound:
-            if version is None and segment is None:
-                raise
-            results = load_results(session, page.experiment)
+    page = experiment_page(session, user, key)
+    version = request.args.get("dataset", type=int) if request.method == "GET" else None
+    segment = (request.args.get("segment") or None) if request.method == "GET" else None
+    try:
+        results = load_results(session, page.experiment, dataset_version=version, segment=segment)
+    except NotFound:
+        if version is None and segment is None:
+            raise
+        results = load_results(session, page.experiment)
     return render_page_or_partial(
         "experiments/detail.html", "experiments/_detail.html", status=status,
         details=page, experiment=page.experiment, results=results, decisions=DECISIONS,
@@ -229,20 +224,18 @@ def detail(key: str):
 def export_json(key: str):
     """The experiment (plan, amendments, decision) as JSON."""
     session = get_session()
-    with domain_errors():
-        experiment = get_experiment(session, acting_user(), key)
+    experiment = get_experiment(session, acting_user(), key)
     return jsonify(experiment_as_dict(experiment, session))
 
 
 def _lifecycle(key: str, move) -> Any:
     session = get_session()
-    with domain_errors():
-        try:
-            move(session, key, actor=acting_user(), expected_version=request.form.get("version", ""))
-        except Conflict as exc:
-            session.rollback()
-            return conflict_response(exc)
-        session.commit()
+    try:
+        move(session, key, actor=acting_user(), expected_version=request.form.get("version", ""))
+    except Conflict as exc:
+        session.rollback()
+        return conflict_response(exc)
+    session.commit()
     return redirect(url_for("experiments.detail", key=key), code=303)
 
 
@@ -266,15 +259,14 @@ def decide(key: str):
     """Record the decision on a stopped experiment."""
     session = get_session()
     data = {name: request.form.get(name, "") for name in ("decision", "rationale", "version")}
-    with domain_errors():
-        try:
-            decide_experiment(session, key, data, actor=acting_user())
-        except ValidationFailed as exc:
-            session.rollback()
-            return _detail(key, decide_values=data, decide_errors=exc.errors, status=422)
-        except Conflict as exc:
-            session.rollback()
-            return conflict_response(exc)
-        session.commit()
+    try:
+        decide_experiment(session, key, data, actor=acting_user())
+    except ValidationFailed as exc:
+        session.rollback()
+        return _detail(key, decide_values=data, decide_errors=exc.errors, status=422)
+    except Conflict as exc:
+        session.rollback()
+        return conflict_response(exc)
+    session.commit()
     return redirect(url_for("experiments.detail", key=key), code=303)
 

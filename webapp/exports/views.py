@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
 
-from experiments.errors import NotFound, ValidationFailed
+from experiments.errors import ValidationFailed
 from experiments.exports import ExportFile, export_experiment, export_review
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
@@ -32,11 +32,7 @@ def _download(export: ExportFile) -> Response:
 def experiment(key: str, fmt: str):
     """Download one experiment's report."""
     session = get_session()
-    try:
-        export = export_experiment(session, acting_user(), key, fmt, ip=client_ip())
-    except NotFound:
-        session.rollback()
-        abort(404)
+    export = export_experiment(session, acting_user(), key, fmt, ip=client_ip())
     session.commit()
     return _download(export)
 
@@ -49,9 +45,6 @@ def review(week: str, fmt: str):
     try:
         export = export_review(session, acting_user(), week, fmt, branch_id=request.args.get("branch"),
                                date_from=request.args.get("from"), date_to=request.args.get("to"), ip=client_ip())
-    except NotFound:
-        session.rollback()
-        abort(404)
     except ValidationFailed as exc:
         session.rollback()
         abort(422, "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))

@@ -26,7 +26,6 @@ from experiments import journeys as service
 from experiments.access import can
 from experiments.errors import ValidationFailed
 from webapp.db import get_session
-from webapp.experiments.forms import domain_errors
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -46,13 +45,12 @@ def _page(failed: dict[str, Any] | None = None, status: int = 200):
 def _save(form_id: str, change: Callable[[], Any], anchor: str | None = None):
     """Run one service change; commit and 303 back, or re-render with its messages (422)."""
     session = get_session()
-    with domain_errors():
-        try:
-            change()
-        except ValidationFailed as exc:
-            session.rollback()
-            return _page({"form": form_id, "values": request.form.to_dict(), "errors": exc.errors}, 422)
-        session.commit()
+    try:
+        change()
+    except ValidationFailed as exc:
+        session.rollback()
+        return _page({"form": form_id, "values": request.form.to_dict(), "errors": exc.errors}, 422)
+    session.commit()
     return redirect(url_for("journeys.index", _anchor=anchor), code=303)
 
 

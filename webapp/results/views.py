@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 from experiments import access
 from experiments.analysis import load_results
 from experiments.analysis import recompute as recompute_snapshot
-from experiments.errors import NotFound, PermissionDenied
+from experiments.errors import NotFound
 from experiments.imports import (
     UPLOAD_STATUSES,
     ImportRefused,
@@ -63,13 +63,8 @@ def experiment_variant_keys(experiment: Experiment) -> list[str]:
 def _experiment(key: str, needed: str) -> Experiment:
     session = get_session()
     user = acting_user()
-    try:
-        experiment = get_experiment(session, user, key)
-        access.require(session, user, experiment.team_id, needed)
-    except NotFound:
-        abort(404)
-    except PermissionDenied as exc:
-        abort(403, str(exc))
+    experiment = get_experiment(session, user, key)
+    access.require(session, user, experiment.team_id, needed)
     return experiment
 
 
@@ -84,11 +79,8 @@ def show(key: str):
     """Results of one dataset version, optionally one segment."""
     experiment = _experiment(key, "viewer")
     segment = request.args.get("segment") or None
-    try:
-        results = load_results(get_session(), experiment, dataset_version=request.args.get("dataset", type=int),
-                               segment=segment)
-    except NotFound:
-        abort(404)
+    results = load_results(get_session(), experiment, dataset_version=request.args.get("dataset", type=int),
+                           segment=segment)
     return render_page_or_partial("results/page.html", "results/_body.html", experiment=experiment,
                                   results=results)
 

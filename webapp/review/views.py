@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
 
-from experiments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from experiments.errors import Conflict, ValidationFailed
 from experiments.exports import when
 from experiments.review import build_review, current_week, get_item
 from experiments.review import update_item as save_item
-from webapp.audit_hooks import client_ip, record_denied
+from webapp.audit_hooks import client_ip
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.security import acting_user, allow
@@ -40,9 +40,6 @@ def week(week: str):
     try:
         review = build_review(session, acting_user(), week, branch_id=request.args.get("branch"),
                               date_from=request.args.get("from"), date_to=request.args.get("to"))
-    except NotFound:
-        session.rollback()
-        abort(404)
     except ValidationFailed as exc:
         # Bad filters: the plain week, with the messages beside the filter fields.
         session.rollback()
@@ -61,12 +58,6 @@ def update_item(week: str, item_id: int):
     user = acting_user()
     try:
         view = save_item(session, user, week, item_id, request.form, ip=client_ip())
-    except NotFound:
-        record_denied(user, f"review item {item_id} of {week[:10]} not found or not visible")
-        abort(404)
-    except PermissionDenied as exc:
-        record_denied(user, f"review item {item_id}: {exc}")
-        abort(403, str(exc).capitalize() + ".")
     except Conflict as exc:
         session.rollback()
         return _item_response(week, item_id, status=409, message=str(exc))

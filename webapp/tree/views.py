@@ -39,7 +39,6 @@ from experiments.tree import (
     update_node,
 )
 from webapp.db import get_session
-from webapp.experiments.forms import domain_errors
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -87,9 +86,8 @@ def index():
 @allow("experimenter")
 def edit(node_id: int):
     """The tree with the edit form open at a node."""
-    with domain_errors():
-        node = get_node(get_session(), acting_user(), node_id, "experimenter")
-        return _tree("edit", node_id, _node_values(node))
+    node = get_node(get_session(), acting_user(), node_id, "experimenter")
+    return _tree("edit", node_id, _node_values(node))
 
 
 @bp.route("/<int:node_id>", methods=["POST"])
@@ -97,13 +95,12 @@ def edit(node_id: int):
 def update(node_id: int):
     """Save a node's fields."""
     session = get_session()
-    with domain_errors():
-        try:
-            update_node(session, node_id, request.form, actor=acting_user())
-        except ValidationFailed as exc:
-            session.rollback()
-            return _tree("edit", node_id, request.form.to_dict(), exc.errors, 422)
-        session.commit()
+    try:
+        update_node(session, node_id, request.form, actor=acting_user())
+    except ValidationFailed as exc:
+        session.rollback()
+        return _tree("edit", node_id, request.form.to_dict(), exc.errors, 422)
+    session.commit()
     return _back_to(node_id)
 
 
@@ -112,10 +109,9 @@ def update(node_id: int):
 def new_child(node_id: int):
     """The tree with an add-child form open under a node."""
     user = acting_user()
-    with domain_errors():
-        parent = get_node(get_session(), user, node_id, "viewer")
-        values = {"kind": "driver", "team_id": parent.team_id, "owner_id": user.id, "status": "active"}
-        return _tree("add", node_id, values)
+    parent = get_node(get_session(), user, node_id, "viewer")
+    values = {"kind": "driver", "team_id": parent.team_id, "owner_id": user.id, "status": "active"}
+    return _tree("add", node_id, values)
 
 
 @bp.route("/<int:node_id>/children", methods=["POST"])
@@ -123,13 +119,12 @@ def new_child(node_id: int):
 def create(node_id: int):
     """Add a child node."""
     session = get_session()
-    with domain_errors():
-        try:
-            node = create_node(session, {**request.form.to_dict(), "parent_id": node_id}, actor=acting_user())
-        except ValidationFailed as exc:
-            session.rollback()
-            return _tree("add", node_id, request.form.to_dict(), exc.errors, 422)
-        session.commit()
+    try:
+        node = create_node(session, {**request.form.to_dict(), "parent_id": node_id}, actor=acting_user())
+    except ValidationFailed as exc:
+        session.rollback()
+        return _tree("add", node_id, request.form.to_dict(), exc.errors, 422)
+    session.commit()
     return _back_to(node.id)
 
 
@@ -137,9 +132,8 @@ def create(node_id: int):
 @allow("experimenter")
 def move_form(node_id: int):
     """The tree with a move form open at a node."""
-    with domain_errors():
-        node = get_node(get_session(), acting_user(), node_id, "experimenter")
-        return _tree("move", node_id, {"parent_id": node.parent_id})
+    node = get_node(get_session(), acting_user(), node_id, "experimenter")
+    return _tree("move", node_id, {"parent_id": node.parent_id})
 
 
 @bp.route("/<int:node_id>/move", methods=["POST"])
@@ -147,13 +141,12 @@ def move_form(node_id: int):
 def move(node_id: int):
     """Re-parent a node with its branch."""
     session = get_session()
-    with domain_errors():
-        try:
-            move_node(session, node_id, request.form.get("parent_id"), actor=acting_user())
-        except ValidationFailed as exc:
-            session.rollback()
-            return _tree("move", node_id, request.form.to_dict(), exc.errors, 422)
-        session.commit()
+    try:
+        move_node(session, node_id, request.form.get("parent_id"), actor=acting_user())
+    except ValidationFailed as exc:
+        session.rollback()
+        return _tree("move", node_id, request.form.to_dict(), exc.errors, 422)
+    session.commit()
     return _back_to(node_id)
 
 
@@ -161,8 +154,7 @@ def move(node_id: int):
 @allow("experimenter")
 def delete_form(node_id: int):
     """The tree with the delete question open at a node."""
-    with domain_errors():
-        return _tree("delete", node_id, {"policy": "reparent"})
+    return _tree("delete", node_id, {"policy": "reparent"})
 
 
 @bp.route("/<int:node_id>/delete", methods=["POST"])
@@ -170,14 +162,13 @@ def delete_form(node_id: int):
 def delete(node_id: int):
     """Delete a node, re-parenting or refusing as chosen."""
     session = get_session()
-    with domain_errors():
-        node = get_node(session, acting_user(), node_id, "experimenter")
-        parent_id = node.parent_id
-        try:
-            delete_node(session, node_id, actor=acting_user(), policy=request.form.get("policy", "reparent"),
-                        target_id=request.form.get("target_id") or None)
-        except ValidationFailed as exc:
-            session.rollback()
-            return _tree("delete", node_id, request.form.to_dict(), exc.errors, 422)
-        session.commit()
+    node = get_node(session, acting_user(), node_id, "experimenter")
+    parent_id = node.parent_id
+    try:
+        delete_node(session, node_id, actor=acting_user(), policy=request.form.get("policy", "reparent"),
+                    target_id=request.form.get("target_id") or None)
+    except ValidationFailed as exc:
+        session.rollback()
+        return _tree("delete", node_id, request.form.to_dict(), exc.errors, 422)
+    session.commit()
     return _back_to(parent_id)
