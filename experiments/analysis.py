@@ -16,7 +16,7 @@ inconclusive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -124,12 +124,29 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
     )
 
 
-def headline_verdict(result: ExperimentResult) -> str | None:
-    """``srm`` when flagged, else the most decisive treatment verdict; ``None`` without comparisons."""
-    if result.srm.flag:
+def headline_of(srm_flag: bool, verdicts: Iterable[str | None]) -> str | None:
+    """The one headline rule: ``srm`` when flagged, else the most decisive of ``verdicts``.
+
+    ``None`` when there is no comparison (see :data:`HEADLINE_ORDER`).
+    """
+    if srm_flag:
         return "srm"
-    verdicts = {c.verdict for c in result.comparisons}
-    return next((v for v in HEADLINE_ORDER if v in verdicts), None)
+    present = set(verdicts)
+    return next((v for v in HEADLINE_ORDER if v in present), None)
+
+
+def headline_verdict(result: ExperimentResult) -> str | None:
+    """:func:`headline_of` for a computed result."""
+    return headline_of(result.srm.flag, (c.verdict for c in result.comparisons))
+
+
+def stored_headline_verdict(report: Mapping[str, Any] | None) -> str | None:
+    """:func:`headline_of` for a stored DESIGN §4 report (a snapshot's ``result``)."""
+    if not report:
+        return None
+    srm = report.get("srm") if isinstance(report.get("srm"), Mapping) else {}
+    comparisons = [c for c in report.get("comparisons") or [] if isinstance(c, Mapping)]
+    return headline_of(bool(srm.get("flag")), (c.get("verdict") for c in comparisons))
 
 
 # -------------------------------------------------------------------- computation
@@ -353,25 +370,64 @@ def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInf
     )
 
 
-def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
-                   as_of: datetime) -> date | None:
-    """When the slowest arm reaches its required n at the enrolment rate so far (running only)."""
-    started = _aware(experiment.started_at)
-    if experiment.status != "running" or started is None or not progress:
+#: A projection further out than this many days is no projection at all.
+MAX_PROJECTION_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Where enrolment is heading at the rate observed so far (see :func:`project_enrolment`)."""
+
+    rate_per_day: float
+    expected_date: date | None  # when the smallest arm reaches the required n
+    projected: int | None  # accounts in the smallest arm by the planned end, if one is set
+    reaches: bool | None  # whether ``projected`` reaches the required n
+
+
+def project_enrolment(*, started_at: datetime | None, observed_at: datetime | None,
+                      smallest: int | None, required: int | None,
+                      planned_end: date | None = None) -> Projection | None:
+    """The one enrolment projection, for the results page and the weekly review.
+
+    The rate is the smallest arm's accounts over the time elapsed from the start to
+    ``observed_at`` (the upload of the data in force: enrolment is known as of the
+    upload, not as of a recomputation), counted exactly, without rounding up to a day.
+    ``None`` without a start, an observation after it, or a required n not yet reached.
+    """
+    started, observed = _aware(started_at), _aware(observed_at)
+    if started is None or observed is None or smallest is None or not required:
         return None
-    if all(p.reached for p in progress) or any(p.required is None for p in progress):
+    if smallest >= required:
         return None
-    days = (as_of - started).total_seconds() / 86400
+    days = (observed - started).total_seconds() / 86400
     if days <= 0:
         return None
-    slowest = min(progress, key=lambda p: (p.accounts / p.required) if p.required else 1.0)
-    if slowest.accounts <= 0 or slowest.required is None:
+    rate = smallest / days
+    expected = None
+    if rate > 0:
+        days_needed = (required - smallest) / rate
+        if days_needed <= MAX_PROJECTION_DAYS:
+            expected = (observed + timedelta(days=days_needed)).date()
+    projected = reaches = None
+    if planned_end is not None:
+        end = datetime.combine(planned_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        days_left = max((end - observed).total_seconds() / 86400, 0.0)
+        projected = int(smallest + rate * days_left)
+        reaches = projected >= required
+    return Projection(rate, expected, projected, reaches)
+
+
+def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
+                   as_of: datetime) -> date | None:
+    """When the slowest arm reaches its required n (running experiments only)."""
+    if experiment.status != "running" or not progress:
         return None
-    per_day = slowest.accounts / days
-    remaining = (slowest.required - slowest.accounts) / per_day
-    if remaining > 3650:
+    if any(p.required is None for p in progress):
         return None
-    return (as_of + timedelta(days=remaining)).date()
+    slowest = min(progress, key=lambda p: p.accounts / p.required if p.required else 1.0)
+    projection = project_enrolment(started_at=experiment.started_at, observed_at=as_of,
+                                   smallest=slowest.accounts, required=slowest.required)
+    return projection.expected_date if projection is not None else None
 
 
 def _segment_rows(segments: Mapping[str, Any] | None) -> tuple[SegmentRow, ...]:
@@ -438,7 +494,8 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
     required_n = None
     assumed_sigma = None
     if result is not None:
-        required_n = next((c.required_n_per_arm for c in result.comparisons if c.required_n_per_arm), None)
+        required_n = max((c.required_n_per_arm for c in result.comparisons if c.required_n_per_arm),
+                         default=None)
     if required_n is None and plan is not None:
         assumed_sigma = DEFAULT_SIGMA
         required_n = required_sample_size(plan.mde, DEFAULT_SIGMA, alpha=plan.alpha, power=plan.power)

@@ -1,16 +1,19 @@
 """Geometry of the forest plot: uplift and confidence interval per treatment, in SVG units.
 
-Presentation only: the numbers come from a stored :class:`stats.ExperimentResult`;
-this module decides where they go on a 720-unit-wide canvas so the template stays
+The one layout of the plot, shared by the results page
+(``webapp/templates/results/_forest.html``) and the HTML export
+(``experiments/templates/exports/_forest.html``). Pure geometry: the numbers come
+from a stored analysis (a :class:`stats.ExperimentResult` or its DESIGN §4 dict);
+this module decides where they go on a 720-unit-wide canvas so the templates stay
 free of arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from stats import ExperimentResult
+from typing import Any
 
 WIDTH = 720
 LABEL_RIGHT = 150  # variant names are right-aligned here
@@ -59,6 +62,7 @@ class ForestPlot:
     markers: tuple[Marker, ...]
     ticks: tuple[Tick, ...]
     description: str
+    level: str  # the confidence level, e.g. "95%"
 
 
 def _nice_step(span: float) -> float:
@@ -71,16 +75,44 @@ def _points(value: float) -> str:
     return f"{value:+.1f}"
 
 
-def forest_plot(result: ExperimentResult | None) -> ForestPlot | None:
-    """Layout of the forest plot for ``result`` (NRR points), or ``None`` with no treatments."""
-    if result is None or not result.comparisons:
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
-    mde = result.mde * 100
-    values = [0.0, mde, -mde]
-    for c in result.comparisons:
-        for v in (c.uplift_abs, *c.ci_abs):
-            if v is not None:
-                values.append(v * 100)
+    return float(value)
+
+
+def forest_plot(result: Any) -> ForestPlot | None:
+    """Layout for a stored analysis: an :class:`stats.ExperimentResult` or its §4 dict."""
+    if result is None:
+        return None
+    return forest_layout(_field(result, "comparisons") or (), mde=_field(result, "mde"),
+                         alpha=_field(result, "alpha"))
+
+
+def forest_layout(comparisons: Sequence[Any], *, mde: float | None,
+                  alpha: float | None) -> ForestPlot | None:
+    """Layout of the forest plot (NRR points), or ``None`` with no treatments.
+
+    ``comparisons`` are :class:`stats.Comparison` objects or their dicts (``variant``,
+    ``uplift_abs``, ``ci_abs``, ``verdict``).
+    """
+    rows_in = [c for c in comparisons if c is not None]
+    if not rows_in:
+        return None
+    alpha = _number(alpha) or 0.05
+    mde_points = (_number(mde) or 0.0) * 100
+    values = [0.0, mde_points, -mde_points]
+    parsed = []
+    for c in rows_in:
+        ci = _field(c, "ci_abs")
+        lo, hi = (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else (None, None)
+        uplift, lo, hi = _number(_field(c, "uplift_abs")), _number(lo), _number(hi)
+        parsed.append((str(_field(c, "variant")), uplift, lo, hi, str(_field(c, "verdict"))))
+        values += [v * 100 for v in (uplift, lo, hi) if v is not None]
     low, high = min(values), max(values)
     pad = (high - low) * 0.08 or 1.0
     low, high = low - pad, high + pad
@@ -90,29 +122,30 @@ def forest_plot(result: ExperimentResult | None) -> ForestPlot | None:
     def x_of(points: float) -> float:
         return round(PLOT_LEFT + (points - low) / (high - low) * (PLOT_RIGHT - PLOT_LEFT), 2)
 
-    level = f"{(1 - result.alpha) * 100:g}%"
+    level = f"{(1 - alpha) * 100:g}%"
     rows = []
     described = []
-    for i, c in enumerate(result.comparisons):
+    for i, (variant, uplift, lo, hi, verdict) in enumerate(parsed):
         y = TOP + ROW_HEIGHT * i + ROW_HEIGHT / 2
-        lo, hi = c.ci_abs
-        if c.uplift_abs is None:
+        has_ci = lo is not None and hi is not None
+        if uplift is None:
             label, point = "not computed", None
-            described.append(f"{c.variant}: uplift not computed")
+            described.append(f"{variant}: uplift not computed")
         else:
-            point = x_of(c.uplift_abs * 100)
-            if lo is not None and hi is not None:
-                label = f"{_points(c.uplift_abs * 100)} [{_points(lo * 100)}, {_points(hi * 100)}]"
-                described.append(f"{c.variant}: {_points(c.uplift_abs * 100)} NRR points, "
+            point = x_of(uplift * 100)
+            if has_ci:
+                label = f"{_points(uplift * 100)} [{_points(lo * 100)}, {_points(hi * 100)}]"
+                described.append(f"{variant}: {_points(uplift * 100)} NRR points, "
                                  f"{level} CI {_points(lo * 100)} to {_points(hi * 100)}")
             else:
-                label = f"{_points(c.uplift_abs * 100)} (no CI)"
-                described.append(f"{c.variant}: {_points(c.uplift_abs * 100)} NRR points, no confidence interval")
+                label = f"{_points(uplift * 100)} (no CI)"
+                described.append(f"{variant}: {_points(uplift * 100)} NRR points, "
+                                 "no confidence interval")
         rows.append(ForestRow(
-            variant=c.variant, y=y, x=point,
-            x_low=x_of(lo * 100) if point is not None and lo is not None and hi is not None else None,
-            x_high=x_of(hi * 100) if point is not None and lo is not None and hi is not None else None,
-            label=label, verdict=c.verdict,
+            variant=variant, y=y, x=point,
+            x_low=x_of(lo * 100) if point is not None and has_ci else None,
+            x_high=x_of(hi * 100) if point is not None and has_ci else None,
+            label=label, verdict=verdict,
         ))
     bottom = TOP + ROW_HEIGHT * len(rows)
     ticks = []
@@ -122,12 +155,13 @@ def forest_plot(result: ExperimentResult | None) -> ForestPlot | None:
         ticks.append(Tick(x_of(value), f"{value:+g}" if abs(value) > 1e-12 else "0"))
     markers = (
         Marker(x_of(0.0), "0", "zero"),
-        Marker(x_of(-mde), "\N{MINUS SIGN}MDE", "mde"),
-        Marker(x_of(mde), "+MDE", "mde"),
+        Marker(x_of(-mde_points), "\N{MINUS SIGN}MDE", "mde"),
+        Marker(x_of(mde_points), "+MDE", "mde"),
     )
     description = (
         f"Absolute NRR uplift in points with {level} confidence intervals, against zero and "
-        f"the minimum detectable effect of ±{mde:g} points. " + "; ".join(described) + "."
+        f"the minimum detectable effect of ±{mde_points:g} points. " + "; ".join(described) + "."
     )
-    return ForestPlot(WIDTH, int(bottom + BOTTOM), PLOT_LEFT, PLOT_RIGHT, TOP, bottom, LABEL_RIGHT,
-                      VALUE_LEFT, tuple(rows), markers, tuple(ticks), description)
+    return ForestPlot(WIDTH, int(bottom + BOTTOM), PLOT_LEFT, PLOT_RIGHT, TOP, bottom,
+                      LABEL_RIGHT, VALUE_LEFT, tuple(rows), markers, tuple(ticks), description,
+                      level)

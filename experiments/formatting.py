@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 #: Every report format the web downloads and ``nrrlab export`` offer.
@@ -53,14 +55,26 @@ def neutralise(cell: Any, *, reversible: bool = False) -> Any:
     return cell
 
 
+#: Markdown syntax in user text, escaped with a backslash (CommonMark "backslash escapes"):
+#: no link, image, raw HTML, entity, emphasis or table cell break can come from user text.
+_MD_SYNTAX = re.compile(r"([\\`*_\[\]<>|!&~])")
+
+
 def md(value: Any) -> str:
-    """Text safe inside a Markdown table cell (pipes, line breaks and HTML neutralised)."""
+    """User text as literal Markdown on one line, safe inside a table cell.
+
+    Markdown syntax is backslash-escaped rather than turned into HTML entities, so the
+    file reads as typed: ``[x](javascript:1)`` can never become a link.
+
+    >>> md("R&D <b> [x](javascript:1) ![](http://a/b.png) a|b")
+    'R\\\\&D \\\\<b\\\\> \\\\[x\\\\](javascript:1) \\\\!\\\\[\\\\](http://a/b.png) a\\\\|b'
+    """
     if value is None:
         return "—"
-    text = str(value)
-    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(text.split()) or "—"
+    text = _MD_SYNTAX.sub(r"\\\1", " ".join(str(value).split()))
+    if re.match(r"[#+=-]+(\s|$)", text):
+        text = "\\" + text  # no heading, list item or setext underline at a line start
+    return text or "—"
 
 
 def pts(value: Any, digits: int = 2) -> str:
@@ -115,8 +129,8 @@ def csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         return ""
-    if isinstance(value, int | float):
-        return value
+    if isinstance(value, int | float | Decimal):
+        return value  # a Decimal is written exactly (money)
     return neutralise(str(value))
 
 

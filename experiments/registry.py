@@ -39,7 +39,6 @@ from experiments.models import (
     Amendment,
     DriverNode,
     Experiment,
-    JourneyStage,
     Team,
     User,
     Variant,
@@ -536,79 +535,6 @@ def decide_experiment(session: Session, key: str, data: Mapping[str, Any], *,
                  diff={"status": ["stopped", "decided"], "decision": [None, decision],
                        "rationale": [None, rationale]})
     return experiment
-
-
-# ---------------------------------------------------------------------------
-# Export
-
-
-def _user_dict(user: User | None) -> dict[str, Any] | None:
-    return None if user is None else {"id": user.id, "name": user.name or user.email, "email": user.email}
-
-
-def _user_label(user: User | None) -> str | None:
-    return None if user is None else (user.name or user.email)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def experiment_as_dict(experiment: Experiment, session: Session) -> dict[str, Any]:
-    """The experiment as plain JSON-safe data, for exports and the review's frozen copy.
-
-    Keys: ``key, name, status, branch {id, name, path}, journey_stage {id, name,
-    journey}, team, owner, hypothesis, primary_metric, mde, alpha, power, variants,
-    control, planned_start, planned_end, started_at, stopped_at, decision
-    (``None`` or ``{decision, rationale, decided_at, decided_by}``), amendments
-    (``[{field, old_value, new_value, reason, by, by_id, at}]``, oldest first), version``.
-    """
-    from experiments.models import Journey
-
-    path = ancestry(session, experiment.node_id)
-    stage = session.get(JourneyStage, experiment.stage_id) if experiment.stage_id else None
-    journey = session.get(Journey, stage.journey_id) if stage else None
-    team = session.get(Team, experiment.team_id) if experiment.team_id else None
-    variants = variants_of(session, experiment)
-    decision = None
-    if experiment.decision:
-        decision = {
-            "decision": experiment.decision,
-            "rationale": experiment.decision_rationale,
-            "decided_at": _iso(experiment.decided_at),
-            "decided_by": _user_dict(session.get(User, experiment.decided_by_id) if experiment.decided_by_id else None),
-        }
-    return {
-        "key": experiment.key,
-        "name": experiment.name,
-        "status": experiment.status,
-        "branch": {"id": experiment.node_id, "name": path[-1].name if path else None,
-                   "path": [node.name for node in path]},
-        "journey_stage": None if stage is None else {"id": stage.id, "name": stage.name,
-                                                     "journey": journey.name if journey else None},
-        "team": None if team is None else {"id": team.id, "slug": team.slug, "name": team.name},
-        "owner": _user_dict(session.get(User, experiment.owner_id) if experiment.owner_id else None),
-        "hypothesis": experiment.hypothesis,
-        "primary_metric": experiment.primary_metric,
-        "mde": experiment.mde,
-        "alpha": experiment.alpha,
-        "power": experiment.power,
-        "variants": [{"key": v.key, "name": v.name, "weight": v.weight, "is_control": v.is_control}
-                     for v in variants],
-        "control": next((v.key for v in variants if v.is_control), None),
-        "planned_start": _iso(experiment.planned_start),
-        "planned_end": _iso(experiment.planned_end),
-        "started_at": _iso(experiment.started_at),
-        "stopped_at": _iso(experiment.stopped_at),
-        "decision": decision,
-        "amendments": [
-            {"field": a.field, "old_value": a.old_value, "new_value": a.new_value, "reason": a.reason,
-             "by": _user_label(session.get(User, a.actor_id) if a.actor_id else None), "by_id": a.actor_id,
-             "at": _iso(a.created_at)}
-            for a in amendments_of(session, experiment)
-        ],
-        "version": experiment.version,
-    }
 
 
 # ---------------------------------------------------------------------------

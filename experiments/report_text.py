@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-from experiments.formatting import as_pair, csv_text, interval, md, money, pct, pts, pvalue
+from experiments.formatting import (
+    as_number,
+    as_pair,
+    csv_text,
+    interval,
+    md,
+    money,
+    pct,
+    pts,
+    pvalue,
+)
 
 COMPARISON_COLUMNS = (
     "variant", "control", "accounts", "control_accounts", "nrr", "control_nrr",
@@ -13,6 +24,16 @@ COMPARISON_COLUMNS = (
     "p_value", "p_value_adjusted", "p_value_mwu", "sigma_lin", "required_n_per_arm",
     "power_achieved", "srm_p_value", "srm_flag", "verdict",
 )
+
+def exact_money(value: Any) -> Decimal | None:
+    """A money sum as an exact decimal of cents: 3684065.2200000025 → Decimal('3684065.22').
+
+    Money is integer cents in the database; the float sums of a stored analysis carry
+    binary noise that must not reach a file.
+    """
+    number = as_number(value)
+    return None if number is None else Decimal(f"{number:.2f}")
+
 
 def comparison_figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One flat dict per treatment-vs-control comparison of a DESIGN §4 report.
@@ -31,10 +52,11 @@ def comparison_figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         ci_abs, ci_rel = as_pair(comparison.get("ci_abs")), as_pair(comparison.get("ci_rel"))
         rows.append({
             "variant": comparison.get("variant"), "control": control_key,
-            "accounts": arm.get("accounts"), "start_mrr": arm.get("start_mrr"), "end_mrr": arm.get("end_mrr"),
-            "nrr": arm.get("nrr"), "grr": arm.get("grr"),
-            "control_accounts": control.get("accounts"), "control_start_mrr": control.get("start_mrr"),
-            "control_end_mrr": control.get("end_mrr"), "control_nrr": control.get("nrr"),
+            "accounts": arm.get("accounts"), "start_mrr": exact_money(arm.get("start_mrr")),
+            "end_mrr": exact_money(arm.get("end_mrr")), "nrr": arm.get("nrr"), "grr": arm.get("grr"),
+            "control_accounts": control.get("accounts"),
+            "control_start_mrr": exact_money(control.get("start_mrr")),
+            "control_end_mrr": exact_money(control.get("end_mrr")), "control_nrr": control.get("nrr"),
             "control_grr": control.get("grr"),
             "uplift_abs": comparison.get("uplift_abs"), "ci_abs_low": ci_abs[0], "ci_abs_high": ci_abs[1],
             "uplift_rel": comparison.get("uplift_rel"), "ci_rel_low": ci_rel[0], "ci_rel_high": ci_rel[1],

@@ -347,7 +347,9 @@ def test_markdown_tables_carry_the_figures(session, people, report):
     comparison_table = next(t for t in tables if t[0][0] == "variant" and "uplift" in t[0])
     assert comparison_table[2][0] == "treatment"
     assert comparison_table[2][1] == f"{uplift * 100:+.2f} pts"
-    assert "<script>" not in text and "&lt;script&gt;" in text
+    # Markdown syntax in user text is backslash-escaped, never turned into HTML entities.
+    assert re.search(r"(?<!\\)<script", text) is None and "\\<script\\>" in text
+    assert "&lt;" not in text and "&amp;" not in text
     assert "sha256" in text and "0.04" in text  # data version and the amendment
 
 
@@ -382,7 +384,7 @@ def test_html_is_self_contained_printable_and_escaped(session, people, report):
 def test_forest_plot_draws_each_comparison(session, people, report):
     text = export_experiment(session, people["viewer"], "seat-nudge", "html", now=NOW).body.decode()
     svg = text[text.index("<svg"):text.index("</svg>")]
-    assert svg.count("<circle") == 1 and 'class="ci' in svg and 'class="mde"' in svg
+    assert svg.count('class="point') == 1 and 'class="ci' in svg and 'class="mde"' in svg
     assert "<title>" in svg and "<desc>" in svg and "xmlns" not in svg
 
 
@@ -492,10 +494,10 @@ def test_review_exports_parse_and_match_the_page(session, people, week_scenario)
 
     document = json.loads(exports["json"].body)
     sections = {name: {entry["key"] for entry in document[name]} for name in ("needs_decision", "changed", "alerts")}
-    assert sections == {name: {r["experiment"]["key"] for r in getattr(review, name)}
+    assert sections == {name: {r.key for r in getattr(review, name)}
                         for name in ("needs_decision", "changed", "alerts")}
     bh = {(p["key"], p["variant"]): p["p_value_bh_portfolio"] for p in document["portfolio"]}
-    assert bh == {(line["row"]["experiment"]["key"], line["comparison"]["variant"]): line["p_value_bh"]
+    assert bh == {(line["row"].key, line["comparison"]["variant"]): line["p_value_bh"]
                   for line in review.portfolio}
     win_uplift = week_scenario.snapshots["win-late"][1].result["comparisons"][0]["uplift_abs"]
     assert next(p for p in document["portfolio"] if p["key"] == "win-late")["uplift_abs"] == win_uplift

@@ -3,7 +3,6 @@ the lifecycle, the plan lock with amendments, optimistic locking and the JSON fo
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pytest
@@ -17,7 +16,6 @@ from experiments.registry import (
     allowed_moves,
     amend_experiment,
     decide_experiment,
-    experiment_as_dict,
     experiment_page,
     form_values,
     get_experiment,
@@ -384,32 +382,6 @@ def test_a_decided_experiment_is_closed(session, world):
         update_experiment(session, experiment.key, plan(world, name="Later"), actor=admin)
     with pytest.raises(ValidationFailed, match="decided and closed"):
         amend_experiment(session, experiment.key, {"mde": "0.05"}, reason="late", actor=admin)
-
-
-# ---------------------------------------------------------------- the JSON form
-
-
-def test_experiment_as_dict_carries_plan_amendments_and_decision(session, world):
-    admin = world["admin"]
-    experiment = register_experiment(session, plan(world), actor=admin)
-    start_experiment(session, experiment.key, actor=admin)
-    amend_experiment(session, experiment.key, {"power": "0.9"}, reason="Board asked for 90%.", actor=admin)
-    stop_experiment(session, experiment.key, actor=admin)
-    decide_experiment(session, experiment.key, {"decision": "iterate", "rationale": "Promising."}, actor=admin)
-    data = experiment_as_dict(experiment, session)
-    json.dumps(data)  # plain JSON
-    assert data["key"] == "seat-nudge" and data["status"] == "decided"
-    assert data["branch"] == {"id": world["driver"].id, "name": "Seats",
-                              "path": ["Net Revenue Retention", "Expansion", "Seats"]}
-    assert data["journey_stage"]["name"] == "expansion"
-    assert data["owner"]["name"] == "Maria" and data["team"]["slug"] == "growth"
-    assert data["hypothesis"].startswith("If we nudge admins")
-    assert data["control"] == "control" and [v["key"] for v in data["variants"]] == ["control", "nudge"]
-    assert data["decision"]["decision"] == "iterate" and data["decision"]["rationale"] == "Promising."
-    assert data["decision"]["decided_by"]["name"] == "Ada Admin"
-    (amendment,) = data["amendments"]
-    assert amendment["field"] == "power" and (amendment["old_value"], amendment["new_value"]) == ("0.8", "0.9")
-    assert amendment["reason"] == "Board asked for 90%." and amendment["by"] == "Ada Admin"
 
 
 def test_form_values_round_trip_without_changes(session, world):

@@ -229,7 +229,7 @@ EXISTING = {
 
 
 def sections(review) -> dict[str, set[str]]:
-    return {name: {r["experiment"]["key"] for r in getattr(review, name)}
+    return {name: {r.key for r in getattr(review, name)}
             for name in ("needs_decision", "changed", "alerts")}
 
 
@@ -288,38 +288,38 @@ def test_each_section_of_each_week_lists_exactly_the_right_experiments(session, 
     review = build_review(session, people["admin"], week.label, now=NOW)
     session.commit()
     assert sections(review) == EXPECTED[name]
-    assert {r["experiment"]["key"] for r in review.rows} == EXISTING[name]
+    assert {r.key for r in review.rows} == EXISTING[name]
     assert review.frozen is (name != "W3")  # W3 is the running week
 
 
 def test_changes_name_what_happened_and_the_verdict_change(session, scenario, people):
     w3 = build_review(session, people["admin"], "2026-W48", now=NOW)
-    rows = {r["experiment"]["key"]: r for r in w3.changed}
-    win = rows["win-late"]["review"]
+    rows = {r.key: r for r in w3.changed}
+    win = rows["win-late"].review
     assert (win["verdict_before"], win["verdict_now"]) == ("underpowered", "win")
     assert [c["kind"] for c in win["changes"]] == ["new_data"]
     assert "version 2" in win["changes"][0]["text"]
-    assert [c["kind"] for c in rows["amended"]["review"]["changes"]] == ["amended"]
-    assert "mde" in rows["amended"]["review"]["changes"][0]["text"]
-    assert [c["kind"] for c in rows["started-w3"]["review"]["changes"]] == ["started"]
-    assert [c["kind"] for c in rows["decided-ship"]["review"]["changes"]] == ["decided"]
+    assert [c["kind"] for c in rows["amended"].review["changes"]] == ["amended"]
+    assert "mde" in rows["amended"].review["changes"][0]["text"]
+    assert [c["kind"] for c in rows["started-w3"].review["changes"]] == ["started"]
+    assert [c["kind"] for c in rows["decided-ship"].review["changes"]] == ["decided"]
     w2 = build_review(session, people["admin"], "2026-W47", now=NOW)
-    win2 = next(r for r in w2.changed if r["experiment"]["key"] == "win-late")["review"]
+    win2 = next(r for r in w2.changed if r.key == "win-late").review
     assert (win2["verdict_before"], win2["verdict_now"]) == (None, "underpowered")
-    kinds = {r["experiment"]["key"]: [c["kind"] for c in r["review"]["changes"]] for r in w2.changed}
+    kinds = {r.key: [c["kind"] for c in r.review["changes"]] for r in w2.changed}
     assert kinds["decided-ship"] == ["stopped", "decided"]
 
 
 def test_reasons_and_alerts_say_why(session, scenario, people):
     w3 = build_review(session, people["admin"], "2026-W48", now=NOW)
-    reasons = {r["experiment"]["key"]: r["review"]["needs_decision"] for r in w3.needs_decision}
+    reasons = {r.key: r.review["needs_decision"] for r in w3.needs_decision}
     assert reasons["win-late"][0].startswith("reached the required sample size")
     assert reasons["stopped-undecided"] == ["stopped without a decision"]
     assert reasons["amended"][0].startswith("passed its planned end")
-    alerts = {r["experiment"]["key"]: [a["kind"] for a in r["review"]["alerts"]] for r in w3.alerts}
+    alerts = {r.key: [a["kind"] for a in r.review["alerts"]] for r in w3.alerts}
     assert alerts == {"amended": ["past_end"], "srm-running": ["srm"]}
     w1 = build_review(session, people["admin"], "2026-W46", now=NOW)
-    amended = next(r for r in w1.alerts if r["experiment"]["key"] == "amended")["review"]
+    amended = next(r for r in w1.alerts if r.key == "amended").review
     assert [a["kind"] for a in amended["alerts"]] == ["sample_size"]
     projection = amended["projection"]
     assert not projection["reaches"] and projection["projected"] < amended["required_n"]
@@ -327,11 +327,11 @@ def test_reasons_and_alerts_say_why(session, scenario, people):
 
 def test_statuses_are_reconstructed_as_of_the_end_of_a_past_week(session, scenario, people):
     w1 = build_review(session, people["admin"], "2026-W46", now=NOW)
-    status = {r["experiment"]["key"]: r["experiment"]["status"] for r in w1.rows}
+    status = {r.key: r.experiment.status for r in w1.rows}
     assert status["decided-ship"] == "stopped"  # decided only in W47
     assert status["stopped-undecided"] == "running"  # stopped only in W47
-    row = next(r for r in w1.rows if r["experiment"]["key"] == "decided-ship")
-    assert row["experiment"]["decision"] is None
+    row = next(r for r in w1.rows if r.key == "decided-ship")
+    assert row.experiment.decision is None
 
 
 def test_team_scoping_hides_another_teams_experiments(session, scenario, people):
@@ -339,16 +339,16 @@ def test_team_scoping_hides_another_teams_experiments(session, scenario, people)
         review = build_review(session, people["growth_viewer"], scenario.weeks[name].label, now=NOW)
         expected = {section: keys - {"other-team"} for section, keys in EXPECTED[name].items()}
         assert sections(review) == expected
-        assert "other-team" not in {r["experiment"]["key"] for r in review.rows}
-        assert all(line["row"]["experiment"]["key"] != "other-team" for line in review.portfolio)
+        assert "other-team" not in {r.key for r in review.rows}
+        assert all(line["row"].key != "other-team" for line in review.portfolio)
     cs = build_review(session, people["success_exp"], "2026-W48", now=NOW)
-    assert {r["experiment"]["key"] for r in cs.rows} == {"other-team"}
+    assert {r.key for r in cs.rows} == {"other-team"}
 
 
 def test_branch_filter_keeps_the_subtree(session, scenario, people):
     expansion = scenario.nodes["Expansion"].id
     review = build_review(session, people["admin"], "2026-W48", branch_id=str(expansion), now=NOW)
-    assert {r["experiment"]["key"] for r in review.rows} == {"win-late", "decided-ship", "srm-running"}
+    assert {r.key for r in review.rows} == {"win-late", "decided-ship", "srm-running"}
     assert review.branch == {"id": expansion, "name": "Expansion"}
     assert sections(review)["changed"] == {"win-late", "decided-ship", "srm-running"}
     with pytest.raises(NotFound):
@@ -377,7 +377,7 @@ def test_portfolio_is_sorted_by_branch_with_bh_across_it(session, scenario, peop
     review = build_review(session, people["admin"], "2026-W48", now=NOW)
     branches = [line["branch"] for line in review.portfolio]
     assert branches == sorted(branches, key=str.casefold)
-    keys = {line["row"]["experiment"]["key"] for line in review.portfolio}
+    keys = {line["row"].key for line in review.portfolio}
     assert keys == {"win-late", "stopped-undecided", "decided-ship", "amended", "srm-running"}
     raw = [line["comparison"]["p_value"] for line in review.portfolio]
     # Independent: stats.bh_adjust over the same p-values, and its definition by hand.
@@ -423,7 +423,7 @@ def test_a_past_week_keeps_what_the_meeting_saw(session, scenario, people):
     before = build_review(session, people["admin"], "2026-W47", now=NOW)
     session.commit()
     frozen = sections(before)
-    rows = {r["experiment"]["key"]: r for r in before.rows}
+    rows = {r.key: r for r in before.rows}
     # Later: the stopped experiment is decided, renamed, and gets new data.
     experiment = scenario.experiments["stopped-undecided"]
     experiment.status, experiment.decision, experiment.decided_at = "decided", "kill", NOW
@@ -435,9 +435,9 @@ def test_a_past_week_keeps_what_the_meeting_saw(session, scenario, people):
     after = build_review(session, people["admin"], "2026-W47", now=NOW + timedelta(days=30))
     assert after.frozen
     assert sections(after) == frozen
-    again = {r["experiment"]["key"]: r for r in after.rows}
-    assert again["stopped-undecided"]["experiment"]["name"] == "Experiment stopped-undecided"
-    assert again["amended"]["verdict"] == rows["amended"]["verdict"]
+    again = {r.key: r for r in after.rows}
+    assert again["stopped-undecided"].experiment.name == "Experiment stopped-undecided"
+    assert again["amended"].verdict == rows["amended"].verdict
     # The running week sees the changes at once.
     live = build_review(session, people["admin"], "2026-W48", now=NOW + timedelta(hours=1))
     assert "stopped-undecided" not in sections(live)["needs_decision"]
@@ -462,7 +462,7 @@ def test_the_running_week_refreshes_then_freezes_when_it_ends(session, scenario,
     after = build_review(session, people["admin"], "2026-W48", now=NOW + timedelta(days=10))
     assert after.frozen
     assert sections(after) == sections(refreshed)
-    assert {r["experiment"]["name"] for r in after.rows if r["experiment"]["key"] == "win-late"} == {
+    assert {r.experiment.name for r in after.rows if r.key == "win-late"} == {
         "Experiment win-late"}
 
 

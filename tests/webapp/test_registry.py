@@ -415,13 +415,14 @@ def test_a_locked_field_changes_only_as_an_amendment_shown_on_the_page_and_in_js
     assert "Finance accepts 3 points" in amendments and SCRIPT not in page
     exported = client.get("/experiments/seat-nudge.json")
     assert exported.status_code == 200 and exported.mimetype == "application/json"
-    data = exported.get_json()
-    assert data["key"] == "seat-nudge" and data["status"] == "running" and data["mde"] == 0.03
+    data = exported.get_json()  # the experiment document (experiments.documents)
+    info = data["experiment"]
+    assert info["key"] == "seat-nudge" and info["status"] == "running" and data["plan"]["mde"] == 0.03
     (amendment,) = data["amendments"]
     assert (amendment["field"], amendment["old_value"], amendment["new_value"]) == ("mde", "0.02", "0.03")
     assert amendment["reason"] == f"Finance accepts 3 points {SCRIPT}"
-    assert data["branch"]["path"] == ["Net Revenue Retention", "Expansion", "Seats"]
-    assert data["journey_stage"]["name"] == "expansion"
+    assert [n["name"] for n in info["path"]] == ["Net Revenue Retention", "Expansion", "Seats"]
+    assert info["journey_stage"] == "expansion"
 
 
 def test_open_fields_change_after_the_start_without_a_reason(world):

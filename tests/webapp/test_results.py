@@ -427,32 +427,6 @@ def test_experiment_page_includes_the_results_section(analyst, experiment):
     assert "Plan in force" in page and "<svg" in page
 
 
-def test_forest_plot_geometry_orders_values_left_to_right():
-    from webapp.results.forest import forest_plot
-
-    srm = stats.SRMResult(0.5, {}, {}, False)
-
-    def comparison(variant, uplift, low, high):
-        return stats.Comparison(variant, uplift, (low, high), None, (None, None), 0.01, 0.01, 0.02, 0.3, 100,
-                                0.9, "win")
-
-    result = stats.ExperimentResult(0.05, 0.8, 0.02, "control", srm, (), (
-        comparison("a", 0.03, 0.01, 0.05),
-        comparison("b", -0.01, -0.04, 0.02),
-        stats.Comparison("c", None, (None, None), None, (None, None), None, None, None, None, None, None,
-                         "inconclusive"),
-    ))
-    plot = forest_plot(result)
-    a, b, c = plot.rows
-    assert a.x_low < a.x < a.x_high and b.x_low < b.x < b.x_high
-    zero = next(m.x for m in plot.markers if m.kind == "zero")
-    assert b.x < zero < a.x
-    assert c.x is None and c.label == "not computed"
-    assert plot.plot_left <= min(t.x for t in plot.ticks) and max(t.x for t in plot.ticks) <= plot.plot_right
-    assert "a: +3.0 NRR points, 95% CI +1.0 to +5.0" in plot.description
-    assert forest_plot(None) is None
-
-
 def test_a_dataset_without_snapshot_offers_analysis(analyst, experiment, db_engine):
     upload(analyst, experiment.key, (HEADER + GOOD_ROWS).encode())
     with Session(db_engine) as session:

@@ -27,6 +27,7 @@ from flask import Blueprint, jsonify, redirect, request, url_for
 
 from experiments.access import require
 from experiments.analysis import load_results
+from experiments.documents import experiment_document
 from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import parse_id
 from experiments.journeys import stage_choices
@@ -37,7 +38,6 @@ from experiments.plan_input import LOCKED_FIELDS
 from experiments.registry import (
     ExperimentFilters,
     decide_experiment,
-    experiment_as_dict,
     experiment_page,
     form_values,
     get_experiment,
@@ -223,9 +223,7 @@ def detail(key: str):
 @allow("viewer")
 def export_json(key: str):
     """The experiment (plan, amendments, decision) as JSON."""
-    session = get_session()
-    experiment = get_experiment(session, acting_user(), key)
-    return jsonify(experiment_as_dict(experiment, session))
+    return jsonify(experiment_document(get_session(), acting_user(), key).to_json())
 
 
 def _lifecycle(key: str, move) -> Any:

@@ -1,0 +1,298 @@
+"""The text formats of the exports: JSON, CSV and Markdown of one experiment's document
+or of a review.
+
+Pure functions: they turn an :class:`~experiments.documents.ExperimentDocument` (or a
+review's JSON, whose experiments are documents) into text and touch nothing else.
+
+CSV cells of text that a spreadsheet would run as a formula (starting with ``=``,
+``+``, ``-``, ``@``, tab or CR) get a leading apostrophe (OWASP "CSV injection");
+numbers are written as plain numbers, so a negative uplift stays a number, and money
+as exact decimals. Markdown escapes Markdown syntax in user text with backslashes
+(never HTML entities), so no link or image can come from it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from experiments.documents import ExperimentDocument, finite
+from experiments.formatting import (
+    count,
+    csv_text,
+    interval,
+    md,
+    money,
+    pct,
+    points,
+    pts,
+    pvalue,
+)
+from experiments.report_text import comparison_figures
+from experiments.review_weeks import parse_moment
+
+
+def safe_name(text: str) -> str:
+    """``text`` reduced to characters every file system and HTTP header accepts."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return cleaned[:80] or "report"
+
+
+def when(value: Any) -> str:
+    """An ISO moment as ``YYYY-MM-DD HH:MM UTC``; a day as it is; nothing as ``—``."""
+    moment = parse_moment(value) if isinstance(value, str) and "T" in value else None
+    if moment is not None:
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return "—" if value in (None, "") else str(value)
+
+
+def _dumps(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+# ------------------------------------------------------------ one experiment
+
+
+def experiment_json(document: ExperimentDocument, *, exported_at: datetime) -> str:
+    """The document's :meth:`~ExperimentDocument.to_json` with the export moment."""
+    return _dumps({**document.to_json(), "exported_at": exported_at.isoformat()})
+
+
+EXPERIMENT_COLUMNS: tuple[str, ...] = (
+    "experiment_key", "experiment_name", "branch", "driver", "journey_stage", "team", "owner",
+    "hypothesis", "status", "decision", "decision_rationale", "verdict",
+    "variant", "control", "accounts", "control_accounts", "start_mrr", "control_start_mrr",
+    "end_mrr", "control_end_mrr", "nrr", "control_nrr", "grr", "control_grr",
+    "uplift_abs", "ci_abs_low", "ci_abs_high", "uplift_rel", "ci_rel_low", "ci_rel_high",
+    "p_value", "p_value_adjusted", "p_value_mwu", "sigma_lin", "required_n_per_arm",
+    "power_achieved", "comparison_verdict", "srm_p_value", "srm_flag", "alpha", "power", "mde",
+    "planned_start", "planned_end", "amendments", "dataset_version", "dataset_sha256",
+    "dataset_rows", "computed_at",
+)
+
+
+def _amendments_text(document: ExperimentDocument) -> str:
+    return "; ".join(f"{a.field}: {a.old_value} → {a.new_value} ({a.reason})"
+                     for a in document.amendments)
+
+
+def comparison_lines(document: ExperimentDocument) -> list[dict[str, Any]]:
+    """One flat dict per comparison (one empty-figured line when there is none)."""
+    info, plan, dataset = document.experiment, document.plan, document.dataset
+    result = document.result or {}
+    srm = result.get("srm") or {}
+    base = {
+        "experiment_key": info.key, "experiment_name": info.name,
+        "branch": info.branch.name if info.branch else None,
+        "driver": info.driver.name if info.driver else None,
+        "journey_stage": info.journey_stage, "team": info.team.name if info.team else None,
+        "owner": info.owner, "hypothesis": info.hypothesis, "status": info.status,
+        "decision": info.decision, "decision_rationale": info.decision_rationale,
+        "verdict": document.verdict, "control": result.get("control") or plan.control,
+        "srm_p_value": srm.get("p_value"), "srm_flag": srm.get("flag") if srm else None,
+        "alpha": result.get("alpha", plan.alpha), "power": result.get("power", plan.power),
+        "mde": result.get("mde", plan.mde), "planned_start": plan.planned_start,
+        "planned_end": plan.planned_end, "amendments": _amendments_text(document),
+        "dataset_version": dataset.version if dataset else None,
+        "dataset_sha256": dataset.sha256 if dataset else None,
+        "dataset_rows": dataset.rows if dataset else None, "computed_at": document.computed_at,
+    }
+    # The per-comparison figures are the CLI's; a comparison's own verdict is renamed
+    # so that "verdict" stays the experiment's headline.
+    lines = [{**base, **figures, "verdict": base["verdict"],
+              "comparison_verdict": figures["verdict"]}
+             for figures in comparison_figures(result)]
+    return lines or [base]
+
+
+def experiment_csv(document: ExperimentDocument) -> str:
+    """One row per comparison; money as exact decimals, rates as plain numbers."""
+    return csv_text(EXPERIMENT_COLUMNS, comparison_lines(document))
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(md(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[str]:
+    """One experiment's Markdown section (heading level ``level``)."""
+    info, plan, dataset = document.experiment, document.plan, document.dataset
+    result = document.result or {}
+    h = "#" * level
+    decision = f"{info.decision}: {info.decision_rationale}" if info.decision else None
+    version = (f"v{dataset.version}, {dataset.rows:,} rows, sha256 {dataset.sha256}"
+               if dataset else "no data")
+    lines = [f"{h} {md(info.name)} ({md(info.key)})", ""]
+    lines += _md_table(["field", "value"], [
+        ("branch", info.branch.name if info.branch else None),
+        ("driver", info.driver.name if info.driver else None),
+        ("journey stage", info.journey_stage), ("team", info.team.name if info.team else None),
+        ("owner", info.owner), ("hypothesis", info.hypothesis), ("status", info.status),
+        ("decision", decision), ("verdict", document.verdict), ("data version", version),
+        ("computed at", when(document.computed_at)),
+    ])
+    lines += ["", f"{h}# Plan", ""]
+    lines += _md_table(["primary metric", "MDE", "alpha", "power", "control",
+                        "variants (weight)", "planned"], [(
+        plan.primary_metric, points(plan.mde), plan.alpha, plan.power, plan.control,
+        ", ".join(f"{v.key} ({v.weight:g})" for v in plan.variants),
+        f"{plan.planned_start or '—'} to {plan.planned_end or '—'}",
+    )])
+    lines += ["", f"{h}# Amendments", ""]
+    if document.amendments:
+        lines += _md_table(["when", "who", "field", "old", "new", "reason"], [
+            (when(a.at), a.by, a.field, a.old_value, a.new_value, a.reason)
+            for a in document.amendments])
+    else:
+        lines.append("None: the analysis plan is as registered.")
+    if not result:
+        return [*lines, "", "No results yet: no data has been uploaded."]
+    lines += ["", f"{h}# Arms", ""]
+    lines += _md_table(["variant", "accounts", "start MRR", "expansion", "contraction",
+                        "churned", "end MRR", "NRR", "GRR"], [
+        (a.get("variant"), count(a.get("accounts")), money(a.get("start_mrr")),
+         money(a.get("expansion_mrr")), money(a.get("contraction_mrr")),
+         money(a.get("churned_mrr")), money(a.get("end_mrr")), pct(a.get("nrr")),
+         pct(a.get("grr"))) for a in result.get("arms") or []])
+    lines += ["", f"{h}# Uplift against {md(result.get('control'))}", ""]
+    level_text = f"{(1 - (result.get('alpha') or 0.05)) * 100:g}% CI"
+    lines += _md_table(["variant", "uplift", level_text, "relative", "p-value", "p (Holm)",
+                        "p (Mann-Whitney)", "power", "required n per arm", "verdict"], [
+        (c.get("variant"), pts(c.get("uplift_abs")), interval(c.get("ci_abs")),
+         pct(c.get("uplift_rel")), pvalue(c.get("p_value")), pvalue(c.get("p_value_adjusted")),
+         pvalue(c.get("p_value_mwu")), pct(c.get("power_achieved"), 1),
+         count(c.get("required_n_per_arm")), c.get("verdict"))
+        for c in document.comparisons])
+    srm = result.get("srm") or {}
+    if srm.get("flag"):
+        lines += ["", f"**Sample ratio mismatch** (p = {pvalue(srm.get('p_value'))}): these "
+                      "results cannot be trusted until the assignment is fixed."]
+    warnings = list(result.get("warnings") or [])
+    warnings += [f"{c.get('variant')}: {w}" for c in document.comparisons
+                 for w in c.get("warnings") or []]
+    if warnings:
+        lines += ["", f"{h}# Warnings", ""] + [f"- {md(w)}" for w in dict.fromkeys(warnings)]
+    return lines
+
+
+def experiment_markdown(document: ExperimentDocument, *, exported_at: datetime) -> str:
+    lines = [f"# NRR uplift report: {md(document.experiment.name)}", "",
+             f"Exported {exported_at.strftime('%Y-%m-%d %H:%M UTC')} from NRR Lab.", ""]
+    lines += experiment_md_lines(document)
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ a review
+
+
+def review_json(review: Mapping[str, Any]) -> str:
+    return _dumps(finite(review))
+
+
+def review_documents(review: Mapping[str, Any]) -> dict[str, ExperimentDocument]:
+    """The review's experiments as documents, by key."""
+    return {d.key: d for d in (ExperimentDocument.from_json(row)
+                               for row in review["experiments"])}
+
+
+def detail_documents(review: Mapping[str, Any]) -> list[ExperimentDocument]:
+    """Experiments that get a section of their own: those with results or on the agenda."""
+    wanted = {p["key"] for p in review["portfolio"]} | set(review["items"])
+    return [d for d in review_documents(review).values() if d.key in wanted]
+
+
+REVIEW_COLUMNS: tuple[str, ...] = (
+    "week", "experiment_key", "experiment_name", "branch", "driver", "team", "owner", "status",
+    "decision", "verdict", "verdict_before", "needs_decision", "changes", "alerts",
+    "variant", "uplift_abs", "ci_abs_low", "ci_abs_high", "uplift_rel", "p_value",
+    "p_value_adjusted", "p_value_bh_portfolio", "p_value_mwu", "required_n_per_arm",
+    "power_achieved", "comparison_verdict", "accounts", "control_accounts", "nrr", "control_nrr",
+    "item_note", "item_action", "item_action_owner", "item_action_due", "item_decision",
+    "item_decision_rationale", "dataset_version", "dataset_sha256", "dataset_rows", "computed_at",
+)
+
+
+def review_csv(review: Mapping[str, Any]) -> str:
+    """One row per comparison of every experiment shown (one for those without results)."""
+    bh = {(p["key"], p["variant"]): p["p_value_bh_portfolio"] for p in review["portfolio"]}
+    lines = []
+    for row in review["experiments"]:
+        document = ExperimentDocument.from_json(row)
+        flags = row.get("review") or {}
+        item = review["items"].get(document.key) or {}
+        extra = {
+            "week": review["review"]["week"],
+            "verdict_before": flags.get("verdict_before"),
+            "needs_decision": "; ".join(flags.get("needs_decision") or []),
+            "changes": "; ".join(c.get("text", "") for c in flags.get("changes") or []),
+            "alerts": "; ".join(a.get("text", "") for a in flags.get("alerts") or []),
+            "item_note": item.get("note"), "item_action": item.get("action"),
+            "item_action_owner": item.get("action_owner"),
+            "item_action_due": item.get("action_due"), "item_decision": item.get("decision"),
+            "item_decision_rationale": item.get("decision_rationale"),
+        }
+        for line in comparison_lines(document):
+            lines.append({**line, **extra,
+                          "p_value_bh_portfolio": bh.get((document.key, line.get("variant")))})
+    return csv_text(REVIEW_COLUMNS, lines)
+
+
+def review_markdown(review: Mapping[str, Any]) -> str:
+    info = review["review"]
+    docs = review_documents(review)
+
+    def name(key: str) -> str:
+        return f"{docs[key].experiment.name} ({key})"
+
+    title = info["title"] + (f" · {info['branch']['name']}" if info.get("branch") else "")
+    window = info["changes_window"]
+    lines = [f"# {md(title)}", "",
+             f"Changes from {when(window['from'])} to {when(window['to'])}; "
+             f"as of {when(info['as_of'])}"
+             + (" (as the meeting saw it)" if info["frozen"] else "")
+             + f"; exported {when(review['exported_at'])}.", ""]
+    lines += ["## Needs a decision", ""]
+    lines += _md_table(["experiment", "branch", "status", "why", "verdict"], [
+        (name(n["key"]),
+         docs[n["key"]].experiment.branch.name if docs[n["key"]].experiment.branch else None,
+         docs[n["key"]].experiment.status, "; ".join(n["reasons"]), docs[n["key"]].verdict)
+        for n in review["needs_decision"]])
+    lines += ["", "## Changed since last review", ""]
+    lines += _md_table(["experiment", "what changed", "verdict"], [
+        (name(c["key"]), "; ".join(ch["text"] for ch in c["changes"]),
+         f"{c['verdict_before'] or 'no results'} → {c['verdict_now'] or 'no results'}"
+         if c["verdict_before"] != c["verdict_now"] else c["verdict_now"])
+        for c in review["changed"]])
+    lines += ["", "## Alerts", ""]
+    lines += _md_table(["experiment", "alert"], [
+        (name(a["key"]), "; ".join(al["text"] for al in a["alerts"])) for a in review["alerts"]])
+    lines += ["", "## Driver tree summary", ""]
+    lines += _md_table(["branch", "draft", "running", "stopped", "decided",
+                        f"NRR points won (shipped since {info['quarter_start']})"], [
+        (s["branch"], s["counts"]["draft"], s["counts"]["running"], s["counts"]["stopped"],
+         s["counts"]["decided"], f"{s['nrr_points_won']:+.2f}")
+        for s in review["driver_tree_summary"]])
+    lines += ["", "## Portfolio", "",
+              f"p (BH) is Benjamini-Hochberg adjusted across the {len(review['portfolio'])} "
+              "comparisons below; p (Holm) is adjusted within each experiment.", ""]
+    lines += _md_table(["branch", "experiment", "variant", "uplift", "CI", "p", "p (Holm)",
+                        "p (BH, portfolio)", "verdict"], [
+        (p["branch"], p["key"], p["variant"], pts(p["uplift_abs"]), interval(p["ci_abs"]),
+         pvalue(p["p_value"]), pvalue(p["p_value_adjusted"]),
+         pvalue(p["p_value_bh_portfolio"]), p["verdict"])
+        for p in review["portfolio"]])
+    lines += ["", "## Notes, actions and decisions", ""]
+    lines += _md_table(["experiment", "note", "action", "owner", "due", "decision", "saved by"], [
+        (key, it["note"], it["action"], it["action_owner"], it["action_due"],
+         f"{it['decision']}: {it['decision_rationale']}" if it["decision"] else None,
+         it["updated_by"])
+        for key, it in sorted(review["items"].items())])
+    for document in detail_documents(review):
+        lines += ["", *experiment_md_lines(document, level=2)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,304 @@
+"""Editing the weekly review's items: one per experiment and meeting, holding the
+meeting's note, action (owner, due date) and decision, saved with a compare-and-set
+on the item's version, attributed and audited. A decision recorded here decides the
+experiment through the registry's lifecycle.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from experiments.access import effective_role, require
+from experiments.audit import diff_fields, record_event
+from experiments.documents import user_label
+from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.models import (
+    DECISIONS,
+    Experiment,
+    ReviewItem,
+    ReviewMeeting,
+    TeamMembership,
+    User,
+    utcnow,
+)
+from experiments.review_rows import ReviewRow
+from experiments.review_weeks import aware, iso, parse_week
+from experiments.users import role_rank
+
+MAX_TEXT = 10_000
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
+EDITABLE_FIELDS: tuple[str, ...] = ("note", "action", "action_owner_id", "action_due", "decision",
+                                    "decision_rationale")
+
+
+@dataclass
+class ItemView:
+    """One agenda item as the page shows it."""
+
+    item: ReviewItem
+    row: ReviewRow | None
+    key: str
+    can_edit: bool
+    owners: list[tuple[int, str]]
+    owner_label: str | None
+    updated_by: str | None
+    message: str | None = None
+    message_kind: str = "success"
+    errors: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] | None = None
+
+    def value(self, name: str) -> str:
+        """The form value of ``name``: what was submitted (after an error), else what is stored."""
+        if self.values is not None and name in self.values:
+            return self.values[name]
+        current = getattr(self.item, name)
+        if current is None:
+            return ""
+        return current.isoformat() if isinstance(current, date) else str(current)
+
+    def to_json(self) -> dict[str, Any]:
+        item = self.item
+        return {"note": item.note, "action": item.action, "action_owner": self.owner_label,
+                "action_due": iso(item.action_due), "decision": item.decision,
+                "decision_rationale": item.decision_rationale, "updated_by": self.updated_by,
+                "updated_at": iso(item.updated_at), "version": item.version}
+
+
+def owner_choices(session: Session, team_ids: Iterable[int | None]
+                  ) -> dict[int | None, list[tuple[int, str]]]:
+    """Who may own an action on an item of each team: its members and the admins
+    (all users for no team)."""
+    users = session.exec(select(User).where(User.is_active).order_by(User.name, User.email)).all()
+    memberships = session.exec(select(TeamMembership)).all()
+    members: dict[int, set[int]] = defaultdict(set)
+    for membership in memberships:
+        members[membership.team_id].add(membership.user_id)
+    choices = {}
+    for team_id in set(team_ids):
+        choices[team_id] = [(u.id, user_label(u)) for u in users
+                            if team_id is None or u.role == "admin"
+                            or u.id in members.get(team_id, set())]
+    return choices
+
+
+def item_views(session: Session, user: User,
+               pairs: Sequence[tuple[ReviewItem, ReviewRow | None]]) -> list[ItemView]:
+    """The page's view of each (item, row it belongs to) pair, with the user's edit right."""
+    ids = [item.experiment_id for item, _ in pairs]
+    known: dict[int, tuple[int | None, str]] = {}
+    if ids:
+        known = {i: (team, key) for i, team, key in session.exec(
+            select(Experiment.id, Experiment.team_id, Experiment.key)
+            .where(Experiment.id.in_(ids))).all()}
+    owners = owner_choices(session, [team for team, _ in known.values()])
+    user_ids = {i.action_owner_id for i, _ in pairs} | {i.updated_by_id for i, _ in pairs}
+    wanted = [i for i in user_ids if i]
+    users = {u.id: u for u in session.exec(select(User).where(User.id.in_(wanted))).all()} \
+        if wanted else {}
+    views = []
+    for item, row in pairs:
+        team_id, key = known.get(item.experiment_id, (None, row.key if row else ""))
+        role = effective_role(session, user, team_id)
+        views.append(ItemView(
+            item=item, row=row, key=row.key if row else key,
+            can_edit=role is not None and role_rank(role) >= role_rank("experimenter"),
+            owners=owners.get(team_id, []),
+            owner_label=user_label(users.get(item.action_owner_id)),
+            updated_by=user_label(users.get(item.updated_by_id)),
+        ))
+    return views
+
+
+def _seen_row(item: ReviewItem) -> ReviewRow | None:
+    return ReviewRow.from_json(item.seen) if item.seen else None
+
+
+
+def _clean_item_form(session: Session, data: Mapping[str, Any],
+                     team_id: int | None) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    for name in ("note", "action", "decision_rationale"):
+        text = str(data.get(name) or "").replace("\r\n", "\n").strip()
+        if len(text) > MAX_TEXT:
+            errors[name] = f"must be at most {MAX_TEXT:,} characters (it has {len(text):,})"
+        clean[name] = text
+    owner = str(data.get("action_owner_id") or "").strip()
+    clean["action_owner_id"] = None
+    if owner:
+        allowed = {uid for uid, _ in owner_choices(session, [team_id]).get(team_id, [])}
+        if not owner.isdigit() or len(owner) > 12 or int(owner) not in allowed:
+            errors["action_owner_id"] = "must be a member of the experiment's team"
+        else:
+            clean["action_owner_id"] = int(owner)
+    due = str(data.get("action_due") or "").strip()
+    clean["action_due"] = None
+    if due:
+        try:
+            clean["action_due"] = date.fromisoformat(due)
+        except ValueError:
+            errors["action_due"] = f"must be a date like 2026-12-04, not {due[:40]!r}"
+        else:
+            if not 1900 <= clean["action_due"].year <= 9998:
+                errors["action_due"] = "is out of range"
+    decision = str(data.get("decision") or "").strip()
+    clean["decision"] = None
+    if decision:
+        if decision not in DECISIONS:
+            errors["decision"] = f"must be one of {', '.join(DECISIONS)}"
+        else:
+            clean["decision"] = decision
+            if not clean["decision_rationale"]:
+                errors["decision_rationale"] = "a decision needs a rationale"
+    if clean["action"] and not clean["action_owner_id"] and "action_owner_id" not in errors:
+        errors["action_owner_id"] = "an action needs an owner"
+    if errors:
+        raise ValidationFailed(errors)
+    return clean
+
+
+def _parse_version(raw: Any) -> int:
+    text = str(raw if raw is not None else "").strip()
+    if not text.isdigit() or len(text) > 9:
+        raise ValidationFailed(
+            {"version": "the form is missing its version; reload the page and try again"})
+    return int(text)
+
+
+def get_item(session: Session, user: User, week: str, item_id: int, *,
+             needed: str = "viewer") -> ItemView:
+    """One item of ``week``'s meeting, checked against the user's role in its team.
+
+    Raises
+    ------
+    NotFound
+        Bad week, no such item in that week, or another team's.
+    PermissionDenied
+        The user's role in the team is below ``needed``.
+    """
+    try:
+        the_week = parse_week(week)
+    except ValueError as exc:
+        raise NotFound(str(exc)) from None
+    item = session.get(ReviewItem, item_id) if 0 < item_id <= MAX_ID else None
+    meeting = session.get(ReviewMeeting, item.meeting_id) if item is not None else None
+    if item is None or meeting is None or meeting.iso_week != the_week.label:
+        raise NotFound(f"no item {item_id} in the review of {the_week.label}")
+    experiment = session.get(Experiment, item.experiment_id)
+    require(session, user, experiment.team_id if experiment else None, needed)
+    return item_views(session, user, [(item, _seen_row(item))])[0]
+
+
+def update_item(
+    session: Session,
+    user: User,
+    week: str,
+    item_id: int,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    ip: str = "",
+) -> ItemView:
+    """Save one item's note, action (owner, due date) and decision, attributed and audited.
+
+    ``data`` holds the form's strings, including the ``version`` the edit was made
+    on. A decision also decides the experiment through the registry's lifecycle
+    (stopping it first if it is still running) unless it already carries that
+    decision. Flushed, not committed.
+
+    Raises
+    ------
+    NotFound
+        Bad week or item, or the experiment belongs to another team.
+    PermissionDenied
+        The user is not an experimenter (or above) in the experiment's team.
+    ValidationFailed
+        Malformed fields, or a decision that conflicts with the experiment's.
+    Conflict
+        The item changed since ``version`` (someone else saved first).
+    """
+    now = aware(now) or utcnow()
+    view = get_item(session, user, week, item_id, needed="experimenter")
+    item = view.item
+    experiment = session.get(Experiment, item.experiment_id)
+    expected = _parse_version(data.get("version"))
+    if expected != item.version:
+        raise Conflict(_stale_message(session, item, expected))
+    clean = _clean_item_form(session, data, experiment.team_id)
+    if clean["decision"] != item.decision:
+        _check_decision(item, experiment, clean["decision"])
+
+    before = {name: getattr(item, name) for name in EDITABLE_FIELDS}
+    changed = diff_fields(before, clean)
+    if not changed:
+        return view
+    claimed = session.exec(
+        update(ReviewItem)
+        .where(ReviewItem.id == item.id, ReviewItem.version == expected)
+        .values(version=expected + 1, updated_by_id=user.id, updated_at=now, **clean)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        session.expire(item)
+        raise Conflict(_stale_message(session, item, expected))
+    session.expire(item)
+    session.refresh(item)
+    if clean["decision"] and experiment.decision != clean["decision"]:
+        _decide_experiment(session, experiment, clean["decision"], clean["decision_rationale"],
+                           user)
+    record_event(session, "review.update", actor=user, entity_type="review_item",
+                 entity_id=item.id, team_id=experiment.team_id,
+                 diff={"experiment": [None, experiment.key], "week": [None, week], **changed},
+                 ip=ip)
+    return item_views(session, user, [(item, _seen_row(item))])[0]
+
+
+def _stale_message(session: Session, item: ReviewItem, expected: int) -> str:
+    session.refresh(item)
+    who = user_label(session.get(User, item.updated_by_id)) if item.updated_by_id \
+        else "someone else"
+    when = aware(item.updated_at).strftime("%Y-%m-%d %H:%M UTC") if item.updated_at \
+        else "meanwhile"
+    return (f"Not saved: {who} changed this item at {when} after you opened it (you edited "
+            f"version {expected}, it is now version {item.version}). Reload to see their "
+            "changes, then edit again.")
+
+
+def _check_decision(item: ReviewItem, experiment: Experiment, decision: str | None) -> None:
+    if item.decision is not None:
+        raise ValidationFailed({"decision": (
+            f"the meeting already recorded {item.decision!r}; a decision cannot be changed or "
+            "withdrawn here — change it on the experiment page")})
+    if decision is None:
+        return
+    if experiment.status == "draft":
+        raise ValidationFailed({"decision": "a draft experiment cannot be decided; start it first"})
+    if experiment.decision is not None and experiment.decision != decision:
+        raise ValidationFailed({"decision": (
+            f"the experiment was already decided as {experiment.decision!r}; record that, or "
+            "change it on the experiment page")})
+
+
+def _decide_experiment(session: Session, experiment: Experiment, decision: str, rationale: str,
+                       actor: User) -> None:
+    """Decide the experiment through the registry's lifecycle (stopping it first when running).
+
+    The registry audits each step (``experiment.stop``, ``experiment.decide``).
+    """
+    from experiments.registry import decide_experiment, stop_experiment
+
+    if experiment.status == "running":
+        stop_experiment(session, experiment.key, actor=actor)
+    try:
+        decide_experiment(session, experiment.key,
+                          {"decision": decision, "rationale": rationale}, actor=actor)
+    except ValidationFailed as exc:
+        raise ValidationFailed({"decision_rationale" if k == "rationale" else k: v
+                                for k, v in exc.errors.items()}) from None

@@ -1,0 +1,259 @@
+"""The review's frozen as-of rows: each experiment's document at the review's point
+in time plus why it is on the agenda (needs a decision, what changed, alerts), and
+the meeting's copy of them.
+
+Freezing
+--------
+The meeting keeps what it saw. Opening a week's page (or editing one of its items)
+stores every experiment's row in its :class:`ReviewItem`'s ``seen``; while the week
+is running that copy is refreshed on every view, and once the week is over it is
+final: a past week renders only from ``seen``, so later edits of experiments, new
+uploads or recomputations never change it. A past week that was never opened is
+reconstructed from the timestamps as of its end, then frozen. Copies stored by
+earlier versions are read through :meth:`ExperimentDocument.from_json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, select
+
+from experiments.analysis import project_enrolment
+from experiments.documents import (
+    STATUS_ORDER,
+    ExperimentDocument,
+    ExperimentInfo,
+    Facts,
+    document_as_of,
+    exists_at,
+)
+from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
+from experiments.review_weeks import Week, Window, iso, parse_moment
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """One experiment on a review: its document then, and the review's reasons.
+
+    ``review`` holds ``needs_decision`` (reasons), ``changes``, ``verdict_before``,
+    ``verdict_now``, ``verdict_changed``, ``alerts``, ``smallest_arm``, ``required_n``
+    and ``projection``.
+    """
+
+    document: ExperimentDocument
+    review: Mapping[str, Any]
+
+    @property
+    def experiment(self) -> ExperimentInfo:
+        return self.document.experiment
+
+    @property
+    def key(self) -> str:
+        return self.document.experiment.key
+
+    @property
+    def verdict(self) -> str | None:
+        return self.document.verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.document.to_json(), "review": dict(self.review)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReviewRow:
+        review = data.get("review") if isinstance(data.get("review"), Mapping) else {}
+        return cls(ExperimentDocument.from_json(data), review)
+
+
+def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocument,
+                 window: Window) -> dict[str, Any]:
+    """Which sections the experiment belongs in, and why."""
+    info = document.experiment
+    status = info.status
+    today = window.as_of.date() if not window.closed \
+        else (window.as_of - timedelta(microseconds=1)).date()
+    planned_end = experiment.planned_end
+    smallest, required = document.sample_progress()
+
+    needs_decision: list[str] = []
+    if status == "stopped" and not info.decision:
+        needs_decision.append("stopped without a decision")
+    if status == "running":
+        if required is not None and smallest is not None and smallest >= required:
+            needs_decision.append(
+                f"reached the required sample size ({required:,} accounts per arm)")
+        if planned_end is not None and today > planned_end:
+            needs_decision.append(f"passed its planned end ({planned_end.isoformat()})")
+
+    changes: list[dict[str, Any]] = []
+    for kind, reached, moment in (("started", "running", experiment.started_at),
+                                  ("stopped", "stopped", experiment.stopped_at),
+                                  ("decided", "decided", experiment.decided_at)):
+        if window.in_window(moment) and STATUS_ORDER.index(status) >= STATUS_ORDER.index(reached):
+            text = kind if kind != "decided" else f"decided: {info.decision}"
+            changes.append({"kind": kind, "at": iso(moment), "text": text})
+    for amendment in facts.amendments.get(experiment.id, []):
+        if window.in_window(amendment.created_at):
+            changes.append({"kind": "amended", "at": iso(amendment.created_at),
+                            "text": (f"amended {amendment.field}: {amendment.old_value} → "
+                                     f"{amendment.new_value}"),
+                            "reason": amendment.reason})
+    for dataset in facts.datasets_of.get(experiment.id, []):
+        if window.in_window(dataset.uploaded_at):
+            changes.append({"kind": "new_data", "at": iso(dataset.uploaded_at),
+                            "text": (f"new data: version {dataset.version}, "
+                                     f"{dataset.row_count:,} rows")})
+    before = facts.snapshot_head(experiment.id, lambda moment: moment < window.changes_from)
+    verdict_before = before[3] if before else None
+    verdict_now = document.verdict
+    now_head = document.snapshot_id
+    recomputed = now_head is not None and (before is None or before[1] != now_head)
+    if recomputed and verdict_before != verdict_now \
+            and not any(c["kind"] == "new_data" for c in changes):
+        changes.append({"kind": "verdict", "at": document.computed_at,
+                        "text": (f"verdict changed: {verdict_before or 'no results'} → "
+                                 f"{verdict_now or 'no results'}")})
+    changes.sort(key=lambda c: c["at"] or "")
+
+    alerts: list[dict[str, Any]] = []
+    result = document.result
+    srm = (result.get("srm") or {}) if result else {}
+    if status in ("running", "stopped") and srm.get("flag"):
+        p = srm.get("p_value")
+        p = float(p) if isinstance(p, int | float) else None
+        shown = "p < 0.001" if p is not None and p < 0.001 \
+            else (f"p = {p:.3g}" if p is not None else "unplanned variant")
+        alerts.append({"kind": "srm",
+                       "text": f"sample ratio mismatch ({shown}): results cannot be trusted"})
+    if status == "running" and planned_end is not None and today > planned_end:
+        alerts.append({"kind": "past_end",
+                       "text": f"still running past its planned end ({planned_end.isoformat()})"})
+    projection = None
+    if status == "running" and planned_end is not None and today <= planned_end:
+        uploaded = document.dataset.uploaded_at if document.dataset else None
+        found = project_enrolment(started_at=experiment.started_at,
+                                  observed_at=parse_moment(uploaded), smallest=smallest,
+                                  required=required, planned_end=planned_end)
+        if found is not None:
+            expected = iso(found.expected_date)
+            projection = {"rate_per_day": found.rate_per_day, "projected": found.projected,
+                          "reaches": found.reaches, "expected_date": expected}
+            if not found.reaches:
+                alerts.append({
+                    "kind": "sample_size",
+                    "text": (f"will not reach {required:,} accounts per arm by "
+                             f"{planned_end.isoformat()} at the current enrolment rate (about "
+                             f"{found.projected:,} expected"
+                             + (f"; reached around {expected}" if expected else "") + ")"),
+                })
+    return {
+        "needs_decision": needs_decision,
+        "changes": changes,
+        "verdict_before": verdict_before,
+        "verdict_now": verdict_now,
+        "verdict_changed": verdict_before != verdict_now,
+        "alerts": alerts,
+        "smallest_arm": smallest,
+        "required_n": required,
+        "projection": projection,
+    }
+
+
+def review_rows(session: Session, window: Window,
+                experiments: Sequence[Experiment]) -> list[ReviewRow]:
+    """Every experiment that existed at the window's point in time, as a review row."""
+    existing = [e for e in experiments if exists_at(e, window)]
+    facts = Facts(session, existing)
+    heads = [facts.snapshot_head(e.id, window.happened) for e in existing]
+    facts.load_results(h[1] for h in heads if h is not None)
+    rows = []
+    for experiment in existing:
+        document = document_as_of(facts, experiment, window)
+        rows.append(ReviewRow(document, review_flags(facts, experiment, document, window)))
+    return rows
+
+
+# -------------------------------------------------------------------- freezing
+
+
+def _content(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row without its moment of observation: what makes two views differ."""
+    return {k: v for k, v in row.items() if k != "as_of"}
+
+
+def insert_ignoring_duplicates(session: Session, model, values: list[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING: two first views of a week race harmlessly."""
+    if not values:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported databases
+        for value in values:
+            session.add(model(**value))
+        session.flush()
+        return
+    for start in range(0, len(values), 500):
+        session.exec(insert(model).values(values[start:start + 500]).on_conflict_do_nothing())
+
+
+def _meeting(session: Session, week: Week) -> ReviewMeeting:
+    meeting = session.exec(
+        select(ReviewMeeting).where(ReviewMeeting.iso_week == week.label)).first()
+    if meeting is None:
+        insert_ignoring_duplicates(session, ReviewMeeting, [
+            {"iso_week": week.label, "notes": "", "created_at": utcnow()}])
+        meeting = session.exec(
+            select(ReviewMeeting).where(ReviewMeeting.iso_week == week.label)).one()
+    return meeting
+
+
+def meeting_items(session: Session, meeting: ReviewMeeting) -> dict[int, ReviewItem]:
+    return {i.experiment_id: i for i in session.exec(
+        select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()}
+
+
+def meeting_rows(session: Session, week: Week, now: datetime
+                 ) -> tuple[ReviewMeeting | None, list[ReviewRow], bool]:
+    """The meeting, every experiment's row and whether they came from the frozen copy.
+
+    Running week: rows are computed now and the copy refreshed. Past week: the
+    frozen copy if there is one, else a reconstruction as of its end, which becomes
+    the frozen copy. A week in which no experiment existed stores nothing (``None``).
+    """
+    past = now >= week.end
+    window = Window(week.previous.start, week.end, min(now, week.end))
+    existing = session.exec(
+        select(ReviewMeeting).where(ReviewMeeting.iso_week == week.label)).first()
+    rows: list[ReviewRow] = []
+    if existing is None:
+        rows = review_rows(session, window, session.exec(select(Experiment)).all())
+        if not rows:
+            return None, [], False  # nothing existed that week: nothing to keep
+        meeting = _meeting(session, week)
+    else:
+        meeting = existing
+    items = meeting_items(session, meeting)
+    if past and any(item.seen for item in items.values()):
+        return meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen], True
+    if existing is not None:
+        rows = review_rows(session, window, session.exec(select(Experiment)).all())
+    new = []
+    for row in rows:
+        stored = row.to_json()
+        item = items.get(row.experiment.id)
+        if item is None:
+            new.append({"meeting_id": meeting.id, "experiment_id": row.experiment.id,
+                        "seen": stored, "note": "", "action": "", "decision_rationale": "",
+                        "version": 1, "updated_at": now})
+        elif _content(item.seen or {}) != _content(stored):
+            item.seen = stored
+            session.add(item)
+    insert_ignoring_duplicates(session, ReviewItem, new)
+    session.flush()
+    return meeting, rows, past
