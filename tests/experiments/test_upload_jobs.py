@@ -119,8 +119,8 @@ def test_the_same_file_at_the_same_moment_is_one_version(db_engine, session):
         experiment = make_experiment(session, f"same{attempt}")
         data = sample_csv(100 + attempt)
         results = in_parallel(
-            lambda e=experiment.id: import_in_own_session(db_engine, e, data, "first.csv"),
-            lambda e=experiment.id: import_in_own_session(db_engine, e, data, "second.csv"),
+            lambda e=experiment.id, d=data: import_in_own_session(db_engine, e, d, "first.csv"),
+            lambda e=experiment.id, d=data: import_in_own_session(db_engine, e, d, "second.csv"),
         )
         assert not [r for r in results if isinstance(r, Exception)], results
         assert sorted(results) == [(1, False), (1, True)]
