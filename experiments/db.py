@@ -7,13 +7,16 @@ The web app, the CLI and Alembic's ``env.py`` all resolve the database through
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 DEFAULT_SQLITE_NAME = "nrrlab.db"
@@ -48,19 +51,76 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets readers proceed during an upload; the busy timeout turns brief
-    # writer contention into a wait instead of "database is locked".
+# --------------------------------------------------------------------------- SQLite
+#
+# pysqlite's own transaction handling is switched off (``isolation_level = None``, the
+# recipe of SQLAlchemy's pysqlite dialect docs, "Serializable isolation / Savepoints /
+# Transactional DDL") and BEGIN is emitted here, so each transaction says what it is:
+#
+# - ``immediate`` (web requests that may write — every method but GET/HEAD/OPTIONS —,
+#   the CLI, background jobs): ``BEGIN IMMEDIATE`` at the first statement. The write
+#   lock is taken before anything is read, so a read-then-write cannot be overtaken;
+#   a second writer waits up to ``busy_timeout`` instead of failing, and never hits
+#   SQLITE_BUSY on upgrading a read snapshot (which the busy timeout cannot help).
+# - ``snapshot``: plain deferred ``BEGIN`` — a consistent read across statements that
+#   never takes the write lock (exports, backups, reports).
+# - default (a session that states nothing: GET requests, tests): statements before
+#   the first write run on their own, each seeing the latest commit, as pysqlite did;
+#   the first INSERT/UPDATE/DELETE/DDL/SAVEPOINT starts ``BEGIN IMMEDIATE``. A page
+#   that only reads never takes the write lock.
+#
+# Pick with ``engine.execution_options(sqlite_begin=…)`` or :func:`write_engine` /
+# :func:`snapshot_engine`. On PostgreSQL the option is ignored.
+
+#: Seconds a writer waits for another to finish before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "SAVEPOINT")
+
+
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see above)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL: readers never block the writer and the writer never blocks readers.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # NORMAL under WAL syncs at checkpoints, not at every commit: the database cannot be
+    # corrupted by a crash, and a process kill (even -9) loses nothing; only an OS crash
+    # or power cut may roll back the last commits before the latest checkpoint. FULL
+    # would fsync every commit for durability against power loss at several ms a write.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
+def _sqlite_begin(connection) -> None:
+    mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
+    if mode == "immediate":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif mode == "snapshot":
+        connection.exec_driver_sql("BEGIN")
+    elif mode is not None:
+        raise ValueError(f"{SQLITE_BEGIN_OPTION} must be 'immediate' or 'snapshot', not {mode!r}")
+
+
+def _sqlite_begin_on_first_write(_conn, cursor, statement, _params, _context, _many) -> None:
+    dbapi_connection = cursor.connection
+    if not dbapi_connection.in_transaction and statement.lstrip()[:9].upper().startswith(_WRITES):
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
+def write_engine(engine: Engine) -> Engine:
+    """``engine`` whose transactions take SQLite's write lock at their first statement."""
+    return engine.execution_options(**{SQLITE_BEGIN_OPTION: "immediate"})
+
+
+def snapshot_engine(engine: Engine) -> Engine:
+    """``engine`` whose transactions read one consistent SQLite snapshot, without locking."""
+    return engine.execution_options(**{SQLITE_BEGIN_OPTION: "snapshot"})
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+    """Create an engine for ``url``; SQLite is set up for concurrent use (see above).
 
     Raises
     ------
@@ -84,8 +144,62 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise DatabaseConfigError(f"DATABASE_URL cannot be used: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "before_cursor_execute", _sqlite_begin_on_first_write)
     return engine
+
+
+# ----------------------------------------------------------------------- retrying
+#
+# PostgreSQL may abort a transaction that lost a race: a serialization failure
+# (SQLSTATE 40001, under REPEATABLE READ/SERIALIZABLE or an exclusion) or a deadlock
+# (40P01). Repeating the whole transaction is the documented remedy. The web app
+# repeats a request's view (``webapp.db``); the CLI and background jobs use
+# :func:`run_transaction`. After :data:`TRANSACTION_ATTEMPTS` tries the error stands.
+
+TRANSACTION_ATTEMPTS = 3
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a PostgreSQL serialization failure or deadlock (worth repeating)."""
+    original = getattr(exc, "orig", None)
+    return getattr(original, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def retry_pause(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: 20 ms, 40 ms, … with jitter."""
+    return 0.02 * 2 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311 — jitter only
+
+
+T = TypeVar("T")
+
+
+def run_transaction(engine: Engine, work: Callable[[Session], T], *,
+                    attempts: int = TRANSACTION_ATTEMPTS) -> T:
+    """Run ``work(session)`` and commit, repeating it on a serialization failure or deadlock.
+
+    ``work`` must be repeatable (it runs again from scratch on a fresh session). SQLite
+    transactions begin ``IMMEDIATE``.
+
+    Raises
+    ------
+    sqlalchemy.exc.DBAPIError
+        The last failure, after ``attempts`` tries (or at once when not retryable).
+    """
+    for attempt in range(1, attempts + 1):
+        with Session(write_engine(engine), expire_on_commit=False) as session:
+            try:
+                result = work(session)
+                session.commit()
+                return result
+            except DBAPIError as exc:
+                session.rollback()
+                if attempt == attempts or not is_retryable(exc):
+                    raise
+        time.sleep(retry_pause(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def check_connection(engine: Engine) -> None:
@@ -100,15 +214,19 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        message = str(getattr(exc, "orig", exc)).strip()
+        reason = message.splitlines()[0] if message else type(exc).__name__
         where = engine.url.render_as_string(hide_password=True)
         raise DatabaseConfigError(f"cannot connect to the database {where}: {reason}") from None
 
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error (CLI use)."""
-    with Session(engine, expire_on_commit=False) as session:
+    """A session that commits on success and rolls back on any error (CLI use).
+
+    On SQLite its transactions begin ``IMMEDIATE`` (a CLI command is a writer).
+    """
+    with Session(write_engine(engine), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
