@@ -487,7 +487,8 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
             verdict = headline_verdict(result)
         else:
             result = ExperimentResult.from_dict(snapshot.result)
-            verdict = snapshot.verdict
+            # Snapshots stored before the column was filled get the same one rule.
+            verdict = snapshot.verdict if snapshot.verdict is not None else headline_verdict(result)
     elif segment is not None:
         raise NotFound(f"no segment {segment!r} has been analysed")
 

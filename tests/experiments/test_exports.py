@@ -391,13 +391,43 @@ def test_forest_plot_draws_each_comparison(session, people, report):
 # ------------------------------------------------------------------ the reproduce bundle
 
 
+#: Runs reproduce.py where nothing but the standard library, numpy, scipy and the
+#: bundle's own ``stats/`` can be imported, then says which ``stats`` it used.
+_ONLY_NUMPY_AND_SCIPY = """
+import importlib.abc, runpy, sys
+ALLOWED = set(sys.stdlib_module_names) | {"numpy", "scipy", "stats"}
+class OnlyNumpyAndScipy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        top = name.split(".")[0]
+        if top not in ALLOWED and not top.startswith("_"):  # "_": interpreter internals
+            raise ModuleNotFoundError(f"not installed here: {name}")
+        return None
+sys.meta_path.insert(0, OnlyNumpyAndScipy())
+script = sys.argv[1]
+sys.argv = [script]
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit as done:
+    code = done.code
+else:
+    code = 0
+print("stats from", sys.modules["stats"].__file__)
+sys.exit(code)
+"""
+
+
 def _run_bundle(body: bytes, tmp_path: Path) -> tuple[str, Path]:
     archive = zipfile.ZipFile(io.BytesIO(body))
     archive.extractall(tmp_path)
     script = next(tmp_path.rglob("reproduce.py"))
-    result = subprocess.run([sys.executable, str(script)], cwd=script.parent, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120, check=False)
+    # Isolated mode (-I), no PYTHONPATH, run from the bundle's folder: what a reader who
+    # only installed numpy and scipy gets (issue 14 item 5).
+    result = subprocess.run([sys.executable, "-I", "-c", _ONLY_NUMPY_AND_SCIPY, str(script)],
+                            cwd=script.parent, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"}, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    used = result.stdout.rsplit("stats from ", 1)[1].strip()
+    assert Path(used).resolve().is_relative_to(script.parent.resolve()), used
     return result.stdout, script.parent
 
 
