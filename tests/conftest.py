@@ -4,21 +4,96 @@ signed in per role, and data factories."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from jinja2 import BytecodeCache
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel
 
 import experiments.models  # noqa: F401  (registers the tables)
 from experiments.db import make_engine, normalise_url
 from experiments.setup import ensure_defaults
-from tests.helpers import TEST_PASSWORD, Auth, csrf_token_of, dispose_app
+from tests.factories import Factory, make_user, root_node
+from tests.helpers import Auth, csrf_token_of, dispose_app
 
 SECRET = "t" * 48
+
+
+#: Argon2id at its cheapest (RFC 9106 allows t = 1; argon2-cffi's minimum memory is 8 KiB).
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+#: Where the app keeps its hasher (the module that hashes, and the one it was split from).
+HASHER_MODULES = ("experiments.passwords", "experiments.users")
+
+
+def _patch_password_hashing(patch: pytest.MonkeyPatch, hasher: PasswordHasher) -> None:
+    patched = 0
+    for name in HASHER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if isinstance(getattr(module, "_hasher", None), PasswordHasher):
+            patch.setattr(module, "_hasher", hasher)
+            patched += 1
+        if isinstance(getattr(module, "_DUMMY_HASH", None), str):
+            patch.setattr(module, "_DUMMY_HASH", hasher.hash("nrrlab-timing-equaliser"))
+    assert patched, f"no Argon2 hasher found in {HASHER_MODULES}: update tests/conftest.py"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Every test hashes with the cheapest Argon2id: the real cost (m = 19 MiB, t = 2) takes
+    ~0.1 s per hash and per sign-in, minutes over the suite. A test of the real parameters
+    asks for ``real_password_hashing``; the e2e server (its own process) is untouched."""
+    patch = pytest.MonkeyPatch()
+    _patch_password_hashing(patch, CHEAP_HASHER)
+    yield
+    patch.undo()
+
+
+@pytest.fixture
+def real_password_hashing() -> Iterator[None]:
+    """The production Argon2id parameters for this test (see ``cheap_password_hashing``)."""
+    from experiments.users import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
+
+    real = PasswordHasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB,
+                          parallelism=ARGON2_PARALLELISM)
+    with pytest.MonkeyPatch.context() as patch:
+        _patch_password_hashing(patch, real)
+        yield
+
+
+class TemplateCache(BytecodeCache):
+    """Compiled Jinja templates kept in memory for the whole run: every test builds its own
+    app, and compiling the templates anew took ~1 s of CPU per app. Jinja keys each entry by
+    the template's source checksum, so an edited template is compiled again."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_template_cache() -> Iterator[None]:
+    """Every app of this run (``create_app`` here and in test modules) shares one
+    :class:`TemplateCache`."""
+    with pytest.MonkeyPatch.context() as patch:
+        options = {**Flask.jinja_options, "bytecode_cache": TemplateCache()}
+        patch.setattr(Flask, "jinja_options", options)
+        yield
 
 
 def _server_url() -> str | None:
@@ -114,9 +189,7 @@ def session(db_engine) -> Iterator[Session]:
 @pytest.fixture
 def admin(session: Session):
     """A global admin, committed (services that need an actor)."""
-    from experiments.users import create_user
-
-    user = create_user(session, "admin@fixture.test", TEST_PASSWORD, role="admin")
+    user = make_user(session, "admin@fixture.test", "admin")
     session.commit()
     return user
 
@@ -124,9 +197,7 @@ def admin(session: Session):
 @pytest.fixture
 def root(session: Session):
     """The NRR root node every install has."""
-    from experiments.models import DriverNode
-
-    return session.exec(select(DriverNode).where(DriverNode.parent_id.is_(None))).one()
+    return root_node(session)
 
 
 @pytest.fixture
@@ -151,32 +222,6 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
-
-
-class Factory:
-    """Creates users (with team roles) and teams directly through the services."""
-
-    def __init__(self, engine):
-        self.engine = engine
-
-    def user(self, email: str, role: str = "viewer", teams: dict[str, str] | None = None):
-        from experiments.users import create_user, ensure_team, set_team_role
-
-        with Session(self.engine, expire_on_commit=False) as session:
-            user = create_user(session, email, TEST_PASSWORD, role=role)
-            for slug, team_role in (teams or {}).items():
-                team = ensure_team(session, slug, slug.title())
-                set_team_role(session, user, team, team_role, actor=None)
-            session.commit()
-            return user
-
-    def team(self, slug: str):
-        from experiments.users import ensure_team
-
-        with Session(self.engine, expire_on_commit=False) as session:
-            team = ensure_team(session, slug, slug.title())
-            session.commit()
-            return team
 
 
 @pytest.fixture
@@ -207,7 +252,8 @@ def login_as(app, factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    db_fixtures = {"engine", "db_engine", "session", "app", "client", "database_url", "scratch_database"}
+    db_fixtures = {"engine", "db_engine", "session", "app", "client", "database_url",
+                   "scratch_database"}
     for item in items:
         if db_fixtures & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
