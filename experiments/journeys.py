@@ -2,7 +2,10 @@
 
 Journeys are shared by every team, so editing them takes the experimenter role
 globally (see :mod:`experiments.access`: an object without a team is acted on
-with the global role).
+with the global role). A stage's experiment count only counts the experiments the
+reader may see. Every change to an existing journey or stage names the
+``version`` it was made on and is one compare-and-set
+(:mod:`experiments.versioning`).
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, func, or_, select
 
-from experiments.access import require
+from experiments.access import require, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
 from experiments.input_rules import LONG_TEXT_MAX, NAME_MAX, FieldErrors, read_choice, read_text
 from experiments.models import Experiment, Journey, JourneyStage, User
+from experiments.versioning import check_version, compare_and_set, expected_version
 
 DIRECTIONS: tuple[str, ...] = ("up", "down")
 
@@ -31,12 +35,24 @@ class JourneyView:
     experiment_counts: dict[int, int] = field(default_factory=dict)
 
 
-def list_journeys(session: Session) -> list[JourneyView]:
-    """Every journey (the default first), stages in order."""
-    journeys = session.exec(select(Journey).order_by(Journey.is_default.desc(), Journey.name, Journey.id)).all()
-    stages = session.exec(select(JourneyStage).order_by(JourneyStage.position, JourneyStage.id)).all()
-    counts = dict(session.exec(select(Experiment.stage_id, func.count()).where(Experiment.stage_id.is_not(None))
-                               .group_by(Experiment.stage_id)).all())
+def list_journeys(session: Session, user: User | None = None) -> list[JourneyView]:
+    """Every journey (the default first), stages in order.
+
+    With ``user``, each stage counts the experiments that user may see (another
+    team's experiments are not even counted); without, the counts stay empty.
+    """
+    journeys = session.exec(select(Journey).order_by(Journey.is_default.desc(), Journey.name,
+                                                     Journey.id)).all()
+    stages = session.exec(select(JourneyStage).order_by(JourneyStage.position,
+                                                        JourneyStage.id)).all()
+    counts: dict[int, int] = {}
+    if user is not None:
+        query = (select(Experiment.stage_id, func.count()).where(Experiment.stage_id.is_not(None))
+                 .group_by(Experiment.stage_id))
+        teams = visible_team_ids(session, user)
+        if teams is not None:
+            query = query.where(or_(Experiment.team_id.is_(None), Experiment.team_id.in_(teams)))
+        counts = dict(session.exec(query).all())
     views = {j.id: JourneyView(j) for j in journeys}
     for stage in stages:
         if stage.journey_id in views:
@@ -57,6 +73,29 @@ def stage_label(session: Session, stage_id: int | None) -> str | None:
         return None
     journey = session.get(Journey, stage.journey_id)
     return f"{journey.name} · {stage.name}" if journey else stage.name
+
+
+def _seen(session: Session, row: Journey | JourneyStage, raw: Any) -> int:
+    """The version the actor saw (``None``: the loaded row's), refused early when stale."""
+    seen = expected_version(row, raw)
+    check_version(session, row, seen, **_names(row))
+    return seen
+
+
+def _names(row: Journey | JourneyStage) -> dict[str, Any]:
+    if isinstance(row, Journey):
+        return {"what": f"The journey '{row.name}'", "entity_type": "journey", "entity_id": row.id}
+    return {"what": f"The stage '{row.name}'", "entity_type": "journey_stage", "entity_id": row.id}
+
+
+def _write(session: Session, row: Journey | JourneyStage, seen: int,
+           values: Mapping[str, Any]) -> None:
+    """``UPDATE … SET …, version = version + 1 WHERE id = ? AND version = seen``."""
+    compare_and_set(session, row, seen, values, **_names(row))
+
+
+def _version(data: Mapping[str, Any]) -> Any:
+    return data.get("version") if "version" in data else None
 
 
 def _can_edit(session: Session, actor: User) -> None:
@@ -121,13 +160,12 @@ def update_journey(session: Session, journey_id: int, data: Mapping[str, Any], *
     """
     _can_edit(session, actor)
     journey = _journey(session, journey_id)
+    seen = _seen(session, journey, _version(data))
     values = _journey_fields(session, data, current=journey)
     before = {"name": journey.name, "description": journey.description}
     changes = diff_fields(before, values)
     if changes:
-        journey.name, journey.description = values["name"], values["description"]
-        session.add(journey)
-        session.flush()
+        _write(session, journey, seen, values)
         record_event(session, "journey.update", actor=actor, entity_type="journey", entity_id=journey.id,
                      diff=changes)
     return journey
@@ -179,18 +217,18 @@ def rename_stage(session: Session, stage_id: int, data: Mapping[str, Any], *, ac
     """
     _can_edit(session, actor)
     stage = _stage(session, stage_id)
+    seen = _seen(session, stage, _version(data))
     name = _stage_name(session, data, stage.journey_id, current=stage)
     if name != stage.name:
         old = stage.name
-        stage.name = name
-        session.add(stage)
-        session.flush()
+        _write(session, stage, seen, {"name": name})
         record_event(session, "stage.update", actor=actor, entity_type="journey_stage", entity_id=stage.id,
                      diff={"name": [old, name]})
     return stage
 
 
-def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User) -> JourneyStage:
+def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User,
+               expected_version: Any = None) -> JourneyStage:
     """Swap a stage with its neighbour above (``up``) or below (``down``); at an end, nothing moves.
 
     Raises
@@ -202,16 +240,20 @@ def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User) 
     """
     _can_edit(session, actor)
     stage = _stage(session, stage_id)
+    seen = _seen(session, stage, expected_version)
     errors = FieldErrors()
     way = read_choice({"direction": direction}, "direction", errors, DIRECTIONS)
     errors.raise_if_any()
-    siblings = list(session.exec(select(JourneyStage).where(JourneyStage.journey_id == stage.journey_id)
-                                 .order_by(JourneyStage.position, JourneyStage.id)).all())
+    siblings = list(session.exec(select(JourneyStage)
+                                 .where(JourneyStage.journey_id == stage.journey_id)
+                                 .order_by(JourneyStage.position, JourneyStage.id)
+                                 .with_for_update()).all())
     index = next(i for i, s in enumerate(siblings) if s.id == stage.id)
     other = index - 1 if way == "up" else index + 1
     if not 0 <= other < len(siblings):
         return stage
     before = [s.id for s in siblings]
+    _write(session, stage, seen, {"position": siblings[other].position})
     siblings[index], siblings[other] = siblings[other], siblings[index]
     for position, sibling in enumerate(siblings):
         sibling.position = position
@@ -222,7 +264,8 @@ def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User) 
     return stage
 
 
-def delete_stage(session: Session, stage_id: int, *, actor: User) -> None:
+def delete_stage(session: Session, stage_id: int, *, actor: User,
+                 expected_version: Any = None) -> None:
     """Delete a stage no experiment targets.
 
     Raises
@@ -234,6 +277,7 @@ def delete_stage(session: Session, stage_id: int, *, actor: User) -> None:
     """
     _can_edit(session, actor)
     stage = _stage(session, stage_id)
+    seen = _seen(session, stage, expected_version)
     used = session.exec(select(func.count()).select_from(Experiment).where(Experiment.stage_id == stage.id)).one()
     if used:
         raise ValidationFailed({"": (
@@ -243,6 +287,7 @@ def delete_stage(session: Session, stage_id: int, *, actor: User) -> None:
                              .where(JourneyStage.journey_id == stage.journey_id)).one()
     if remaining <= 1:
         raise ValidationFailed({"": f"'{stage.name}' is the journey's only stage; a journey needs at least one"})
+    _write(session, stage, seen, {})
     record_event(session, "stage.delete", actor=actor, entity_type="journey_stage", entity_id=stage.id,
                  diff={"journey_id": [stage.journey_id, None], "name": [stage.name, None]})
     session.delete(stage)

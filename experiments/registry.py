@@ -57,7 +57,7 @@ from experiments.plan_input import (
     read_plan,
     read_reason,
 )
-from experiments.tree import ancestry, branch_ids
+from experiments.tree import ancestry, branch_ids, team_change_problem
 from experiments.users import role_rank
 from experiments.versioning import check_version, compare_and_set, expected_version
 
@@ -386,6 +386,9 @@ def update_experiment(session: Session, key: str, data: Mapping[str, Any], *,
                                     "longer change"})
     errors = FieldErrors()
     plan = read_plan(session, data, actor=actor, errors=errors)
+    if "team_id" not in errors and (problem := team_change_problem(
+            session, actor, experiment.team_id, plan.values["team_id"])):
+        errors.add("team_id", problem)
     reason = read_reason(data, errors)
     errors.raise_if_any()
     _apply_plan(session, experiment, plan, actor=actor, reason=reason or None, seen=seen)

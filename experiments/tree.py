@@ -5,6 +5,11 @@ every other node has a parent that exists; following parents from any node
 reaches the root (no cycles); every experiment points at an existing node.
 Deleting a node therefore either re-parents its children and experiments or is
 refused, and a node is never moved into its own branch.
+
+Every change to an existing node names the ``version`` it was made on and is one
+compare-and-set (:mod:`experiments.versioning`). Changing a node's team needs the
+experimenter role on both the old and the new team; making a team's node shared
+(no team, visible to everyone) needs the admin role.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sqlmodel import Session, func, select
 
 from experiments.access import can, check_team_choice, require, team_roles, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
+from experiments.form_choices import owner_choices, team_choices
 from experiments.input_rules import (
     LONG_TEXT_MAX,
     NAME_MAX,
@@ -38,10 +44,10 @@ from experiments.models import (
     utcnow,
 )
 from experiments.users import role_rank
+from experiments.versioning import check_version, compare_and_set, expected_version
 
 #: Kinds a user may give a node; ``root`` belongs to the one NRR node.
 EDITABLE_KINDS: tuple[str, ...] = ("lever", "driver")
-DeletePolicy = Literal["reparent", "refuse"]
 DELETE_POLICIES: tuple[str, ...] = ("reparent", "refuse")
 #: The fields of a node that the edit form carries (and the audit diff compares).
 NODE_FIELDS: tuple[str, ...] = ("name", "kind", "team_id", "owner_id", "hypothesis",
@@ -217,8 +223,27 @@ def _next_position(session: Session, parent_id: int) -> int:
     return 0 if highest is None else highest + 1
 
 
+def team_change_problem(session: Session, actor: User, old_team_id: int | None,
+                        new_team_id: int | None) -> str | None:
+    """Why ``actor`` may not move an object from ``old_team_id`` to ``new_team_id``.
+
+    The rule for nodes and experiments alike: the actor already edits the object
+    (the old side) and must also be an experimenter in the new team; making a
+    team's object shared (no team, so every team sees it) is for admins only.
+    """
+    if old_team_id == new_team_id:
+        return None
+    if new_team_id is None:
+        if old_team_id is not None and actor.role != "admin":
+            return ("only an admin can make a team's object shared with every team; "
+                    "choose one of your teams")
+        return None
+    return None
+
+
 def _read_node_fields(session: Session, data: Mapping[str, Any], *, actor: User,
-                      is_root: bool, errors: FieldErrors) -> dict[str, Any]:
+                      is_root: bool, errors: FieldErrors,
+                      current: DriverNode | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "name": read_text(data, "name", errors, max_length=NAME_MAX, required=True),
         "hypothesis": read_text(data, "hypothesis", errors, max_length=LONG_TEXT_MAX, multiline=True),
@@ -232,8 +257,14 @@ def _read_node_fields(session: Session, data: Mapping[str, Any], *, actor: User,
     if team_id is not None:
         if is_root:
             errors.add("team_id", "the NRR root is shared by every team and cannot belong to one")
-        elif problem := check_team_choice(session, actor, team_id, needed="experimenter", purpose="give it a node"):
+        elif current is not None and team_id == current.team_id:
+            pass  # unchanged: the actor's right to edit the node covers it
+        elif problem := check_team_choice(session, actor, team_id, needed="experimenter",
+                                          purpose="give it a node"):
             errors.add("team_id", problem)
+    if current is not None and "team_id" not in errors and (
+            problem := team_change_problem(session, actor, current.team_id, team_id)):
+        errors.add("team_id", problem)
     values["team_id"] = team_id
     owner_id = read_id(data, "owner_id", errors, what="owner")
     if owner_id is not None:
@@ -277,34 +308,58 @@ def create_node(session: Session, data: Mapping[str, Any], *, actor: User) -> Dr
     return node
 
 
-def update_node(session: Session, node_id: int, data: Mapping[str, Any], *, actor: User) -> DriverNode:
+def _what(node: DriverNode) -> str:
+    return f"The node '{node.name}'"
+
+
+def _seen(session: Session, node: DriverNode, raw: Any) -> int:
+    """The version the actor saw (``None``: the loaded row's), refused early when stale."""
+    seen = expected_version(node, raw)
+    check_version(session, node, seen, what=_what(node), entity_type="driver_node",
+                  entity_id=node.id)
+    return seen
+
+
+def _write(session: Session, node: DriverNode, seen: int, values: Mapping[str, Any]) -> None:
+    """``UPDATE driver_node SET …, version = version + 1 WHERE id = ? AND version = seen``."""
+    compare_and_set(session, node, seen, {**values, "updated_at": utcnow()}, what=_what(node),
+                    entity_type="driver_node", entity_id=node.id)
+
+
+def update_node(session: Session, node_id: int, data: Mapping[str, Any], *,
+                actor: User) -> DriverNode:
     """Replace the editable fields of a node (not its place in the tree: see :func:`move_node`).
+
+    ``data['version']`` is the version the form was made on (a form must send it;
+    only a caller without a form leaves the key out).
 
     Raises
     ------
     NotFound, PermissionDenied
         As :func:`get_node` with ``experimenter``.
+    StaleVersion
+        Somebody saved a newer version first.
     ValidationFailed
-        A field is missing, too long or names an unknown team or owner.
+        A field is missing, too long or names an unknown team or owner; the team
+        change is not allowed (see :func:`team_change_problem`); ``version``.
     """
     node = get_node(session, actor, node_id, "experimenter")
+    seen = _seen(session, node, data.get("version") if "version" in data else None)
     errors = FieldErrors()
-    values = _read_node_fields(session, data, actor=actor, is_root=node.parent_id is None, errors=errors)
+    values = _read_node_fields(session, data, actor=actor, is_root=node.parent_id is None,
+                               errors=errors, current=node)
     errors.raise_if_any()
     before = _snapshot(node)
-    for name, value in values.items():
-        setattr(node, name, value)
-    changes = diff_fields(before, _snapshot(node))
+    changes = diff_fields(before, {**before, **values})
     if changes:
-        node.updated_at = utcnow()
-        session.add(node)
-        session.flush()
-        record_event(session, "node.update", actor=actor, entity_type="driver_node", entity_id=node.id,
-                     team_id=node.team_id, diff=changes)
+        _write(session, node, seen, values)
+        record_event(session, "node.update", actor=actor, entity_type="driver_node",
+                     entity_id=node.id, team_id=node.team_id, diff=changes)
     return node
 
 
-def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User) -> DriverNode:
+def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User,
+              expected_version: Any = None) -> DriverNode:
     """Re-parent a node (with its whole branch) under ``new_parent_id``, as its last child.
 
     Raises
@@ -316,8 +371,10 @@ def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User
         inside the node's own branch (which would make a cycle).
     """
     node = get_node(session, actor, node_id, "experimenter")
+    seen = _seen(session, node, expected_version)
     if node.parent_id is None:
-        raise ValidationFailed({"parent_id": "the NRR root cannot be moved: every other node hangs under it"})
+        raise ValidationFailed({"parent_id": "the NRR root cannot be moved: every other node "
+                                             "hangs under it"})
     errors = FieldErrors()
     parent_id = read_id({"parent_id": new_parent_id}, "parent_id", errors, required=True, what="new parent node")
     errors.raise_if_any()
@@ -334,11 +391,8 @@ def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User
     if parent.id == node.parent_id:
         return node
     old_parent = node.parent_id
-    node.parent_id = parent.id
-    node.position = _next_position(session, parent.id)
-    node.updated_at = utcnow()
-    session.add(node)
-    session.flush()
+    _write(session, node, seen, {"parent_id": parent.id,
+                                 "position": _next_position(session, parent.id)})
     record_event(session, "node.move", actor=actor, entity_type="driver_node", entity_id=node.id,
                  team_id=node.team_id, diff={"parent_id": [old_parent, parent.id]})
     return node
@@ -367,7 +421,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "reparent",
-                target_id: Any = None) -> DeleteImpact:
+                target_id: Any = None, expected_version: Any = None) -> DeleteImpact:
     """Delete a node; its children and experiments go to ``target_id`` (default: its parent).
 
     With ``policy="refuse"`` a node that still has children or experiments is not
@@ -382,6 +436,7 @@ def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "r
         node; or the target is unknown or inside the node's own branch.
     """
     node = get_node(session, actor, node_id, "experimenter")
+    seen = _seen(session, node, expected_version)
     if node.parent_id is None:
         raise ValidationFailed({"": "the NRR root cannot be deleted"})
     errors = FieldErrors()
@@ -413,6 +468,8 @@ def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "r
         raise ValidationFailed({"": (
             f"'{node.name}' holds nodes or experiments of a team you cannot edit; "
             "ask that team to move them first, or an admin to delete the node")})
+    # Claim the node's version first: a concurrent edit or delete of it loses cleanly.
+    _write(session, node, seen, {})
     position = _next_position(session, target.id)
     for offset, child in enumerate(children):
         child.parent_id = target.id
@@ -434,5 +491,40 @@ def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "r
     return impact
 
 
-def node_count(session: Session) -> int:
-    return session.exec(select(func.count()).select_from(DriverNode)).one()
+@dataclass(frozen=True)
+class TreePage:
+    """The tree page: the visible tree and the choices of the one form open on it.
+
+    ``mode`` is ``None`` (no form), ``edit``, ``add``, ``move`` or ``delete`` at
+    ``node_id``; only the choices that form needs are filled in.
+    """
+
+    roots: list[TreeNode]
+    teams: list[Team] = field(default_factory=list)
+    owners: list[User] = field(default_factory=list)
+    targets: list[tuple[int, str]] = field(default_factory=list)
+    impact: DeleteImpact | None = None
+    parent_id: int | None = None
+
+
+def tree_page(session: Session, user: User, mode: str | None = None,
+              node_id: int | None = None) -> TreePage:
+    """Everything the tree page shows for ``user`` with the ``mode`` form open at ``node_id``.
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        ``delete``: as :func:`get_node` with ``experimenter``.
+    """
+    extra: dict[str, Any] = {}
+    if mode in ("edit", "add"):
+        extra["teams"] = team_choices(session, user, needed="experimenter")
+        extra["owners"] = owner_choices(session)
+    if mode == "move":
+        extra["targets"] = node_choices(session, user, exclude_branch_of=node_id)
+    if mode == "delete" and node_id is not None:
+        node = get_node(session, user, node_id, "experimenter")
+        extra["impact"] = delete_impact(session, node)
+        extra["targets"] = node_choices(session, user, exclude_branch_of=node_id)
+        extra["parent_id"] = node.parent_id
+    return TreePage(roots=load_tree(session, user), **extra)

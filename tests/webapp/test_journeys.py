@@ -11,12 +11,33 @@ from sqlmodel import Session, func, select
 from experiments.journeys import add_stage, create_journey, move_stage
 from experiments.models import AuditEvent, DriverNode, Experiment, Journey, JourneyStage
 from experiments.setup import DEFAULT_STAGES
+from webapp.db import get_engine
 
 HX = {"HX-Request": "true"}
 
 
+_VERSIONED = (
+    (re.compile(r"^/tree/(\d+)(?:/move|/delete)?$"), DriverNode),
+    (re.compile(r"^/journeys/(\d+)$"), Journey),
+    (re.compile(r"^/journeys/stages/(\d+)(?:/move|/delete)?$"), JourneyStage),
+)
+
+
+def current_version(client, url: str) -> str | None:
+    """The version a page would have put in the form posted to ``url`` (as a browser sends it)."""
+    for pattern, model in _VERSIONED:
+        if (match := pattern.match(url)) and int(match.group(1)) < 2**31:
+            with client.application.app_context(), Session(get_engine()) as session:
+                row = session.get(model, int(match.group(1)))
+                return str(row.version) if row is not None else "1"
+    return None
+
+
 def post(client, url: str, data: dict | None = None, *, htmx: bool = False):
-    return client.post(url, data={"csrf_token": client.csrf, **(data or {})}, headers=HX if htmx else {})
+    form = {"csrf_token": client.csrf, **(data or {})}
+    if "version" not in form and (version := current_version(client, url)) is not None:
+        form["version"] = version
+    return client.post(url, data=form, headers=HX if htmx else {})
 
 
 def stages(db_engine, journey_id: int | None = None) -> list[str]:

@@ -361,9 +361,13 @@ def test_a_stale_form_is_a_409_with_a_clear_message(world):
     response = client.post("/experiments/seat-nudge/start", data={"csrf_token": client.csrf, "version": "1"})
     body = response.get_data(as_text=True)
     assert response.status_code == 409
-    assert "changed by someone else after you opened this page" in body and "reload the page" in body
+    assert f"was changed by {world.user.name or world.user.email} on " in body
+    assert "after you opened this page (you saw version 1, it is now version 2)" in body
     stale_edit = client.post("/experiments/seat-nudge/edit", data=world.form(version="1", name="Mine"))
-    assert stale_edit.status_code == 409 and "Nothing was saved" in stale_edit.get_data(as_text=True)
+    kept = stale_edit.get_data(as_text=True)
+    assert stale_edit.status_code == 409 and "Nothing of yours was saved" in kept
+    # The loser's input comes back in the form, on the current version.
+    assert 'value="Mine"' in kept and 'name="version" value="2"' in kept
     assert world.experiment().name == "Seat nudge"
     wrong_state = client.post("/experiments/seat-nudge/decide", data={"csrf_token": client.csrf, "version": "2",
                                                                       "decision": "ship", "rationale": "r"})

@@ -9,7 +9,16 @@ import re
 import pytest
 from sqlmodel import Session, func, select
 
-from experiments.models import AuditEvent, DriverNode, Experiment, Team, Variant
+from experiments.models import (
+    AuditEvent,
+    DriverNode,
+    Experiment,
+    Journey,
+    JourneyStage,
+    Team,
+    Variant,
+)
+from webapp.db import get_engine
 
 HX = {"HX-Request": "true"}
 
@@ -47,8 +56,28 @@ def make_experiment(db_engine, node: DriverNode, key: str, **fields) -> None:
         session.commit()
 
 
+_VERSIONED = (
+    (re.compile(r"^/tree/(\d+)(?:/move|/delete)?$"), DriverNode),
+    (re.compile(r"^/journeys/(\d+)$"), Journey),
+    (re.compile(r"^/journeys/stages/(\d+)(?:/move|/delete)?$"), JourneyStage),
+)
+
+
+def current_version(client, url: str) -> str | None:
+    """The version a page would have put in the form posted to ``url`` (as a browser sends it)."""
+    for pattern, model in _VERSIONED:
+        if (match := pattern.match(url)) and int(match.group(1)) < 2**31:
+            with client.application.app_context(), Session(get_engine()) as session:
+                row = session.get(model, int(match.group(1)))
+                return str(row.version) if row is not None else "1"
+    return None
+
+
 def post(client, url: str, data: dict | None = None, *, htmx: bool = False):
-    return client.post(url, data={"csrf_token": client.csrf, **(data or {})}, headers=HX if htmx else {})
+    form = {"csrf_token": client.csrf, **(data or {})}
+    if "version" not in form and (version := current_version(client, url)) is not None:
+        form["version"] = version
+    return client.post(url, data=form, headers=HX if htmx else {})
 
 
 def is_fragment(body: str) -> bool:
@@ -270,7 +299,7 @@ def test_posts_need_a_csrf_token_and_accept_the_htmx_header(db_engine, editor):
     node = make_node(db_engine, "Expansion")
     refused = editor.post(f"/tree/{node.id}", data={"name": "No token"})
     assert refused.status_code == 400
-    accepted = editor.post(f"/tree/{node.id}", data={"name": "Header token"},
+    accepted = editor.post(f"/tree/{node.id}", data={"name": "Header token", "version": "1"},
                            headers={**HX, "X-CSRFToken": editor.csrf})
     assert accepted.status_code == 303
     assert "Header token" in nodes(db_engine)

@@ -30,26 +30,22 @@ from experiments.analysis import load_results
 from experiments.documents import experiment_document
 from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import parse_id
-from experiments.journeys import stage_choices
-from experiments.models import DECISIONS, EXPERIMENT_STATUSES
-from experiments.planning import sample_size_hint as compute_hint
-from experiments.form_choices import owner_choices, team_choices
+from experiments.models import DECISIONS
 from experiments.plan_input import LOCKED_FIELDS
+from experiments.planning import sample_size_hint as compute_hint
 from experiments.registry import (
     ExperimentFilters,
     decide_experiment,
     experiment_page,
     form_values,
     get_experiment,
-    list_experiments,
     register_experiment,
-    registry_rows,
     start_experiment,
     stop_experiment,
     update_experiment,
 )
-from experiments.tree import node_choices
-from experiments.users import role_rank
+from experiments.registry_pages import experiment_form_page, experiment_list_page
+from experiments.versioning import StaleVersion
 from webapp.db import get_session
 from webapp.experiments.forms import (
     apply_variant_action,
@@ -58,7 +54,7 @@ from webapp.experiments.forms import (
     variant_rows,
 )
 from webapp.rendering import render_page_or_partial
-from webapp.security import acting_user, allow, highest_role
+from webapp.security import acting_user, allow
 
 bp = Blueprint("experiments", __name__, url_prefix="/experiments")
 
@@ -72,15 +68,8 @@ def index():
     """Experiment list, filtered by the query string."""
     session = get_session()
     user = acting_user()
-    filters = ExperimentFilters.from_args(request.args)
-    experiments = list_experiments(session, user, **filters.__dict__)
-    return render_page_or_partial(
-        "experiments/index.html", "experiments/_list.html",
-        rows=registry_rows(session, experiments), filters=filters, statuses=EXPERIMENT_STATUSES,
-        teams=team_choices(session, user), owners=owner_choices(session), nodes=node_choices(session, user),
-        stages=stage_choices(session),
-        can_create=role_rank(highest_role(user)) >= role_rank("experimenter"),
-    )
+    page = experiment_list_page(session, user, ExperimentFilters.from_args(request.args))
+    return render_page_or_partial("experiments/index.html", "experiments/_list.html", **vars(page))
 
 
 # ---------------------------------------------------------------- new / edit
@@ -101,13 +90,12 @@ def _form(values: dict[str, Any], errors: dict[str, str] | None = None, *, exper
     user = acting_user()
     action = (url_for("experiments.update", key=experiment.key) if experiment is not None
               else url_for("experiments.create"))
+    page = experiment_form_page(session, user, values)
     return render_page_or_partial(
         "experiments/form.html", partial, status=status,
         values=values, errors=errors or {}, experiment=experiment, action=action,
-        locked=experiment is not None and experiment.status != "draft", locked_fields=LOCKED_FIELDS,
-        nodes=node_choices(session, user), stages=stage_choices(session),
-        teams=team_choices(session, user, needed="experimenter"), owners=owner_choices(session),
-        hint=compute_hint(session, user, values), oob_hint=oob_hint,
+        locked=experiment is not None and experiment.status != "draft",
+        locked_fields=LOCKED_FIELDS, oob_hint=oob_hint, **vars(page),
     )
 
 
@@ -162,7 +150,8 @@ def edit(key: str):
 def update(key: str):
     """Save the edit form."""
     session = get_session()
-    data = experiment_form_data(request.form)
+    # A form without a version is refused (422), never taken as "the latest".
+    data = {**experiment_form_data(request.form), "version": request.form.get("version", "")}
     if "variant_action" in request.form:
         return _variant_action_response(data, get_experiment(session, acting_user(), key))
     try:
@@ -171,6 +160,15 @@ def update(key: str):
         session.rollback()
         experiment = get_experiment(session, acting_user(), key)
         return _form({**data, "key": experiment.key}, exc.errors, experiment=experiment, status=422)
+    except StaleVersion as exc:
+        # The loser keeps their input, now on the current version: saving again is
+        # a deliberate overwrite made after reading who changed it.
+        session.rollback()
+        experiment = get_experiment(session, acting_user(), key)
+        if experiment.status == "decided":
+            return conflict_response(exc)
+        return _form({**data, "key": experiment.key, "version": experiment.version},
+                     {"": str(exc)}, experiment=experiment, status=409)
     except Conflict as exc:
         session.rollback()
         return conflict_response(exc)
@@ -230,6 +228,10 @@ def _lifecycle(key: str, move) -> Any:
     session = get_session()
     try:
         move(session, key, actor=acting_user(), expected_version=request.form.get("version", ""))
+    except ValidationFailed as exc:
+        session.rollback()
+        return render_page_or_partial("errors/error.html", "errors/_error.html", status=422,
+                                      code=422, message=exc.errors.get("version") or str(exc))
     except Conflict as exc:
         session.rollback()
         return conflict_response(exc)
@@ -264,6 +266,9 @@ def decide(key: str):
         return _detail(key, decide_values=data, decide_errors=exc.errors, status=422)
     except Conflict as exc:
         session.rollback()
+        if get_experiment(session, acting_user(), key).status == "stopped":
+            # Still undecided (someone amended it): the form comes back with the input.
+            return _detail(key, decide_values=data, decide_errors={"": str(exc)}, status=409)
         return conflict_response(exc)
     session.commit()
     return redirect(url_for("experiments.detail", key=key), code=303)

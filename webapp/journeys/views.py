@@ -25,7 +25,9 @@ from flask import Blueprint, redirect, request, url_for
 from experiments import journeys as service
 from experiments.access import can
 from experiments.errors import ValidationFailed
+from experiments.versioning import StaleVersion
 from webapp.db import get_session
+from webapp.experiments.forms import conflict_response
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -36,20 +38,32 @@ def _page(failed: dict[str, Any] | None = None, status: int = 200):
     session = get_session()
     return render_page_or_partial(
         "journeys/index.html", "journeys/_journeys.html", status=status,
-        journeys=service.list_journeys(session),
+        journeys=service.list_journeys(session, acting_user()),
         can_edit=can(session, acting_user(), None, "experimenter"),
         failed=failed or {"form": None, "values": {}, "errors": {}},
     )
 
 
+def _form() -> dict[str, Any]:
+    """The posted form; a form without a version is refused (422), never taken as "the latest"."""
+    return {**request.form.to_dict(), "version": request.form.get("version", "")}
+
+
 def _save(form_id: str, change: Callable[[], Any], anchor: str | None = None):
-    """Run one service change; commit and 303 back, or re-render with its messages (422)."""
+    """Run one service change; commit and 303 back, or re-render with its messages (422/409)."""
     session = get_session()
     try:
         change()
     except ValidationFailed as exc:
         session.rollback()
         return _page({"form": form_id, "values": request.form.to_dict(), "errors": exc.errors}, 422)
+    except StaleVersion as exc:
+        # 409 with the input kept, now on the current version (saving again overwrites).
+        session.rollback()
+        if exc.current is None:
+            return conflict_response(exc)
+        values = {**request.form.to_dict(), "version": exc.current}
+        return _page({"form": form_id, "values": values, "errors": {"": str(exc)}}, 409)
     session.commit()
     return redirect(url_for("journeys.index", _anchor=anchor), code=303)
 
@@ -73,7 +87,8 @@ def create():
 def update(journey_id: int):
     """Rename a journey or edit its description."""
     return _save(f"journey-{journey_id}",
-                 lambda: service.update_journey(get_session(), journey_id, request.form, actor=acting_user()),
+                 lambda: service.update_journey(get_session(), journey_id, _form(),
+                                                actor=acting_user()),
                  f"journey-{journey_id}")
 
 
@@ -91,7 +106,7 @@ def add_stage(journey_id: int):
 def rename_stage(stage_id: int):
     """Rename a stage."""
     return _save(f"stage-{stage_id}",
-                 lambda: service.rename_stage(get_session(), stage_id, request.form, actor=acting_user()),
+                 lambda: service.rename_stage(get_session(), stage_id, _form(), actor=acting_user()),
                  f"stage-{stage_id}")
 
 
@@ -101,7 +116,8 @@ def move_stage(stage_id: int):
     """Move a stage one place up or down."""
     return _save(f"stage-{stage_id}",
                  lambda: service.move_stage(get_session(), stage_id, request.form.get("direction"),
-                                            actor=acting_user()),
+                                            actor=acting_user(),
+                                            expected_version=request.form.get("version", "")),
                  f"stage-{stage_id}")
 
 
@@ -110,4 +126,5 @@ def move_stage(stage_id: int):
 def delete_stage(stage_id: int):
     """Delete a stage no experiment targets."""
     return _save(f"stage-{stage_id}",
-                 lambda: service.delete_stage(get_session(), stage_id, actor=acting_user()))
+                 lambda: service.delete_stage(get_session(), stage_id, actor=acting_user(),
+                                              expected_version=request.form.get("version", "")))

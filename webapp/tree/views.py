@@ -19,26 +19,26 @@ swaps as the ``#tree`` fragment, and a browser without JavaScript loads as a pag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, redirect, request, url_for
 
 from experiments.errors import ValidationFailed
 from experiments.models import NODE_STATUSES
-from experiments.form_choices import owner_choices, team_choices
 from experiments.tree import (
     EDITABLE_KINDS,
     NODE_FIELDS,
     create_node,
-    delete_impact,
     delete_node,
     get_node,
-    load_tree,
     move_node,
-    node_choices,
+    tree_page,
     update_node,
 )
+from experiments.versioning import StaleVersion
 from webapp.db import get_session
+from webapp.experiments.forms import conflict_response
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -48,26 +48,40 @@ bp = Blueprint("tree", __name__, url_prefix="/tree")
 def _tree(mode: str | None = None, node_id: int | None = None, values: dict[str, Any] | None = None,
           errors: dict[str, str] | None = None, status: int = 200):
     """The tree page (or its fragment) with at most one form open, at ``node_id``."""
-    session = get_session()
-    user = acting_user()
-    panel: dict[str, Any] = {"mode": mode, "node_id": node_id, "values": values or {}, "errors": errors or {},
-                             "kinds": EDITABLE_KINDS, "statuses": NODE_STATUSES}
-    if mode in ("edit", "add"):
-        panel["teams"] = team_choices(session, user, needed="experimenter")
-        panel["owners"] = owner_choices(session)
-    if mode == "move":
-        panel["targets"] = node_choices(session, user, exclude_branch_of=node_id)
-    if mode == "delete":
-        node = get_node(session, user, node_id, "experimenter")
-        panel["impact"] = delete_impact(session, node)
-        panel["targets"] = node_choices(session, user, exclude_branch_of=node_id)
-        panel["parent_id"] = node.parent_id
+    page = tree_page(get_session(), acting_user(), mode, node_id)
+    panel: dict[str, Any] = {"mode": mode, "node_id": node_id, "values": values or {},
+                             "errors": errors or {}, "kinds": EDITABLE_KINDS,
+                             "statuses": NODE_STATUSES, "teams": page.teams,
+                             "owners": page.owners, "targets": page.targets,
+                             "impact": page.impact, "parent_id": page.parent_id}
     return render_page_or_partial("tree/index.html", "tree/_tree.html", status=status,
-                                  roots=load_tree(session, user), panel=panel)
+                                  roots=page.roots, panel=panel)
+
+
+def _save(mode: str, node_id: int, change: Callable[[], Any], back_to: Callable[[], int | None]):
+    """Run one service change: 303 back to the tree, or the form again with the input kept.
+
+    A refused field answers 422; a save made on a stale version answers 409 with
+    the input on the current version (or the conflict page when the node is gone).
+    """
+    session = get_session()
+    try:
+        change()
+    except ValidationFailed as exc:
+        session.rollback()
+        return _tree(mode, node_id, request.form.to_dict(), exc.errors, 422)
+    except StaleVersion as exc:
+        session.rollback()
+        if exc.current is None:
+            return conflict_response(exc)
+        values = {**request.form.to_dict(), "version": exc.current}
+        return _tree(mode, node_id, values, {"": str(exc)}, 409)
+    session.commit()
+    return _back_to(back_to())
 
 
 def _node_values(node) -> dict[str, Any]:
-    return {name: getattr(node, name) for name in NODE_FIELDS}
+    return {**{name: getattr(node, name) for name in NODE_FIELDS}, "version": node.version}
 
 
 def _back_to(node_id: int | None):
@@ -94,14 +108,11 @@ def edit(node_id: int):
 @allow("experimenter")
 def update(node_id: int):
     """Save a node's fields."""
-    session = get_session()
-    try:
-        update_node(session, node_id, request.form, actor=acting_user())
-    except ValidationFailed as exc:
-        session.rollback()
-        return _tree("edit", node_id, request.form.to_dict(), exc.errors, 422)
-    session.commit()
-    return _back_to(node_id)
+    # A form without a version is refused (422), never taken as "the latest".
+    data = {**request.form.to_dict(), "version": request.form.get("version", "")}
+    return _save("edit", node_id,
+                 lambda: update_node(get_session(), node_id, data, actor=acting_user()),
+                 lambda: node_id)
 
 
 @bp.route("/<int:node_id>/children/new")
@@ -133,42 +144,37 @@ def create(node_id: int):
 def move_form(node_id: int):
     """The tree with a move form open at a node."""
     node = get_node(get_session(), acting_user(), node_id, "experimenter")
-    return _tree("move", node_id, {"parent_id": node.parent_id})
+    return _tree("move", node_id, {"parent_id": node.parent_id, "version": node.version})
 
 
 @bp.route("/<int:node_id>/move", methods=["POST"])
 @allow("experimenter")
 def move(node_id: int):
     """Re-parent a node with its branch."""
-    session = get_session()
-    try:
-        move_node(session, node_id, request.form.get("parent_id"), actor=acting_user())
-    except ValidationFailed as exc:
-        session.rollback()
-        return _tree("move", node_id, request.form.to_dict(), exc.errors, 422)
-    session.commit()
-    return _back_to(node_id)
+    return _save("move", node_id,
+                 lambda: move_node(get_session(), node_id, request.form.get("parent_id"),
+                                   actor=acting_user(),
+                                   expected_version=request.form.get("version", "")),
+                 lambda: node_id)
 
 
 @bp.route("/<int:node_id>/delete")
 @allow("experimenter")
 def delete_form(node_id: int):
     """The tree with the delete question open at a node."""
-    return _tree("delete", node_id, {"policy": "reparent"})
+    node = get_node(get_session(), acting_user(), node_id, "experimenter")
+    return _tree("delete", node_id, {"policy": "reparent", "version": node.version})
 
 
 @bp.route("/<int:node_id>/delete", methods=["POST"])
 @allow("experimenter")
 def delete(node_id: int):
     """Delete a node, re-parenting or refusing as chosen."""
-    session = get_session()
-    node = get_node(session, acting_user(), node_id, "experimenter")
+    node = get_node(get_session(), acting_user(), node_id, "experimenter")
     parent_id = node.parent_id
-    try:
-        delete_node(session, node_id, actor=acting_user(), policy=request.form.get("policy", "reparent"),
-                    target_id=request.form.get("target_id") or None)
-    except ValidationFailed as exc:
-        session.rollback()
-        return _tree("delete", node_id, request.form.to_dict(), exc.errors, 422)
-    session.commit()
-    return _back_to(parent_id)
+    return _save("delete", node_id,
+                 lambda: delete_node(get_session(), node_id, actor=acting_user(),
+                                     policy=request.form.get("policy", "reparent"),
+                                     target_id=request.form.get("target_id") or None,
+                                     expected_version=request.form.get("version", "")),
+                 lambda: parent_id)

@@ -1,0 +1,100 @@
+"""View models of the registry's pages: one call per page, so a view calls one service.
+
+Each function gathers everything its page shows (rows, select-list choices, the
+sample-size hint, what the reader may do) into a frozen dataclass; templates only
+read it and never query the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from experiments.access import can, highest_role
+from experiments.form_choices import owner_choices, team_choices
+from experiments.imports import UPLOAD_STATUSES, variant_keys
+from experiments.journeys import stage_choices
+from experiments.models import EXPERIMENT_STATUSES, Experiment, Team, User
+from experiments.planning import SampleSizeHint, sample_size_hint
+from experiments.registry import ExperimentFilters, ExperimentRow, list_experiments, registry_rows
+from experiments.tree import node_choices
+from experiments.users import role_rank
+
+
+@dataclass(frozen=True)
+class ExperimentListPage:
+    """The experiment list: its rows, the filters and their choices."""
+
+    rows: list[ExperimentRow]
+    filters: ExperimentFilters
+    statuses: tuple[str, ...]
+    teams: list[Team]
+    owners: list[User]
+    nodes: list[tuple[int, str]]
+    stages: list[tuple[int, str]]
+    can_create: bool
+
+
+def experiment_list_page(session: Session, user: User,
+                         filters: ExperimentFilters) -> ExperimentListPage:
+    """The experiments ``user`` may see, narrowed by ``filters``, with the filter choices."""
+    experiments = list_experiments(session, user, **filters.__dict__)
+    return ExperimentListPage(
+        rows=registry_rows(session, experiments),
+        filters=filters,
+        statuses=EXPERIMENT_STATUSES,
+        teams=team_choices(session, user),
+        owners=owner_choices(session),
+        nodes=node_choices(session, user),
+        stages=stage_choices(session),
+        can_create=role_rank(highest_role(session, user)) >= role_rank("experimenter"),
+    )
+
+
+@dataclass(frozen=True)
+class ExperimentFormPage:
+    """The choices and the live sample-size hint of the new/edit experiment form."""
+
+    nodes: list[tuple[int, str]]
+    stages: list[tuple[int, str]]
+    teams: list[Team]
+    owners: list[User]
+    hint: SampleSizeHint
+
+
+def experiment_form_page(session: Session, user: User,
+                         values: Mapping[str, Any]) -> ExperimentFormPage:
+    """What the experiment form offers ``user``, and the hint for the plan in ``values``."""
+    return ExperimentFormPage(
+        nodes=node_choices(session, user),
+        stages=stage_choices(session),
+        teams=team_choices(session, user, needed="experimenter"),
+        owners=owner_choices(session),
+        hint=sample_size_hint(session, user, values),
+    )
+
+
+@dataclass(frozen=True)
+class ResultsControls:
+    """What the results section offers its reader besides the figures.
+
+    ``may_upload``: the reader is an analyst (or above) on the experiment's team;
+    ``upload_open``: the experiment's status accepts data; ``variant_keys``: the
+    values a CSV's ``variant`` column may hold, in plan order.
+    """
+
+    may_upload: bool
+    upload_open: bool
+    variant_keys: list[str]
+
+
+def results_controls(session: Session, user: User, experiment: Experiment) -> ResultsControls:
+    """The upload and recompute controls of ``experiment``'s results for ``user``."""
+    return ResultsControls(
+        may_upload=can(session, user, experiment.team_id, "analyst"),
+        upload_open=experiment.status in UPLOAD_STATUSES,
+        variant_keys=variant_keys(session, experiment),
+    )
