@@ -139,8 +139,9 @@ def _job_response(experiment: Experiment, job: UploadJob, *, posted: bool) -> Re
         if posted:
             return redirect(url_for("results.upload_status", key=experiment.key, job_id=job.id), 303)
         return _upload_response(experiment, state, 200)
-    if not posted:
+    if state.state not in ("done", "duplicate"):
         return _upload_response(experiment, state, 200)
+    # Finished: the experiment page with the outcome, as a synchronous upload ended.
     if state.state == "duplicate":
         flash(f"This file is identical to {state.identical_to}; nothing new was stored.", "info")
     else:
