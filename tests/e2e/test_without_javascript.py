@@ -51,6 +51,13 @@ def test_main_forms_work_without_javascript(nojs_page, server, tmp_path):
     data = accounts_csv(tmp_path, "nojs.csv", {"control": (1500, Behaviour()), "nudge": (1500, WIN)}, seed=3)
     page.get_by_label("Account CSV").set_input_files(data)
     page.get_by_role("button", name="Upload and analyse").click()
+    # The import runs in the background: without JS a page offers a refresh link until done.
+    for _ in range(60):
+        page.wait_for_load_state()
+        if "/uploads/" not in page.url:
+            break
+        page.wait_for_timeout(500)
+        page.get_by_role("link", name="Refresh").click()
     expect(page).to_have_url(re.compile(rf"/experiments/{KEY}$"))
     expect(page.get_by_role("status").filter(has_text="Uploaded nojs.csv as dataset version 1")).to_be_visible()
     expect(page.locator(".verdict-line .badge.verdict")).to_have_text(re.compile(r"Win$"))
