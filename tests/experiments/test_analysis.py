@@ -24,25 +24,11 @@ from experiments.analysis import (
 from experiments.datasets import store_dataset
 from experiments.demo import Behaviour, generate_accounts_csv
 from experiments.errors import NotFound
-from experiments.models import AnalysisSnapshot, AuditEvent, DriverNode, Experiment, Variant, utcnow
+from experiments.models import AnalysisSnapshot, AuditEvent, Experiment, Variant, utcnow
 from stats import ExperimentResult
+from tests.factories import make_experiment
 
 REL = 1e-9
-
-
-def make_experiment(session: Session, key: str = "exp", *, status: str = "running",
-                    variants=(("control", 1.0), ("treatment", 1.0)), control: str | None = None,
-                    **fields) -> Experiment:
-    root = session.exec(select(DriverNode).where(DriverNode.kind == "root")).one()
-    experiment = Experiment(key=key, name=key.title(), node_id=root.id, status=status, **fields)
-    session.add(experiment)
-    session.flush()
-    control = control or variants[0][0]
-    for position, (variant, weight) in enumerate(variants):
-        session.add(Variant(experiment_id=experiment.id, key=variant, weight=weight,
-                            is_control=variant == control, position=position))
-    session.flush()
-    return experiment
 
 
 def generated(seed: int, arms: dict[str, tuple[int, Behaviour]], **kwargs) -> bytes:

@@ -11,7 +11,8 @@ from sqlmodel import Session, func, select
 from experiments import datasets
 from experiments.accounts_csv import read_accounts
 from experiments.analysis import active_dataset
-from experiments.models import AccountRow, Dataset, DriverNode, Experiment, Variant
+from experiments.models import AccountRow, Dataset, Experiment
+from tests import factories
 
 CSV = (
     b"account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,days_to_value\n"
@@ -24,14 +25,7 @@ CSV = (
 
 
 def make_experiment(session: Session) -> Experiment:
-    root = session.exec(select(DriverNode).where(DriverNode.kind == "root")).one()
-    experiment = Experiment(key="ds", name="Datasets", node_id=root.id, status="running")
-    session.add(experiment)
-    session.flush()
-    for position, key in enumerate(("control", "treatment")):
-        session.add(Variant(experiment_id=experiment.id, key=key, is_control=position == 0, position=position))
-    session.flush()
-    return experiment
+    return factories.make_experiment(session, "ds", name="Datasets")
 
 
 @pytest.fixture

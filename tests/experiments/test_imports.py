@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from sqlmodel import Session, func, select
 
 from experiments.accounts_csv import ImportValidationError
-from experiments.demo import Behaviour, generate_accounts_csv
 from experiments.imports import ImportRefused, clean_filename, import_accounts
 from experiments.models import (
     AccountRow,
     AnalysisSnapshot,
     AuditEvent,
     Dataset,
-    DriverNode,
-    Experiment,
-    Variant,
 )
 from experiments.users import create_user
+from tests.factories import accounts_csv as sample_csv
+from tests.factories import make_experiment
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
-
-
-def make_experiment(session: Session, key: str = "exp", *, status: str = "running",
-                    variants: tuple[str, ...] = ("control", "treatment")) -> Experiment:
-    root = session.exec(select(DriverNode).where(DriverNode.kind == "root")).one()
-    experiment = Experiment(key=key, name=key.title(), node_id=root.id, status=status)
-    session.add(experiment)
-    session.flush()
-    for position, variant in enumerate(variants):
-        session.add(Variant(experiment_id=experiment.id, key=variant, is_control=position == 0, position=position))
-    session.flush()
-    return experiment
 
 
 def counts(session: Session) -> tuple[int, int, int]:
     return tuple(session.exec(select(func.count()).select_from(model)).one()
                  for model in (Dataset, AccountRow, AnalysisSnapshot))
-
-
-def sample_csv(seed: int = 1, n: int = 300) -> bytes:
-    return generate_accounts_csv(np.random.default_rng(seed),
-                                 {"control": (n, Behaviour()), "treatment": (n, Behaviour(p_expand=0.3))},
-                                 prefix="acct")
 
 
 @pytest.fixture
