@@ -35,14 +35,19 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             variant = np.where(rng.random(n) < 0.5, "control", "treatment")
             start = np.round(np.exp(rng.normal(6.4, 1.0, n)), 2).clip(1, None)
             churn = rng.random(n) < 0.08
-            contraction = np.where(~churn & (rng.random(n) < 0.1), np.round(start * rng.uniform(0.1, 0.5, n), 2), 0)
+            contraction = np.where(
+                ~churn & (rng.random(n) < 0.1), np.round(start * rng.uniform(0.1, 0.5, n), 2), 0
+            )
             lift = np.where(variant == "treatment", 0.22, 0.18)
-            expansion = np.where(~churn & (rng.random(n) < lift), np.round(start * rng.lognormal(-1.2, 0.6, n), 2), 0)
+            expansion = np.where(
+                ~churn & (rng.random(n) < lift), np.round(start * rng.lognormal(-1.2, 0.6, n), 2), 0
+            )
             churned = np.where(churn, start, 0)
             seg = segments[rng.integers(0, 3, n)]
             days = np.round(rng.gamma(2, 9, n), 1)
             lines = [
-                f"acct-{first + i:07d},{variant[i]},{start[i]:.2f},{expansion[i]:.2f},{contraction[i]:.2f},{churned[i]:.2f},{seg[i]},{days[i]}"
+                f"acct-{first + i:07d},{variant[i]},{start[i]:.2f},{expansion[i]:.2f},"
+                f"{contraction[i]:.2f},{churned[i]:.2f},{seg[i]},{days[i]}"
                 for i in range(n)
             ]
             out.write("\n".join(lines) + "\n")
@@ -53,11 +58,14 @@ def run_once(path: Path) -> tuple[float, int]:
     code = (
         "import resource, subprocess, sys, time;"
         "t = time.perf_counter();"
-        f"r = subprocess.run([sys.executable, '-m', 'experiments.cli', 'analyze', {str(path)!r}], stdout=subprocess.DEVNULL);"
+        "r = subprocess.run([sys.executable, '-m', 'experiments.cli', 'analyze',"
+        f" {str(path)!r}], stdout=subprocess.DEVNULL);"
         "w = time.perf_counter() - t;"
         "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     if out[2] != "0":
         raise SystemExit("nrrlab analyze failed")
     return float(out[0]), int(out[1])
@@ -72,7 +80,9 @@ def time_from_sums(repeats: int = 200) -> tuple[float, float]:
     for name in ("control", "treatment"):
         start = np.exp(rng.normal(6, 1, 50_000))
         end = start * rng.uniform(0.7, 1.3, start.size)
-        full = stats.arm_from_arrays(start, np.maximum(end - start, 0), np.maximum(start - end, 0), np.zeros(start.size))
+        full = stats.arm_from_arrays(
+            start, np.maximum(end - start, 0), np.maximum(start - end, 0), np.zeros(start.size)
+        )
         arms[name] = stats.ArmData(totals=full.totals, sums=full.sums)  # no rows: sums only
     stats.analyze(arms, control="control")  # warm-up (lazy imports)
     laps = []
@@ -93,16 +103,27 @@ def main() -> None:
     if not path.exists():
         t = time.perf_counter()
         generate(path, args.rows)
-        print(f"generated {path.name} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {path.name} ({path.stat().st_size / 1e6:.1f} MB)"
+            f" in {time.perf_counter() - t:.1f} s"
+        )
     results = [run_once(path) for _ in range(args.runs)]
     walls = [w for w, _ in results]
     peak_mb = max(r for _, r in results) / 1024
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"file: {path.stat().st_size / 1e6:.1f} MB, {args.rows:,} rows")
-    print(f"nrrlab analyze wall: min {min(walls):.2f} s, median {statistics.median(walls):.2f} s over {args.runs} runs")
+    print(
+        f"nrrlab analyze wall: min {min(walls):.2f} s,"
+        f" median {statistics.median(walls):.2f} s over {args.runs} runs"
+    )
     print(f"peak RSS: {peak_mb:.0f} MB")
     median_ms, p95_ms = time_from_sums()
-    print(f"stats.analyze from sufficient statistics (2 arms): median {median_ms:.2f} ms, p95 {p95_ms:.2f} ms")
+    print(
+        "stats.analyze from sufficient statistics (2 arms):"
+        f" median {median_ms:.2f} ms, p95 {p95_ms:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ class Auth:
 
     def login(self, email: str, password: str = TEST_PASSWORD):
         token = csrf_token_of(self.client)
-        return self.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+        return self.client.post(
+            "/login", data={"email": email, "password": password, "csrf_token": token}
+        )
 
     def token(self) -> str:
         return csrf_token_of(self.client)

@@ -1,4 +1,5 @@
-"""Alembic is the only author of the schema: it must reach head, go back, and agree with the models."""
+"""Alembic is the only author of the schema: it must reach head, go back, and agree with the
+models."""
 
 from __future__ import annotations
 

@@ -34,7 +34,10 @@ def test_unequal_allocation_matches_statsmodels(ratio):
     # statsmodels: nobs1 is the first group, ratio = nobs2 / nobs1.
     for d in (0.02, 0.05, 0.1, 0.3):
         n = TTestIndPower().solve_power(effect_size=d, alpha=0.05, power=0.8, ratio=ratio)
-        assert stats.required_sample_size(d, 1.0, ratio=ratio) == max(2, math.ceil(n - 1e-9)), (d, ratio)
+        assert stats.required_sample_size(d, 1.0, ratio=ratio) == max(2, math.ceil(n - 1e-9)), (
+            d,
+            ratio,
+        )
 
 
 def test_power_equals_pingouin_power_ttest2n_and_statsmodels():

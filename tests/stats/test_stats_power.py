@@ -25,7 +25,8 @@ def _not_at_integer(value: float) -> bool:
 
 @pytest.mark.parametrize(("mde", "sigma", "alpha", "power"), CASES)
 def test_required_sample_size_equal_arms(mde, sigma, alpha, power):
-    # Expected: statsmodels TTestIndPower.solve_power for nobs1 with ratio 1 (noncentral t), rounded up.
+    # Expected: statsmodels TTestIndPower.solve_power for nobs1 with ratio 1 (noncentral t),
+    # rounded up.
     expected = TTestIndPower().solve_power(
         effect_size=mde / sigma, alpha=alpha, power=power, ratio=1.0
     )

@@ -61,7 +61,10 @@ def test_public_api_is_exported():
 
 def test_import_stays_cheap():
     # pingouin and scipy.stats take about a second to import; they must load only when used.
-    probe = "import sys, stats; print(sorted(m for m in ('pingouin', 'scipy.stats', 'pandas') if m in sys.modules))"
+    probe = (
+        "import sys, stats; "
+        "print(sorted(m for m in ('pingouin', 'scipy.stats', 'pandas') if m in sys.modules))"
+    )
     output = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,

@@ -20,7 +20,8 @@ SIZES = [30, 50_000]
 
 
 def gradient_variance(x: np.ndarray, y: np.ndarray) -> float:
-    """var(mean_x / mean_y) by the delta method written as g' Σ g / n with numpy's covariance matrix."""
+    """var(mean_x / mean_y) by the delta method written as g' Σ g / n with numpy's covariance
+    matrix."""
     covariance = np.cov(np.vstack([x, y]), ddof=1)
     gradient = np.array([1.0 / y.mean(), -x.mean() / y.mean() ** 2])
     return float(gradient @ covariance @ gradient) / x.size
@@ -65,7 +66,8 @@ def test_delta_method_variance_agrees_with_bootstrap(make_rows, seed):
     rows = make_rows(seed, 3000, tail=0.8)
     x, y = rows.end, rows.start
     rng = np.random.default_rng(seed)
-    # Expected: variance of Σx*/Σy* over 2000 nonparametric bootstrap resamples (Efron & Tibshirani 1993).
+    # Expected: variance of Σx*/Σy* over 2000 nonparametric bootstrap resamples
+    # (Efron & Tibshirani 1993).
     replicates = np.empty(2000)
     for block in range(0, 2000, 250):
         index = rng.integers(0, x.size, size=(250, x.size))
@@ -78,7 +80,8 @@ def test_delta_method_variance_agrees_with_bootstrap(make_rows, seed):
 
 def test_delta_method_reduces_to_variance_of_mean_when_start_is_constant():
     x = np.array([3.0, 5.0, 4.0, 10.0, 0.0])
-    # Expected: with y ≡ 1 the ratio is the mean of x, whose variance is s²/n (scipy.stats.sem squared).
+    # Expected: with y ≡ 1 the ratio is the mean of x, whose variance is s²/n
+    # (scipy.stats.sem squared).
     expected = scipy_stats.sem(x) ** 2
     assert delta_method_variance(SufficientStats.from_arrays(x, np.ones(5))) == pytest.approx(
         expected, rel=1e-12

@@ -143,7 +143,8 @@ def test_arm_from_arrays_matches_rows(make_rows, seed):
 
 def test_account_nrr_ties_survive_float_noise():
     start = np.array([110.16, 503.4, 39.25, 2.75, 1234.56])
-    # Every account grew 10 %, but in floats end/start is 1.1 for some and 1.0999999999999999 for others.
+    # Every account grew 10 %, but in floats end/start is 1.1 for some and 1.0999999999999999
+    # for others.
     assert np.unique((start + 0.1 * start) / start).size == 2
     arm = arm_from_arrays(start, 0.1 * start, np.zeros(5), np.zeros(5))
     assert np.unique(arm.account_nrr).tolist() == [1.1]
