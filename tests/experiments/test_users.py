@@ -95,12 +95,14 @@ def test_passwords_are_compared_after_unicode_normalisation(session):
 
 def test_create_user_records_exactly_one_event_with_the_diff(session, admin):
     before = len(events(session))
-    user = create_user(session, " Bob@Example.com ", TEST_PASSWORD, role="analyst", name=" Bob ", actor=admin)
+    user = create_user(session, " Bob@Example.com ", TEST_PASSWORD, role="analyst", name=" Bob ",
+                       actor=admin)
     assert user.email == "bob@example.com" and user.name == "Bob"
     new = events(session)[before:]
     assert [e.action for e in new] == ["user.create"]
     assert new[0].actor_id == admin.id and new[0].entity_id == str(user.id)
-    assert new[0].diff == {"email": [None, "bob@example.com"], "name": [None, "Bob"], "role": [None, "analyst"]}
+    assert new[0].diff == {"email": [None, "bob@example.com"], "name": [None, "Bob"],
+                           "role": [None, "analyst"]}
 
 
 @pytest.mark.parametrize("email", [
@@ -123,7 +125,8 @@ def test_create_user_refuses_a_taken_email_and_bad_role_and_name(session):
 
 
 def test_invite_hands_out_a_temporary_password_that_must_be_changed(session, admin):
-    user, password = invite_user(session, email="new@example.com", name="New", role="viewer", actor=admin)
+    user, password = invite_user(session, email="new@example.com", name="New", role="viewer",
+                                 actor=admin)
     assert len(password) >= 16 and password_problem(password) is None
     assert must_change_password(user)
     assert authenticate(session, "new@example.com", password).id == user.id
@@ -194,8 +197,8 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(session):
     user = create_user(session, "ana@example.com", TEST_PASSWORD)
     version, old_hash = user.session_version, user.password_hash
     with pytest.raises(ValidationFailed) as caught:
-        change_password(session, user, current_password="wrong password", new_password="a new long phrase",
-                        confirmation="a new long phrase")
+        change_password(session, user, current_password="wrong password",
+                        new_password="a new long phrase", confirmation="a new long phrase")
     assert caught.value.errors == {"current_password": "is not your current password"}
     assert user.password_hash == old_hash and user.session_version == version
     before = len(events(session))
@@ -218,7 +221,8 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(session):
 def test_change_password_refuses_a_bad_new_password(session, new, confirmation, field, message):
     user = create_user(session, "ana@example.com", TEST_PASSWORD)
     with pytest.raises(ValidationFailed) as caught:
-        change_password(session, user, current_password=TEST_PASSWORD, new_password=new, confirmation=confirmation)
+        change_password(session, user, current_password=TEST_PASSWORD, new_password=new,
+                        confirmation=confirmation)
     assert message in caught.value.errors[field]
 
 
@@ -235,7 +239,8 @@ def test_reset_password_gives_a_temporary_one_and_ends_sessions(session, admin):
 
 def test_create_and_rename_team_record_one_event_each(session, admin):
     team = create_team(session, slug=" Growth-EU ", name=f"Growth {XSS}", actor=admin)
-    assert team.slug == "growth-eu" and team.name == f"Growth {XSS}"  # stored as typed, escaped on output
+    # stored as typed, escaped on output
+    assert team.slug == "growth-eu" and team.name == f"Growth {XSS}"
     update_team(session, team, name="Growth Europe", actor=admin)
     update_team(session, team, name="Growth Europe", actor=admin)  # unchanged: no event
     assert [(e.action, e.team_id, e.diff) for e in events(session) if e.entity_type == "team"] == [
@@ -280,9 +285,10 @@ def test_team_roles_are_added_changed_and_removed_with_one_event_each(session, a
 def test_set_member_role_reads_the_form_values(session, admin):
     user = create_user(session, "ana@example.com", TEST_PASSWORD)
     team = ensure_team(session, "growth", "Growth")
-    assert set_member_role(session, team, user_id=str(user.id), role="viewer", actor=admin).id == user.id
-    for user_id, role, field in [("", "viewer", "user_id"), ("999", "viewer", "user_id"), ("1; drop", "viewer", "user_id"),
-                                 (str(user.id), "owner", "role")]:
+    member = set_member_role(session, team, user_id=str(user.id), role="viewer", actor=admin)
+    assert member.id == user.id
+    for user_id, role, field in [("", "viewer", "user_id"), ("999", "viewer", "user_id"),
+                                 ("1; drop", "viewer", "user_id"), (str(user.id), "owner", "role")]:
         with pytest.raises(ValidationFailed) as caught:
             set_member_role(session, team, user_id=user_id, role=role, actor=admin)
         assert field in caught.value.errors
@@ -295,14 +301,16 @@ def test_listings_show_memberships(session, admin):
     growth = ensure_team(session, "growth", "Growth")
     ensure_team(session, "success", "Success")
     set_team_role(session, user, growth, "analyst", actor=admin)
-    rows = {row.user.email: [(t.slug, r) for t, r in row.memberships] for row in list_users(session)}
+    rows = {row.user.email: [(t.slug, r) for t, r in row.memberships]
+            for row in list_users(session)}
     assert rows == {"ana@example.com": [("growth", "analyst")], "root@example.com": []}
     detail = user_detail(session, user.id)
     assert [t.slug for t in detail.other_teams] == ["success"]
     team = team_detail(session, growth.id)
     assert [(u.email, r) for u, r in team.members] == [("ana@example.com", "analyst")]
     assert [u.email for u in team.candidates] == ["root@example.com"]
-    assert {(s.team.slug, s.members) for s in list_teams(session)} == {("growth", 1), ("success", 0)}
+    assert {(s.team.slug, s.members) for s in list_teams(session)} == {("growth", 1),
+                                                                       ("success", 0)}
 
 
 # ------------------------------------------------------------------ sign-in limiter
@@ -319,10 +327,11 @@ def test_failures_are_audited_per_email_and_slow_only_their_address(session):
     for _ in range(3):
         record_login_failure(session, email="Ana@Example.com", ip="10.0.0.1", limits=limits)
     record_login_failure(session, email="bob@example.com", ip="10.0.0.1", limits=limits)
-    assert [e.entity_id for e in events(session, "auth.login_failed")] == ["ana@example.com"] * 3 + [
-        "bob@example.com"]
+    failed = [e.entity_id for e in events(session, "auth.login_failed")]
+    assert failed == ["ana@example.com"] * 3 + ["bob@example.com"]
     # 4 failures, 1 past the threshold of 3: 0.25 s · 2¹ for anyone behind 10.0.0.1 ...
-    assert admit_sign_in(session, email="carol@example.com", ip="10.0.0.1", limits=limits).delay == 0.5
+    gate = admit_sign_in(session, email="carol@example.com", ip="10.0.0.1", limits=limits)
+    assert gate.delay == 0.5
     # ... and nothing elsewhere; the address itself is never refused.
     assert admit_sign_in(session, email="ana@example.com", ip="10.0.0.2", limits=limits).delay == 0
     for _ in range(20):
