@@ -6,6 +6,7 @@ contract of the experiment page."""
 from __future__ import annotations
 
 import re
+import threading
 from urllib.parse import urlencode
 
 import pytest
@@ -448,3 +449,95 @@ def test_editing_needs_the_experimenter_role_in_the_team(world, login_as):
     viewer = login_as("viewer")
     assert viewer.get("/experiments/new").status_code == 403
     assert viewer.post("/experiments/new", data={"csrf_token": viewer.csrf}).status_code == 403
+
+
+# ---------------------------------------------------------------- no lost updates (issue 12)
+
+
+def test_simultaneous_ship_and_kill_answer_one_303_and_one_409(world, login_as):
+    world.register()
+    move(world, "seat-nudge", "start")
+    move(world, "seat-nudge", "stop")
+    version = str(world.experiment().version)
+    colleague = login_as("experimenter", teams={"growth": "experimenter"})
+    barrier = threading.Barrier(2, timeout=20)
+    statuses: dict[str, int] = {}
+
+    def decide(client, decision: str) -> None:
+        barrier.wait()
+        response = client.post("/experiments/seat-nudge/decide", data={
+            "csrf_token": client.csrf, "version": version, "decision": decision,
+            "rationale": f"{decision} it"})
+        statuses[decision] = response.status_code
+
+    threads = [threading.Thread(target=decide, args=(world.client, "ship")),
+               threading.Thread(target=decide, args=(colleague, "kill"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses.values()) == [303, 409], statuses
+    winner = next(d for d, status in statuses.items() if status == 303)
+    experiment = world.experiment()
+    assert (experiment.status, experiment.decision) == ("decided", winner)
+    with Session(world.engine) as session:
+        decided = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.decide")).all()
+    assert len(decided) == 1 and decided[0].diff["decision"] == [None, winner]
+
+
+@pytest.mark.parametrize("version", [None, "", "two", "1.0", "-1"])
+def test_a_form_without_a_usable_version_is_422_and_changes_nothing(world, version):
+    world.register()
+    extra = {} if version is None else {"version": version}
+    form = world.form(name="Renamed", **extra)
+    if version is None:
+        form.pop("version", None)
+    before = world.counts()
+    edit = world.client.post("/experiments/seat-nudge/edit", data=form)
+    assert edit.status_code == 422 and "version" in edit.get_data(as_text=True)
+    start = world.client.post("/experiments/seat-nudge/start",
+                              data={"csrf_token": world.client.csrf, **extra})
+    assert start.status_code == 422 and "made on" in start.get_data(as_text=True)
+    assert world.experiment().name == "Seat nudge" and world.experiment().status == "draft"
+    assert world.counts() == before
+
+
+def test_moving_the_planned_end_with_a_reason_keeps_the_reason(world):
+    world.register()
+    move(world, "seat-nudge", "start")
+    reason = "Enrolment is slower than planned; finance agreed to two more weeks."
+    response = world.client.post("/experiments/seat-nudge/edit", data=world.form(
+        version=str(world.experiment().version), planned_end="2027-01-29", reason=reason))
+    assert response.status_code == 303
+    page = world.client.get("/experiments/seat-nudge").get_data(as_text=True)
+    amendments = page[page.index('id="amendments-heading"'):]
+    assert "planned_end" in amendments and "2027-01-15" in amendments
+    assert "2027-01-29" in amendments and reason in amendments
+    with Session(world.engine) as session:
+        (event,) = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.amend")).all()
+        (amendment,) = session.exec(select(Amendment)).all()
+    assert event.diff["planned_end"] == ["2027-01-15", "2027-01-29"]
+    assert event.diff["reason"] == [None, reason]
+    assert (amendment.field, amendment.old_value, amendment.new_value, amendment.reason) == (
+        "planned_end", "2027-01-15", "2027-01-29", reason)
+
+
+def test_a_reason_given_with_an_open_change_after_the_start_is_audited(world):
+    world.register()
+    move(world, "seat-nudge", "start")
+    response = world.client.post("/experiments/seat-nudge/edit", data=world.form(
+        version=str(world.experiment().version), name="Seat nudge (EU)", reason="EU launch."))
+    assert response.status_code == 303
+    with Session(world.engine) as session:
+        event = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.update")).one()
+    assert event.diff["name"] == ["Seat nudge", "Seat nudge (EU)"]
+    assert event.diff["reason"] == [None, "EU launch."]
+
+
+def test_an_experimenter_cannot_make_a_team_experiment_shared(world):
+    world.register()
+    response = world.client.post("/experiments/seat-nudge/edit",
+                                 data=world.form(version="1", team_id=""))
+    assert response.status_code == 422
+    assert "only an admin can make a team" in response.get_data(as_text=True)
+    assert world.experiment().team_id == world.team.id
