@@ -1,0 +1,197 @@
+"""The data contract of an account CSV upload (DESIGN §3), shared by both readers.
+
+One row per enrolled account::
+
+    account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,days_to_value
+
+Header names are matched case-insensitively after trimming, in any order; unknown
+columns are ignored and mentioned in ``AccountTable.notes``. Money is parsed into exact
+integer cents. Text values (ids, variants, segments) hold no control characters. Any
+invalid value rejects the whole file with an :class:`ImportValidationError` that lists
+every problem by physical file line (the header is line 1) and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments.input_rules import CONTROL_ONE_LINE
+
+COLUMNS = (
+    "account_id",
+    "variant",
+    "start_mrr",
+    "expansion_mrr",
+    "contraction_mrr",
+    "churned_mrr",
+    "segment",
+    "days_to_value",
+)
+REQUIRED_COLUMNS = ("account_id", "variant", "start_mrr")
+MONEY_COLUMNS = ("start_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr")
+
+# 10^13 cents is 100 billion a month for one account: anything that large is a unit or
+# export mistake. Below the cap every value is exact in float64 (the fast path relies on
+# it), though a sum of a million such values would no longer fit in int64.
+MAX_CENTS = 10**13
+MAX_TEXT_LENGTH = 255
+# Trimmed around every header name and value. An explicit set (rather than "Unicode
+# whitespace") so that both readers trim exactly the same characters; the no-break
+# spaces and the BOM are what spreadsheets and concatenated exports leave behind.
+WHITESPACE = " \t\r\n\v\f\u00a0\u2007\u202f\u3000\ufeff"
+
+SHOWN_CHARS = 40
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in an uploaded file, at a physical line (the header is line 1)."""
+
+    line: int
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.column is None:
+            return f"line {self.line}: {self.message}"
+        return f"line {self.line}, {self.column}: {self.message}"
+
+
+class ImportValidationError(ValueError):
+    """The upload was rejected; ``errors`` holds the first problems, ``total`` counts all."""
+
+    def __init__(self, errors: list[RowError], total: int | None = None) -> None:
+        errors = list(errors)
+        total = len(errors) if total is None else total
+        super().__init__(errors, total)
+        self.errors = errors
+        self.total = total
+
+    def __str__(self) -> str:
+        lines = [str(error) for error in self.errors]
+        if self.total > len(self.errors):
+            lines.append(f"… and {self.total - len(self.errors)} more")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class AccountTable:
+    """A validated upload, one entry per account, as read-only numpy columns.
+
+    Money is in integer cents. ``segment`` holds ``None`` for a blank value and
+    ``days_to_value`` holds NaN for a blank one (value not reached); either column is
+    ``None`` when the file does not have it.
+    """
+
+    account_id: np.ndarray | None
+    variant: np.ndarray
+    start_cents: np.ndarray
+    expansion_cents: np.ndarray
+    contraction_cents: np.ndarray
+    churned_cents: np.ndarray
+    segment: np.ndarray | None
+    days_to_value: np.ndarray | None
+    sha256: str
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.start_cents)
+
+    def variants(self) -> list[str]:
+        """The variant keys in order of first appearance."""
+        return list(dict.fromkeys(self.variant.tolist()))
+
+    def money(self) -> dict[str, np.ndarray]:
+        """The money columns as float64 arrays in currency units (cents / 100)."""
+        return {
+            "start": self.start_cents / 100,
+            "expansion": self.expansion_cents / 100,
+            "contraction": self.contraction_cents / 100,
+            "churned": self.churned_cents / 100,
+        }
+
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each known column sits in a row of ``width`` fields."""
+
+    width: int
+    index: dict[str, int]
+    notes: tuple[str, ...]
+
+
+def account_table(
+    *,
+    account_id: np.ndarray,
+    variant: np.ndarray,
+    start_cents: np.ndarray,
+    expansion_cents: np.ndarray,
+    contraction_cents: np.ndarray,
+    churned_cents: np.ndarray,
+    segment: np.ndarray | None,
+    days_to_value: np.ndarray | None,
+    notes: tuple[str, ...],
+) -> AccountTable:
+    """An AccountTable over read-only arrays; read_accounts fills in the hash."""
+    columns = (
+        account_id,
+        variant,
+        start_cents,
+        expansion_cents,
+        contraction_cents,
+        churned_cents,
+        segment,
+        days_to_value,
+    )
+    for column in columns:
+        if column is not None:
+            column.flags.writeable = False
+    return AccountTable(*columns, sha256="", notes=notes)
+
+
+def resolve_header(fields: list[str], line: int) -> tuple[Layout, list[RowError]]:
+    index: dict[str, int] = {}
+    errors: list[RowError] = []
+    unknown: list[str] = []
+    unnamed = 0
+    for position, field in enumerate(fields):
+        name = field.strip(WHITESPACE)
+        key = name.lower()
+        if key in COLUMNS:
+            if key in index:
+                errors.append(RowError(line, key, "appears more than once in the header"))
+            else:
+                index[key] = position
+        elif name:
+            unknown.append(show(name))
+        else:
+            unnamed += 1
+    missing = [name for name in REQUIRED_COLUMNS if name not in index]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        errors.insert(
+            0, RowError(line, None, f"missing required column{plural}: {', '.join(missing)}")
+        )
+    notes = []
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        notes.append(f"ignored unknown column{plural}: {', '.join(unknown)}")
+    if unnamed:
+        plural = "s" if unnamed > 1 else ""
+        notes.append(f"ignored {unnamed} column{plural} without a name")
+    return Layout(len(fields), index, tuple(notes)), errors
+
+
+def show(value: str) -> str:
+    """Quote a user's value for a message, shortened and with control characters escaped."""
+    if len(value) > SHOWN_CHARS:
+        value = value[:SHOWN_CHARS] + "…"
+    return '"' + CONTROL_ONE_LINE.sub(lambda m: f"\\x{ord(m.group()):02x}", value) + '"'
+
+
+
+def object_array(items: list) -> np.ndarray:
+    return np.fromiter(items, dtype=object, count=len(items))

@@ -1,0 +1,322 @@
+"""The exact reader: row by row with Python's :mod:`csv` module.
+
+It is the single source of truth for error messages and line numbers, and it also reads
+valid files, so the tests can check that both readers build identical tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from array import array
+from collections.abc import Iterator
+
+import numpy as np
+
+from experiments.accounts_csv.contract import (
+    MAX_CENTS,
+    MAX_TEXT_LENGTH,
+    MONEY_COLUMNS,
+    WHITESPACE,
+    AccountTable,
+    ImportValidationError,
+    RowError,
+    account_table,
+    object_array,
+    resolve_header,
+    show,
+)
+from experiments.input_rules import cell_problem
+
+_MAX_WHOLE_DIGITS = len(str(MAX_CENTS // 100))
+_PLAIN_NUMBER_HINT = "use digits with an optional decimal point, e.g. 1234.50"
+_DAYS_HINT = "use digits with an optional decimal point, e.g. 12.5"
+
+# Regexes are ASCII-only on purpose: in Python ``\d`` also matches other scripts' digits.
+_MONEY = re.compile(r"([0-9]+)(?:\.([0-9]{1,2}))?")
+_MONEY_TOO_PRECISE = re.compile(r"[0-9]+\.[0-9]{3,}")
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]+(?:\.[0-9]+)?")
+_DAYS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
+
+
+def _format_cents(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+# ---------------------------------------------------------------------- exact reader
+
+
+class _ErrorSink:
+    def __init__(self, max_errors: int) -> None:
+        self.max_errors = max_errors
+        self.errors: list[RowError] = []
+        self.total = 0
+
+    def add(self, line: int, column: str | None, message: str) -> None:
+        self.total += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append(RowError(line, column, message))
+
+    def fail(self) -> ImportValidationError:
+        return ImportValidationError(self.errors, self.total)
+
+
+def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) -> AccountTable:
+    """Read row by row with the csv module; the reference for every error message."""
+    sink = _ErrorSink(max_errors)
+    _check_utf8(data, sink)
+    if sink.total:
+        raise sink.fail()
+
+    rows = _numbered_rows(data, sink)
+    header_line, header = next(rows, (1, None))
+    if sink.total:  # the header row itself could not be read
+        raise sink.fail()
+    if header is None:
+        raise ImportValidationError([RowError(1, None, "the file is empty")])
+    layout, header_errors = resolve_header(header, header_line)
+    if header_errors:
+        raise ImportValidationError(header_errors)
+
+    col = layout.index
+    i_id, i_variant = col["account_id"], col["variant"]
+    i_start = col["start_mrr"]
+    i_expansion = col.get("expansion_mrr")
+    i_contraction = col.get("contraction_mrr")
+    i_churned = col.get("churned_mrr")
+    i_segment = col.get("segment")
+    i_days = col.get("days_to_value")
+    allowed_set = frozenset(allowed) if allowed is not None else None
+    # In file order, so without duplicates its keys are the account_id column.
+    first_line_of: dict[str, int] = {}
+    shared: dict[str, str] = {}  # one str object per distinct variant/segment
+    variants: list[str] = []
+    segments: list[str | None] = []
+    cents = {name: array("q") for name in MONEY_COLUMNS}
+    days_to_value = array("d")
+    data_rows = 0
+
+    for line, fields in rows:
+        data_rows += 1
+        if len(fields) != layout.width:
+            sink.add(
+                line, None, f"has {len(fields)} values but the header has {layout.width} columns"
+            )
+            continue
+        account_id = fields[i_id].strip(WHITESPACE)
+        if not account_id:
+            sink.add(line, "account_id", "is required")
+        elif len(account_id) > MAX_TEXT_LENGTH:
+            sink.add(line, "account_id", _too_long(account_id))
+        elif problem := cell_problem(account_id):
+            sink.add(line, "account_id", problem)
+        elif account_id in first_line_of:
+            sink.add(line, "account_id", f"duplicate of line {first_line_of[account_id]}")
+        else:
+            first_line_of[account_id] = line
+
+        variant = fields[i_variant].strip(WHITESPACE)
+        if not variant:
+            sink.add(line, "variant", "is required")
+        elif len(variant) > MAX_TEXT_LENGTH:
+            sink.add(line, "variant", _too_long(variant))
+        elif problem := cell_problem(variant):
+            sink.add(line, "variant", problem)
+        elif allowed_set is not None and variant not in allowed_set:
+            sink.add(
+                line,
+                "variant",
+                f"{show(variant)} is not one of the experiment's variants"
+                f" ({', '.join(allowed or ())})",
+            )
+
+        start = _cents_field(fields[i_start], "start_mrr", line, sink, required=True)
+        expansion = _cents_field(
+            fields[i_expansion] if i_expansion is not None else "", "expansion_mrr", line, sink
+        )
+        contraction = _cents_field(
+            fields[i_contraction] if i_contraction is not None else "",
+            "contraction_mrr",
+            line,
+            sink,
+        )
+        churned = _cents_field(
+            fields[i_churned] if i_churned is not None else "", "churned_mrr", line, sink
+        )
+        if (
+            start is not None
+            and contraction is not None
+            and churned is not None
+            and contraction + churned > start
+        ):
+            if i_contraction is not None and i_churned is not None:
+                lost, what = contraction + churned, "contraction_mrr + churned_mrr"
+            elif i_churned is not None:
+                lost, what = churned, "churned_mrr"
+            else:
+                lost, what = contraction, "contraction_mrr"
+            sink.add(
+                line,
+                "churned_mrr" if i_churned is not None else "contraction_mrr",
+                f"{what} ({_format_cents(lost)}) must not exceed start_mrr"
+                f" ({_format_cents(start)})",
+            )
+
+        segment = None
+        if i_segment is not None:
+            segment = fields[i_segment].strip(WHITESPACE) or None
+            if segment is not None and len(segment) > MAX_TEXT_LENGTH:
+                sink.add(line, "segment", _too_long(segment))
+            elif segment is not None and (problem := cell_problem(segment)):
+                sink.add(line, "segment", problem)
+
+        days = math.nan
+        if i_days is not None:
+            days = _days_field(fields[i_days], line, sink)
+
+        if not sink.total:  # after the first error only errors are collected
+            variants.append(shared.setdefault(variant, variant))
+            segments.append(segment and shared.setdefault(segment, segment))
+            cents["start_mrr"].append(start)
+            cents["expansion_mrr"].append(expansion)
+            cents["contraction_mrr"].append(contraction)
+            cents["churned_mrr"].append(churned)
+            days_to_value.append(days)
+
+    if sink.total:
+        raise sink.fail()
+    if not data_rows:
+        raise ImportValidationError(
+            [RowError(header_line, None, "the file has a header but no data rows")]
+        )
+    return account_table(
+        account_id=object_array(list(first_line_of)),
+        variant=object_array(variants),
+        start_cents=np.array(cents["start_mrr"], dtype=np.int64),
+        expansion_cents=np.array(cents["expansion_mrr"], dtype=np.int64),
+        contraction_cents=np.array(cents["contraction_mrr"], dtype=np.int64),
+        churned_cents=np.array(cents["churned_mrr"], dtype=np.int64),
+        segment=object_array(segments) if i_segment is not None else None,
+        days_to_value=np.array(days_to_value, dtype=np.float64) if i_days is not None else None,
+        notes=layout.notes,
+    )
+
+
+def _check_utf8(data: bytes, sink: _ErrorSink) -> None:
+    """Report each line that holds bytes which are not UTF-8."""
+    try:
+        data.decode("utf-8")
+        return
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", errors="surrogateescape")
+    line, counted_to, last_reported = 1, 0, 0
+    for match in _NOT_UTF8.finditer(text):
+        line += _line_breaks(text, counted_to, match.start())
+        counted_to = match.start()
+        if line != last_reported:
+            last_reported = line
+            byte = ord(match.group()) - 0xDC00
+            sink.add(
+                line,
+                None,
+                f"is not valid UTF-8 text (byte 0x{byte:02X}); save the file as CSV UTF-8",
+            )
+
+
+def _line_breaks(text: str, start: int, end: int) -> int:
+    """Line breaks as the csv reader counts them: LF, CRLF and a lone CR."""
+    return (
+        text.count("\n", start, end) + text.count("\r", start, end) - text.count("\r\n", start, end)
+    )
+
+
+def _numbered_rows(data: bytes, sink: _ErrorSink) -> Iterator[tuple[int, list[str]]]:
+    """Yield (first physical line, fields) for each non-blank row of valid UTF-8 ``data``.
+
+    A quoted value may span several lines, so a row's line is one past the line where
+    the previous row ended. A row the csv module cannot read (a value longer than its
+    field size limit) becomes an error and reading goes on with the next line.
+    """
+    # Decoded as it is read (a str of the whole file would take up to 4 bytes a
+    # character); newline="" splits lines at LF, CRLF and CR, as the csv module expects.
+    with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text)
+        ended = 0
+        while True:
+            line = ended + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                ended = reader.line_num
+                if "field larger than field limit" in str(error):
+                    limit = csv.field_size_limit()
+                    sink.add(line, None, f"has a value longer than {limit:,} characters")
+                else:
+                    sink.add(line, None, f"cannot be read as CSV ({error})")
+                continue
+            ended = reader.line_num
+            if "".join(fields).strip(WHITESPACE):  # skip blank rows, such as ",,,"
+                yield line, fields
+
+
+def _too_long(value: str) -> str:
+    return f"is too long ({len(value):,} characters; at most {MAX_TEXT_LENGTH})"
+
+
+def _cents_field(
+    raw: str, column: str, line: int, sink: _ErrorSink, *, required: bool = False
+) -> int | None:
+    """Parse one money value into cents, or report it and return None."""
+    text = raw.strip(WHITESPACE)
+    if not text:
+        if required:
+            sink.add(line, column, "is required")
+            return None
+        return 0
+    match = _MONEY.fullmatch(text)
+    if match is None:
+        if _NEGATIVE_NUMBER.fullmatch(text):
+            sink.add(line, column, "must be greater than 0" if required else "must be 0 or greater")
+        elif _MONEY_TOO_PRECISE.fullmatch(text):
+            sink.add(line, column, "must have at most 2 decimal places")
+        else:
+            sink.add(line, column, f"{show(text)} is not a plain number ({_PLAIN_NUMBER_HINT})")
+        return None
+    whole, fraction = match.groups()
+    # Count digits before int(): a megabyte of digits must not reach int().
+    if len(whole) > _MAX_WHOLE_DIGITS and len(whole.lstrip("0")) > _MAX_WHOLE_DIGITS:
+        cents = MAX_CENTS
+    elif fraction is None:
+        cents = int(whole) * 100
+    else:
+        cents = int(whole) * 100 + int(fraction) * (10 if len(fraction) == 1 else 1)
+    if cents >= MAX_CENTS:
+        sink.add(line, column, f"is too large (at most {_format_cents(MAX_CENTS - 1)})")
+        return None
+    if required and cents == 0:
+        sink.add(line, column, "must be greater than 0")
+        return None
+    return cents
+
+
+def _days_field(raw: str, line: int, sink: _ErrorSink) -> float | None:
+    text = raw.strip(WHITESPACE)
+    if not text:
+        return math.nan
+    if _DAYS.fullmatch(text):
+        days = float(text)
+        if math.isinf(days):
+            sink.add(line, "days_to_value", "is too large")
+            return None
+        return days
+    if _NEGATIVE_NUMBER.fullmatch(text):
+        sink.add(line, "days_to_value", "must be 0 or greater")
+    else:
+        sink.add(line, "days_to_value", f"{show(text)} is not a plain number ({_DAYS_HINT})")
+    return None
