@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 from scipy import special
 
 from stats._checks import check_alpha, check_positive, check_power, finite_or_none
-from stats.power import MAX_SAMPLE_SIZE, achieved_power, required_sample_size
+from stats.power import MAX_SAMPLE_SIZE, achieved_power
 from stats.ratio import (
     delta_method_variance,
     ratio_estimate,
@@ -24,7 +24,10 @@ from stats.ratio import (
     sigma_lin,
     welch_satterthwaite_df,
 )
-from stats.significance import SRMResult, holm_adjust, mann_whitney_p, srm_test
+from stats.robust import linearised_skewness, needs_permutation, permutation_test
+from stats.sequential import SequentialResult, sequential_test
+from stats.significance import SRMResult, holm_adjust, mann_whitney, srm_test
+from stats.sizing import plan_sample_sizes
 from stats.sums import ArmData, ArmTotals, SufficientStats
 
 Verdict = Literal["srm", "win", "loss", "underpowered", "inconclusive"]
@@ -32,6 +35,11 @@ VERDICTS: tuple[str, ...] = get_args(Verdict)
 
 Interval = tuple[float | None, float | None]
 _NO_INTERVAL: Interval = (None, None)
+
+#: How a comparison's p-value and intervals were computed (DESIGN §4c).
+InferenceMethod = Literal["welch", "permutation"]
+#: How ``ci_abs_adjusted`` is adjusted for k treatment arms.
+CIMethod = Literal["bonferroni", "unadjusted"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,22 @@ class Comparison:
     verdict : {"srm", "win", "loss", "underpowered", "inconclusive"}
     warnings : tuple of str
         One sentence per figure that could not be computed, saying why.
+    ci_abs_adjusted : tuple of (float or None, float or None)
+        ``ci_abs`` at the Bonferroni level ``1 - alpha/k`` for k treatment
+        arms (the level the multiplicity-adjusted verdict is judged at); equal
+        to ``ci_abs`` when k = 1.
+    ci_method : {"bonferroni", "unadjusted"}
+        How ``ci_abs_adjusted`` was adjusted.
+    inference : dict
+        ``method`` ("welch" or "permutation"), ``reason`` (why the permutation
+        test was used, else None), ``permutations``, ``seed``, and the Welch
+        figures ``welch_p_value`` / ``welch_ci_abs`` kept for reference.
+    mann_whitney : dict
+        ``p_value``, ``prob_superiority`` (P(treatment account > control
+        account)), ``direction`` and ``note`` (one line when it disagrees with
+        the NRR test, else None).
+    sequential : SequentialResult or None
+        Always-valid figures when the analysis is sequential.
     """
 
     variant: str
@@ -147,6 +171,11 @@ class Comparison:
     power_achieved: float | None
     verdict: Verdict
     warnings: tuple[str, ...] = field(default=())
+    ci_abs_adjusted: Interval = _NO_INTERVAL
+    ci_method: CIMethod = "unadjusted"
+    inference: Mapping[str, Any] = field(default_factory=dict)
+    mann_whitney: Mapping[str, Any] = field(default_factory=dict)
+    sequential: SequentialResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The comparison's object in the JSON report."""
@@ -164,6 +193,11 @@ class Comparison:
             "power_achieved": self.power_achieved,
             "verdict": self.verdict,
             "warnings": list(self.warnings),
+            "ci_abs_adjusted": list(self.ci_abs_adjusted),
+            "ci_method": self.ci_method,
+            "inference": _plain(self.inference),
+            "mann_whitney": dict(self.mann_whitney),
+            "sequential": None if self.sequential is None else self.sequential.to_dict(),
         }
 
     @classmethod
@@ -187,7 +221,24 @@ class Comparison:
             power_achieved=_optional_float(_get(data, "power_achieved", "comparison")),
             verdict=verdict,
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            ci_abs_adjusted=_interval(data.get("ci_abs_adjusted")),
+            ci_method="bonferroni" if data.get("ci_method") == "bonferroni" else "unadjusted",
+            inference=dict(data.get("inference") or {}),
+            mann_whitney=dict(data.get("mann_whitney") or {}),
+            sequential=_sequential(data.get("sequential")),
         )
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in mapping.items()}
+
+
+def _sequential(value: Any) -> SequentialResult | None:
+    if not value:
+        return None
+    return SequentialResult(
+        float(value["tuning"]), _interval(value.get("ci_abs")), _optional_float(value["p_value"])
+    )
 
 
 @dataclass(frozen=True)
@@ -208,6 +259,13 @@ class ExperimentResult:
         Every non-control arm against the control, in arm order.
     warnings : tuple of str
         Experiment-level warnings (SRM, empty or single-account arms, ...).
+    required_n : dict of str to int or None
+        Accounts each arm needs for its allocation and for ``alpha_sizing``.
+    alpha_sizing : float or None
+        ``alpha / k`` for k treatment arms.
+    sigma_planning : float or None
+        The sigma the sizes use; ``sigma_source`` says where it came from
+        ("given" or "control").
     """
 
     alpha: float
@@ -218,6 +276,10 @@ class ExperimentResult:
     arms: tuple[ArmResult, ...]
     comparisons: tuple[Comparison, ...]
     warnings: tuple[str, ...] = field(default=())
+    required_n: Mapping[str, int | None] = field(default_factory=dict)
+    alpha_sizing: float | None = None
+    sigma_planning: float | None = None
+    sigma_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe report: plain floats, ``None`` for missing figures, never NaN or inf.
@@ -227,8 +289,9 @@ class ExperimentResult:
         >>> from stats import arm_from_arrays
         >>> control = arm_from_arrays([100.0, 200.0, 150.0], [0.0, 20.0, 0.0], [0.0, 0.0, 10.0], [0.0, 0.0, 0.0])
         >>> report = analyze({"control": control}, control="control").to_dict()
-        >>> sorted(report)
-        ['alpha', 'arms', 'comparisons', 'control', 'mde', 'power', 'srm', 'warnings']
+        >>> sorted(report)  # doctest: +NORMALIZE_WHITESPACE
+        ['alpha', 'alpha_sizing', 'arms', 'comparisons', 'control', 'mde', 'power',
+         'required_n', 'sigma_planning', 'sigma_source', 'srm', 'warnings']
         >>> report["arms"][0]["nrr"], report["comparisons"]
         (1.0222222222222221, [])
         """
@@ -241,6 +304,10 @@ class ExperimentResult:
             "arms": [arm.to_dict() for arm in self.arms],
             "comparisons": [comparison.to_dict() for comparison in self.comparisons],
             "warnings": list(self.warnings),
+            "required_n": dict(self.required_n),
+            "alpha_sizing": self.alpha_sizing,
+            "sigma_planning": self.sigma_planning,
+            "sigma_source": self.sigma_source,
         }
 
     @classmethod
@@ -269,6 +336,13 @@ class ExperimentResult:
             arms=tuple(ArmResult.from_dict(arm) for arm in _get(data, "arms", "report")),
             comparisons=tuple(Comparison.from_dict(c) for c in _get(data, "comparisons", "report")),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            required_n={
+                str(k): None if v is None else int(v)
+                for k, v in (data.get("required_n") or {}).items()
+            },
+            alpha_sizing=_optional_float(data.get("alpha_sizing")),
+            sigma_planning=_optional_float(data.get("sigma_planning")),
+            sigma_source=data.get("sigma_source"),
         )
 
 
@@ -299,6 +373,7 @@ class _ArmFigures:
     ratio: float | None
     variance: float | None
     account_nrr: Any
+    rows: Any
 
 
 def _arm_figures(variant: str, arm: ArmData) -> _ArmFigures:
@@ -308,43 +383,107 @@ def _arm_figures(variant: str, arm: ArmData) -> _ArmFigures:
         ratio=ratio_estimate(arm.sums),
         variance=delta_method_variance(arm.sums),
         account_nrr=arm.account_nrr,
+        rows=arm.rows,
     )
 
 
 def _verdict(
     srm_flag: bool,
     uplift: float | None,
-    p_adjusted: float | None,
-    power: float | None,
-    alpha: float,
-    planned_power: float,
+    significant: bool,
+    below_required: bool,
 ) -> Verdict:
     if srm_flag:
         return "srm"
-    if p_adjusted is not None and uplift is not None and p_adjusted < alpha:
+    if significant and uplift is not None and uplift != 0:
         return "win" if uplift > 0 else "loss"
-    if power is not None and power < planned_power:
+    if below_required:
         return "underpowered"
     return "inconclusive"
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every comparison of one analysis shares."""
+
+    alpha: float
+    comparisons: int
+    mde: float
+    sigma: float | None
+    alpha_sizing: float
+    robust: bool
+    sequential: bool
+    tuning: float | None
+
+
+def _interval_at(uplift: float, se: float, critical: float | None) -> Interval:
+    if critical is None:
+        return _NO_INTERVAL
+    return (finite_or_none(uplift - critical * se), finite_or_none(uplift + critical * se))
+
+
+def _mann_whitney_figures(
+    treatment: _ArmFigures, control: _ArmFigures, uplift: float | None, p_value: float | None,
+    alpha: float,
+) -> dict[str, Any]:
+    if treatment.account_nrr is None or control.account_nrr is None:
+        return {"p_value": None, "prob_superiority": None, "direction": None, "note": None}
+    test = mann_whitney(treatment.account_nrr, control.account_nrr)
+    note = None
+    ps = test.prob_superiority
+    if test.p_value is not None and ps is not None and uplift is not None:
+        mwu_significant = test.p_value < alpha
+        t_significant = p_value is not None and p_value < alpha
+        share = f"{ps * 100:.0f}%"
+        if mwu_significant and t_significant and (ps > 0.5) != (uplift > 0):
+            note = (
+                f"NRR {'rose' if uplift > 0 else 'fell'} while a typical account did "
+                f"{'worse' if ps < 0.5 else 'better'} (P(treatment account > control "
+                f"account) = {share}): the largest accounts moved against the crowd, "
+                "and NRR weights accounts by MRR"
+            )
+        elif mwu_significant and not t_significant:
+            note = (
+                f"a typical account did {'better' if ps > 0.5 else 'worse'} "
+                f"(P(treatment account > control account) = {share}) but NRR did not move "
+                "detectably: the shift is in small accounts that carry little MRR"
+            )
+        elif t_significant and not mwu_significant:
+            note = (
+                "NRR moved but a typical account did not detectably: the change rests on "
+                "a few large accounts"
+            )
+    return {
+        "p_value": test.p_value,
+        "prob_superiority": ps,
+        "direction": None if test.direction is None else {
+            "higher": "treatment", "lower": "control", "same": "none"
+        }[test.direction],
+        "note": note,
+    }
 
 
 def _compare(
     treatment: _ArmFigures,
     control: _ArmFigures,
+    settings: _Settings,
     *,
-    alpha: float,
-    mde: float,
-    control_sigma: float | None,
-    required_n: int | None,
+    required_control: int | None,
     sizing_note: str | None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Figures of one comparison before multiplicity adjustment and verdict."""
     notes: list[str] = []
+    alpha = settings.alpha
+    alpha_family = alpha / settings.comparisons
     t_name, c_name = repr(treatment.variant), repr(control.variant)
     n_t, n_c = treatment.sums.n, control.sums.n
 
-    uplift_abs = uplift_rel = p_value = None
-    ci_abs = ci_rel = _NO_INTERVAL
+    uplift_abs = uplift_rel = p_value = welch_p = var_abs = None
+    ci_abs = ci_rel = ci_adjusted = welch_ci = _NO_INTERVAL
+    inference: dict[str, Any] = {
+        "method": "welch", "reason": None, "permutations": None, "seed": None,
+    }
+    critical = critical_family = None
     empty = [name for name, n in ((t_name, n_t), (c_name, n_c)) if n == 0]
     if empty:
         notes.append(f"uplift not computed: {' and '.join(empty)} has no accounts")
@@ -352,38 +491,74 @@ def _compare(
         notes.append("uplift not computed: an arm has no start MRR")
     else:
         uplift_abs = treatment.ratio - control.ratio
-        t_crit = df = None
         if treatment.variance is None or control.variance is None:
             single = [name for name, n in ((t_name, n_t), (c_name, n_c)) if n < 2]
             notes.append(
-                f"confidence intervals and p-value not computed: {' and '.join(single)} has a single account, "
+                "confidence intervals and p-value not computed: "
+                f"{' and '.join(single)} has a single account, "
                 "so its variance cannot be estimated"
             )
         else:
             var_abs = treatment.variance + control.variance
             df = welch_satterthwaite_df(treatment.variance, n_t, control.variance, n_c)
             if var_abs == 0 or df is None:
-                notes.append(
-                    "confidence intervals and p-value not computed: every account in both arms has the same "
-                    "end/start ratio, so the uplift has zero estimated variance"
-                )
+                if uplift_abs != 0:
+                    # Zero spread and a real gap: the limit of Welch's t is p = 0 and
+                    # the interval is the point itself, not "inconclusive".
+                    p_value = welch_p = 0.0
+                    ci_abs = ci_adjusted = welch_ci = (uplift_abs, uplift_abs)
+                    notes.append(
+                        "every account in both arms has the same end/start ratio, so the "
+                        f"difference of {uplift_abs * 100:+.2f} pts is exact: there is no "
+                        "sampling noise to test against (check the data is not synthetic "
+                        "or truncated)"
+                    )
+                else:
+                    notes.append(
+                        "confidence intervals and p-value not computed: every account in "
+                        "both arms has the same end/start ratio, so the uplift has zero "
+                        "estimated variance"
+                    )
+                    var_abs = None
             else:
                 se = math.sqrt(var_abs)
-                t_crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
-                ci_abs = (
-                    finite_or_none(uplift_abs - t_crit * se),
-                    finite_or_none(uplift_abs + t_crit * se),
-                )
-                p_value = finite_or_none(2.0 * special.stdtr(df, -abs(uplift_abs) / se))
+                critical = float(special.stdtrit(df, 1.0 - alpha / 2.0))
+                critical_family = float(special.stdtrit(df, 1.0 - alpha_family / 2.0))
+                welch_p = finite_or_none(2.0 * special.stdtr(df, -abs(uplift_abs) / se))
+                welch_ci = _interval_at(uplift_abs, se, critical)
+                p_value, ci_abs = welch_p, welch_ci
+                reason = None
+                if settings.robust and treatment.rows is not None and control.rows is not None:
+                    reason = needs_permutation(
+                        n_t,
+                        n_c,
+                        linearised_skewness(*treatment.rows),
+                        linearised_skewness(*control.rows),
+                    )
+                if reason is not None:
+                    test = permutation_test(
+                        *treatment.rows, *control.rows, levels=(alpha, alpha_family)
+                    )
+                    if test is not None:
+                        critical, critical_family = test.critical
+                        p_value = test.p_value
+                        ci_abs = _interval_at(uplift_abs, se, critical)
+                        inference.update(
+                            method="permutation",
+                            reason=reason,
+                            permutations=test.permutations,
+                            seed=test.seed,
+                        )
+                ci_adjusted = _interval_at(uplift_abs, se, critical_family)
         if control.ratio == 0:
             notes.append(
-                f"relative uplift not computed: the control NRR is 0 ({c_name} kept no revenue: "
-                "every account churned or contracted to zero)"
+                f"relative uplift not computed: the control NRR is 0 ({c_name} kept no "
+                "revenue: every account churned or contracted to zero)"
             )
         else:
             uplift_rel = treatment.ratio / control.ratio - 1.0
             if (
-                t_crit is not None
+                critical is not None
                 and treatment.variance is not None
                 and control.variance is not None
             ):
@@ -391,26 +566,44 @@ def _compare(
                     treatment.ratio, treatment.variance, control.ratio, control.variance
                 )
                 if var_rel is not None:
-                    half = t_crit * math.sqrt(var_rel)
-                    ci_rel = (finite_or_none(uplift_rel - half), finite_or_none(uplift_rel + half))
+                    ci_rel = _interval_at(uplift_rel, math.sqrt(var_rel), critical)
+    inference.update(welch_p_value=welch_p, welch_ci_abs=list(welch_ci))
 
-    if treatment.account_nrr is None or control.account_nrr is None:
-        p_value_mwu = None
+    mwu = _mann_whitney_figures(treatment, control, uplift_abs, p_value, alpha)
+    if mwu["p_value"] is None and (treatment.account_nrr is None or control.account_nrr is None):
         notes.append(
-            "p_value_mwu not computed: per-account NRR values were not supplied (sufficient statistics only)"
+            "p_value_mwu not computed: per-account NRR values were not supplied "
+            "(sufficient statistics only)"
         )
-    else:
-        p_value_mwu = mann_whitney_p(treatment.account_nrr, control.account_nrr)
+    elif mwu["note"]:
+        notes.append(f"Mann-Whitney: {mwu['note']}")
 
     if sizing_note:
         notes.append(sizing_note)
     power_achieved = None
-    if control_sigma is not None and control_sigma > 0:
-        power_achieved = achieved_power(mde, control_sigma, n_c, n_t, alpha=alpha)
+    if settings.sigma is not None and settings.sigma > 0:
+        power_achieved = achieved_power(
+            settings.mde, settings.sigma, n_c, n_t, alpha=settings.alpha_sizing
+        )
         if power_achieved is None:
             small = [name for name, n in ((t_name, n_t), (c_name, n_c)) if n < 2]
             notes.append(
                 f"achieved power not computed: {' and '.join(small)} has fewer than 2 accounts"
+            )
+
+    sequential = None
+    if settings.sequential and uplift_abs is not None:
+        if settings.tuning is None:
+            notes.append(
+                "sequential figures not computed: no tuning (give --tuning, or a sigma so "
+                "the planned sizes exist)"
+            )
+        elif var_abs is None or var_abs <= 0:
+            sequential = SequentialResult(settings.tuning, _NO_INTERVAL, None)
+        else:
+            sequential = sequential_test(
+                uplift_abs, var_abs, n_t + n_c, tuning=settings.tuning,
+                alpha=settings.alpha_sizing,
             )
 
     figures = {
@@ -420,10 +613,15 @@ def _compare(
         "uplift_rel": finite_or_none(uplift_rel),
         "ci_rel": ci_rel,
         "p_value": p_value,
-        "p_value_mwu": p_value_mwu,
-        "sigma_lin": control_sigma,
-        "required_n_per_arm": required_n,
+        "p_value_mwu": mwu["p_value"],
+        "sigma_lin": None,  # filled by analyze (the control's measured sigma)
+        "required_n_per_arm": required_control,
         "power_achieved": finite_or_none(power_achieved),
+        "ci_abs_adjusted": ci_adjusted if settings.comparisons > 1 else ci_abs,
+        "ci_method": "bonferroni" if settings.comparisons > 1 else "unadjusted",
+        "inference": inference,
+        "mann_whitney": mwu,
+        "sequential": sequential,
     }
     return figures, notes
 
@@ -478,6 +676,10 @@ def analyze(
     mde: float = 0.02,
     weights: Mapping[str, float] | None = None,
     variants: Sequence[str] | None = None,
+    sigma: float | None = None,
+    sequential: bool = False,
+    tuning: float | None = None,
+    robust: bool = True,
 ) -> ExperimentResult:
     """Compare every treatment arm's NRR with the control's.
 
@@ -577,6 +779,14 @@ def analyze(
     alpha = check_alpha(alpha)
     power = check_power(power)
     mde = check_positive("mde", mde)
+    if mde >= 1:
+        raise ValueError(
+            f"mde must be a fraction between 0 and 1 (0.02 = 2 NRR points); got {mde!r}"
+        )
+    if sigma is not None:
+        sigma = check_positive("sigma", sigma)
+    if tuning is not None:
+        tuning = check_positive("tuning", tuning)
     planned, plan_weights = _resolve_plan(arms, control, weights, variants)
     order = planned + [variant for variant in arms if variant not in plan_weights]
     empty_arm = ArmData(ArmTotals.empty(), SufficientStats.empty())
@@ -589,7 +799,8 @@ def analyze(
         n = arm.sums.n
         if n == 0:
             warnings.append(
-                f"variant {variant!r} has no accounts; its figures are empty and it cannot be compared"
+                f"variant {variant!r} has no accounts; its figures are empty and it cannot "
+                "be compared"
             )
         elif n == 1:
             warnings.append(
@@ -597,58 +808,92 @@ def analyze(
             )
         elif figures[variant].variance == 0:
             warnings.append(
-                f"variant {variant!r}: every account has the same end/start ratio, so its NRR has zero variance"
+                f"variant {variant!r}: every account has the same end/start ratio, so its "
+                "NRR has zero variance"
             )
         if n and arm.sums.sum_x == 0:
             warnings.append(
-                f"variant {variant!r} ended with no revenue: every account churned or contracted to zero"
+                f"variant {variant!r} ended with no revenue: every account churned or "
+                "contracted to zero"
             )
     if len(order) == 1:
         warnings.append(f"only one variant ({control!r}); there is nothing to compare it with")
 
     control_figures = figures[control]
     control_sigma = finite_or_none(sigma_lin(control_figures.sums))
-    required_n = None
+    planning_sigma = sigma if sigma is not None else control_sigma
     sizing_note = None
-    if control_sigma is None:
-        sizing_note = f"sigma_lin, required sample size and power not computed: control {control!r} has fewer than 2 accounts"
-    elif control_sigma == 0:
+    if sigma is None and control_sigma is None:
         sizing_note = (
-            "required sample size and power not computed: every control account has the same end/start ratio "
-            "(sigma_lin = 0)"
+            "sigma_lin, required sample size and power not computed: control "
+            f"{control!r} has fewer than 2 accounts"
         )
-    else:
-        required_n = required_sample_size(mde, control_sigma, alpha=alpha, power=power)
-        if required_n is None:
-            sizing_note = f"required sample size not computed: it exceeds {MAX_SAMPLE_SIZE:,} accounts per arm"
+    elif sigma is None and control_sigma == 0:
+        sizing_note = (
+            "required sample size and power not computed: every control account has the "
+            "same end/start ratio (sigma_lin = 0)"
+        )
+    plan = plan_sample_sizes(
+        mde, planning_sigma, control=control, weights=plan_weights, alpha=alpha, power=power
+    )
+    if sizing_note is None and planning_sigma and any(
+        n is None for n in plan.control_n_for.values()
+    ):
+        sizing_note = (
+            f"required sample size not computed: it exceeds {MAX_SAMPLE_SIZE:,} accounts per arm"
+        )
+    treatments = [variant for variant in order if variant != control]
+    settings = _Settings(
+        alpha=alpha,
+        comparisons=max(1, len(treatments)),
+        mde=mde,
+        sigma=planning_sigma,
+        alpha_sizing=plan.alpha_sizing,
+        robust=robust,
+        sequential=sequential,
+        tuning=tuning,
+    )
 
     partial = []
-    for variant in order:
-        if variant == control:
-            continue
-        partial.append(
-            _compare(
-                figures[variant],
-                control_figures,
-                alpha=alpha,
-                mde=mde,
-                control_sigma=control_sigma,
-                required_n=required_n,
-                sizing_note=sizing_note,
+    for variant in treatments:
+        own_tuning = tuning
+        if own_tuning is None:
+            sizes = (plan.required_n.get(control), plan.required_n.get(variant))
+            if all(size is not None for size in sizes):
+                own_tuning = float(sum(size for size in sizes if size is not None))
+        fig, notes = _compare(
+            figures[variant],
+            control_figures,
+            replace(settings, tuning=own_tuning),
+            required_control=plan.control_n_for.get(variant),
+            sizing_note=sizing_note,
+        )
+        fig["sigma_lin"] = control_sigma
+        partial.append((fig, notes))
+    adjusted = holm_adjust([fig["p_value"] for fig, _ in partial])
+    comparisons = []
+    for (fig, notes), p_adj in zip(partial, adjusted, strict=True):
+        variant = fig["variant"]
+        n_t, n_c = data[variant].sums.n, data[control].sums.n
+        if sequential:
+            seq = fig["sequential"]
+            significant = (
+                seq is not None and seq.p_value is not None and seq.p_value < plan.alpha_sizing
+            )
+        else:
+            significant = p_adj is not None and p_adj < alpha
+        needed = (plan.required_n.get(control), plan.required_n.get(variant))
+        below = min(n_t, n_c) < 2 or any(
+            size is not None and have < size for have, size in zip((n_c, n_t), needed, strict=True)
+        )
+        comparisons.append(
+            Comparison(
+                **fig,
+                p_value_adjusted=p_adj,
+                verdict=_verdict(srm.flag, fig["uplift_abs"], significant, below),
+                warnings=tuple(notes),
             )
         )
-    adjusted = holm_adjust([fig["p_value"] for fig, _ in partial])
-    comparisons = tuple(
-        Comparison(
-            **fig,
-            p_value_adjusted=p_adj,
-            verdict=_verdict(
-                srm.flag, fig["uplift_abs"], p_adj, fig["power_achieved"], alpha, power
-            ),
-            warnings=tuple(notes),
-        )
-        for (fig, notes), p_adj in zip(partial, adjusted, strict=True)
-    )
     return ExperimentResult(
         alpha=alpha,
         power=power,
@@ -657,8 +902,12 @@ def analyze(
         # The SRM warnings live at top level only, so a JSON round trip is lossless.
         srm=replace(srm, warnings=()),
         arms=tuple(ArmResult.from_totals(variant, data[variant].totals) for variant in order),
-        comparisons=comparisons,
+        comparisons=tuple(comparisons),
         warnings=tuple(warnings),
+        required_n=plan.required_n,
+        alpha_sizing=plan.alpha_sizing,
+        sigma_planning=planning_sigma,
+        sigma_source=None if planning_sigma is None else ("given" if sigma else "control"),
     )
 
 
@@ -714,25 +963,53 @@ def summary_sentence(comparison: Comparison, alpha: float) -> str:
         else ""
     )
     why = next((w for w in comparison.warnings if w.startswith(("uplift", "confidence"))), None)
-    reason = f": {why}" if why else ""
+    # The warning starts "… not computed: <reason>"; the sentence says "could not be
+    # computed" itself, so only the reason is quoted.
+    reason = f": {why.split(' not computed: ', 1)[-1]}" if why else ""
     uplift = comparison.uplift_abs
     if uplift is None:
         return f"{prefix}The NRR uplift of {name} could not be computed{reason}."
     p_adjusted = comparison.p_value_adjusted
     low, high = comparison.ci_abs
-    if p_adjusted is None or low is None or high is None:
+    label = f"{(1 - alpha) * 100:g}% CI"
+    if comparison.ci_method == "bonferroni" and None not in comparison.ci_abs_adjusted:
+        low, high = comparison.ci_abs_adjusted
+        label = "Bonferroni-adjusted CI"
+    p_shown = p_adjusted
+    sequential = comparison.sequential
+    if sequential is not None and sequential.p_value is not None:
+        low, high = sequential.ci_abs
+        label = "always-valid CI"
+        p_shown = sequential.p_value
+    if p_shown is None or low is None or high is None:
         return (
-            f"{prefix}{name} changed NRR by {_points(uplift, signed=True)} pts, but its confidence interval "
-            f"and p-value could not be computed{reason}."
+            f"{prefix}{name} changed NRR by {_points(uplift, signed=True)} pts, but its "
+            f"confidence interval and p-value could not be computed{reason}."
         )
-    level = f"{(1 - alpha) * 100:g}%"
-    p_text = _format_p(p_adjusted)
-    if comparison.p_value is not None and not math.isclose(
-        p_adjusted, comparison.p_value, rel_tol=1e-12
+    p_text = _format_p(p_shown)
+    if sequential is not None and sequential.p_value is not None:
+        p_text = "sequential " + p_text
+    elif comparison.p_value is not None and not math.isclose(
+        p_shown, comparison.p_value, rel_tol=1e-12
     ):
         p_text = "adjusted " + p_text
-    interval = f"({level} CI {_points(low)} to {_points(high)})"
-    if p_adjusted < alpha:
+    interval = f"({label} {_points(low)} to {_points(high)})"
+    exact = next((w for w in comparison.warnings if w.startswith("every account in both")), None)
+    tail = (
+        " Every account in both arms has the same end/start ratio: the gap is exact."
+        if exact
+        else ""
+    )
+    significant = comparison.verdict in ("win", "loss") or (
+        comparison.verdict == "srm" and p_shown < alpha
+    )
+    if significant:
         direction = "raised" if uplift > 0 else "lowered"
-        return f"{prefix}{name} {direction} NRR by {_points(abs(uplift))} pts {interval}, {p_text}."
-    return f"{prefix}{name} showed no detectable change in NRR: {_points(uplift, signed=True)} pts {interval}, {p_text}."
+        return (
+            f"{prefix}{name} {direction} NRR by {_points(abs(uplift))} pts {interval}, "
+            f"{p_text}.{tail}"
+        )
+    return (
+        f"{prefix}{name} showed no detectable change in NRR: {_points(uplift, signed=True)} pts "
+        f"{interval}, {p_text}.{tail}"
+    )

@@ -550,6 +550,9 @@ class ArmData:
     sums: SufficientStats
     # Arrays have no useful == or hash; identity of an arm is its totals and sums.
     account_nrr: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: Per-account ``(end, start)`` MRR when the rows are at hand (a file, not
+    #: SQL sums): the permutation test and the skewness check need them.
+    rows: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.totals, ArmTotals):
@@ -567,6 +570,13 @@ class ArmData:
                     f"account_nrr has {values.size} values but the arm has {self.sums.n} accounts"
                 )
             object.__setattr__(self, "account_nrr", values)
+        if self.rows is not None:
+            end, start = (
+                _as_vector(name, v) for name, v in zip(("end", "start"), self.rows, strict=True)
+            )
+            if end.size != self.sums.n or start.size != self.sums.n:
+                raise ValueError(f"rows must hold {self.sums.n} end and start values")
+            object.__setattr__(self, "rows", (end, start))
 
     def __add__(self, other: object) -> ArmData:
         if not isinstance(other, ArmData):
@@ -575,7 +585,13 @@ class ArmData:
             account_nrr = None
         else:
             account_nrr = np.concatenate([self.account_nrr, other.account_nrr])
-        return ArmData(self.totals + other.totals, self.sums + other.sums, account_nrr)
+        rows = None
+        if self.rows is not None and other.rows is not None:
+            rows = (
+                np.concatenate([self.rows[0], other.rows[0]]),
+                np.concatenate([self.rows[1], other.rows[1]]),
+            )
+        return ArmData(self.totals + other.totals, self.sums + other.sums, account_nrr, rows)
 
 
 def arm_from_arrays(
@@ -649,7 +665,12 @@ def arm_from_arrays(
     )
     account_nrr = np.divide(x, y)
     np.round(account_nrr, ACCOUNT_NRR_DECIMALS, out=account_nrr)
-    return ArmData(totals=totals, sums=SufficientStats.from_arrays(x, y), account_nrr=account_nrr)
+    return ArmData(
+        totals=totals,
+        sums=SufficientStats.from_arrays(x, y),
+        account_nrr=account_nrr,
+        rows=(x, y),
+    )
 
 
 def _as_vector(name: str, values: Any) -> np.ndarray:

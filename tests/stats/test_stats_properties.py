@@ -106,9 +106,10 @@ def test_a_duplicate_of_the_control_changes_nothing_else(make_rows, seed, n_c, n
         "ci_rel",
         "p_value",
         "sigma_lin",
-        "power_achieved",
     ):
         assert getattr(treatment_again, name) == getattr(treatment, name), name
+    # A third arm does change the sizing: DESIGN §4c sizes and powers each
+    # comparison at alpha/k, so power_achieved is not compared here.
     copy = with_copy.comparisons[1]
     assert copy.uplift_abs == 0.0
     assert copy.p_value is None or copy.p_value == pytest.approx(1.0)
