@@ -13,8 +13,9 @@ from sqlmodel import Session, select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from experiments.models import AuditEvent, ReviewItem, User
+from experiments.models import AccountRow, AuditEvent, Dataset, ReviewItem, User
 from tests.helpers import TEST_PASSWORD, Auth
+from tests.webapp.test_results import HEADER, analyst, experiment, text_of, upload  # noqa: F401
 from tests.webapp.test_review import HTMX, _form, _item, parse, world  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.db
@@ -157,3 +158,19 @@ def test_a_review_note_with_nul_is_422_and_the_item_is_unchanged(world, session)
     after = _item(session, week, scenario.experiments["amended"].id)
     assert (after.note, after.version) == (before.note, before.version)
     assert isinstance(after, ReviewItem)
+
+
+# ------------------------------------------------------------------ CSV cells
+
+
+@pytest.mark.parametrize(("cell", "code"), [("a\x00b", "U+0000"), ("a\x1bb", "U+001B"),
+                                             ('"a\nb"', "U+000A")])
+def test_an_upload_with_a_control_character_in_a_cell_is_refused_by_line(
+        analyst, experiment, db_engine, cell, code):  # noqa: F811
+    rows = "".join(f"g{i},control,10,0,0,0\n" for i in range(5)) + f"{cell},control,10,0,0,0\n"
+    response = upload(analyst, experiment.key, (HEADER + rows).encode(), filename="bad.csv")
+    assert response.status_code == 422
+    assert f"line 7, account_id: contains a control character ({code})" in text_of(response)
+    with Session(db_engine) as session:
+        assert session.exec(select(Dataset)).first() is None
+        assert session.exec(select(AccountRow)).first() is None
