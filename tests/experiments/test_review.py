@@ -58,11 +58,14 @@ def analyse(arms: dict[str, tuple], experiment: Experiment, weights: dict[str, f
                          mde=experiment.mde, weights=weights, variants=list(weights))
 
 
-def headline(result: stats.ExperimentResult) -> str | None:
-    if result.srm.flag:
-        return "srm"
-    verdicts = {c.verdict for c in result.comparisons}
-    return next((v for v in ("win", "loss", "underpowered", "inconclusive") if v in verdicts), None)
+def stored_verdict(result: stats.ExperimentResult) -> str:
+    """The snapshot column of a two-arm result: ``srm`` or its only comparison's verdict.
+
+    (With one comparison no priority between treatments is involved; the headline rule
+    itself is tested with literal verdicts below and in test_documents.py.)
+    """
+    (only,) = result.comparisons
+    return "srm" if result.srm.flag else only.verdict
 
 
 def add_data(session: Session, experiment: Experiment, *, at: datetime, n_control: int, n_treatment: int,
@@ -98,7 +101,7 @@ def add_data(session: Session, experiment: Experiment, *, at: datetime, n_contro
     report["dataset"] = {"id": dataset.id, "version": version, "filename": dataset.filename,
                          "sha256": dataset.sha256, "rows": dataset.row_count}
     snapshot = AnalysisSnapshot(experiment_id=experiment.id, dataset_id=dataset.id, computed_at=at,
-                                verdict=headline(result), result=report)
+                                verdict=stored_verdict(result), result=report)
     session.add(snapshot)
     session.flush()
     return snapshot
@@ -290,6 +293,27 @@ def test_each_section_of_each_week_lists_exactly_the_right_experiments(session, 
     assert sections(review) == EXPECTED[name]
     assert {r.key for r in review.rows} == EXISTING[name]
     assert review.frozen is (name != "W3")  # W3 is the running week
+
+
+#: Headline verdicts of the scenario as each week's end saw them (read off the generated
+#: data once and kept as literals).
+VERDICTS = {
+    "2026-W46": {"amended": "underpowered", "decided-ship": "win", "other-team": None,
+                 "srm-running": None, "stopped-undecided": "inconclusive",
+                 "win-late": "underpowered"},
+    "2026-W47": {"amended": "underpowered", "decided-ship": "win", "new-draft": None,
+                 "other-team": None, "srm-running": "srm", "stopped-undecided": "inconclusive",
+                 "win-late": "underpowered"},
+    "2026-W48": {"amended": "underpowered", "decided-ship": "win", "new-draft": None,
+                 "other-team": None, "srm-running": "srm", "started-w3": None,
+                 "stopped-undecided": "inconclusive", "win-late": "win"},
+}
+
+
+@pytest.mark.parametrize("week", sorted(VERDICTS))
+def test_each_experiments_verdict_is_the_one_in_force_then(session, scenario, people, week):
+    review = build_review(session, people["admin"], week, now=NOW)
+    assert {r.key: r.verdict for r in review.rows} == VERDICTS[week]
 
 
 def test_changes_name_what_happened_and_the_verdict_change(session, scenario, people):

@@ -15,7 +15,7 @@ from sqlmodel import select
 from experiments.models import AuditEvent, ReviewItem, ReviewMeeting
 from experiments.review import current_week
 from tests.experiments.test_exports import (
-    FORMULA_START,
+    FORMULA_CHARS,
     HOSTILE,
     SECTION_KEYS,
     XSS,
@@ -148,7 +148,7 @@ def test_each_format_of_a_review_week(review_world, session):
             assert float(win["uplift_abs"]) == win_uplift
             assert win["item_note"].startswith("'=") and win["item_action"] == "'" + HOSTILE["action"]
             for row in rows:
-                assert all(not v.startswith(FORMULA_START) or is_number(v) for v in row.values())
+                assert all(not v.startswith(FORMULA_CHARS) or is_number(v) for v in row.values())
         elif fmt == "md":
             assert_markdown_tables(body.decode())
         elif fmt == "html":

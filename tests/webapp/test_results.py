@@ -15,7 +15,6 @@ from werkzeug.test import encode_multipart
 import stats
 from experiments.accounts_csv import read_accounts
 from experiments.demo import Behaviour, generate_accounts_csv
-from experiments.formatting import money
 from experiments.models import (
     AccountRow,
     AnalysisSnapshot,
@@ -26,8 +25,6 @@ from experiments.models import (
     Team,
     Variant,
 )
-from webapp.results.views import points, signed_pct
-from webapp.templating import pct, pvalue
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
 GOOD_ROWS = "".join(f"g{i},{'control' if i % 2 else 'treatment'},{100 + i}.50,{i % 9},{i % 4},0\n" for i in range(60))
@@ -97,6 +94,29 @@ def active_version(engine, experiment) -> int | None:
 def text_of(response) -> str:
     """The response's HTML with entities decoded and whitespace runs collapsed."""
     return re.sub(r"\s+", " ", html.unescape(response.get_data(as_text=True)))
+
+
+# The page's display formats, written out here (not the views' own filters):
+# money 1,234.56 · rates 104.20% · uplift in signed points +2.1 · relative +2.1% ·
+# p-values to three decimals, "< 0.001" below.
+def money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def pct(value: float, digits: int = 1) -> str:
+    return f"{value * 100:.{digits}f}%"
+
+
+def points(value: float, digits: int = 1) -> str:
+    return f"{value * 100:+.{digits}f}"
+
+
+def signed_pct(value: float, digits: int = 1) -> str:
+    return f"{value * 100:+.{digits}f}%"
+
+
+def pvalue(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def known_effect_csv(seed: int = 7) -> bytes:
