@@ -141,7 +141,8 @@ def test_simultaneous_node_saves_keep_exactly_one(db_engine, monkeypatch, people
                                                   {"name": name, "kind": "lever", "version": "1"},
                                                   actor=actor)
 
-    outcomes = race(db_engine, monkeypatch, tree, [save("Expansion (Ada)"), save("Expansion (Bob)")],
+    outcomes = race(db_engine, monkeypatch, tree,
+                    [save("Expansion (Ada)"), save("Expansion (Bob)")],
                     [people["ada"], people["bob"]])
     assert sorted(outcomes) == ["ok", "stale"]
     with Session(db_engine) as session:

@@ -195,3 +195,52 @@ def test_the_service_keeps_positions_dense(session, factory):
     second = add_stage(session, journey.id, {"name": "activate"}, actor=admin)
     move_stage(session, second.id, "up", actor=admin)
     assert (second.position, first.position) == (0, 1)
+
+
+# ---------------------------------------------------------------- versions and visibility
+
+
+def test_a_stale_rename_is_409_with_the_input_kept(db_engine, login_as):
+    first, second = login_as("experimenter"), login_as("experimenter")
+    onboarding = stage_id(db_engine, "onboarding")
+    assert post(first, f"/journeys/stages/{onboarding}",
+                {"name": "welcome", "version": "1"}).status_code == 303
+    response = post(second, f"/journeys/stages/{onboarding}",
+                    {"name": "first week", "version": "1"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert f"The stage &#39;welcome&#39; was changed by {first.user.email}" in body
+    assert 'value="first week"' in body and "it is now version 2" in body
+    assert "onboarding" not in stages(db_engine) and "welcome" in stages(db_engine)
+    journey = default_journey(db_engine)
+    renamed = post(first, f"/journeys/{journey.id}", {"name": "Lifecycle", "version": "1"})
+    assert renamed.status_code == 303
+    stale = post(second, f"/journeys/{journey.id}", {"name": "Customer", "version": "1"})
+    assert stale.status_code == 409 and default_journey(db_engine).name == "Lifecycle"
+
+
+@pytest.mark.parametrize("suffix, data", [
+    ("", {"name": "welcome"}), ("/move", {"direction": "down"}), ("/delete", {}),
+])
+def test_a_stage_form_without_a_version_is_422(db_engine, editor, suffix, data):
+    adoption = stage_id(db_engine, "adoption")
+    response = post(editor, f"/journeys/stages/{adoption}{suffix}", {**data, "version": ""})
+    assert response.status_code == 422 and "made on" in response.get_data(as_text=True)
+    assert stages(db_engine) == list(DEFAULT_STAGES)
+
+
+def test_stage_counts_only_count_experiments_the_reader_may_see(db_engine, login_as, factory):
+    adoption = stage_id(db_engine, "adoption")
+    factory.experiment("growth-a", team="growth", stage_id=adoption)
+    factory.experiment("growth-b", team="growth", stage_id=adoption)
+    factory.experiment("shared", stage_id=adoption)
+    for key in ("success-a", "success-b"):
+        factory.experiment(key, team="success", stage_id=adoption)
+    grower = login_as("viewer", teams={"growth": "viewer"})
+    body = grower.get("/journeys/").get_data(as_text=True)
+    link = f'href="/experiments/?stage_id={adoption}">'
+    assert link + "3 experiments</a>" in body
+    admin = login_as("admin")
+    assert link + "5 experiments</a>" in admin.get("/journeys/").get_data(as_text=True)
+    outsider = login_as("viewer")
+    assert link + "1 experiment</a>" in outsider.get("/journeys/").get_data(as_text=True)

@@ -481,7 +481,8 @@ def test_simultaneous_ship_and_kill_answer_one_303_and_one_409(world, login_as):
     experiment = world.experiment()
     assert (experiment.status, experiment.decision) == ("decided", winner)
     with Session(world.engine) as session:
-        decided = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.decide")).all()
+        decided = session.exec(select(AuditEvent)
+                               .where(AuditEvent.action == "experiment.decide")).all()
     assert len(decided) == 1 and decided[0].diff["decision"] == [None, winner]
 
 
@@ -514,7 +515,8 @@ def test_moving_the_planned_end_with_a_reason_keeps_the_reason(world):
     assert "planned_end" in amendments and "2027-01-15" in amendments
     assert "2027-01-29" in amendments and reason in amendments
     with Session(world.engine) as session:
-        (event,) = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.amend")).all()
+        (event,) = session.exec(select(AuditEvent)
+                                .where(AuditEvent.action == "experiment.amend")).all()
         (amendment,) = session.exec(select(Amendment)).all()
     assert event.diff["planned_end"] == ["2027-01-15", "2027-01-29"]
     assert event.diff["reason"] == [None, reason]
@@ -529,7 +531,8 @@ def test_a_reason_given_with_an_open_change_after_the_start_is_audited(world):
         version=str(world.experiment().version), name="Seat nudge (EU)", reason="EU launch."))
     assert response.status_code == 303
     with Session(world.engine) as session:
-        event = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.update")).one()
+        event = session.exec(select(AuditEvent)
+                             .where(AuditEvent.action == "experiment.update")).one()
     assert event.diff["name"] == ["Seat nudge", "Seat nudge (EU)"]
     assert event.diff["reason"] == [None, "EU launch."]
 

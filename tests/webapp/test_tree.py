@@ -309,3 +309,70 @@ def test_dashboard_still_draws_the_read_only_tree(db_engine, login_as):
     make_node(db_engine, "Expansion", kind="lever")
     body = login_as("experimenter").get("/").get_data(as_text=True)
     assert "Expansion" in body and "hx-get=\"/tree/" not in body
+
+
+# ---------------------------------------------------------------- versions and team changes
+
+
+def test_a_stale_save_is_409_naming_who_changed_it_with_the_input_kept(db_engine, login_as):
+    node = make_node(db_engine, "Expansion", kind="lever")
+    first, second = login_as("experimenter"), login_as("experimenter")
+    assert post(first, f"/tree/{node.id}", {"name": "Expansion (first)", "kind": "lever",
+                                            "version": "1"}).status_code == 303
+    response = post(second, f"/tree/{node.id}", {"name": "Expansion (second)", "kind": "lever",
+                                                 "leading_metric": "Seats added", "version": "1"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert f"was changed by {first.user.name or first.user.email} on " in body
+    assert "you saw version 1, it is now version 2" in body
+    assert 'value="Expansion (second)"' in body and 'value="Seats added"' in body
+    assert 'name="version" value="2"' in body
+    assert nodes(db_engine)["Expansion (first)"].version == 2
+
+
+@pytest.mark.parametrize("url_suffix, data", [
+    ("", {"name": "Renamed", "kind": "lever"}),
+    ("/move", {"parent_id": "PARENT"}),
+    ("/delete", {"policy": "reparent"}),
+])
+@pytest.mark.parametrize("version", ["", "x", "2.0"])
+def test_a_tree_form_without_a_usable_version_is_422(db_engine, editor, url_suffix, data, version):
+    node = make_node(db_engine, "Expansion", kind="lever")
+    other = make_node(db_engine, "Churn", kind="lever")
+    form = {k: (str(other.id) if v == "PARENT" else v) for k, v in data.items()}
+    response = post(editor, f"/tree/{node.id}{url_suffix}", {**form, "version": version})
+    assert response.status_code == 422
+    assert "made on" in response.get_data(as_text=True)
+    after = nodes(db_engine)["Expansion"]
+    assert (after.version, after.parent_id) == (1, node.parent_id)
+
+
+def test_changing_a_nodes_team_needs_edit_rights_on_both_teams(db_engine, login_as, factory):
+    for slug in ("growth", "success", "finance"):
+        factory.team(slug)
+    with Session(db_engine) as session:
+        teams = {t.slug: t.id for t in session.exec(select(Team)).all()}
+    node = make_node(db_engine, "Growth lever", team_id=teams["growth"])
+    member = login_as("experimenter", teams={"growth": "experimenter", "success": "experimenter",
+                                             "finance": "viewer"})
+    # Shared (no team) would show the node to every team: admins only.
+    shared = post(member, f"/tree/{node.id}", {"name": "Growth lever", "team_id": ""})
+    assert shared.status_code == 422
+    assert "only an admin can make a team" in shared.get_data(as_text=True)
+    # A team where the member only views: refused.
+    viewer_side = post(member, f"/tree/{node.id}", {"name": "Growth lever",
+                                                     "team_id": teams["finance"]})
+    assert viewer_side.status_code == 422
+    assert nodes(db_engine)["Growth lever"].team_id == teams["growth"]
+    # Edit rights on both sides: allowed.
+    moved = post(member, f"/tree/{node.id}", {"name": "Growth lever", "team_id": teams["success"]})
+    assert moved.status_code == 303 and nodes(db_engine)["Growth lever"].team_id == teams["success"]
+    # An admin may make it shared.
+    admin = login_as("admin")
+    made_shared = post(admin, f"/tree/{node.id}", {"name": "Growth lever", "team_id": ""})
+    assert made_shared.status_code == 303
+    assert nodes(db_engine)["Growth lever"].team_id is None
+    with Session(db_engine) as session:
+        updates = session.exec(select(AuditEvent).where(AuditEvent.action == "node.update")).all()
+    assert [e.diff["team_id"] for e in updates] == [[teams["growth"], teams["success"]],
+                                                   [teams["success"], None]]

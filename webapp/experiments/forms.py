@@ -28,6 +28,16 @@ def conflict_response(exc: Conflict) -> Response:
                                   message=str(exc))
 
 
+def shown_errors(errors: dict[str, str]) -> dict[str, str]:
+    """Field errors as a form shows them: the hidden ``version`` field's under the form's own
+    (``""``) message, since no input is there to stand beside."""
+    if "version" not in errors:
+        return errors
+    shown = {k: v for k, v in errors.items() if k != "version"}
+    shown[""] = "version: " + errors["version"]
+    return shown
+
+
 def variant_rows(form: MultiDict) -> list[dict[str, str]]:
     """The variant rows of the form, from its parallel ``variant_key/name/weight`` lists."""
     keys = form.getlist("variant_key")[:ROW_LIMIT]

@@ -51,6 +51,7 @@ from webapp.experiments.forms import (
     apply_variant_action,
     conflict_response,
     experiment_form_data,
+    shown_errors,
     variant_rows,
 )
 from webapp.rendering import render_page_or_partial
@@ -263,7 +264,8 @@ def decide(key: str):
         decide_experiment(session, key, data, actor=acting_user())
     except ValidationFailed as exc:
         session.rollback()
-        return _detail(key, decide_values=data, decide_errors=exc.errors, status=422)
+        return _detail(key, decide_values=data, decide_errors=shown_errors(exc.errors),
+                       status=422)
     except Conflict as exc:
         session.rollback()
         if get_experiment(session, acting_user(), key).status == "stopped":

@@ -27,7 +27,7 @@ from experiments.access import can
 from experiments.errors import ValidationFailed
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
-from webapp.experiments.forms import conflict_response
+from webapp.experiments.forms import conflict_response, shown_errors
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -56,7 +56,8 @@ def _save(form_id: str, change: Callable[[], Any], anchor: str | None = None):
         change()
     except ValidationFailed as exc:
         session.rollback()
-        return _page({"form": form_id, "values": request.form.to_dict(), "errors": exc.errors}, 422)
+        return _page({"form": form_id, "values": request.form.to_dict(),
+                      "errors": shown_errors(exc.errors)}, 422)
     except StaleVersion as exc:
         # 409 with the input kept, now on the current version (saving again overwrites).
         session.rollback()

@@ -38,7 +38,7 @@ from experiments.tree import (
 )
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
-from webapp.experiments.forms import conflict_response
+from webapp.experiments.forms import conflict_response, shown_errors
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -69,7 +69,7 @@ def _save(mode: str, node_id: int, change: Callable[[], Any], back_to: Callable[
         change()
     except ValidationFailed as exc:
         session.rollback()
-        return _tree(mode, node_id, request.form.to_dict(), exc.errors, 422)
+        return _tree(mode, node_id, request.form.to_dict(), shown_errors(exc.errors), 422)
     except StaleVersion as exc:
         session.rollback()
         if exc.current is None:
