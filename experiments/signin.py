@@ -62,8 +62,8 @@ class SignInLimits:
     """The limiter's settings (the web app reads them from its config)."""
 
     window: timedelta = timedelta(minutes=15)
-    account_limit: int = 10
-    pair_limit: int = 5
+    account_limit: int = 30
+    pair_limit: int = 10
     address_slow_after: int = 10
     address_delay_base: float = 0.25
     address_delay_max: float = 2.0
