@@ -152,6 +152,10 @@ def admit_sign_in(
         attempts, window_start = _bump(session, key, now, limits.window)
         if attempts > limit:
             refusals.append((key, attempts, limit, window_start))
+        if key == account_key and attempts == 1:
+            # A new window for an account: sweep counters two windows old, so spraying
+            # many emails cannot grow the table without bound.
+            forget_attempts(session, before=now - 2 * limits.window)
     if refusals:
         for key, attempts, limit, _start in refusals:
             if attempts == limit + 1:  # the first refusal of this window: audit it once

@@ -409,3 +409,22 @@ def test_long_emails_sharing_64_characters_count_attempts_apart(session):
     assert [admit_sign_in(session, email=first, ip="", limits=limits).allowed
             for _ in range(4)] == [True, True, True, False]
     assert admit_sign_in(session, email=second, ip="", limits=limits).allowed
+
+
+def test_old_counters_are_swept_when_a_new_window_opens(session):
+    from datetime import timedelta
+
+    from experiments.models import LoginThrottle, utcnow
+    from experiments.signin import SignInLimits, admit_sign_in
+
+    limits = SignInLimits(window=timedelta(minutes=15))
+    start = utcnow()
+    for n in range(5):
+        admit_sign_in(session, email=f"spray{n}@example.com", ip="10.0.0.9", limits=limits,
+                      now=start)
+    assert len(session.exec(select(LoginThrottle)).all()) == 10  # account + pair each
+    admit_sign_in(session, email="later@example.com", ip="10.0.0.9", limits=limits,
+                  now=start + timedelta(minutes=31))
+    keys = sorted(row.key for row in session.exec(select(LoginThrottle)).all())
+    assert keys == ["account:later@example.com", "pair:later@example.com|10.0.0.9"]
+
