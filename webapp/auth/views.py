@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import urlsplit
 
 from flask import (
@@ -19,14 +20,16 @@ from flask import (
 
 from experiments.errors import ValidationFailed
 from experiments.input_rules import EMAIL_MAX, FieldErrors, read_password, read_text
-from experiments.models import utcnow
 from experiments.users import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
+    SignInGate,
+    SignInLimits,
+    admit_sign_in,
     authenticate,
     change_password,
+    give_back_attempt,
     must_change_password,
-    recent_login_failures,
     record_login,
     record_login_failure,
     sign_out,
@@ -51,11 +54,27 @@ def _safe_next(target: str | None) -> str:
     return url_for("dashboard.index")
 
 
-def _rate_limited(email: str) -> bool:
-    since = utcnow() - current_app.config["LOGIN_FAILURE_WINDOW"]
-    by_email, by_ip = recent_login_failures(get_session(), email=email, ip=client_ip(), since=since)
-    limit = current_app.config["LOGIN_FAILURE_LIMIT"]
-    return by_email >= limit or by_ip >= limit
+def _limits() -> SignInLimits:
+    config, defaults = current_app.config, SignInLimits()
+    return SignInLimits(
+        window=config["LOGIN_FAILURE_WINDOW"],
+        pair_limit=config["LOGIN_FAILURE_LIMIT"],
+        account_limit=config.get("LOGIN_ACCOUNT_FAILURE_LIMIT", defaults.account_limit),
+        address_slow_after=config.get("LOGIN_ADDRESS_SLOW_AFTER", defaults.address_slow_after),
+        address_delay_max=config.get("LOGIN_ADDRESS_DELAY_MAX", defaults.address_delay_max),
+    )
+
+
+def _admit(email: str) -> SignInGate:
+    """Count this attempt (committed at once, before the slow hash) and slow a noisy address."""
+    db = get_session()
+    gate = admit_sign_in(db, email=email, ip=client_ip(), limits=_limits())
+    db.commit()
+    if gate.allowed and gate.delay:
+        time.sleep(gate.delay)
+    elif not gate.allowed:
+        log.warning("sign-in refused (429) from %s", client_ip())
+    return gate
 
 
 def _login_page(error: str | None, status: int, next_path: str):
@@ -90,15 +109,16 @@ def login():
         # Nothing that could match an account (a control character, an overlong
         # address): the usual answer, without touching the database.
         return _login_page(LOGIN_FAILED, 422, next_path)
-    if _rate_limited(email):
+    if not _admit(email).allowed:
         return _login_page(TOO_MANY, 429, next_path)
     user = authenticate(db, email, password)
     if user is None:
-        record_login_failure(db, email=email, ip=client_ip())
+        record_login_failure(db, email=email, ip=client_ip(), limits=_limits())
         db.commit()
         log.warning("sign-in failed from %s", client_ip())
         # One answer for an unknown email, a wrong password and a disabled account.
         return _login_page(LOGIN_FAILED, 401, next_path)
+    give_back_attempt(db, email=email, ip=client_ip())
     record_login(db, user, ip=client_ip())
     db.commit()
     start_session(user)
@@ -144,7 +164,7 @@ def change_password_view():
              for name in ("current_password", "new_password", "confirmation")}
     if errors:
         return _password_page(errors, 422)
-    if _rate_limited(user.email):
+    if not _admit(user.email).allowed:
         return _password_page({"current_password": TOO_MANY}, 429)
     try:
         change_password(db, user, **typed)
@@ -153,9 +173,12 @@ def change_password_view():
         if "current_password" in exc.errors:
             # A wrong current password counts as a failed sign-in: a stolen session
             # must not become an unlimited password oracle.
-            record_login_failure(db, email=user.email, ip=client_ip())
-            db.commit()
+            record_login_failure(db, email=user.email, ip=client_ip(), limits=_limits())
+        else:
+            give_back_attempt(db, email=user.email, ip=client_ip())
+        db.commit()
         return _password_page(exc.errors, 422)
+    give_back_attempt(db, email=user.email, ip=client_ip())
     db.commit()
     start_session(user, login_at=session.get("login_at"))
     flash("Your password was changed. Other sessions were signed out.", "success")
