@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,69 @@ class AnalysisRequest:
     power: float = 0.8
     mde: float = 0.02
     weights: Mapping[str, float] | None = None
+    sigma: float | None = None
+    sequential: bool = False
+    tuning: float | None = None
+
+
+def check_plan_numbers(request: AnalysisRequest) -> None:
+    """Refuse plan numbers given in the wrong unit before reading the file.
+
+    Raises
+    ------
+    UsageError
+        Naming the flag, e.g. ``--mde 2`` (points instead of a fraction).
+    """
+    if not np.isfinite(request.mde) or not 0 < request.mde < 1:
+        raise UsageError(
+            f"--mde must be a fraction between 0 and 1; got {request.mde:g}. "
+            "MDE is a fraction: 0.02 = 2 points"
+        )
+    if request.sigma is not None and not (np.isfinite(request.sigma) and request.sigma > 0):
+        raise UsageError(f"--sigma must be a number greater than 0; got {request.sigma:g}")
+    if request.tuning is not None:
+        if not (np.isfinite(request.tuning) and request.tuning > 0):
+            raise UsageError(f"--tuning must be a number greater than 0; got {request.tuning:g}")
+        if not request.sequential:
+            raise UsageError("--tuning only applies with --sequential")
+
+
+def _canonical(name: str) -> str:
+    visible = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return unicodedata.normalize("NFKC", visible).strip().casefold()
+
+
+def check_variant_names(table) -> None:
+    """Variant names must match exactly: near-duplicates are an error, not extra arms.
+
+    Raises
+    ------
+    UsageError
+        One line per offending name: a control character in it, or a name equal
+        to another but for case, spaces or invisible characters.
+    """
+    names = table.variants()
+    errors = []
+
+    def where(name: str) -> str:
+        index = int(np.flatnonzero(table.variant == name)[0])
+        account = "" if table.account_id is None else f" (account {table.account_id[index]})"
+        return f"line {index + 2}{account}"
+
+    for name in names:
+        if any(unicodedata.category(ch) == "Cc" for ch in name):
+            errors.append(f"{where(name)}, variant: {name!r} contains a control character")
+    seen: dict[str, str] = {}
+    for name in names:
+        key = _canonical(name)
+        if key in seen and seen[key] != name:
+            errors.append(
+                f"{where(name)}, variant: {name!r} differs from {seen[key]!r} only in case, "
+                "spaces or invisible characters; variant names must match exactly"
+            )
+        seen.setdefault(key, name)
+    if errors:
+        raise UsageError("\n".join(dict.fromkeys(errors)))
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:
@@ -84,6 +148,7 @@ def _read_checked(request: AnalysisRequest):
     from experiments.accounts_csv import read_accounts
 
     table = read_accounts(request.path, for_storage=False)
+    check_variant_names(table)
     observed = table.variants()
     if request.control not in observed:
         raise UsageError(f"--control: variant {request.control!r} is not in the file; its variants are {', '.join(observed)}")
@@ -109,6 +174,7 @@ def analyze_file(request: AnalysisRequest):
     UsageError
         A flag contradicts the file (unknown control, weights naming unknown variants).
     """
+    check_plan_numbers(request)
     warm = threading.Thread(target=_warm_statistics, daemon=True)
     # A short switch interval lets the reader's many brief GIL holds between pyarrow
     # calls get in quickly while the import thread runs module code.
@@ -125,6 +191,8 @@ def analyze_file(request: AnalysisRequest):
 
     try:
         return analyze(arms, control=request.control, alpha=request.alpha, power=request.power,
-                       mde=request.mde, weights=request.weights, variants=variants)
+                       mde=request.mde, weights=request.weights, variants=variants,
+                       sigma=request.sigma, sequential=request.sequential,
+                       tuning=request.tuning)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

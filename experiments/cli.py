@@ -152,8 +152,15 @@ def create_user_command(email: str, role: str, name: str, password: str) -> None
 @click.option("--power", default=0.8, show_default=True, type=float, help="Planned power, in [0.5, 0.99].")
 @click.option("--mde", default=0.02, show_default=True, type=float, help="Minimum detectable effect in absolute NRR (0.02 = 2 points).")
 @click.option("--weights", default=None, help="Planned allocation, e.g. control=1,treatment=1 (default: equal).")
+@click.option("--sigma", default=None, type=float,
+              help="Planning sigma of the linearised NRR (default: the control arm's).")
+@click.option("--sequential", is_flag=True,
+              help="Always-valid p-values and intervals for results read every week.")
+@click.option("--tuning", default=None, type=float,
+              help="Sequential tuning (accounts); default: the planned total of the comparison.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "md"]), default="json", show_default=True)
-def analyze(file: str, control: str, alpha: float, power: float, mde: float, weights: str | None, fmt: str) -> None:
+def analyze(file: str, control: str, alpha: float, power: float, mde: float, weights: str | None,
+            sigma: float | None, sequential: bool, tuning: float | None, fmt: str) -> None:
     """Analyse an account CSV (DESIGN §3) without a database; the report goes to stdout.
 
     Bad input exits with status 2 and one line per problem on stderr.
@@ -168,14 +175,17 @@ def analyze(file: str, control: str, alpha: float, power: float, mde: float, wei
         _fail(f"{file}: no such file", 2)
     try:
         request = AnalysisRequest(file, control=control, alpha=alpha, power=power, mde=mde,
-                                  weights=parse_weights(weights))
+                                  weights=parse_weights(weights), sigma=sigma,
+                                  sequential=sequential, tuning=tuning)
         result = analyze_file(request)
     except ImportValidationError as exc:
         for line in str(exc).splitlines():
             click.echo(f"{file}: {line}", err=True)
         sys.exit(2)
     except UsageError as exc:
-        _fail(str(exc), 2)
+        for line in str(exc).splitlines():
+            click.echo(f"nrrlab: {line}", err=True)
+        sys.exit(2)
     except OSError as exc:
         _fail(f"{file}: cannot be read: {exc.strerror or exc}", 2)
     report = result.to_dict()

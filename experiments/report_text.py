@@ -23,7 +23,16 @@ COMPARISON_COLUMNS = (
     "uplift_abs", "ci_abs_low", "ci_abs_high", "uplift_rel", "ci_rel_low", "ci_rel_high",
     "p_value", "p_value_adjusted", "p_value_mwu", "sigma_lin", "required_n_per_arm",
     "power_achieved", "srm_p_value", "srm_flag", "verdict",
+    "ci_abs_adjusted_low", "ci_abs_adjusted_high", "ci_method", "inference_method",
+    "mwu_prob_superiority", "sequential_p_value", "sequential_ci_low", "sequential_ci_high",
+    "required_n", "required_n_control",
 )
+
+
+def p_equals(value: Any) -> str:
+    """``p = 0.0123`` or ``p < 0.0001``: never "p = < 0.0001"."""
+    text = pvalue(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 def exact_money(value: Any) -> Decimal | None:
     """A money sum as an exact decimal of cents: 3684065.2200000025 → Decimal('3684065.22').
@@ -66,13 +75,61 @@ def comparison_figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             "power_achieved": comparison.get("power_achieved"),
             "srm_p_value": srm.get("p_value"), "srm_flag": srm.get("flag") if srm else None,
             "verdict": comparison.get("verdict"),
+            **_issue13_figures(report, comparison),
         })
     return rows
+
+
+def _issue13_figures(report: Mapping[str, Any], comparison: Mapping[str, Any]) -> dict[str, Any]:
+    """Sizing, adjusted interval, inference method, Mann–Whitney size, sequential (DESIGN §4c)."""
+    adjusted = as_pair(comparison.get("ci_abs_adjusted"))
+    sequential = comparison.get("sequential") or {}
+    seq_ci = as_pair(sequential.get("ci_abs"))
+    required = report.get("required_n") or {}
+    return {
+        "ci_abs_adjusted_low": adjusted[0], "ci_abs_adjusted_high": adjusted[1],
+        "ci_method": comparison.get("ci_method"),
+        "inference_method": (comparison.get("inference") or {}).get("method"),
+        "mwu_prob_superiority": (comparison.get("mann_whitney") or {}).get("prob_superiority"),
+        "sequential_p_value": sequential.get("p_value"),
+        "sequential_ci_low": seq_ci[0], "sequential_ci_high": seq_ci[1],
+        "required_n": required.get(comparison.get("variant")),
+        "required_n_control": required.get(report.get("control")),
+    }
 
 
 def result_csv(report: Mapping[str, Any]) -> str:
     """The CLI's flat table: one row per comparison."""
     return csv_text(COMPARISON_COLUMNS, comparison_figures(report))
+
+
+def _method_lines(report: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for c in report["comparisons"]:
+        name = c["variant"]
+        adjusted = c.get("ci_abs_adjusted")
+        if c.get("ci_method") == "bonferroni" and adjusted:
+            level = (1 - report["alpha"] / len(report["comparisons"])) * 100
+            lines.append(f"{name}: Bonferroni-adjusted {level:.1f}% CI {interval(adjusted, pts)} "
+                         "(the level the Holm verdict is judged at; raw CI in the table)")
+        inference = c.get("inference") or {}
+        if inference.get("method") == "permutation":
+            lines.append(f"{name}: p-value and intervals from a studentised permutation test "
+                         f"({inference.get('permutations')} relabellings) because of "
+                         f"{inference.get('reason')}; "
+                         f"Welch {p_equals(inference.get('welch_p_value'))}")
+        mwu = c.get("mann_whitney") or {}
+        if mwu.get("prob_superiority") is not None:
+            line = (f"{name}: Mann–Whitney P(treatment account > control account) = "
+                    f"{mwu['prob_superiority'] * 100:.1f}%, {p_equals(mwu.get('p_value'))}")
+            lines.append(line)
+        sequential = c.get("sequential")
+        if sequential:
+            lines.append(f"{name}: sequential (always valid, tuning {sequential['tuning']:,.0f}) "
+                         f"CI {interval(sequential.get('ci_abs'), pts)}, "
+                         f"{p_equals(sequential.get('p_value'))} against α = "
+                         f"{report.get('alpha_sizing'):.4g}")
+    return lines
 
 
 def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment analysis") -> str:
@@ -86,10 +143,21 @@ def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment a
              f"MDE = {report['mde'] * 100:.2f} NRR points.", ""]
     srm = report["srm"]
     if srm["flag"]:
-        lines += [f"> **Sample-ratio mismatch** (χ² p = {pvalue(srm['p_value'])}): the arms' sizes do not match the "
+        lines += [f"> **Sample-ratio mismatch** (χ² {p_equals(srm['p_value'])}): "
+                  "the arms' sizes do not match the "
                   "planned allocation, so the results below are not trustworthy. Check assignment, logging and filters.", ""]
+    elif srm.get("p_value") is None:
+        lines += ["SRM check: not run (see the warnings).", ""]
     else:
-        lines += [f"SRM check: no mismatch (χ² p = {pvalue(srm['p_value'])}).", ""]
+        lines += [f"SRM check: **passed** — arm sizes match the planned allocation "
+                  f"(χ² {p_equals(srm['p_value'])}; flagged below 0.001).", ""]
+    required = report.get("required_n") or {}
+    if required:
+        sizes = ", ".join(f"{md(k)} {v:,}" if v is not None else f"{md(k)} —"
+                          for k, v in required.items())
+        lines += [f"Required accounts (allocation- and multiplicity-aware, α per comparison = "
+                  f"{report.get('alpha_sizing'):.4g}, σ = {report.get('sigma_planning') or 0:.4f} "
+                  f"from {report.get('sigma_source') or '—'}): {sizes}.", ""]
     lines += ["## Arms", "",
               "| variant | accounts | start MRR | expansion | contraction | churned | end MRR | NRR | GRR |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -108,6 +176,9 @@ def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment a
             f"{c['required_n_per_arm'] if c['required_n_per_arm'] is not None else '—'} | {pct(c['power_achieved'])} | "
             f"**{c['verdict']}** |")
         sentences.append(summary_sentence(Comparison.from_dict(c), alpha))
+    extra = _method_lines(report)
+    if extra:
+        lines += ["", "## How the figures were computed", ""] + [f"- {md(line)}" for line in extra]
     lines += ["", "## Verdict", ""] + [f"- {md(s)}" for s in sentences]
     warnings = list(report.get("warnings", [])) + [w for c in report["comparisons"] for w in c.get("warnings", [])]
     if warnings:

@@ -154,3 +154,99 @@ def test_real_process_prints_no_traceback_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"{path}: line 2, start_mrr: must be greater than 0"]
+
+
+# --- issue 13 -------------------------------------------------------------------------------
+
+
+def _write(tmp_path, rows, name="issue13.csv"):
+    path = tmp_path / name
+    path.write_text(HEADER + "".join(rows))
+    return path
+
+
+def _lognormal_file(tmp_path, sizes, seed=1):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for variant, n in sizes.items():
+        for i in range(n):
+            start = round(float(np.exp(rng.normal(6, 0.8))), 2)
+            expansion = round(start * 0.2, 2) if rng.random() < 0.2 else 0
+            rows.append(f"{variant}-{i},{variant},{start:.2f},{expansion:.2f},0,0\n")
+    return _write(tmp_path, rows)
+
+
+def test_weights_size_each_arm_for_its_allocation(tmp_path):
+    from statsmodels.stats.power import TTestIndPower
+
+    path = _lognormal_file(tmp_path, {"control": 900, "treatment": 300})
+    result = run(path, "--weights", "control=3,treatment=1", "--sigma", "0.5")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    # statsmodels: nobs1 = control, ratio = n_T / n_C = 1/3
+    x = TTestIndPower().solve_power(effect_size=0.02 / 0.5, alpha=0.05, power=0.8, ratio=1 / 3)
+    n_control = int(np.ceil(x))
+    assert report["required_n"] == {"control": n_control,
+                                    "treatment": int(np.ceil(round(n_control / 3, 9)))}
+    assert report["alpha_sizing"] == 0.05 and report["sigma_source"] == "given"
+    # the issue's figures: ≈ 21,405 control / 7,135 treatment at the σ that gives 10,701 per arm
+    sigma = 0.02 / TTestIndPower().solve_power(nobs1=10_701, alpha=0.05, power=0.8, ratio=1.0)
+    result = run(path, "--weights", "control=3,treatment=1", "--sigma", f"{sigma:.10f}")
+    sizes = json.loads(result.stdout)["required_n"]
+    assert abs(sizes["control"] - 21_405) <= 6 and abs(sizes["treatment"] - 7_135) <= 3
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    assert comparison["required_n_per_arm"] == sizes["control"]
+
+
+@pytest.mark.parametrize("mde", ["2", "1", "0", "-0.02", "nan"])
+def test_mde_in_points_is_refused_with_a_hint(two_arm_file, mde):
+    result = run(two_arm_file, "--mde", mde)
+    assert result.exit_code == 2
+    assert "--mde" in result.stderr and "0.02 = 2 points" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("odd", ["Control", "con\x00trol", "contr\u200bol", "CONTROL"])
+def test_variant_names_must_match_exactly(tmp_path, odd):
+    rows = [f"a{i},{'control' if i % 2 else 'treatment'},100,{i % 7},0,0\n" for i in range(40)]
+    rows.append(f"odd,\"{odd}\",100,0,0,0\n")
+    result = run(_write(tmp_path, rows))
+    assert result.exit_code == 2, result.stdout
+    assert "variant" in result.stderr and "line 42" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_passing_srm_check_reads_as_passed_and_no_p_equals_less_than(two_arm_file, tmp_path):
+    result = run(two_arm_file, "--format", "md")
+    assert result.exit_code == 0, result.stderr
+    assert "SRM check: **passed**" in result.stdout
+    assert "= <" not in result.stdout
+    skewed = _lognormal_file(tmp_path, {"control": 400, "treatment": 150})
+    flagged = run(skewed, "--format", "md")
+    assert "Sample-ratio mismatch** (χ² p < 0.0001)" in flagged.stdout
+    assert "= <" not in flagged.stdout
+
+
+def test_summary_sentence_does_not_repeat_its_reason(tmp_path):
+    rows = [f"c{i},control,{100 + i},{i % 5},0,0\n" for i in range(30)]
+    rows.append("t0,treatment,100,20,0,0\n")
+    result = run(_write(tmp_path, rows), "--weights", "control=30,treatment=1", "--format", "md")
+    assert result.exit_code == 0, result.stderr
+    verdict = result.stdout.split("## Verdict", 1)[1]
+    assert "could not be computed: 'treatment' has a single account" in verdict
+    assert "not computed: confidence" not in verdict
+    assert "**underpowered**" in result.stdout
+
+
+def test_sequential_flag_adds_always_valid_figures(two_arm_file):
+    result = run(two_arm_file, "--sequential", "--tuning", "5000")
+    assert result.exit_code == 0, result.stderr
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    assert comparison["sequential"]["tuning"] == 5000
+    low, high = comparison["sequential"]["ci_abs"]
+    raw_low, raw_high = comparison["ci_abs"]
+    assert low < raw_low and high > raw_high  # always-valid intervals are wider
+    plain = json.loads(run(two_arm_file).stdout)["comparisons"][0]
+    assert plain["sequential"] is None
+    refused = run(two_arm_file, "--tuning", "5000")
+    assert refused.exit_code == 2 and "--tuning only applies with --sequential" in refused.stderr
