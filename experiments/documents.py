@@ -44,9 +44,15 @@ from experiments.models import (
 from experiments.review_weeks import Window, aware, iso
 
 STATUS_ORDER: tuple[str, ...] = ("draft", "running", "stopped", "decided")
-#: The DESIGN §4 keys of a stored analysis (anything else is snapshot metadata).
+#: The DESIGN §4 keys every stored analysis has (§4b adds more, e.g. ``required_n``).
 REPORT_KEYS: tuple[str, ...] = ("alpha", "power", "mde", "control", "srm", "arms", "comparisons",
                                 "warnings")
+#: What a snapshot stores beside its analysis (not part of the §4 report).
+SNAPSHOT_METADATA: tuple[str, ...] = ("plan", "dataset", "segments_omitted")
+#: The document's own top-level keys; every other top-level key is the §4 report's.
+DOCUMENT_KEYS: tuple[str, ...] = ("verdict", "experiment", "plan", "analysis_plan", "amendments",
+                                  "dataset", "snapshot_id", "computed_at", "as_of", "review",
+                                  "exported_at")
 
 
 def finite(value: Any) -> Any:
@@ -322,7 +328,7 @@ class ExperimentDocument:
     def analysis(self) -> dict[str, Any]:
         """The DESIGN §4 part; an empty one (with a warning) before any analysis."""
         if self.result:
-            return {key: self.result.get(key) for key in REPORT_KEYS}
+            return {**{key: None for key in REPORT_KEYS}, **self.result}
         return {"alpha": self.plan.alpha, "power": self.plan.power, "mde": self.plan.mde,
                 "control": self.plan.control, "srm": None, "arms": [], "comparisons": [],
                 "warnings": ["no analysis yet: no data has been uploaded for this experiment"]}
@@ -352,7 +358,7 @@ class ExperimentDocument:
         if "result" in data:  # the earlier nested shape
             result = data.get("result") if isinstance(data.get("result"), Mapping) else None
         elif data.get("snapshot_id") is not None and isinstance(data.get("comparisons"), list):
-            result = {key: data.get(key) for key in REPORT_KEYS}
+            result = {key: value for key, value in data.items() if key not in DOCUMENT_KEYS}
         else:
             result = None
         info = data.get("experiment") if isinstance(data.get("experiment"), Mapping) else {}
@@ -480,7 +486,7 @@ def _report_part(result: Mapping[str, Any]) -> dict[str, Any] | None:
     if not result or not isinstance(result.get("comparisons"), list) \
             or not isinstance(result.get("arms"), list):
         return None
-    return {key: result.get(key) for key in REPORT_KEYS}
+    return {key: value for key, value in result.items() if key not in SNAPSHOT_METADATA}
 
 
 def document_as_of(facts: Facts, experiment: Experiment, window: Window) -> ExperimentDocument:

@@ -366,6 +366,40 @@ def test_markdown_cells_cannot_break_the_table(session, people, hostile):
     assert "a \\| b c" in text
 
 
+def test_markdown_user_text_makes_no_link_image_or_html(session, people, hostile):
+    """Issue 12 item 9 / issue 14 item 5: Markdown syntax in user text is escaped with
+    backslashes, so a renderer shows it as typed; no HTML entities in a Markdown file."""
+    experiment, _ = hostile
+    experiment.name = "R&D [x](javascript:alert(1)) ![](http://evil.example/p.png) <b>"
+    experiment.hypothesis = "# not a heading"
+    session.add(experiment)
+    session.commit()
+    text = export_experiment(session, people["admin"], "hostile", "md", now=NOW).body.decode()
+    unescaped_link = re.compile(r"(?<!\\)\]\(javascript:|(?<!\\)!(?<!\\)\[")
+    assert unescaped_link.search(text) is None and "<b>" not in text
+    assert "&amp;" not in text and "&lt;" not in text and "&gt;" not in text
+    assert (r"R\&D \[x\](javascript:alert(1)) \!\[\](http://evil.example/p.png) \<b\>"
+            in text)
+    assert r"| hypothesis | \# not a heading |" in text
+    review = export_review(session, people["admin"], "2026-W48", "md", now=NOW).body.decode()
+    assert unescaped_link.search(review) is None
+
+
+def test_csv_money_is_exact_decimals(session, people, report):
+    """Stored sums carry binary noise (3684065.2200000025); money in a file is exact."""
+    _, snapshot = report
+    arms = [dict(a, start_mrr=3684065.2200000025, end_mrr=0.1 + 0.2)
+            for a in snapshot.result["arms"]]
+    snapshot.result = {**snapshot.result, "arms": arms}
+    session.add(snapshot)
+    session.commit()
+    text = export_experiment(session, people["viewer"], "seat-nudge", "csv", now=NOW).body.decode()
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert (row["start_mrr"], row["control_start_mrr"]) == ("3684065.22", "3684065.22")
+    assert (row["end_mrr"], row["control_end_mrr"]) == ("0.30", "0.30")
+    assert "3684065.2200000025" not in text
+
+
 # ------------------------------------------------------------------ HTML
 
 
