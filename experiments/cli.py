@@ -210,10 +210,13 @@ def worker(workers: int) -> None:
     Uses the queue named by NRRLAB_JOBS (default: instance/jobs.sqlite3) and the same
     instance folder as the web app (NRRLAB_INSTANCE_PATH). `nrrlab serve` needs no worker.
     """
+    import logging
+
     from experiments.db import default_instance_path
     from experiments.imports import sweep_stale_uploads
     from experiments.jobs import JobsConfigError, make_jobs
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _database() as engine:
         try:
             jobs = make_jobs(engine, default_instance_path())
