@@ -216,7 +216,8 @@ def worker(workers: int) -> None:
     from experiments.imports import sweep_stale_uploads
     from experiments.jobs import JobsConfigError, make_jobs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _database() as engine:
         try:
             jobs = make_jobs(engine, default_instance_path())

@@ -137,7 +137,8 @@ def _job_response(experiment: Experiment, job: UploadJob, *, posted: bool) -> Re
         return response
     if state.in_progress:
         if posted:
-            return redirect(url_for("results.upload_status", key=experiment.key, job_id=job.id), 303)
+            return redirect(url_for("results.upload_status", key=experiment.key, job_id=job.id),
+                            303)
         return _upload_response(experiment, state, 200)
     if state.state not in ("done", "duplicate"):
         return _upload_response(experiment, state, 200)
