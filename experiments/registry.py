@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, or_, select
 
-from experiments.access import effective_role, require, visible_team_ids
+from experiments.access import can, effective_role, require, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import (
@@ -166,9 +166,28 @@ def allowed_moves(experiment: Experiment) -> list[str]:
     return [move for move, (source, _) in TRANSITIONS.items() if source == experiment.status]
 
 
+@dataclass(frozen=True)
+class ResultsControls:
+    """What the results section offers its reader besides the figures.
+
+    ``may_upload``: the reader is an analyst (or above) on the experiment's team, so
+    the upload and recompute controls show; ``variant_keys``: the values a CSV's
+    ``variant`` column may hold, in plan order (the upload form lists them).
+    """
+
+    may_upload: bool
+    variant_keys: list[str]
+
+
+def results_controls(session: Session, user: User, experiment: Experiment) -> ResultsControls:
+    """The results section's controls of ``experiment`` for ``user``."""
+    return ResultsControls(may_upload=can(session, user, experiment.team_id, "analyst"),
+                           variant_keys=[v.key for v in variants_of(session, experiment)])
+
+
 @dataclass
 class ExperimentPage:
-    """Everything the experiment page shows besides the results section."""
+    """Everything the experiment page shows besides the results section's figures."""
 
     experiment: Experiment
     variants: list[Variant]
@@ -180,6 +199,7 @@ class ExperimentPage:
     decided_by: User | None
     moves: list[str] = field(default_factory=list)
     can_edit: bool = False
+    controls: ResultsControls = field(default_factory=lambda: ResultsControls(False, []))
 
     @property
     def locked(self) -> bool:
@@ -210,6 +230,7 @@ def experiment_page(session: Session, user: User, key: str) -> ExperimentPage:
                     if experiment.decided_by_id else None),
         moves=allowed_moves(experiment) if can_edit else [],
         can_edit=can_edit and experiment.status != "decided",
+        controls=results_controls(session, user, experiment),
     )
 
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from experiments.access import can, highest_role
+from experiments.access import highest_role
 from experiments.form_choices import owner_choices, team_choices
-from experiments.imports import UPLOAD_STATUSES, variant_keys
 from experiments.journeys import stage_choices
-from experiments.models import EXPERIMENT_STATUSES, Experiment, Team, User
+from experiments.models import EXPERIMENT_STATUSES, Team, User
 from experiments.planning import SampleSizeHint, sample_size_hint
 from experiments.registry import ExperimentFilters, ExperimentRow, list_experiments, registry_rows
 from experiments.tree import node_choices
@@ -74,27 +73,4 @@ def experiment_form_page(session: Session, user: User,
         teams=team_choices(session, user, needed="experimenter"),
         owners=owner_choices(session),
         hint=sample_size_hint(session, user, values),
-    )
-
-
-@dataclass(frozen=True)
-class ResultsControls:
-    """What the results section offers its reader besides the figures.
-
-    ``may_upload``: the reader is an analyst (or above) on the experiment's team;
-    ``upload_open``: the experiment's status accepts data; ``variant_keys``: the
-    values a CSV's ``variant`` column may hold, in plan order.
-    """
-
-    may_upload: bool
-    upload_open: bool
-    variant_keys: list[str]
-
-
-def results_controls(session: Session, user: User, experiment: Experiment) -> ResultsControls:
-    """The upload and recompute controls of ``experiment``'s results for ``user``."""
-    return ResultsControls(
-        may_upload=can(session, user, experiment.team_id, "analyst"),
-        upload_open=experiment.status in UPLOAD_STATUSES,
-        variant_keys=variant_keys(session, experiment),
     )

@@ -544,3 +544,15 @@ def test_an_experimenter_cannot_make_a_team_experiment_shared(world):
     assert response.status_code == 422
     assert "only an admin can make a team" in response.get_data(as_text=True)
     assert world.experiment().team_id == world.team.id
+
+
+def test_templates_get_the_results_controls_from_the_view_model(world, app, login_as):
+    # Templates never query: the globals that did are gone, the page's view model says it.
+    assert not {"results_may", "experiment_variant_keys"} & set(app.jinja_env.globals)
+    world.register()
+    move(world, "seat-nudge", "start")
+    analyst = login_as("viewer", teams={"growth": "analyst"})
+    page = analyst.get("/experiments/seat-nudge").get_data(as_text=True)
+    assert 'type="file"' in page and "(control, nudge)" in page
+    reader = login_as("viewer", teams={"growth": "viewer"})
+    assert 'type="file"' not in reader.get("/experiments/seat-nudge").get_data(as_text=True)

@@ -207,6 +207,7 @@ def _detail(key: str, *, decide_values: dict[str, Any] | None = None, decide_err
     return render_page_or_partial(
         "experiments/detail.html", "experiments/_detail.html", status=status,
         details=page, experiment=page.experiment, results=results, decisions=DECISIONS,
+        controls=page.controls,
         decide_values=decide_values or {}, decide_errors=decide_errors or {},
     )
 

@@ -17,29 +17,21 @@ from experiments import access
 from experiments.analysis import load_results
 from experiments.analysis import recompute as recompute_snapshot
 from experiments.errors import NotFound
+from experiments.forest import forest_plot
 from experiments.imports import (
     UPLOAD_STATUSES,
     ImportRefused,
     create_upload_job,
     upload_file_path,
-    variant_keys,
 )
 from experiments.models import Experiment, UploadJob
-from experiments.registry import get_experiment
+from experiments.registry import ResultsControls, get_experiment, results_controls
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
-from experiments.forest import forest_plot
 from webapp.results.uploads import UploadState, get_jobs, upload_state
 from webapp.security import acting_user, allow
 
 bp = Blueprint("results", __name__, url_prefix="/experiments")
-
-
-@bp.app_template_global("results_may")
-def results_may(experiment: Experiment, role: str) -> bool:
-    """Whether the signed-in user acts as at least ``role`` on ``experiment`` (for showing controls)."""
-    user = acting_user()
-    return user is not None and access.can(get_session(), user, experiment.team_id, role)
 
 
 @bp.app_template_global("results_upload_open")
@@ -55,9 +47,10 @@ def results_upload_limit_mb() -> int:
 bp.add_app_template_global(forest_plot, "forest_plot")
 
 
-@bp.app_template_global("experiment_variant_keys")
-def experiment_variant_keys(experiment: Experiment) -> list[str]:
-    return variant_keys(get_session(), experiment)
+def _controls(experiment: Experiment) -> ResultsControls:
+    """What the results templates offer (upload, recompute, the variant keys): read here,
+    so that templates never query."""
+    return results_controls(get_session(), acting_user(), experiment)
 
 
 def _experiment(key: str, needed: str) -> Experiment:
@@ -70,7 +63,8 @@ def _experiment(key: str, needed: str) -> Experiment:
 
 def _upload_response(experiment: Experiment, upload: UploadState, status: int) -> Response:
     return render_page_or_partial("results/upload_page.html", "results/_upload.html", status=status,
-                                  experiment=experiment, upload=upload)
+                                  experiment=experiment, upload=upload,
+                                  controls=_controls(experiment))
 
 
 @bp.get("/<key>/results")
@@ -82,7 +76,7 @@ def show(key: str):
     results = load_results(get_session(), experiment, dataset_version=request.args.get("dataset", type=int),
                            segment=segment)
     return render_page_or_partial("results/page.html", "results/_body.html", experiment=experiment,
-                                  results=results)
+                                  results=results, controls=_controls(experiment))
 
 
 @bp.post("/<key>/datasets")
@@ -164,7 +158,8 @@ def recompute(key: str):
     session.commit()
     if is_htmx():
         return render_page_or_partial("results/page.html", "results/_body.html", experiment=experiment,
-                                      results=load_results(session, experiment))
+                                      results=load_results(session, experiment),
+                                      controls=_controls(experiment))
     flash("Results recomputed under the current plan.", "success")
     return redirect(url_for("experiments.detail", key=experiment.key), 303)
 
