@@ -774,7 +774,7 @@ def analyze(
     >>> round(c.uplift_abs, 3), c.verdict
     (0.062, 'win')
     >>> print(summary_sentence(c, result.alpha))
-    Treatment raised NRR by 6.2 pts (95% CI 4.0 to 8.3), p < 0.001.
+    Treatment raised NRR by 6.2 pts (95% CI 4.1 to 8.2), p < 0.001.
     """
     alpha = check_alpha(alpha)
     power = check_power(power)

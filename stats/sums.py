@@ -136,8 +136,10 @@ class CoMoments:
     cxy: float
 
     @classmethod
-    def from_arrays(cls, x: np.ndarray, y: np.ndarray) -> CoMoments:
-        """Two-pass co-moments of float64 vectors of equal length."""
+    def from_arrays(cls, x: ArrayLike, y: ArrayLike) -> CoMoments:
+        """Two-pass co-moments of two vectors of equal length."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
         n = int(x.size)
         if n == 0:
             return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0)
