@@ -22,7 +22,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from experiments.errors import NotFound, PermissionDenied
-from experiments.models import TeamMembership, User
+from experiments.models import Team, TeamMembership, User
 from experiments.users import role_rank
 
 
@@ -82,8 +82,6 @@ def check_team_choice(session: Session, actor: User, team_id: int, *, needed: st
     Another team's id reads as "unknown team", as an unknown id does, so a form cannot
     be used to probe which teams exist.
     """
-    from experiments.models import Team
-
     if session.get(Team, team_id) is None:
         return "unknown team"
     try:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from experiments import datasets as data
+from experiments.audit import record_event
 from experiments.errors import NotFound
 from experiments.models import (
     Amendment,
@@ -243,8 +244,6 @@ def recompute(session: Session, experiment: Experiment, *, actor: User | None) -
     NotFound
         The experiment has no dataset yet.
     """
-    from experiments.audit import record_event
-
     dataset = active_dataset(session, experiment)
     if dataset is None:
         raise NotFound("this experiment has no data to analyse yet")

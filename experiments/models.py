@@ -10,7 +10,7 @@ later vocabulary change a migration of its own.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -33,14 +33,10 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-Role = Literal["viewer", "analyst", "experimenter", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "analyst", "experimenter", "admin")
-NodeKind = Literal["root", "lever", "driver"]
 NODE_KINDS: tuple[str, ...] = ("root", "lever", "driver")
 NODE_STATUSES: tuple[str, ...] = ("active", "paused", "retired")
-ExperimentStatus = Literal["draft", "running", "stopped", "decided"]
 EXPERIMENT_STATUSES: tuple[str, ...] = ("draft", "running", "stopped", "decided")
-Decision = Literal["ship", "iterate", "kill"]
 DECISIONS: tuple[str, ...] = ("ship", "iterate", "kill")
 VERDICTS: tuple[str, ...] = ("srm", "win", "loss", "underpowered", "inconclusive")
 

@@ -31,8 +31,6 @@ from experiments.tree import branch_ids
 
 #: The per-account spread assumed when no snapshot gives a measured one.
 DEFAULT_SIGMA = 0.25
-#: The baseline NRR assumed by the planner's first view (100% = flat book).
-DEFAULT_BASELINE_NRR = 1.0
 PLANNER_DEFAULTS: dict[str, str] = {
     "baseline_nrr": "1.0", "sigma": str(DEFAULT_SIGMA), "mde": "0.02", "alpha": "0.05", "power": "0.8",
     "treatment_share": "0.5", "weekly_enrolment": "250",

@@ -10,7 +10,26 @@ from typing import Any
 from flask import Flask
 
 from experiments.db import default_instance_path
+from webapp import (
+    admin,
+    auth,
+    dashboard,
+    experiments,
+    exports,
+    health,
+    journeys,
+    planner,
+    results,
+    review,
+    tree,
+)
 from webapp.config import load_config
+from webapp.db import init_db
+from webapp.errors import init_errors
+from webapp.input_guard import init_input_guard
+from webapp.logging_setup import init_logging
+from webapp.security import check_route_declarations, init_security
+from webapp.templating import init_templating
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -25,45 +44,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(instance.resolve()))
     app.config.update(load_config(instance, config))
 
-    from webapp.logging_setup import init_logging
-
     init_logging(app)
-
-    from webapp.db import init_db
-
     init_db(app)
-
-    from webapp.security import check_route_declarations, init_security
-
     init_security(app)
-
-    from webapp.input_guard import init_input_guard
-
     init_input_guard(app)
-
-    from webapp.errors import init_errors
-
     init_errors(app)
-
-    from webapp.templating import init_templating
-
     init_templating(app)
-
-    from webapp import (
-        admin,
-        auth,
-        dashboard,
-        experiments,
-        exports,
-        health,
-        journeys,
-        planner,
-        results,
-        review,
-        tree,
-    )
-
-    for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports, planner, admin):
+    for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
+                   planner, admin):
         app.register_blueprint(module.bp)
 
     check_route_declarations(app)
