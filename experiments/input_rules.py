@@ -29,7 +29,6 @@ reader                   gives
 :func:`read_int`         a whole number within bounds
 :func:`read_page`        a page number (1 when blank)
 :func:`read_id`          a positive database id (``parse_id`` for lenient query filters)
-:func:`read_version`     the optimistic-locking version a form was rendered with
 :func:`read_date`        an ISO date (``read_date_range`` for since/until pairs)
 :func:`read_choice`      one of a tuple of choices
 :func:`read_flag`        a checkbox as a bool
@@ -247,11 +246,6 @@ def parse_id(raw: Any) -> int | None:
     """A valid id from a query string value, else ``None`` (filters ignore bad values)."""
     scratch = FieldErrors()
     return read_id({"v": raw}, "v", scratch)
-
-
-def read_version(raw: Any) -> int | None:
-    """The optimistic-locking version a form was rendered with (``None`` when unreadable)."""
-    return parse_id(raw)
 
 
 def read_date(data: Mapping[str, Any], field: str, errors: FieldErrors) -> date | None:
