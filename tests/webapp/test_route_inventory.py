@@ -39,6 +39,7 @@ from experiments.models import (
     JourneyStage,
     ReviewItem,
     ReviewMeeting,
+    UploadJob,
     User,
     Variant,
     utcnow,
@@ -104,6 +105,7 @@ INVENTORY: dict[str, str] = {
     # results and data
     "results.show": "viewer",
     "results.upload": "analyst",
+    "results.upload_status": "analyst",
     "results.recompute": "analyst",
     # administration
     "admin.index": "global:admin",
@@ -139,6 +141,7 @@ class Side:
     experiment_id: int
     dataset_version: int
     review_item_id: int
+    upload_job_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ PROBE_VALUES: dict[str, Probe] = {
     "experiment_id": Probe(lambda w, s: s.experiment_id, scoped=True),
     "node_id": Probe(lambda w, s: s.node_id, scoped=True),
     "item_id": Probe(lambda w, s: s.review_item_id, scoped=True),
+    "job_id": Probe(lambda w, s: s.upload_job_id, scoped=True),  # an upload job, with <key>
     "dataset_version": Probe(lambda w, s: s.dataset_version, scoped=False),  # with <key>
     "version": Probe(lambda w, s: s.dataset_version, scoped=False),  # with <key>
     "week": Probe(lambda w, s: w.week, scoped=False),  # a week is shared; its items are not
@@ -292,7 +296,15 @@ def _side(session: Session, slug: str, root: DriverNode, stage: JourneyStage, ow
     session.add(Variant(experiment_id=experiment.id, key="treatment", weight=1, is_control=False, position=1))
     session.flush()
     dataset = _dataset(session, experiment, owner)
+    # A finished upload job, for /experiments/<key>/uploads/<job_id>.
+    session.add(UploadJob(experiment_id=experiment.id, filename="accounts.csv", state="done",
+                          dataset_id=dataset.id, created_by_id=owner.id))
+    session.flush()
     return team, node, experiment, dataset
+
+
+def _upload_job_of(session: Session, experiment_id: int) -> int:
+    return session.exec(select(UploadJob.id).where(UploadJob.experiment_id == experiment_id)).one()
 
 
 def _review_items(app, session: Session, admin_email: str, week: str, experiments: list[Experiment]) -> dict[int, int]:
@@ -375,8 +387,10 @@ def inventory(scratch_database, tmp_path_factory) -> Iterator[Inventory]:
         week = f"{year}-W{number:02d}"  # this week's review holds both experiments (running)
         items = _review_items(app, session, emails["admin"], week, [exp_a, exp_b])
         world = World(
-            a=Side(team_a.id, node_a.id, exp_a.key, exp_a.id, data_a.version, items[exp_a.id]),
-            b=Side(team_b.id, node_b.id, exp_b.key, exp_b.id, data_b.version, items[exp_b.id]),
+            a=Side(team_a.id, node_a.id, exp_a.key, exp_a.id, data_a.version, items[exp_a.id],
+                   _upload_job_of(session, exp_a.id)),
+            b=Side(team_b.id, node_b.id, exp_b.key, exp_b.id, data_b.version, items[exp_b.id],
+                   _upload_job_of(session, exp_b.id)),
             week=week, user_id=viewer_id, stage_id=stage.id, journey_id=stage.journey_id,
         )
     clients = {}
