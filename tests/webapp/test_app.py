@@ -61,7 +61,10 @@ def test_dashboard_shows_alerts_and_pending_decisions_of_the_demo(demo_app):
     # The demo plants a sample-ratio mismatch in the win-back test (1380 vs 1120 at 50/50).
     assert "Win-back email sequence" in alerts and "sample ratio mismatch" in alerts
     # The downgrade offer was stopped and nobody has decided yet.
-    assert "Right-size offer before downgrade" in decisions and "stopped without a decision" in decisions
+    assert (
+        "Right-size offer before downgrade" in decisions
+        and "stopped without a decision" in decisions
+    )
     assert "Guided onboarding checklist" not in decisions  # already decided: ship
 
 

@@ -14,13 +14,14 @@ pytestmark = pytest.mark.db
 # The badge markup, written out by hand: mark (not colour alone) and a readable label.
 EXPECTED_BADGES = {
     "win": '<span class="badge verdict verdict-win"><span aria-hidden="true">▲ </span>Win</span>',
-    "loss": '<span class="badge verdict verdict-loss"><span aria-hidden="true">▼ </span>Loss</span>',
+    "loss": '<span class="badge verdict verdict-loss"><span aria-hidden="true">▼ </span>'
+    "Loss</span>",
     "inconclusive": '<span class="badge verdict verdict-inconclusive"><span aria-hidden="true">'
-                    '● </span>Inconclusive</span>',
+    "● </span>Inconclusive</span>",
     "underpowered": '<span class="badge verdict verdict-underpowered"><span aria-hidden="true">'
-                    '◐ </span>Underpowered</span>',
+    "◐ </span>Underpowered</span>",
     "srm": '<span class="badge verdict verdict-srm"><span aria-hidden="true">⚠ </span>'
-           'Sample ratio mismatch</span>',
+    "Sample ratio mismatch</span>",
 }
 BADGE = re.compile(r'<span class="badge verdict verdict-(\w+)">.*?</span>[^<]*</span>')
 # What the five inline copies used to render: a bare class and the raw verdict word.
@@ -78,7 +79,9 @@ def test_the_same_verdict_renders_the_same_badge_on_every_page(demo_client):
         seen[name] = {v for v, _ in found}
     # The demo's shipped experiment carries its verdict on the results page, its list row
     # and the dashboard, in the one markup.
-    [headline] = {v for v, _ in badges(demo_client.get(PAGES["results"]).get_data(as_text=True))[:1]}
+    [headline] = {
+        v for v, _ in badges(demo_client.get(PAGES["results"]).get_data(as_text=True))[:1]
+    }
     for name in ("dashboard", "list", "tree", "results"):
         assert headline in seen[name], (name, seen[name])
 

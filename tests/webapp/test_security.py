@@ -22,7 +22,9 @@ ISSUE_CSP = ("default-src 'self'; script-src 'self'; object-src 'none'; base-uri
 
 def denied(db_engine) -> list[AuditEvent]:
     with Session(db_engine) as session:
-        return list(session.exec(select(AuditEvent).where(AuditEvent.action == "authz.denied")).all())
+        return list(
+            session.exec(select(AuditEvent).where(AuditEvent.action == "authz.denied")).all()
+        )
 
 
 # ------------------------------------------------------------------ CSRF
@@ -40,7 +42,9 @@ def test_post_without_csrf_token_is_400(login_as):
 def test_post_with_a_token_of_another_session_is_400(app, login_as):
     client = login_as("admin")
     foreign = csrf_token_of(app.test_client())
-    response = client.post("/admin/teams", data={"slug": "growth", "name": "Growth", "csrf_token": foreign})
+    response = client.post(
+        "/admin/teams", data={"slug": "growth", "name": "Growth", "csrf_token": foreign}
+    )
     assert response.status_code == 400
 
 
@@ -72,7 +76,9 @@ def test_an_htmx_request_with_the_layout_token_header_passes_csrf(login_as, db_e
 
 def test_htmx_2_is_pinned_so_body_hx_headers_are_inherited():
     root = Path(__file__).resolve().parents[2]
-    assert json.loads((root / "package.json").read_text())["dependencies"]["htmx.org"].startswith("2.")
+    assert json.loads((root / "package.json").read_text())["dependencies"]["htmx.org"].startswith(
+        "2."
+    )
     assert 'version:"2.' in (root / "webapp" / "static" / "vendor" / "htmx.min.js").read_text()
 
 
@@ -178,11 +184,15 @@ def test_the_template_scan_catches_inline_code(source):
     assert inline_code(source)
 
 
-@pytest.mark.parametrize("source", [
-    '<script src="{{ url_for(\'static\', filename=\'x.js\') }}" defer></script>',
-    '<a href="{{ url_for(\'a\') }}" hx-get="{{ x }}" hx-confirm="Sure?">', "<p>onboarding = step one</p>",
-    '<input name="online" value="{% if a > b %}x{% endif %}">',
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<script src=\"{{ url_for('static', filename='x.js') }}\" defer></script>",
+        '<a href="{{ url_for(\'a\') }}" hx-get="{{ x }}" hx-confirm="Sure?">',
+        "<p>onboarding = step one</p>",
+        '<input name="online" value="{% if a > b %}x{% endif %}">',
+    ],
+)
 def test_the_template_scan_lets_ordinary_markup_pass(source):
     assert inline_code(source) == []
 
@@ -193,7 +203,10 @@ TEMPLATE_FILES = sorted(p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.r
 @pytest.mark.parametrize("name", TEMPLATE_FILES)
 def test_no_template_has_inline_script_style_or_handlers(name):
     problems = inline_code((TEMPLATES / name).read_text(encoding="utf-8"))
-    assert not problems, f"webapp/templates/{name}: {', '.join(problems)} (the CSP forbids inline code; use static files)"
+    assert not problems, (
+        f"webapp/templates/{name}: {', '.join(problems)} "
+        "(the CSP forbids inline code; use static files)"
+    )
 
 
 # ------------------------------------------------------------------ logging
@@ -212,11 +225,19 @@ def test_log_lines_cannot_be_forged_with_control_characters():
     assert "\\x0a" in line and "\\x1b" in line
 
 
-@pytest.mark.parametrize("message", [
-    "password=hunter2-secret&email=a", 'form {"password": "hunter2-secret"}', "csrf_token=hunter2-secret",
-    "Cookie: nrrlab_session=hunter2-secret; other=1", "Authorization: Bearer hunter2-secret",
-    "new_password: hunter2-secret", "token='hunter2-secret'", "SECRET_KEY=hunter2-secret",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "password=hunter2-secret&email=a",
+        'form {"password": "hunter2-secret"}',
+        "csrf_token=hunter2-secret",
+        "Cookie: nrrlab_session=hunter2-secret; other=1",
+        "Authorization: Bearer hunter2-secret",
+        "new_password: hunter2-secret",
+        "token='hunter2-secret'",
+        "SECRET_KEY=hunter2-secret",
+    ],
+)
 def test_secrets_are_masked_in_log_lines(message):
     line = _format(message)
     assert "hunter2-secret" not in line and "[redacted]" in line
@@ -249,13 +270,19 @@ def probe_route(app):
     return app
 
 
-def test_visible_or_404_hides_another_teams_object_and_records_the_denial(probe_route, factory, login_as, db_engine):
+def test_visible_or_404_hides_another_teams_object_and_records_the_denial(
+    probe_route, factory, login_as, db_engine
+):
     growth, success = factory.team("growth"), factory.team("success")
     client = login_as("viewer", teams={"growth": "analyst"})
-    assert client.get(f"/team-object-for-test/{growth.id}/analyst").get_data(as_text=True) == "analyst"
+    assert (
+        client.get(f"/team-object-for-test/{growth.id}/analyst").get_data(as_text=True) == "analyst"
+    )
     assert denied(db_engine) == []
     response = client.get(f"/team-object-for-test/{success.id}/viewer")
-    assert response.status_code == 404 and "There is nothing here" in response.get_data(as_text=True)
+    assert response.status_code == 404 and "There is nothing here" in response.get_data(
+        as_text=True
+    )
     response = client.get(f"/team-object-for-test/{growth.id}/experimenter")
     assert response.status_code == 403
     assert "needs the experimenter role; you are analyst here" in response.get_data(as_text=True)
@@ -271,7 +298,11 @@ def test_a_role_denial_is_recorded(login_as, db_engine):
     client = login_as("analyst")
     assert client.get("/admin/audit").status_code == 403
     [event] = denied(db_engine)
-    assert (event.actor_id, event.entity_id, event.diff["reason"]) == (client.user.id, "admin.audit", [None, "needs admin"])
+    assert (event.actor_id, event.entity_id, event.diff["reason"]) == (
+        client.user.id,
+        "admin.audit",
+        [None, "needs admin"],
+    )
 
 
 # ------------------------------------------------------------------ configuration
@@ -290,8 +321,9 @@ RANDOM_LOOKING_KEY = "Vq3x9LmZ0tR7bK2pW8sY4nH6cJ1dF5gE"
     "ab" * 30,  # 2 distinct characters
     "0123456789" * 4,  # 10 distinct characters repeated: as strong as "0123456789"
 ])
-def test_production_config_refuses_a_missing_default_short_or_guessable_secret(tmp_path, monkeypatch,
-                                                                               secret):
+def test_production_config_refuses_a_missing_default_short_or_guessable_secret(
+    tmp_path, monkeypatch, secret
+):
     from webapp.config import ConfigError, load_config
 
     monkeypatch.delenv("SECRET_KEY", raising=False)
@@ -309,8 +341,13 @@ def test_production_config_accepts_generated_keys(tmp_path, monkeypatch):
     from webapp.config import load_config
 
     monkeypatch.delenv("SECRET_KEY", raising=False)
-    for key in [secrets.token_urlsafe(48) for _ in range(200)] + [secrets.token_hex(16) for _ in range(200)]:
-        assert load_config(tmp_path, {"NRRLAB_ENV": "production", "SECRET_KEY": key})["SECRET_KEY"] == key
+    for key in [secrets.token_urlsafe(48) for _ in range(200)] + [
+        secrets.token_hex(16) for _ in range(200)
+    ]:
+        assert (
+            load_config(tmp_path, {"NRRLAB_ENV": "production", "SECRET_KEY": key})["SECRET_KEY"]
+            == key
+        )
 
 
 def test_a_guessable_production_key_stops_the_server_with_one_line(tmp_path):
@@ -329,7 +366,9 @@ def test_a_guessable_production_key_stops_the_server_with_one_line(tmp_path):
         "python -c 'import secrets; print(secrets.token_urlsafe(48))'"]
 
 
-def test_proxy_hops_trust_x_forwarded_for_for_rate_limits(factory, database_url, tmp_path, db_engine):
+def test_proxy_hops_trust_x_forwarded_for_for_rate_limits(
+    factory, database_url, tmp_path, db_engine
+):
     from webapp import create_app
 
     app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "p" * 40, "DATABASE_URL": database_url,
@@ -338,10 +377,15 @@ def test_proxy_hops_trust_x_forwarded_for_for_rate_limits(factory, database_url,
         factory.user("ana@example.com")
         client = app.test_client()
         token = csrf_token_of(client)
-        client.post("/login", data={"email": "ana@example.com", "password": "wrong one", "csrf_token": token},
-                    headers={"X-Forwarded-For": "203.0.113.5"})
+        client.post(
+            "/login",
+            data={"email": "ana@example.com", "password": "wrong one", "csrf_token": token},
+            headers={"X-Forwarded-For": "203.0.113.5"},
+        )
         with Session(db_engine) as session:
-            [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "auth.login_failed")).all()
+            [event] = session.exec(
+                select(AuditEvent).where(AuditEvent.action == "auth.login_failed")
+            ).all()
         assert event.ip == "203.0.113.5"
         assert Auth(client).login("ana@example.com", TEST_PASSWORD).status_code == 303
     finally:
