@@ -78,7 +78,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+@click.option(
+    "--revision", default="head", show_default=True, help="Alembic revision to upgrade to."
+)
 def db_upgrade(revision: str) -> None:
     """Apply migrations, then create the default journey and NRR root if missing."""
     from experiments import migrate
@@ -94,7 +96,12 @@ def db_upgrade(revision: str) -> None:
 
 
 @db.command("downgrade")
-@click.option("--revision", default="-1", show_default=True, help="Alembic revision to downgrade to ('base' drops everything).")
+@click.option(
+    "--revision",
+    default="-1",
+    show_default=True,
+    help="Alembic revision to downgrade to ('base' drops everything).",
+)
 def db_downgrade(revision: str) -> None:
     """Revert migrations."""
     from experiments import migrate
@@ -106,7 +113,9 @@ def db_downgrade(revision: str) -> None:
 
 
 @main.command("seed-demo")
-@click.option("--if-empty", is_flag=True, help="Do nothing when experiments already exist (first run only).")
+@click.option(
+    "--if-empty", is_flag=True, help="Do nothing when experiments already exist (first run only)."
+)
 @click.option("--password", envvar="NRRLAB_DEMO_PASSWORD", default=None,
               help="Demo admin password (default: a fixed demo password, printed).")
 def seed_demo(if_empty: bool, password: str | None) -> None:
@@ -126,7 +135,12 @@ def seed_demo(if_empty: bool, password: str | None) -> None:
 
 @main.command("create-user")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["viewer", "analyst", "experimenter", "admin"]), default="viewer", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "analyst", "experimenter", "admin"]),
+    default="viewer",
+    show_default=True,
+)
 @click.option("--name", default="", help="Display name.")
 @click.password_option(envvar="NRRLAB_PASSWORD", help="Password (prompted when omitted).")
 def create_user_command(email: str, role: str, name: str, password: str) -> None:
@@ -148,19 +162,49 @@ def create_user_command(email: str, role: str, name: str, password: str) -> None
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--control", default="control", show_default=True, help="The control variant.")
-@click.option("--alpha", default=0.05, show_default=True, type=float, help="Two-sided significance level, in (0, 0.5].")
-@click.option("--power", default=0.8, show_default=True, type=float, help="Planned power, in [0.5, 0.99].")
-@click.option("--mde", default=0.02, show_default=True, type=float, help="Minimum detectable effect in absolute NRR (0.02 = 2 points).")
-@click.option("--weights", default=None, help="Planned allocation, e.g. control=1,treatment=1 (default: equal).")
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Two-sided significance level, in (0, 0.5].",
+)
+@click.option(
+    "--power", default=0.8, show_default=True, type=float, help="Planned power, in [0.5, 0.99]."
+)
+@click.option(
+    "--mde",
+    default=0.02,
+    show_default=True,
+    type=float,
+    help="Minimum detectable effect in absolute NRR (0.02 = 2 points).",
+)
+@click.option(
+    "--weights",
+    default=None,
+    help="Planned allocation, e.g. control=1,treatment=1 (default: equal).",
+)
 @click.option("--sigma", default=None, type=float,
               help="Planning sigma of the linearised NRR (default: the control arm's).")
 @click.option("--sequential", is_flag=True,
               help="Always-valid p-values and intervals for results read every week.")
 @click.option("--tuning", default=None, type=float,
               help="Sequential tuning (accounts); default: the planned total of the comparison.")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "md"]), default="json", show_default=True)
-def analyze(file: str, control: str, alpha: float, power: float, mde: float, weights: str | None,
-            sigma: float | None, sequential: bool, tuning: float | None, fmt: str) -> None:
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv", "md"]), default="json", show_default=True
+)
+def analyze(
+    file: str,
+    control: str,
+    alpha: float,
+    power: float,
+    mde: float,
+    weights: str | None,
+    sigma: float | None,
+    sequential: bool,
+    tuning: float | None,
+    fmt: str,
+) -> None:
     """Analyse an account CSV (DESIGN §3) without a database; the report goes to stdout.
 
     Bad input exits with status 2 and one line per problem on stderr.
@@ -198,7 +242,9 @@ def analyze(file: str, control: str, alpha: float, power: float, mde: float, wei
     else:
         from experiments.report_text import result_markdown
 
-        click.echo(result_markdown(report, title=f"NRR analysis of {os.path.basename(file)}"), nl=False)
+        click.echo(
+            result_markdown(report, title=f"NRR analysis of {os.path.basename(file)}"), nl=False
+        )
 
 
 @main.command()
