@@ -50,6 +50,26 @@ class AccountRatios:
     variant: np.ndarray
     segment: np.ndarray
     ratio: np.ndarray
+    #: End and start MRR per account (currency units), for the permutation test of
+    #: skewed arms (DESIGN §4c); None when not read.
+    end: np.ndarray | None = None
+    start: np.ndarray | None = None
+
+    def rows_by_variant(self, mask: np.ndarray | None = None, *, keys=None) -> dict[str, tuple]:
+        """``{variant: (end, start)}`` for ``stats.ArmData(rows=...)``; empty when not read."""
+        if self.end is None or self.start is None:
+            return {}
+        variant = self.variant if mask is None else self.variant[mask]
+        end = self.end if mask is None else self.end[mask]
+        start = self.start if mask is None else self.start[mask]
+        if keys is None:
+            keys = dict.fromkeys(variant.tolist())
+        out = {}
+        for key in keys:
+            rows = variant == key
+            if rows.any():
+                out[str(key)] = (end[rows], start[rows])
+        return out
 
     def by_variant(self, mask: np.ndarray | None = None, *, keys=None) -> dict[str, np.ndarray]:
         """``{variant: ratios}``, optionally of the rows selected by a boolean ``mask``.
@@ -74,7 +94,9 @@ class AccountRatios:
         segment = table.segment
         if segment is None:
             segment = np.full(len(table), None, dtype=object)
-        return cls(table.variant, segment, end.astype(np.float64) / table.start_cents.astype(np.float64))
+        start = table.start_cents.astype(np.float64)
+        return cls(table.variant, segment, end.astype(np.float64) / start,
+                   end.astype(np.float64) / 100, start / 100)
 
 
 def next_version(session: Session, experiment: Experiment) -> int:
@@ -368,8 +390,10 @@ def account_ratio_rows(session: Session, dataset_id: int) -> AccountRatios:
     # One (n, 4) object array is far cheaper than transposing a million tuples with zip.
     columns = np.array(rows, dtype=object)
     del rows
-    ratio = columns[:, 2].astype(np.float64) / columns[:, 3].astype(np.float64)
-    return AccountRatios(columns[:, 0].copy(), columns[:, 1].copy(), ratio)
+    end_cents = columns[:, 2].astype(np.float64)
+    start_cents = columns[:, 3].astype(np.float64)
+    return AccountRatios(columns[:, 0].copy(), columns[:, 1].copy(), end_cents / start_cents,
+                         end_cents / 100, start_cents / 100)
 
 
 def account_ratios(session: Session, dataset_id: int, *, segment: str | None = None) -> dict[str, np.ndarray]:
