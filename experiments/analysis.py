@@ -7,27 +7,24 @@ only for the Mann-Whitney check) and stores an :class:`AnalysisSnapshot`.
 page view never recomputes anything.
 
 The headline verdict (the ``verdict`` column, used by the registry and the
-review) is ``srm`` when the sample-ratio check flags, otherwise the most
-decisive verdict among the treatments, in the order win > loss > underpowered >
-inconclusive: one winning treatment is what a reader has to act on, and an
-underpowered one means "keep collecting" even if another arm is merely
-inconclusive.
+review) and the enrolment projection are the shared rules of :mod:`experiments.rules`.
+The results view model carries the experiment document
+(:mod:`experiments.documents`) the exports and the review also show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
 from experiments import datasets as data
-from experiments.audit import record_event
+from experiments.documents import AmendmentInfo, ExperimentDocument, document_now
 from experiments.errors import NotFound
 from experiments.models import (
-    Amendment,
     AnalysisSnapshot,
     Dataset,
     Experiment,
@@ -35,6 +32,7 @@ from experiments.models import (
     Variant,
     utcnow,
 )
+from experiments.rules import headline_verdict, project_enrolment
 from stats import (
     ArmData,
     ArmTotals,
@@ -50,8 +48,6 @@ from stats import (
 DEFAULT_SIGMA = 0.25
 #: At most this many segments (the largest by accounts) are analysed per dataset.
 MAX_SEGMENTS = 20
-#: Headline verdict priority, most decisive first (see the module docstring).
-HEADLINE_ORDER: tuple[str, ...] = ("srm", "win", "loss", "underpowered", "inconclusive")
 
 
 # ------------------------------------------------------------------------ the plan
@@ -123,31 +119,6 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
         weights={v.key: float(v.weight) for v in rows},
         names={v.key: v.name for v in rows},
     )
-
-
-def headline_of(srm_flag: bool, verdicts: Iterable[str | None]) -> str | None:
-    """The one headline rule: ``srm`` when flagged, else the most decisive of ``verdicts``.
-
-    ``None`` when there is no comparison (see :data:`HEADLINE_ORDER`).
-    """
-    if srm_flag:
-        return "srm"
-    present = set(verdicts)
-    return next((v for v in HEADLINE_ORDER if v in present), None)
-
-
-def headline_verdict(result: ExperimentResult) -> str | None:
-    """:func:`headline_of` for a computed result."""
-    return headline_of(result.srm.flag, (c.verdict for c in result.comparisons))
-
-
-def stored_headline_verdict(report: Mapping[str, Any] | None) -> str | None:
-    """:func:`headline_of` for a stored DESIGN §4 report (a snapshot's ``result``)."""
-    if not report:
-        return None
-    srm = report.get("srm") if isinstance(report.get("srm"), Mapping) else {}
-    comparisons = [c for c in report.get("comparisons") or [] if isinstance(c, Mapping)]
-    return headline_of(bool(srm.get("flag")), (c.get("verdict") for c in comparisons))
 
 
 # -------------------------------------------------------------------- computation
@@ -244,6 +215,8 @@ def recompute(session: Session, experiment: Experiment, *, actor: User | None) -
     NotFound
         The experiment has no dataset yet.
     """
+    from experiments.audit import record_event
+
     dataset = active_dataset(session, experiment)
     if dataset is None:
         raise NotFound("this experiment has no data to analyse yet")
@@ -332,7 +305,8 @@ class Results:
     computed_at: datetime | None
     snapshot_plan: Mapping[str, Any] | None
     plan_outdated: bool
-    amendments: tuple[Amendment, ...]
+    amendments: tuple[AmendmentInfo, ...]
+    document: ExperimentDocument
 
     @property
     def has_data(self) -> bool:
@@ -367,53 +341,6 @@ def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInf
                     (name or email) if (name or email) else None, _aware(d.uploaded_at))
         for d, name, email in rows
     )
-
-
-#: A projection further out than this many days is no projection at all.
-MAX_PROJECTION_DAYS = 3650
-
-
-@dataclass(frozen=True)
-class Projection:
-    """Where enrolment is heading at the rate observed so far (see :func:`project_enrolment`)."""
-
-    rate_per_day: float
-    expected_date: date | None  # when the smallest arm reaches the required n
-    projected: int | None  # accounts in the smallest arm by the planned end, if one is set
-    reaches: bool | None  # whether ``projected`` reaches the required n
-
-
-def project_enrolment(*, started_at: datetime | None, observed_at: datetime | None,
-                      smallest: int | None, required: int | None,
-                      planned_end: date | None = None) -> Projection | None:
-    """The one enrolment projection, for the results page and the weekly review.
-
-    The rate is the smallest arm's accounts over the time elapsed from the start to
-    ``observed_at`` (the upload of the data in force: enrolment is known as of the
-    upload, not as of a recomputation), counted exactly, without rounding up to a day.
-    ``None`` without a start, an observation after it, or a required n not yet reached.
-    """
-    started, observed = _aware(started_at), _aware(observed_at)
-    if started is None or observed is None or smallest is None or not required:
-        return None
-    if smallest >= required:
-        return None
-    days = (observed - started).total_seconds() / 86400
-    if days <= 0:
-        return None
-    rate = smallest / days
-    expected = None
-    if rate > 0:
-        days_needed = (required - smallest) / rate
-        if days_needed <= MAX_PROJECTION_DAYS:
-            expected = (observed + timedelta(days=days_needed)).date()
-    projected = reaches = None
-    if planned_end is not None:
-        end = datetime.combine(planned_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        days_left = max((end - observed).total_seconds() / 86400, 0.0)
-        projected = int(smallest + rate * days_left)
-        reaches = projected >= required
-    return Projection(rate, expected, projected, reaches)
 
 
 def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
@@ -458,9 +385,7 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
     except ValueError:
         plan = None
     versions = _dataset_infos(session, experiment)
-    amendments = tuple(session.exec(
-        select(Amendment).where(Amendment.experiment_id == experiment.id).order_by(Amendment.created_at)
-    ).all())
+    document = document_now(session, experiment)
     chosen = versions[0] if versions else None
     if dataset_version is not None:
         chosen = next((v for v in versions if v.version == dataset_version), None)
@@ -532,5 +457,6 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
         computed_at=_aware(snapshot.computed_at) if snapshot is not None else None,
         snapshot_plan=stored_plan,
         plan_outdated=snapshot is not None and plan is not None and not plan.same_as(stored_plan),
-        amendments=amendments,
+        amendments=document.amendments,
+        document=document,
     )

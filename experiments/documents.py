@@ -27,7 +27,6 @@ from typing import Any
 from sqlmodel import Session, select
 
 from experiments.access import effective_role
-from experiments.analysis import stored_headline_verdict
 from experiments.errors import NotFound
 from experiments.models import (
     Amendment,
@@ -42,6 +41,7 @@ from experiments.models import (
     utcnow,
 )
 from experiments.review_weeks import Window, aware, iso
+from experiments.rules import stored_headline_verdict
 
 STATUS_ORDER: tuple[str, ...] = ("draft", "running", "stopped", "decided")
 #: The DESIGN §4 keys every stored analysis has (§4b adds more, e.g. ``required_n``).
@@ -279,7 +279,7 @@ class ExperimentDocument:
 
     ``result`` is the stored DESIGN §4 analysis in force then (``None`` before any),
     ``analysis_plan`` the plan that analysis was computed under, ``verdict`` the
-    headline verdict (:func:`experiments.analysis.headline_of`).
+    headline verdict (:func:`experiments.rules.headline_of`).
     """
 
     experiment: ExperimentInfo
@@ -548,6 +548,14 @@ def document_as_of(facts: Facts, experiment: Experiment, window: Window) -> Expe
         result=result, as_of=iso(window.as_of))
 
 
+def document_now(session: Session, experiment: Experiment, *,
+                 now: datetime | None = None) -> ExperimentDocument:
+    """``experiment`` as of now, for a caller that has already checked access."""
+    now = aware(now) or utcnow()
+    window = Window(now, now + timedelta(microseconds=1), now)
+    return document_as_of(Facts(session, [experiment]), experiment, window)
+
+
 def experiment_document(session: Session, user: User, key: str, *,
                         now: datetime | None = None) -> ExperimentDocument:
     """The experiment ``key`` as of now (what its page, exports and API show).
@@ -560,6 +568,4 @@ def experiment_document(session: Session, user: User, key: str, *,
     experiment = session.exec(select(Experiment).where(Experiment.key == key)).first()
     if experiment is None or effective_role(session, user, experiment.team_id) is None:
         raise NotFound(f"no experiment {key!r}")
-    now = aware(now) or utcnow()
-    window = Window(now, now + timedelta(microseconds=1), now)
-    return document_as_of(Facts(session, [experiment]), experiment, window)
+    return document_now(session, experiment, now=now)

@@ -22,7 +22,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from experiments.analysis import project_enrolment
 from experiments.documents import (
     STATUS_ORDER,
     ExperimentDocument,
@@ -33,6 +32,7 @@ from experiments.documents import (
 )
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
 from experiments.review_weeks import Week, Window, iso, parse_moment
+from experiments.rules import project_enrolment
 
 
 @dataclass(frozen=True)
