@@ -22,6 +22,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from experiments import datasets as data
+from experiments.audit import record_event
 from experiments.documents import AmendmentInfo, ExperimentDocument, document_now
 from experiments.errors import NotFound
 from experiments.models import (
@@ -215,8 +216,6 @@ def recompute(session: Session, experiment: Experiment, *, actor: User | None) -
     NotFound
         The experiment has no dataset yet.
     """
-    from experiments.audit import record_event
-
     dataset = active_dataset(session, experiment)
     if dataset is None:
         raise NotFound("this experiment has no data to analyse yet")
