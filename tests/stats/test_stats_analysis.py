@@ -1,4 +1,5 @@
-"""analyze(): figures against an independent row-level computation, verdicts, degenerate data, the report."""
+"""analyze(): figures against an independent row-level computation, verdicts, degenerate data,
+the report."""
 
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def reference(treatment, control, *, alpha, power, mde):
     out["power_achieved"] = TTestIndPower().power(
         mde / sigma, nobs1=x_c.size, alpha=alpha, ratio=x_t.size / x_c.size
     )
-    # per-account NRR rounded to 12 decimals as stats.arm_from_arrays documents (ties survive float noise)
+    # per-account NRR rounded to 12 decimals as stats.arm_from_arrays documents (ties survive
+    # float noise)
     out["p_value_mwu"] = scipy_stats.mannwhitneyu(
         np.round(x_t / y_t, 12), np.round(x_c / y_c, 12), alternative="two-sided"
     ).pvalue
@@ -128,7 +130,8 @@ def test_comparison_matches_independent_computation(make_rows, seed, n_control, 
     }
     result = analyze(arms_of(rows), control="control", alpha=alpha, power=0.8, mde=0.02)
     (comparison,) = result.comparisons
-    # Expected: reference() above — numpy delta method, scipy t, statsmodels power, scipy Mann-Whitney.
+    # Expected: reference() above — numpy delta method, scipy t, statsmodels power,
+    # scipy Mann-Whitney.
     expected = reference(rows["treatment"], rows["control"], alpha=alpha, power=0.8, mde=0.02)
     for name in ("uplift_abs", "uplift_rel", "p_value", "sigma_lin", "p_value_mwu"):
         assert getattr(comparison, name) == pytest.approx(expected[name], rel=1e-8), name
@@ -216,7 +219,7 @@ def test_confidence_interval_coverage_under_the_null(make_rows):
     assert rejected == replications - covered
 
 
-# --- verdict rule ----------------------------------------------------------------------------------
+# --- verdict rule -----------------------------------------------------------------------------
 
 
 def test_verdict_win_and_loss(make_rows):
@@ -267,7 +270,7 @@ def test_verdict_underpowered_and_inconclusive(make_rows):
         assert "no detectable change" in summary_sentence(comparison, result.alpha)
 
 
-# --- degenerate data -------------------------------------------------------------------------------
+# --- degenerate data --------------------------------------------------------------------------
 
 
 def test_treatment_with_one_account(make_rows):
@@ -323,7 +326,8 @@ def test_zero_variance_in_one_arm_uses_the_other(make_rows):
     x, y = control.end, control.start
     gradient = np.array([1 / y.mean(), -x.mean() / y.mean() ** 2])
     se = math.sqrt(gradient @ np.cov(np.vstack([x, y])) @ gradient / x.size)
-    # Expected: only the control contributes variance, so Welch's df is n_C - 1 = 299 (scipy.stats.t).
+    # Expected: only the control contributes variance, so Welch's df is n_C - 1 = 299
+    # (scipy.stats.t).
     half_width = scipy_stats.t.ppf(0.975, 299) * se
     assert comparison.ci_abs == pytest.approx(
         (comparison.uplift_abs - half_width, comparison.uplift_abs + half_width)
@@ -418,7 +422,7 @@ def test_sums_only_arms_skip_mann_whitney(make_rows):
     assert comparison.p_value is not None
 
 
-# --- argument validation ---------------------------------------------------------------------------
+# --- argument validation ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -459,7 +463,7 @@ def test_arms_must_be_arm_data():
         analyze({"control": {"start": [1.0]}}, control="control")
 
 
-# --- report ----------------------------------------------------------------------------------------
+# --- report -----------------------------------------------------------------------------------
 
 
 def test_report_round_trips_through_json(make_rows):
@@ -530,7 +534,7 @@ def test_exact_report_for_a_small_case():
     }
 
 
-# --- summary sentence ------------------------------------------------------------------------------
+# --- summary sentence -------------------------------------------------------------------------
 
 
 def _comparison(**changes):
@@ -600,7 +604,8 @@ def test_summary_sentences():
             ),
             0.05,
         )
-        == "The NRR uplift of Treatment could not be computed: uplift not computed: 'treatment' has no accounts."
+        == "The NRR uplift of Treatment could not be computed: uplift not computed: "
+        "'treatment' has no accounts."
     )
     with pytest.raises(ValueError, match="alpha"):
         summary_sentence(_comparison(), 5)
