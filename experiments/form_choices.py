@@ -1,10 +1,11 @@
-"""Choices offered by the forms (teams, owners), filtered by what the user may do."""
+"""Choices offered by the forms (teams, owners), filtered by what the user may do, and the
+one owner rule that nodes and experiments share."""
 
 from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from experiments.access import can
+from experiments.access import can, effective_role
 from experiments.models import Team, User
 
 
@@ -19,3 +20,19 @@ def owner_choices(session: Session) -> list[User]:
     return list(
         session.exec(select(User).where(User.is_active).order_by(User.name, User.email)).all()
     )
+
+
+def owner_problem(session: Session, owner_id: int, team_id: int | None, *,
+                  what: str) -> str | None:
+    """Why user ``owner_id`` cannot own an object of team ``team_id`` (``None`` when they can).
+
+    One rule for driver nodes and experiments: the owner is an active user who can see
+    the object, that is a member of its team (any role) or a global admin; an object
+    without a team may be owned by any active user.
+    """
+    owner = session.get(User, owner_id)
+    if owner is None or not owner.is_active:
+        return "unknown owner"
+    if team_id is not None and effective_role(session, owner, team_id) is None:
+        return f"the owner must be a member of the {what}'s team (or an admin)"
+    return None

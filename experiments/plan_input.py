@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from experiments.access import check_team_choice, effective_role
 from experiments.errors import NotFound
+from experiments.form_choices import owner_problem
 from experiments.input_rules import (
     LONG_TEXT_MAX,
     NAME_MAX,
@@ -224,16 +225,9 @@ def read_plan(
     values["team_id"] = team_id
 
     owner_id = read_id(data, "owner_id", errors, required=True, what="owner")
-    if owner_id is not None:
-        owner = session.get(User, owner_id)
-        if owner is None or not owner.is_active:
-            errors.add("owner_id", "unknown owner")
-        elif (
-            team_id is not None
-            and "team_id" not in errors
-            and effective_role(session, owner, team_id) is None
-        ):
-            errors.add("owner_id", "the owner must be a member of the experiment's team")
+    if owner_id is not None and (problem := owner_problem(
+            session, owner_id, None if "team_id" in errors else team_id, what="experiment")):
+        errors.add("owner_id", problem)
     values["owner_id"] = owner_id
 
     mde = read_number(data, "mde", errors, required=True, example="0.02")

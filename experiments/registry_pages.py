@@ -13,13 +13,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from experiments.access import highest_role
-from experiments.form_choices import owner_choices, team_choices
+from experiments.access import can, highest_role
+from experiments.errors import NotFound
+from experiments.form_choices import owner_choices, owner_problem, team_choices
 from experiments.journeys import stage_choices
 from experiments.models import EXPERIMENT_STATUSES, Team, User
 from experiments.planning import SampleSizeHint, sample_size_hint
 from experiments.registry import ExperimentFilters, ExperimentRow, list_experiments, registry_rows
-from experiments.tree import node_choices
+from experiments.tree import get_node, node_choices
 from experiments.users import role_rank
 
 
@@ -74,3 +75,37 @@ def experiment_form_page(session: Session, user: User,
         owners=owner_choices(session),
         hint=sample_size_hint(session, user, values),
     )
+
+
+def new_experiment_values(session: Session, user: User, *, node_id: int | None = None,
+                          stage_id: int | None = None) -> dict[str, Any]:
+    """The registration form's first values; a chosen branch lends its team and owner.
+
+    The branch's team is taken when ``user`` may run experiments there, its owner
+    when the owner rule (:func:`experiments.form_choices.owner_problem`) accepts
+    them for that team; otherwise the user owns the experiment.
+    """
+    values: dict[str, Any] = {
+        "owner_id": user.id, "mde": "0.02", "alpha": "0.05", "power": "0.8",
+        "primary_metric": "nrr", "control": "0",
+        "variants": [{"key": "control", "name": "Control", "weight": "1"},
+                     {"key": "treatment", "name": "Treatment", "weight": "1"}],
+    }
+    if stage_id is not None:
+        values["stage_id"] = stage_id
+    if node_id is None:
+        return values
+    values["node_id"] = node_id
+    try:
+        node = get_node(session, user, node_id, "viewer")
+    except NotFound:
+        return values
+    if node.team_id is not None and can(session, user, node.team_id, "experimenter"):
+        values["team_id"] = node.team_id
+    team_id = values.get("team_id")
+    if node.owner_id is not None and owner_problem(session, node.owner_id, team_id,
+                                                   what="experiment") is None:
+        values["owner_id"] = node.owner_id
+    elif owner_problem(session, user.id, team_id, what="experiment") is not None:
+        values["owner_id"] = ""
+    return values

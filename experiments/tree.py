@@ -24,7 +24,7 @@ from sqlmodel import Session, func, select
 from experiments.access import can, check_team_choice, require, team_roles, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
-from experiments.form_choices import owner_choices, team_choices
+from experiments.form_choices import owner_choices, owner_problem, team_choices
 from experiments.input_rules import (
     LONG_TEXT_MAX,
     NAME_MAX,
@@ -267,10 +267,9 @@ def _read_node_fields(session: Session, data: Mapping[str, Any], *, actor: User,
         errors.add("team_id", problem)
     values["team_id"] = team_id
     owner_id = read_id(data, "owner_id", errors, what="owner")
-    if owner_id is not None:
-        owner = session.get(User, owner_id)
-        if owner is None or not owner.is_active:
-            errors.add("owner_id", "unknown owner")
+    if owner_id is not None and (problem := owner_problem(
+            session, owner_id, None if "team_id" in errors else team_id, what="node")):
+        errors.add("owner_id", problem)
     values["owner_id"] = owner_id
     return values
 

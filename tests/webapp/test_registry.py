@@ -556,3 +556,33 @@ def test_templates_get_the_results_controls_from_the_view_model(world, app, logi
     assert 'type="file"' in page and "(control, nudge)" in page
     reader = login_as("viewer", teams={"growth": "viewer"})
     assert 'type="file"' not in reader.get("/experiments/seat-nudge").get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- one owner rule (issue 14)
+
+
+def test_one_owner_rule_for_nodes_and_experiments_and_defaults_from_the_branch(world, login_as,
+                                                                              factory):
+    outsider = factory.user("outsider@example.com", "experimenter")
+    member = factory.user("member@example.com", "viewer", {"growth": "viewer"})
+    admin = login_as("admin")
+    # The tree refuses the owner the registry refuses: not a member of the node's team.
+    for client, url, form in (
+        (admin, f"/tree/{world.driver.id}", {"name": "Seats", "kind": "driver",
+                                             "team_id": str(world.team.id),
+                                             "owner_id": str(outsider.id)}),
+        (world.client, "/experiments/new", world.form(owner_id=str(outsider.id))),
+    ):
+        data = {"csrf_token": client.csrf, "version": "1", **form}
+        response = client.post(url, data=data)
+        assert response.status_code == 422, url
+        assert "the owner must be a member of the" in response.get_data(as_text=True)
+    # A member of the team may own both.
+    response = admin.post(f"/tree/{world.driver.id}", data={
+        "csrf_token": admin.csrf, "version": "1", "name": "Seats", "kind": "driver",
+        "team_id": str(world.team.id), "owner_id": str(member.id)})
+    assert response.status_code == 303
+    # A new experiment on that branch starts with the branch's team and owner.
+    page = world.client.get(f"/experiments/new?node_id={world.driver.id}").get_data(as_text=True)
+    assert f'<option value="{world.team.id}" selected>' in page
+    assert f'<option value="{member.id}" selected>' in page

@@ -44,7 +44,11 @@ from experiments.registry import (
     stop_experiment,
     update_experiment,
 )
-from experiments.registry_pages import experiment_form_page, experiment_list_page
+from experiments.registry_pages import (
+    experiment_form_page,
+    experiment_list_page,
+    new_experiment_values,
+)
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
 from webapp.experiments.forms import (
@@ -76,14 +80,6 @@ def index():
 # ---------------------------------------------------------------- new / edit
 
 
-def _default_values() -> dict[str, Any]:
-    user = acting_user()
-    return {"owner_id": user.id, "mde": "0.02", "alpha": "0.05", "power": "0.8", "primary_metric": "nrr",
-            "variants": [{"key": "control", "name": "Control", "weight": "1"},
-                         {"key": "treatment", "name": "Treatment", "weight": "1"}],
-            "control": "0"}
-
-
 def _form(values: dict[str, Any], errors: dict[str, str] | None = None, *, experiment=None, status: int = 200,
           partial: str = "experiments/_form.html", oob_hint: bool = False):
     """The new or edit form (page, or ``partial`` for htmx) with its choices and live hint."""
@@ -108,11 +104,11 @@ def _variant_action_response(data: dict[str, Any], experiment=None):
 @bp.route("/new")
 @allow("experimenter")
 def new():
-    """The registration form (``?node_id=&stage_id=`` preselect the branch and stage, e.g. from the tree)."""
-    values = _default_values()
-    for name in ("node_id", "stage_id"):
-        if (chosen := parse_id(request.args.get(name))) is not None:
-            values[name] = chosen
+    """The registration form; ``?node_id=&stage_id=`` preselect the branch (with its team
+    and owner) and the stage, e.g. from the tree."""
+    values = new_experiment_values(get_session(), acting_user(),
+                                   node_id=parse_id(request.args.get("node_id")),
+                                   stage_id=parse_id(request.args.get("stage_id")))
     return _form(values)
 
 
