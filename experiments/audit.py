@@ -96,7 +96,8 @@ class AuditFilter:
 
     def as_params(self) -> dict[str, str]:
         """The non-empty fields as query-string values (for links that keep the filter)."""
-        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items() if v}
+        return {k: (v.isoformat() if isinstance(v, date) else v)
+                for k, v in asdict(self).items() if v}
 
 
 #: The longest value each text filter takes (the columns it is compared with).
@@ -156,7 +157,8 @@ def _where(query, filters: AuditFilter):
     if filters.action:
         action = filters.action.removesuffix("*")
         if action.endswith(".") or "." not in action:
-            query = query.where(AuditEvent.action.startswith(action.rstrip(".") + ".", autoescape=True))
+            prefix = action.rstrip(".") + "."
+            query = query.where(AuditEvent.action.startswith(prefix, autoescape=True))
         else:
             query = query.where(AuditEvent.action == action)
     if filters.actor:
@@ -187,8 +189,10 @@ def search_events(session: Session, filters: AuditFilter, *, page: int = 1,
         _where(_joined(AuditEvent, User.email, Team.slug), filters)
         .order_by(AuditEvent.id.desc()).offset((page - 1) * per_page).limit(per_page)
     ).all()
-    actions = list(session.exec(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all())
-    types = list(session.exec(select(AuditEvent.entity_type).distinct().order_by(AuditEvent.entity_type)).all())
+    actions = list(session.exec(
+        select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all())
+    types = list(session.exec(
+        select(AuditEvent.entity_type).distinct().order_by(AuditEvent.entity_type)).all())
     return AuditPage([AuditRow(e, email, slug) for e, email, slug in rows], filters, page, per_page,
                      total, actions, types)
 
@@ -219,12 +223,14 @@ def events_csv(session: Session, filters: AuditFilter) -> Iterator[str]:
     yield _csv_line(list(CSV_COLUMNS))
     for row in iter_events(session, filters):
         e = row.event
-        yield _csv_line([e.id, e.occurred_at.astimezone(UTC).isoformat(), e.action, row.actor_email or "",
-                         e.actor_id or "", row.team_slug or "", e.entity_type, e.entity_id,
+        yield _csv_line([e.id, e.occurred_at.astimezone(UTC).isoformat(), e.action,
+                         row.actor_email or "", e.actor_id or "", row.team_slug or "",
+                         e.entity_type, e.entity_id,
                          json.dumps(e.diff, ensure_ascii=False, sort_keys=True), e.ip])
 
 
-def record_audit_export(session: Session, filters: AuditFilter, *, actor: User, ip: str = "") -> AuditEvent:
+def record_audit_export(session: Session, filters: AuditFilter, *, actor: User,
+                        ip: str = "") -> AuditEvent:
     """``export.audit``: who downloaded which slice of the log."""
     return record_event(session, "export.audit", actor=actor, entity_type="audit_log",
                         diff={"filters": [None, filters.as_params()]}, ip=ip)

@@ -40,7 +40,7 @@ from flask import (
 )
 
 from experiments.audit import events_csv, parse_filter, record_audit_export, search_events
-from experiments.errors import Conflict, ValidationFailed
+from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import (
     NAME_MAX,
     FieldErrors,
@@ -78,6 +78,13 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def _kept(*names: str) -> dict[str, str]:
     """What was typed, to put back in a form answered with 422 (cut to a sane length)."""
     return {name: request.form.get(name, "")[:1000] for name in names}
+
+
+def _or_404(load, *args):
+    try:
+        return load(get_session(), *args)
+    except NotFound:
+        abort(404)
 
 
 def _users_page(form: dict[str, str], errors: dict[str, str], status: int = 200):
@@ -119,10 +126,12 @@ def invite():
                            invited=True), 201
 
 
-def _user_page(user_id: int, form: dict[str, str] | None, errors: dict[str, str], status: int = 200):
-    detail = user_detail(get_session(), user_id)
+def _user_page(user_id: int, form: dict[str, str] | None, errors: dict[str, str],
+               status: int = 200):
+    detail = _or_404(user_detail, user_id)
     form = form or {"name": detail.user.name, "role": detail.user.role}
-    return render_template("admin/user.html", detail=detail, roles=ROLES, form=form, errors=errors), status
+    return render_template("admin/user.html", detail=detail, roles=ROLES, form=form,
+                           errors=errors), status
 
 
 @bp.route("/users/<int:user_id>", methods=["GET"])
@@ -137,7 +146,7 @@ def user(user_id: int):
 def update(user_id: int):
     """Change a user's name and global role."""
     db = get_session()
-    target = get_user(db, user_id)
+    target = _or_404(get_user, user_id)
     form, errors = _kept("name", "role"), FieldErrors()
     name = read_text(request.form, "name", errors, max_length=NAME_MAX)
     role = read_choice(request.form, "role", errors, ROLES)
@@ -157,7 +166,7 @@ def update(user_id: int):
 
 def _status_change(user_id: int, change, done: str):
     db = get_session()
-    target = get_user(db, user_id)
+    target = _or_404(get_user, user_id)
     try:
         change(db, target, actor=acting_user())
     except Conflict as exc:
@@ -187,14 +196,16 @@ def enable(user_id: int):
 def reset(user_id: int):
     """Give a user a new temporary password (shown once) and end their sessions."""
     db = get_session()
-    target = get_user(db, user_id)
+    target = _or_404(get_user, user_id)
     password = reset_password(db, target, actor=acting_user())
     db.commit()
-    return render_template("admin/temporary_password.html", user=target, password=password, invited=False)
+    return render_template("admin/temporary_password.html", user=target, password=password,
+                           invited=False)
 
 
 def _teams_page(form: dict[str, str], errors: dict[str, str], status: int = 200):
-    return render_template("admin/teams.html", teams=list_teams(get_session()), form=form, errors=errors), status
+    return render_template("admin/teams.html", teams=list_teams(get_session()), form=form,
+                           errors=errors), status
 
 
 @bp.route("/teams", methods=["GET"])
@@ -223,10 +234,12 @@ def create_team_view():
     return redirect(url_for("admin.team", team_id=team.id), code=303)
 
 
-def _team_page(team_id: int, form: dict[str, str] | None, errors: dict[str, str], status: int = 200):
-    detail = team_detail(get_session(), team_id)
+def _team_page(team_id: int, form: dict[str, str] | None, errors: dict[str, str],
+               status: int = 200):
+    detail = _or_404(team_detail, team_id)
     form = form or {"name": detail.team.name, "role": "viewer"}
-    return render_template("admin/team.html", detail=detail, roles=ROLES, form=form, errors=errors), status
+    return render_template("admin/team.html", detail=detail, roles=ROLES, form=form,
+                           errors=errors), status
 
 
 @bp.route("/teams/<int:team_id>", methods=["GET"])
@@ -241,7 +254,7 @@ def team(team_id: int):
 def update_team_view(team_id: int):
     """Rename a team."""
     db = get_session()
-    target = get_team(db, team_id)
+    target = _or_404(get_team, team_id)
     form, errors = _kept("name"), FieldErrors()
     name = read_text(request.form, "name", errors, max_length=NAME_MAX, required=True)
     try:
@@ -260,7 +273,7 @@ def update_team_view(team_id: int):
 def member(team_id: int):
     """Add a member to a team, change their team role, or remove them (empty role)."""
     db = get_session()
-    target = get_team(db, team_id)
+    target = _or_404(get_team, team_id)
     errors = FieldErrors()
     member_id = read_id(request.form, "user_id", errors, required=True, what="user")
     if "user_id" in errors:
@@ -288,9 +301,9 @@ def audit():
     try:
         filters, page = parse_filter(request.args)
     except ValidationFailed as exc:
+        kept = {k: v[:254] for k, v in request.args.items() if k != "page"}
         return render_page_or_partial("admin/audit.html", "admin/_audit_results.html", status=422,
-                                      result=None, errors=exc.errors,
-                                      params={k: v[:254] for k, v in request.args.items() if k != "page"})
+                                      result=None, errors=exc.errors, params=kept)
     result = search_events(get_session(), filters, page=page)
     return render_page_or_partial("admin/audit.html", "admin/_audit_results.html", result=result,
                                   params=filters.as_params(), errors={})
