@@ -117,7 +117,7 @@ def upload_status(key: str, job_id: int):
     experiment = _experiment(key, "analyst")
     job = get_session().get(UploadJob, job_id)
     if job is None or job.experiment_id != experiment.id:
-        abort(404)
+        raise NotFound(f"upload job {job_id} is not one of {key}'s")
     return _job_response(experiment, job, posted=False)
 
 
