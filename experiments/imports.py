@@ -310,13 +310,16 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
         raise
 
 
-def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = None) -> int:
+def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = None,
+                        only_worker: bool = False) -> int:
     """Clean up after uploads whose process died; returns how many things were removed.
 
     Jobs queued or running but untouched for :data:`STALE_AFTER` are marked failed and
     their importing dataset deleted; importing datasets no live job owns, older than
     that, are deleted; spooled files of finished or unknown jobs are removed (unknown
     ones only once stale, so a request still writing its file is left alone).
+    ``only_worker``: the caller is starting the one consumer there is (``nrrlab serve``),
+    so a job still marked running was cut off whatever its age.
     """
     now = now or datetime.now(UTC)
     cutoff = now - STALE_AFTER
@@ -324,9 +327,12 @@ def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = 
     with Session(engine, expire_on_commit=False) as session:
         live: set[int] = set()
         owned: set[int] = set()
+        cut_off: set[int] = set()
         for job in session.exec(select(UploadJob)
                                 .where(UploadJob.state.in_(("queued", "running")))).all():
-            if _aware(job.updated_at) < cutoff:
+            if _aware(job.updated_at) < cutoff or (only_worker and job.state == "running"):
+                if job.dataset_id is not None:
+                    cut_off.add(job.dataset_id)
                 _save(session, job, state="failed", phase="",
                       message="The upload was interrupted (the server stopped); nothing from it "
                               "was kept. Please upload the file again.")
@@ -336,7 +342,8 @@ def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = 
                 if job.dataset_id is not None:
                     owned.add(job.dataset_id)
         for dataset in session.exec(select(Dataset).where(Dataset.status == "importing")).all():
-            if dataset.id not in owned and _aware(dataset.uploaded_at) < cutoff:
+            if dataset.id in cut_off or (dataset.id not in owned
+                                         and _aware(dataset.uploaded_at) < cutoff):
                 discard_dataset(session, dataset.id)
                 session.commit()
                 removed += 1

@@ -99,10 +99,11 @@ class Jobs:
     def start_in_background(self, workers: int = 2) -> Consumer:
         """Sweep leftovers of a killed process, then consume in daemon threads.
 
+        This is the only consumer (``nrrlab serve``), so a job left running was killed.
         Not :meth:`Consumer.start`: that installs signal handlers, which belong to the
         web server that runs in the foreground.
         """
-        sweep_stale_uploads(self.engine, self.uploads)
+        sweep_stale_uploads(self.engine, self.uploads, only_worker=True)
         consumer = self.consumer(workers)
         consumer.scheduler.start()
         for _, worker in consumer.worker_threads:

@@ -270,6 +270,28 @@ def test_sweep_cleans_up_after_a_killed_upload(db_engine, session, tmp_path):
     assert upload_file_path(tmp_path, fresh).exists() and job_of(session, fresh).state == "queued"
 
 
+def test_the_only_worker_starting_cleans_up_a_job_killed_a_moment_ago(db_engine, session,
+                                                                      tmp_path):
+    experiment = make_experiment(session)
+    killed = spool(session, experiment, tmp_path, b"x", "killed.csv")
+    dataset = Dataset(experiment_id=experiment.id, version=1, filename="killed.csv",
+                      sha256="1" * 64, content_sha256="1" * 64, status="importing")
+    session.add(dataset)
+    session.flush()
+    job = session.get(UploadJob, killed)
+    job.state, job.dataset_id = "running", dataset.id
+    session.commit()
+
+    sweep_stale_uploads(db_engine, tmp_path)  # another worker may be running it: kept
+    assert job_of(session, killed).state == "running"
+    assert upload_file_path(tmp_path, killed).exists()
+
+    sweep_stale_uploads(db_engine, tmp_path, only_worker=True)  # nrrlab serve starting
+    assert job_of(session, killed).state == "failed"
+    assert datasets_of(session, experiment.id) == []
+    assert not upload_file_path(tmp_path, killed).exists()
+
+
 def test_queue_runs_jobs_in_order_through_huey(db_engine, session, tmp_path):
     # The embedded SQLite queue: enqueue returns at once; a consumer thread runs the job.
     experiment = make_experiment(session)
