@@ -63,7 +63,7 @@ def normalise_url(url: str) -> str:
 #   a second writer waits up to ``busy_timeout`` instead of failing, and never hits
 #   SQLITE_BUSY on upgrading a read snapshot (which the busy timeout cannot help).
 # - ``snapshot``: plain deferred ``BEGIN`` — a consistent read across statements that
-#   never takes the write lock (exports, backups, reports).
+#   never takes the write lock (for long reports; nothing in the app needs it yet).
 # - default (a session that states nothing: GET requests, tests): statements before
 #   the first write run on their own, each seeing the latest commit, as pysqlite did;
 #   the first INSERT/UPDATE/DELETE/DDL/SAVEPOINT starts ``BEGIN IMMEDIATE``. A page
@@ -72,7 +72,7 @@ def normalise_url(url: str) -> str:
 # Pick with ``engine.execution_options(sqlite_begin=…)`` or :func:`write_engine` /
 # :func:`snapshot_engine`. On PostgreSQL the option is ignored.
 
-#: Seconds a writer waits for another to finish before "database is locked".
+#: Milliseconds a writer waits for another to finish before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "SAVEPOINT")
