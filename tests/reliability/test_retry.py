@@ -62,7 +62,7 @@ def racing_app(db_engine, database_url, tmp_path):
     from webapp.security import public
 
     app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "r" * 48, "DATABASE_URL": database_url,
-                      "INSTANCE_PATH": str(tmp_path / "instance")})
+                      "INSTANCE_PATH": str(tmp_path / "instance"), "WTF_CSRF_ENABLED": False})
     app.races_to_lose = 0
     app.calls = 0
 
@@ -77,6 +77,16 @@ def racing_app(db_engine, database_url, tmp_path):
         return "saved"
 
     app.add_url_rule("/_test/racing", "racing", racing, methods=["GET"])
+
+    @public
+    def locking():
+        from webapp.db import get_session
+
+        connection = get_session().connection()
+        connection.execute(text("SELECT 1"))
+        return "locked" if connection.connection.dbapi_connection.in_transaction else "free"
+
+    app.add_url_rule("/_test/locking", "locking", locking, methods=["GET", "POST"])
     yield app
     dispose_app(app)
 
@@ -125,3 +135,12 @@ def test_serializable_conflicts_on_postgresql_are_retried_to_the_exact_total(dat
         connection.commit()
     assert len(attempts) == 3  # the loser ran again
     engine.dispose()
+
+
+def test_on_sqlite_a_writing_request_holds_the_write_lock_and_a_reading_one_none(
+        racing_app, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's transaction kinds")
+    client = racing_app.test_client()
+    assert client.get("/_test/locking").get_data(as_text=True) == "free"
+    assert client.post("/_test/locking").get_data(as_text=True) == "locked"
