@@ -24,7 +24,12 @@ from stats.ratio import (
     sigma_lin,
     welch_satterthwaite_df,
 )
-from stats.robust import linearised_skewness, needs_permutation, permutation_test
+from stats.robust import (
+    MAX_PERMUTATION_ACCOUNTS,
+    linearised_skewness,
+    needs_permutation,
+    permutation_test,
+)
 from stats.sequential import SequentialResult, sequential_test
 from stats.significance import SRMResult, holm_adjust, mann_whitney, srm_test
 from stats.sizing import plan_sample_sizes
@@ -528,7 +533,12 @@ def _compare(
                 welch_ci = _interval_at(uplift_abs, se, critical)
                 p_value, ci_abs = welch_p, welch_ci
                 reason = None
-                if settings.robust and treatment.rows is not None and control.rows is not None:
+                if (
+                    settings.robust
+                    and treatment.rows is not None
+                    and control.rows is not None
+                    and n_t + n_c <= MAX_PERMUTATION_ACCOUNTS
+                ):
                     reason = needs_permutation(
                         n_t,
                         n_c,
