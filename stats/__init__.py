@@ -31,24 +31,35 @@ from stats.ratio import (
     sigma_lin,
     welch_satterthwaite_df,
 )
+from stats.robust import PermutationResult, permutation_test
+from stats.sequential import SequentialResult, sequential_test
 from stats.significance import (
     Adjustment,
+    MannWhitneyResult,
     SRMResult,
     bh_adjust,
     holm_adjust,
+    mann_whitney,
     mann_whitney_p,
+    segment_adjust,
     srm_test,
 )
-from stats.sums import ArmData, ArmTotals, SufficientStats, arm_from_arrays
+from stats.sizing import SizingPlan, plan_sample_sizes
+from stats.sums import ArmData, ArmTotals, CoMoments, SufficientStats, arm_from_arrays
 
 __all__ = [
     "Adjustment",
     "ArmData",
     "ArmResult",
     "ArmTotals",
+    "CoMoments",
     "Comparison",
     "ExperimentResult",
+    "MannWhitneyResult",
+    "PermutationResult",
     "SRMResult",
+    "SequentialResult",
+    "SizingPlan",
     "SufficientStats",
     "Verdict",
     "achieved_power",
@@ -57,10 +68,15 @@ __all__ = [
     "bh_adjust",
     "delta_method_variance",
     "holm_adjust",
+    "mann_whitney",
     "mann_whitney_p",
+    "permutation_test",
+    "plan_sample_sizes",
     "ratio_estimate",
     "relative_uplift_variance",
     "required_sample_size",
+    "segment_adjust",
+    "sequential_test",
     "sigma_lin",
     "srm_test",
     "summary_sentence",
