@@ -12,13 +12,13 @@ password-change page until they choose their own.
 
 from __future__ import annotations
 
-import re
 import secrets
 import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from experiments.input_rules import FieldErrors, read_email
 from experiments.models import User
 
 ARGON2_MEMORY_KIB = 19 * 1024
@@ -50,25 +50,16 @@ COMMON_PASSWORDS = frozenset(
 # Context words (NIST 800-63B): the service's own name is an obvious guess.
 SERVICE_WORDS = frozenset({"nrrlab", "nrr lab", "nrr-lab", "nrrlab123", "nrrlab2026"})
 
-# An unquoted RFC 5322 local part (atext and dots) at a dotted host name. Stricter
-# than the RFC on purpose: no quoting, no comments, no IP literals, nothing a page
-# or a CSV cell could mistake for markup.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
-
-
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
 def email_problem(email: str) -> str | None:
     """Why ``email`` (already normalised) is refused, or ``None``."""
-    if len(email) > 254 or len(email.partition("@")[0]) > 64 or not _EMAIL.match(email):
-        return "must be an email address such as ana@example.com"
-    return None
+    # The validation kit's rule (experiments.input_rules.read_email reads a form field).
+    errors = FieldErrors()
+    read_email({"email": email}, "email", errors)
+    return errors.get("email")
 
 
 def password_problem(password: str, *, email: str = "") -> str | None:

@@ -15,12 +15,12 @@ from sqlmodel import Session, select
 
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
+from experiments.input_rules import CONTROL_MESSAGE, control_character, parse_id
 from experiments.models import ROLES, Team, TeamMembership, User
 
 NAME_MAX_LENGTH = 200
 
 _TEAM_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def role_rank(role: str | None) -> int:
@@ -33,8 +33,8 @@ def name_problem(name: str) -> str | None:
     """Why a display name (of a user or a team) is refused, or ``None``."""
     if len(name) > NAME_MAX_LENGTH:
         return f"must be at most {NAME_MAX_LENGTH} characters"
-    if _CONTROL.search(name):
-        return "must not contain control characters"
+    if control_character(name):
+        return CONTROL_MESSAGE
     return None
 
 
@@ -195,7 +195,8 @@ def set_member_role(session: Session, team: Team, *, user_id: str, role: str, ac
     ValidationFailed
         ``user_id`` names no user, or ``role`` is not on the ladder.
     """
-    user = session.get(User, int(user_id)) if user_id.isdigit() else None
+    member_id = parse_id(user_id)  # beyond a 32-bit id PostgreSQL would raise
+    user = session.get(User, member_id) if member_id is not None else None
     if user is None:
         raise ValidationFailed({"user_id": "choose a user from the list"})
     set_team_role(session, user, team, role or None, actor=actor)

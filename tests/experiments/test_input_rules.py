@@ -205,3 +205,32 @@ def test_field_errors_keep_the_first_message_and_raise_validation_failed():
         errors.raise_if_any()
     assert raised.value.errors == {"name": "is required"}
     FieldErrors().raise_if_any()  # nothing to report: no exception
+
+
+# ------------------------------------------------------------------ services using the kit
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("user_id", ["99999999999", "2147483648", "-1", "1\x00", ""])
+def test_a_member_id_no_database_could_hold_is_a_field_message(session, admin, user_id):
+    # Before the kit, "99999999999" reached the database: a 500 on PostgreSQL.
+    from experiments.teams import set_member_role
+    from experiments.users import ensure_team
+
+    team = ensure_team(session, "growth", "Growth")
+    with pytest.raises(ValidationFailed) as raised:
+        set_member_role(session, team, user_id=user_id, role="viewer", actor=admin)
+    assert raised.value.errors == {"user_id": "choose a user from the list"}
+
+
+@pytest.mark.db
+@pytest.mark.parametrize(("email", "message"), [
+    ("a\x00b@example.com", "must not contain control characters"),
+    ("ana@localhost", "must be an email address such as ana@example.com"),
+])
+def test_creating_a_user_refuses_an_email_the_kit_refuses(session, email, message):
+    from experiments.users import create_user
+
+    with pytest.raises(ValidationFailed) as raised:
+        create_user(session, email, "a long enough passphrase")
+    assert raised.value.errors == {"email": message}
