@@ -127,7 +127,8 @@ INVENTORY: dict[str, str] = {
 
 # GET routes that write rows on purpose, with the reason (anything else must not).
 GET_MAY_WRITE: dict[str, str] = {
-    "review.week": "opening a week freezes what the meeting saw (experiments/review.py, 'Freezing')",
+    "review.week":
+        "opening a week freezes what the meeting saw (experiments/review.py, 'Freezing')",
 }
 
 
@@ -216,8 +217,15 @@ def _collect_routes() -> list[Route]:
     from webapp.security import declared_permission, declared_scope
 
     with tempfile.TemporaryDirectory() as instance:
-        app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "c" * 40, "DATABASE_URL": "sqlite://",
-                          "CHECK_DATABASE_AT_START": False, "INSTANCE_PATH": instance})
+        app = create_app(
+            {
+                "NRRLAB_ENV": "testing",
+                "SECRET_KEY": "c" * 40,
+                "DATABASE_URL": "sqlite://",
+                "CHECK_DATABASE_AT_START": False,
+                "INSTANCE_PATH": instance,
+            }
+        )
         routes = []
         for r in app.url_map.iter_rules():
             if r.endpoint == "static":
@@ -235,11 +243,18 @@ ROUTES = _collect_routes()
 
 
 def _route_params(keep: Callable[[Route], bool] = lambda r: True) -> list:
-    return [pytest.param(r, id=f"{'/'.join(sorted(r.methods))} {r.rule}") for r in ROUTES if keep(r)]
+    return [
+        pytest.param(r, id=f"{'/'.join(sorted(r.methods))} {r.rule}") for r in ROUTES if keep(r)
+    ]
 
 
 def _method_params(keep: Callable[[Route, str], bool]) -> list:
-    return [pytest.param(r, m, id=f"{m} {r.rule}") for r in ROUTES for m in sorted(r.methods) if keep(r, m)]
+    return [
+        pytest.param(r, m, id=f"{m} {r.rule}")
+        for r in ROUTES
+        for m in sorted(r.methods)
+        if keep(r, m)
+    ]
 
 
 def _below(role: str) -> str | None:
@@ -252,8 +267,10 @@ def _url(route: Route, world: World, side: Side) -> str:
     for name in route.args:
         probe = PROBE_VALUES.get(name)
         if probe is None:
-            pytest.fail(f"add a probe value for argument {name!r} (route {route.rule}) to PROBE_VALUES "
-                        f"in tests/webapp/test_route_inventory.py")
+            pytest.fail(
+                f"add a probe value for argument {name!r} (route {route.rule}) to PROBE_VALUES "
+                f"in tests/webapp/test_route_inventory.py"
+            )
         url = re.sub(rf"<(?:[^<>:]+:)?{name}>", str(probe.value(world, side)), url)
     return url
 
@@ -275,25 +292,52 @@ def _dataset(session: Session, experiment: Experiment, owner: User) -> Dataset:
     return dataset
 
 
-def _side(session: Session, slug: str, root: DriverNode, stage: JourneyStage, owner_role: str = "experimenter") -> tuple:
+def _side(
+    session: Session,
+    slug: str,
+    root: DriverNode,
+    stage: JourneyStage,
+    owner_role: str = "experimenter",
+) -> tuple:
     from experiments.users import create_user, ensure_team, set_team_role
 
     team = ensure_team(session, slug, f"Team {slug}")
     owner = create_user(session, f"owner-{slug}@inventory.test", TEST_PASSWORD, role="viewer")
     set_team_role(session, owner, team, owner_role, actor=None)
-    node = DriverNode(parent_id=root.id, team_id=team.id, owner_id=owner.id, name=f"Lever of {slug}",
-                      kind="lever", hypothesis="If we probe, then we learn, because tests run.")
+    node = DriverNode(
+        parent_id=root.id,
+        team_id=team.id,
+        owner_id=owner.id,
+        name=f"Lever of {slug}",
+        kind="lever",
+        hypothesis="If we probe, then we learn, because tests run.",
+    )
     session.add(node)
     session.flush()
     started = utcnow() - timedelta(days=3)
-    experiment = Experiment(key=f"probe-{slug}", name=f"Probe of {slug}", node_id=node.id, stage_id=stage.id,
-                            team_id=team.id, owner_id=owner.id, status="running", started_at=started,
-                            created_at=started - timedelta(days=1), created_by_id=owner.id,
-                            hypothesis="If we probe, then we learn, because tests run.")
+    experiment = Experiment(
+        key=f"probe-{slug}",
+        name=f"Probe of {slug}",
+        node_id=node.id,
+        stage_id=stage.id,
+        team_id=team.id,
+        owner_id=owner.id,
+        status="running",
+        started_at=started,
+        created_at=started - timedelta(days=1),
+        created_by_id=owner.id,
+        hypothesis="If we probe, then we learn, because tests run.",
+    )
     session.add(experiment)
     session.flush()
-    session.add(Variant(experiment_id=experiment.id, key="control", weight=1, is_control=True, position=0))
-    session.add(Variant(experiment_id=experiment.id, key="treatment", weight=1, is_control=False, position=1))
+    session.add(
+        Variant(experiment_id=experiment.id, key="control", weight=1, is_control=True, position=0)
+    )
+    session.add(
+        Variant(
+            experiment_id=experiment.id, key="treatment", weight=1, is_control=False, position=1
+        )
+    )
     session.flush()
     dataset = _dataset(session, experiment, owner)
     # A finished upload job, for /experiments/<key>/uploads/<job_id>.
@@ -307,7 +351,9 @@ def _upload_job_of(session: Session, experiment_id: int) -> int:
     return session.exec(select(UploadJob.id).where(UploadJob.experiment_id == experiment_id)).one()
 
 
-def _review_items(app, session: Session, admin_email: str, week: str, experiments: list[Experiment]) -> dict[int, int]:
+def _review_items(
+    app, session: Session, admin_email: str, week: str, experiments: list[Experiment]
+) -> dict[int, int]:
     """Review items of ``week`` per experiment id: made the app's own way (opening the
     week's page freezes them), else inserted directly."""
     client = app.test_client()
@@ -319,7 +365,10 @@ def _review_items(app, session: Session, admin_email: str, week: str, experiment
         meeting = ReviewMeeting(iso_week=week)
         session.add(meeting)
         session.flush()
-    items = {i.experiment_id: i.id for i in session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()}
+    items = {
+        i.experiment_id: i.id
+        for i in session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()
+    }
     for experiment in experiments:
         if experiment.id not in items:
             item = ReviewItem(meeting_id=meeting.id, experiment_id=experiment.id, seen={})
@@ -344,7 +393,9 @@ class Inventory:
 
     def audit_actions_since(self, last_id: int) -> list[str]:
         with Session(self.engine) as session:
-            return list(session.exec(select(AuditEvent.action).where(AuditEvent.id > last_id)).all())
+            return list(
+                session.exec(select(AuditEvent.action).where(AuditEvent.id > last_id)).all()
+            )
 
     def last_audit_id(self) -> int:
         with Session(self.engine) as session:
@@ -472,7 +523,9 @@ def test_audit_log_routes_only_read():
     assert audit_routes, "the audit log has no route"
     for route in audit_routes:
         assert route.methods == {"GET"}, (
-            f"{route.rule} accepts {sorted(route.methods)}: audit rows must never be edited or deleted")
+            f"{route.rule} accepts {sorted(route.methods)}: "
+            "audit rows must never be edited or deleted"
+        )
 
 
 # ------------------------------------------------------------------ roles and routes
@@ -495,9 +548,13 @@ def test_get_answers_each_role_as_declared(inventory, route, role):
     what = f"GET {url} as {role}"
     _assert_security_headers(response, what)
     if ROLES.index(role) < ROLES.index(route.role):
-        assert response.status_code in (403, 404), f"{what} answered {response.status_code}, expected 403"
+        assert response.status_code in (403, 404), (
+            f"{what} answered {response.status_code}, expected 403"
+        )
         return
-    assert response.status_code not in (401, 403, 405, 500), f"{what} answered {response.status_code}"
+    assert response.status_code not in (401, 403, 405, 500), (
+        f"{what} answered {response.status_code}"
+    )
     assert not _is_login_redirect(response), f"{what} bounced to the sign-in page"
     if route.endpoint not in GET_MAY_WRITE:
         after = inventory.counts()
@@ -509,7 +566,9 @@ def test_get_answers_each_role_as_declared(inventory, route, role):
         assert not written, f"{what} recorded {written}: a GET must not change state"
     fragment = _request(client, "GET", url, htmx=True)
     _assert_security_headers(fragment, f"htmx {what}")
-    assert fragment.status_code not in (401, 403, 405, 500), f"htmx {what} answered {fragment.status_code}"
+    assert fragment.status_code not in (401, 403, 405, 500), (
+        f"htmx {what} answered {fragment.status_code}"
+    )
 
 
 def test_global_administration_refuses_a_team_admin(inventory):
@@ -519,7 +578,9 @@ def test_global_administration_refuses_a_team_admin(inventory):
     for route in admin_routes:
         url = _url(route, inventory.world, inventory.world.a)
         response = _request(inventory.clients["prober"], "GET", url)
-        assert response.status_code == 403, f"GET {url} as a team admin answered {response.status_code}"
+        assert response.status_code == 403, (
+            f"GET {url} as a team admin answered {response.status_code}"
+        )
 
 
 @pytest.mark.parametrize("route", _route_params(lambda r: "GET" in r.methods and r.protected))
@@ -532,11 +593,15 @@ def test_get_without_sign_in_goes_to_the_sign_in_page(inventory, route):
         f"htmx GET {url} signed out should answer 401 with HX-Redirect to the sign-in page"
 
 
-@pytest.mark.parametrize(("route", "method"), _method_params(lambda r, m: m != "GET" and r.protected))
+@pytest.mark.parametrize(
+    ("route", "method"), _method_params(lambda r, m: m != "GET" and r.protected)
+)
 def test_state_change_without_sign_in_goes_to_the_sign_in_page(inventory, route, method):
     url = _url(route, inventory.world, inventory.world.a)
     response = _request(inventory.clients["anonymous"], method, url)
-    assert _is_login_redirect(response), f"{method} {url} signed out answered {response.status_code}"
+    assert _is_login_redirect(response), (
+        f"{method} {url} signed out answered {response.status_code}"
+    )
 
 
 def _below_role_params() -> list:
@@ -550,7 +615,9 @@ def test_state_change_below_the_role_is_forbidden(inventory, route, method, role
     url = _url(route, inventory.world, inventory.world.a)
     before = inventory.counts()
     response = _request(inventory.clients[role], method, url)
-    assert response.status_code == 403, f"{method} {url} as {role} answered {response.status_code}, expected 403"
+    assert response.status_code == 403, (
+        f"{method} {url} as {role} answered {response.status_code}, expected 403"
+    )
     _assert_security_headers(response, f"{method} {url} as {role}")
     assert inventory.counts() == before, f"{method} {url} as {role} was refused but changed rows"
 
@@ -567,11 +634,17 @@ def test_state_changing_route_refuses_get(inventory, route):
         endpoint, _ = adapter.match(url, method="GET")
     except MethodNotAllowed:
         response = _request(inventory.clients["admin"], "GET", url)
-        assert response.status_code == 405, f"GET {url} answered {response.status_code}; a state change must refuse GET"
+        assert response.status_code == 405, (
+            f"GET {url} answered {response.status_code}; a state change must refuse GET"
+        )
         _assert_security_headers(response, f"GET {url}")
         return
-    assert endpoint != route.endpoint, f"GET {url} reaches the state-changing endpoint {route.endpoint}"
-    assert INVENTORY.get(endpoint) is not None, f"GET {url} is served by {endpoint}, which is not in INVENTORY"
+    assert endpoint != route.endpoint, (
+        f"GET {url} reaches the state-changing endpoint {route.endpoint}"
+    )
+    assert INVENTORY.get(endpoint) is not None, (
+        f"GET {url} is served by {endpoint}, which is not in INVENTORY"
+    )
 
 
 @pytest.mark.parametrize(("route", "method"), _method_params(lambda r, m: m != "GET"))
@@ -579,7 +652,9 @@ def test_state_change_without_csrf_token_is_refused(inventory, route, method):
     url = _url(route, inventory.world, inventory.world.a)
     before = inventory.counts()
     response = _request(inventory.clients["admin"], method, url, csrf=False)
-    assert response.status_code == 400, f"{method} {url} without a CSRF token answered {response.status_code}"
+    assert response.status_code == 400, (
+        f"{method} {url} without a CSRF token answered {response.status_code}"
+    )
     assert "CSRF" in response.get_data(as_text=True)
     _assert_security_headers(response, f"{method} {url} without CSRF")
     assert inventory.counts() == before, f"{method} {url} without a CSRF token changed rows"
@@ -607,7 +682,9 @@ def test_another_teams_object_answers_404(inventory, route, method):
         response = _request(client, method, url, htmx=htmx)
         kind = "htmx " if htmx else ""
         assert response.status_code == 404, (
-            f"{kind}{method} {url} for team B's object answered {response.status_code}, expected 404")
+            f"{kind}{method} {url} for team B's object answered {response.status_code}, "
+            "expected 404"
+        )
         _assert_security_headers(response, f"{kind}{method} {url}")
     assert inventory.counts() == before, f"{method} {url} for team B's object changed rows"
     if method == "GET":
@@ -616,19 +693,26 @@ def test_another_teams_object_answers_404(inventory, route, method):
         for who, side in (("admin", inventory.world.b), ("prober", inventory.world.a)):
             control = _url(route, inventory.world, side)
             status = _request(inventory.clients[who], "GET", control).status_code
-            assert status != 404, f"control GET {control} as {who} answered 404: fix the probe values"
+            assert status != 404, (
+                f"control GET {control} as {who} answered 404: fix the probe values"
+            )
 
 
 def test_the_world_is_what_the_probes_assume(inventory):
     """Each side's objects exist and belong to its team, so a 404 for team B is the rule at work."""
     with Session(inventory.engine) as session:
         for side in (inventory.world.a, inventory.world.b):
-            experiment = session.exec(select(Experiment).where(Experiment.key == side.experiment_key)).one()
+            experiment = session.exec(
+                select(Experiment).where(Experiment.key == side.experiment_key)
+            ).one()
             assert experiment.id == side.experiment_id and experiment.team_id == side.team_id
             assert session.get(DriverNode, side.node_id).team_id == side.team_id
             assert session.get(ReviewItem, side.review_item_id).experiment_id == experiment.id
-            assert session.exec(select(Dataset).where(Dataset.experiment_id == experiment.id,
-                                                      Dataset.version == side.dataset_version)).one()
+            assert session.exec(
+                select(Dataset).where(
+                    Dataset.experiment_id == experiment.id, Dataset.version == side.dataset_version
+                )
+            ).one()
         assert session.exec(select(ReviewMeeting.iso_week)).all() == [inventory.world.week]
 
 
