@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 import stats
 from experiments.documents import ExperimentDocument, finite
-from experiments.formatting import FORMULA_START
+from experiments.formatting import neutralise
 from experiments.models import AccountRow, Dataset
 
 ACCOUNT_COLUMNS: tuple[str, ...] = ("account_id", "variant", "start_mrr", "expansion_mrr",
@@ -50,7 +50,7 @@ def _quote_text(text: str | None) -> str:
     """Reversible neutralisation for the bundle's data file (the script strips one ')."""
     if text is None:
         return ""
-    return "'" + text if text.startswith((*FORMULA_START, "'")) else text
+    return neutralise(text, reversible=True)
 
 
 def account_lines(rows: Iterable[Sequence[Any]]) -> Iterable[str]:
