@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, func, or_, select
 
-from experiments.access import require, visible_team_ids
+from experiments.access import can, require, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
 from experiments.input_rules import LONG_TEXT_MAX, NAME_MAX, FieldErrors, read_choice, read_text
@@ -59,6 +59,20 @@ def list_journeys(session: Session, user: User | None = None) -> list[JourneyVie
             views[stage.journey_id].stages.append(stage)
             views[stage.journey_id].experiment_counts[stage.id] = counts.get(stage.id, 0)
     return list(views.values())
+
+
+@dataclass(frozen=True)
+class JourneysPage:
+    """The journeys page: every journey with its visible counts, and whether the reader edits."""
+
+    journeys: list[JourneyView]
+    can_edit: bool
+
+
+def journeys_page(session: Session, user: User) -> JourneysPage:
+    """What the journeys page shows ``user`` (journeys are shared; counts are the user's)."""
+    return JourneysPage(journeys=list_journeys(session, user),
+                        can_edit=can(session, user, None, "experimenter"))
 
 
 def stage_choices(session: Session) -> list[tuple[int, str]]:

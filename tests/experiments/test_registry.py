@@ -293,7 +293,8 @@ def test_a_stale_version_is_a_conflict_with_a_clear_message(session, world):
         start_experiment(session, experiment.key, actor=world["admin"], expected_version="1")
     for missing in ("", "   ", "two", "1.0", "-1", "0"):
         with pytest.raises(ValidationFailed) as refused:
-            start_experiment(session, experiment.key, actor=world["admin"], expected_version=missing)
+            start_experiment(session, experiment.key, actor=world["admin"],
+                             expected_version=missing)
         assert "version" in refused.value.errors
     assert experiment.name == "Renamed" and experiment.status == "draft"
 

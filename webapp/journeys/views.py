@@ -23,7 +23,6 @@ from typing import Any
 from flask import Blueprint, redirect, request, url_for
 
 from experiments import journeys as service
-from experiments.access import can
 from experiments.errors import ValidationFailed
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
@@ -35,11 +34,10 @@ bp = Blueprint("journeys", __name__, url_prefix="/journeys")
 
 
 def _page(failed: dict[str, Any] | None = None, status: int = 200):
-    session = get_session()
+    page = service.journeys_page(get_session(), acting_user())
     return render_page_or_partial(
         "journeys/index.html", "journeys/_journeys.html", status=status,
-        journeys=service.list_journeys(session, acting_user()),
-        can_edit=can(session, acting_user(), None, "experimenter"),
+        journeys=page.journeys, can_edit=page.can_edit,
         failed=failed or {"form": None, "values": {}, "errors": {}},
     )
 
@@ -107,7 +105,8 @@ def add_stage(journey_id: int):
 def rename_stage(stage_id: int):
     """Rename a stage."""
     return _save(f"stage-{stage_id}",
-                 lambda: service.rename_stage(get_session(), stage_id, _form(), actor=acting_user()),
+                 lambda: service.rename_stage(get_session(), stage_id, _form(),
+                                              actor=acting_user()),
                  f"stage-{stage_id}")
 
 
