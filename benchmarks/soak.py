@@ -97,7 +97,8 @@ def run(seconds: float, clients: int, max_requests: int, folder: Path,
     finally:
         server.stop()
     statuses = Counter(status for _kind, status, _t in samples)
-    latencies = {kind: [t * 1000 for k, _s, t in samples if k == kind] for kind in ("read", "write")}
+    latencies = {kind: [t * 1000 for k, _s, t in samples if k == kind]
+                 for kind in ("read", "write")}
     everything = [t * 1000 for _k, _s, t in samples]
     return {
         "requests": len(samples), "seconds": round(wall, 1),
