@@ -97,8 +97,16 @@ def datasets_of(session: Session, experiment_id: int) -> list[Dataset]:
                              .order_by(Dataset.version)).all())
 
 
+def warm_up(engine, session) -> None:
+    """One import first: the first analysis imports scipy.stats, seconds on a busy machine,
+    and this in-transaction path (the CLI's) holds SQLite's write lock meanwhile."""
+    warm = make_experiment(session, "warm-up")
+    import_in_own_session(engine, warm.id, sample_csv(999, n=20), "warm.csv")
+
+
 def test_two_different_files_at_the_same_moment_get_two_versions(db_engine, session):
     # Before the fix, 8 of 8 such pairs raised uq_dataset_experiment_id_version.
+    warm_up(db_engine, session)
     for pair in range(4):
         experiment = make_experiment(session, f"pair{pair}")
         results = in_parallel(
@@ -115,6 +123,7 @@ def test_two_different_files_at_the_same_moment_get_two_versions(db_engine, sess
 
 
 def test_the_same_file_at_the_same_moment_is_one_version(db_engine, session):
+    warm_up(db_engine, session)
     for attempt in range(4):
         experiment = make_experiment(session, f"same{attempt}")
         data = sample_csv(100 + attempt)
