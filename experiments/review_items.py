@@ -19,6 +19,7 @@ from experiments.access import effective_role, require
 from experiments.audit import diff_fields, record_event
 from experiments.documents import user_label
 from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.input_rules import FieldErrors, read_choice, read_date, read_id, read_text
 from experiments.models import (
     DECISIONS,
     Experiment,
@@ -123,44 +124,31 @@ def _seen_row(item: ReviewItem) -> ReviewRow | None:
 
 def _clean_item_form(session: Session, data: Mapping[str, Any],
                      team_id: int | None) -> dict[str, Any]:
-    errors: dict[str, str] = {}
-    clean: dict[str, Any] = {}
-    for name in ("note", "action", "decision_rationale"):
-        text = str(data.get(name) or "").replace("\r\n", "\n").strip()
-        if len(text) > MAX_TEXT:
-            errors[name] = f"must be at most {MAX_TEXT:,} characters (it has {len(text):,})"
-        clean[name] = text
-    owner = str(data.get("action_owner_id") or "").strip()
-    clean["action_owner_id"] = None
-    if owner:
+    """The item form read through the validation kit (:mod:`experiments.input_rules`)."""
+    errors = FieldErrors()
+    clean: dict[str, Any] = {
+        name: read_text(data, name, errors, max_length=MAX_TEXT, multiline=True)
+        for name in ("note", "action", "decision_rationale")
+    }
+    clean["action_owner_id"] = read_id(data, "action_owner_id", errors, what="team member")
+    if clean["action_owner_id"] is not None:
         allowed = {uid for uid, _ in owner_choices(session, [team_id]).get(team_id, [])}
-        if not owner.isdigit() or len(owner) > 12 or int(owner) not in allowed:
-            errors["action_owner_id"] = "must be a member of the experiment's team"
-        else:
-            clean["action_owner_id"] = int(owner)
-    due = str(data.get("action_due") or "").strip()
-    clean["action_due"] = None
-    if due:
-        try:
-            clean["action_due"] = date.fromisoformat(due)
-        except ValueError:
-            errors["action_due"] = f"must be a date like 2026-12-04, not {due[:40]!r}"
-        else:
-            if not 1900 <= clean["action_due"].year <= 9998:
-                errors["action_due"] = "is out of range"
-    decision = str(data.get("decision") or "").strip()
+        if clean["action_owner_id"] not in allowed:
+            errors.add("action_owner_id", "must be a member of the experiment's team")
+            clean["action_owner_id"] = None
+    elif "action_owner_id" in errors:
+        errors["action_owner_id"] = "must be a member of the experiment's team"
+    clean["action_due"] = read_date(data, "action_due", errors)
+    if clean["action_due"] is not None and not 1900 <= clean["action_due"].year <= 9998:
+        errors.add("action_due", "must be a date between 1900 and 9998")
     clean["decision"] = None
-    if decision:
-        if decision not in DECISIONS:
-            errors["decision"] = f"must be one of {', '.join(DECISIONS)}"
-        else:
-            clean["decision"] = decision
-            if not clean["decision_rationale"]:
-                errors["decision_rationale"] = "a decision needs a rationale"
-    if clean["action"] and not clean["action_owner_id"] and "action_owner_id" not in errors:
-        errors["action_owner_id"] = "an action needs an owner"
-    if errors:
-        raise ValidationFailed(errors)
+    if str(data.get("decision") or "").strip():
+        clean["decision"] = read_choice(data, "decision", errors, DECISIONS)
+        if clean["decision"] and not clean["decision_rationale"]:
+            errors.add("decision_rationale", "a decision needs a rationale")
+    if clean["action"] and not clean["action_owner_id"]:
+        errors.add("action_owner_id", "an action needs an owner")
+    errors.raise_if_any()
     return clean
 
 

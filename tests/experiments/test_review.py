@@ -573,6 +573,8 @@ def test_edits_need_an_experimenter_in_the_items_team(session, scenario, people)
     ({"action_due": "next friday"}, "action_due"),
     ({"action_due": "0001-01-01"}, "action_due"),
     ({"note": "x" * 10_001}, "note"),
+    ({"note": "a\x00b"}, "note"),  # issue 12 item 3: a 500 on PostgreSQL before
+    ({"action": "a\x1bb", "action_owner_id": "1"}, "action"),
     ({"decision": "maybe", "decision_rationale": "r"}, "decision"),
     ({"decision": "ship"}, "decision_rationale"),
     ({"action": "Do it"}, "action_owner_id"),

@@ -315,7 +315,7 @@ def test_bad_fields_are_422_with_messages_next_to_them(world, session):
                            data=_form(form["version"], note="keep me", action_due="31/01/2030", decision="ship"))
     assert response.status_code == 422
     html = response.get_data(as_text=True)
-    assert "must be a date like" in html and "a decision needs a rationale" in html
+    assert "must be a date such as" in html and "a decision needs a rationale" in html
     assert "keep me" in html and 'aria-invalid="true"' in html  # what was typed stays
     response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf},
                            data={"note": "no version", "csrf_token": client.csrf})
