@@ -17,9 +17,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from experiments.db import is_retryable
 from experiments.denials import record_denial
 from experiments.errors import NotFound, PermissionDenied
-from webapp.db import get_session
+from webapp.db import BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS, get_session
 from webapp.rendering import is_htmx
 
 log = logging.getLogger("nrrlab")
@@ -89,12 +90,20 @@ def _capitalised(exc: Exception) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else MESSAGES[403]
 
 
-def _database_unavailable():
+def _busy(exc: BaseException) -> bool:
+    # A lost race (PostgreSQL) or a held write lock (SQLite): the database is there.
+    return is_retryable(exc) or "database is locked" in str(getattr(exc, "orig", ""))
+
+
+def _database_unavailable(exc: BaseException | None = None):
     """The 503 page, rendered without the signed-in user (loading them needs the database)."""
+    busy = exc is not None and _busy(exc)
+    message, retry_after = (BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS) if busy else (
+        MESSAGES[503], RETRY_AFTER_SECONDS)
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
-    body = current_app.jinja_env.get_template(template).render(code=503, message=MESSAGES[503])
+    body = current_app.jinja_env.get_template(template).render(code=503, message=message)
     response = current_app.response_class(body, status=503, mimetype="text/html")
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Retry-After"] = str(retry_after)
     response.headers["Vary"] = "HX-Request"
     return response
 
@@ -135,7 +144,7 @@ def init_errors(app: Flask) -> None:
     def database_down(exc: SQLAlchemyError):
         _rollback()
         log.error("database unavailable: %s", type(exc).__name__)
-        return _database_unavailable()
+        return _database_unavailable(exc)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
@@ -148,5 +157,5 @@ def init_errors(app: Flask) -> None:
         _rollback()
         original = getattr(exc, "original_exception", None)
         if isinstance(original, _DATABASE_DOWN):
-            return _database_unavailable()
+            return _database_unavailable(original)
         return _render(500, MESSAGES[500])

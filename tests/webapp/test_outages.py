@@ -120,3 +120,21 @@ def test_readyz_follows_the_migrations(scratch_database, tmp_path):
         assert "run `nrrlab db upgrade`" in behind.get_json()["reason"]
     finally:
         dispose_app(app)
+
+
+def test_a_locked_database_is_a_busy_503_not_an_unreachable_one(app, login_as):
+    """A write lock held too long (SQLite) is not an outage: 503 that says busy, retry soon."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    @app.route("/locked-for-test")
+    def locked_for_test():
+        raise OperationalError("UPDATE …", {}, sqlite3.OperationalError("database is locked"))
+
+    locked_for_test.nrrlab_permission = "viewer"
+    client = login_as("viewer")
+    response = client.get("/locked-for-test")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+    assert "busy" in body and "unreachable" not in body
