@@ -8,6 +8,9 @@ value) or upload file name holds one, with a 422 page (a fragment for htmx); a p
 holding one names nothing here, so it is a 404. Tab, CR and LF pass in query and form
 values, since multi-line fields allow them; the kit refuses them in one-line fields.
 Upload file names allow none.
+
+It also answers 404 to a whole-number path parameter (``<int:user_id>``) too large for
+any id column: PostgreSQL raises "integer out of range" on such a bound value.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from flask import Flask, abort, request
 from werkzeug.exceptions import NotFound
 
-from experiments.input_rules import control_character
+from experiments.input_rules import MAX_ID, control_character
 
 REFUSED = ("{where} contains a control character ({found}), which this site does not accept."
            " Remove it and try again.")
@@ -41,9 +44,14 @@ def _problem() -> str | None:
     return None
 
 
+def _id_out_of_range() -> bool:
+    return any(isinstance(value, int) and not 0 <= value <= MAX_ID
+               for value in (request.view_args or {}).values())
+
+
 def refuse_control_characters() -> None:
     """``before_request``: abort with 422 when the request carries a control character."""
-    if control_character(request.path):
+    if control_character(request.path) or _id_out_of_range():
         raise NotFound()
     problem = _problem()
     if problem:

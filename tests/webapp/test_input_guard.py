@@ -130,6 +130,17 @@ def test_a_control_character_in_the_path_is_404(admin_client, path):
     assert_refused(admin_client.get(path), 404)
 
 
+@pytest.mark.parametrize("path", ["/admin/users/99999999999", "/admin/teams/2147483648",
+                                  "/admin/users/2147483648/password"])
+def test_an_id_in_the_path_beyond_any_id_column_is_404(admin_client, path):
+    # PostgreSQL refuses such a number as an INTEGER parameter: this was a 500 there.
+    if path.endswith("/password"):
+        response = admin_client.post(path, data={"csrf_token": admin_client.csrf})
+    else:
+        response = admin_client.get(path)
+    assert_refused(response, 404)
+
+
 @pytest.mark.parametrize("filename", ["acc\x00ounts.csv", "acc\x01ounts.csv", "acc\x7founts.csv"])
 def test_an_upload_whose_file_name_holds_a_control_character_is_422(admin_client, filename):
     values = MultiDict({"csrf_token": admin_client.csrf})
