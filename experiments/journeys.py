@@ -41,14 +41,19 @@ def list_journeys(session: Session, user: User | None = None) -> list[JourneyVie
     With ``user``, each stage counts the experiments that user may see (another
     team's experiments are not even counted); without, the counts stay empty.
     """
-    journeys = session.exec(select(Journey).order_by(Journey.is_default.desc(), Journey.name,
-                                                     Journey.id)).all()
-    stages = session.exec(select(JourneyStage).order_by(JourneyStage.position,
-                                                        JourneyStage.id)).all()
+    journeys = session.exec(
+        select(Journey).order_by(Journey.is_default.desc(), Journey.name, Journey.id)
+    ).all()
+    stages = session.exec(
+        select(JourneyStage).order_by(JourneyStage.position, JourneyStage.id)
+    ).all()
     counts: dict[int, int] = {}
     if user is not None:
-        query = (select(Experiment.stage_id, func.count()).where(Experiment.stage_id.is_not(None))
-                 .group_by(Experiment.stage_id))
+        query = (
+            select(Experiment.stage_id, func.count())
+            .where(Experiment.stage_id.is_not(None))
+            .group_by(Experiment.stage_id)
+        )
         teams = visible_team_ids(session, user)
         if teams is not None:
             query = query.where(or_(Experiment.team_id.is_(None), Experiment.team_id.in_(teams)))
@@ -71,14 +76,18 @@ class JourneysPage:
 
 def journeys_page(session: Session, user: User) -> JourneysPage:
     """What the journeys page shows ``user`` (journeys are shared; counts are the user's)."""
-    return JourneysPage(journeys=list_journeys(session, user),
-                        can_edit=can(session, user, None, "experimenter"))
+    return JourneysPage(
+        journeys=list_journeys(session, user), can_edit=can(session, user, None, "experimenter")
+    )
 
 
 def stage_choices(session: Session) -> list[tuple[int, str]]:
     """``(stage id, "Journey · stage")`` in journey and stage order, for select lists."""
-    return [(stage.id, f"{view.journey.name} · {stage.name}")
-            for view in list_journeys(session) for stage in view.stages]
+    return [
+        (stage.id, f"{view.journey.name} · {stage.name}")
+        for view in list_journeys(session)
+        for stage in view.stages
+    ]
 
 
 def stage_label(session: Session, stage_id: int | None) -> str | None:
@@ -102,8 +111,9 @@ def _names(row: Journey | JourneyStage) -> dict[str, Any]:
     return {"what": f"The stage '{row.name}'", "entity_type": "journey_stage", "entity_id": row.id}
 
 
-def _write(session: Session, row: Journey | JourneyStage, seen: int,
-           values: Mapping[str, Any]) -> None:
+def _write(
+    session: Session, row: Journey | JourneyStage, seen: int, values: Mapping[str, Any]
+) -> None:
     """``UPDATE … SET …, version = version + 1 WHERE id = ? AND version = seen``."""
     compare_and_set(session, row, seen, values, **_names(row))
 
@@ -130,12 +140,16 @@ def _stage(session: Session, stage_id: int) -> JourneyStage:
     return stage
 
 
-def _journey_fields(session: Session, data: Mapping[str, Any], *, current: Journey | None) -> dict[str, str]:
+def _journey_fields(
+    session: Session, data: Mapping[str, Any], *, current: Journey | None
+) -> dict[str, str]:
     errors = FieldErrors()
     name = read_text(data, "name", errors, max_length=NAME_MAX, required=True)
     description = read_text(data, "description", errors, max_length=LONG_TEXT_MAX, multiline=True)
     if "name" not in errors:
-        clash = session.exec(select(Journey).where(func.lower(Journey.name) == name.lower())).first()
+        clash = session.exec(
+            select(Journey).where(func.lower(Journey.name) == name.lower())
+        ).first()
         if clash is not None and (current is None or clash.id != current.id):
             errors.add("name", f"a journey called '{clash.name}' already exists")
     errors.raise_if_any()
@@ -157,12 +171,20 @@ def create_journey(session: Session, data: Mapping[str, Any], *, actor: User) ->
     journey = Journey(**values)
     session.add(journey)
     session.flush()
-    record_event(session, "journey.create", actor=actor, entity_type="journey", entity_id=journey.id,
-                 diff=diff_fields({}, values))
+    record_event(
+        session,
+        "journey.create",
+        actor=actor,
+        entity_type="journey",
+        entity_id=journey.id,
+        diff=diff_fields({}, values),
+    )
     return journey
 
 
-def update_journey(session: Session, journey_id: int, data: Mapping[str, Any], *, actor: User) -> Journey:
+def update_journey(
+    session: Session, journey_id: int, data: Mapping[str, Any], *, actor: User
+) -> Journey:
     """Rename a journey or change its description.
 
     Raises
@@ -180,24 +202,37 @@ def update_journey(session: Session, journey_id: int, data: Mapping[str, Any], *
     changes = diff_fields(before, values)
     if changes:
         _write(session, journey, seen, values)
-        record_event(session, "journey.update", actor=actor, entity_type="journey", entity_id=journey.id,
-                     diff=changes)
+        record_event(
+            session,
+            "journey.update",
+            actor=actor,
+            entity_type="journey",
+            entity_id=journey.id,
+            diff=changes,
+        )
     return journey
 
 
-def _stage_name(session: Session, data: Mapping[str, Any], journey_id: int, *, current: JourneyStage | None) -> str:
+def _stage_name(
+    session: Session, data: Mapping[str, Any], journey_id: int, *, current: JourneyStage | None
+) -> str:
     errors = FieldErrors()
     name = read_text(data, "name", errors, max_length=NAME_MAX, required=True)
     if "name" not in errors:
-        clash = session.exec(select(JourneyStage).where(JourneyStage.journey_id == journey_id,
-                                                        func.lower(JourneyStage.name) == name.lower())).first()
+        clash = session.exec(
+            select(JourneyStage).where(
+                JourneyStage.journey_id == journey_id, func.lower(JourneyStage.name) == name.lower()
+            )
+        ).first()
         if clash is not None and (current is None or clash.id != current.id):
             errors.add("name", f"this journey already has a stage called '{clash.name}'")
     errors.raise_if_any()
     return name
 
 
-def add_stage(session: Session, journey_id: int, data: Mapping[str, Any], *, actor: User) -> JourneyStage:
+def add_stage(
+    session: Session, journey_id: int, data: Mapping[str, Any], *, actor: User
+) -> JourneyStage:
     """Append a stage to the end of a journey.
 
     Raises
@@ -212,16 +247,30 @@ def add_stage(session: Session, journey_id: int, data: Mapping[str, Any], *, act
     _can_edit(session, actor)
     journey = _journey(session, journey_id)
     name = _stage_name(session, data, journey.id, current=None)
-    last = session.exec(select(func.max(JourneyStage.position)).where(JourneyStage.journey_id == journey.id)).one()
+    last = session.exec(
+        select(func.max(JourneyStage.position)).where(JourneyStage.journey_id == journey.id)
+    ).one()
     stage = JourneyStage(journey_id=journey.id, name=name, position=0 if last is None else last + 1)
     session.add(stage)
     session.flush()
-    record_event(session, "stage.create", actor=actor, entity_type="journey_stage", entity_id=stage.id,
-                 diff={"journey_id": [None, journey.id], "name": [None, name], "position": [None, stage.position]})
+    record_event(
+        session,
+        "stage.create",
+        actor=actor,
+        entity_type="journey_stage",
+        entity_id=stage.id,
+        diff={
+            "journey_id": [None, journey.id],
+            "name": [None, name],
+            "position": [None, stage.position],
+        },
+    )
     return stage
 
 
-def rename_stage(session: Session, stage_id: int, data: Mapping[str, Any], *, actor: User) -> JourneyStage:
+def rename_stage(
+    session: Session, stage_id: int, data: Mapping[str, Any], *, actor: User
+) -> JourneyStage:
     """Rename a stage (experiments keep pointing at it).
 
     Raises
@@ -236,13 +285,20 @@ def rename_stage(session: Session, stage_id: int, data: Mapping[str, Any], *, ac
     if name != stage.name:
         old = stage.name
         _write(session, stage, seen, {"name": name})
-        record_event(session, "stage.update", actor=actor, entity_type="journey_stage", entity_id=stage.id,
-                     diff={"name": [old, name]})
+        record_event(
+            session,
+            "stage.update",
+            actor=actor,
+            entity_type="journey_stage",
+            entity_id=stage.id,
+            diff={"name": [old, name]},
+        )
     return stage
 
 
-def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User,
-               expected_version: Any = None) -> JourneyStage:
+def move_stage(
+    session: Session, stage_id: int, direction: Any, *, actor: User, expected_version: Any = None
+) -> JourneyStage:
     """Swap a stage with its neighbour above (``up``) or below (``down``); at an end, nothing moves.
 
     Raises
@@ -258,10 +314,14 @@ def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User,
     errors = FieldErrors()
     way = read_choice({"direction": direction}, "direction", errors, DIRECTIONS)
     errors.raise_if_any()
-    siblings = list(session.exec(select(JourneyStage)
-                                 .where(JourneyStage.journey_id == stage.journey_id)
-                                 .order_by(JourneyStage.position, JourneyStage.id)
-                                 .with_for_update()).all())
+    siblings = list(
+        session.exec(
+            select(JourneyStage)
+            .where(JourneyStage.journey_id == stage.journey_id)
+            .order_by(JourneyStage.position, JourneyStage.id)
+            .with_for_update()
+        ).all()
+    )
     index = next(i for i, s in enumerate(siblings) if s.id == stage.id)
     other = index - 1 if way == "up" else index + 1
     if not 0 <= other < len(siblings):
@@ -273,13 +333,20 @@ def move_stage(session: Session, stage_id: int, direction: Any, *, actor: User,
         sibling.position = position
         session.add(sibling)
     session.flush()
-    record_event(session, "stage.move", actor=actor, entity_type="journey_stage", entity_id=stage.id,
-                 diff={"order": [before, [s.id for s in siblings]]})
+    record_event(
+        session,
+        "stage.move",
+        actor=actor,
+        entity_type="journey_stage",
+        entity_id=stage.id,
+        diff={"order": [before, [s.id for s in siblings]]},
+    )
     return stage
 
 
-def delete_stage(session: Session, stage_id: int, *, actor: User,
-                 expected_version: Any = None) -> None:
+def delete_stage(
+    session: Session, stage_id: int, *, actor: User, expected_version: Any = None
+) -> None:
     """Delete a stage no experiment targets.
 
     Raises
@@ -292,17 +359,35 @@ def delete_stage(session: Session, stage_id: int, *, actor: User,
     _can_edit(session, actor)
     stage = _stage(session, stage_id)
     seen = _seen(session, stage, expected_version)
-    used = session.exec(select(func.count()).select_from(Experiment).where(Experiment.stage_id == stage.id)).one()
+    used = session.exec(
+        select(func.count()).select_from(Experiment).where(Experiment.stage_id == stage.id)
+    ).one()
     if used:
-        raise ValidationFailed({"": (
-            f"stage '{stage.name}' is the target of {used} experiment{'s' if used != 1 else ''}; "
-            "move them to another stage before deleting it")})
-    remaining = session.exec(select(func.count()).select_from(JourneyStage)
-                             .where(JourneyStage.journey_id == stage.journey_id)).one()
+        raise ValidationFailed(
+            {
+                "": (
+                    f"stage '{stage.name}' is the target of {used} experiment{'s' if used != 1 else ''}; "
+                    "move them to another stage before deleting it"
+                )
+            }
+        )
+    remaining = session.exec(
+        select(func.count())
+        .select_from(JourneyStage)
+        .where(JourneyStage.journey_id == stage.journey_id)
+    ).one()
     if remaining <= 1:
-        raise ValidationFailed({"": f"'{stage.name}' is the journey's only stage; a journey needs at least one"})
+        raise ValidationFailed(
+            {"": f"'{stage.name}' is the journey's only stage; a journey needs at least one"}
+        )
     _write(session, stage, seen, {})
-    record_event(session, "stage.delete", actor=actor, entity_type="journey_stage", entity_id=stage.id,
-                 diff={"journey_id": [stage.journey_id, None], "name": [stage.name, None]})
+    record_event(
+        session,
+        "stage.delete",
+        actor=actor,
+        entity_type="journey_stage",
+        entity_id=stage.id,
+        diff={"journey_id": [stage.journey_id, None], "name": [stage.name, None]},
+    )
     session.delete(stage)
     session.flush()

@@ -103,10 +103,17 @@ class ExperimentFilters:
         return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-def list_experiments(session: Session, user: User, *, status: str | None = None,
-                     team_id: int | None = None, owner_id: int | None = None,
-                     node_id: int | None = None, stage_id: int | None = None,
-                     q: str | None = None) -> list[Experiment]:
+def list_experiments(
+    session: Session,
+    user: User,
+    *,
+    status: str | None = None,
+    team_id: int | None = None,
+    owner_id: int | None = None,
+    node_id: int | None = None,
+    stage_id: int | None = None,
+    q: str | None = None,
+) -> list[Experiment]:
     """Experiments visible to ``user``, newest first, narrowed by the given filters.
 
     ``node_id`` selects a branch: the node and everything under it. ``q`` matches
@@ -127,8 +134,12 @@ def list_experiments(session: Session, user: User, *, status: str | None = None,
     if node_id is not None:
         query = query.where(Experiment.node_id.in_(branch_ids(session, node_id)))
     if q:
-        query = query.where(or_(Experiment.key.icontains(q, autoescape=True),
-                                Experiment.name.icontains(q, autoescape=True)))
+        query = query.where(
+            or_(
+                Experiment.key.icontains(q, autoescape=True),
+                Experiment.name.icontains(q, autoescape=True),
+            )
+        )
     return list(session.exec(query).all())
 
 
@@ -152,13 +163,23 @@ def get_experiment(session: Session, user: User, key: str) -> Experiment:
 
 
 def variants_of(session: Session, experiment: Experiment) -> list[Variant]:
-    return list(session.exec(select(Variant).where(Variant.experiment_id == experiment.id)
-                             .order_by(Variant.position, Variant.id)).all())
+    return list(
+        session.exec(
+            select(Variant)
+            .where(Variant.experiment_id == experiment.id)
+            .order_by(Variant.position, Variant.id)
+        ).all()
+    )
 
 
 def amendments_of(session: Session, experiment: Experiment) -> list[Amendment]:
-    return list(session.exec(select(Amendment).where(Amendment.experiment_id == experiment.id)
-                             .order_by(Amendment.created_at, Amendment.id)).all())
+    return list(
+        session.exec(
+            select(Amendment)
+            .where(Amendment.experiment_id == experiment.id)
+            .order_by(Amendment.created_at, Amendment.id)
+        ).all()
+    )
 
 
 def allowed_moves(experiment: Experiment) -> list[str]:
@@ -181,8 +202,10 @@ class ResultsControls:
 
 def results_controls(session: Session, user: User, experiment: Experiment) -> ResultsControls:
     """The results section's controls of ``experiment`` for ``user``."""
-    return ResultsControls(may_upload=can(session, user, experiment.team_id, "analyst"),
-                           variant_keys=[v.key for v in variants_of(session, experiment)])
+    return ResultsControls(
+        may_upload=can(session, user, experiment.team_id, "analyst"),
+        variant_keys=[v.key for v in variants_of(session, experiment)],
+    )
 
 
 @dataclass
@@ -220,14 +243,17 @@ def experiment_page(session: Session, user: User, key: str) -> ExperimentPage:
     return ExperimentPage(
         experiment=experiment,
         variants=variants_of(session, experiment),
-        amendments=[(a, session.get(User, a.actor_id) if a.actor_id else None)
-                    for a in amendments_of(session, experiment)],
+        amendments=[
+            (a, session.get(User, a.actor_id) if a.actor_id else None)
+            for a in amendments_of(session, experiment)
+        ],
         path=ancestry(session, experiment.node_id),
         stage=stage_label(session, experiment.stage_id),
         team=session.get(Team, experiment.team_id) if experiment.team_id else None,
         owner=session.get(User, experiment.owner_id) if experiment.owner_id else None,
-        decided_by=(session.get(User, experiment.decided_by_id)
-                    if experiment.decided_by_id else None),
+        decided_by=(
+            session.get(User, experiment.decided_by_id) if experiment.decided_by_id else None
+        ),
         moves=allowed_moves(experiment) if can_edit else [],
         can_edit=can_edit and experiment.status != "decided",
         controls=results_controls(session, user, experiment),
@@ -255,16 +281,28 @@ def _editable(session: Session, actor: User, key: str) -> Experiment:
 def _seen_version(session: Session, experiment: Experiment, raw: Any) -> int:
     """The version the actor saw (``None``: the loaded row's), refused early when stale."""
     seen = expected_version(experiment, raw)
-    check_version(session, experiment, seen, what=f"'{experiment.key}'",
-                  entity_type="experiment", entity_id=experiment.key)
+    check_version(
+        session,
+        experiment,
+        seen,
+        what=f"'{experiment.key}'",
+        entity_type="experiment",
+        entity_id=experiment.key,
+    )
     return seen
 
 
 def _write(session: Session, experiment: Experiment, seen: int, values: Mapping[str, Any]) -> None:
     """``UPDATE experiment SET …, version = version + 1 WHERE id = ? AND version = seen``."""
-    compare_and_set(session, experiment, seen, {**values, "updated_at": utcnow()},
-                    what=f"'{experiment.key}'", entity_type="experiment",
-                    entity_id=experiment.key)
+    compare_and_set(
+        session,
+        experiment,
+        seen,
+        {**values, "updated_at": utcnow()},
+        what=f"'{experiment.key}'",
+        entity_type="experiment",
+        entity_id=experiment.key,
+    )
 
 
 def _write_variants(session: Session, experiment: Experiment, plan: PlanInput) -> None:
@@ -305,20 +343,37 @@ def register_experiment(session: Session, data: Mapping[str, Any], *, actor: Use
     session.add(experiment)
     session.flush()
     _write_variants(session, experiment, plan)
-    record_event(session, "experiment.create", actor=actor, entity_type="experiment",
-                 entity_id=experiment.key, team_id=experiment.team_id,
-                 diff=diff_fields({}, {"key": key, **plan.plan()}))
+    record_event(
+        session,
+        "experiment.create",
+        actor=actor,
+        entity_type="experiment",
+        entity_id=experiment.key,
+        team_id=experiment.team_id,
+        diff=diff_fields({}, {"key": key, **plan.plan()}),
+    )
     return experiment
 
 
-def _record_amendments(session: Session, experiment: Experiment, names: Sequence[str],
-                       before: Mapping[str, Any], after: Mapping[str, Any], reason: str,
-                       actor: User) -> list[Amendment]:
+def _record_amendments(
+    session: Session,
+    experiment: Experiment,
+    names: Sequence[str],
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    reason: str,
+    actor: User,
+) -> list[Amendment]:
     amendments = []
     for name in names:
-        amendment = Amendment(experiment_id=experiment.id, field=name,
-                              old_value=_shown(before.get(name)),
-                              new_value=_shown(after.get(name)), reason=reason, actor_id=actor.id)
+        amendment = Amendment(
+            experiment_id=experiment.id,
+            field=name,
+            old_value=_shown(before.get(name)),
+            new_value=_shown(after.get(name)),
+            reason=reason,
+            actor_id=actor.id,
+        )
         session.add(amendment)
         amendments.append(amendment)
     session.flush()
@@ -335,8 +390,15 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _apply_plan(session: Session, experiment: Experiment, plan: PlanInput, *, actor: User,
-                reason: str | None, seen: int) -> tuple[dict[str, list[Any]], list[Amendment]]:
+def _apply_plan(
+    session: Session,
+    experiment: Experiment,
+    plan: PlanInput,
+    *,
+    actor: User,
+    reason: str | None,
+    seen: int,
+) -> tuple[dict[str, list[Any]], list[Amendment]]:
     """Write a checked plan made on version ``seen``.
 
     After the start a locked change needs ``reason`` and becomes an amendment per
@@ -351,37 +413,65 @@ def _apply_plan(session: Session, experiment: Experiment, plan: PlanInput, *, ac
     if locked and started:
         old_keys = sorted(v.key for v in variants_of(session, experiment))
         if sorted(v.key for v in plan.variants) != old_keys:
-            raise ValidationFailed({"variants": (
-                "variant keys cannot be added, removed or renamed after the start (uploaded "
-                f"data refers to them: {', '.join(old_keys)}); amend their weights, names or "
-                "the control instead")})
+            raise ValidationFailed(
+                {
+                    "variants": (
+                        "variant keys cannot be added, removed or renamed after the start (uploaded "
+                        f"data refers to them: {', '.join(old_keys)}); amend their weights, names or "
+                        "the control instead"
+                    )
+                }
+            )
         if not reason:
-            raise ValidationFailed({"reason": (
-                f"the plan is locked since the start; changing {', '.join(locked)} needs a "
-                "reason, kept as an amendment")})
+            raise ValidationFailed(
+                {
+                    "reason": (
+                        f"the plan is locked since the start; changing {', '.join(locked)} needs a "
+                        "reason, kept as an amendment"
+                    )
+                }
+            )
     if not changes:
         return {}, []
     _write(session, experiment, seen, plan.values)
     _write_variants(session, experiment, plan)
     amended = [*locked, *(n for n in AMENDABLE_DATES if n in changes and reason)] if started else []
-    amendments = _record_amendments(session, experiment, amended, before, after, reason or "",
-                                    actor) if amended else []
+    amendments = (
+        _record_amendments(session, experiment, amended, before, after, reason or "", actor)
+        if amended
+        else []
+    )
     open_changes = {k: v for k, v in changes.items() if k not in amended}
     if open_changes:
         if reason and started:
             open_changes["reason"] = [None, reason]
-        record_event(session, "experiment.update", actor=actor, entity_type="experiment",
-                     entity_id=experiment.key, team_id=experiment.team_id, diff=open_changes)
+        record_event(
+            session,
+            "experiment.update",
+            actor=actor,
+            entity_type="experiment",
+            entity_id=experiment.key,
+            team_id=experiment.team_id,
+            diff=open_changes,
+        )
     if amendments:
         diff = {k: v for k, v in changes.items() if k in amended}
         diff["reason"] = [None, reason]
-        record_event(session, "experiment.amend", actor=actor, entity_type="experiment",
-                     entity_id=experiment.key, team_id=experiment.team_id, diff=diff)
+        record_event(
+            session,
+            "experiment.amend",
+            actor=actor,
+            entity_type="experiment",
+            entity_id=experiment.key,
+            team_id=experiment.team_id,
+            diff=diff,
+        )
     return changes, amendments
 
 
-def update_experiment(session: Session, key: str, data: Mapping[str, Any], *,
-                      actor: User) -> Experiment:
+def update_experiment(
+    session: Session, key: str, data: Mapping[str, Any], *, actor: User
+) -> Experiment:
     """Edit an experiment from its full form (``data`` as for :func:`register_experiment`).
 
     A draft changes freely. Once started, the open fields still change freely, but
@@ -403,12 +493,14 @@ def update_experiment(session: Session, key: str, data: Mapping[str, Any], *,
     experiment = _editable(session, actor, key)
     seen = _seen_version(session, experiment, data.get("version") if "version" in data else None)
     if experiment.status == "decided":
-        raise ValidationFailed({"": "this experiment is decided and closed; its plan can no "
-                                    "longer change"})
+        raise ValidationFailed(
+            {"": "this experiment is decided and closed; its plan can no longer change"}
+        )
     errors = FieldErrors()
     plan = read_plan(session, data, actor=actor, errors=errors)
-    if "team_id" not in errors and (problem := team_change_problem(
-            session, actor, experiment.team_id, plan.values["team_id"])):
+    if "team_id" not in errors and (
+        problem := team_change_problem(session, actor, experiment.team_id, plan.values["team_id"])
+    ):
         errors.add("team_id", problem)
     reason = read_reason(data, errors)
     errors.raise_if_any()
@@ -428,8 +520,15 @@ def form_values(session: Session, experiment: Experiment) -> dict[str, Any]:
     }
 
 
-def amend_experiment(session: Session, key: str, changes: Mapping[str, Any], *, reason: str,
-                     actor: User, expected_version: Any = None) -> list[Amendment]:
+def amend_experiment(
+    session: Session,
+    key: str,
+    changes: Mapping[str, Any],
+    *,
+    reason: str,
+    actor: User,
+    expected_version: Any = None,
+) -> list[Amendment]:
     """Change locked plan fields of a started experiment, recording one amendment per field.
 
     ``changes`` maps locked fields (``hypothesis``, ``mde``, ``alpha``, ``power``,
@@ -448,23 +547,33 @@ def amend_experiment(session: Session, key: str, changes: Mapping[str, Any], *, 
     if experiment.status == "draft":
         raise ValidationFailed({"": "a draft has no locked plan yet: edit it directly"})
     if experiment.status == "decided":
-        raise ValidationFailed({"": "this experiment is decided and closed; its plan can no "
-                                    "longer change"})
+        raise ValidationFailed(
+            {"": "this experiment is decided and closed; its plan can no longer change"}
+        )
     unknown = [name for name in changes if name not in LOCKED_FIELDS]
     if unknown:
-        raise ValidationFailed(dict.fromkeys(
-            unknown, "is not a locked plan field; edit it on the experiment form"))
+        raise ValidationFailed(
+            dict.fromkeys(unknown, "is not a locked plan field; edit it on the experiment form")
+        )
     data = {**form_values(session, experiment), **changes}
     errors = FieldErrors()
     plan = read_plan(session, data, actor=actor, errors=errors)
-    text = read_text({"reason": reason}, "reason", errors, max_length=LONG_TEXT_MAX, required=True,
-                     multiline=True)
+    text = read_text(
+        {"reason": reason},
+        "reason",
+        errors,
+        max_length=LONG_TEXT_MAX,
+        required=True,
+        multiline=True,
+    )
     errors.raise_if_any()
-    _changed, amendments = _apply_plan(session, experiment, plan, actor=actor, reason=text,
-                                       seen=seen)
+    _changed, amendments = _apply_plan(
+        session, experiment, plan, actor=actor, reason=text, seen=seen
+    )
     if not amendments:
-        raise ValidationFailed({"": "nothing in the locked plan changed, so there is nothing to "
-                                    "amend"})
+        raise ValidationFailed(
+            {"": "nothing in the locked plan changed, so there is nothing to amend"}
+        )
     return amendments
 
 
@@ -474,13 +583,22 @@ _DONE = {"start": "started", "stop": "stopped", "decide": "decided"}
 def _check_move(experiment: Experiment, move: str) -> str:
     source, target = TRANSITIONS[move]
     if experiment.status != source:
-        raise Conflict(f"'{experiment.key}' is {experiment.status}; only a {source} experiment "
-                       f"can be {_DONE[move]}. Reload the page to see its current state.")
+        raise Conflict(
+            f"'{experiment.key}' is {experiment.status}; only a {source} experiment "
+            f"can be {_DONE[move]}. Reload the page to see its current state."
+        )
     return target
 
 
-def _transition(session: Session, key: str, move: str, *, actor: User, expected_version: Any,
-                values: Mapping[str, Any]) -> Experiment:
+def _transition(
+    session: Session,
+    key: str,
+    move: str,
+    *,
+    actor: User,
+    expected_version: Any,
+    values: Mapping[str, Any],
+) -> Experiment:
     """One lifecycle move as one compare-and-set: status and stamps, version + 1."""
     experiment = _editable(session, actor, key)
     seen = _seen_version(session, experiment, expected_version)
@@ -489,8 +607,9 @@ def _transition(session: Session, key: str, move: str, *, actor: User, expected_
     return experiment
 
 
-def start_experiment(session: Session, key: str, *, actor: User,
-                     expected_version: Any = None) -> Experiment:
+def start_experiment(
+    session: Session, key: str, *, actor: User, expected_version: Any = None
+) -> Experiment:
     """Start a draft: it runs and its analysis plan is locked from now on.
 
     Raises
@@ -502,18 +621,32 @@ def start_experiment(session: Session, key: str, *, actor: User,
     Conflict
         Stale version (:class:`StaleVersion`), or the experiment is not a draft.
     """
-    experiment = _transition(session, key, "start", actor=actor,
-                             expected_version=expected_version,
-                             values={"started_at": utcnow()})
-    record_event(session, "experiment.start", actor=actor, entity_type="experiment",
-                 entity_id=experiment.key, team_id=experiment.team_id,
-                 diff={"status": ["draft", "running"],
-                       "locked_plan": [None, _current_plan(session, experiment)]})
+    experiment = _transition(
+        session,
+        key,
+        "start",
+        actor=actor,
+        expected_version=expected_version,
+        values={"started_at": utcnow()},
+    )
+    record_event(
+        session,
+        "experiment.start",
+        actor=actor,
+        entity_type="experiment",
+        entity_id=experiment.key,
+        team_id=experiment.team_id,
+        diff={
+            "status": ["draft", "running"],
+            "locked_plan": [None, _current_plan(session, experiment)],
+        },
+    )
     return experiment
 
 
-def stop_experiment(session: Session, key: str, *, actor: User,
-                    expected_version: Any = None) -> Experiment:
+def stop_experiment(
+    session: Session, key: str, *, actor: User, expected_version: Any = None
+) -> Experiment:
     """Stop a running experiment (enrolment ends; the decision comes next).
 
     Raises
@@ -521,17 +654,29 @@ def stop_experiment(session: Session, key: str, *, actor: User,
     NotFound, PermissionDenied, ValidationFailed, Conflict
         As :func:`start_experiment` (it must be running).
     """
-    experiment = _transition(session, key, "stop", actor=actor,
-                             expected_version=expected_version,
-                             values={"stopped_at": utcnow()})
-    record_event(session, "experiment.stop", actor=actor, entity_type="experiment",
-                 entity_id=experiment.key, team_id=experiment.team_id,
-                 diff={"status": ["running", "stopped"]})
+    experiment = _transition(
+        session,
+        key,
+        "stop",
+        actor=actor,
+        expected_version=expected_version,
+        values={"stopped_at": utcnow()},
+    )
+    record_event(
+        session,
+        "experiment.stop",
+        actor=actor,
+        entity_type="experiment",
+        entity_id=experiment.key,
+        team_id=experiment.team_id,
+        diff={"status": ["running", "stopped"]},
+    )
     return experiment
 
 
-def decide_experiment(session: Session, key: str, data: Mapping[str, Any], *,
-                      actor: User) -> Experiment:
+def decide_experiment(
+    session: Session, key: str, data: Mapping[str, Any], *, actor: User
+) -> Experiment:
     """Record the decision (``ship``, ``iterate`` or ``kill``) and its rationale on a stopped
     experiment. ``data['version']`` as for :func:`update_experiment`.
 
@@ -547,26 +692,41 @@ def decide_experiment(session: Session, key: str, data: Mapping[str, Any], *,
     _check_move(experiment, "decide")
     errors = FieldErrors()
     decision = read_choice(data, "decision", errors, DECISIONS)
-    rationale = read_text(data, "rationale", errors, max_length=LONG_TEXT_MAX, required=True,
-                          multiline=True)
+    rationale = read_text(
+        data, "rationale", errors, max_length=LONG_TEXT_MAX, required=True, multiline=True
+    )
     errors.raise_if_any()
-    _transition(session, key, "decide", actor=actor,
-                expected_version=data.get("version") if "version" in data else None,
-                values={"decision": decision, "decision_rationale": rationale,
-                        "decided_at": utcnow(), "decided_by_id": actor.id})
-    record_event(session, "experiment.decide", actor=actor, entity_type="experiment",
-                 entity_id=experiment.key, team_id=experiment.team_id,
-                 diff={"status": ["stopped", "decided"], "decision": [None, decision],
-                       "rationale": [None, rationale]})
+    _transition(
+        session,
+        key,
+        "decide",
+        actor=actor,
+        expected_version=data.get("version") if "version" in data else None,
+        values={
+            "decision": decision,
+            "decision_rationale": rationale,
+            "decided_at": utcnow(),
+            "decided_by_id": actor.id,
+        },
+    )
+    record_event(
+        session,
+        "experiment.decide",
+        actor=actor,
+        entity_type="experiment",
+        entity_id=experiment.key,
+        team_id=experiment.team_id,
+        diff={
+            "status": ["stopped", "decided"],
+            "decision": [None, decision],
+            "rationale": [None, rationale],
+        },
+    )
     return experiment
 
 
 # ---------------------------------------------------------------------------
 # The list's rows
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -591,5 +751,14 @@ def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[E
     users = {u.id: u for u in session.exec(select(User)).all()}
     teams = {t.id: t for t in session.exec(select(Team)).all()}
     verdicts = latest_verdicts(session)
-    return [ExperimentRow(e, nodes.get(e.node_id), stages.get(e.stage_id), users.get(e.owner_id),
-                          teams.get(e.team_id), verdicts.get(e.id)) for e in experiments]
+    return [
+        ExperimentRow(
+            e,
+            nodes.get(e.node_id),
+            stages.get(e.stage_id),
+            users.get(e.owner_id),
+            teams.get(e.team_id),
+            verdicts.get(e.id),
+        )
+        for e in experiments
+    ]

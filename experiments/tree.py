@@ -50,8 +50,17 @@ from experiments.versioning import check_version, compare_and_set, expected_vers
 EDITABLE_KINDS: tuple[str, ...] = ("lever", "driver")
 DELETE_POLICIES: tuple[str, ...] = ("reparent", "refuse")
 #: The fields of a node that the edit form carries (and the audit diff compares).
-NODE_FIELDS: tuple[str, ...] = ("name", "kind", "team_id", "owner_id", "hypothesis",
-                                "leading_metric", "baseline", "target", "status")
+NODE_FIELDS: tuple[str, ...] = (
+    "name",
+    "kind",
+    "team_id",
+    "owner_id",
+    "hypothesis",
+    "leading_metric",
+    "baseline",
+    "target",
+    "status",
+)
 
 
 @dataclass
@@ -91,8 +100,9 @@ class TreeNode:
 def latest_verdicts(session: Session) -> dict[int, str]:
     """``{experiment_id: verdict}`` of each experiment's newest snapshot that has one."""
     rows = session.exec(
-        select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict)
-        .order_by(AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at, AnalysisSnapshot.id)
+        select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict).order_by(
+            AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at, AnalysisSnapshot.id
+        )
     ).all()
     latest: dict[int, str] = {}
     for experiment_id, verdict in rows:
@@ -119,15 +129,27 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
     memberships = team_roles(session, user)
 
     def editable(team_id: int | None) -> bool:
-        role = "admin" if user.role == "admin" else (user.role if team_id is None else memberships.get(team_id))
+        role = (
+            "admin"
+            if user.role == "admin"
+            else (user.role if team_id is None else memberships.get(team_id))
+        )
         return role_rank(role) >= role_rank("experimenter")
 
     by_id = {
-        n.id: TreeNode(n, owner=users.get(n.owner_id), team=team_rows.get(n.team_id), editable=editable(n.team_id))
-        for n in nodes if _visible(teams, n.team_id)
+        n.id: TreeNode(
+            n,
+            owner=users.get(n.owner_id),
+            team=team_rows.get(n.team_id),
+            editable=editable(n.team_id),
+        )
+        for n in nodes
+        if _visible(teams, n.team_id)
     }
     verdicts = latest_verdicts(session)
-    rows = session.exec(select(Experiment.id, Experiment.node_id, Experiment.status, Experiment.team_id)).all()
+    rows = session.exec(
+        select(Experiment.id, Experiment.node_id, Experiment.status, Experiment.team_id)
+    ).all()
     for experiment_id, node_id, status, team_id in rows:
         if node_id in by_id and _visible(teams, team_id):
             item = by_id[node_id]
@@ -147,7 +169,9 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
     return roots
 
 
-def node_choices(session: Session, user: User, *, exclude_branch_of: int | None = None) -> list[tuple[int, str]]:
+def node_choices(
+    session: Session, user: User, *, exclude_branch_of: int | None = None
+) -> list[tuple[int, str]]:
     """``(id, indented name)`` of the visible nodes in tree order, for select lists.
 
     ``exclude_branch_of`` leaves out that node and everything under it (the
@@ -193,7 +217,9 @@ def ancestry(session: Session, node_id: int) -> list[DriverNode]:
     while current is not None and current.id not in seen:
         seen.add(current.id)
         path.append(current)
-        current = session.get(DriverNode, current.parent_id) if current.parent_id is not None else None
+        current = (
+            session.get(DriverNode, current.parent_id) if current.parent_id is not None else None
+        )
     return list(reversed(path))
 
 
@@ -219,12 +245,15 @@ def _snapshot(node: DriverNode) -> dict[str, Any]:
 
 
 def _next_position(session: Session, parent_id: int) -> int:
-    highest = session.exec(select(func.max(DriverNode.position)).where(DriverNode.parent_id == parent_id)).one()
+    highest = session.exec(
+        select(func.max(DriverNode.position)).where(DriverNode.parent_id == parent_id)
+    ).one()
     return 0 if highest is None else highest + 1
 
 
-def team_change_problem(session: Session, actor: User, old_team_id: int | None,
-                        new_team_id: int | None) -> str | None:
+def team_change_problem(
+    session: Session, actor: User, old_team_id: int | None, new_team_id: int | None
+) -> str | None:
     """Why ``actor`` may not move an object from ``old_team_id`` to ``new_team_id``.
 
     The rule for nodes and experiments alike: the actor already edits the object
@@ -235,40 +264,59 @@ def team_change_problem(session: Session, actor: User, old_team_id: int | None,
         return None
     if new_team_id is None:
         if old_team_id is not None and actor.role != "admin":
-            return ("only an admin can make a team's object shared with every team; "
-                    "choose one of your teams")
+            return (
+                "only an admin can make a team's object shared with every team; "
+                "choose one of your teams"
+            )
         return None
     return None
 
 
-def _read_node_fields(session: Session, data: Mapping[str, Any], *, actor: User,
-                      is_root: bool, errors: FieldErrors,
-                      current: DriverNode | None = None) -> dict[str, Any]:
+def _read_node_fields(
+    session: Session,
+    data: Mapping[str, Any],
+    *,
+    actor: User,
+    is_root: bool,
+    errors: FieldErrors,
+    current: DriverNode | None = None,
+) -> dict[str, Any]:
     values: dict[str, Any] = {
         "name": read_text(data, "name", errors, max_length=NAME_MAX, required=True),
-        "hypothesis": read_text(data, "hypothesis", errors, max_length=LONG_TEXT_MAX, multiline=True),
+        "hypothesis": read_text(
+            data, "hypothesis", errors, max_length=LONG_TEXT_MAX, multiline=True
+        ),
         "leading_metric": read_text(data, "leading_metric", errors, max_length=NAME_MAX),
         "baseline": read_number(data, "baseline", errors, example="0.55"),
         "target": read_number(data, "target", errors, example="0.70"),
         "status": read_choice(data, "status", errors, NODE_STATUSES, default="active"),
     }
-    values["kind"] = "root" if is_root else read_choice(data, "kind", errors, EDITABLE_KINDS, default="driver")
+    values["kind"] = (
+        "root" if is_root else read_choice(data, "kind", errors, EDITABLE_KINDS, default="driver")
+    )
     team_id = read_id(data, "team_id", errors, what="team")
     if team_id is not None:
         if is_root:
             errors.add("team_id", "the NRR root is shared by every team and cannot belong to one")
         elif current is not None and team_id == current.team_id:
             pass  # unchanged: the actor's right to edit the node covers it
-        elif problem := check_team_choice(session, actor, team_id, needed="experimenter",
-                                          purpose="give it a node"):
+        elif problem := check_team_choice(
+            session, actor, team_id, needed="experimenter", purpose="give it a node"
+        ):
             errors.add("team_id", problem)
-    if current is not None and "team_id" not in errors and (
-            problem := team_change_problem(session, actor, current.team_id, team_id)):
+    if (
+        current is not None
+        and "team_id" not in errors
+        and (problem := team_change_problem(session, actor, current.team_id, team_id))
+    ):
         errors.add("team_id", problem)
     values["team_id"] = team_id
     owner_id = read_id(data, "owner_id", errors, what="owner")
-    if owner_id is not None and (problem := owner_problem(
-            session, owner_id, None if "team_id" in errors else team_id, what="node")):
+    if owner_id is not None and (
+        problem := owner_problem(
+            session, owner_id, None if "team_id" in errors else team_id, what="node"
+        )
+    ):
         errors.add("owner_id", problem)
     values["owner_id"] = owner_id
     return values
@@ -302,8 +350,15 @@ def create_node(session: Session, data: Mapping[str, Any], *, actor: User) -> Dr
     node = DriverNode(parent_id=parent.id, position=_next_position(session, parent.id), **values)
     session.add(node)
     session.flush()
-    record_event(session, "node.create", actor=actor, entity_type="driver_node", entity_id=node.id,
-                 team_id=node.team_id, diff=diff_fields({}, _snapshot(node)))
+    record_event(
+        session,
+        "node.create",
+        actor=actor,
+        entity_type="driver_node",
+        entity_id=node.id,
+        team_id=node.team_id,
+        diff=diff_fields({}, _snapshot(node)),
+    )
     return node
 
 
@@ -314,19 +369,28 @@ def _what(node: DriverNode) -> str:
 def _seen(session: Session, node: DriverNode, raw: Any) -> int:
     """The version the actor saw (``None``: the loaded row's), refused early when stale."""
     seen = expected_version(node, raw)
-    check_version(session, node, seen, what=_what(node), entity_type="driver_node",
-                  entity_id=node.id)
+    check_version(
+        session, node, seen, what=_what(node), entity_type="driver_node", entity_id=node.id
+    )
     return seen
 
 
 def _write(session: Session, node: DriverNode, seen: int, values: Mapping[str, Any]) -> None:
     """``UPDATE driver_node SET …, version = version + 1 WHERE id = ? AND version = seen``."""
-    compare_and_set(session, node, seen, {**values, "updated_at": utcnow()}, what=_what(node),
-                    entity_type="driver_node", entity_id=node.id)
+    compare_and_set(
+        session,
+        node,
+        seen,
+        {**values, "updated_at": utcnow()},
+        what=_what(node),
+        entity_type="driver_node",
+        entity_id=node.id,
+    )
 
 
-def update_node(session: Session, node_id: int, data: Mapping[str, Any], *,
-                actor: User) -> DriverNode:
+def update_node(
+    session: Session, node_id: int, data: Mapping[str, Any], *, actor: User
+) -> DriverNode:
     """Replace the editable fields of a node (not its place in the tree: see :func:`move_node`).
 
     ``data['version']`` is the version the form was made on (a form must send it;
@@ -345,20 +409,29 @@ def update_node(session: Session, node_id: int, data: Mapping[str, Any], *,
     node = get_node(session, actor, node_id, "experimenter")
     seen = _seen(session, node, data.get("version") if "version" in data else None)
     errors = FieldErrors()
-    values = _read_node_fields(session, data, actor=actor, is_root=node.parent_id is None,
-                               errors=errors, current=node)
+    values = _read_node_fields(
+        session, data, actor=actor, is_root=node.parent_id is None, errors=errors, current=node
+    )
     errors.raise_if_any()
     before = _snapshot(node)
     changes = diff_fields(before, {**before, **values})
     if changes:
         _write(session, node, seen, values)
-        record_event(session, "node.update", actor=actor, entity_type="driver_node",
-                     entity_id=node.id, team_id=node.team_id, diff=changes)
+        record_event(
+            session,
+            "node.update",
+            actor=actor,
+            entity_type="driver_node",
+            entity_id=node.id,
+            team_id=node.team_id,
+            diff=changes,
+        )
     return node
 
 
-def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User,
-              expected_version: Any = None) -> DriverNode:
+def move_node(
+    session: Session, node_id: int, new_parent_id: Any, *, actor: User, expected_version: Any = None
+) -> DriverNode:
     """Re-parent a node (with its whole branch) under ``new_parent_id``, as its last child.
 
     Raises
@@ -372,10 +445,13 @@ def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User
     node = get_node(session, actor, node_id, "experimenter")
     seen = _seen(session, node, expected_version)
     if node.parent_id is None:
-        raise ValidationFailed({"parent_id": "the NRR root cannot be moved: every other node "
-                                             "hangs under it"})
+        raise ValidationFailed(
+            {"parent_id": "the NRR root cannot be moved: every other node hangs under it"}
+        )
     errors = FieldErrors()
-    parent_id = read_id({"parent_id": new_parent_id}, "parent_id", errors, required=True, what="new parent node")
+    parent_id = read_id(
+        {"parent_id": new_parent_id}, "parent_id", errors, required=True, what="new parent node"
+    )
     errors.raise_if_any()
     try:
         parent = get_node(session, actor, parent_id, "viewer")
@@ -384,16 +460,32 @@ def move_node(session: Session, node_id: int, new_parent_id: Any, *, actor: User
     if parent.id == node.id:
         raise ValidationFailed({"parent_id": f"'{node.name}' cannot be moved under itself"})
     if parent.id in branch_ids(session, node.id):
-        raise ValidationFailed({"parent_id": (
-            f"'{node.name}' cannot be moved under '{parent.name}': '{parent.name}' is inside the branch "
-            f"of '{node.name}', so the tree would loop back on itself")})
+        raise ValidationFailed(
+            {
+                "parent_id": (
+                    f"'{node.name}' cannot be moved under '{parent.name}': '{parent.name}' is inside the branch "
+                    f"of '{node.name}', so the tree would loop back on itself"
+                )
+            }
+        )
     if parent.id == node.parent_id:
         return node
     old_parent = node.parent_id
-    _write(session, node, seen, {"parent_id": parent.id,
-                                 "position": _next_position(session, parent.id)})
-    record_event(session, "node.move", actor=actor, entity_type="driver_node", entity_id=node.id,
-                 team_id=node.team_id, diff={"parent_id": [old_parent, parent.id]})
+    _write(
+        session,
+        node,
+        seen,
+        {"parent_id": parent.id, "position": _next_position(session, parent.id)},
+    )
+    record_event(
+        session,
+        "node.move",
+        actor=actor,
+        entity_type="driver_node",
+        entity_id=node.id,
+        team_id=node.team_id,
+        diff={"parent_id": [old_parent, parent.id]},
+    )
     return node
 
 
@@ -410,8 +502,12 @@ class DeleteImpact:
 
 
 def delete_impact(session: Session, node: DriverNode) -> DeleteImpact:
-    children = session.exec(select(func.count()).select_from(DriverNode).where(DriverNode.parent_id == node.id)).one()
-    experiments = session.exec(select(func.count()).select_from(Experiment).where(Experiment.node_id == node.id)).one()
+    children = session.exec(
+        select(func.count()).select_from(DriverNode).where(DriverNode.parent_id == node.id)
+    ).one()
+    experiments = session.exec(
+        select(func.count()).select_from(Experiment).where(Experiment.node_id == node.id)
+    ).one()
     return DeleteImpact(children=children, experiments=experiments)
 
 
@@ -419,8 +515,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "reparent",
-                target_id: Any = None, expected_version: Any = None) -> DeleteImpact:
+def delete_node(
+    session: Session,
+    node_id: int,
+    *,
+    actor: User,
+    policy: str = "reparent",
+    target_id: Any = None,
+    expected_version: Any = None,
+) -> DeleteImpact:
     """Delete a node; its children and experiments go to ``target_id`` (default: its parent).
 
     With ``policy="refuse"`` a node that still has children or experiments is not
@@ -439,34 +542,58 @@ def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "r
     if node.parent_id is None:
         raise ValidationFailed({"": "the NRR root cannot be deleted"})
     errors = FieldErrors()
-    chosen_policy = read_choice({"policy": policy}, "policy", errors, DELETE_POLICIES, default="reparent")
+    chosen_policy = read_choice(
+        {"policy": policy}, "policy", errors, DELETE_POLICIES, default="reparent"
+    )
     chosen_target = read_id({"target_id": target_id}, "target_id", errors, what="node")
     errors.raise_if_any()
     impact = delete_impact(session, node)
     if chosen_policy == "refuse" and not impact.empty:
-        raise ValidationFailed({"policy": (
-            f"'{node.name}' still has {_plural(impact.children, 'child node')} and "
-            f"{_plural(impact.experiments, 'experiment')}, so it was not deleted; "
-            "choose to move them to another node instead")})
+        raise ValidationFailed(
+            {
+                "policy": (
+                    f"'{node.name}' still has {_plural(impact.children, 'child node')} and "
+                    f"{_plural(impact.experiments, 'experiment')}, so it was not deleted; "
+                    "choose to move them to another node instead"
+                )
+            }
+        )
     target_id_value = chosen_target if chosen_target is not None else node.parent_id
     try:
         target = get_node(session, actor, target_id_value, "viewer")
     except NotFound:
-        raise ValidationFailed({"target_id": "unknown node to move the children and experiments to"}) from None
+        raise ValidationFailed(
+            {"target_id": "unknown node to move the children and experiments to"}
+        ) from None
     if target.id in branch_ids(session, node.id):
-        raise ValidationFailed({"target_id": (
-            f"'{target.name}' is inside the branch being deleted; choose a node outside it")})
+        raise ValidationFailed(
+            {
+                "target_id": (
+                    f"'{target.name}' is inside the branch being deleted; choose a node outside it"
+                )
+            }
+        )
     before = _snapshot(node)
-    children = session.exec(select(DriverNode).where(DriverNode.parent_id == node.id)
-                            .order_by(DriverNode.position, DriverNode.id)).all()
+    children = session.exec(
+        select(DriverNode)
+        .where(DriverNode.parent_id == node.id)
+        .order_by(DriverNode.position, DriverNode.id)
+    ).all()
     experiments = session.exec(select(Experiment).where(Experiment.node_id == node.id)).all()
     # Re-parenting rewrites the children's and experiments' rows: the actor must be
     # allowed to edit every one of them, not just the node being deleted.
-    if any(not can(session, actor, team, "experimenter")
-           for team in {*(c.team_id for c in children), *(e.team_id for e in experiments)}):
-        raise ValidationFailed({"": (
-            f"'{node.name}' holds nodes or experiments of a team you cannot edit; "
-            "ask that team to move them first, or an admin to delete the node")})
+    if any(
+        not can(session, actor, team, "experimenter")
+        for team in {*(c.team_id for c in children), *(e.team_id for e in experiments)}
+    ):
+        raise ValidationFailed(
+            {
+                "": (
+                    f"'{node.name}' holds nodes or experiments of a team you cannot edit; "
+                    "ask that team to move them first, or an admin to delete the node"
+                )
+            }
+        )
     # Claim the node's version first: a concurrent edit or delete of it loses cleanly.
     _write(session, node, seen, {})
     position = _next_position(session, target.id)
@@ -485,8 +612,15 @@ def delete_node(session: Session, node_id: int, *, actor: User, policy: str = "r
         diff["moved_to"] = [None, target.id]
         diff["moved_children"] = [None, [c.id for c in children]]
         diff["moved_experiments"] = [None, [e.key for e in experiments]]
-    record_event(session, "node.delete", actor=actor, entity_type="driver_node", entity_id=node_id,
-                 team_id=before["team_id"], diff=diff)
+    record_event(
+        session,
+        "node.delete",
+        actor=actor,
+        entity_type="driver_node",
+        entity_id=node_id,
+        team_id=before["team_id"],
+        diff=diff,
+    )
     return impact
 
 
@@ -506,8 +640,9 @@ class TreePage:
     parent_id: int | None = None
 
 
-def tree_page(session: Session, user: User, mode: str | None = None,
-              node_id: int | None = None) -> TreePage:
+def tree_page(
+    session: Session, user: User, mode: str | None = None, node_id: int | None = None
+) -> TreePage:
     """Everything the tree page shows for ``user`` with the ``mode`` form open at ``node_id``.
 
     Raises

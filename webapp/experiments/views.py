@@ -80,19 +80,36 @@ def index():
 # ---------------------------------------------------------------- new / edit
 
 
-def _form(values: dict[str, Any], errors: dict[str, str] | None = None, *, experiment=None, status: int = 200,
-          partial: str = "experiments/_form.html", oob_hint: bool = False):
+def _form(
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    *,
+    experiment=None,
+    status: int = 200,
+    partial: str = "experiments/_form.html",
+    oob_hint: bool = False,
+):
     """The new or edit form (page, or ``partial`` for htmx) with its choices and live hint."""
     session = get_session()
     user = acting_user()
-    action = (url_for("experiments.update", key=experiment.key) if experiment is not None
-              else url_for("experiments.create"))
+    action = (
+        url_for("experiments.update", key=experiment.key)
+        if experiment is not None
+        else url_for("experiments.create")
+    )
     page = experiment_form_page(session, user, values)
     return render_page_or_partial(
-        "experiments/form.html", partial, status=status,
-        values=values, errors=errors or {}, experiment=experiment, action=action,
+        "experiments/form.html",
+        partial,
+        status=status,
+        values=values,
+        errors=errors or {},
+        experiment=experiment,
+        action=action,
         locked=experiment is not None and experiment.status != "draft",
-        locked_fields=LOCKED_FIELDS, oob_hint=oob_hint, **vars(page),
+        locked_fields=LOCKED_FIELDS,
+        oob_hint=oob_hint,
+        **vars(page),
     )
 
 
@@ -106,9 +123,12 @@ def _variant_action_response(data: dict[str, Any], experiment=None):
 def new():
     """The registration form; ``?node_id=&stage_id=`` preselect the branch (with its team
     and owner) and the stage, e.g. from the tree."""
-    values = new_experiment_values(get_session(), acting_user(),
-                                   node_id=parse_id(request.args.get("node_id")),
-                                   stage_id=parse_id(request.args.get("stage_id")))
+    values = new_experiment_values(
+        get_session(),
+        acting_user(),
+        node_id=parse_id(request.args.get("node_id")),
+        stage_id=parse_id(request.args.get("stage_id")),
+    )
     return _form(values)
 
 
@@ -138,7 +158,9 @@ def edit(key: str):
     experiment = get_experiment(session, user, key)
     require(session, user, experiment.team_id, "experimenter")
     if experiment.status == "decided":
-        return conflict_response(Conflict(f"'{key}' is decided and closed; its plan can no longer change."))
+        return conflict_response(
+            Conflict(f"'{key}' is decided and closed; its plan can no longer change.")
+        )
     return _form(form_values(session, experiment), experiment=experiment)
 
 
@@ -164,8 +186,12 @@ def update(key: str):
         experiment = get_experiment(session, acting_user(), key)
         if experiment.status == "decided":
             return conflict_response(exc)
-        return _form({**data, "key": experiment.key, "version": experiment.version},
-                     {"": str(exc)}, experiment=experiment, status=409)
+        return _form(
+            {**data, "key": experiment.key, "version": experiment.version},
+            {"": str(exc)},
+            experiment=experiment,
+            status=409,
+        )
     except Conflict as exc:
         session.rollback()
         return conflict_response(exc)
@@ -187,8 +213,13 @@ def sample_size_hint():
 # ---------------------------------------------------------------- one experiment
 
 
-def _detail(key: str, *, decide_values: dict[str, Any] | None = None, decide_errors: dict[str, str] | None = None,
-            status: int = 200):
+def _detail(
+    key: str,
+    *,
+    decide_values: dict[str, Any] | None = None,
+    decide_errors: dict[str, str] | None = None,
+    status: int = 200,
+):
     session = get_session()
     user = acting_user()
     page = experiment_page(session, user, key)
@@ -201,10 +232,16 @@ def _detail(key: str, *, decide_values: dict[str, Any] | None = None, decide_err
             raise
         results = load_results(session, page.experiment)
     return render_page_or_partial(
-        "experiments/detail.html", "experiments/_detail.html", status=status,
-        details=page, experiment=page.experiment, results=results, decisions=DECISIONS,
+        "experiments/detail.html",
+        "experiments/_detail.html",
+        status=status,
+        details=page,
+        experiment=page.experiment,
+        results=results,
+        decisions=DECISIONS,
         controls=page.controls,
-        decide_values=decide_values or {}, decide_errors=decide_errors or {},
+        decide_values=decide_values or {},
+        decide_errors=decide_errors or {},
     )
 
 
@@ -228,8 +265,13 @@ def _lifecycle(key: str, move) -> Any:
         move(session, key, actor=acting_user(), expected_version=request.form.get("version", ""))
     except ValidationFailed as exc:
         session.rollback()
-        return render_page_or_partial("errors/error.html", "errors/_error.html", status=422,
-                                      code=422, message=exc.errors.get("version") or str(exc))
+        return render_page_or_partial(
+            "errors/error.html",
+            "errors/_error.html",
+            status=422,
+            code=422,
+            message=exc.errors.get("version") or str(exc),
+        )
     except Conflict as exc:
         session.rollback()
         return conflict_response(exc)
@@ -261,8 +303,7 @@ def decide(key: str):
         decide_experiment(session, key, data, actor=acting_user())
     except ValidationFailed as exc:
         session.rollback()
-        return _detail(key, decide_values=data, decide_errors=shown_errors(exc.errors),
-                       status=422)
+        return _detail(key, decide_values=data, decide_errors=shown_errors(exc.errors), status=422)
     except Conflict as exc:
         session.rollback()
         if get_experiment(session, acting_user(), key).status == "stopped":
@@ -271,4 +312,3 @@ def decide(key: str):
         return conflict_response(exc)
     session.commit()
     return redirect(url_for("experiments.detail", key=key), code=303)
-

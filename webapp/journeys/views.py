@@ -36,8 +36,11 @@ bp = Blueprint("journeys", __name__, url_prefix="/journeys")
 def _page(failed: dict[str, Any] | None = None, status: int = 200):
     page = service.journeys_page(get_session(), acting_user())
     return render_page_or_partial(
-        "journeys/index.html", "journeys/_journeys.html", status=status,
-        journeys=page.journeys, can_edit=page.can_edit,
+        "journeys/index.html",
+        "journeys/_journeys.html",
+        status=status,
+        journeys=page.journeys,
+        can_edit=page.can_edit,
         failed=failed or {"form": None, "values": {}, "errors": {}},
     )
 
@@ -54,8 +57,10 @@ def _save(form_id: str, change: Callable[[], Any], anchor: str | None = None):
         change()
     except ValidationFailed as exc:
         session.rollback()
-        return _page({"form": form_id, "values": request.form.to_dict(),
-                      "errors": shown_errors(exc.errors)}, 422)
+        return _page(
+            {"form": form_id, "values": request.form.to_dict(), "errors": shown_errors(exc.errors)},
+            422,
+        )
     except StaleVersion as exc:
         # 409 with the input kept, now on the current version (saving again overwrites).
         session.rollback()
@@ -78,53 +83,72 @@ def index():
 @allow("experimenter")
 def create():
     """Add a journey."""
-    return _save("journey-new", lambda: service.create_journey(get_session(), request.form, actor=acting_user()))
+    return _save(
+        "journey-new",
+        lambda: service.create_journey(get_session(), request.form, actor=acting_user()),
+    )
 
 
 @bp.route("/<int:journey_id>", methods=["POST"])
 @allow("experimenter")
 def update(journey_id: int):
     """Rename a journey or edit its description."""
-    return _save(f"journey-{journey_id}",
-                 lambda: service.update_journey(get_session(), journey_id, _form(),
-                                                actor=acting_user()),
-                 f"journey-{journey_id}")
+    return _save(
+        f"journey-{journey_id}",
+        lambda: service.update_journey(get_session(), journey_id, _form(), actor=acting_user()),
+        f"journey-{journey_id}",
+    )
 
 
 @bp.route("/<int:journey_id>/stages", methods=["POST"])
 @allow("experimenter")
 def add_stage(journey_id: int):
     """Append a stage."""
-    return _save(f"stage-new-{journey_id}",
-                 lambda: service.add_stage(get_session(), journey_id, request.form, actor=acting_user()),
-                 f"journey-{journey_id}")
+    return _save(
+        f"stage-new-{journey_id}",
+        lambda: service.add_stage(get_session(), journey_id, request.form, actor=acting_user()),
+        f"journey-{journey_id}",
+    )
 
 
 @bp.route("/stages/<int:stage_id>", methods=["POST"])
 @allow("experimenter")
 def rename_stage(stage_id: int):
     """Rename a stage."""
-    return _save(f"stage-{stage_id}",
-                 lambda: service.rename_stage(get_session(), stage_id, _form(),
-                                              actor=acting_user()),
-                 f"stage-{stage_id}")
+    return _save(
+        f"stage-{stage_id}",
+        lambda: service.rename_stage(get_session(), stage_id, _form(), actor=acting_user()),
+        f"stage-{stage_id}",
+    )
 
 
 @bp.route("/stages/<int:stage_id>/move", methods=["POST"])
 @allow("experimenter")
 def move_stage(stage_id: int):
     """Move a stage one place up or down."""
-    return _save(f"stage-{stage_id}",
-                 lambda: service.move_stage(get_session(), stage_id, request.form.get("direction"),
-                                            actor=acting_user(),
-                                            expected_version=request.form.get("version", "")),
-                 f"stage-{stage_id}")
+    return _save(
+        f"stage-{stage_id}",
+        lambda: service.move_stage(
+            get_session(),
+            stage_id,
+            request.form.get("direction"),
+            actor=acting_user(),
+            expected_version=request.form.get("version", ""),
+        ),
+        f"stage-{stage_id}",
+    )
 
 
 @bp.route("/stages/<int:stage_id>/delete", methods=["POST"])
 @allow("experimenter")
 def delete_stage(stage_id: int):
     """Delete a stage no experiment targets."""
-    return _save(f"stage-{stage_id}",
-                 lambda: service.delete_stage(get_session(), stage_id, actor=acting_user(),
-                                              expected_version=request.form.get("version", "")))
+    return _save(
+        f"stage-{stage_id}",
+        lambda: service.delete_stage(
+            get_session(),
+            stage_id,
+            actor=acting_user(),
+            expected_version=request.form.get("version", ""),
+        ),
+    )

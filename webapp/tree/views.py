@@ -45,17 +45,31 @@ from webapp.security import acting_user, allow
 bp = Blueprint("tree", __name__, url_prefix="/tree")
 
 
-def _tree(mode: str | None = None, node_id: int | None = None, values: dict[str, Any] | None = None,
-          errors: dict[str, str] | None = None, status: int = 200):
+def _tree(
+    mode: str | None = None,
+    node_id: int | None = None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+):
     """The tree page (or its fragment) with at most one form open, at ``node_id``."""
     page = tree_page(get_session(), acting_user(), mode, node_id)
-    panel: dict[str, Any] = {"mode": mode, "node_id": node_id, "values": values or {},
-                             "errors": errors or {}, "kinds": EDITABLE_KINDS,
-                             "statuses": NODE_STATUSES, "teams": page.teams,
-                             "owners": page.owners, "targets": page.targets,
-                             "impact": page.impact, "parent_id": page.parent_id}
-    return render_page_or_partial("tree/index.html", "tree/_tree.html", status=status,
-                                  roots=page.roots, panel=panel)
+    panel: dict[str, Any] = {
+        "mode": mode,
+        "node_id": node_id,
+        "values": values or {},
+        "errors": errors or {},
+        "kinds": EDITABLE_KINDS,
+        "statuses": NODE_STATUSES,
+        "teams": page.teams,
+        "owners": page.owners,
+        "targets": page.targets,
+        "impact": page.impact,
+        "parent_id": page.parent_id,
+    }
+    return render_page_or_partial(
+        "tree/index.html", "tree/_tree.html", status=status, roots=page.roots, panel=panel
+    )
 
 
 def _save(mode: str, node_id: int, change: Callable[[], Any], back_to: Callable[[], int | None]):
@@ -110,9 +124,12 @@ def update(node_id: int):
     """Save a node's fields."""
     # A form without a version is refused (422), never taken as "the latest".
     data = {**request.form.to_dict(), "version": request.form.get("version", "")}
-    return _save("edit", node_id,
-                 lambda: update_node(get_session(), node_id, data, actor=acting_user()),
-                 lambda: node_id)
+    return _save(
+        "edit",
+        node_id,
+        lambda: update_node(get_session(), node_id, data, actor=acting_user()),
+        lambda: node_id,
+    )
 
 
 @bp.route("/<int:node_id>/children/new")
@@ -131,7 +148,9 @@ def create(node_id: int):
     """Add a child node."""
     session = get_session()
     try:
-        node = create_node(session, {**request.form.to_dict(), "parent_id": node_id}, actor=acting_user())
+        node = create_node(
+            session, {**request.form.to_dict(), "parent_id": node_id}, actor=acting_user()
+        )
     except ValidationFailed as exc:
         session.rollback()
         return _tree("add", node_id, request.form.to_dict(), exc.errors, 422)
@@ -151,11 +170,18 @@ def move_form(node_id: int):
 @allow("experimenter")
 def move(node_id: int):
     """Re-parent a node with its branch."""
-    return _save("move", node_id,
-                 lambda: move_node(get_session(), node_id, request.form.get("parent_id"),
-                                   actor=acting_user(),
-                                   expected_version=request.form.get("version", "")),
-                 lambda: node_id)
+    return _save(
+        "move",
+        node_id,
+        lambda: move_node(
+            get_session(),
+            node_id,
+            request.form.get("parent_id"),
+            actor=acting_user(),
+            expected_version=request.form.get("version", ""),
+        ),
+        lambda: node_id,
+    )
 
 
 @bp.route("/<int:node_id>/delete")
@@ -172,9 +198,16 @@ def delete(node_id: int):
     """Delete a node, re-parenting or refusing as chosen."""
     node = get_node(get_session(), acting_user(), node_id, "experimenter")
     parent_id = node.parent_id
-    return _save("delete", node_id,
-                 lambda: delete_node(get_session(), node_id, actor=acting_user(),
-                                     policy=request.form.get("policy", "reparent"),
-                                     target_id=request.form.get("target_id") or None,
-                                     expected_version=request.form.get("version", "")),
-                 lambda: parent_id)
+    return _save(
+        "delete",
+        node_id,
+        lambda: delete_node(
+            get_session(),
+            node_id,
+            actor=acting_user(),
+            policy=request.form.get("policy", "reparent"),
+            target_id=request.form.get("target_id") or None,
+            expected_version=request.form.get("version", ""),
+        ),
+        lambda: parent_id,
+    )
