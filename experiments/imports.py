@@ -40,7 +40,7 @@ from experiments.datasets import (
     discard_dataset,
     reserve_dataset,
 )
-from experiments.errors import DomainError
+from experiments.errors import Conflict, DomainError
 from experiments.models import (
     AnalysisSnapshot,
     Dataset,
@@ -283,7 +283,13 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
 
     total = len(table)
     _save(session, job, phase="storing", rows_read=total)
-    reservation = reserve_dataset(session, experiment, table, filename=job.filename, actor=actor)
+    try:
+        reservation = reserve_dataset(session, experiment, table, filename=job.filename,
+                                      actor=actor)
+    except Conflict as exc:
+        session.rollback()
+        _save(session, job, state="failed", phase="", message=str(exc))
+        return
     if not reservation.created:
         session.rollback()
         _save(session, job, state="duplicate", phase="", dataset_id=reservation.dataset.id)
