@@ -14,12 +14,28 @@ import click
 
 from experiments.formatting import EXPORT_FORMATS as FORMATS
 
-_FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
-                       help="json, csv, md (Markdown), html (printable, self-contained) or zip (reproduce bundle).")
-_OUTPUT = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                       help="File to write (default: standard output; a zip goes to its own file name).")
-_AS = click.option("--as", "as_email", default=None, metavar="EMAIL",
-                   help="Export with this user's permissions and attribute it to them.")
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="json",
+    show_default=True,
+    help="json, csv, md (Markdown), html (printable, self-contained) or zip (reproduce bundle).",
+)
+_OUTPUT = click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: standard output; a zip goes to its own file name).",
+)
+_AS = click.option(
+    "--as",
+    "as_email",
+    default=None,
+    metavar="EMAIL",
+    help="Export with this user's permissions and attribute it to them.",
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -43,7 +59,9 @@ def _run(make, output: Path | None, as_email: str | None) -> None:
     try:
         with Session(engine, expire_on_commit=False) as session:
             if as_email:
-                user = session.exec(select(User).where(User.email == as_email.strip().lower())).first()
+                user = session.exec(
+                    select(User).where(User.email == as_email.strip().lower())
+                ).first()
                 if user is None or not user.is_active:
                     _fail(f"no active user {as_email!r}")
             else:
@@ -94,7 +112,11 @@ def experiment_command(key: str, fmt: str, output: Path | None, as_email: str | 
     """The report of experiment KEY: plan, amendments, data version, results."""
     from experiments.exports import export_experiment
 
-    _run(lambda session, user: export_experiment(session, user, key, fmt, via="cli"), output, as_email)
+    _run(
+        lambda session, user: export_experiment(session, user, key, fmt, via="cli"),
+        output,
+        as_email,
+    )
 
 
 @export.command("review")
@@ -102,13 +124,42 @@ def experiment_command(key: str, fmt: str, output: Path | None, as_email: str | 
 @_FORMAT
 @_OUTPUT
 @_AS
-@click.option("--branch", "branch_id", default=None, help="Only experiments under this driver-tree node id.")
-@click.option("--from", "date_from", default=None, metavar="YYYY-MM-DD", help="Start of a date range instead of the week.")
-@click.option("--to", "date_to", default=None, metavar="YYYY-MM-DD", help="End (inclusive) of the date range.")
-def review_command(week: str, fmt: str, output: Path | None, as_email: str | None, branch_id: str | None,
-                   date_from: str | None, date_to: str | None) -> None:
+@click.option(
+    "--branch", "branch_id", default=None, help="Only experiments under this driver-tree node id."
+)
+@click.option(
+    "--from",
+    "date_from",
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Start of a date range instead of the week.",
+)
+@click.option(
+    "--to", "date_to", default=None, metavar="YYYY-MM-DD", help="End (inclusive) of the date range."
+)
+def review_command(
+    week: str,
+    fmt: str,
+    output: Path | None,
+    as_email: str | None,
+    branch_id: str | None,
+    date_from: str | None,
+    date_to: str | None,
+) -> None:
     """The review of ISO WEEK (e.g. 2026-W48), or of a date range, optionally for one branch."""
     from experiments.exports import export_review
 
-    _run(lambda session, user: export_review(session, user, week, fmt, branch_id=branch_id, date_from=date_from,
-                                             date_to=date_to, via="cli"), output, as_email)
+    _run(
+        lambda session, user: export_review(
+            session,
+            user,
+            week,
+            fmt,
+            branch_id=branch_id,
+            date_from=date_from,
+            date_to=date_to,
+            via="cli",
+        ),
+        output,
+        as_email,
+    )

@@ -43,8 +43,16 @@ def review(week: str, fmt: str):
     """Download one week's (or date range's, or branch's) review."""
     session = get_session()
     try:
-        export = export_review(session, acting_user(), week, fmt, branch_id=request.args.get("branch"),
-                               date_from=request.args.get("from"), date_to=request.args.get("to"), ip=client_ip())
+        export = export_review(
+            session,
+            acting_user(),
+            week,
+            fmt,
+            branch_id=request.args.get("branch"),
+            date_from=request.args.get("from"),
+            date_to=request.args.get("to"),
+            ip=client_ip(),
+        )
     except ValidationFailed as exc:
         session.rollback()
         abort(422, "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))

@@ -38,16 +38,28 @@ def week(week: str):
     session = get_session()
     status, errors = 200, {}
     try:
-        review = build_review(session, acting_user(), week, branch_id=request.args.get("branch"),
-                              date_from=request.args.get("from"), date_to=request.args.get("to"))
+        review = build_review(
+            session,
+            acting_user(),
+            week,
+            branch_id=request.args.get("branch"),
+            date_from=request.args.get("from"),
+            date_to=request.args.get("to"),
+        )
     except ValidationFailed as exc:
         # Bad filters: the plain week, with the messages beside the filter fields.
         session.rollback()
         status, errors = 422, exc.errors
         review = build_review(session, acting_user(), week)
     session.commit()  # opening a week freezes what the meeting saw
-    return render_page_or_partial("review/week.html", "review/_review.html", status=status, review=review,
-                                  filter_errors=errors, filter_values=request.args)
+    return render_page_or_partial(
+        "review/week.html",
+        "review/_review.html",
+        status=status,
+        review=review,
+        filter_errors=errors,
+        filter_values=request.args,
+    )
 
 
 @bp.route("/<week>/items/<int:item_id>", methods=["POST"])
@@ -63,7 +75,9 @@ def update_item(week: str, item_id: int):
         return _item_response(week, item_id, status=409, message=str(exc))
     except ValidationFailed as exc:
         session.rollback()
-        return _item_response(week, item_id, status=422, errors=exc.errors, values=request.form.to_dict())
+        return _item_response(
+            week, item_id, status=422, errors=exc.errors, values=request.form.to_dict()
+        )
     session.commit()
     if not is_htmx():
         return redirect(url_for("review.week", week=week, _anchor=f"item-{view.key}"), code=303)
@@ -71,11 +85,20 @@ def update_item(week: str, item_id: int):
     return render_page_or_partial("review/item.html", "review/_item.html", view=view, week=week)
 
 
-def _item_response(week: str, item_id: int, *, status: int, message: str | None = None,
-                   errors: dict | None = None, values: dict | None = None):
+def _item_response(
+    week: str,
+    item_id: int,
+    *,
+    status: int,
+    message: str | None = None,
+    errors: dict | None = None,
+    values: dict | None = None,
+):
     view = get_item(get_session(), acting_user(), week, item_id)
     view.message = message
     view.message_kind = "error"
     view.errors = errors or {}
     view.values = values
-    return render_page_or_partial("review/item.html", "review/_item.html", status=status, view=view, week=week)
+    return render_page_or_partial(
+        "review/item.html", "review/_item.html", status=status, view=view, week=week
+    )
