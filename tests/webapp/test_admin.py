@@ -15,7 +15,11 @@ from sqlmodel import Session, select
 from experiments.models import AuditEvent, Team, TeamMembership, User, utcnow
 from tests.helpers import Auth
 
-XSS_PAYLOADS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "'><svg/onload=alert(1)>"]
+XSS_PAYLOADS = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "'><svg/onload=alert(1)>",
+]
 
 
 def events(db_engine, action: str | None = None) -> list[AuditEvent]:
@@ -72,7 +76,9 @@ def test_administration_needs_the_global_admin_role(login_as):
 
 
 def test_invite_shows_a_temporary_password_once_and_it_signs_in(app, admin, db_engine):
-    response = post(admin, "/admin/users", email="New@Example.com", name="New Person", role="analyst")
+    response = post(
+        admin, "/admin/users", email="New@Example.com", name="New Person", role="analyst"
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == 201
     assert response.headers["Cache-Control"] == "no-store"
@@ -105,7 +111,9 @@ def test_invite_of_a_taken_email_is_422(admin):
 
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)
 def test_xss_in_user_fields_renders_escaped(admin, db_engine, payload):
-    response = post(admin, "/admin/users", email=f"{payload}@example.com", name=payload, role="viewer")
+    response = post(
+        admin, "/admin/users", email=f"{payload}@example.com", name=payload, role="viewer"
+    )
     assert response.status_code == 422  # such an email is refused …
     assert_escaped(response.get_data(as_text=True), payload)  # … and echoed back escaped
     response = post(admin, "/admin/users", email="ok@example.com", name=payload, role="viewer")
@@ -127,9 +135,13 @@ def test_changing_a_role_records_one_event(admin, factory, db_engine):
     response = post(admin, f"/admin/users/{user.id}", name="Ana", role="experimenter")
     assert response.status_code == 303 and response.headers["Location"] == f"/admin/users/{user.id}"
     assert load(db_engine, User, id=user.id).role == "experimenter"
-    changes = [(e.action, e.diff, e.actor_id) for e in events(db_engine) if e.entity_id == str(user.id)][1:]
-    assert changes == [("user.update", {"name": ["", "Ana"]}, admin.user.id),
-                       ("role.update", {"role": ["viewer", "experimenter"]}, admin.user.id)]
+    changes = [
+        (e.action, e.diff, e.actor_id) for e in events(db_engine) if e.entity_id == str(user.id)
+    ][1:]
+    assert changes == [
+        ("user.update", {"name": ["", "Ana"]}, admin.user.id),
+        ("role.update", {"role": ["viewer", "experimenter"]}, admin.user.id),
+    ]
     assert "Saved ana@example.com" in admin.get(response.headers["Location"]).get_data(as_text=True)
 
 
@@ -159,7 +171,9 @@ def test_an_admin_cannot_disable_themselves(admin, factory):
     assert "cannot disable your own account" in response.get_data(as_text=True)
 
 
-def test_reset_password_shows_a_new_temporary_password_and_ends_sessions(admin, login_as, db_engine):
+def test_reset_password_shows_a_new_temporary_password_and_ends_sessions(
+    admin, login_as, db_engine
+):
     victim = login_as("viewer")
     response = post(admin, f"/admin/users/{victim.user.id}/password")
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
@@ -183,20 +197,39 @@ def test_create_team_and_manage_its_members(admin, factory, db_engine):
     response = post(admin, "/admin/teams", slug="growth", name="Growth")
     team = load(db_engine, Team, slug="growth")
     assert response.status_code == 303 and response.headers["Location"] == f"/admin/teams/{team.id}"
-    assert post(admin, f"/admin/teams/{team.id}/members", user_id=str(user.id), role="analyst").status_code == 303
+    assert (
+        post(
+            admin, f"/admin/teams/{team.id}/members", user_id=str(user.id), role="analyst"
+        ).status_code
+        == 303
+    )
     assert load(db_engine, TeamMembership, user_id=user.id).role == "analyst"
     page = admin.get(f"/admin/teams/{team.id}").get_data(as_text=True)
     assert "ana@example.com" in page
-    response = post(admin, f"/admin/teams/{team.id}/members", user_id=str(user.id), role="experimenter",
-                    return_to="user")
+    response = post(
+        admin,
+        f"/admin/teams/{team.id}/members",
+        user_id=str(user.id),
+        role="experimenter",
+        return_to="user",
+    )
     assert response.headers["Location"] == f"/admin/users/{user.id}"
-    assert post(admin, f"/admin/teams/{team.id}/members", user_id=str(user.id), role="").status_code == 303
+    assert (
+        post(admin, f"/admin/teams/{team.id}/members", user_id=str(user.id), role="").status_code
+        == 303
+    )
     assert load(db_engine, TeamMembership, user_id=user.id) is None
     assert [e.diff["team_role"] for e in events(db_engine, "role.update")] == [
-        [None, "analyst"], ["analyst", "experimenter"], ["experimenter", None]]
+        [None, "analyst"],
+        ["analyst", "experimenter"],
+        ["experimenter", None],
+    ]
     assert post(admin, f"/admin/teams/{team.id}", name="Growth EU").status_code == 303
     assert load(db_engine, Team, id=team.id).name == "Growth EU"
-    assert [e.action for e in events(db_engine) if e.entity_type == "team"] == ["team.create", "team.update"]
+    assert [e.action for e in events(db_engine) if e.entity_type == "team"] == [
+        "team.create",
+        "team.update",
+    ]
 
 
 def test_team_forms_answer_422_with_messages(admin, factory):
@@ -206,7 +239,9 @@ def test_team_forms_answer_422_with_messages(admin, factory):
     assert "Slug must be 1-64 lowercase letters" in body and "Name is required" in body
     factory.team("growth")
     response = post(admin, "/admin/teams/1/members", user_id="nobody", role="viewer")
-    assert response.status_code == 422 and "choose a user from the list" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "choose a user from the list" in response.get_data(
+        as_text=True
+    )
     response = post(admin, "/admin/teams/1", name="")
     assert response.status_code == 422 and "Name is required" in response.get_data(as_text=True)
 
@@ -215,7 +250,12 @@ def test_team_forms_answer_422_with_messages(admin, factory):
 def test_xss_in_team_name_renders_escaped(admin, db_engine, payload):
     assert post(admin, "/admin/teams", slug="growth", name=payload).status_code == 303
     team = load(db_engine, Team, slug="growth")
-    for path in ("/admin/teams", f"/admin/teams/{team.id}", f"/admin/users/{admin.user.id}", "/admin/audit"):
+    for path in (
+        "/admin/teams",
+        f"/admin/teams/{team.id}",
+        f"/admin/users/{admin.user.id}",
+        "/admin/audit",
+    ):
         assert_escaped(admin.get(path).get_data(as_text=True), payload)
     fragment = admin.get("/admin/audit", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert payload not in fragment
@@ -234,9 +274,14 @@ def logged(db_engine, factory):
     with Session(db_engine) as session:
         actor = session.get(User, ana.id)
         for i in range(57):
-            event = record_event(session, "role.update" if i % 3 else "team.create", actor=actor,
-                                 entity_type="user" if i % 3 else "team", entity_id=i,
-                                 diff={"n": [i, i + 1]})
+            event = record_event(
+                session,
+                "role.update" if i % 3 else "team.create",
+                actor=actor,
+                entity_type="user" if i % 3 else "team",
+                entity_id=i,
+                diff={"n": [i, i + 1]},
+            )
             event.occurred_at = now - timedelta(days=i % 3)
         session.commit()
     return ana
@@ -248,7 +293,9 @@ def test_audit_log_pages_newest_first(admin, logged):
     second = admin.get("/admin/audit?page=2").get_data(as_text=True)
     assert "page 2 of 2" in second and 'rel="prev"' in second
     assert admin.get("/admin/audit?page=0").status_code == 422
-    assert "page must be a positive whole number" in admin.get("/admin/audit?page=x").get_data(as_text=True)
+    assert "page must be a positive whole number" in admin.get("/admin/audit?page=x").get_data(
+        as_text=True
+    )
 
 
 def test_audit_log_filters_are_get_parameters(admin, logged):
@@ -265,10 +312,13 @@ def test_audit_log_filters_are_get_parameters(admin, logged):
     assert count("entity_type=user&entity_id=4") == 1
     today = utcnow().date()
     assert count(f"since={today}&until={today}&action=team.create") == 19
-    assert count(f"since={today - timedelta(days=1)}&until={today - timedelta(days=1)}&actor=ana@example.com") == 19
+    yesterday = today - timedelta(days=1)
+    assert count(f"since={yesterday}&until={yesterday}&actor=ana@example.com") == 19
     page = admin.get("/admin/audit?action=role&actor=ana@example.com&page=2").get_data(as_text=True)
     assert 'value="role"' in page  # the filter stays in the form
-    assert "/admin/audit.csv?action=role&amp;actor=ana@example.com" in page  # and in the export link
+    assert (
+        "/admin/audit.csv?action=role&amp;actor=ana@example.com" in page
+    )  # and in the export link
 
 
 def test_audit_log_bad_filter_is_422_with_the_field(admin):
@@ -277,7 +327,9 @@ def test_audit_log_bad_filter_is_422_with_the_field(admin):
     assert response.status_code == 422
     assert "From (UTC) must be a date such as 2026-12-01" in body
     response = admin.get("/admin/audit?since=2026-02-01&until=2026-01-01")
-    assert response.status_code == 422 and "must not be before the start date" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "must not be before the start date" in response.get_data(
+        as_text=True
+    )
     assert admin.get("/admin/audit.csv?since=soon").status_code == 422
 
 
@@ -292,30 +344,60 @@ def test_audit_log_htmx_request_gets_the_results_fragment(admin, logged):
 
 def test_audit_csv_export_is_filtered_neutralised_and_audited(admin, factory, db_engine):
     factory.user("ana@example.com")
-    Auth(admin.application.test_client()).login('=HYPERLINK("http://evil.example","x")', "wrong password")
+    Auth(admin.application.test_client()).login(
+        '=HYPERLINK("http://evil.example","x")', "wrong password"
+    )
     Auth(admin.application.test_client()).login("+cmd@example.com", "wrong password")
     response = admin.get("/admin/audit.csv?action=auth.login_failed")
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"] == 'attachment; filename="nrrlab-audit.csv"'
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert [r["entity_id"] for r in rows] == ["'+cmd@example.com", "'=hyperlink(\"http://evil.example\",\"x\")"]
+    assert [r["entity_id"] for r in rows] == [
+        "'+cmd@example.com",
+        '\'=hyperlink("http://evil.example","x")',
+    ]
     assert {r["action"] for r in rows} == {"auth.login_failed"}
     [export] = events(db_engine, "export.audit")
-    assert export.actor_id == admin.user.id and export.diff == {"filters": [None, {"action": "auth.login_failed"}]}
-    everything = list(csv.DictReader(io.StringIO(admin.get("/admin/audit.csv").get_data(as_text=True))))
+    assert export.actor_id == admin.user.id and export.diff == {
+        "filters": [None, {"action": "auth.login_failed"}]
+    }
+    everything = list(
+        csv.DictReader(io.StringIO(admin.get("/admin/audit.csv").get_data(as_text=True)))
+    )
     assert len(everything) == len(events(db_engine))
     assert everything[0]["action"] == "export.audit"  # the export records itself before it is read
     # The stream opened its own database session and gave its connection back at the end.
     assert admin.application.extensions["nrrlab.engine"].pool.checkedout() == 0
-    assert list(everything[0]) == ["id", "occurred_at", "action", "actor", "actor_id", "team", "entity_type",
-                                   "entity_id", "diff", "ip"]
+    assert list(everything[0]) == [
+        "id",
+        "occurred_at",
+        "action",
+        "actor",
+        "actor_id",
+        "team",
+        "entity_type",
+        "entity_id",
+        "diff",
+        "ip",
+    ]
 
 
-@pytest.mark.parametrize(("value", "cell"), [
-    ("=1+2", "'=1+2"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\tx", "'\tx"), ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), (None, ""), (42, "42"),
-])
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("=1+2", "'=1+2"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        (None, ""),
+        (42, "42"),
+    ],
+)
 def test_audit_csv_cells_that_look_like_formulas_are_neutralised(value, cell):
     # Through the audit CSV writer, which uses the one formula guard (formatting.csv_cell).
     from experiments.audit import _csv_line
@@ -334,11 +416,21 @@ def test_there_is_one_formula_guard():
 def test_the_audit_service_can_only_append_and_read():
     import experiments.audit as audit
 
-    functions = [name for name, _ in inspect.getmembers(audit, inspect.isfunction) if _.__module__ == audit.__name__]
+    functions = [
+        name
+        for name, _ in inspect.getmembers(audit, inspect.isfunction)
+        if _.__module__ == audit.__name__
+    ]
     assert "record_event" in functions
-    forbidden = [n for n in functions if re.search(r"update|delete|remove|edit|purge|truncate|erase|modify", n)]
+    forbidden = [
+        n
+        for n in functions
+        if re.search(r"update|delete|remove|edit|purge|truncate|erase|modify", n)
+    ]
     assert not forbidden, f"the audit module must not offer {forbidden}"
-    assert "session.delete" not in inspect.getsource(audit) and ".update(" not in inspect.getsource(audit)
+    assert "session.delete" not in inspect.getsource(audit) and ".update(" not in inspect.getsource(
+        audit
+    )
 
 
 def test_audit_events_come_in_one_per_action_through_the_ui(admin, db_engine):
@@ -354,4 +446,3 @@ def test_auth_pages_and_admin_link_in_the_layout(admin, login_as):
     assert 'href="/admin/users"' in page and 'href="/account/password"' in page
     viewer_page = login_as("viewer").get("/").get_data(as_text=True)
     assert 'href="/admin/users"' not in viewer_page and 'href="/account/password"' in viewer_page
-

@@ -28,8 +28,11 @@ def actions(db_engine, action: str) -> list[AuditEvent]:
 
 def post_login(client, email, password, **kwargs):
     token = csrf_token_of(client)
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token, **kwargs.pop("data", {})},
-                       **kwargs)
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token, **kwargs.pop("data", {})},
+        **kwargs,
+    )
 
 
 # ------------------------------------------------------------------ sign-in and out
@@ -58,8 +61,17 @@ def test_sign_in_goes_to_the_page_asked_for(client, factory):
     assert response.status_code == 303 and response.headers["Location"] == "/tree/"
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example",
-                                    "javascript:alert(1)", "/\tevil", "evil"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/\tevil",
+        "evil",
+    ],
+)
 def test_sign_in_never_redirects_off_site(client, factory, target):
     factory.user("ana@example.com")
     response = post_login(client, "ana@example.com", TEST_PASSWORD, data={"next": target})
@@ -72,7 +84,9 @@ def test_sign_out_refuses_get(login_as):
     assert signed_in(client)
 
 
-def test_a_session_cookie_replayed_after_sign_out_goes_to_the_sign_in_page(app, login_as, db_engine):
+def test_a_session_cookie_replayed_after_sign_out_goes_to_the_sign_in_page(
+    app, login_as, db_engine
+):
     client = login_as("viewer")
     stolen = client.get_cookie(COOKIE).value
     response = client.post("/logout", data={"csrf_token": client.csrf})
@@ -133,19 +147,30 @@ def test_absolute_timeout_after_12_hours_even_when_active(login_as, monkeypatch)
     monkeypatch.setattr(webapp.security, "_now", lambda: clock["now"])
     while clock["now"] < start + 12 * 3600 - 20 * 60:
         clock["now"] += 20 * 60
-        assert signed_in(client), f"signed out after {(clock['now'] - start) / 3600:.1f} h of activity"
+        assert signed_in(client), (
+            f"signed out after {(clock['now'] - start) / 3600:.1f} h of activity"
+        )
     clock["now"] = start + 12 * 3600 + 1
     assert not signed_in(client)
 
 
-def test_idle_timeout_is_configurable_and_htmx_gets_a_401_redirect(factory, database_url, tmp_path, monkeypatch):
+def test_idle_timeout_is_configurable_and_htmx_gets_a_401_redirect(
+    factory, database_url, tmp_path, monkeypatch
+):
     from datetime import timedelta
 
     import webapp.security
     from webapp import create_app
 
-    app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "k" * 40, "DATABASE_URL": database_url,
-                      "INSTANCE_PATH": str(tmp_path), "IDLE_TIMEOUT": timedelta(minutes=5)})
+    app = create_app(
+        {
+            "NRRLAB_ENV": "testing",
+            "SECRET_KEY": "k" * 40,
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(tmp_path),
+            "IDLE_TIMEOUT": timedelta(minutes=5),
+        }
+    )
     try:
         client = app.test_client()
         Auth(client).login(factory.user("ana@example.com").email)
@@ -184,20 +209,33 @@ def test_session_cookie_is_httponly_and_samesite_lax_on_local_http(client, facto
     assert "Secure" not in cookie  # plain-http development: a Secure cookie would be dropped
 
 
-def test_secure_cookies_are_host_prefixed_secure_and_send_hsts(factory, database_url, tmp_path, monkeypatch):
+def test_secure_cookies_are_host_prefixed_secure_and_send_hsts(
+    factory, database_url, tmp_path, monkeypatch
+):
     from webapp import create_app
 
     monkeypatch.setenv("NRRLAB_SECURE_COOKIES", "1")
-    app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "k" * 40, "DATABASE_URL": database_url,
-                      "INSTANCE_PATH": str(tmp_path)})
+    app = create_app(
+        {
+            "NRRLAB_ENV": "testing",
+            "SECRET_KEY": "k" * 40,
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(tmp_path),
+        }
+    )
     try:
         factory.user("ana@example.com")
         client = app.test_client()
         page = client.get("/login", base_url="https://nrrlab.example")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-        response = client.post("/login", base_url="https://nrrlab.example",
-                               headers={"Referer": "https://nrrlab.example/login"},
-                               data={"email": "ana@example.com", "password": TEST_PASSWORD, "csrf_token": token})
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(
+            1
+        )
+        response = client.post(
+            "/login",
+            base_url="https://nrrlab.example",
+            headers={"Referer": "https://nrrlab.example/login"},
+            data={"email": "ana@example.com", "password": TEST_PASSWORD, "csrf_token": token},
+        )
         assert response.status_code == 303, response.get_data(as_text=True)
         cookie = _set_cookie(response)
         assert cookie.startswith("__Host-nrrlab=")
@@ -230,22 +268,29 @@ def test_failures_from_an_address_slow_it_but_do_not_lock_out_users_behind_it(ap
     attacker = app.test_client()
     attacker.environ_base["REMOTE_ADDR"] = "203.0.113.9"
     for attempt in range(10):
-        assert post_login(attacker, f"guess{attempt}@example.com", "whatever it is").status_code == 401
+        assert (
+            post_login(attacker, f"guess{attempt}@example.com", "whatever it is").status_code == 401
+        )
     assert post_login(attacker, "ana@example.com", TEST_PASSWORD).status_code == 303
     bystander = app.test_client()
     bystander.environ_base["REMOTE_ADDR"] = "198.51.100.7"
     assert post_login(bystander, "ana@example.com", TEST_PASSWORD).status_code == 303
 
 
-def test_unknown_email_wrong_password_and_disabled_account_get_the_same_answer(app, factory, db_engine):
+def test_unknown_email_wrong_password_and_disabled_account_get_the_same_answer(
+    app, factory, db_engine
+):
     factory.user("ana@example.com")
     disabled = factory.user("gone@example.com")
     with Session(db_engine) as session:
         session.get(User, disabled.id).is_active = False
         session.commit()
     answers = []
-    for email, password in [("ana@example.com", "not the password"), ("nobody@example.com", "not the password"),
-                            ("gone@example.com", TEST_PASSWORD)]:
+    for email, password in [
+        ("ana@example.com", "not the password"),
+        ("nobody@example.com", "not the password"),
+        ("gone@example.com", TEST_PASSWORD),
+    ]:
         response = post_login(app.test_client(), email, password)
         body = response.get_data(as_text=True)
         token = _TOKEN.search(body).group(1)
@@ -279,7 +324,13 @@ def test_a_failed_sign_in_logs_no_secret(client, factory):
     text = "\n".join(stream)
     assert "sign-in failed" in text and "signed in" in text
     cookie = client.get_cookie(COOKIE).value
-    for secret in ("Hunter2-Secret-Phrase", "Another-Secret-Phrase", TEST_PASSWORD, cookie, "forged line"):
+    for secret in (
+        "Hunter2-Secret-Phrase",
+        "Another-Secret-Phrase",
+        TEST_PASSWORD,
+        cookie,
+        "forged line",
+    ):
         assert secret not in text, f"{secret!r} reached the log"
     assert all("\n" not in line for line in stream)
 
@@ -288,9 +339,15 @@ def test_a_failed_sign_in_logs_no_secret(client, factory):
 
 
 def change(client, current, new, confirmation=None):
-    return client.post("/account/password", data={
-        "csrf_token": client.csrf, "current_password": current, "new_password": new,
-        "confirmation": new if confirmation is None else confirmation})
+    return client.post(
+        "/account/password",
+        data={
+            "csrf_token": client.csrf,
+            "current_password": current,
+            "new_password": new,
+            "confirmation": new if confirmation is None else confirmation,
+        },
+    )
 
 
 def test_password_change_keeps_this_session_and_ends_the_others(app, login_as):
@@ -304,7 +361,10 @@ def test_password_change_keeps_this_session_and_ends_the_others(app, login_as):
     assert signed_in(client)
     assert not signed_in(other)
     assert post_login(app.test_client(), client.user.email, TEST_PASSWORD).status_code == 401
-    assert post_login(app.test_client(), client.user.email, "a brand new passphrase").status_code == 303
+    assert (
+        post_login(app.test_client(), client.user.email, "a brand new passphrase").status_code
+        == 303
+    )
 
 
 def test_password_change_keeps_the_absolute_timeout(login_as, monkeypatch):
@@ -317,7 +377,9 @@ def test_password_change_keeps_the_absolute_timeout(login_as, monkeypatch):
         assert session["login_at"] == login_at
 
 
-def test_password_change_with_a_wrong_current_password_is_422_and_counts_as_a_failure(login_as, db_engine):
+def test_password_change_with_a_wrong_current_password_is_422_and_counts_as_a_failure(
+    login_as, db_engine
+):
     client = login_as("viewer")
     response = change(client, "not my password", "a brand new passphrase")
     assert response.status_code == 422
@@ -341,14 +403,18 @@ def test_an_invited_user_must_choose_a_password_before_anything_else(app, sessio
     from experiments.users import invite_user
 
     admin = factory.user("root@example.com", "admin")
-    _, temporary = invite_user(session, email="new@example.com", name="", role="viewer", actor=admin)
+    _, temporary = invite_user(
+        session, email="new@example.com", name="", role="viewer", actor=admin
+    )
     session.commit()
     client = app.test_client()
     response = post_login(client, "new@example.com", temporary)
     assert response.status_code == 303 and response.headers["Location"] == "/account/password"
     for path in ("/", "/tree/", "/experiments/"):
         response = client.get(path)
-        assert response.status_code == 302 and response.headers["Location"] == "/account/password", path
+        assert (
+            response.status_code == 302 and response.headers["Location"] == "/account/password"
+        ), path
     response = client.get("/tree/", headers={"HX-Request": "true"})
     assert response.status_code == 401 and response.headers["HX-Redirect"] == "/account/password"
     page = client.get("/account/password").get_data(as_text=True)
