@@ -40,7 +40,7 @@ from flask import (
 )
 
 from experiments.audit import events_csv, parse_filter, record_audit_export, search_events
-from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.errors import Conflict, ValidationFailed
 from experiments.input_rules import (
     NAME_MAX,
     FieldErrors,
@@ -78,13 +78,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def _kept(*names: str) -> dict[str, str]:
     """What was typed, to put back in a form answered with 422 (cut to a sane length)."""
     return {name: request.form.get(name, "")[:1000] for name in names}
-
-
-def _or_404(load, *args):
-    try:
-        return load(get_session(), *args)
-    except NotFound:
-        abort(404)
 
 
 def _users_page(form: dict[str, str], errors: dict[str, str], status: int = 200):
@@ -128,7 +121,7 @@ def invite():
 
 def _user_page(user_id: int, form: dict[str, str] | None, errors: dict[str, str],
                status: int = 200):
-    detail = _or_404(user_detail, user_id)
+    detail = user_detail(get_session(), user_id)
     form = form or {"name": detail.user.name, "role": detail.user.role}
     return render_template("admin/user.html", detail=detail, roles=ROLES, form=form,
                            errors=errors), status
@@ -146,7 +139,7 @@ def user(user_id: int):
 def update(user_id: int):
     """Change a user's name and global role."""
     db = get_session()
-    target = _or_404(get_user, user_id)
+    target = get_user(db, user_id)
     form, errors = _kept("name", "role"), FieldErrors()
     name = read_text(request.form, "name", errors, max_length=NAME_MAX)
     role = read_choice(request.form, "role", errors, ROLES)
@@ -166,7 +159,7 @@ def update(user_id: int):
 
 def _status_change(user_id: int, change, done: str):
     db = get_session()
-    target = _or_404(get_user, user_id)
+    target = get_user(db, user_id)
     try:
         change(db, target, actor=acting_user())
     except Conflict as exc:
@@ -196,7 +189,7 @@ def enable(user_id: int):
 def reset(user_id: int):
     """Give a user a new temporary password (shown once) and end their sessions."""
     db = get_session()
-    target = _or_404(get_user, user_id)
+    target = get_user(db, user_id)
     password = reset_password(db, target, actor=acting_user())
     db.commit()
     return render_template("admin/temporary_password.html", user=target, password=password,
@@ -236,7 +229,7 @@ def create_team_view():
 
 def _team_page(team_id: int, form: dict[str, str] | None, errors: dict[str, str],
                status: int = 200):
-    detail = _or_404(team_detail, team_id)
+    detail = team_detail(get_session(), team_id)
     form = form or {"name": detail.team.name, "role": "viewer"}
     return render_template("admin/team.html", detail=detail, roles=ROLES, form=form,
                            errors=errors), status
@@ -254,7 +247,7 @@ def team(team_id: int):
 def update_team_view(team_id: int):
     """Rename a team."""
     db = get_session()
-    target = _or_404(get_team, team_id)
+    target = get_team(db, team_id)
     form, errors = _kept("name"), FieldErrors()
     name = read_text(request.form, "name", errors, max_length=NAME_MAX, required=True)
     try:
@@ -273,7 +266,7 @@ def update_team_view(team_id: int):
 def member(team_id: int):
     """Add a member to a team, change their team role, or remove them (empty role)."""
     db = get_session()
-    target = _or_404(get_team, team_id)
+    target = get_team(db, team_id)
     errors = FieldErrors()
     member_id = read_id(request.form, "user_id", errors, required=True, what="user")
     if "user_id" in errors:
