@@ -3,8 +3,9 @@
 Every endpoint declares who may call it with :func:`allow` (a minimum role) or
 :func:`public`; ``create_app`` refuses to start when one does not, so a new route
 can never be born unprotected. ``allow`` checks the highest role the user holds
-anywhere; a view on a team-scoped object then calls :func:`visible_or_404` with the
-object's team (the rule is documented in ``experiments/access.py``).
+anywhere; the object's own team is checked by the service that loads it (or by
+:func:`visible_or_404`), whose ``NotFound``/``PermissionDenied`` reach the one denial
+path in ``webapp.errors`` (the rule is documented in ``experiments/access.py``).
 """
 
 from __future__ import annotations
