@@ -29,8 +29,10 @@ RATIONALE = "Finance signed off."
 @pytest.fixture
 def people(db_engine) -> dict[str, int]:
     with Session(db_engine) as session:
-        ids = {"ada": make_user(session, "ada@cas.test", "admin").id,
-               "bob": make_user(session, "bob@cas.test", "admin").id}
+        ids = {
+            "ada": make_user(session, "ada@cas.test", "admin").id,
+            "bob": make_user(session, "bob@cas.test", "admin").id,
+        }
         for user_id, name in ((ids["ada"], "Ada"), (ids["bob"], "Bob")):
             session.get(User, user_id).name = name
         session.commit()
@@ -46,12 +48,14 @@ def stopped_experiment(db_engine, key: str = "seat-nudge") -> int:
 
 def audit_count(db_engine, action: str) -> int:
     with Session(db_engine) as session:
-        return session.exec(select(func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == action)).one()
+        return session.exec(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
+        ).one()
 
 
-def race(db_engine, monkeypatch, module, writes: list[Callable[[Session, User], Any]],
-         actors: list[int]) -> list[str]:
+def race(
+    db_engine, monkeypatch, module, writes: list[Callable[[Session, User], Any]], actors: list[int]
+) -> list[str]:
     """Run ``writes`` in parallel threads with their own sessions; each passes every check
     and then waits at a barrier inside the compare-and-set, so the SQL writes meet.
 
@@ -95,11 +99,19 @@ def test_simultaneous_ship_and_kill_with_one_version_decide_once(db_engine, monk
 
     def decide(decision: str):
         return lambda session, actor: decide_experiment(
-            session, "seat-nudge",
-            {"decision": decision, "rationale": RATIONALE, "version": str(version)}, actor=actor)
+            session,
+            "seat-nudge",
+            {"decision": decision, "rationale": RATIONALE, "version": str(version)},
+            actor=actor,
+        )
 
-    outcomes = race(db_engine, monkeypatch, registry, [decide("ship"), decide("kill")],
-                    [people["ada"], people["bob"]])
+    outcomes = race(
+        db_engine,
+        monkeypatch,
+        registry,
+        [decide("ship"), decide("kill")],
+        [people["ada"], people["bob"]],
+    )
     assert sorted(outcomes) == ["ok", "stale"]
     winner = ("ship", "kill")[outcomes.index("ok")]
     with Session(db_engine) as session:
@@ -112,17 +124,29 @@ def test_simultaneous_ship_and_kill_with_one_version_decide_once(db_engine, monk
 def test_simultaneous_edits_of_one_version_keep_exactly_one(db_engine, monkeypatch, people):
     with Session(db_engine) as session:
         stage_id = session.exec(select(JourneyStage.id)).first()
-        experiment = make_experiment(session, "seat-nudge", status="draft", stage_id=stage_id,
-                                     hypothesis="If we nudge, NRR rises.", owner_id=people["ada"])
+        experiment = make_experiment(
+            session,
+            "seat-nudge",
+            status="draft",
+            stage_id=stage_id,
+            hypothesis="If we nudge, NRR rises.",
+            owner_id=people["ada"],
+        )
         session.commit()
         form = {**registry.form_values(session, experiment), "version": "1"}
 
     def rename(name: str):
-        return lambda session, actor: update_experiment(session, "seat-nudge",
-                                                        {**form, "name": name}, actor=actor)
+        return lambda session, actor: update_experiment(
+            session, "seat-nudge", {**form, "name": name}, actor=actor
+        )
 
-    outcomes = race(db_engine, monkeypatch, registry, [rename("Ada's"), rename("Bob's")],
-                    [people["ada"], people["bob"]])
+    outcomes = race(
+        db_engine,
+        monkeypatch,
+        registry,
+        [rename("Ada's"), rename("Bob's")],
+        [people["ada"], people["bob"]],
+    )
     assert sorted(outcomes) == ["ok", "stale"]
     with Session(db_engine) as session:
         experiment = session.exec(select(Experiment)).one()
@@ -137,13 +161,17 @@ def test_simultaneous_node_saves_keep_exactly_one(db_engine, monkeypatch, people
         session.commit()
 
     def save(name: str):
-        return lambda session, actor: update_node(session, node_id,
-                                                  {"name": name, "kind": "lever", "version": "1"},
-                                                  actor=actor)
+        return lambda session, actor: update_node(
+            session, node_id, {"name": name, "kind": "lever", "version": "1"}, actor=actor
+        )
 
-    outcomes = race(db_engine, monkeypatch, tree,
-                    [save("Expansion (Ada)"), save("Expansion (Bob)")],
-                    [people["ada"], people["bob"]])
+    outcomes = race(
+        db_engine,
+        monkeypatch,
+        tree,
+        [save("Expansion (Ada)"), save("Expansion (Bob)")],
+        [people["ada"], people["bob"]],
+    )
     assert sorted(outcomes) == ["ok", "stale"]
     with Session(db_engine) as session:
         node = session.get(DriverNode, node_id)
@@ -158,16 +186,23 @@ def test_simultaneous_stage_renames_keep_exactly_one(db_engine, monkeypatch, peo
         stage_id, version = stage.id, stage.version
 
     def rename(name: str):
-        return lambda session, actor: rename_stage(session, stage_id,
-                                                   {"name": name, "version": str(version)},
-                                                   actor=actor)
+        return lambda session, actor: rename_stage(
+            session, stage_id, {"name": name, "version": str(version)}, actor=actor
+        )
 
-    outcomes = race(db_engine, monkeypatch, journeys, [rename("welcome"), rename("first week")],
-                    [people["ada"], people["bob"]])
+    outcomes = race(
+        db_engine,
+        monkeypatch,
+        journeys,
+        [rename("welcome"), rename("first week")],
+        [people["ada"], people["bob"]],
+    )
     assert sorted(outcomes) == ["ok", "stale"]
     with Session(db_engine) as session:
-        assert session.get(JourneyStage, stage_id).name == ("welcome", "first week")[
-            outcomes.index("ok")]
+        assert (
+            session.get(JourneyStage, stage_id).name
+            == ("welcome", "first week")[outcomes.index("ok")]
+        )
     assert audit_count(db_engine, "stage.update") == 1
 
 
@@ -179,13 +214,21 @@ def test_a_second_save_on_the_same_version_names_who_changed_it(db_engine, peopl
         node_id = make_node(session, "Churn").id
         session.commit()
     with Session(db_engine) as session:
-        update_node(session, node_id, {"name": "Churn (Ada)", "kind": "lever", "version": "1"},
-                    actor=session.get(User, people["ada"]))
+        update_node(
+            session,
+            node_id,
+            {"name": "Churn (Ada)", "kind": "lever", "version": "1"},
+            actor=session.get(User, people["ada"]),
+        )
         session.commit()
     with Session(db_engine) as session:
         with pytest.raises(StaleVersion) as caught:
-            update_node(session, node_id, {"name": "Churn (Bob)", "kind": "lever", "version": "1"},
-                        actor=session.get(User, people["bob"]))
+            update_node(
+                session,
+                node_id,
+                {"name": "Churn (Bob)", "kind": "lever", "version": "1"},
+                actor=session.get(User, people["bob"]),
+            )
         session.rollback()
     message = str(caught.value)
     assert message.startswith("The node 'Churn (Ada)' was changed by Ada on ")
@@ -215,8 +258,9 @@ def test_journeys_and_moves_refuse_a_stale_version(db_engine, people):
 
 
 @pytest.mark.parametrize("raw", ["", " ", "abc", "1.5", "-2", "0", "1e3", "99999999999"])
-def test_a_missing_or_non_integer_version_is_refused_before_anything_changes(db_engine, people,
-                                                                             raw):
+def test_a_missing_or_non_integer_version_is_refused_before_anything_changes(
+    db_engine, people, raw
+):
     with Session(db_engine) as session:
         node_id = make_node(session, "Expansion").id
         stage_id = session.exec(select(JourneyStage.id)).first()

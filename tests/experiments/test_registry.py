@@ -40,28 +40,52 @@ def flatten_tree_afterwards(db_engine):
 
 @pytest.fixture
 def world(session: Session):
-    admin = create_user(session, "admin@registry.test", TEST_PASSWORD, role="admin", name="Ada Admin")
+    admin = create_user(
+        session, "admin@registry.test", TEST_PASSWORD, role="admin", name="Ada Admin"
+    )
     growth = ensure_team(session, "growth", "Growth")
     success = ensure_team(session, "success", "Success")
     maria = create_user(session, "maria@registry.test", TEST_PASSWORD, role="viewer", name="Maria")
     set_team_role(session, maria, growth, "experimenter", actor=None)
     root = session.exec(select(DriverNode).where(DriverNode.parent_id.is_(None))).one()
-    lever = create_node(session, {"parent_id": root.id, "name": "Expansion", "kind": "lever"}, actor=admin)
-    driver = create_node(session, {"parent_id": lever.id, "name": "Seats", "team_id": growth.id}, actor=admin)
+    lever = create_node(
+        session, {"parent_id": root.id, "name": "Expansion", "kind": "lever"}, actor=admin
+    )
+    driver = create_node(
+        session, {"parent_id": lever.id, "name": "Seats", "team_id": growth.id}, actor=admin
+    )
     stages = session.exec(select(JourneyStage).order_by(JourneyStage.position)).all()
     session.commit()
-    return {"admin": admin, "maria": maria, "growth": growth, "success": success, "root": root,
-            "lever": lever, "driver": driver, "stages": stages}
+    return {
+        "admin": admin,
+        "maria": maria,
+        "growth": growth,
+        "success": success,
+        "root": root,
+        "lever": lever,
+        "driver": driver,
+        "stages": stages,
+    }
 
 
 def plan(world, **overrides):
     data = {
-        "key": "seat-nudge", "name": "Seat nudge", "node_id": str(world["driver"].id),
-        "stage_id": str(world["stages"][2].id), "team_id": str(world["growth"].id),
+        "key": "seat-nudge",
+        "name": "Seat nudge",
+        "node_id": str(world["driver"].id),
+        "stage_id": str(world["stages"][2].id),
+        "team_id": str(world["growth"].id),
         "owner_id": str(world["maria"].id),
         "hypothesis": "If we nudge admins, then NRR rises 2 points because they add seats sooner.",
-        "mde": "0.02", "alpha": "0.05", "power": "0.8", "planned_start": "2026-12-01", "planned_end": "2027-01-15",
-        "variants": [{"key": "control", "name": "", "weight": "1"}, {"key": "nudge", "name": "Nudge", "weight": "1"}],
+        "mde": "0.02",
+        "alpha": "0.05",
+        "power": "0.8",
+        "planned_start": "2026-12-01",
+        "planned_end": "2027-01-15",
+        "variants": [
+            {"key": "control", "name": "", "weight": "1"},
+            {"key": "nudge", "name": "Nudge", "weight": "1"},
+        ],
         "control": "0",
     }
     data.update(overrides)
@@ -69,8 +93,10 @@ def plan(world, **overrides):
 
 
 def counts(session: Session) -> tuple[int, ...]:
-    return tuple(session.exec(select(func.count()).select_from(m)).one()
-                 for m in (Experiment, Variant, Amendment, AuditEvent))
+    return tuple(
+        session.exec(select(func.count()).select_from(m)).one()
+        for m in (Experiment, Variant, Amendment, AuditEvent)
+    )
 
 
 # ---------------------------------------------------------------- registering
@@ -81,9 +107,13 @@ def test_register_stores_the_plan_variants_and_an_audit_event(session, world):
     assert experiment.status == "draft" and experiment.version == 1
     assert experiment.planned_start == date(2026, 12, 1)
     assert (experiment.mde, experiment.alpha, experiment.power) == (0.02, 0.05, 0.8)
-    variants = session.exec(select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position)).all()
+    variants = session.exec(
+        select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position)
+    ).all()
     assert [(v.key, v.name, v.weight, v.is_control) for v in variants] == [
-        ("control", "Control", 1.0, True), ("nudge", "Nudge", 1.0, False)]
+        ("control", "Control", 1.0, True),
+        ("nudge", "Nudge", 1.0, False),
+    ]
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.create")).one()
     assert event.entity_id == "seat-nudge" and event.actor_id == world["maria"].id
     assert event.diff["mde"] == [None, 0.02]
@@ -131,27 +161,60 @@ BAD_INPUTS = [
     ({"variants": [{"key": "control", "weight": "1"}]}, "variants", "at least 2"),
     ({"variants": []}, "variants", "at least 2"),
     ({"variants": [{"key": f"v{i}", "weight": "1"} for i in range(11)]}, "variants", "at most 10"),
-    ({"variants": [{"key": "control", "weight": "1"}, {"key": "control", "weight": "1"}]}, "variants.1.key",
-     "already the key of variant 1"),
-    ({"variants": [{"key": "control", "weight": "0"}, {"key": "b", "weight": "1"}]}, "variants.0.weight",
-     "greater than 0"),
-    ({"variants": [{"key": "control", "weight": "-1"}, {"key": "b", "weight": "1"}]}, "variants.0.weight",
-     "greater than 0"),
-    ({"variants": [{"key": "control", "weight": "heavy"}, {"key": "b", "weight": "1"}]}, "variants.0.weight",
-     "must be a number"),
-    ({"variants": [{"key": "control", "weight": ""}, {"key": "b", "weight": "1"}]}, "variants.0.weight",
-     "is required"),
-    ({"variants": [{"key": "control", "weight": "1"}, {"key": "", "weight": "1"}]}, "variants.1.key", "is required"),
-    ({"variants": [{"key": "control", "weight": "1"}, {"key": "<b>", "weight": "1"}]}, "variants.1.key",
-     "lowercase letters"),
-    ({"variants": [{"key": "control", "weight": "1"}, {"key": "b", "name": "x" * 201, "weight": "1"}]},
-     "variants.1.name", "at most 200"),
+    (
+        {"variants": [{"key": "control", "weight": "1"}, {"key": "control", "weight": "1"}]},
+        "variants.1.key",
+        "already the key of variant 1",
+    ),
+    (
+        {"variants": [{"key": "control", "weight": "0"}, {"key": "b", "weight": "1"}]},
+        "variants.0.weight",
+        "greater than 0",
+    ),
+    (
+        {"variants": [{"key": "control", "weight": "-1"}, {"key": "b", "weight": "1"}]},
+        "variants.0.weight",
+        "greater than 0",
+    ),
+    (
+        {"variants": [{"key": "control", "weight": "heavy"}, {"key": "b", "weight": "1"}]},
+        "variants.0.weight",
+        "must be a number",
+    ),
+    (
+        {"variants": [{"key": "control", "weight": ""}, {"key": "b", "weight": "1"}]},
+        "variants.0.weight",
+        "is required",
+    ),
+    (
+        {"variants": [{"key": "control", "weight": "1"}, {"key": "", "weight": "1"}]},
+        "variants.1.key",
+        "is required",
+    ),
+    (
+        {"variants": [{"key": "control", "weight": "1"}, {"key": "<b>", "weight": "1"}]},
+        "variants.1.key",
+        "lowercase letters",
+    ),
+    (
+        {
+            "variants": [
+                {"key": "control", "weight": "1"},
+                {"key": "b", "name": "x" * 201, "weight": "1"},
+            ]
+        },
+        "variants.1.name",
+        "at most 200",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "field", "message"), BAD_INPUTS,
-                         ids=[f"{f}:{m}" for _, f, m in BAD_INPUTS])
-def test_register_refuses_bad_input_per_field_and_stores_nothing(session, world, overrides, field, message):
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"), BAD_INPUTS, ids=[f"{f}:{m}" for _, f, m in BAD_INPUTS]
+)
+def test_register_refuses_bad_input_per_field_and_stores_nothing(
+    session, world, overrides, field, message
+):
     before = counts(session)
     with pytest.raises(ValidationFailed) as caught:
         register_experiment(session, plan(world, **overrides), actor=world["maria"])
@@ -187,10 +250,19 @@ def test_team_rules_on_registering(session, world):
 def test_list_filters_by_status_team_owner_branch_stage_and_search(session, world):
     admin = world["admin"]
     a = register_experiment(session, plan(world), actor=admin)
-    b = register_experiment(session, plan(world, key="lever-test", name="100% lever test",
-                                           node_id=str(world["lever"].id), team_id="",
-                                           owner_id=str(admin.id), stage_id=str(world["stages"][0].id)),
-                            actor=admin)
+    b = register_experiment(
+        session,
+        plan(
+            world,
+            key="lever-test",
+            name="100% lever test",
+            node_id=str(world["lever"].id),
+            team_id="",
+            owner_id=str(admin.id),
+            stage_id=str(world["stages"][0].id),
+        ),
+        actor=admin,
+    )
     start_experiment(session, b.key, actor=admin)
 
     def keys(**filters):
@@ -209,8 +281,16 @@ def test_list_filters_by_status_team_owner_branch_stage_and_search(session, worl
 
 
 def test_filters_from_a_query_string_drop_what_they_cannot_read():
-    filters = ExperimentFilters.from_args({"status": "bogus", "team_id": "x", "owner_id": "7", "node_id": "-2",
-                                           "stage_id": "99999999999999", "q": "  seat\x00  nudge "})
+    filters = ExperimentFilters.from_args(
+        {
+            "status": "bogus",
+            "team_id": "x",
+            "owner_id": "7",
+            "node_id": "-2",
+            "stage_id": "99999999999999",
+            "q": "  seat\x00  nudge ",
+        }
+    )
     assert filters == ExperimentFilters(owner_id=7, q="seat nudge")
     assert filters.as_args() == {"owner_id": 7, "q": "seat nudge"}
 
@@ -250,27 +330,50 @@ def test_lifecycle_moves_forward_only_and_bumps_the_version(session, world):
     with pytest.raises(Conflict, match="only a running experiment can be stopped"):
         stop_experiment(session, experiment.key, actor=maria)
     start_experiment(session, experiment.key, actor=maria, expected_version="1")
-    assert experiment.status == "running" and experiment.started_at is not None and experiment.version == 2
+    assert (
+        experiment.status == "running"
+        and experiment.started_at is not None
+        and experiment.version == 2
+    )
     assert allowed_moves(experiment) == ["stop"]
     with pytest.raises(Conflict, match="only a draft experiment can be started"):
         start_experiment(session, experiment.key, actor=maria)
     stop_experiment(session, experiment.key, actor=maria, expected_version=2)
     assert experiment.status == "stopped" and experiment.stopped_at is not None
-    decide_experiment(session, experiment.key, {"decision": "ship", "rationale": "Clear win.", "version": "3"},
-                      actor=maria)
-    assert (experiment.status, experiment.decision, experiment.decided_by_id) == ("decided", "ship", maria.id)
+    decide_experiment(
+        session,
+        experiment.key,
+        {"decision": "ship", "rationale": "Clear win.", "version": "3"},
+        actor=maria,
+    )
+    assert (experiment.status, experiment.decision, experiment.decided_by_id) == (
+        "decided",
+        "ship",
+        maria.id,
+    )
     assert allowed_moves(experiment) == []
-    actions = session.exec(select(AuditEvent.action).where(AuditEvent.entity_id == experiment.key)
-                           .order_by(AuditEvent.id)).all()
-    assert actions == ["experiment.create", "experiment.start", "experiment.stop", "experiment.decide"]
+    actions = session.exec(
+        select(AuditEvent.action)
+        .where(AuditEvent.entity_id == experiment.key)
+        .order_by(AuditEvent.id)
+    ).all()
+    assert actions == [
+        "experiment.create",
+        "experiment.start",
+        "experiment.stop",
+        "experiment.decide",
+    ]
 
 
-@pytest.mark.parametrize(("data", "field", "message"), [
-    ({"decision": "", "rationale": "Because."}, "decision", "choose one of"),
-    ({"decision": "celebrate", "rationale": "Because."}, "decision", "must be one of"),
-    ({"decision": "kill", "rationale": "  "}, "rationale", "is required"),
-    ({"decision": "kill", "rationale": "r" * 10_001}, "rationale", "at most 10,000"),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"decision": "", "rationale": "Because."}, "decision", "choose one of"),
+        ({"decision": "celebrate", "rationale": "Because."}, "decision", "must be one of"),
+        ({"decision": "kill", "rationale": "  "}, "rationale", "is required"),
+        ({"decision": "kill", "rationale": "r" * 10_001}, "rationale", "at most 10,000"),
+    ],
+)
 def test_a_decision_needs_a_known_outcome_and_a_rationale(session, world, data, field, message):
     experiment = register_experiment(session, plan(world), actor=world["admin"])
     start_experiment(session, experiment.key, actor=world["admin"])
@@ -283,9 +386,19 @@ def test_a_decision_needs_a_known_outcome_and_a_rationale(session, world, data, 
 
 def test_a_stale_version_is_a_conflict_with_a_clear_message(session, world):
     experiment = register_experiment(session, plan(world), actor=world["admin"])
-    update_experiment(session, experiment.key, {**plan(world, name="Renamed"), "version": "1"}, actor=world["admin"])
+    update_experiment(
+        session,
+        experiment.key,
+        {**plan(world, name="Renamed"), "version": "1"},
+        actor=world["admin"],
+    )
     with pytest.raises(Conflict) as caught:
-        update_experiment(session, experiment.key, {**plan(world, name="Mine"), "version": "1"}, actor=world["admin"])
+        update_experiment(
+            session,
+            experiment.key,
+            {**plan(world, name="Mine"), "version": "1"},
+            actor=world["admin"],
+        )
     message = str(caught.value)
     assert "changed by Ada Admin on " in message and " UTC " in message
     assert "you saw version 1, it is now version 2" in message
@@ -293,8 +406,9 @@ def test_a_stale_version_is_a_conflict_with_a_clear_message(session, world):
         start_experiment(session, experiment.key, actor=world["admin"], expected_version="1")
     for missing in ("", "   ", "two", "1.0", "-1", "0"):
         with pytest.raises(ValidationFailed) as refused:
-            start_experiment(session, experiment.key, actor=world["admin"],
-                             expected_version=missing)
+            start_experiment(
+                session, experiment.key, actor=world["admin"], expected_version=missing
+            )
         assert "version" in refused.value.errors
     assert experiment.name == "Renamed" and experiment.status == "draft"
 
@@ -304,14 +418,26 @@ def test_a_stale_version_is_a_conflict_with_a_clear_message(session, world):
 
 def test_a_draft_changes_freely_including_its_variants(session, world):
     experiment = register_experiment(session, plan(world), actor=world["admin"])
-    variants = [{"key": "control", "name": "Control", "weight": "2"}, {"key": "nudge-b", "name": "", "weight": "1"},
-                {"key": "nudge-c", "name": "", "weight": "1"}]
-    update_experiment(session, experiment.key, {**plan(world, mde="0.03", variants=variants, control="1"),
-                                                "version": "1"}, actor=world["admin"])
+    variants = [
+        {"key": "control", "name": "Control", "weight": "2"},
+        {"key": "nudge-b", "name": "", "weight": "1"},
+        {"key": "nudge-c", "name": "", "weight": "1"},
+    ]
+    update_experiment(
+        session,
+        experiment.key,
+        {**plan(world, mde="0.03", variants=variants, control="1"), "version": "1"},
+        actor=world["admin"],
+    )
     assert experiment.mde == 0.03 and experiment.version == 2
-    rows = session.exec(select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position)).all()
-    assert [(v.key, v.weight, v.is_control) for v in rows] == [("control", 2.0, False), ("nudge-b", 1.0, True),
-                                                                ("nudge-c", 1.0, False)]
+    rows = session.exec(
+        select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position)
+    ).all()
+    assert [(v.key, v.weight, v.is_control) for v in rows] == [
+        ("control", 2.0, False),
+        ("nudge-b", 1.0, True),
+        ("nudge-c", 1.0, False),
+    ]
     assert session.exec(select(func.count()).select_from(Amendment)).one() == 0
 
 
@@ -322,22 +448,40 @@ def test_after_the_start_a_locked_field_needs_a_reason_and_becomes_an_amendment(
     locked_change = {**plan(world, mde="0.03", name="Seat nudge (EU)"), "version": "2"}
     with pytest.raises(ValidationFailed) as caught:
         update_experiment(session, experiment.key, locked_change, actor=maria)
-    assert "needs a reason" in caught.value.errors["reason"] and "mde" in caught.value.errors["reason"]
+    assert (
+        "needs a reason" in caught.value.errors["reason"] and "mde" in caught.value.errors["reason"]
+    )
     assert experiment.mde == 0.02 and experiment.name == "Seat nudge"
-    update_experiment(session, experiment.key, {**locked_change, "reason": "Finance accepts 3 points."}, actor=maria)
+    update_experiment(
+        session,
+        experiment.key,
+        {**locked_change, "reason": "Finance accepts 3 points."},
+        actor=maria,
+    )
     assert experiment.mde == 0.03 and experiment.name == "Seat nudge (EU)"
     (amendment,) = session.exec(select(Amendment)).all()
-    assert (amendment.field, amendment.old_value, amendment.new_value, amendment.reason, amendment.actor_id) == (
-        "mde", "0.02", "0.03", "Finance accepts 3 points.", maria.id)
-    actions = session.exec(select(AuditEvent.action).where(AuditEvent.entity_id == experiment.key)).all()
+    assert (
+        amendment.field,
+        amendment.old_value,
+        amendment.new_value,
+        amendment.reason,
+        amendment.actor_id,
+    ) == ("mde", "0.02", "0.03", "Finance accepts 3 points.", maria.id)
+    actions = session.exec(
+        select(AuditEvent.action).where(AuditEvent.entity_id == experiment.key)
+    ).all()
     assert "experiment.amend" in actions and "experiment.update" in actions
 
 
 def test_open_fields_change_after_the_start_without_an_amendment(session, world):
     experiment = register_experiment(session, plan(world), actor=world["admin"])
     start_experiment(session, experiment.key, actor=world["admin"])
-    update_experiment(session, experiment.key, plan(world, name="New name", planned_end="2027-02-01"),
-                      actor=world["admin"])
+    update_experiment(
+        session,
+        experiment.key,
+        plan(world, name="New name", planned_end="2027-02-01"),
+        actor=world["admin"],
+    )
     assert experiment.name == "New name"
     assert session.exec(select(func.count()).select_from(Amendment)).one() == 0
 
@@ -357,15 +501,29 @@ def test_amend_experiment_records_one_amendment_per_locked_field(session, world)
     with pytest.raises(ValidationFailed, match="nothing in the locked plan changed"):
         amend_experiment(session, experiment.key, {"mde": "0.02"}, reason="why", actor=admin)
     with pytest.raises(ValidationFailed) as caught:
-        amend_experiment(session, experiment.key, {"variants": [{"key": "control", "weight": 1},
-                                                                {"key": "other", "weight": 1}]},
-                         reason="why", actor=admin)
+        amend_experiment(
+            session,
+            experiment.key,
+            {"variants": [{"key": "control", "weight": 1}, {"key": "other", "weight": 1}]},
+            reason="why",
+            actor=admin,
+        )
     assert "variant keys cannot be added, removed or renamed" in caught.value.errors["variants"]
     amendments = amend_experiment(
-        session, experiment.key,
-        {"alpha": "0.1", "variants": [{"key": "control", "name": "Control", "weight": "1"},
-                                      {"key": "nudge", "name": "Nudge", "weight": "3"}], "control": "1"},
-        reason="Holdout shrinks to a quarter.", actor=admin, expected_version=2)
+        session,
+        experiment.key,
+        {
+            "alpha": "0.1",
+            "variants": [
+                {"key": "control", "name": "Control", "weight": "1"},
+                {"key": "nudge", "name": "Nudge", "weight": "3"},
+            ],
+            "control": "1",
+        },
+        reason="Holdout shrinks to a quarter.",
+        actor=admin,
+        expected_version=2,
+    )
     assert sorted(a.field for a in amendments) == ["alpha", "control", "variants"]
     by_field = {a.field: a for a in amendments}
     assert (by_field["control"].old_value, by_field["control"].new_value) == ("control", "nudge")
@@ -378,7 +536,9 @@ def test_a_decided_experiment_is_closed(session, world):
     experiment = register_experiment(session, plan(world), actor=admin)
     for move in (start_experiment, stop_experiment):
         move(session, experiment.key, actor=admin)
-    decide_experiment(session, experiment.key, {"decision": "kill", "rationale": "No effect."}, actor=admin)
+    decide_experiment(
+        session, experiment.key, {"decision": "kill", "rationale": "No effect."}, actor=admin
+    )
     with pytest.raises(ValidationFailed, match="decided and closed"):
         update_experiment(session, experiment.key, plan(world, name="Later"), actor=admin)
     with pytest.raises(ValidationFailed, match="decided and closed"):

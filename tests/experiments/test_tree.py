@@ -34,8 +34,14 @@ def add(session, actor, parent: DriverNode, name: str, **fields) -> DriverNode:
     return create_node(session, {"parent_id": parent.id, "name": name, **fields}, actor=actor)
 
 
-def add_experiment(session: Session, node: DriverNode, key: str, *, status: str = "draft",
-                   team_id: int | None = None) -> Experiment:
+def add_experiment(
+    session: Session,
+    node: DriverNode,
+    key: str,
+    *,
+    status: str = "draft",
+    team_id: int | None = None,
+) -> Experiment:
     experiment = Experiment(key=key, name=key, node_id=node.id, status=status, team_id=team_id)
     session.add(experiment)
     session.flush()
@@ -70,39 +76,61 @@ def count(session: Session, model) -> int:
 
 
 def test_create_node_appends_a_child_and_records_the_event(session, admin, root):
-    first = add(session, admin, root, "Expansion", kind="lever", leading_metric="Expansion MRR",
-                baseline="0.06", target="0.09", hypothesis="If we …, then NRR … because …")
+    first = add(
+        session,
+        admin,
+        root,
+        "Expansion",
+        kind="lever",
+        leading_metric="Expansion MRR",
+        baseline="0.06",
+        target="0.09",
+        hypothesis="If we …, then NRR … because …",
+    )
     second = add(session, admin, root, "Churn", kind="lever")
     assert first.parent_id == root.id and first.kind == "lever"
     assert (first.baseline, first.target) == (0.06, 0.09)
     assert second.position == first.position + 1
-    event = session.exec(select(AuditEvent).where(AuditEvent.action == "node.create")
-                         .where(AuditEvent.entity_id == str(first.id))).one()
+    event = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.action == "node.create")
+        .where(AuditEvent.entity_id == str(first.id))
+    ).one()
     assert event.actor_id == admin.id
     assert event.diff["name"] == [None, "Expansion"]
 
 
 def test_update_node_diffs_only_what_changed(session, admin, root):
     node = add(session, admin, root, "Adoption", leading_metric="WAU")
-    update_node(session, node.id, {"name": "Adoption v2", "leading_metric": "WAU", "kind": "driver"}, actor=admin)
+    update_node(
+        session,
+        node.id,
+        {"name": "Adoption v2", "leading_metric": "WAU", "kind": "driver"},
+        actor=admin,
+    )
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "node.update")).one()
     assert event.diff == {"name": ["Adoption", "Adoption v2"]}
 
 
-@pytest.mark.parametrize(("data", "field", "message"), [
-    ({"name": ""}, "name", "is required"),
-    ({"name": "x" * 201}, "name", "at most 200"),
-    ({"name": "ok", "hypothesis": "h" * 10_001}, "hypothesis", "at most 10,000"),
-    ({"name": "ok", "baseline": "lots"}, "baseline", "must be a number"),
-    ({"name": "ok", "target": "nan"}, "target", "finite"),
-    ({"name": "ok", "kind": "root"}, "kind", "must be one of"),
-    ({"name": "ok", "status": "gone"}, "status", "must be one of"),
-    ({"name": "ok", "team_id": "999999"}, "team_id", "unknown team"),
-    ({"name": "ok", "team_id": "99999999999999999999"}, "team_id", "unknown team"),
-    ({"name": "ok", "owner_id": "424242"}, "owner_id", "unknown owner"),
-    ({"name": "bad\x00name"}, "name", "control characters"),
-])
-def test_create_node_refuses_bad_fields_and_stores_nothing(session, admin, root, data, field, message):
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"name": ""}, "name", "is required"),
+        ({"name": "x" * 201}, "name", "at most 200"),
+        ({"name": "ok", "hypothesis": "h" * 10_001}, "hypothesis", "at most 10,000"),
+        ({"name": "ok", "baseline": "lots"}, "baseline", "must be a number"),
+        ({"name": "ok", "target": "nan"}, "target", "finite"),
+        ({"name": "ok", "kind": "root"}, "kind", "must be one of"),
+        ({"name": "ok", "status": "gone"}, "status", "must be one of"),
+        ({"name": "ok", "team_id": "999999"}, "team_id", "unknown team"),
+        ({"name": "ok", "team_id": "99999999999999999999"}, "team_id", "unknown team"),
+        ({"name": "ok", "owner_id": "424242"}, "owner_id", "unknown owner"),
+        ({"name": "bad\x00name"}, "name", "control characters"),
+    ],
+)
+def test_create_node_refuses_bad_fields_and_stores_nothing(
+    session, admin, root, data, field, message
+):
     before = count(session, DriverNode)
     with pytest.raises(ValidationFailed) as caught:
         create_node(session, {"parent_id": root.id, **data}, actor=admin)
@@ -229,11 +257,19 @@ def teams(session: Session, admin, root):
     watcher = create_user(session, "watcher@tree.test", TEST_PASSWORD, role="viewer")
     set_team_role(session, watcher, growth, "viewer", actor=None)
     session.commit()
-    return {"growth": growth, "success": success, "churn": churn, "activation": activation,
-            "member": member, "watcher": watcher}
+    return {
+        "growth": growth,
+        "success": success,
+        "churn": churn,
+        "activation": activation,
+        "member": member,
+        "watcher": watcher,
+    }
 
 
-def test_another_teams_node_is_hidden_and_a_visible_node_hangs_under_its_nearest_visible_ancestor(session, root, teams):
+def test_another_teams_node_is_hidden_and_a_visible_node_hangs_under_its_nearest_visible_ancestor(
+    session, root, teams
+):
     roots = load_tree(session, teams["member"])
     assert [r.node.id for r in roots] == [root.id]
     assert [c.node.name for c in roots[0].children] == ["Activation"]
@@ -253,11 +289,16 @@ def test_team_scoping_of_edits(session, teams):
     # a shared node needs the experimenter role globally; this member has it only in growth
     with pytest.raises(PermissionDenied):
         create_node(session, {"parent_id": teams["activation"].id, "name": "Shared"}, actor=member)
-    node = create_node(session, {"parent_id": teams["activation"].id, "name": "Growth's",
-                                 "team_id": teams["growth"].id}, actor=member)
+    node = create_node(
+        session,
+        {"parent_id": teams["activation"].id, "name": "Growth's", "team_id": teams["growth"].id},
+        actor=member,
+    )
     assert node.team_id == teams["growth"].id
     with pytest.raises(ValidationFailed) as caught:
-        update_node(session, node.id, {"name": "Growth's", "team_id": teams["success"].id}, actor=member)
+        update_node(
+            session, node.id, {"name": "Growth's", "team_id": teams["success"].id}, actor=member
+        )
     assert caught.value.errors["team_id"] == "unknown team"
     with pytest.raises(ValidationFailed, match="unknown new parent"):
         move_node(session, node.id, teams["churn"].id, actor=member)
@@ -275,9 +316,15 @@ def test_rollup_counts_the_whole_branch_and_latest_verdicts(session, admin, root
     dataset = Dataset(experiment_id=won.id, version=1, sha256="0" * 64)
     session.add(dataset)
     session.flush()
-    session.add(AnalysisSnapshot(experiment_id=won.id, dataset_id=dataset.id, verdict="inconclusive", result={}))
+    session.add(
+        AnalysisSnapshot(
+            experiment_id=won.id, dataset_id=dataset.id, verdict="inconclusive", result={}
+        )
+    )
     session.flush()
-    session.add(AnalysisSnapshot(experiment_id=won.id, dataset_id=dataset.id, verdict="win", result={}))
+    session.add(
+        AnalysisSnapshot(experiment_id=won.id, dataset_id=dataset.id, verdict="win", result={})
+    )
     session.flush()
     (tree,) = load_tree(session, admin)
     lever_item = tree.children[0]
@@ -291,13 +338,19 @@ def test_rollup_counts_the_whole_branch_and_latest_verdicts(session, admin, root
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["move", "delete", "delete-refuse", "add"]),
-              st.integers(min_value=0, max_value=30), st.integers(min_value=0, max_value=30)),
-    min_size=1, max_size=25,
+    st.tuples(
+        st.sampled_from(["move", "delete", "delete-refuse", "add"]),
+        st.integers(min_value=0, max_value=30),
+        st.integers(min_value=0, max_value=30),
+    ),
+    min_size=1,
+    max_size=25,
 )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=operations)
 def test_random_edit_sequences_never_break_the_tree(session, admin, root, ops):
     try:
@@ -316,8 +369,13 @@ def test_random_edit_sequences_never_break_the_tree(session, admin, root, ops):
                 elif op == "add":
                     add(session, admin, node, f"extra-{x}-{y}")
                 else:
-                    delete_node(session, node.id, actor=admin,
-                                policy="refuse" if op == "delete-refuse" else "reparent", target_id=other.id)
+                    delete_node(
+                        session,
+                        node.id,
+                        actor=admin,
+                        policy="refuse" if op == "delete-refuse" else "reparent",
+                        target_id=other.id,
+                    )
             except ValidationFailed:
                 pass
             assert count(session, Experiment) == experiments_before
@@ -337,10 +395,14 @@ def test_delete_refuses_to_rewrite_another_teams_nodes_or_experiments(session, r
     liam = create_user(session, "liam@tree.test", TEST_PASSWORD, role="viewer")
     set_team_role(session, liam, success, "experimenter", actor=None)
     admin = create_user(session, "boss@tree.test", TEST_PASSWORD, role="admin")
-    churn = create_node(session, {"parent_id": root.id, "name": "Churn", "kind": "lever", "team_id": success.id},
-                        actor=admin)
-    activation = create_node(session, {"parent_id": churn.id, "name": "Activation", "team_id": growth.id},
-                             actor=admin)
+    churn = create_node(
+        session,
+        {"parent_id": root.id, "name": "Churn", "kind": "lever", "team_id": success.id},
+        actor=admin,
+    )
+    activation = create_node(
+        session, {"parent_id": churn.id, "name": "Activation", "team_id": growth.id}, actor=admin
+    )
     session.commit()
     with pytest.raises(ValidationFailed, match="a team you cannot edit"):
         delete_node(session, churn.id, actor=liam)

@@ -42,10 +42,16 @@ def post(client, url: str, data: dict | None = None, *, htmx: bool = False):
 
 def stages(db_engine, journey_id: int | None = None) -> list[str]:
     with Session(db_engine) as session:
-        journey = session.get(Journey, journey_id) if journey_id else session.exec(
-            select(Journey).where(Journey.is_default)).one()
-        rows = session.exec(select(JourneyStage).where(JourneyStage.journey_id == journey.id)
-                            .order_by(JourneyStage.position)).all()
+        journey = (
+            session.get(Journey, journey_id)
+            if journey_id
+            else session.exec(select(Journey).where(Journey.is_default)).one()
+        )
+        rows = session.exec(
+            select(JourneyStage)
+            .where(JourneyStage.journey_id == journey.id)
+            .order_by(JourneyStage.position)
+        ).all()
         return [s.name for s in rows]
 
 
@@ -70,7 +76,11 @@ def editor(login_as):
 
 
 def test_a_new_install_has_the_default_journey(db_engine, login_as):
-    assert stages(db_engine) == list(DEFAULT_STAGES) == ["onboarding", "adoption", "expansion", "renewal"]
+    assert (
+        stages(db_engine)
+        == list(DEFAULT_STAGES)
+        == ["onboarding", "adoption", "expansion", "renewal"]
+    )
     client = login_as("viewer")
     page = client.get("/journeys/")
     body = page.get_data(as_text=True)
@@ -95,18 +105,39 @@ def test_editor_forms_are_labelled_and_post_with_htmx(db_engine, editor):
 def test_add_rename_and_reorder_stages_without_js(db_engine, editor):
     journey = default_journey(db_engine)
     response = post(editor, f"/journeys/{journey.id}/stages", {"name": "advocacy"})
-    assert response.status_code == 303 and response.headers["Location"].endswith(f"/journeys/#journey-{journey.id}")
+    assert response.status_code == 303 and response.headers["Location"].endswith(
+        f"/journeys/#journey-{journey.id}"
+    )
     assert stages(db_engine)[-1] == "advocacy"
-    assert post(editor, f"/journeys/stages/{stage_id(db_engine, 'advocacy')}", {"name": "referral"}).status_code == 303
+    assert (
+        post(
+            editor, f"/journeys/stages/{stage_id(db_engine, 'advocacy')}", {"name": "referral"}
+        ).status_code
+        == 303
+    )
     assert stages(db_engine)[-1] == "referral"
-    assert post(editor, f"/journeys/stages/{stage_id(db_engine, 'referral')}/move", {"direction": "up"}).status_code == 303
+    assert (
+        post(
+            editor, f"/journeys/stages/{stage_id(db_engine, 'referral')}/move", {"direction": "up"}
+        ).status_code
+        == 303
+    )
     assert stages(db_engine) == ["onboarding", "adoption", "expansion", "referral", "renewal"]
-    assert post(editor, f"/journeys/stages/{stage_id(db_engine, 'onboarding')}/move",
-                {"direction": "up"}).status_code == 303  # already first: nothing moves
+    assert (
+        post(
+            editor,
+            f"/journeys/stages/{stage_id(db_engine, 'onboarding')}/move",
+            {"direction": "up"},
+        ).status_code
+        == 303
+    )  # already first: nothing moves
     assert stages(db_engine)[0] == "onboarding"
     with Session(db_engine) as session:
-        actions = session.exec(select(AuditEvent.action).where(AuditEvent.entity_type == "journey_stage")
-                               .order_by(AuditEvent.id)).all()
+        actions = session.exec(
+            select(AuditEvent.action)
+            .where(AuditEvent.entity_type == "journey_stage")
+            .order_by(AuditEvent.id)
+        ).all()
     assert actions == ["stage.create", "stage.update", "stage.move"]
 
 
@@ -118,12 +149,15 @@ def test_htmx_changes_redirect_to_the_fragment(db_engine, editor):
     assert "<html" not in fragment and 'value="advocacy"' in fragment
 
 
-@pytest.mark.parametrize(("url", "data", "message"), [
-    ("stages", {"name": ""}, "is required"),
-    ("stages", {"name": "Adoption"}, "already has a stage called &#39;adoption&#39;"),
-    ("stages", {"name": "s" * 201}, "at most 200 characters"),
-    ("stages", {"name": "tab\tbed"}, "control characters"),
-])
+@pytest.mark.parametrize(
+    ("url", "data", "message"),
+    [
+        ("stages", {"name": ""}, "is required"),
+        ("stages", {"name": "Adoption"}, "already has a stage called &#39;adoption&#39;"),
+        ("stages", {"name": "s" * 201}, "at most 200 characters"),
+        ("stages", {"name": "tab\tbed"}, "control characters"),
+    ],
+)
 @pytest.mark.parametrize("htmx", [False, True])
 def test_bad_stage_names_are_a_422_beside_the_field(db_engine, editor, url, data, message, htmx):
     journey = default_journey(db_engine)
@@ -131,7 +165,9 @@ def test_bad_stage_names_are_a_422_beside_the_field(db_engine, editor, url, data
     response = post(editor, f"/journeys/{journey.id}/{url}", data, htmx=htmx)
     body = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert re.search(rf'id="journey-{journey.id}-new-stage-error">[^<]*{re.escape(message)}', body), body[-2000:]
+    assert re.search(
+        rf'id="journey-{journey.id}-new-stage-error">[^<]*{re.escape(message)}', body
+    ), body[-2000:]
     assert stage_count(db_engine) == before
     assert ("<html" in body) != htmx
 
@@ -142,36 +178,61 @@ def test_rename_to_a_sibling_name_and_a_bad_direction_are_refused(db_engine, edi
     assert response.status_code == 422
     assert f'id="stage-{adoption}-name-error"' in response.get_data(as_text=True)
     response = post(editor, f"/journeys/stages/{adoption}/move", {"direction": "sideways"})
-    assert response.status_code == 422 and "must be one of: up, down" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "must be one of: up, down" in response.get_data(
+        as_text=True
+    )
     assert stages(db_engine) == list(DEFAULT_STAGES)
 
 
 def test_journeys_can_be_added_and_renamed_with_unique_names(db_engine, editor):
-    assert post(editor, "/journeys/", {"name": "Trial", "description": "<i>self-serve</i>"}).status_code == 303
+    assert (
+        post(
+            editor, "/journeys/", {"name": "Trial", "description": "<i>self-serve</i>"}
+        ).status_code
+        == 303
+    )
     response = post(editor, "/journeys/", {"name": "trial"})
     assert response.status_code == 422
     assert "a journey called &#39;Trial&#39; already exists" in response.get_data(as_text=True)
     with Session(db_engine) as session:
         trial = session.exec(select(Journey).where(Journey.name == "Trial")).one()
-    assert post(editor, f"/journeys/{trial.id}", {"name": "Free trial", "description": ""}).status_code == 303
+    assert (
+        post(editor, f"/journeys/{trial.id}", {"name": "Free trial", "description": ""}).status_code
+        == 303
+    )
     body = editor.get("/journeys/").get_data(as_text=True)
     assert "Free trial" in body and "<i>self-serve</i>" not in body
     response = post(editor, f"/journeys/{trial.id}", {"name": ""})
-    assert response.status_code == 422 and f'id="journey-{trial.id}-name-error"' in response.get_data(as_text=True)
+    assert (
+        response.status_code == 422
+        and f'id="journey-{trial.id}-name-error"' in response.get_data(as_text=True)
+    )
 
 
 def test_a_stage_in_use_cannot_be_deleted(db_engine, editor):
     with Session(db_engine) as session:
         root = session.exec(select(DriverNode)).first()
-        session.add(Experiment(key="uses-stage", name="Uses", node_id=root.id,
-                               stage_id=stage_id(db_engine, "adoption")))
+        session.add(
+            Experiment(
+                key="uses-stage",
+                name="Uses",
+                node_id=root.id,
+                stage_id=stage_id(db_engine, "adoption"),
+            )
+        )
         session.commit()
     response = post(editor, f"/journeys/stages/{stage_id(db_engine, 'adoption')}/delete")
-    assert response.status_code == 422 and "target of 1 experiment" in response.get_data(as_text=True)
-    assert post(editor, f"/journeys/stages/{stage_id(db_engine, 'renewal')}/delete").status_code == 303
+    assert response.status_code == 422 and "target of 1 experiment" in response.get_data(
+        as_text=True
+    )
+    assert (
+        post(editor, f"/journeys/stages/{stage_id(db_engine, 'renewal')}/delete").status_code == 303
+    )
     assert stages(db_engine) == ["onboarding", "adoption", "expansion"]
     with Session(db_engine) as session:
-        assert session.exec(select(AuditEvent.action).where(AuditEvent.action == "stage.delete")).one()
+        assert session.exec(
+            select(AuditEvent.action).where(AuditEvent.action == "stage.delete")
+        ).one()
 
 
 def test_permissions_and_unknown_ids(db_engine, login_as):
@@ -184,7 +245,10 @@ def test_permissions_and_unknown_ids(db_engine, login_as):
     editor = login_as("experimenter")
     assert post(editor, "/journeys/999999/stages", {"name": "x"}).status_code == 404
     assert post(editor, "/journeys/stages/999999", {"name": "x"}).status_code == 404
-    assert post(editor, "/journeys/stages/99999999999999999999/move", {"direction": "up"}).status_code == 404
+    assert (
+        post(editor, "/journeys/stages/99999999999999999999/move", {"direction": "up"}).status_code
+        == 404
+    )
     assert stage_count(db_engine) == len(DEFAULT_STAGES)
 
 
@@ -203,10 +267,15 @@ def test_the_service_keeps_positions_dense(session, factory):
 def test_a_stale_rename_is_409_with_the_input_kept(db_engine, login_as):
     first, second = login_as("experimenter"), login_as("experimenter")
     onboarding = stage_id(db_engine, "onboarding")
-    assert post(first, f"/journeys/stages/{onboarding}",
-                {"name": "welcome", "version": "1"}).status_code == 303
-    response = post(second, f"/journeys/stages/{onboarding}",
-                    {"name": "first week", "version": "1"})
+    assert (
+        post(
+            first, f"/journeys/stages/{onboarding}", {"name": "welcome", "version": "1"}
+        ).status_code
+        == 303
+    )
+    response = post(
+        second, f"/journeys/stages/{onboarding}", {"name": "first week", "version": "1"}
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == 409
     assert f"The stage &#39;welcome&#39; was changed by {first.user.email}" in body
@@ -219,9 +288,14 @@ def test_a_stale_rename_is_409_with_the_input_kept(db_engine, login_as):
     assert stale.status_code == 409 and default_journey(db_engine).name == "Lifecycle"
 
 
-@pytest.mark.parametrize("suffix, data", [
-    ("", {"name": "welcome"}), ("/move", {"direction": "down"}), ("/delete", {}),
-])
+@pytest.mark.parametrize(
+    "suffix, data",
+    [
+        ("", {"name": "welcome"}),
+        ("/move", {"direction": "down"}),
+        ("/delete", {}),
+    ],
+)
 def test_a_stage_form_without_a_version_is_422(db_engine, editor, suffix, data):
     adoption = stage_id(db_engine, "adoption")
     response = post(editor, f"/journeys/stages/{adoption}{suffix}", {**data, "version": ""})

@@ -81,7 +81,7 @@ def post(client, url: str, data: dict | None = None, *, htmx: bool = False):
 
 
 def is_fragment(body: str) -> bool:
-    return "<html" not in body and "<nav aria-label=\"Main\">" not in body
+    return "<html" not in body and '<nav aria-label="Main">' not in body
 
 
 def root_id(db_engine) -> int:
@@ -92,8 +92,15 @@ def root_id(db_engine) -> int:
 
 
 def test_tree_page_shows_every_node_with_its_facts_and_rollup(db_engine, login_as):
-    lever = make_node(db_engine, "Churn", kind="lever", leading_metric="Logo churn", baseline=0.07, target=0.05,
-                      hypothesis="If fewer leave, then NRR rises because churn is the biggest loss.")
+    lever = make_node(
+        db_engine,
+        "Churn",
+        kind="lever",
+        leading_metric="Logo churn",
+        baseline=0.07,
+        target=0.05,
+        hypothesis="If fewer leave, then NRR rises because churn is the biggest loss.",
+    )
     driver = make_node(db_engine, "Activation", parent="Churn")
     make_experiment(db_engine, driver, "checklist", status="running")
     make_experiment(db_engine, lever, "winback", status="decided", decision="ship")
@@ -108,7 +115,11 @@ def test_tree_page_shows_every_node_with_its_facts_and_rollup(db_engine, login_a
     assert "Edit</a>" not in body  # a viewer gets no edit links
     assert "HX-Request" in response.headers["Vary"]
     fragment = client.get("/tree/", headers=HX).get_data(as_text=True)
-    assert is_fragment(fragment) and fragment.lstrip().startswith("{#") is False and 'id="tree"' in fragment
+    assert (
+        is_fragment(fragment)
+        and fragment.lstrip().startswith("{#") is False
+        and 'id="tree"' in fragment
+    )
 
 
 @pytest.mark.parametrize("form", ["edit", "children/new", "move", "delete"])
@@ -120,7 +131,12 @@ def test_each_inline_form_opens_as_a_page_and_as_a_fragment(db_engine, editor, f
     assert "<html" in body and "<form" in body and 'name="csrf_token"' in body
     fragment = editor.get(f"/tree/{node.id}/{form}", headers=HX)
     fbody = fragment.get_data(as_text=True)
-    assert fragment.status_code == 200 and is_fragment(fbody) and 'id="tree"' in fbody and "<form" in fbody
+    assert (
+        fragment.status_code == 200
+        and is_fragment(fbody)
+        and 'id="tree"' in fbody
+        and "<form" in fbody
+    )
     # every field has a label, every form posts with hx-post to the tree
     for field_id in re.findall(r'<(?:input|select|textarea)[^>]* id="([^"]+)"', fbody):
         assert f'for="{field_id}"' in fbody, field_id
@@ -140,18 +156,32 @@ def test_edit_links_are_urls_with_htmx_twins(db_engine, editor):
 
 def test_add_child_then_edit_it_without_js(db_engine, editor):
     root = root_id(db_engine)
-    response = post(editor, f"/tree/{root}/children", {"name": "Expansion", "kind": "lever",
-                                                       "leading_metric": "Expansion MRR", "baseline": "0.06",
-                                                       "target": "0.09", "hypothesis": "If we…", "status": "active"})
+    response = post(
+        editor,
+        f"/tree/{root}/children",
+        {
+            "name": "Expansion",
+            "kind": "lever",
+            "leading_metric": "Expansion MRR",
+            "baseline": "0.06",
+            "target": "0.09",
+            "hypothesis": "If we…",
+            "status": "active",
+        },
+    )
     assert response.status_code == 303
     node = nodes(db_engine)["Expansion"]
     assert response.headers["Location"].endswith(f"/tree/#node-{node.id}")
     assert (node.parent_id, node.baseline, node.target) == (root, 0.06, 0.09)
-    response = post(editor, f"/tree/{node.id}", {"name": "Expansion lever", "kind": "lever", "status": "paused"})
+    response = post(
+        editor, f"/tree/{node.id}", {"name": "Expansion lever", "kind": "lever", "status": "paused"}
+    )
     assert response.status_code == 303
     assert nodes(db_engine)["Expansion lever"].status == "paused"
     with Session(db_engine) as session:
-        actions = session.exec(select(AuditEvent.action).where(AuditEvent.entity_type == "driver_node")).all()
+        actions = session.exec(
+            select(AuditEvent.action).where(AuditEvent.entity_type == "driver_node")
+        ).all()
     assert actions == ["node.create", "node.update"]
 
 
@@ -163,24 +193,30 @@ def test_an_htmx_edit_is_a_303_to_the_tree_fragment(db_engine, editor):
     assert is_fragment(followed) and "Renamed" in followed
 
 
-@pytest.mark.parametrize(("data", "field_id", "message"), [
-    ({"name": ""}, "name", "is required"),
-    ({"name": "n" * 201}, "name", "at most 200 characters"),
-    ({"name": "x", "hypothesis": "h" * 10_001}, "hypothesis", "at most 10,000 characters"),
-    ({"name": "x", "baseline": "high"}, "baseline", "must be a number"),
-    ({"name": "x", "owner_id": "999999"}, "owner", "unknown owner"),
-    ({"name": "x", "team_id": "424242"}, "team", "unknown team"),
-    ({"name": "x", "kind": "root"}, "kind", "must be one of"),
-])
+@pytest.mark.parametrize(
+    ("data", "field_id", "message"),
+    [
+        ({"name": ""}, "name", "is required"),
+        ({"name": "n" * 201}, "name", "at most 200 characters"),
+        ({"name": "x", "hypothesis": "h" * 10_001}, "hypothesis", "at most 10,000 characters"),
+        ({"name": "x", "baseline": "high"}, "baseline", "must be a number"),
+        ({"name": "x", "owner_id": "999999"}, "owner", "unknown owner"),
+        ({"name": "x", "team_id": "424242"}, "team", "unknown team"),
+        ({"name": "x", "kind": "root"}, "kind", "must be one of"),
+    ],
+)
 @pytest.mark.parametrize("htmx", [False, True])
-def test_bad_input_is_a_422_with_the_message_beside_the_field_and_nothing_stored(db_engine, editor, data, field_id,
-                                                                                   message, htmx):
+def test_bad_input_is_a_422_with_the_message_beside_the_field_and_nothing_stored(
+    db_engine, editor, data, field_id, message, htmx
+):
     root = root_id(db_engine)
     before = node_count(db_engine)
     response = post(editor, f"/tree/{root}/children", data, htmx=htmx)
     body = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert re.search(rf'id="add-{root}-{field_id}-error">[^<]*{re.escape(message)}', body), body[-3000:]
+    assert re.search(rf'id="add-{root}-{field_id}-error">[^<]*{re.escape(message)}', body), body[
+        -3000:
+    ]
     assert re.search(rf'aria-describedby="[^"]*add-{root}-{field_id}-error"', body)
     assert node_count(db_engine) == before
     assert is_fragment(body) == htmx
@@ -189,14 +225,23 @@ def test_bad_input_is_a_422_with_the_message_beside_the_field_and_nothing_stored
 def test_html_in_every_text_field_is_stored_verbatim_and_rendered_escaped(db_engine, editor):
     root = root_id(db_engine)
     script = "<script>alert(1)</script>"
-    response = post(editor, f"/tree/{root}/children", {"name": script, "leading_metric": f"<b>{script}</b>",
-                                                       "hypothesis": f"<img src=x onerror=alert(1)>{script}"})
+    response = post(
+        editor,
+        f"/tree/{root}/children",
+        {
+            "name": script,
+            "leading_metric": f"<b>{script}</b>",
+            "hypothesis": f"<img src=x onerror=alert(1)>{script}",
+        },
+    )
     assert response.status_code == 303
     body = editor.get("/tree/").get_data(as_text=True)
     assert script not in body and "<img src=x" not in body and "<b>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     # and in a 422 re-render
-    response = post(editor, f"/tree/{root}/children", {"name": script, "baseline": "nope", "hypothesis": script})
+    response = post(
+        editor, f"/tree/{root}/children", {"name": script, "baseline": "nope", "hypothesis": script}
+    )
     assert response.status_code == 422 and script not in response.get_data(as_text=True)
 
 
@@ -211,7 +256,9 @@ def test_move_under_own_descendant_is_a_422_with_a_clear_message(db_engine, edit
     assert nodes(db_engine)["Churn"].parent_id == root_id(db_engine)
     # the move form does not even offer the branch
     form = editor.get(f"/tree/{churn.id}/move").get_data(as_text=True)
-    assert f'<option value="{activation.id}"' not in form and f'<option value="{churn.id}"' not in form
+    assert (
+        f'<option value="{activation.id}"' not in form and f'<option value="{churn.id}"' not in form
+    )
 
 
 def test_move_and_root_rules(db_engine, editor):
@@ -223,7 +270,9 @@ def test_move_and_root_rules(db_engine, editor):
     response = post(editor, f"/tree/{root}/move", {"parent_id": a.id})
     assert response.status_code == 422 and "root cannot be moved" in response.get_data(as_text=True)
     response = post(editor, f"/tree/{root}/delete", {"policy": "reparent"})
-    assert response.status_code == 422 and "root cannot be deleted" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "root cannot be deleted" in response.get_data(
+        as_text=True
+    )
 
 
 def test_delete_asks_what_to_do_and_reparents_to_the_parent_by_default(db_engine, editor):
@@ -233,15 +282,24 @@ def test_delete_asks_what_to_do_and_reparents_to_the_parent_by_default(db_engine
     make_experiment(db_engine, doomed, "orphan-candidate")
     question = editor.get(f"/tree/{doomed.id}/delete").get_data(as_text=True)
     assert "It has 1 child node and 1 experiment" in question
-    assert 'name="policy" value="reparent"' in question and 'name="policy" value="refuse"' in question
+    assert (
+        'name="policy" value="reparent"' in question and 'name="policy" value="refuse"' in question
+    )
     assert f'<option value="{lever.id}" selected>' in question and "(its parent)" in question
     assert "hx-confirm=" in question
-    response = post(editor, f"/tree/{doomed.id}/delete", {"policy": "reparent", "target_id": str(lever.id)})
+    response = post(
+        editor, f"/tree/{doomed.id}/delete", {"policy": "reparent", "target_id": str(lever.id)}
+    )
     assert response.status_code == 303
     after = nodes(db_engine)
     assert "Doomed" not in after and after["Child"].parent_id == lever.id
     with Session(db_engine) as session:
-        assert session.exec(select(Experiment.node_id).where(Experiment.key == "orphan-candidate")).one() == lever.id
+        assert (
+            session.exec(
+                select(Experiment.node_id).where(Experiment.key == "orphan-candidate")
+            ).one()
+            == lever.id
+        )
 
 
 def test_refusing_a_non_empty_delete_is_a_422_and_nothing_changes(db_engine, editor):
@@ -254,10 +312,16 @@ def test_refusing_a_non_empty_delete_is_a_422_and_nothing_changes(db_engine, edi
     assert "still has 1 child node and 0 experiments, so it was not deleted" in body
     assert node_count(db_engine) == before
     target_inside = nodes(db_engine)["Child"].id
-    response = post(editor, f"/tree/{doomed.id}/delete", {"policy": "reparent", "target_id": target_inside})
-    assert response.status_code == 422 and "inside the branch being deleted" in response.get_data(as_text=True)
+    response = post(
+        editor, f"/tree/{doomed.id}/delete", {"policy": "reparent", "target_id": target_inside}
+    )
+    assert response.status_code == 422 and "inside the branch being deleted" in response.get_data(
+        as_text=True
+    )
     empty = make_node(db_engine, "Empty")
-    assert "It has no child nodes and no experiments" in editor.get(f"/tree/{empty.id}/delete").get_data(as_text=True)
+    assert "It has no child nodes and no experiments" in editor.get(
+        f"/tree/{empty.id}/delete"
+    ).get_data(as_text=True)
     assert post(editor, f"/tree/{empty.id}/delete", {"policy": "refuse"}).status_code == 303
 
 
@@ -285,7 +349,12 @@ def test_team_scoped_nodes(db_engine, login_as):
         assert grower.get(url).status_code == 404
     assert post(grower, f"/tree/{secret.id}", {"name": "Mine"}).status_code == 404
     assert post(grower, f"/tree/{secret.id}/delete", {"policy": "reparent"}).status_code == 404
-    assert post(grower, f"/tree/{mine.id}", {"name": "Growth lever 2", "team_id": teams["growth"]}).status_code == 303
+    assert (
+        post(
+            grower, f"/tree/{mine.id}", {"name": "Growth lever 2", "team_id": teams["growth"]}
+        ).status_code
+        == 303
+    )
     # a growth viewer sees the node but may not change it
     assert watcher.get(f"/tree/{mine.id}/edit").status_code == 403
     response = post(watcher, f"/tree/{mine.id}", {"name": "Nope", "team_id": teams["growth"]})
@@ -299,8 +368,11 @@ def test_posts_need_a_csrf_token_and_accept_the_htmx_header(db_engine, editor):
     node = make_node(db_engine, "Expansion")
     refused = editor.post(f"/tree/{node.id}", data={"name": "No token"})
     assert refused.status_code == 400
-    accepted = editor.post(f"/tree/{node.id}", data={"name": "Header token", "version": "1"},
-                           headers={**HX, "X-CSRFToken": editor.csrf})
+    accepted = editor.post(
+        f"/tree/{node.id}",
+        data={"name": "Header token", "version": "1"},
+        headers={**HX, "X-CSRFToken": editor.csrf},
+    )
     assert accepted.status_code == 303
     assert "Header token" in nodes(db_engine)
 
@@ -308,7 +380,7 @@ def test_posts_need_a_csrf_token_and_accept_the_htmx_header(db_engine, editor):
 def test_dashboard_still_draws_the_read_only_tree(db_engine, login_as):
     make_node(db_engine, "Expansion", kind="lever")
     body = login_as("experimenter").get("/").get_data(as_text=True)
-    assert "Expansion" in body and "hx-get=\"/tree/" not in body
+    assert "Expansion" in body and 'hx-get="/tree/' not in body
 
 
 # ---------------------------------------------------------------- versions and team changes
@@ -317,10 +389,24 @@ def test_dashboard_still_draws_the_read_only_tree(db_engine, login_as):
 def test_a_stale_save_is_409_naming_who_changed_it_with_the_input_kept(db_engine, login_as):
     node = make_node(db_engine, "Expansion", kind="lever")
     first, second = login_as("experimenter"), login_as("experimenter")
-    assert post(first, f"/tree/{node.id}", {"name": "Expansion (first)", "kind": "lever",
-                                            "version": "1"}).status_code == 303
-    response = post(second, f"/tree/{node.id}", {"name": "Expansion (second)", "kind": "lever",
-                                                 "leading_metric": "Seats added", "version": "1"})
+    assert (
+        post(
+            first,
+            f"/tree/{node.id}",
+            {"name": "Expansion (first)", "kind": "lever", "version": "1"},
+        ).status_code
+        == 303
+    )
+    response = post(
+        second,
+        f"/tree/{node.id}",
+        {
+            "name": "Expansion (second)",
+            "kind": "lever",
+            "leading_metric": "Seats added",
+            "version": "1",
+        },
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == 409
     assert f"was changed by {first.user.name or first.user.email} on " in body
@@ -330,11 +416,14 @@ def test_a_stale_save_is_409_naming_who_changed_it_with_the_input_kept(db_engine
     assert nodes(db_engine)["Expansion (first)"].version == 2
 
 
-@pytest.mark.parametrize("url_suffix, data", [
-    ("", {"name": "Renamed", "kind": "lever"}),
-    ("/move", {"parent_id": "PARENT"}),
-    ("/delete", {"policy": "reparent"}),
-])
+@pytest.mark.parametrize(
+    "url_suffix, data",
+    [
+        ("", {"name": "Renamed", "kind": "lever"}),
+        ("/move", {"parent_id": "PARENT"}),
+        ("/delete", {"policy": "reparent"}),
+    ],
+)
 @pytest.mark.parametrize("version", ["", "x", "2.0"])
 def test_a_tree_form_without_a_usable_version_is_422(db_engine, editor, url_suffix, data, version):
     node = make_node(db_engine, "Expansion", kind="lever")
@@ -353,15 +442,18 @@ def test_changing_a_nodes_team_needs_edit_rights_on_both_teams(db_engine, login_
     with Session(db_engine) as session:
         teams = {t.slug: t.id for t in session.exec(select(Team)).all()}
     node = make_node(db_engine, "Growth lever", team_id=teams["growth"])
-    member = login_as("experimenter", teams={"growth": "experimenter", "success": "experimenter",
-                                             "finance": "viewer"})
+    member = login_as(
+        "experimenter",
+        teams={"growth": "experimenter", "success": "experimenter", "finance": "viewer"},
+    )
     # Shared (no team) would show the node to every team: admins only.
     shared = post(member, f"/tree/{node.id}", {"name": "Growth lever", "team_id": ""})
     assert shared.status_code == 422
     assert "only an admin can make a team" in shared.get_data(as_text=True)
     # A team where the member only views: refused.
-    viewer_side = post(member, f"/tree/{node.id}", {"name": "Growth lever",
-                                                     "team_id": teams["finance"]})
+    viewer_side = post(
+        member, f"/tree/{node.id}", {"name": "Growth lever", "team_id": teams["finance"]}
+    )
     assert viewer_side.status_code == 422
     assert nodes(db_engine)["Growth lever"].team_id == teams["growth"]
     # Edit rights on both sides: allowed.
@@ -374,5 +466,7 @@ def test_changing_a_nodes_team_needs_edit_rights_on_both_teams(db_engine, login_
     assert nodes(db_engine)["Growth lever"].team_id is None
     with Session(db_engine) as session:
         updates = session.exec(select(AuditEvent).where(AuditEvent.action == "node.update")).all()
-    assert [e.diff["team_id"] for e in updates] == [[teams["growth"], teams["success"]],
-                                                   [teams["success"], None]]
+    assert [e.diff["team_id"] for e in updates] == [
+        [teams["growth"], teams["success"]],
+        [teams["success"], None],
+    ]
