@@ -116,13 +116,14 @@ class Review:
                 "branch": self.branch,
                 "quarter_start": self.quarter_start.isoformat(),
             },
-            "needs_decision": [{"key": r.key, "reasons": r.review["needs_decision"]}
+            "needs_decision": [{"key": r.key, "reasons": list(r.review.needs_decision)}
                                for r in self.needs_decision],
-            "changed": [{"key": r.key, "changes": r.review["changes"],
-                         "verdict_before": r.review["verdict_before"],
-                         "verdict_now": r.review["verdict_now"]}
+            "changed": [{"key": r.key, "changes": [c.to_json() for c in r.review.changes],
+                         "verdict_before": r.review.verdict_before,
+                         "verdict_now": r.review.verdict_now}
                         for r in self.changed],
-            "alerts": [{"key": r.key, "alerts": r.review["alerts"]} for r in self.alerts],
+            "alerts": [{"key": r.key, "alerts": [a.to_json() for a in r.review.alerts]}
+                       for r in self.alerts],
             "driver_tree_summary": self.summary,
             "portfolio": [{"key": line["row"].key, "branch": line["branch"],
                            "variant": line["comparison"].get("variant"),
@@ -313,9 +314,9 @@ def build_review(
         week=the_week, window=window, mode=mode, frozen=frozen,
         editable=mode == "week" and meeting is not None,
         date_from=first, date_to=last, branch=branch_info, branch_choices=choices, rows=rows,
-        needs_decision=[r for r in rows if r.review["needs_decision"]],
-        changed=[r for r in rows if r.review["changes"]],
-        alerts=[r for r in rows if r.review["alerts"]],
+        needs_decision=[r for r in rows if r.review.needs_decision],
+        changed=[r for r in rows if r.review.changes],
+        alerts=[r for r in rows if r.review.alerts],
         summary=[], portfolio=_portfolio(rows), agenda=[],
         meeting_id=meeting.id if meeting else None,
     )

@@ -36,16 +36,97 @@ from experiments.rules import project_enrolment
 
 
 @dataclass(frozen=True)
+class Change:
+    """Something that happened in the review's window (started, amended, new data …)."""
+
+    kind: str
+    at: str | None
+    text: str
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"kind": self.kind, "at": self.at, "text": self.text}
+        return {**data, "reason": self.reason} if self.reason is not None else data
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text}
+
+
+@dataclass(frozen=True)
+class EnrolmentOutlook:
+    """:func:`experiments.rules.project_enrolment` as the review stores it."""
+
+    rate_per_day: float
+    projected: int | None
+    reaches: bool | None
+    expected_date: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rate_per_day": self.rate_per_day, "projected": self.projected,
+                "reaches": self.reaches, "expected_date": self.expected_date}
+
+
+@dataclass(frozen=True)
+class ReviewFlags:
+    """Why an experiment is on the review: reasons it needs a decision, what changed in
+    the window (and the verdict before and now), alerts, and its enrolment outlook."""
+
+    needs_decision: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()
+    verdict_before: str | None = None
+    verdict_now: str | None = None
+    verdict_changed: bool = False
+    alerts: tuple[Alert, ...] = ()
+    smallest_arm: int | None = None
+    required_n: int | None = None
+    projection: EnrolmentOutlook | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "needs_decision": list(self.needs_decision),
+            "changes": [c.to_json() for c in self.changes],
+            "verdict_before": self.verdict_before, "verdict_now": self.verdict_now,
+            "verdict_changed": self.verdict_changed,
+            "alerts": [a.to_json() for a in self.alerts],
+            "smallest_arm": self.smallest_arm, "required_n": self.required_n,
+            "projection": self.projection.to_json() if self.projection else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ReviewFlags:
+        data = data or {}
+        outlook = data.get("projection")
+        return cls(
+            needs_decision=tuple(str(r) for r in data.get("needs_decision") or []),
+            changes=tuple(Change(str(c.get("kind")), c.get("at"), str(c.get("text") or ""),
+                                 c.get("reason")) for c in data.get("changes") or []
+                          if isinstance(c, Mapping)),
+            verdict_before=data.get("verdict_before"), verdict_now=data.get("verdict_now"),
+            verdict_changed=bool(data.get("verdict_changed")),
+            alerts=tuple(Alert(str(a.get("kind")), str(a.get("text") or ""))
+                         for a in data.get("alerts") or [] if isinstance(a, Mapping)),
+            smallest_arm=data.get("smallest_arm"), required_n=data.get("required_n"),
+            projection=EnrolmentOutlook(
+                float(outlook.get("rate_per_day") or 0.0), outlook.get("projected"),
+                outlook.get("reaches"), outlook.get("expected_date"))
+            if isinstance(outlook, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True)
 class ReviewRow:
     """One experiment on a review: its document then, and the review's reasons.
 
-    ``review`` holds ``needs_decision`` (reasons), ``changes``, ``verdict_before``,
-    ``verdict_now``, ``verdict_changed``, ``alerts``, ``smallest_arm``, ``required_n``
-    and ``projection``.
     """
 
     document: ExperimentDocument
-    review: Mapping[str, Any]
+    review: ReviewFlags
 
     @property
     def experiment(self) -> ExperimentInfo:
@@ -60,16 +141,16 @@ class ReviewRow:
         return self.document.verdict
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.document.to_json(), "review": dict(self.review)}
+        return {**self.document.to_json(), "review": self.review.to_json()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ReviewRow:
         review = data.get("review") if isinstance(data.get("review"), Mapping) else {}
-        return cls(ExperimentDocument.from_json(data), review)
+        return cls(ExperimentDocument.from_json(data), ReviewFlags.from_json(review))
 
 
 def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocument,
-                 window: Window) -> dict[str, Any]:
+                 window: Window) -> ReviewFlags:
     """Which sections the experiment belongs in, and why."""
     info = document.experiment
     status = info.status
@@ -88,37 +169,36 @@ def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocum
         if planned_end is not None and today > planned_end:
             needs_decision.append(f"passed its planned end ({planned_end.isoformat()})")
 
-    changes: list[dict[str, Any]] = []
+    changes: list[Change] = []
     for kind, reached, moment in (("started", "running", experiment.started_at),
                                   ("stopped", "stopped", experiment.stopped_at),
                                   ("decided", "decided", experiment.decided_at)):
         if window.in_window(moment) and STATUS_ORDER.index(status) >= STATUS_ORDER.index(reached):
             text = kind if kind != "decided" else f"decided: {info.decision}"
-            changes.append({"kind": kind, "at": iso(moment), "text": text})
+            changes.append(Change(kind, iso(moment), text))
     for amendment in facts.amendments.get(experiment.id, []):
         if window.in_window(amendment.created_at):
-            changes.append({"kind": "amended", "at": iso(amendment.created_at),
-                            "text": (f"amended {amendment.field}: {amendment.old_value} → "
-                                     f"{amendment.new_value}"),
-                            "reason": amendment.reason})
+            changes.append(Change("amended", iso(amendment.created_at),
+                                  (f"amended {amendment.field}: {amendment.old_value} → "
+                                   f"{amendment.new_value}"), amendment.reason))
     for dataset in facts.datasets_of.get(experiment.id, []):
         if window.in_window(dataset.uploaded_at):
-            changes.append({"kind": "new_data", "at": iso(dataset.uploaded_at),
-                            "text": (f"new data: version {dataset.version}, "
-                                     f"{dataset.row_count:,} rows")})
+            changes.append(Change("new_data", iso(dataset.uploaded_at),
+                                  (f"new data: version {dataset.version}, "
+                                   f"{dataset.row_count:,} rows")))
     before = facts.snapshot_head(experiment.id, lambda moment: moment < window.changes_from)
     verdict_before = before[3] if before else None
     verdict_now = document.verdict
     now_head = document.snapshot_id
     recomputed = now_head is not None and (before is None or before[1] != now_head)
     if recomputed and verdict_before != verdict_now \
-            and not any(c["kind"] == "new_data" for c in changes):
-        changes.append({"kind": "verdict", "at": document.computed_at,
-                        "text": (f"verdict changed: {verdict_before or 'no results'} → "
-                                 f"{verdict_now or 'no results'}")})
-    changes.sort(key=lambda c: c["at"] or "")
+            and not any(c.kind == "new_data" for c in changes):
+        changes.append(Change("verdict", document.computed_at,
+                              (f"verdict changed: {verdict_before or 'no results'} → "
+                               f"{verdict_now or 'no results'}")))
+    changes.sort(key=lambda c: c.at or "")
 
-    alerts: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
     result = document.result
     srm = (result.get("srm") or {}) if result else {}
     if status in ("running", "stopped") and srm.get("flag"):
@@ -126,11 +206,10 @@ def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocum
         p = float(p) if isinstance(p, int | float) else None
         shown = "p < 0.001" if p is not None and p < 0.001 \
             else (f"p = {p:.3g}" if p is not None else "unplanned variant")
-        alerts.append({"kind": "srm",
-                       "text": f"sample ratio mismatch ({shown}): results cannot be trusted"})
+        alerts.append(Alert("srm", f"sample ratio mismatch ({shown}): results cannot be trusted"))
     if status == "running" and planned_end is not None and today > planned_end:
-        alerts.append({"kind": "past_end",
-                       "text": f"still running past its planned end ({planned_end.isoformat()})"})
+        alerts.append(Alert("past_end",
+                            f"still running past its planned end ({planned_end.isoformat()})"))
     projection = None
     if status == "running" and planned_end is not None and today <= planned_end:
         uploaded = document.dataset.uploaded_at if document.dataset else None
@@ -139,27 +218,19 @@ def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocum
                                   required=required, planned_end=planned_end)
         if found is not None:
             expected = iso(found.expected_date)
-            projection = {"rate_per_day": found.rate_per_day, "projected": found.projected,
-                          "reaches": found.reaches, "expected_date": expected}
+            projection = EnrolmentOutlook(found.rate_per_day, found.projected, found.reaches,
+                                          expected)
             if not found.reaches:
-                alerts.append({
-                    "kind": "sample_size",
-                    "text": (f"will not reach {required:,} accounts per arm by "
-                             f"{planned_end.isoformat()} at the current enrolment rate (about "
-                             f"{found.projected:,} expected"
-                             + (f"; reached around {expected}" if expected else "") + ")"),
-                })
-    return {
-        "needs_decision": needs_decision,
-        "changes": changes,
-        "verdict_before": verdict_before,
-        "verdict_now": verdict_now,
-        "verdict_changed": verdict_before != verdict_now,
-        "alerts": alerts,
-        "smallest_arm": smallest,
-        "required_n": required,
-        "projection": projection,
-    }
+                alerts.append(Alert("sample_size", (
+                    f"will not reach {required:,} accounts per arm by "
+                    f"{planned_end.isoformat()} at the current enrolment rate (about "
+                    f"{found.projected:,} expected"
+                    + (f"; reached around {expected}" if expected else "") + ")")))
+    return ReviewFlags(
+        needs_decision=tuple(needs_decision), changes=tuple(changes),
+        verdict_before=verdict_before, verdict_now=verdict_now,
+        verdict_changed=verdict_before != verdict_now, alerts=tuple(alerts),
+        smallest_arm=smallest, required_n=required, projection=projection)
 
 
 def review_rows(session: Session, window: Window,

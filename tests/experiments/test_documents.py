@@ -119,7 +119,7 @@ def test_an_old_frozen_copy_loads_and_converts_to_the_one_shape():
     assert row.experiment.path_ids == (1, 2, 5)
     assert row.document.dataset.version == 2
     assert row.document.headline_comparison()["uplift_abs"] == 0.031
-    assert row.review["needs_decision"] == OLD_SEEN["review"]["needs_decision"]
+    assert row.review.to_json()["needs_decision"] == OLD_SEEN["review"]["needs_decision"]
     data = row.to_json()
     assert data["experiment"]["team"] == {"id": 7, "name": "Growth"}
     assert data["comparisons"] == OLD_SEEN["result"]["comparisons"]
@@ -212,10 +212,10 @@ def test_the_review_and_the_results_page_project_enrolment_alike(session, factor
 
     now = started + timedelta(hours=13)
     (row,) = build_review(session, admin, "2026-W48", now=now).rows
-    projection = row.review["projection"]
+    projection = row.review.to_json()["projection"]
     assert projection["expected_date"] == "2026-11-28"
     assert projection["rate_per_day"] == pytest.approx(200.0)
     assert (projection["projected"], projection["reaches"]) == (1000, True)
-    assert [a["kind"] for a in row.review["alerts"]] == []
+    assert [a["kind"] for a in row.review.to_json()["alerts"]] == []
     assert load_results(session, experiment).expected_date == date(2026, 11, 28)
     session.rollback()

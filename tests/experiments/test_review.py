@@ -319,31 +319,31 @@ def test_each_experiments_verdict_is_the_one_in_force_then(session, scenario, pe
 def test_changes_name_what_happened_and_the_verdict_change(session, scenario, people):
     w3 = build_review(session, people["admin"], "2026-W48", now=NOW)
     rows = {r.key: r for r in w3.changed}
-    win = rows["win-late"].review
+    win = rows["win-late"].review.to_json()
     assert (win["verdict_before"], win["verdict_now"]) == ("underpowered", "win")
     assert [c["kind"] for c in win["changes"]] == ["new_data"]
     assert "version 2" in win["changes"][0]["text"]
-    assert [c["kind"] for c in rows["amended"].review["changes"]] == ["amended"]
-    assert "mde" in rows["amended"].review["changes"][0]["text"]
-    assert [c["kind"] for c in rows["started-w3"].review["changes"]] == ["started"]
-    assert [c["kind"] for c in rows["decided-ship"].review["changes"]] == ["decided"]
+    assert [c["kind"] for c in rows["amended"].review.to_json()["changes"]] == ["amended"]
+    assert "mde" in rows["amended"].review.to_json()["changes"][0]["text"]
+    assert [c["kind"] for c in rows["started-w3"].review.to_json()["changes"]] == ["started"]
+    assert [c["kind"] for c in rows["decided-ship"].review.to_json()["changes"]] == ["decided"]
     w2 = build_review(session, people["admin"], "2026-W47", now=NOW)
-    win2 = next(r for r in w2.changed if r.key == "win-late").review
+    win2 = next(r for r in w2.changed if r.key == "win-late").review.to_json()
     assert (win2["verdict_before"], win2["verdict_now"]) == (None, "underpowered")
-    kinds = {r.key: [c["kind"] for c in r.review["changes"]] for r in w2.changed}
+    kinds = {r.key: [c["kind"] for c in r.review.to_json()["changes"]] for r in w2.changed}
     assert kinds["decided-ship"] == ["stopped", "decided"]
 
 
 def test_reasons_and_alerts_say_why(session, scenario, people):
     w3 = build_review(session, people["admin"], "2026-W48", now=NOW)
-    reasons = {r.key: r.review["needs_decision"] for r in w3.needs_decision}
+    reasons = {r.key: r.review.to_json()["needs_decision"] for r in w3.needs_decision}
     assert reasons["win-late"][0].startswith("reached the required sample size")
     assert reasons["stopped-undecided"] == ["stopped without a decision"]
     assert reasons["amended"][0].startswith("passed its planned end")
-    alerts = {r.key: [a["kind"] for a in r.review["alerts"]] for r in w3.alerts}
+    alerts = {r.key: [a["kind"] for a in r.review.to_json()["alerts"]] for r in w3.alerts}
     assert alerts == {"amended": ["past_end"], "srm-running": ["srm"]}
     w1 = build_review(session, people["admin"], "2026-W46", now=NOW)
-    amended = next(r for r in w1.alerts if r.key == "amended").review
+    amended = next(r for r in w1.alerts if r.key == "amended").review.to_json()
     assert [a["kind"] for a in amended["alerts"]] == ["sample_size"]
     projection = amended["projection"]
     assert not projection["reaches"] and projection["projected"] < amended["required_n"]
