@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from sqlmodel import Session
 
 from experiments.models import User
 from experiments.registry import ExperimentRow, list_experiments, registry_rows
-from experiments.review import build_review, week_of
+from experiments.review import ReviewRow, build_review, week_of
 from experiments.tree import TreeNode, load_tree
 
 #: How far back "recent changes" reach on the dashboard.
@@ -22,9 +21,9 @@ _STATUS_ORDER = {"running": 0, "stopped": 1, "draft": 2, "decided": 3}
 class Dashboard:
     roots: list[TreeNode]
     experiments: list[ExperimentRow]
-    needs_decision: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-    changed: list[dict[str, Any]]
+    needs_decision: list[ReviewRow]
+    alerts: list[ReviewRow]
+    changed: list[ReviewRow]
 
 
 def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
