@@ -500,6 +500,7 @@ def test_a_stale_form_is_a_409_with_a_clear_message(world):
     )
     kept = stale_edit.get_data(as_text=True)
     assert stale_edit.status_code == 409 and "Nothing of yours was saved" in kept
+    assert "Please fix" not in kept  # a conflict is not a field to fix
     # The loser's input comes back in the form, on the current version.
     assert 'value="Mine"' in kept and 'name="version" value="2"' in kept
     assert world.experiment().name == "Seat nudge"
