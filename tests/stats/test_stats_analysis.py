@@ -604,8 +604,8 @@ def test_summary_sentences():
             ),
             0.05,
         )
-        == "The NRR uplift of Treatment could not be computed: uplift not computed: "
-        "'treatment' has no accounts."
+        # issue 13 item 11: the reason is quoted once, not "could not be computed: … not computed"
+        == "The NRR uplift of Treatment could not be computed: 'treatment' has no accounts."
     )
     with pytest.raises(ValueError, match="alpha"):
         summary_sentence(_comparison(), 5)
