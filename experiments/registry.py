@@ -32,7 +32,7 @@ from experiments.input_rules import (
     read_choice,
     read_text,
 )
-from experiments.journeys import stage_label
+from experiments.journeys import stage_choices, stage_label
 from experiments.models import (
     DECISIONS,
     EXPERIMENT_STATUSES,
@@ -57,7 +57,7 @@ from experiments.plan_input import (
     read_plan,
     read_reason,
 )
-from experiments.tree import ancestry, branch_ids, team_change_problem
+from experiments.tree import ancestry, branch_ids, latest_verdicts, team_change_problem
 from experiments.users import role_rank
 from experiments.versioning import check_version, compare_and_set, expected_version
 
@@ -743,9 +743,6 @@ class ExperimentRow:
 
 def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[ExperimentRow]:
     """The registry's lines for ``experiments`` (names looked up once, not per row)."""
-    from experiments.journeys import stage_choices
-    from experiments.tree import latest_verdicts
-
     nodes = dict(session.exec(select(DriverNode.id, DriverNode.name)).all())
     stages = dict(stage_choices(session))
     users = {u.id: u for u in session.exec(select(User)).all()}

@@ -29,6 +29,7 @@ from experiments.models import (
     User,
     utcnow,
 )
+from experiments.registry import decide_experiment, stop_experiment
 from experiments.review_rows import ReviewRow
 from experiments.review_weeks import aware, iso, parse_week
 from experiments.users import role_rank
@@ -280,8 +281,6 @@ def _decide_experiment(session: Session, experiment: Experiment, decision: str, 
 
     The registry audits each step (``experiment.stop``, ``experiment.decide``).
     """
-    from experiments.registry import decide_experiment, stop_experiment
-
     if experiment.status == "running":
         stop_experiment(session, experiment.key, actor=actor)
     try:
