@@ -597,12 +597,16 @@ def delete_node(
     # Claim the node's version first: a concurrent edit or delete of it loses cleanly.
     _write(session, node, seen, {})
     position = _next_position(session, target.id)
+    # The moved rows change too: their versions go up, so a form opened on them before
+    # the delete is refused as stale instead of putting the old parent back.
     for offset, child in enumerate(children):
         child.parent_id = target.id
         child.position = position + offset
+        child.version += 1
         session.add(child)
     for experiment in experiments:
         experiment.node_id = target.id
+        experiment.version += 1
         session.add(experiment)
     session.flush()
     session.delete(node)

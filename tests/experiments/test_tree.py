@@ -199,6 +199,8 @@ def test_delete_reparents_children_and_experiments_to_the_parent(session, admin,
     assert (impact.children, impact.experiments) == (1, 1)
     assert session.get(DriverNode, doomed.id) is None
     assert child.parent_id == lever.id and experiment.node_id == lever.id
+    # Forms opened on the moved rows before the delete are now stale.
+    assert (child.version, experiment.version) == (2, 2)
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "node.delete")).one()
     assert event.diff["moved_to"] == [None, lever.id]
     assert event.diff["moved_experiments"] == [None, ["exp-one"]]
