@@ -138,3 +138,15 @@ def test_a_locked_database_is_a_busy_503_not_an_unreachable_one(app, login_as):
     body = response.get_data(as_text=True)
     assert response.status_code == 503 and response.headers["Retry-After"] == "2"
     assert "busy" in body and "unreachable" not in body
+
+
+def test_htmx_swaps_the_503_fragment_so_the_outage_is_seen(client):
+    """htmx drops 4xx/5xx bodies unless told otherwise: the layout lets 503 through."""
+    import json
+    import re
+
+    page = client.get("/login").get_data(as_text=True)
+    config = json.loads(re.search(r"name=\"htmx-config\" content='([^']+)'", page).group(1))
+    swapped = [rule for rule in config["responseHandling"] if rule.get("swap")]
+    assert any(re.fullmatch(rule["code"], "503") for rule in swapped), config["responseHandling"]
+    assert not any(re.fullmatch(rule["code"], "500") for rule in swapped)
