@@ -147,3 +147,22 @@ def test_a_draft_is_refused_before_anything_is_queued(queued_app, analyst, db_en
     assert response.status_code == 409 and "still a draft" in text_of(response)
     with Session(db_engine) as session:
         assert session.exec(select(func.count()).select_from(UploadJob)).one() == 0
+
+
+def test_a_duplicate_whose_twin_failed_says_so_instead_of_crashing(
+        queued_app, analyst, experiment, db_engine):
+    data = (HEADER + GOOD_ROWS).encode()
+    upload(analyst, experiment.key, data, "a.csv", htmx=True)
+    upload(analyst, experiment.key, data, "b.csv", htmx=True)
+    run_next_job(queued_app)
+    run_next_job(queued_app)
+    with Session(db_engine) as session:  # the twin's dataset is gone (a failed import)
+        second = session.exec(select(UploadJob).where(UploadJob.filename == "b.csv")).one()
+        second.dataset_id = None
+        session.add(second)
+        session.commit()
+        second_id = second.id
+    response = analyst.get(f"/experiments/{experiment.key}/uploads/{second_id}",
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "which did not finish; upload it again" in words(response)

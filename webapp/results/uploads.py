@@ -58,8 +58,11 @@ class UploadState:
     @property
     def identical_to(self) -> str:
         """Which stored version a duplicate matches, in words."""
-        version = self.dataset.version if self.dataset is not None else None
-        if version is not None and version == self.active_version:
+        if self.dataset is None:  # its twin was being imported at the same moment and failed
+            return ("a file another upload was importing at the same moment, which did not "
+                    "finish; upload it again")
+        version = self.dataset.version
+        if version == self.active_version:
             return f"the active dataset (version {version})"
         return f"dataset version {version}, an earlier upload"
 
