@@ -52,8 +52,12 @@ def pytest_collection_modifyitems(config, items):
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
             if missing and not REQUIRED:
-                item.add_marker(pytest.mark.skip(
-                    reason=f"browser tests skipped: {CHROMIUM} not found (apt-get install chromium)"))
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"browser tests skipped: {CHROMIUM} not found"
+                        " (apt-get install chromium)"
+                    )
+                )
 
 
 def _free_port() -> int:
@@ -63,10 +67,19 @@ def _free_port() -> int:
 
 
 def _nrrlab(*args: str, env: dict) -> None:
-    done = subprocess.run([sys.executable, "-m", "experiments.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if done.returncode != 0:
-        pytest.fail(f"nrrlab {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}", pytrace=False)
+        pytest.fail(
+            f"nrrlab {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -74,15 +87,26 @@ def server(tmp_path_factory):
     """Base URL of a running NRR Lab with an admin user and the default journey."""
     folder = tmp_path_factory.mktemp("e2e")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update({"DATABASE_URL": f"sqlite:///{folder / 'e2e.db'}", "NRRLAB_INSTANCE_PATH": str(folder),
-                "SECRET_KEY": "e" * 48, "NRRLAB_ENV": "development", "NRRLAB_PASSWORD": TEST_PASSWORD})
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{folder / 'e2e.db'}",
+            "NRRLAB_INSTANCE_PATH": str(folder),
+            "SECRET_KEY": "e" * 48,
+            "NRRLAB_ENV": "development",
+            "NRRLAB_PASSWORD": TEST_PASSWORD,
+        }
+    )
     _nrrlab("db", "upgrade", env=env)
     _nrrlab("create-user", ADMIN_EMAIL, "--role", "admin", "--name", ADMIN_NAME, env=env)
     _nrrlab("seed-demo", env=env)
     port = _free_port()
     log = (folder / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -112,7 +136,10 @@ def browser():
 
     executable = chromium_path()
     if executable is None:  # only when NRRLAB_REQUIRE_E2E=1; otherwise the tests were skipped
-        pytest.fail(f"NRRLAB_REQUIRE_E2E=1 but {CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
+        pytest.fail(
+            f"NRRLAB_REQUIRE_E2E=1 but {CHROMIUM} is missing (apt-get install chromium)",
+            pytrace=False,
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
@@ -133,16 +160,26 @@ class PageProblems:
         page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.console.append(str(e)))
         # ERR_ABORTED is a request the browser dropped itself because the page navigated on.
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url}: {r.failure}")
-                if "ERR_ABORTED" not in (r.failure or "") else None)
-        page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+        page.on(
+            "requestfailed",
+            lambda r: (
+                self.failed.append(f"{r.method} {r.url}: {r.failure}")
+                if "ERR_ABORTED" not in (r.failure or "")
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 500 else None,
+        )
 
     def allow(self, pattern: str) -> None:
         """Tolerate console errors matching the regular expression ``pattern`` from now on."""
         self.allowed.append(re.compile(pattern))
 
     def allow_status(self, status: int) -> None:
-        """Tolerate error answers with ``status`` (logged by Chromium, and by htmx for its requests)."""
+        """Tolerate error answers with ``status`` (logged by Chromium, and by htmx for its
+        requests)."""
         self.allow(rf"status of {status} |Response Status Error Code {status} from")
 
     def unexpected_console(self) -> list[str]:

@@ -18,7 +18,8 @@ from experiments.demo import Behaviour, generate_accounts_csv
 OVERFLOW_JS = """() => {
   const width = window.innerWidth;
   const scrolls = el => { for (let a = el.parentElement; a; a = a.parentElement) {
-      const o = getComputedStyle(a).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return true; }
+      const o = getComputedStyle(a).overflowX;
+      if (o === 'auto' || o === 'scroll' || o === 'hidden') return true; }
     return false; };
   const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
     (el.classList.length ? '.' + [...el.classList].join('.') : '');
@@ -26,25 +27,33 @@ OVERFLOW_JS = """() => {
   for (const el of document.body.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.right <= width + 1) continue;
-    // An absolutely positioned element escapes a scrolling wrapper that is not its containing block.
+    // An absolutely positioned element escapes a scrolling wrapper that is not its
+    // containing block.
     const escapes = ['absolute', 'fixed'].includes(getComputedStyle(el).position);
     if (!escapes && scrolls(el)) continue;
     const p = el.parentElement.getBoundingClientRect();
-    if (escapes || p.right <= width + 1) offenders.push(`${name(el.parentElement)} > ${name(el)} (right edge ${Math.round(r.right)} px)`);
+    if (escapes || p.right <= width + 1) {
+      offenders.push(
+        `${name(el.parentElement)} > ${name(el)} (right edge ${Math.round(r.right)} px)`);
+    }
   }
-  return {scrollWidth: document.documentElement.scrollWidth, innerWidth: width, offenders: offenders.slice(0, 8)};
+  return {scrollWidth: document.documentElement.scrollWidth, innerWidth: width,
+          offenders: offenders.slice(0, 8)};
 }"""
 
 #: Accessibility basics: labels, text alternatives, heading order, verdicts in words.
 A11Y_JS = """() => {
   const problems = [];
   const describe = el => el.outerHTML.slice(0, 140);
-  const text = id => { const t = document.getElementById(id); return t ? t.textContent.trim() : ''; };
+  const text = id => {
+    const t = document.getElementById(id); return t ? t.textContent.trim() : ''; };
   for (const el of document.querySelectorAll('input, select, textarea')) {
     if (el.type === 'hidden' || ['submit', 'button', 'reset', 'image'].includes(el.type)) continue;
-    const forLabel = el.id && [...document.querySelectorAll('label[for]')].some(l => l.htmlFor === el.id && l.textContent.trim());
+    const forLabel = el.id && [...document.querySelectorAll('label[for]')].some(
+      l => l.htmlFor === el.id && l.textContent.trim());
     const aria = (el.getAttribute('aria-label') || '').trim();
-    const by = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean).map(text).join('');
+    const by = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
+      .map(text).join('');
     if (!forLabel && !aria && !by) problems.push('form field without a label: ' + describe(el));
   }
   for (const el of document.querySelectorAll('svg, img')) {
@@ -55,14 +64,18 @@ A11Y_JS = """() => {
     }
     if (el.parentElement.closest('svg')) continue;
     const title = el.querySelector(':scope > title');
-    const named = (title && title.textContent.trim()) || (el.getAttribute('aria-label') || '').trim() ||
+    const named = (title && title.textContent.trim()) ||
+      (el.getAttribute('aria-label') || '').trim() ||
       (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean).map(text).join('');
     if (!named) problems.push('svg without a title: ' + describe(el));
   }
   let previous = 0;
   for (const h of document.querySelectorAll('h1, h2, h3, h4, h5, h6')) {
     const level = Number(h.tagName[1]);
-    if (level > previous + 1) problems.push(`heading h${level} after h${previous || '(none)'}: "${h.textContent.trim().slice(0, 60)}"`);
+    if (level > previous + 1) {
+      problems.push(`heading h${level} after h${previous || '(none)'}: ` +
+                    `"${h.textContent.trim().slice(0, 60)}"`);
+    }
     previous = level;
   }
   for (const el of document.querySelectorAll('[class*="verdict-"]')) {
@@ -79,7 +92,8 @@ FOCUS_JS = """() => {
   const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0;
   const shadow = s.boxShadow && s.boxShadow !== 'none';
   return {element: el.outerHTML.slice(0, 100), visible: outline || shadow,
-          inView: (() => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; })()};
+          inView: (() => {
+            const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; })()};
 }"""
 
 
@@ -87,7 +101,8 @@ def assert_no_horizontal_overflow(page: Page, label: str) -> None:
     report = page.evaluate(OVERFLOW_JS)
     assert report["scrollWidth"] <= report["innerWidth"] + 1, (
         f"{label}: page is {report['scrollWidth']} px wide in a {report['innerWidth']} px window; "
-        f"sticking out: {report['offenders']}")
+        f"sticking out: {report['offenders']}"
+    )
 
 
 def accessibility_problems(page: Page) -> list[str]:
@@ -118,10 +133,14 @@ def focus_problems(page: Page, presses: int = 12) -> list[str]:
 WIN = Behaviour(p_expand=0.30, expand_scale=0.40, p_churn=0.04)
 
 
-def accounts_csv(folder: Path, name: str, arms: dict[str, tuple[int, Behaviour]], *, seed: int) -> Path:
+def accounts_csv(
+    folder: Path, name: str, arms: dict[str, tuple[int, Behaviour]], *, seed: int
+) -> Path:
     """An account CSV with a known effect (experiments.demo's generator), written to ``folder``."""
     path = folder / name
-    path.write_bytes(generate_accounts_csv(np.random.default_rng(seed), arms, prefix=name.split(".")[0][:10]))
+    path.write_bytes(
+        generate_accounts_csv(np.random.default_rng(seed), arms, prefix=name.split(".")[0][:10])
+    )
     return path
 
 
@@ -136,9 +155,17 @@ def option_value(page: Page, select: str, text: str) -> str:
     raise AssertionError(f"{select} has no option {text!r}")
 
 
-def fill_new_experiment(page: Page, *, key: str, name: str, node: str, stage: str, treatment: str,
-                        hypothesis: str = "If we show the upgrade prompt, then NRR rises by 2 points "
-                                          "because more accounts expand.") -> None:
+def fill_new_experiment(
+    page: Page,
+    *,
+    key: str,
+    name: str,
+    node: str,
+    stage: str,
+    treatment: str,
+    hypothesis: str = "If we show the upgrade prompt, then NRR rises by 2 points "
+    "because more accounts expand.",
+) -> None:
     """Fill the registration form (already open) with two variants: control and ``treatment``."""
     page.get_by_label("Key", exact=True).fill(key)
     page.get_by_label("Name", exact=True).fill(name)
@@ -152,11 +179,20 @@ def fill_new_experiment(page: Page, *, key: str, name: str, node: str, stage: st
     page.get_by_label("Variant 1 is the control").check()
 
 
-def register_and_start(page: Page, base: str, *, key: str, treatment: str = "treatment",
-                       node: str = "Adoption", stage: str = "Customer lifecycle · adoption") -> None:
+def register_and_start(
+    page: Page,
+    base: str,
+    *,
+    key: str,
+    treatment: str = "treatment",
+    node: str = "Adoption",
+    stage: str = "Customer lifecycle · adoption",
+) -> None:
     """Register a draft through the form and start it; ends on the experiment page, running."""
     page.goto(f"{base}/experiments/new")
-    fill_new_experiment(page, key=key, name=f"E2E {key}", node=node, stage=stage, treatment=treatment)
+    fill_new_experiment(
+        page, key=key, name=f"E2E {key}", node=node, stage=stage, treatment=treatment
+    )
     page.get_by_role("button", name="Register draft").click()
     page.wait_for_url(re.compile(rf"/experiments/{re.escape(key)}$"))
     page.once("dialog", lambda dialog: dialog.accept())

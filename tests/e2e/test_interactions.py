@@ -20,7 +20,9 @@ def test_tree_edits_inline_without_reload(admin_page, server):
     page.evaluate("window.__marker = 1")
     page.problems.allow_status(422)
     actions = page.get_by_role("navigation", name="Actions for Reactivation")
-    node = page.locator("article.node", has=page.locator("strong", has_text=re.compile(r"^Reactivation$")))
+    node = page.locator(
+        "article.node", has=page.locator("strong", has_text=re.compile(r"^Reactivation$"))
+    )
 
     # A mistake first: the form stays open with the message next to the field.
     actions.get_by_role("link", name="Edit").click()
@@ -31,11 +33,15 @@ def test_tree_edits_inline_without_reload(admin_page, server):
     form.get_by_role("button", name="Save").click()
     expect(page.locator("#tree > .alert-error")).to_contain_text("The change was not saved")
     expect(form.get_by_label("Baseline")).to_have_attribute("aria-invalid", "true")
-    expect(form.locator("#" + form.get_by_label("Baseline").get_attribute("aria-describedby"))).to_be_visible()
+    expect(
+        form.locator("#" + form.get_by_label("Baseline").get_attribute("aria-describedby"))
+    ).to_be_visible()
     screenshot(page, "tree-edit-error")
 
     # Then the edit itself: the tree shows it in place.
-    hypothesis = "If CS calls dormant admins before renewal, then NRR rises because fewer of them churn."
+    hypothesis = (
+        "If CS calls dormant admins before renewal, then NRR rises because fewer of them churn."
+    )
     form.get_by_label("Baseline").fill("0.05")
     form.get_by_label("Hypothesis").fill(hypothesis)
     form.get_by_label("Target").fill("0.12")
@@ -54,14 +60,20 @@ def test_bad_csv_lists_errors_by_line(admin_page, server):
     page.get_by_label("Account CSV").set_input_files(SAMPLES / "accounts_bad_example.csv")
     page.get_by_role("button", name="Upload and analyse").click()
     errors = page.get_by_role("alert").filter(has_text="The file was not stored.")
-    expect(errors).to_contain_text("accounts_bad_example.csv has 5 problems; fix them and upload the file again")
-    expect(errors.get_by_role("listitem")).to_have_text([
-        "line 3, start_mrr: must be greater than 0",
-        re.compile(r"^line 4, expansion_mrr: "),
-        re.compile(r"^line 5, churned_mrr: contraction_mrr \+ churned_mrr .* must not exceed start_mrr"),
-        "line 6, account_id: duplicate of line 2",
-        "line 7, variant: is required",
-    ])
+    expect(errors).to_contain_text(
+        "accounts_bad_example.csv has 5 problems; fix them and upload the file again"
+    )
+    expect(errors.get_by_role("listitem")).to_have_text(
+        [
+            "line 3, start_mrr: must be greater than 0",
+            re.compile(r"^line 4, expansion_mrr: "),
+            re.compile(
+                r"^line 5, churned_mrr: contraction_mrr \+ churned_mrr .* must not exceed start_mrr"
+            ),
+            "line 6, account_id: duplicate of line 2",
+            "line 7, variant: is required",
+        ]
+    )
     # Nothing was stored: still no data, and the form is ready for the corrected file.
     expect(page.locator(".results-empty")).to_contain_text("No account data yet")
     expect(page.get_by_label("Account CSV")).to_be_visible()

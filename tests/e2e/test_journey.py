@@ -20,7 +20,10 @@ from tests.e2e.pages import WIN, accessibility_problems, accounts_csv, fill_new_
 
 ROOT = "Net Revenue Retention"
 NODE = "Self-serve upgrade prompts"
-HYPOTHESIS = "If we prompt admins to upgrade when they hit plan limits, then NRR rises because more accounts expand."
+HYPOTHESIS = (
+    "If we prompt admins to upgrade when they hit plan limits, "
+    "then NRR rises because more accounts expand."
+)
 KEY = "journey-upgrade-prompt"
 TREATMENT = "prompt"
 
@@ -32,7 +35,9 @@ def test_branch_owner_week(page, server, tmp_path):
 
     # Driver tree: add a driver under the NRR root with the inline (htmx) form.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Driver tree").click()
-    page.get_by_role("navigation", name=f"Actions for {ROOT}").get_by_role("link", name="Add child").click()
+    page.get_by_role("navigation", name=f"Actions for {ROOT}").get_by_role(
+        "link", name="Add child"
+    ).click()
     form = page.get_by_role("form", name=f"Add a node under {ROOT}")
     expect(form.get_by_label("Name")).to_be_visible()
     assert accessibility_problems(page) == []
@@ -48,15 +53,26 @@ def test_branch_owner_week(page, server, tmp_path):
     expect(node.locator(".hypothesis")).to_have_text(HYPOTHESIS)
     # It sits directly under the root.
     root_item = page.locator("#tree > ul.tree > li").first
-    expect(root_item.locator(":scope > ul.tree > li > article.node strong", has_text=NODE)).to_have_count(1)
+    expect(
+        root_item.locator(":scope > ul.tree > li > article.node strong", has_text=NODE)
+    ).to_have_count(1)
 
     # Register the experiment from the new node, on the adoption stage, trying the htmx
     # variant rows on the way.
-    page.get_by_role("navigation", name=f"Actions for {NODE}").get_by_role("link", name="New experiment here").click()
+    page.get_by_role("navigation", name=f"Actions for {NODE}").get_by_role(
+        "link", name="New experiment here"
+    ).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("New experiment")
     expect(page.locator("#node_id option:checked")).to_have_text(NODE)
-    fill_new_experiment(page, key=KEY, name="Upgrade prompt at plan limits", node=NODE,
-                        stage="Customer lifecycle · adoption", treatment=TREATMENT, hypothesis=HYPOTHESIS)
+    fill_new_experiment(
+        page,
+        key=KEY,
+        name="Upgrade prompt at plan limits",
+        node=NODE,
+        stage="Customer lifecycle · adoption",
+        treatment=TREATMENT,
+        hypothesis=HYPOTHESIS,
+    )
     variants = page.locator("#variants tbody tr")
     expect(variants).to_have_count(2)
     page.get_by_role("button", name="Add variant").click()
@@ -79,15 +95,26 @@ def test_branch_owner_week(page, server, tmp_path):
     assert "plan locks" in dialogs[-1]
 
     # Upload accounts with a clear expansion lift.
-    data = accounts_csv(tmp_path, "journey-accounts.csv",
-                        {"control": (3000, Behaviour()), TREATMENT: (3000, WIN)}, seed=8)
+    data = accounts_csv(
+        tmp_path,
+        "journey-accounts.csv",
+        {"control": (3000, Behaviour()), TREATMENT: (3000, WIN)},
+        seed=8,
+    )
     # The same file through the statistics engine directly: the page must agree with it.
-    (expected,) = stats.analyze(arms_from_table(read_accounts(str(data))), control="control",
-                                alpha=0.05, power=0.8, mde=0.02).comparisons
+    (expected,) = stats.analyze(
+        arms_from_table(read_accounts(str(data))),
+        control="control",
+        alpha=0.05,
+        power=0.8,
+        mde=0.02,
+    ).comparisons
     assert expected.verdict == "win", "the generated file should carry a clear effect"
     page.get_by_label("Account CSV").set_input_files(data)
     page.get_by_role("button", name="Upload and analyse").click()
-    expect(page.locator(".upload .alert-success")).to_contain_text("as dataset version 1 (6,000 accounts)")
+    expect(page.locator(".upload .alert-success")).to_contain_text(
+        "as dataset version 1 (6,000 accounts)"
+    )
 
     # Read the verdict and the uplift, formatted as the page formats it.
     expect(page.locator(".verdict-line .badge.verdict")).to_have_text(re.compile(r"(^|\s)Win$"))
@@ -95,7 +122,8 @@ def test_branch_owner_week(page, server, tmp_path):
     uplift = f"{expected.uplift_abs * 100:+.2f}"
     expect(row.locator("td").first).to_have_text(uplift)
     expect(page.locator(".verdict-line .summary")).to_contain_text(
-        f"raised NRR by {expected.uplift_abs * 100:.1f} pts")
+        f"raised NRR by {expected.uplift_abs * 100:.1f} pts"
+    )
     expect(row.locator(".badge.verdict")).to_have_text(re.compile(r"Win$"))
     expect(page.get_by_role("img", name=re.compile("Forest plot"))).to_be_visible()
     screenshot(page, "journey-results")
@@ -144,8 +172,11 @@ def test_branch_owner_week(page, server, tmp_path):
     html = saved.read_text(encoding="utf-8")
     assert "Upgrade prompt at plan limits" in html
     assert f"{expected.uplift_abs * 100:+.2f} pts" in html
-    external = re.findall(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""",
-                          html, flags=re.I)
+    external = re.findall(
+        r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""",
+        html,
+        flags=re.I,
+    )
     assert external == [], f"the HTML report loads external resources: {external}"
 
     # Opened on its own, the report asks for nothing beyond itself.

@@ -67,16 +67,24 @@ def test_verdict_is_written_not_only_coloured(admin_page, server):
     page = admin_page
     for verdict, label in [("win", "Win"), ("srm", "Sample ratio mismatch")]:
         page.goto(f"{server}/experiments/")
-        row = page.locator("table.registry tbody tr", has=page.locator(f".badge.verdict-{verdict}")).first
+        row = page.locator(
+            "table.registry tbody tr", has=page.locator(f".badge.verdict-{verdict}")
+        ).first
         expect(row.locator(f".badge.verdict-{verdict}")).to_have_text(verdict)
         row.locator("td").first.get_by_role("link").click()
         headline = page.locator(".verdict-line .badge.verdict")
         expect(headline).to_have_text(re.compile(rf"(^|\s){label}$"))
         expect(headline.locator("[aria-hidden=true]")).not_to_have_text("")
         for badge in page.locator(".comparisons-table .badge.verdict").all():
-            expect(badge).to_have_text(re.compile(r"(Win|Loss|Inconclusive|Underpowered|Sample ratio mismatch)$"))
+            expect(badge).to_have_text(
+                re.compile(r"(Win|Loss|Inconclusive|Underpowered|Sample ratio mismatch)$")
+            )
         plot = page.get_by_role("img", name=re.compile(r"^Forest plot: NRR uplift per treatment"))
         expect(plot).to_be_visible()
-        assert re.search(r"[+-]?\d", plot.locator("desc").text_content()), "the plot's description has no figures"
+        assert re.search(r"[+-]?\d", plot.locator("desc").text_content()), (
+            "the plot's description has no figures"
+        )
         if verdict == "srm":
-            expect(page.get_by_role("alert").filter(has_text="Sample ratio mismatch")).to_be_visible()
+            expect(
+                page.get_by_role("alert").filter(has_text="Sample ratio mismatch")
+            ).to_be_visible()

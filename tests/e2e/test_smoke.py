@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.parametrize("path", ["/", "/tree/", "/experiments/", "/review/", "/planner/", "/journeys/"])
+@pytest.mark.parametrize(
+    "path", ["/", "/tree/", "/experiments/", "/review/", "/planner/", "/journeys/"]
+)
 def test_main_pages_render_without_errors(admin_page, server, path):
     response = admin_page.goto(server + path)
     assert response.status < 400
