@@ -31,6 +31,7 @@ from experiments.db import (
     retry_pause,
     write_engine,
 )
+from webapp.rendering import is_htmx
 
 _KEY = "nrrlab.engine"
 _READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -72,7 +73,9 @@ def init_db(app: Flask) -> None:
 
 
 def _busy():
-    page = render_template("errors/error.html", code=503, message=BUSY_MESSAGE)
+    # htmx swaps a 503 into its target: give it the fragment, not the whole layout.
+    template = "errors/_error.html" if is_htmx() else "errors/error.html"
+    page = render_template(template, code=503, message=BUSY_MESSAGE)
     return page, 503, {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
 
 

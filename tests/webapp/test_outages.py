@@ -150,3 +150,22 @@ def test_htmx_swaps_the_503_fragment_so_the_outage_is_seen(client):
     swapped = [rule for rule in config["responseHandling"] if rule.get("swap")]
     assert any(re.fullmatch(rule["code"], "503") for rule in swapped), config["responseHandling"]
     assert not any(re.fullmatch(rule["code"], "500") for rule in swapped)
+
+
+def test_a_lost_race_answers_htmx_with_the_busy_fragment(app, login_as):
+    """After its bounded retries, a serialization failure is a 503 fragment for htmx."""
+    from sqlalchemy.exc import OperationalError
+
+    class SerializationFailure(Exception):
+        sqlstate = "40001"  # PostgreSQL's serialization_failure
+
+    @app.route("/race-for-test")
+    def race_for_test():
+        raise OperationalError("UPDATE …", {}, SerializationFailure("could not serialize"))
+
+    race_for_test.nrrlab_permission = "viewer"
+    client = login_as("viewer")
+    response = client.get("/race-for-test", headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+    assert "busy" in body and "<html" not in body
