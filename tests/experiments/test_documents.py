@@ -13,7 +13,6 @@ from sqlmodel import Session, select
 from experiments.analysis import load_results
 from experiments.documents import ExperimentDocument, Ref, experiment_document
 from experiments.models import (
-    AnalysisSnapshot,
     DriverNode,
     Experiment,
     JourneyStage,
@@ -40,11 +39,13 @@ def test_the_document_carries_plan_amendments_team_and_decision(session, world):
     admin = world["admin"]
     experiment = register_experiment(session, plan(world), actor=admin)
     start_experiment(session, experiment.key, actor=admin)
-    amend_experiment(session, experiment.key, {"power": "0.9"}, reason="Board asked for 90%.",
-                     actor=admin)
+    amend_experiment(
+        session, experiment.key, {"power": "0.9"}, reason="Board asked for 90%.", actor=admin
+    )
     stop_experiment(session, experiment.key, actor=admin)
-    decide_experiment(session, experiment.key, {"decision": "iterate", "rationale": "Promising."},
-                      actor=admin)
+    decide_experiment(
+        session, experiment.key, {"decision": "iterate", "rationale": "Promising."}, actor=admin
+    )
     data = experiment_document(session, admin, experiment.key).to_json()
     data = json.loads(json.dumps(data))  # plain JSON
     info = data["experiment"]
@@ -56,12 +57,18 @@ def test_the_document_carries_plan_amendments_team_and_decision(session, world):
     assert info["journey_stage"] == "expansion" and info["owner"] == "Maria"
     assert info["hypothesis"].startswith("If we nudge admins")
     assert (info["decision"], info["decision_rationale"], info["decided_by"]) == (
-        "iterate", "Promising.", "Ada Admin")
+        "iterate",
+        "Promising.",
+        "Ada Admin",
+    )
     assert data["plan"]["control"] == "control" and data["plan"]["power"] == 0.9
     assert [v["key"] for v in data["plan"]["variants"]] == ["control", "nudge"]
     (amendment,) = data["amendments"]
     assert (amendment["field"], amendment["old_value"], amendment["new_value"]) == (
-        "power", "0.8", "0.9")
+        "power",
+        "0.8",
+        "0.9",
+    )
     assert amendment["reason"] == "Board asked for 90%." and amendment["by"] == "Ada Admin"
     assert data["dataset"] is None and data["verdict"] is None
     assert data["arms"] == [] and data["comparisons"] == []
@@ -78,37 +85,79 @@ def test_the_document_carries_plan_amendments_team_and_decision(session, world):
 #: as node ids.
 OLD_SEEN = {
     "experiment": {
-        "id": 41, "key": "old-copy", "name": "Old copy", "team": "Growth", "team_id": 7,
-        "branch": {"id": 2, "name": "Expansion"}, "driver": {"id": 5, "name": "Seats"},
-        "path": [1, 2, 5], "journey_stage": "adoption", "owner": "Maria",
-        "owner_email": "maria@example.com", "hypothesis": "If we …", "status": "running",
-        "decision": None, "decision_rationale": "", "decided_by": None,
-        "started_at": "2026-11-02T10:00:00+00:00", "stopped_at": None, "decided_at": None,
+        "id": 41,
+        "key": "old-copy",
+        "name": "Old copy",
+        "team": "Growth",
+        "team_id": 7,
+        "branch": {"id": 2, "name": "Expansion"},
+        "driver": {"id": 5, "name": "Seats"},
+        "path": [1, 2, 5],
+        "journey_stage": "adoption",
+        "owner": "Maria",
+        "owner_email": "maria@example.com",
+        "hypothesis": "If we …",
+        "status": "running",
+        "decision": None,
+        "decision_rationale": "",
+        "decided_by": None,
+        "started_at": "2026-11-02T10:00:00+00:00",
+        "stopped_at": None,
+        "decided_at": None,
         "amendments": [],
     },
-    "plan": {"primary_metric": "nrr", "mde": 0.05, "alpha": 0.05, "power": 0.8,
-             "control": "control", "variants": [
-                 {"key": "control", "name": "Control", "weight": 1.0, "is_control": True},
-                 {"key": "treatment", "name": "Treatment", "weight": 1.0, "is_control": False}],
-             "planned_start": "2026-11-02", "planned_end": "2026-12-31"},
+    "plan": {
+        "primary_metric": "nrr",
+        "mde": 0.05,
+        "alpha": 0.05,
+        "power": 0.8,
+        "control": "control",
+        "variants": [
+            {"key": "control", "name": "Control", "weight": 1.0, "is_control": True},
+            {"key": "treatment", "name": "Treatment", "weight": 1.0, "is_control": False},
+        ],
+        "planned_start": "2026-11-02",
+        "planned_end": "2026-12-31",
+    },
     "analysis_plan": None,
     "amendments": [],
-    "dataset": {"id": 9, "version": 2, "sha256": "ab" * 32, "rows": 200, "filename": "v2.csv",
-                "source": "upload", "uploaded_at": "2026-11-10T09:00:00+00:00"},
+    "dataset": {
+        "id": 9,
+        "version": 2,
+        "sha256": "ab" * 32,
+        "rows": 200,
+        "filename": "v2.csv",
+        "source": "upload",
+        "uploaded_at": "2026-11-10T09:00:00+00:00",
+    },
     "snapshot_id": 13,
     "computed_at": "2026-11-10T09:00:01+00:00",
     "verdict": "win",
-    "result": {"alpha": 0.05, "power": 0.8, "mde": 0.05, "control": "control",
-               "srm": {"p_value": 0.7, "flag": False, "observed": {}, "expected_weights": {}},
-               "arms": [{"variant": "control", "accounts": 100},
-                        {"variant": "treatment", "accounts": 100}],
-               "comparisons": [{"variant": "treatment", "uplift_abs": 0.031, "verdict": "win"}],
-               "warnings": []},
+    "result": {
+        "alpha": 0.05,
+        "power": 0.8,
+        "mde": 0.05,
+        "control": "control",
+        "srm": {"p_value": 0.7, "flag": False, "observed": {}, "expected_weights": {}},
+        "arms": [
+            {"variant": "control", "accounts": 100},
+            {"variant": "treatment", "accounts": 100},
+        ],
+        "comparisons": [{"variant": "treatment", "uplift_abs": 0.031, "verdict": "win"}],
+        "warnings": [],
+    },
     "as_of": "2026-11-15T00:00:00+00:00",
-    "review": {"needs_decision": ["reached the required sample size (100 accounts per arm)"],
-               "changes": [], "verdict_before": None, "verdict_now": "win",
-               "verdict_changed": True, "alerts": [], "smallest_arm": 100, "required_n": 100,
-               "projection": None},
+    "review": {
+        "needs_decision": ["reached the required sample size (100 accounts per arm)"],
+        "changes": [],
+        "verdict_before": None,
+        "verdict_now": "win",
+        "verdict_changed": True,
+        "alerts": [],
+        "smallest_arm": 100,
+        "required_n": 100,
+        "projection": None,
+    },
 }
 
 
@@ -127,36 +176,67 @@ def test_an_old_frozen_copy_loads_and_converts_to_the_one_shape():
     assert ReviewRow.from_json(data).to_json() == data
 
 
-def _running_experiment(session: Session, key: str, started: datetime,
-                        planned_end: date) -> Experiment:
+def _running_experiment(
+    session: Session, key: str, started: datetime, planned_end: date
+) -> Experiment:
     stage = session.exec(select(JourneyStage).order_by(JourneyStage.position)).first()
     root = session.exec(select(DriverNode).where(DriverNode.parent_id.is_(None))).first()
-    made = Experiment(key=key, name=f"Experiment {key}", node_id=root.id, stage_id=stage.id,
-                      hypothesis="If we …", mde=0.05, alpha=0.05, power=0.8, status="running",
-                      started_at=started, planned_start=started.date(), planned_end=planned_end,
-                      created_at=started - timedelta(days=1))
+    made = Experiment(
+        key=key,
+        name=f"Experiment {key}",
+        node_id=root.id,
+        stage_id=stage.id,
+        hypothesis="If we …",
+        mde=0.05,
+        alpha=0.05,
+        power=0.8,
+        status="running",
+        started_at=started,
+        planned_start=started.date(),
+        planned_end=planned_end,
+        created_at=started - timedelta(days=1),
+    )
     session.add(made)
     session.flush()
     for position, variant in enumerate(("control", "treatment")):
-        session.add(Variant(experiment_id=made.id, key=variant, name=variant.title(), weight=1.0,
-                            is_control=position == 0, position=position))
+        session.add(
+            Variant(
+                experiment_id=made.id,
+                key=variant,
+                name=variant.title(),
+                weight=1.0,
+                is_control=position == 0,
+                position=position,
+            )
+        )
     session.flush()
     return made
 
 
 def test_a_past_week_frozen_by_an_earlier_version_still_renders(session, factory):
     admin = factory.user("admin@documents.test", "admin")
-    experiment = _running_experiment(session, "old-copy", datetime(2026, 11, 2, 10, tzinfo=UTC),
-                                     date(2026, 12, 31))
-    meeting = ReviewMeeting(iso_week="2026-W46", notes="",
-                            created_at=datetime(2026, 11, 12, tzinfo=UTC))
+    experiment = _running_experiment(
+        session, "old-copy", datetime(2026, 11, 2, 10, tzinfo=UTC), date(2026, 12, 31)
+    )
+    meeting = ReviewMeeting(
+        iso_week="2026-W46", notes="", created_at=datetime(2026, 11, 12, tzinfo=UTC)
+    )
     session.add(meeting)
     session.flush()
     seen = json.loads(json.dumps(OLD_SEEN))
     seen["experiment"]["id"] = experiment.id
-    session.add(ReviewItem(meeting_id=meeting.id, experiment_id=experiment.id, seen=seen,
-                           note="", action="", decision_rationale="", version=1,
-                           updated_at=datetime(2026, 11, 12, tzinfo=UTC)))
+    session.add(
+        ReviewItem(
+            meeting_id=meeting.id,
+            experiment_id=experiment.id,
+            seen=seen,
+            note="",
+            action="",
+            decision_rationale="",
+            version=1,
+            updated_at=datetime(2026, 11, 12, tzinfo=UTC),
+        )
+    )
     session.commit()
     review = build_review(session, admin, "2026-W46", now=datetime(2026, 11, 26, tzinfo=UTC))
     assert review.frozen
@@ -175,10 +255,18 @@ def test_a_snapshot_without_a_stored_verdict_gets_the_one_headline_rule(session,
     underpowered › inconclusive (DESIGN §8), the same as the results page's."""
     admin = factory.user("admin@documents.test", "admin")
     now = datetime(2026, 11, 26, 12, tzinfo=UTC)
-    experiment = _running_experiment(session, "two-arms", now - timedelta(days=30),
-                                     date(2027, 3, 1))
-    snapshot = add_data(session, experiment, at=now - timedelta(days=2), n_control=200,
-                        n_treatment=200, lift=0.0, seed=5)
+    experiment = _running_experiment(
+        session, "two-arms", now - timedelta(days=30), date(2027, 3, 1)
+    )
+    snapshot = add_data(
+        session,
+        experiment,
+        at=now - timedelta(days=2),
+        n_control=200,
+        n_treatment=200,
+        lift=0.0,
+        seed=5,
+    )
     first = dict(snapshot.result["comparisons"][0], verdict="inconclusive")
     second = dict(first, variant="treatment-b", verdict="win", uplift_abs=0.031)
     snapshot.result = {**snapshot.result, "comparisons": [first, second]}
@@ -203,8 +291,15 @@ def test_the_review_and_the_results_page_project_enrolment_alike(session, factor
     admin = factory.user("admin@documents.test", "admin")
     started = datetime(2026, 11, 23, 0, tzinfo=UTC)
     experiment = _running_experiment(session, "projected", started, date(2026, 11, 27))
-    snapshot = add_data(session, experiment, at=started + timedelta(hours=12), n_control=100,
-                        n_treatment=100, lift=0.0, seed=7)
+    snapshot = add_data(
+        session,
+        experiment,
+        at=started + timedelta(hours=12),
+        n_control=100,
+        n_treatment=100,
+        lift=0.0,
+        seed=7,
+    )
     comparisons = [dict(c, required_n_per_arm=1000) for c in snapshot.result["comparisons"]]
     snapshot.result = {**snapshot.result, "comparisons": comparisons}
     session.add(snapshot)

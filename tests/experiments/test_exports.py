@@ -47,7 +47,7 @@ SECTION_KEYS = ("alpha", "power", "mde", "control", "srm", "arms", "comparisons"
 
 # Every user-controlled text that reaches a CSV, each starting with a formula character.
 HOSTILE = {
-    "name": "=HYPERLINK(\"http://evil.example\",\"x\")",
+    "name": '=HYPERLINK("http://evil.example","x")',
     "hypothesis": "+SUM(1,2)",
     "rationale": "-2+3",
     "branch": "@branch",
@@ -70,12 +70,27 @@ HOSTILE = {
 # ------------------------------------------------------------------ fixtures
 
 
-def make_experiment(session: Session, key: str, *, team_slug: str = "growth", names=("control", "treatment"),
-                    name: str | None = None, hypothesis: str = "If we nudge, then NRR rises because admins act.",
-                    node_name: str = "Expansion", driver_name: str | None = None, stage_name: str | None = None,
-                    owner=None, status: str = "stopped", decision: str | None = None, rationale: str = "",
-                    account_ids: list[str] | None = None, segments: list[str] | None = None,
-                    with_data: bool = True, lift: float = 0.1, team_name: str | None = None):
+def make_experiment(
+    session: Session,
+    key: str,
+    *,
+    team_slug: str = "growth",
+    names=("control", "treatment"),
+    name: str | None = None,
+    hypothesis: str = "If we nudge, then NRR rises because admins act.",
+    node_name: str = "Expansion",
+    driver_name: str | None = None,
+    stage_name: str | None = None,
+    owner=None,
+    status: str = "stopped",
+    decision: str | None = None,
+    rationale: str = "",
+    account_ids: list[str] | None = None,
+    segments: list[str] | None = None,
+    with_data: bool = True,
+    lift: float = 0.1,
+    team_name: str | None = None,
+):
     from experiments.users import ensure_team
 
     team = ensure_team(session, team_slug, team_name or team_slug.title())
@@ -95,22 +110,54 @@ def make_experiment(session: Session, key: str, *, team_slug: str = "growth", na
         session.flush()
     started = NOW - timedelta(days=30)
     experiment = Experiment(
-        key=key, name=name or f"Experiment {key}", node_id=node.id, stage_id=stage.id, team_id=team.id,
-        owner_id=owner.id if owner else None, hypothesis=hypothesis, mde=0.05, alpha=0.05, power=0.8,
-        status=status, started_at=started, stopped_at=NOW - timedelta(days=2) if status in ("stopped", "decided") else None,
-        decided_at=NOW - timedelta(days=1) if decision else None, decision=decision, decision_rationale=rationale,
-        planned_start=started.date(), planned_end=date(2026, 12, 31), created_at=started - timedelta(days=1),
+        key=key,
+        name=name or f"Experiment {key}",
+        node_id=node.id,
+        stage_id=stage.id,
+        team_id=team.id,
+        owner_id=owner.id if owner else None,
+        hypothesis=hypothesis,
+        mde=0.05,
+        alpha=0.05,
+        power=0.8,
+        status=status,
+        started_at=started,
+        stopped_at=NOW - timedelta(days=2) if status in ("stopped", "decided") else None,
+        decided_at=NOW - timedelta(days=1) if decision else None,
+        decision=decision,
+        decision_rationale=rationale,
+        planned_start=started.date(),
+        planned_end=date(2026, 12, 31),
+        created_at=started - timedelta(days=1),
     )
     session.add(experiment)
     session.flush()
     for position, variant in enumerate(names):
-        session.add(Variant(experiment_id=experiment.id, key=variant, name=variant, weight=1.0,
-                            is_control=position == 0, position=position))
+        session.add(
+            Variant(
+                experiment_id=experiment.id,
+                key=variant,
+                name=variant,
+                weight=1.0,
+                is_control=position == 0,
+                position=position,
+            )
+        )
     session.flush()
     snapshot = None
     if with_data:
-        snapshot = add_data(session, experiment, at=NOW - timedelta(days=3), n_control=300, n_treatment=300,
-                            lift=lift, seed=7, with_rows=True, account_ids=account_ids, segments=segments)
+        snapshot = add_data(
+            session,
+            experiment,
+            at=NOW - timedelta(days=3),
+            n_control=300,
+            n_treatment=300,
+            lift=lift,
+            seed=7,
+            with_rows=True,
+            account_ids=account_ids,
+            segments=segments,
+        )
     session.commit()
     return experiment, snapshot
 
@@ -133,10 +180,19 @@ def people(factory):
 @pytest.fixture
 def report(session, people, cleanup):
     """A stopped experiment with data, an amendment, an XSS name and hypothesis."""
-    experiment, snapshot = make_experiment(session, "seat-nudge", name=f"Seat nudge {XSS}", hypothesis=XSS,
-                                           owner=people["viewer"])
-    session.add(Amendment(experiment_id=experiment.id, field="mde", old_value="0.05", new_value="0.04",
-                          reason=f"Finance {XSS}", created_at=NOW - timedelta(days=10)))
+    experiment, snapshot = make_experiment(
+        session, "seat-nudge", name=f"Seat nudge {XSS}", hypothesis=XSS, owner=people["viewer"]
+    )
+    session.add(
+        Amendment(
+            experiment_id=experiment.id,
+            field="mde",
+            old_value="0.05",
+            new_value="0.04",
+            reason=f"Finance {XSS}",
+            created_at=NOW - timedelta(days=10),
+        )
+    )
     session.commit()
     return experiment, snapshot
 
@@ -153,14 +209,34 @@ def hostile(session, factory, cleanup):
         other.add(stored)
         other.commit()
     experiment, snapshot = make_experiment(
-        session, "hostile", name=HOSTILE["name"], hypothesis=HOSTILE["hypothesis"], node_name=HOSTILE["branch"],
-        driver_name=HOSTILE["driver"], stage_name=HOSTILE["stage"], team_slug="hostile-team",
-        team_name=HOSTILE["team"], owner=owner, status="decided", decision="ship", rationale=HOSTILE["rationale"],
-        names=(HOSTILE["control"], HOSTILE["treatment"]), lift=-0.08,
-        account_ids=["=1+2", "-3", "+4", "@5", "\t6", "\r7", "'8"], segments=["=seg", "plain"])
-    session.add(Amendment(experiment_id=experiment.id, field=HOSTILE["amend_field"], old_value=HOSTILE["amend_old"],
-                          new_value=HOSTILE["amend_new"], reason=HOSTILE["amend_reason"],
-                          created_at=NOW - timedelta(days=10)))
+        session,
+        "hostile",
+        name=HOSTILE["name"],
+        hypothesis=HOSTILE["hypothesis"],
+        node_name=HOSTILE["branch"],
+        driver_name=HOSTILE["driver"],
+        stage_name=HOSTILE["stage"],
+        team_slug="hostile-team",
+        team_name=HOSTILE["team"],
+        owner=owner,
+        status="decided",
+        decision="ship",
+        rationale=HOSTILE["rationale"],
+        names=(HOSTILE["control"], HOSTILE["treatment"]),
+        lift=-0.08,
+        account_ids=["=1+2", "-3", "+4", "@5", "\t6", "\r7", "'8"],
+        segments=["=seg", "plain"],
+    )
+    session.add(
+        Amendment(
+            experiment_id=experiment.id,
+            field=HOSTILE["amend_field"],
+            old_value=HOSTILE["amend_old"],
+            new_value=HOSTILE["amend_new"],
+            reason=HOSTILE["amend_reason"],
+            created_at=NOW - timedelta(days=10),
+        )
+    )
     session.commit()
     return experiment, snapshot
 
@@ -258,16 +334,32 @@ def test_json_is_design_section_4_plus_the_experiment(session, people, report):
     for key in SECTION_KEYS:
         assert document[key] == snapshot.result[key], key
     assert document["experiment"]["key"] == "seat-nudge"
-    assert set(document["experiment"]) >= {"key", "name", "branch", "journey_stage", "owner", "hypothesis",
-                                           "status", "decision", "amendments"}
+    assert set(document["experiment"]) >= {
+        "key",
+        "name",
+        "branch",
+        "journey_stage",
+        "owner",
+        "hypothesis",
+        "status",
+        "decision",
+        "amendments",
+    }
     # The registry's experiment object (experiments.registry.experiment_as_dict).
     assert document["experiment"]["branch"]["name"] == "Expansion"
     assert document["experiment"]["amendments"][0]["reason"].startswith("Finance")
     assert document["plan"]["mde"] == 0.05 and document["plan"]["control"] == "control"
     assert [v["key"] for v in document["plan"]["variants"]] == ["control", "treatment"]
-    assert document["amendments"][0]["field"] == "mde" and document["amendments"][0]["new_value"] == "0.04"
-    assert document["dataset"] == {**document["dataset"], "version": 1, "rows": 600,
-                                   "sha256": snapshot.result["dataset"]["sha256"]}
+    assert (
+        document["amendments"][0]["field"] == "mde"
+        and document["amendments"][0]["new_value"] == "0.04"
+    )
+    assert document["dataset"] == {
+        **document["dataset"],
+        "version": 1,
+        "rows": 600,
+        "sha256": snapshot.result["dataset"]["sha256"],
+    }
     assert datetime.fromisoformat(document["computed_at"]) == NOW - timedelta(days=3)
     assert document["exported_at"].startswith("2026-11-26")
     assert export.filename == "nrr-seat-nudge-2026-11-26.json"
@@ -279,12 +371,21 @@ def test_an_experiment_without_data_exports_an_empty_report(session, people, cle
     for fmt in ("json", "csv", "md", "html", "zip"):
         export = export_experiment(session, people["admin"], "no-data", fmt, now=NOW)
         assert export.body
-    document = json.loads(export_experiment(session, people["admin"], "no-data", "json", now=NOW).body)
+    document = json.loads(
+        export_experiment(session, people["admin"], "no-data", "json", now=NOW).body
+    )
     assert document["arms"] == [] and document["comparisons"] == [] and document["dataset"] is None
-    rows = list(csv.DictReader(io.StringIO(export_experiment(session, people["admin"], "no-data", "csv",
-                                                             now=NOW).body.decode())))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                export_experiment(session, people["admin"], "no-data", "csv", now=NOW).body.decode()
+            )
+        )
+    )
     assert len(rows) == 1 and rows[0]["uplift_abs"] == ""
-    archive = zipfile.ZipFile(io.BytesIO(export_experiment(session, people["admin"], "no-data", "zip", now=NOW).body))
+    archive = zipfile.ZipFile(
+        io.BytesIO(export_experiment(session, people["admin"], "no-data", "zip", now=NOW).body)
+    )
     assert any(name.endswith("README.txt") for name in archive.namelist())
 
 
@@ -298,8 +399,15 @@ def test_csv_has_one_row_per_comparison_with_plain_numbers(session, people, repo
     expected = figures(snapshot)
     assert [r["variant"] for r in rows] == list(expected)
     row, comparison = rows[0], expected["treatment"]
-    for name in ("uplift_abs", "uplift_rel", "p_value", "p_value_adjusted", "p_value_mwu", "sigma_lin",
-                 "power_achieved"):
+    for name in (
+        "uplift_abs",
+        "uplift_rel",
+        "p_value",
+        "p_value_adjusted",
+        "p_value_mwu",
+        "sigma_lin",
+        "power_achieved",
+    ):
         assert float(row[name]) == comparison[name], name
     assert (float(row["ci_abs_low"]), float(row["ci_abs_high"])) == tuple(comparison["ci_abs"])
     assert int(row["required_n_per_arm"]) == comparison["required_n_per_arm"]
@@ -317,13 +425,21 @@ def test_csv_neutralises_every_text_field_but_keeps_negative_numbers(session, pe
     assert len(body) == 1
     for cells in body:
         for name, cell in zip(header, cells, strict=True):
-            assert not cell.startswith(FORMULA_CHARS) or is_number(cell), f"{name}: {cell!r} is a live formula"
+            assert not cell.startswith(FORMULA_CHARS) or is_number(cell), (
+                f"{name}: {cell!r} is a live formula"
+            )
     row = dict(zip(header, body[0], strict=True))
     expect = {
-        "experiment_name": HOSTILE["name"], "hypothesis": HOSTILE["hypothesis"],
-        "decision_rationale": HOSTILE["rationale"], "branch": HOSTILE["branch"], "driver": HOSTILE["driver"],
-        "journey_stage": HOSTILE["stage"], "team": HOSTILE["team"], "owner": HOSTILE["owner"],
-        "control": HOSTILE["control"], "variant": HOSTILE["treatment"],
+        "experiment_name": HOSTILE["name"],
+        "hypothesis": HOSTILE["hypothesis"],
+        "decision_rationale": HOSTILE["rationale"],
+        "branch": HOSTILE["branch"],
+        "driver": HOSTILE["driver"],
+        "journey_stage": HOSTILE["stage"],
+        "team": HOSTILE["team"],
+        "owner": HOSTILE["owner"],
+        "control": HOSTILE["control"],
+        "variant": HOSTILE["treatment"],
     }
     for name, original in expect.items():
         assert row[name] == "'" + original, name
@@ -378,8 +494,7 @@ def test_markdown_user_text_makes_no_link_image_or_html(session, people, hostile
     unescaped_link = re.compile(r"(?<!\\)\]\(javascript:|(?<!\\)!(?<!\\)\[")
     assert unescaped_link.search(text) is None and "<b>" not in text
     assert "&amp;" not in text and "&lt;" not in text and "&gt;" not in text
-    assert (r"R\&D \[x\](javascript:alert(1)) \!\[\](http://evil.example/p.png) \<b\>"
-            in text)
+    assert r"R\&D \[x\](javascript:alert(1)) \!\[\](http://evil.example/p.png) \<b\>" in text
     assert r"| hypothesis | \# not a heading |" in text
     review = export_review(session, people["admin"], "2026-W48", "md", now=NOW).body.decode()
     assert unescaped_link.search(review) is None
@@ -388,8 +503,9 @@ def test_markdown_user_text_makes_no_link_image_or_html(session, people, hostile
 def test_csv_money_is_exact_decimals(session, people, report):
     """Stored sums carry binary noise (3684065.2200000025); money in a file is exact."""
     _, snapshot = report
-    arms = [dict(a, start_mrr=3684065.2200000025, end_mrr=0.1 + 0.2)
-            for a in snapshot.result["arms"]]
+    arms = [
+        dict(a, start_mrr=3684065.2200000025, end_mrr=0.1 + 0.2) for a in snapshot.result["arms"]
+    ]
     snapshot.result = {**snapshot.result, "arms": arms}
     session.add(snapshot)
     session.commit()
@@ -420,7 +536,7 @@ def test_html_is_self_contained_printable_and_escaped(session, people, report):
 
 def test_forest_plot_draws_each_comparison(session, people, report):
     text = export_experiment(session, people["viewer"], "seat-nudge", "html", now=NOW).body.decode()
-    svg = text[text.index("<svg"):text.index("</svg>")]
+    svg = text[text.index("<svg") : text.index("</svg>")]
     assert svg.count('class="point') == 1 and 'class="ci' in svg and 'class="mde"' in svg
     assert "<title>" in svg and "<desc>" in svg and "xmlns" not in svg
 
@@ -459,9 +575,15 @@ def _run_bundle(body: bytes, tmp_path: Path) -> tuple[str, Path]:
     script = next(tmp_path.rglob("reproduce.py"))
     # Isolated mode (-I), no PYTHONPATH, run from the bundle's folder: what a reader who
     # only installed numpy and scipy gets (issue 14 item 5).
-    result = subprocess.run([sys.executable, "-I", "-c", _ONLY_NUMPY_AND_SCIPY, str(script)],
-                            cwd=script.parent, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin"}, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _ONLY_NUMPY_AND_SCIPY, str(script)],
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     used = result.stdout.rsplit("stats from ", 1)[1].strip()
     assert Path(used).resolve().is_relative_to(script.parent.resolve()), used
@@ -474,12 +596,23 @@ def test_the_reproduce_bundle_recomputes_the_same_uplift(session, people, report
     assert export.filename == "nrr-seat-nudge-2026-11-26.zip"
     names = zipfile.ZipFile(io.BytesIO(export.body)).namelist()
     folder = "nrr-seat-nudge-2026-11-26"
-    assert {f"{folder}/{n}" for n in ("accounts.csv", "reproduce.py", "expected.json", "README.txt",
-                                      "report.json", "report.html")} <= set(names)
+    assert {
+        f"{folder}/{n}"
+        for n in (
+            "accounts.csv",
+            "reproduce.py",
+            "expected.json",
+            "README.txt",
+            "report.json",
+            "report.html",
+        )
+    } <= set(names)
     stdout, where = _run_bundle(export.body, tmp_path)
     match = re.search(r"comparison treatment: uplift_abs=(\S+) ", stdout)
     assert match, stdout
-    assert float(match.group(1)) == pytest.approx(figures(snapshot)["treatment"]["uplift_abs"], rel=1e-9)
+    assert float(match.group(1)) == pytest.approx(
+        figures(snapshot)["treatment"]["uplift_abs"], rel=1e-9
+    )
     assert "MATCHES the report" in stdout
     # Money went back to exact decimals.
     with (where / "accounts.csv").open(encoding="utf-8", newline="") as handle:
@@ -500,7 +633,15 @@ def test_the_bundle_quotes_hostile_text_reversibly(session, people, hostile, tmp
     for row in rows:
         for name in ("account_id", "variant", "segment"):
             assert not row[name].startswith(FORMULA_CHARS), row
-    assert [r["account_id"] for r in rows[:7]] == ["'=1+2", "'-3", "'+4", "'@5", "'\t6", "'\r7", "''8"]
+    assert [r["account_id"] for r in rows[:7]] == [
+        "'=1+2",
+        "'-3",
+        "'+4",
+        "'@5",
+        "'\t6",
+        "'\r7",
+        "''8",
+    ]
 
 
 def test_cents_text_is_exact():
@@ -541,8 +682,11 @@ def week_scenario(session, factory, cleanup):
 
 def _note_item(session, week: str, experiment_id: int, **fields) -> None:
     meeting = session.exec(select(ReviewMeeting).where(ReviewMeeting.iso_week == week)).one()
-    item = session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id,
-                                                 ReviewItem.experiment_id == experiment_id)).one()
+    item = session.exec(
+        select(ReviewItem).where(
+            ReviewItem.meeting_id == meeting.id, ReviewItem.experiment_id == experiment_id
+        )
+    ).one()
     for name, value in fields.items():
         setattr(item, name, value)
     session.add(item)
@@ -553,21 +697,38 @@ def test_review_exports_parse_and_match_the_page(session, people, week_scenario)
     review = build_review(session, people["admin"], "2026-W48", now=NOW)
     session.commit()
     win = week_scenario.experiments["win-late"]
-    _note_item(session, "2026-W48", win.id, note=f"{HOSTILE['note']} {XSS}", action=HOSTILE["action"],
-               decision_rationale=HOSTILE["item_rationale"])
-    exports = {fmt: export_review(session, people["admin"], "2026-W48", fmt, now=NOW)
-               for fmt in ("json", "csv", "md", "html", "zip")}
+    _note_item(
+        session,
+        "2026-W48",
+        win.id,
+        note=f"{HOSTILE['note']} {XSS}",
+        action=HOSTILE["action"],
+        decision_rationale=HOSTILE["item_rationale"],
+    )
+    exports = {
+        fmt: export_review(session, people["admin"], "2026-W48", fmt, now=NOW)
+        for fmt in ("json", "csv", "md", "html", "zip")
+    }
     assert exports["json"].filename == "nrr-review-2026-W48-2026-11-26.json"
 
     document = json.loads(exports["json"].body)
-    sections = {name: {entry["key"] for entry in document[name]} for name in ("needs_decision", "changed", "alerts")}
-    assert sections == {name: {r.key for r in getattr(review, name)}
-                        for name in ("needs_decision", "changed", "alerts")}
+    sections = {
+        name: {entry["key"] for entry in document[name]}
+        for name in ("needs_decision", "changed", "alerts")
+    }
+    assert sections == {
+        name: {r.key for r in getattr(review, name)}
+        for name in ("needs_decision", "changed", "alerts")
+    }
     bh = {(p["key"], p["variant"]): p["p_value_bh_portfolio"] for p in document["portfolio"]}
-    assert bh == {(line["row"].key, line["comparison"]["variant"]): line["p_value_bh"]
-                  for line in review.portfolio}
+    assert bh == {
+        (line["row"].key, line["comparison"]["variant"]): line["p_value_bh"]
+        for line in review.portfolio
+    }
     win_uplift = week_scenario.snapshots["win-late"][1].result["comparisons"][0]["uplift_abs"]
-    assert next(p for p in document["portfolio"] if p["key"] == "win-late")["uplift_abs"] == win_uplift
+    assert (
+        next(p for p in document["portfolio"] if p["key"] == "win-late")["uplift_abs"] == win_uplift
+    )
 
     rows = list(csv.DictReader(io.StringIO(exports["csv"].body.decode())))
     by_key = {r["experiment_key"]: r for r in rows}
@@ -589,7 +750,9 @@ def test_review_exports_parse_and_match_the_page(session, people, week_scenario)
     visible = "".join(page.text)
     assert XSS in visible and "<script>" not in html
     assert "Benjamini-Hochberg" in visible and "Driver tree summary" in visible
-    assert html.count('<section class="experiment') == len({p["key"] for p in document["portfolio"]} | set(document["items"]))
+    assert html.count('<section class="experiment') == len(
+        {p["key"] for p in document["portfolio"]} | set(document["items"])
+    )
 
     names = zipfile.ZipFile(io.BytesIO(exports["zip"].body)).namelist()
     folder = "nrr-review-2026-W48-2026-11-26"
@@ -605,15 +768,28 @@ def test_review_export_for_a_branch_and_a_range(session, people, week_scenario):
     export = export_review(session, people["admin"], "2026-W48", "json", branch_id=churn, now=NOW)
     assert export.filename == f"nrr-review-2026-W48-branch-{churn}-2026-11-26.json"
     document = json.loads(export.body)
-    assert {r["experiment"]["key"] for r in document["experiments"]} == {"stopped-undecided", "amended", "other-team"}
-    ranged = export_review(session, people["admin"], "2026-W48", "md", date_from="2026-11-09",
-                           date_to="2026-11-22", now=NOW)
+    assert {r["experiment"]["key"] for r in document["experiments"]} == {
+        "stopped-undecided",
+        "amended",
+        "other-team",
+    }
+    ranged = export_review(
+        session,
+        people["admin"],
+        "2026-W48",
+        "md",
+        date_from="2026-11-09",
+        date_to="2026-11-22",
+        now=NOW,
+    )
     assert ranged.filename == "nrr-review-2026-11-09-to-2026-11-22-2026-11-26.md"
     assert "Review 2026-11-09 to 2026-11-22" in ranged.body.decode()
 
 
 def test_review_export_hides_other_teams(session, people, week_scenario):
-    document = json.loads(export_review(session, people["viewer"], "2026-W48", "json", now=NOW).body)
+    document = json.loads(
+        export_review(session, people["viewer"], "2026-W48", "json", now=NOW).body
+    )
     keys = {r["experiment"]["key"] for r in document["experiments"]}
     assert "other-team" not in keys and "win-late" in keys
 
@@ -624,10 +800,14 @@ def test_review_export_hides_other_teams(session, people, week_scenario):
 def _cli(database_url: str, *args: str):
     from experiments.cli_export import export
 
-    return CliRunner().invoke(export, list(args), env={"DATABASE_URL": database_url}, catch_exceptions=False)
+    return CliRunner().invoke(
+        export, list(args), env={"DATABASE_URL": database_url}, catch_exceptions=False
+    )
 
 
-def test_cli_exports_an_experiment_in_every_format(session, database_url, report, tmp_path, monkeypatch):
+def test_cli_exports_an_experiment_in_every_format(
+    session, database_url, report, tmp_path, monkeypatch
+):
     _, snapshot = report
     result = _cli(database_url, "experiment", "seat-nudge", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -637,18 +817,25 @@ def test_cli_exports_an_experiment_in_every_format(session, database_url, report
     result = _cli(database_url, "experiment", "seat-nudge", "--format", "csv", "--output", str(out))
     assert result.exit_code == 0 and "wrote" in result.stderr
     with out.open(newline="") as handle:
-        assert float(next(csv.DictReader(handle))["uplift_abs"]) == snapshot.result["comparisons"][0]["uplift_abs"]
+        assert (
+            float(next(csv.DictReader(handle))["uplift_abs"])
+            == snapshot.result["comparisons"][0]["uplift_abs"]
+        )
     for fmt in ("md", "html"):
         result = _cli(database_url, "experiment", "seat-nudge", "--format", fmt)
         assert result.exit_code == 0 and "Seat nudge" in result.stdout
-    monkeypatch.chdir(tmp_path)  # a zip without --output goes to its own name in the working directory
+    monkeypatch.chdir(
+        tmp_path
+    )  # a zip without --output goes to its own name in the working directory
     result = _cli(database_url, "experiment", "seat-nudge", "--format", "zip")
     assert result.exit_code == 0, result.output
     written = list(tmp_path.glob("nrr-seat-nudge-*.zip"))
     assert len(written) == 1 and zipfile.is_zipfile(written[0])
     session.expire_all()
     events = session.exec(select(AuditEvent).where(AuditEvent.action.like("export.%"))).all()
-    assert len(events) == 5 and all(e.actor_id is None and e.diff["via"] == [None, "cli"] for e in events)
+    assert len(events) == 5 and all(
+        e.actor_id is None and e.diff["via"] == [None, "cli"] for e in events
+    )
 
 
 def test_cli_exports_a_review(session, database_url, week_scenario, people):
@@ -660,21 +847,41 @@ def test_cli_exports_a_review(session, database_url, week_scenario, people):
     result = _cli(database_url, "review", "2026-W47", "--format", "json", "--branch", str(churn))
     keys = {r["experiment"]["key"] for r in json.loads(result.stdout)["experiments"]}
     assert keys == {"stopped-undecided", "amended", "other-team"}
-    result = _cli(database_url, "review", "2026-W47", "--format", "json", "--as", "viewer@exports.test")
-    assert "other-team" not in {r["experiment"]["key"] for r in json.loads(result.stdout)["experiments"]}
-    result = _cli(database_url, "review", "2026-W47", "--format", "csv", "--from", "2026-11-01", "--to", "2026-11-15")
+    result = _cli(
+        database_url, "review", "2026-W47", "--format", "json", "--as", "viewer@exports.test"
+    )
+    assert "other-team" not in {
+        r["experiment"]["key"] for r in json.loads(result.stdout)["experiments"]
+    }
+    result = _cli(
+        database_url,
+        "review",
+        "2026-W47",
+        "--format",
+        "csv",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-15",
+    )
     assert result.exit_code == 0 and list(csv.DictReader(io.StringIO(result.stdout)))
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["review", "2026-W60"], "2026 has no ISO week 60"),
-    (["review", "next-week"], "week must look like 2026-W48"),
-    (["review", "2026-W47", "--from", "soon"], "from: must be a date"),
-    (["review", "2026-W47", "--branch", "99999"], "no driver-tree node 99999"),
-    (["experiment", "no-such-key"], "no experiment 'no-such-key'"),
-    (["experiment", "seat-nudge", "--as", "nobody@exports.test"], "no active user"),
-    (["experiment", "seat-nudge", "--as", "outsider@exports.test"], "no experiment 'seat-nudge'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["review", "2026-W60"], "2026 has no ISO week 60"),
+        (["review", "next-week"], "week must look like 2026-W48"),
+        (["review", "2026-W47", "--from", "soon"], "from: must be a date"),
+        (["review", "2026-W47", "--branch", "99999"], "no driver-tree node 99999"),
+        (["experiment", "no-such-key"], "no experiment 'no-such-key'"),
+        (["experiment", "seat-nudge", "--as", "nobody@exports.test"], "no active user"),
+        (
+            ["experiment", "seat-nudge", "--as", "outsider@exports.test"],
+            "no experiment 'seat-nudge'",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(database_url, report, people, args, message):
     result = _cli(database_url, *args)
     assert result.exit_code == 2, result.output
@@ -689,4 +896,6 @@ def test_cli_unknown_format_is_refused_by_click(database_url):
 
 def test_team_fixture_names(session, hostile):
     # The hostile fixture really stored the hostile team name (guards the CSV test's premise).
-    assert session.exec(select(Team.name).where(Team.slug == "hostile-team")).one() == HOSTILE["team"]
+    assert (
+        session.exec(select(Team.name).where(Team.slug == "hostile-team")).one() == HOSTILE["team"]
+    )

@@ -11,15 +11,36 @@ def _result() -> stats.ExperimentResult:
     srm = stats.SRMResult(0.5, {}, {}, False)
 
     def comparison(variant, uplift, low, high):
-        return stats.Comparison(variant, uplift, (low, high), None, (None, None), 0.01, 0.01, 0.02,
-                                0.3, 100, 0.9, "win")
+        return stats.Comparison(
+            variant, uplift, (low, high), None, (None, None), 0.01, 0.01, 0.02, 0.3, 100, 0.9, "win"
+        )
 
-    return stats.ExperimentResult(0.05, 0.8, 0.02, "control", srm, (), (
-        comparison("a", 0.03, 0.01, 0.05),
-        comparison("b", -0.01, -0.04, 0.02),
-        stats.Comparison("c", None, (None, None), None, (None, None), None, None, None, None, None,
-                         None, "inconclusive"),
-    ))
+    return stats.ExperimentResult(
+        0.05,
+        0.8,
+        0.02,
+        "control",
+        srm,
+        (),
+        (
+            comparison("a", 0.03, 0.01, 0.05),
+            comparison("b", -0.01, -0.04, 0.02),
+            stats.Comparison(
+                "c",
+                None,
+                (None, None),
+                None,
+                (None, None),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "inconclusive",
+            ),
+        ),
+    )
 
 
 def test_forest_plot_geometry_orders_values_left_to_right():

@@ -37,8 +37,13 @@ from experiments.review import Week, build_review, parse_week, update_item, week
 # ----------------------------------------------------------------- data builders
 
 
-def generated_arms(seed: int, n_control: int, n_treatment: int, lift: float,
-                   names: tuple[str, str] = ("control", "treatment")) -> dict[str, tuple]:
+def generated_arms(
+    seed: int,
+    n_control: int,
+    n_treatment: int,
+    lift: float,
+    names: tuple[str, str] = ("control", "treatment"),
+) -> dict[str, tuple]:
     """Integer-cent account columns per variant: end/start ≈ N(1 + lift, 0.25)."""
     rng = np.random.default_rng(seed)
     arms = {}
@@ -52,10 +57,21 @@ def generated_arms(seed: int, n_control: int, n_treatment: int, lift: float,
     return arms
 
 
-def analyse(arms: dict[str, tuple], experiment: Experiment, weights: dict[str, float]) -> stats.ExperimentResult:
-    data = {v: stats.arm_from_arrays(*(np.asarray(c) / 100 for c in cols)) for v, cols in arms.items()}
-    return stats.analyze(data, control=next(iter(weights)), alpha=experiment.alpha, power=experiment.power,
-                         mde=experiment.mde, weights=weights, variants=list(weights))
+def analyse(
+    arms: dict[str, tuple], experiment: Experiment, weights: dict[str, float]
+) -> stats.ExperimentResult:
+    data = {
+        v: stats.arm_from_arrays(*(np.asarray(c) / 100 for c in cols)) for v, cols in arms.items()
+    }
+    return stats.analyze(
+        data,
+        control=next(iter(weights)),
+        alpha=experiment.alpha,
+        power=experiment.power,
+        mde=experiment.mde,
+        weights=weights,
+        variants=list(weights),
+    )
 
 
 def stored_verdict(result: stats.ExperimentResult) -> str:
@@ -68,40 +84,88 @@ def stored_verdict(result: stats.ExperimentResult) -> str:
     return "srm" if result.srm.flag else only.verdict
 
 
-def add_data(session: Session, experiment: Experiment, *, at: datetime, n_control: int, n_treatment: int,
-             lift: float, seed: int, with_rows: bool = False, account_ids: list[str] | None = None,
-             segments: list[str] | None = None) -> AnalysisSnapshot:
+def add_data(
+    session: Session,
+    experiment: Experiment,
+    *,
+    at: datetime,
+    n_control: int,
+    n_treatment: int,
+    lift: float,
+    seed: int,
+    with_rows: bool = False,
+    account_ids: list[str] | None = None,
+    segments: list[str] | None = None,
+) -> AnalysisSnapshot:
     """A new dataset version uploaded at ``at`` and its snapshot computed at ``at``."""
-    weights = {v.key: v.weight for v in session.exec(
-        select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position)).all()}
+    weights = {
+        v.key: v.weight
+        for v in session.exec(
+            select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position)
+        ).all()
+    }
     arms = generated_arms(seed, n_control, n_treatment, lift, names=tuple(weights))
     result = analyse(arms, experiment, weights)
-    version = len(session.exec(select(Dataset).where(Dataset.experiment_id == experiment.id)).all()) + 1
-    dataset = Dataset(experiment_id=experiment.id, version=version, filename=f"{experiment.key}-v{version}.csv",
-                      sha256=f"{seed:064x}", row_count=n_control + n_treatment, uploaded_at=at,
-                      has_segment=segments is not None)
+    version = (
+        len(session.exec(select(Dataset).where(Dataset.experiment_id == experiment.id)).all()) + 1
+    )
+    dataset = Dataset(
+        experiment_id=experiment.id,
+        version=version,
+        filename=f"{experiment.key}-v{version}.csv",
+        sha256=f"{seed:064x}",
+        row_count=n_control + n_treatment,
+        uploaded_at=at,
+        has_segment=segments is not None,
+    )
     session.add(dataset)
     session.flush()
     if with_rows:
         index = 0
         for variant, (start, expansion, contraction, churned) in arms.items():
             for i in range(len(start)):
-                account = account_ids[index] if account_ids and index < len(account_ids) else f"{variant}-{i:05d}"
+                account = (
+                    account_ids[index]
+                    if account_ids and index < len(account_ids)
+                    else f"{variant}-{i:05d}"
+                )
                 segment = segments[index % len(segments)] if segments else None
-                session.add(AccountRow(dataset_id=dataset.id, account_id=account, variant=variant,
-                                       start_cents=int(start[i]), expansion_cents=int(expansion[i]),
-                                       contraction_cents=int(contraction[i]), churned_cents=int(churned[i]),
-                                       segment=segment))
+                session.add(
+                    AccountRow(
+                        dataset_id=dataset.id,
+                        account_id=account,
+                        variant=variant,
+                        start_cents=int(start[i]),
+                        expansion_cents=int(expansion[i]),
+                        contraction_cents=int(contraction[i]),
+                        churned_cents=int(churned[i]),
+                        segment=segment,
+                    )
+                )
                 index += 1
         session.flush()
     report = result.to_dict()
-    report["plan"] = {"alpha": experiment.alpha, "power": experiment.power, "mde": experiment.mde,
-                      "control": next(iter(weights)),
-                      "variants": [{"key": k, "name": k.title(), "weight": w} for k, w in weights.items()]}
-    report["dataset"] = {"id": dataset.id, "version": version, "filename": dataset.filename,
-                         "sha256": dataset.sha256, "rows": dataset.row_count}
-    snapshot = AnalysisSnapshot(experiment_id=experiment.id, dataset_id=dataset.id, computed_at=at,
-                                verdict=stored_verdict(result), result=report)
+    report["plan"] = {
+        "alpha": experiment.alpha,
+        "power": experiment.power,
+        "mde": experiment.mde,
+        "control": next(iter(weights)),
+        "variants": [{"key": k, "name": k.title(), "weight": w} for k, w in weights.items()],
+    }
+    report["dataset"] = {
+        "id": dataset.id,
+        "version": version,
+        "filename": dataset.filename,
+        "sha256": dataset.sha256,
+        "rows": dataset.row_count,
+    }
+    snapshot = AnalysisSnapshot(
+        experiment_id=experiment.id,
+        dataset_id=dataset.id,
+        computed_at=at,
+        verdict=stored_verdict(result),
+        result=report,
+    )
     session.add(snapshot)
     session.flush()
     return snapshot
@@ -149,59 +213,187 @@ def build_scenario(session: Session, last_week: Week, *, owner: User | None = No
     far = w3.end.date() + timedelta(days=60)
     long_ago = w0.start - timedelta(days=60)
 
-    def experiment(key: str, parent: DriverNode, *, status: str, started: datetime | None = None,
-                   stopped: datetime | None = None, decided: datetime | None = None, decision: str | None = None,
-                   created: datetime | None = None, planned_end: date | None = far, team=growth,
-                   weights=(1.0, 1.0)) -> Experiment:
+    def experiment(
+        key: str,
+        parent: DriverNode,
+        *,
+        status: str,
+        started: datetime | None = None,
+        stopped: datetime | None = None,
+        decided: datetime | None = None,
+        decision: str | None = None,
+        created: datetime | None = None,
+        planned_end: date | None = far,
+        team=growth,
+        weights=(1.0, 1.0),
+    ) -> Experiment:
         made = Experiment(
-            key=key, name=f"Experiment {key}", node_id=parent.id, stage_id=stage.id, team_id=team.id,
-            owner_id=owner.id if owner else None, hypothesis=f"If we try {key}, then NRR rises because tests.",
-            mde=0.05, alpha=0.05, power=0.8, status=status, started_at=started, stopped_at=stopped,
-            decided_at=decided, decision=decision, decision_rationale="Clear win." if decision else "",
-            planned_start=(started or long_ago).date(), planned_end=planned_end,
+            key=key,
+            name=f"Experiment {key}",
+            node_id=parent.id,
+            stage_id=stage.id,
+            team_id=team.id,
+            owner_id=owner.id if owner else None,
+            hypothesis=f"If we try {key}, then NRR rises because tests.",
+            mde=0.05,
+            alpha=0.05,
+            power=0.8,
+            status=status,
+            started_at=started,
+            stopped_at=stopped,
+            decided_at=decided,
+            decision=decision,
+            decision_rationale="Clear win." if decision else "",
+            planned_start=(started or long_ago).date(),
+            planned_end=planned_end,
             created_at=created or (started - timedelta(days=1) if started else long_ago),
         )
         session.add(made)
         session.flush()
-        session.add(Variant(experiment_id=made.id, key="control", name="Control", weight=weights[0],
-                            is_control=True, position=0))
-        session.add(Variant(experiment_id=made.id, key="treatment", name="Treatment", weight=weights[1],
-                            is_control=False, position=1))
+        session.add(
+            Variant(
+                experiment_id=made.id,
+                key="control",
+                name="Control",
+                weight=weights[0],
+                is_control=True,
+                position=0,
+            )
+        )
+        session.add(
+            Variant(
+                experiment_id=made.id,
+                key="treatment",
+                name="Treatment",
+                weight=weights[1],
+                is_control=False,
+                position=1,
+            )
+        )
         session.flush()
         return made
 
     exps = {
-        "win-late": experiment("win-late", adoption, status="running", started=w1.start - timedelta(days=21)),
-        "stopped-undecided": experiment("stopped-undecided", churn, status="stopped", started=long_ago,
-                                        stopped=at(w2, 3)),
-        "decided-ship": experiment("decided-ship", expansion, status="decided", started=long_ago,
-                                   stopped=at(w1, 2), decided=at(w2, 1), decision="ship"),
-        "amended": experiment("amended", churn, status="running", started=long_ago, planned_end=w2.last_day),
-        "srm-running": experiment("srm-running", expansion, status="running", started=w0.start - timedelta(days=5)),
-        "new-draft": experiment("new-draft", contraction, status="draft", created=at(w2, 2), planned_end=None),
-        "other-team": experiment("other-team", churn, status="stopped", started=long_ago, stopped=at(w2, 2),
-                                 team=success),
-        "started-w3": experiment("started-w3", contraction, status="running", started=at(w3, 1),
-                                 created=at(w3, 0)),
+        "win-late": experiment(
+            "win-late", adoption, status="running", started=w1.start - timedelta(days=21)
+        ),
+        "stopped-undecided": experiment(
+            "stopped-undecided", churn, status="stopped", started=long_ago, stopped=at(w2, 3)
+        ),
+        "decided-ship": experiment(
+            "decided-ship",
+            expansion,
+            status="decided",
+            started=long_ago,
+            stopped=at(w1, 2),
+            decided=at(w2, 1),
+            decision="ship",
+        ),
+        "amended": experiment(
+            "amended", churn, status="running", started=long_ago, planned_end=w2.last_day
+        ),
+        "srm-running": experiment(
+            "srm-running", expansion, status="running", started=w0.start - timedelta(days=5)
+        ),
+        "new-draft": experiment(
+            "new-draft", contraction, status="draft", created=at(w2, 2), planned_end=None
+        ),
+        "other-team": experiment(
+            "other-team", churn, status="stopped", started=long_ago, stopped=at(w2, 2), team=success
+        ),
+        "started-w3": experiment(
+            "started-w3", contraction, status="running", started=at(w3, 1), created=at(w3, 0)
+        ),
     }
     snaps = {
-        "win-late": [add_data(session, exps["win-late"], at=at(w1, 1), n_control=150, n_treatment=150, lift=0.0, seed=11),
-                     add_data(session, exps["win-late"], at=at(w3, 2), n_control=700, n_treatment=700, lift=0.15, seed=12)],
-        "stopped-undecided": [add_data(session, exps["stopped-undecided"], at=w0.start - timedelta(days=7),
-                                       n_control=700, n_treatment=700, lift=0.0, seed=21)],
-        "decided-ship": [add_data(session, exps["decided-ship"], at=w0.start - timedelta(days=7),
-                                  n_control=700, n_treatment=700, lift=0.12, seed=31)],
-        "amended": [add_data(session, exps["amended"], at=w0.start - timedelta(days=7),
-                             n_control=100, n_treatment=100, lift=0.0, seed=41)],
-        "srm-running": [add_data(session, exps["srm-running"], at=at(w2, 4), n_control=300, n_treatment=180,
-                                 lift=0.0, seed=51)],
+        "win-late": [
+            add_data(
+                session,
+                exps["win-late"],
+                at=at(w1, 1),
+                n_control=150,
+                n_treatment=150,
+                lift=0.0,
+                seed=11,
+            ),
+            add_data(
+                session,
+                exps["win-late"],
+                at=at(w3, 2),
+                n_control=700,
+                n_treatment=700,
+                lift=0.15,
+                seed=12,
+            ),
+        ],
+        "stopped-undecided": [
+            add_data(
+                session,
+                exps["stopped-undecided"],
+                at=w0.start - timedelta(days=7),
+                n_control=700,
+                n_treatment=700,
+                lift=0.0,
+                seed=21,
+            )
+        ],
+        "decided-ship": [
+            add_data(
+                session,
+                exps["decided-ship"],
+                at=w0.start - timedelta(days=7),
+                n_control=700,
+                n_treatment=700,
+                lift=0.12,
+                seed=31,
+            )
+        ],
+        "amended": [
+            add_data(
+                session,
+                exps["amended"],
+                at=w0.start - timedelta(days=7),
+                n_control=100,
+                n_treatment=100,
+                lift=0.0,
+                seed=41,
+            )
+        ],
+        "srm-running": [
+            add_data(
+                session,
+                exps["srm-running"],
+                at=at(w2, 4),
+                n_control=300,
+                n_treatment=180,
+                lift=0.0,
+                seed=51,
+            )
+        ],
     }
-    session.add(Amendment(experiment_id=exps["amended"].id, field="mde", old_value="0.05", new_value="0.04",
-                          reason="Finance asked for a finer MDE.", created_at=at(w3, 1)))
+    session.add(
+        Amendment(
+            experiment_id=exps["amended"].id,
+            field="mde",
+            old_value="0.05",
+            new_value="0.04",
+            reason="Finance asked for a finer MDE.",
+            created_at=at(w3, 1),
+        )
+    )
     session.commit()
-    return Scenario(weeks={"W0": w0, "W1": w1, "W2": w2, "W3": w3}, experiments=exps,
-                    nodes={"Expansion": expansion, "Churn": churn, "Contraction": contraction, "Adoption": adoption},
-                    teams={"growth": growth.id, "success": success.id}, snapshots=snaps)
+    return Scenario(
+        weeks={"W0": w0, "W1": w1, "W2": w2, "W3": w3},
+        experiments=exps,
+        nodes={
+            "Expansion": expansion,
+            "Churn": churn,
+            "Contraction": contraction,
+            "Adoption": adoption,
+        },
+        teams={"growth": growth.id, "success": success.id},
+        snapshots=snaps,
+    )
 
 
 #: What each week's sections must list, for a user who sees every team.
@@ -218,22 +410,47 @@ EXPECTED = {
     },
     "W3": {
         "needs_decision": {"win-late", "stopped-undecided", "amended", "other-team"},
-        "changed": {"win-late", "decided-ship", "stopped-undecided", "srm-running", "amended", "started-w3",
-                    "other-team"},
+        "changed": {
+            "win-late",
+            "decided-ship",
+            "stopped-undecided",
+            "srm-running",
+            "amended",
+            "started-w3",
+            "other-team",
+        },
         "alerts": {"amended", "srm-running"},
     },
 }
 EXISTING = {
     "W1": {"win-late", "stopped-undecided", "decided-ship", "amended", "srm-running", "other-team"},
-    "W2": {"win-late", "stopped-undecided", "decided-ship", "amended", "srm-running", "new-draft", "other-team"},
-    "W3": {"win-late", "stopped-undecided", "decided-ship", "amended", "srm-running", "new-draft", "other-team",
-           "started-w3"},
+    "W2": {
+        "win-late",
+        "stopped-undecided",
+        "decided-ship",
+        "amended",
+        "srm-running",
+        "new-draft",
+        "other-team",
+    },
+    "W3": {
+        "win-late",
+        "stopped-undecided",
+        "decided-ship",
+        "amended",
+        "srm-running",
+        "new-draft",
+        "other-team",
+        "started-w3",
+    },
 }
 
 
 def sections(review) -> dict[str, set[str]]:
-    return {name: {r.key for r in getattr(review, name)}
-            for name in ("needs_decision", "changed", "alerts")}
+    return {
+        name: {r.key for r in getattr(review, name)}
+        for name in ("needs_decision", "changed", "alerts")
+    }
 
 
 # Thursday noon of 2026-W48: W46 and W47 are over, W48 is the running week.
@@ -268,8 +485,24 @@ def test_parse_week_accepts_iso_weeks(label):
     assert week.start.tzinfo is UTC
 
 
-@pytest.mark.parametrize("label", ["2025-W53", "2026-W00", "2026-W54", "2026-48", "2026-w48", "26-W48",
-                                   "2026-W4", "0000-W01", "9999-W52", "", "2026-W48x", "\uff12\uff10\uff12\uff16-W48", "2026-W48\n"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "2025-W53",
+        "2026-W00",
+        "2026-W54",
+        "2026-48",
+        "2026-w48",
+        "26-W48",
+        "2026-W4",
+        "0000-W01",
+        "9999-W52",
+        "",
+        "2026-W48x",
+        "\uff12\uff10\uff12\uff16-W48",
+        "2026-W48\n",
+    ],
+)
 def test_parse_week_refuses_anything_else(label):
     with pytest.raises(ValueError):
         parse_week(label)
@@ -286,7 +519,9 @@ def test_week_navigation_crosses_years():
 
 
 @pytest.mark.parametrize("name", ["W1", "W2", "W3"])
-def test_each_section_of_each_week_lists_exactly_the_right_experiments(session, scenario, people, name):
+def test_each_section_of_each_week_lists_exactly_the_right_experiments(
+    session, scenario, people, name
+):
     week = scenario.weeks[name]
     review = build_review(session, people["admin"], week.label, now=NOW)
     session.commit()
@@ -298,15 +533,33 @@ def test_each_section_of_each_week_lists_exactly_the_right_experiments(session, 
 #: Headline verdicts of the scenario as each week's end saw them (read off the generated
 #: data once and kept as literals).
 VERDICTS = {
-    "2026-W46": {"amended": "underpowered", "decided-ship": "win", "other-team": None,
-                 "srm-running": None, "stopped-undecided": "inconclusive",
-                 "win-late": "underpowered"},
-    "2026-W47": {"amended": "underpowered", "decided-ship": "win", "new-draft": None,
-                 "other-team": None, "srm-running": "srm", "stopped-undecided": "inconclusive",
-                 "win-late": "underpowered"},
-    "2026-W48": {"amended": "underpowered", "decided-ship": "win", "new-draft": None,
-                 "other-team": None, "srm-running": "srm", "started-w3": None,
-                 "stopped-undecided": "inconclusive", "win-late": "win"},
+    "2026-W46": {
+        "amended": "underpowered",
+        "decided-ship": "win",
+        "other-team": None,
+        "srm-running": None,
+        "stopped-undecided": "inconclusive",
+        "win-late": "underpowered",
+    },
+    "2026-W47": {
+        "amended": "underpowered",
+        "decided-ship": "win",
+        "new-draft": None,
+        "other-team": None,
+        "srm-running": "srm",
+        "stopped-undecided": "inconclusive",
+        "win-late": "underpowered",
+    },
+    "2026-W48": {
+        "amended": "underpowered",
+        "decided-ship": "win",
+        "new-draft": None,
+        "other-team": None,
+        "srm-running": "srm",
+        "started-w3": None,
+        "stopped-undecided": "inconclusive",
+        "win-late": "win",
+    },
 }
 
 
@@ -383,16 +636,31 @@ def test_branch_filter_keeps_the_subtree(session, scenario, people):
 
 def test_date_range_review_is_read_only_and_covers_the_range(session, scenario, people):
     w1, w2 = scenario.weeks["W1"], scenario.weeks["W2"]
-    review = build_review(session, people["admin"], "2026-W48", date_from=w1.start.date().isoformat(),
-                          date_to=w2.last_day.isoformat(), now=NOW)
+    review = build_review(
+        session,
+        people["admin"],
+        "2026-W48",
+        date_from=w1.start.date().isoformat(),
+        date_to=w2.last_day.isoformat(),
+        now=NOW,
+    )
     assert review.mode == "range" and not review.editable and review.agenda == []
     # The range's changes: W1 and W2 only (not W0), as of the end of W2.
-    assert sections(review)["changed"] == {"win-late", "decided-ship", "stopped-undecided", "srm-running",
-                                           "other-team"}
+    assert sections(review)["changed"] == {
+        "win-late",
+        "decided-ship",
+        "stopped-undecided",
+        "srm-running",
+        "other-team",
+    }
     assert session.exec(select(ReviewMeeting)).all() == []  # a range is never frozen
-    for bad in ({"date_from": "2026-13-01"}, {"date_to": "yesterday"},
-                {"date_from": "2026-11-20", "date_to": "2026-11-01"}, {"date_from": "0001-01-01"},
-                {"date_to": "9999-12-31"}):
+    for bad in (
+        {"date_from": "2026-13-01"},
+        {"date_to": "yesterday"},
+        {"date_from": "2026-11-20", "date_to": "2026-11-01"},
+        {"date_from": "0001-01-01"},
+        {"date_to": "9999-12-31"},
+    ):
         with pytest.raises(ValidationFailed):
             build_review(session, people["admin"], "2026-W48", now=NOW, **bad)
 
@@ -422,13 +690,20 @@ def test_driver_tree_summary_counts_and_points_won(session, scenario, people):
     summary = {s["branch"]: s for s in review.summary}
     assert summary["Expansion"]["counts"] == {"draft": 0, "running": 2, "stopped": 0, "decided": 1}
     assert summary["Churn"]["counts"] == {"draft": 0, "running": 1, "stopped": 2, "decided": 0}
-    assert summary["Contraction"]["counts"] == {"draft": 1, "running": 0, "stopped": 0, "decided": 0}
+    assert summary["Contraction"]["counts"] == {
+        "draft": 1,
+        "running": 0,
+        "stopped": 0,
+        "decided": 0,
+    }
     ship = scenario.snapshots["decided-ship"][0].result["comparisons"][0]["uplift_abs"]
     assert summary["Expansion"]["nrr_points_won"] == pytest.approx(ship * 100)
     assert summary["Expansion"]["shipped"] == ["decided-ship"]
     assert summary["Churn"]["nrr_points_won"] == 0
     # Before the decision (W46) nothing was won yet.
-    early = {s["branch"]: s for s in build_review(session, people["admin"], "2026-W46", now=NOW).summary}
+    early = {
+        s["branch"]: s for s in build_review(session, people["admin"], "2026-W46", now=NOW).summary
+    }
     assert early["Expansion"]["nrr_points_won"] == 0
 
 
@@ -453,8 +728,15 @@ def test_a_past_week_keeps_what_the_meeting_saw(session, scenario, people):
     experiment.status, experiment.decision, experiment.decided_at = "decided", "kill", NOW
     experiment.name = "Renamed later"
     session.add(experiment)
-    add_data(session, scenario.experiments["amended"], at=NOW - timedelta(hours=1), n_control=500,
-             n_treatment=500, lift=0.2, seed=99)
+    add_data(
+        session,
+        scenario.experiments["amended"],
+        at=NOW - timedelta(hours=1),
+        n_control=500,
+        n_treatment=500,
+        lift=0.2,
+        seed=99,
+    )
     session.commit()
     after = build_review(session, people["admin"], "2026-W47", now=NOW + timedelta(days=30))
     assert after.frozen
@@ -473,7 +755,11 @@ def test_the_running_week_refreshes_then_freezes_when_it_ends(session, scenario,
     assert not first.frozen and "win-late" in sections(first)["needs_decision"]
     experiment = scenario.experiments["win-late"]
     experiment.status, experiment.stopped_at = "stopped", NOW + timedelta(hours=1)
-    experiment.decided_at, experiment.decision, experiment.status = NOW + timedelta(hours=2), "ship", "decided"
+    experiment.decided_at, experiment.decision, experiment.status = (
+        NOW + timedelta(hours=2),
+        "ship",
+        "decided",
+    )
     session.add(experiment)
     session.commit()
     refreshed = build_review(session, people["admin"], "2026-W48", now=NOW + timedelta(hours=3))
@@ -486,11 +772,12 @@ def test_the_running_week_refreshes_then_freezes_when_it_ends(session, scenario,
     after = build_review(session, people["admin"], "2026-W48", now=NOW + timedelta(days=10))
     assert after.frozen
     assert sections(after) == sections(refreshed)
-    assert {r.experiment.name for r in after.rows if r.key == "win-late"} == {
-        "Experiment win-late"}
+    assert {r.experiment.name for r in after.rows if r.key == "win-late"} == {"Experiment win-late"}
 
 
-def test_opening_a_week_twice_makes_one_meeting_and_one_item_per_experiment(session, db_engine, scenario, people):
+def test_opening_a_week_twice_makes_one_meeting_and_one_item_per_experiment(
+    session, db_engine, scenario, people
+):
     build_review(session, people["admin"], "2026-W47", now=NOW)
     session.commit()
     with Session(db_engine) as other:
@@ -512,13 +799,25 @@ def test_a_bad_week_is_not_found(session, people):
 
 def _item(session, scenario, week: str, key: str) -> ReviewItem:
     meeting = session.exec(select(ReviewMeeting).where(ReviewMeeting.iso_week == week)).one()
-    return session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id,
-                                                 ReviewItem.experiment_id == scenario.experiments[key].id)).one()
+    return session.exec(
+        select(ReviewItem).where(
+            ReviewItem.meeting_id == meeting.id,
+            ReviewItem.experiment_id == scenario.experiments[key].id,
+        )
+    ).one()
 
 
 def _form(version: int, **fields) -> dict[str, str]:
-    return {"version": str(version), "note": "", "action": "", "action_owner_id": "", "action_due": "",
-            "decision": "", "decision_rationale": "", **fields}
+    return {
+        "version": str(version),
+        "note": "",
+        "action": "",
+        "action_owner_id": "",
+        "action_due": "",
+        "decision": "",
+        "decision_rationale": "",
+        **fields,
+    }
 
 
 def test_an_item_edit_is_saved_attributed_and_audited(session, scenario, people):
@@ -526,13 +825,27 @@ def test_an_item_edit_is_saved_attributed_and_audited(session, scenario, people)
     session.commit()
     item = _item(session, scenario, "2026-W48", "stopped-undecided")
     who = people["growth_exp"]
-    view = update_item(session, who, "2026-W48", item.id, _form(
-        1, note="Looks flat.", action="Check the SRM dashboard", action_owner_id=str(who.id),
-        action_due="2026-12-04"), now=NOW)
+    view = update_item(
+        session,
+        who,
+        "2026-W48",
+        item.id,
+        _form(
+            1,
+            note="Looks flat.",
+            action="Check the SRM dashboard",
+            action_owner_id=str(who.id),
+            action_due="2026-12-04",
+        ),
+        now=NOW,
+    )
     session.commit()
     assert view.item.version == 2 and view.item.updated_by_id == who.id
     assert (view.item.note, view.item.action, view.item.action_due) == (
-        "Looks flat.", "Check the SRM dashboard", date(2026, 12, 4))
+        "Looks flat.",
+        "Check the SRM dashboard",
+        date(2026, 12, 4),
+    )
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "review.update")).one()
     assert event.actor_id == who.id and event.entity_id == str(item.id)
     assert event.diff["note"] == ["", "Looks flat."]
@@ -545,8 +858,12 @@ def test_a_stale_version_is_refused_with_a_clear_message(session, scenario, peop
     item = _item(session, scenario, "2026-W48", "amended")
     update_item(session, people["admin"], "2026-W48", item.id, _form(1, note="first"), now=NOW)
     session.commit()
-    with pytest.raises(Conflict, match=r"Not saved: .* changed this item .*version 1.*version 2.*Reload"):
-        update_item(session, people["growth_exp"], "2026-W48", item.id, _form(1, note="second"), now=NOW)
+    with pytest.raises(
+        Conflict, match=r"Not saved: .* changed this item .*version 1.*version 2.*Reload"
+    ):
+        update_item(
+            session, people["growth_exp"], "2026-W48", item.id, _form(1, note="second"), now=NOW
+        )
     session.rollback()
     session.refresh(item)
     assert item.note == "first" and item.version == 2
@@ -557,9 +874,13 @@ def test_edits_need_an_experimenter_in_the_items_team(session, scenario, people)
     session.commit()
     item = _item(session, scenario, "2026-W48", "amended")
     with pytest.raises(PermissionDenied):
-        update_item(session, people["growth_viewer"], "2026-W48", item.id, _form(1, note="x"), now=NOW)
+        update_item(
+            session, people["growth_viewer"], "2026-W48", item.id, _form(1, note="x"), now=NOW
+        )
     with pytest.raises(NotFound):
-        update_item(session, people["success_exp"], "2026-W48", item.id, _form(1, note="x"), now=NOW)
+        update_item(
+            session, people["success_exp"], "2026-W48", item.id, _form(1, note="x"), now=NOW
+        )
     with pytest.raises(NotFound):  # the item belongs to another week
         update_item(session, people["admin"], "2026-W47", item.id, _form(1, note="x"), now=NOW)
     with pytest.raises(NotFound):
@@ -569,17 +890,20 @@ def test_edits_need_an_experimenter_in_the_items_team(session, scenario, people)
     assert item.version == 1 and item.note == ""
 
 
-@pytest.mark.parametrize(("fields", "error"), [
-    ({"action_due": "next friday"}, "action_due"),
-    ({"action_due": "0001-01-01"}, "action_due"),
-    ({"note": "x" * 10_001}, "note"),
-    ({"note": "a\x00b"}, "note"),  # issue 12 item 3: a 500 on PostgreSQL before
-    ({"action": "a\x1bb", "action_owner_id": "1"}, "action"),
-    ({"decision": "maybe", "decision_rationale": "r"}, "decision"),
-    ({"decision": "ship"}, "decision_rationale"),
-    ({"action": "Do it"}, "action_owner_id"),
-    ({"action": "Do it", "action_owner_id": "abc"}, "action_owner_id"),
-])
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"action_due": "next friday"}, "action_due"),
+        ({"action_due": "0001-01-01"}, "action_due"),
+        ({"note": "x" * 10_001}, "note"),
+        ({"note": "a\x00b"}, "note"),  # issue 12 item 3: a 500 on PostgreSQL before
+        ({"action": "a\x1bb", "action_owner_id": "1"}, "action"),
+        ({"decision": "maybe", "decision_rationale": "r"}, "decision"),
+        ({"decision": "ship"}, "decision_rationale"),
+        ({"action": "Do it"}, "action_owner_id"),
+        ({"action": "Do it", "action_owner_id": "abc"}, "action_owner_id"),
+    ],
+)
 def test_bad_item_fields_are_refused_field_by_field(session, scenario, people, fields, error):
     build_review(session, people["admin"], "2026-W48", now=NOW)
     session.commit()
@@ -594,8 +918,14 @@ def test_an_action_owner_must_be_in_the_experiments_team(session, scenario, peop
     session.commit()
     item = _item(session, scenario, "2026-W48", "amended")
     with pytest.raises(ValidationFailed) as caught:
-        update_item(session, people["admin"], "2026-W48", item.id,
-                    _form(1, action="x", action_owner_id=str(people["success_exp"].id)), now=NOW)
+        update_item(
+            session,
+            people["admin"],
+            "2026-W48",
+            item.id,
+            _form(1, action="x", action_owner_id=str(people["success_exp"].id)),
+            now=NOW,
+        )
     assert "action_owner_id" in caught.value.errors
 
 
@@ -616,12 +946,22 @@ def test_a_decision_in_the_meeting_decides_the_experiment(session, scenario, peo
     session.commit()
     item = _item(session, scenario, "2026-W48", "win-late")  # running: stopped, then decided
     who = people["growth_exp"]
-    update_item(session, who, "2026-W48", item.id,
-                _form(1, decision="ship", decision_rationale="Won by 15 pts, no SRM."), now=NOW)
+    update_item(
+        session,
+        who,
+        "2026-W48",
+        item.id,
+        _form(1, decision="ship", decision_rationale="Won by 15 pts, no SRM."),
+        now=NOW,
+    )
     session.commit()
     experiment = session.get(Experiment, scenario.experiments["win-late"].id)
     session.refresh(experiment)
-    assert (experiment.status, experiment.decision, experiment.decided_by_id) == ("decided", "ship", who.id)
+    assert (experiment.status, experiment.decision, experiment.decided_by_id) == (
+        "decided",
+        "ship",
+        who.id,
+    )
     assert experiment.stopped_at is not None and experiment.decided_at is not None
     # Through the registry's lifecycle: stopped, then decided, each audited.
     stopped = session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.stop")).one()
@@ -630,10 +970,23 @@ def test_a_decision_in_the_meeting_decides_the_experiment(session, scenario, peo
     assert decided.diff["status"] == ["stopped", "decided"] and decided.actor_id == who.id
     # The decision cannot be changed or withdrawn from the meeting.
     with pytest.raises(ValidationFailed, match="cannot be changed"):
-        update_item(session, who, "2026-W48", item.id, _form(2, decision="kill", decision_rationale="no"), now=NOW)
+        update_item(
+            session,
+            who,
+            "2026-W48",
+            item.id,
+            _form(2, decision="kill", decision_rationale="no"),
+            now=NOW,
+        )
     # Its rationale and notes can still be edited.
-    view = update_item(session, who, "2026-W48", item.id,
-                       _form(2, decision="ship", decision_rationale="Won by 15 pts.", note="n"), now=NOW)
+    view = update_item(
+        session,
+        who,
+        "2026-W48",
+        item.id,
+        _form(2, decision="ship", decision_rationale="Won by 15 pts.", note="n"),
+        now=NOW,
+    )
     assert view.item.version == 3
 
 
@@ -642,17 +995,37 @@ def test_a_decision_conflicting_with_the_experiments_is_refused(session, scenari
     session.commit()
     decided = _item(session, scenario, "2026-W48", "decided-ship")
     with pytest.raises(ValidationFailed, match="already decided as 'ship'"):
-        update_item(session, people["admin"], "2026-W48", decided.id,
-                    _form(1, decision="kill", decision_rationale="r"), now=NOW)
+        update_item(
+            session,
+            people["admin"],
+            "2026-W48",
+            decided.id,
+            _form(1, decision="kill", decision_rationale="r"),
+            now=NOW,
+        )
     session.rollback()
     # Recording the decision it already has is fine, and does not decide it again.
-    update_item(session, people["admin"], "2026-W48", decided.id,
-                _form(1, decision="ship", decision_rationale="Recorded."), now=NOW)
-    assert session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.decide")).all() == []
+    update_item(
+        session,
+        people["admin"],
+        "2026-W48",
+        decided.id,
+        _form(1, decision="ship", decision_rationale="Recorded."),
+        now=NOW,
+    )
+    assert (
+        session.exec(select(AuditEvent).where(AuditEvent.action == "experiment.decide")).all() == []
+    )
     draft = _item(session, scenario, "2026-W48", "new-draft")
     with pytest.raises(ValidationFailed, match="draft"):
-        update_item(session, people["admin"], "2026-W48", draft.id,
-                    _form(1, decision="kill", decision_rationale="r"), now=NOW)
+        update_item(
+            session,
+            people["admin"],
+            "2026-W48",
+            draft.id,
+            _form(1, decision="kill", decision_rationale="r"),
+            now=NOW,
+        )
 
 
 def test_the_agenda_lists_flagged_and_noted_items_with_edit_rights(session, scenario, people):
@@ -663,7 +1036,9 @@ def test_the_agenda_lists_flagged_and_noted_items_with_edit_rights(session, scen
     assert keys == flagged
     assert not any(view.can_edit for view in review.agenda)
     item = _item(session, scenario, "2026-W48", "new-draft")
-    update_item(session, people["admin"], "2026-W48", item.id, _form(1, note="Start it next week?"), now=NOW)
+    update_item(
+        session, people["admin"], "2026-W48", item.id, _form(1, note="Start it next week?"), now=NOW
+    )
     session.commit()
     review = build_review(session, people["growth_exp"], "2026-W48", now=NOW)
     assert "new-draft" in {view.key for view in review.agenda}

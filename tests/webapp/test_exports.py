@@ -27,8 +27,13 @@ from tests.experiments.test_exports import (
 from tests.experiments.test_review import build_scenario
 
 FORMATS = ("json", "csv", "md", "html", "zip")
-TYPES = {"json": "application/json", "csv": "text/csv", "md": "text/markdown", "html": "text/html",
-         "zip": "application/zip"}
+TYPES = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "md": "text/markdown",
+    "html": "text/html",
+    "zip": "application/zip",
+}
 
 
 def today() -> str:
@@ -42,8 +47,13 @@ def world(session, db_engine, login_as):
         "outsider": login_as("viewer", teams={"success": "admin"}),
         "admin": login_as("admin"),
     }
-    experiment, snapshot = make_experiment(session, "seat-nudge", name=f"Seat nudge {XSS}",
-                                           hypothesis=HOSTILE["hypothesis"], owner=clients["viewer"].user)
+    experiment, snapshot = make_experiment(
+        session,
+        "seat-nudge",
+        name=f"Seat nudge {XSS}",
+        hypothesis=HOSTILE["hypothesis"],
+        owner=clients["viewer"].user,
+    )
     yield experiment, snapshot, clients
     session.rollback()
 
@@ -86,13 +96,16 @@ def test_a_viewer_downloads_each_format_of_an_experiment(world, session, fmt):
     assert event.actor_id == client.user.id and event.entity_id == "seat-nudge"
 
 
-@pytest.mark.parametrize("url", [
-    "/experiments/seat-nudge/export.pdf",
-    "/experiments/seat-nudge/export.JSON",
-    "/experiments/no-such/export.json",
-    "/review/2026-W99/export.json",
-    "/review/2026-W48/export.exe",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/experiments/seat-nudge/export.pdf",
+        "/experiments/seat-nudge/export.JSON",
+        "/experiments/no-such/export.json",
+        "/review/2026-W99/export.json",
+        "/review/2026-W48/export.exe",
+    ],
+)
 def test_unknown_things_are_404(world, url):
     _, _, clients = world
     assert clients["admin"].get(url).status_code == 404
@@ -126,8 +139,12 @@ def test_each_format_of_a_review_week(review_world, session):
     week = scenario.weeks["W3"].label
     clients["admin"].get(f"/review/{week}")  # opens (freezes) the meeting
     meeting = session.exec(select(ReviewMeeting).where(ReviewMeeting.iso_week == week)).one()
-    item = session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id, ReviewItem.experiment_id
-                                                 == scenario.experiments["win-late"].id)).one()
+    item = session.exec(
+        select(ReviewItem).where(
+            ReviewItem.meeting_id == meeting.id,
+            ReviewItem.experiment_id == scenario.experiments["win-late"].id,
+        )
+    ).one()
     item.note, item.action = f"{HOSTILE['note']} {XSS}", HOSTILE["action"]
     session.add(item)
     session.commit()
@@ -141,12 +158,18 @@ def test_each_format_of_a_review_week(review_world, session):
             document = json.loads(body)
             keys = {r["experiment"]["key"] for r in document["experiments"]}
             assert "other-team" not in keys and "win-late" in keys
-            assert {e["key"] for e in document["needs_decision"]} == {"win-late", "stopped-undecided", "amended"}
+            assert {e["key"] for e in document["needs_decision"]} == {
+                "win-late",
+                "stopped-undecided",
+                "amended",
+            }
         elif fmt == "csv":
             rows = list(csv.DictReader(io.StringIO(body.decode())))
             win = next(r for r in rows if r["experiment_key"] == "win-late")
             assert float(win["uplift_abs"]) == win_uplift
-            assert win["item_note"].startswith("'=") and win["item_action"] == "'" + HOSTILE["action"]
+            assert (
+                win["item_note"].startswith("'=") and win["item_action"] == "'" + HOSTILE["action"]
+            )
             for row in rows:
                 assert all(not v.startswith(FORMULA_CHARS) or is_number(v) for v in row.values())
         elif fmt == "md":
@@ -158,7 +181,9 @@ def test_each_format_of_a_review_week(review_world, session):
             assert f"{win_uplift * 100:+.2f} pts" in text
         else:
             assert zipfile.ZipFile(io.BytesIO(body)).testzip() is None
-    actions = sorted(session.exec(select(AuditEvent.action).where(AuditEvent.action.like("export.%"))).all())
+    actions = sorted(
+        session.exec(select(AuditEvent.action).where(AuditEvent.action.like("export.%"))).all()
+    )
     assert actions == sorted(f"export.{fmt}" for fmt in FORMATS)
 
 
@@ -171,7 +196,9 @@ def test_review_export_keeps_the_filters(review_world):
     keys = {r["experiment"]["key"] for r in json.loads(response.get_data())["experiments"]}
     assert keys == {"stopped-undecided", "amended", "other-team"}
     w1 = scenario.weeks["W1"]
-    response = clients["admin"].get(f"/review/{week}/export.md?from={w1.start.date()}&to={w1.last_day}")
+    response = clients["admin"].get(
+        f"/review/{week}/export.md?from={w1.start.date()}&to={w1.last_day}"
+    )
     assert response.status_code == 200
     assert _disposition(response).startswith(f"nrr-review-{w1.start.date()}-to-{w1.last_day}-")
     assert clients["admin"].get(f"/review/{week}/export.json?from=nope").status_code == 422

@@ -30,8 +30,15 @@ def one(session, db_engine, login_as):
     admin = login_as("admin")
     owner = login_as("viewer", teams={"growth": "experimenter"})
     experiment, snapshot = make_experiment(
-        session, "one-doc", name="One document", node_name="Expansion", driver_name="Seats",
-        owner=owner.user, status="running", lift=0.0)
+        session,
+        "one-doc",
+        name="One document",
+        node_name="Expansion",
+        driver_name="Seats",
+        owner=owner.user,
+        status="running",
+        lift=0.0,
+    )
     yield admin, owner.user, experiment, snapshot
     session.rollback()
 
@@ -51,8 +58,9 @@ def test_every_rendering_of_one_experiment_agrees(one):
     exported = json.loads(client.get("/experiments/one-doc/export.json").get_data())
     api = client.get("/experiments/one-doc.json").get_json()
     archive = zipfile.ZipFile(io.BytesIO(client.get("/experiments/one-doc/export.zip").get_data()))
-    zipped = json.loads(archive.read(next(n for n in archive.namelist()
-                                          if n.endswith("/report.json"))))
+    zipped = json.loads(
+        archive.read(next(n for n in archive.namelist() if n.endswith("/report.json")))
+    )
     review = json.loads(client.get(f"/review/{week}/export.json").get_data())
     (in_review,) = [r for r in review["experiments"] if r["experiment"]["key"] == "one-doc"]
 
@@ -65,7 +73,11 @@ def test_every_rendering_of_one_experiment_agrees(one):
     # … and that document says what the database holds (literal names, stored figures).
     info = exported["experiment"]
     assert (info["key"], info["name"], info["status"], info["decision"]) == (
-        "one-doc", "One document", "running", None)
+        "one-doc",
+        "One document",
+        "running",
+        None,
+    )
     assert info["team"] == {"id": experiment.team_id, "name": "Growth"}
     assert info["branch"]["name"] == "Expansion" and info["driver"]["name"] == "Seats"
     assert info["owner"] == owner_label and info["journey_stage"] is not None
@@ -76,13 +88,36 @@ def test_every_rendering_of_one_experiment_agrees(one):
         assert figures[name] == comparison[name], name
 
     # CSV: the same fields, flat.
-    (row,) = list(csv.DictReader(io.StringIO(
-        client.get("/experiments/one-doc/export.csv").get_data(as_text=True))))
-    assert (row["experiment_key"], row["experiment_name"], row["team"], row["branch"],
-            row["driver"], row["journey_stage"], row["owner"], row["status"], row["decision"],
-            row["verdict"], row["dataset_version"]) == (
-        "one-doc", "One document", "Growth", "Expansion", "Seats", stage, owner_label,
-        "running", "", snapshot.verdict, "1")
+    (row,) = list(
+        csv.DictReader(
+            io.StringIO(client.get("/experiments/one-doc/export.csv").get_data(as_text=True))
+        )
+    )
+    assert (
+        row["experiment_key"],
+        row["experiment_name"],
+        row["team"],
+        row["branch"],
+        row["driver"],
+        row["journey_stage"],
+        row["owner"],
+        row["status"],
+        row["decision"],
+        row["verdict"],
+        row["dataset_version"],
+    ) == (
+        "one-doc",
+        "One document",
+        "Growth",
+        "Expansion",
+        "Seats",
+        stage,
+        owner_label,
+        "running",
+        "",
+        snapshot.verdict,
+        "1",
+    )
     for name in ("uplift_abs", "p_value", "p_value_adjusted", "p_value_mwu"):
         assert float(row[name]) == comparison[name], name
     assert (float(row["ci_abs_low"]), float(row["ci_abs_high"])) == tuple(comparison["ci_abs"])
@@ -94,9 +129,20 @@ def test_every_rendering_of_one_experiment_agrees(one):
         text = _text(client.get(f"/experiments/one-doc/export.{fmt}"))
         if fmt == "md":
             text = text.replace("\\", "")  # Markdown escapes are not part of the words
-        for expected in ("One document", "one-doc", "Growth", "Expansion", "Seats", stage,
-                         owner_label, "running", snapshot.verdict, "v1", uplift,
-                         f"{low} to {high}"):
+        for expected in (
+            "One document",
+            "one-doc",
+            "Growth",
+            "Expansion",
+            "Seats",
+            stage,
+            owner_label,
+            "running",
+            snapshot.verdict,
+            "v1",
+            uplift,
+            f"{low} to {high}",
+        ):
             assert expected in text, (fmt, expected)
 
     # The weekly review's page shows the same experiment, verdict and uplift.
@@ -108,8 +154,9 @@ def test_every_rendering_of_one_experiment_agrees(one):
     results = _text(client.get("/experiments/one-doc/results"))
     points = f"{comparison['uplift_abs'] * 100:+.2f}"
     assert points in results and snapshot.verdict.capitalize() in results
-    assert f"[{comparison['ci_abs'][0] * 100:+.1f}, {comparison['ci_abs'][1] * 100:+.1f}]" \
-        in results
+    assert (
+        f"[{comparison['ci_abs'][0] * 100:+.1f}, {comparison['ci_abs'][1] * 100:+.1f}]" in results
+    )
 
     # One enrolment projection: the smallest arm's accounts over the 27 days from the
     # start (NOW − 30 d) to the upload (NOW − 3 d), extended to the required n.

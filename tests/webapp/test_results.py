@@ -27,25 +27,42 @@ from experiments.models import (
 )
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
-GOOD_ROWS = "".join(f"g{i},{'control' if i % 2 else 'treatment'},{100 + i}.50,{i % 9},{i % 4},0\n" for i in range(60))
+GOOD_ROWS = "".join(
+    f"g{i},{'control' if i % 2 else 'treatment'},{100 + i}.50,{i % 9},{i % 4},0\n"
+    for i in range(60)
+)
 
 
 # ------------------------------------------------------------------------ fixtures
 
 
-def make_experiment(engine, key: str = "seat-nudge", *, team: str | None = "growth", status: str = "running",
-                    variants=("control", "treatment")) -> Experiment:
+def make_experiment(
+    engine,
+    key: str = "seat-nudge",
+    *,
+    team: str | None = "growth",
+    status: str = "running",
+    variants=("control", "treatment"),
+) -> Experiment:
     with Session(engine, expire_on_commit=False) as session:
         team_id = None
         if team is not None:
             team_id = session.exec(select(Team.id).where(Team.slug == team)).one()
         root = session.exec(select(DriverNode).where(DriverNode.kind == "root")).one()
-        experiment = Experiment(key=key, name=f"Experiment {key}", node_id=root.id, team_id=team_id, status=status)
+        experiment = Experiment(
+            key=key, name=f"Experiment {key}", node_id=root.id, team_id=team_id, status=status
+        )
         session.add(experiment)
         session.flush()
         for position, variant in enumerate(variants):
-            session.add(Variant(experiment_id=experiment.id, key=variant, is_control=position == 0,
-                                position=position))
+            session.add(
+                Variant(
+                    experiment_id=experiment.id,
+                    key=variant,
+                    is_control=position == 0,
+                    position=position,
+                )
+            )
         session.commit()
         return experiment
 
@@ -69,7 +86,9 @@ def multipart(fields: dict[str, str], data: bytes | None, filename: str = "accou
     """
     values = MultiDict(fields)
     if data is not None:
-        values.add("file", FileStorage(io.BytesIO(data), filename=filename, content_type="text/csv"))
+        values.add(
+            "file", FileStorage(io.BytesIO(data), filename=filename, content_type="text/csv")
+        )
     boundary, body = encode_multipart(values)
     return {"data": body, "content_type": f"multipart/form-data; boundary={boundary}"}
 
@@ -77,18 +96,24 @@ def multipart(fields: dict[str, str], data: bytes | None, filename: str = "accou
 def upload(client, key: str, data: bytes, filename: str = "accounts.csv", *, htmx: bool = False):
     headers = {"HX-Request": "true", "X-CSRFToken": client.csrf} if htmx else {}
     fields = {} if htmx else {"csrf_token": client.csrf}
-    return client.post(f"/experiments/{key}/datasets", headers=headers, **multipart(fields, data, filename))
+    return client.post(
+        f"/experiments/{key}/datasets", headers=headers, **multipart(fields, data, filename)
+    )
 
 
 def counts(engine) -> tuple[int, int, int]:
     with Session(engine) as session:
-        return tuple(session.exec(select(func.count()).select_from(model)).one()
-                     for model in (Dataset, AccountRow, AnalysisSnapshot))
+        return tuple(
+            session.exec(select(func.count()).select_from(model)).one()
+            for model in (Dataset, AccountRow, AnalysisSnapshot)
+        )
 
 
 def active_version(engine, experiment) -> int | None:
     with Session(engine) as session:
-        return session.exec(select(func.max(Dataset.version)).where(Dataset.experiment_id == experiment.id)).one()
+        return session.exec(
+            select(func.max(Dataset.version)).where(Dataset.experiment_id == experiment.id)
+        ).one()
 
 
 def text_of(response) -> str:
@@ -121,10 +146,14 @@ def pvalue(value: float) -> str:
 
 def known_effect_csv(seed: int = 7) -> bytes:
     # True effect: treatment churns 3% of accounts instead of 9% and expands more often.
-    return generate_accounts_csv(np.random.default_rng(seed), {
-        "control": (1500, Behaviour(p_churn=0.09)),
-        "treatment": (1500, Behaviour(p_churn=0.03, p_expand=0.22)),
-    }, prefix="acct")
+    return generate_accounts_csv(
+        np.random.default_rng(seed),
+        {
+            "control": (1500, Behaviour(p_churn=0.09)),
+            "treatment": (1500, Behaviour(p_churn=0.03, p_expand=0.22)),
+        },
+        prefix="acct",
+    )
 
 
 def independent_analysis(data: bytes, *, variants=("control", "treatment")):
@@ -135,10 +164,18 @@ def independent_analysis(data: bytes, *, variants=("control", "treatment")):
     for variant in variants:
         rows = table.variant == variant
         if rows.any():
-            arms[variant] = stats.arm_from_arrays(*(money_columns[c][rows]
-                                                    for c in ("start", "expansion", "contraction", "churned")))
-    return stats.analyze(arms, control=variants[0], alpha=0.05, power=0.8, mde=0.02, variants=list(variants),
-                         weights=dict.fromkeys(variants, 1.0))
+            arms[variant] = stats.arm_from_arrays(
+                *(money_columns[c][rows] for c in ("start", "expansion", "contraction", "churned"))
+            )
+    return stats.analyze(
+        arms,
+        control=variants[0],
+        alpha=0.05,
+        power=0.8,
+        mde=0.02,
+        variants=list(variants),
+        weights=dict.fromkeys(variants, 1.0),
+    )
 
 
 # ----------------------------------------------------------------- upload → results
@@ -156,15 +193,31 @@ def test_upload_then_results_page_shows_the_independent_figures(analyst, experim
     expected = independent_analysis(data)
     for arm in expected.arms:
         row = re.search(rf"<th scope=\"row\">{arm.variant}.*?</tr>", body, re.S).group(0)
-        for figure in (f"{arm.accounts:,}", money(arm.start_mrr), money(arm.expansion_mrr),
-                       money(arm.contraction_mrr), money(arm.churned_mrr), money(arm.end_mrr),
-                       pct(arm.nrr, 2), pct(arm.grr, 2)):
+        for figure in (
+            f"{arm.accounts:,}",
+            money(arm.start_mrr),
+            money(arm.expansion_mrr),
+            money(arm.contraction_mrr),
+            money(arm.churned_mrr),
+            money(arm.end_mrr),
+            pct(arm.nrr, 2),
+            pct(arm.grr, 2),
+        ):
             assert figure in row, (arm.variant, figure)
     (c,) = expected.comparisons
-    comparison_row = re.search(r'<table class="table comparisons-table">.*?</table>', body, re.S).group(0)
-    for figure in (points(c.uplift_abs, 2), f"[{points(c.ci_abs[0])}, {points(c.ci_abs[1])}]",
-                   signed_pct(c.uplift_rel, 2), f"[{signed_pct(c.ci_rel[0])}, {signed_pct(c.ci_rel[1])}]",
-                   pvalue(c.p_value), pvalue(c.p_value_adjusted), pvalue(c.p_value_mwu), pct(c.power_achieved, 0)):
+    comparison_row = re.search(
+        r'<table class="table comparisons-table">.*?</table>', body, re.S
+    ).group(0)
+    for figure in (
+        points(c.uplift_abs, 2),
+        f"[{points(c.ci_abs[0])}, {points(c.ci_abs[1])}]",
+        signed_pct(c.uplift_rel, 2),
+        f"[{signed_pct(c.ci_rel[0])}, {signed_pct(c.ci_rel[1])}]",
+        pvalue(c.p_value),
+        pvalue(c.p_value_adjusted),
+        pvalue(c.p_value_mwu),
+        pct(c.power_achieved, 0),
+    ):
         assert figure in comparison_row, figure
     assert c.verdict == "win"
     assert "Win" in body
@@ -175,7 +228,9 @@ def test_upload_then_results_page_shows_the_independent_figures(analyst, experim
     with Session(db_engine) as session:
         snapshot = session.exec(select(AnalysisSnapshot)).one()
         assert snapshot.verdict == "win"
-        assert snapshot.result["comparisons"][0]["uplift_abs"] == pytest.approx(c.uplift_abs, rel=1e-9)
+        assert snapshot.result["comparisons"][0]["uplift_abs"] == pytest.approx(
+            c.uplift_abs, rel=1e-9
+        )
         event = session.exec(select(AuditEvent).where(AuditEvent.action == "dataset.upload")).one()
         assert event.actor_id == analyst.user.id
 
@@ -193,8 +248,11 @@ def test_htmx_upload_swaps_the_component_and_triggers_a_results_refresh(analyst,
 
 
 def test_htmx_upload_without_the_csrf_header_is_refused(analyst, experiment, db_engine):
-    response = analyst.post(f"/experiments/{experiment.key}/datasets", headers={"HX-Request": "true"},
-                            **multipart({}, (HEADER + GOOD_ROWS).encode()))
+    response = analyst.post(
+        f"/experiments/{experiment.key}/datasets",
+        headers={"HX-Request": "true"},
+        **multipart({}, (HEADER + GOOD_ROWS).encode()),
+    )
     assert response.status_code == 400
     assert counts(db_engine) == (0, 0, 0)
 
@@ -214,10 +272,17 @@ def test_reuploading_the_identical_file_is_recognised(analyst, experiment, db_en
 
 def test_new_version_and_the_version_switcher(analyst, experiment):
     upload(analyst, experiment.key, (HEADER + GOOD_ROWS).encode(), filename="first.csv")
-    upload(analyst, experiment.key, (HEADER + GOOD_ROWS + "extra,control,10,0,0,0\n").encode(), filename="second.csv")
+    upload(
+        analyst,
+        experiment.key,
+        (HEADER + GOOD_ROWS + "extra,control,10,0,0,0\n").encode(),
+        filename="second.csv",
+    )
     body = text_of(analyst.get(f"/experiments/{experiment.key}/results"))
     assert "version 2</strong> (active)" in body and "second.csv" in body and "first.csv" in body
-    older = analyst.get(f"/experiments/{experiment.key}/results?dataset=1", headers={"HX-Request": "true"})
+    older = analyst.get(
+        f"/experiments/{experiment.key}/results?dataset=1", headers={"HX-Request": "true"}
+    )
     assert older.status_code == 200
     older_body = text_of(older)
     assert "<html" not in older_body and "older dataset version" in older_body
@@ -229,23 +294,41 @@ def test_new_version_and_the_version_switcher(analyst, experiment):
 
 BAD_FILES = {
     "missing column": ("account_id,variant\na,control\n", "missing required column"),
-    "negative money": (HEADER + "a,control,-10,0,0,0\n", "line 2, start_mrr: must be greater than 0"),
+    "negative money": (
+        HEADER + "a,control,-10,0,0,0\n",
+        "line 2, start_mrr: must be greater than 0",
+    ),
     "non-numeric money": (HEADER + "a,control,12k,0,0,0\n", "is not a plain number"),
     "losses above start": (HEADER + "a,control,100,0,60,50\n", "contraction_mrr + churned_mrr"),
     "start zero": (HEADER + "a,control,0,0,0,0\n", "start_mrr: must be greater than 0"),
-    "duplicate account": (HEADER + "a,control,10,0,0,0\nb,treatment,10,0,0,0\na,treatment,10,0,0,0\n",
-                          "line 4, account_id: duplicate of line 2"),
+    "duplicate account": (
+        HEADER + "a,control,10,0,0,0\nb,treatment,10,0,0,0\na,treatment,10,0,0,0\n",
+        "line 4, account_id: duplicate of line 2",
+    ),
     "empty file": ("", "the file is empty"),
     "header only": (HEADER, "the file has a header but no data rows"),
-    "unknown variant": (HEADER + "a,control,10,0,0,0\nb,mystery,10,0,0,0\n", "is not one of the experiment's variants"),
-    "not utf-8": (b"account_id,variant,start_mrr\na,control,10\nb,contr\xff,10\n", "is not valid UTF-8"),
+    "unknown variant": (
+        HEADER + "a,control,10,0,0,0\nb,mystery,10,0,0,0\n",
+        "is not one of the experiment's variants",
+    ),
+    "not utf-8": (
+        b"account_id,variant,start_mrr\na,control,10\nb,contr\xff,10\n",
+        "is not valid UTF-8",
+    ),
 }
 
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
 @pytest.mark.parametrize("case", list(BAD_FILES))
-def test_bad_files_are_rejected_with_their_errors_and_nothing_changes(analyst, experiment, db_engine, case, htmx):
-    assert upload(analyst, experiment.key, (HEADER + GOOD_ROWS).encode(), filename="good.csv").status_code == 303
+def test_bad_files_are_rejected_with_their_errors_and_nothing_changes(
+    analyst, experiment, db_engine, case, htmx
+):
+    assert (
+        upload(
+            analyst, experiment.key, (HEADER + GOOD_ROWS).encode(), filename="good.csv"
+        ).status_code
+        == 303
+    )
     before = counts(db_engine)
     content, message = BAD_FILES[case]
     data = content if isinstance(content, bytes) else content.encode()
@@ -288,8 +371,9 @@ def test_a_file_above_the_size_limit_is_a_413_page(app, analyst, experiment, db_
 
 
 def test_missing_file_field_is_a_422_with_a_message(analyst, experiment):
-    response = analyst.post(f"/experiments/{experiment.key}/datasets",
-                            **multipart({"csrf_token": analyst.csrf}, None))
+    response = analyst.post(
+        f"/experiments/{experiment.key}/datasets", **multipart({"csrf_token": analyst.csrf}, None)
+    )
     assert response.status_code == 422
     assert "Choose a CSV file" in text_of(response)
 
@@ -308,13 +392,18 @@ def test_degenerate_results_show_dashes_and_warnings(analyst, experiment):
     assert upload(analyst, experiment.key, data).status_code == 303
     body = text_of(analyst.get(f"/experiments/{experiment.key}/results"))
     assert "has a single account" in body
-    comparison_row = re.search(r'<table class="table comparisons-table">.*?</table>', body, re.S).group(0)
+    comparison_row = re.search(
+        r'<table class="table comparisons-table">.*?</table>', body, re.S
+    ).group(0)
     assert comparison_row.count("—") >= 4
 
 
 def test_srm_banner_explains_what_to_check(analyst, experiment):
-    data = generate_accounts_csv(np.random.default_rng(3), {"control": (900, Behaviour()),
-                                                            "treatment": (500, Behaviour())}, prefix="s")
+    data = generate_accounts_csv(
+        np.random.default_rng(3),
+        {"control": (900, Behaviour()), "treatment": (500, Behaviour())},
+        prefix="s",
+    )
     upload(analyst, experiment.key, data)
     body = text_of(analyst.get(f"/experiments/{experiment.key}/results"))
     assert "Sample ratio mismatch: these results are not trustworthy" in body
@@ -354,11 +443,14 @@ def test_viewer_in_the_team_sees_results_but_cannot_upload(login_as, experiment,
     assert counts(db_engine) == (0, 0, 0)
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/experiments/{key}/results"),
-    ("post", "/experiments/{key}/datasets"),
-    ("post", "/experiments/{key}/recompute"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/experiments/{key}/results"),
+        ("post", "/experiments/{key}/datasets"),
+        ("post", "/experiments/{key}/recompute"),
+    ],
+)
 def test_another_teams_experiment_is_not_found(login_as, db_engine, analyst, method, path):
     theirs = make_experiment(db_engine, "their-test", team="other")
     outsider = login_as("viewer", teams={"growth": "analyst"})
@@ -366,7 +458,9 @@ def test_another_teams_experiment_is_not_found(login_as, db_engine, analyst, met
     if method == "get":
         response = outsider.get(url)
     else:
-        response = outsider.post(url, **multipart({"csrf_token": outsider.csrf}, (HEADER + GOOD_ROWS).encode()))
+        response = outsider.post(
+            url, **multipart({"csrf_token": outsider.csrf}, (HEADER + GOOD_ROWS).encode())
+        )
     assert response.status_code == 404
     assert counts(db_engine) == (0, 0, 0)
 
@@ -380,13 +474,21 @@ def test_results_need_sign_in(client, experiment):
 
 
 def test_recompute_runs_the_analysis_again(analyst, experiment, db_engine):
-    assert analyst.post(f"/experiments/{experiment.key}/recompute",
-                        data={"csrf_token": analyst.csrf}).status_code == 422  # no data yet
+    assert (
+        analyst.post(
+            f"/experiments/{experiment.key}/recompute", data={"csrf_token": analyst.csrf}
+        ).status_code
+        == 422
+    )  # no data yet
     upload(analyst, experiment.key, (HEADER + GOOD_ROWS).encode())
-    response = analyst.post(f"/experiments/{experiment.key}/recompute", data={"csrf_token": analyst.csrf})
+    response = analyst.post(
+        f"/experiments/{experiment.key}/recompute", data={"csrf_token": analyst.csrf}
+    )
     assert response.status_code == 303
-    htmx = analyst.post(f"/experiments/{experiment.key}/recompute",
-                        headers={"HX-Request": "true", "X-CSRFToken": analyst.csrf})
+    htmx = analyst.post(
+        f"/experiments/{experiment.key}/recompute",
+        headers={"HX-Request": "true", "X-CSRFToken": analyst.csrf},
+    )
     assert htmx.status_code == 200 and 'class="results-body"' in htmx.get_data(as_text=True)
     assert counts(db_engine)[2] == 3
 
@@ -399,16 +501,22 @@ def test_segment_switch_returns_the_partial_with_the_exploratory_note(analyst, e
     upload(analyst, experiment.key, data)
     full = analyst.get(f"/experiments/{experiment.key}/results?segment=SMB&dataset=1")
     assert full.status_code == 200 and "<html" in full.get_data(as_text=True)
-    partial = analyst.get(f"/experiments/{experiment.key}/results?segment=SMB&dataset=1",
-                          headers={"HX-Request": "true"})
+    partial = analyst.get(
+        f"/experiments/{experiment.key}/results?segment=SMB&dataset=1",
+        headers={"HX-Request": "true"},
+    )
     body = text_of(partial)
     assert "<html" not in body
     assert "Segment <strong>SMB</strong> only" in body and "exploratory" in body
     assert "HX-Request" in partial.headers["Vary"]
     table = read_accounts(data, variants=["control", "treatment"])
     smb = int((table.segment == "SMB").sum())
-    arm_counts = [int(x.replace(",", "")) for x in re.findall(
-        r'<th scope="row">(?:control|treatment).*?<td class="num">([\d,]+)</td>', body, re.S)[:2]]
+    arm_counts = [
+        int(x.replace(",", ""))
+        for x in re.findall(
+            r'<th scope="row">(?:control|treatment).*?<td class="num">([\d,]+)</td>', body, re.S
+        )[:2]
+    ]
     assert sum(arm_counts) == smb
     assert analyst.get(f"/experiments/{experiment.key}/results?segment=Nope").status_code == 404
 
@@ -416,8 +524,13 @@ def test_segment_switch_returns_the_partial_with_the_exploratory_note(analyst, e
 def test_filenames_and_segment_names_are_escaped(analyst, experiment):
     evil = "<script>alert(1)</script>"
     evil_name = "<img src=x onerror=alert(1)>"
-    rows = "".join(f"x{i},{'control' if i % 2 else 'treatment'},{100 + i},{i % 3},0,0,{evil}\n" for i in range(20))
-    data = ("account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment\n" + rows).encode()
+    rows = "".join(
+        f"x{i},{'control' if i % 2 else 'treatment'},{100 + i},{i % 3},0,0,{evil}\n"
+        for i in range(20)
+    )
+    data = (
+        "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment\n" + rows
+    ).encode()
     response = upload(analyst, experiment.key, data, filename=f"{evil_name}.csv", htmx=True)
     raw = response.get_data(as_text=True)
     assert "<img" not in raw and "&lt;img src=x onerror=" in raw
@@ -455,12 +568,18 @@ def test_a_dataset_without_snapshot_offers_analysis(analyst, experiment, db_engi
         session.commit()
     body = text_of(analyst.get(f"/experiments/{experiment.key}/results"))
     assert "has not been analysed yet" in body and "Analyse it now" in body
-    assert analyst.post(f"/experiments/{experiment.key}/recompute",
-                        data={"csrf_token": analyst.csrf}).status_code == 303
+    assert (
+        analyst.post(
+            f"/experiments/{experiment.key}/recompute", data={"csrf_token": analyst.csrf}
+        ).status_code
+        == 303
+    )
     assert "Plan in force" in text_of(analyst.get(f"/experiments/{experiment.key}/results"))
 
 
-def test_the_stored_analysis_equals_nrrlab_analyze_on_the_same_file(analyst, experiment, db_engine, tmp_path):
+def test_the_stored_analysis_equals_nrrlab_analyze_on_the_same_file(
+    analyst, experiment, db_engine, tmp_path
+):
     """Issue #6: what the page shows (the snapshot, from SQL sums) is what the CLI prints."""
     import json as json_module
 
@@ -486,8 +605,16 @@ def test_the_stored_analysis_equals_nrrlab_analyze_on_the_same_file(analyst, exp
             for name in ("accounts", "start_mrr", "end_mrr", "nrr", "grr"):
                 numbers[f"{arm['variant']}.{name}"] = arm[name]
         for c in report["comparisons"]:
-            for name in ("uplift_abs", "uplift_rel", "p_value", "p_value_adjusted", "p_value_mwu",
-                         "sigma_lin", "required_n_per_arm", "power_achieved"):
+            for name in (
+                "uplift_abs",
+                "uplift_rel",
+                "p_value",
+                "p_value_adjusted",
+                "p_value_mwu",
+                "sigma_lin",
+                "required_n_per_arm",
+                "power_achieved",
+            ):
                 numbers[f"{c['variant']}.{name}"] = c[name]
             numbers[f"{c['variant']}.ci_abs"] = tuple(c["ci_abs"])
             numbers[f"{c['variant']}.verdict"] = c["verdict"]

@@ -43,7 +43,11 @@ class PageSections(HTMLParser):
             self.articles.add(a["id"].removeprefix("item-"))
         if tag == "input" and self._form and a.get("name") == "version":
             self.forms[self._form]["version"] = a.get("value")
-        if "style" in a or any(name.startswith("hx-on") for name in a) or (tag == "script" and "src" not in a):
+        if (
+            "style" in a
+            or any(name.startswith("hx-on") for name in a)
+            or (tag == "script" and "src" not in a)
+        ):
             self.inline.append(tag)
 
     def handle_endtag(self, tag):
@@ -60,8 +64,11 @@ def parse(response) -> PageSections:
 
 
 def page_sections(page: PageSections) -> dict[str, set[str]]:
-    return {"needs_decision": page.rows["needs-decision"], "changed": page.rows["changed"],
-            "alerts": page.rows["alerts"]}
+    return {
+        "needs_decision": page.rows["needs-decision"],
+        "changed": page.rows["changed"],
+        "alerts": page.rows["alerts"],
+    }
 
 
 @pytest.fixture
@@ -82,13 +89,24 @@ def world(session, db_engine, login_as):
 def _item(session, week: str, experiment_id: int) -> ReviewItem:
     session.expire_all()
     meeting = session.exec(select(ReviewMeeting).where(ReviewMeeting.iso_week == week)).one()
-    return session.exec(select(ReviewItem).where(ReviewItem.meeting_id == meeting.id,
-                                                 ReviewItem.experiment_id == experiment_id)).one()
+    return session.exec(
+        select(ReviewItem).where(
+            ReviewItem.meeting_id == meeting.id, ReviewItem.experiment_id == experiment_id
+        )
+    ).one()
 
 
 def _form(version, **fields):
-    return {"version": str(version), "note": "", "action": "", "action_owner_id": "", "action_due": "",
-            "decision": "", "decision_rationale": "", **fields}
+    return {
+        "version": str(version),
+        "note": "",
+        "action": "",
+        "action_owner_id": "",
+        "action_due": "",
+        "decision": "",
+        "decision_rationale": "",
+        **fields,
+    }
 
 
 HTMX = {"HX-Request": "true"}
@@ -104,8 +122,10 @@ def test_review_redirects_to_the_current_week(login_as):
     assert response.headers["Location"].endswith(f"/review/{current_week().label}")
 
 
-@pytest.mark.parametrize("week", ["2026-W99", "2025-W53", "garbage", "2026-w48", "2026-W48 ", "9999-W01",
-                                  "2026-W4%0A8", "%00"])
+@pytest.mark.parametrize(
+    "week",
+    ["2026-W99", "2025-W53", "garbage", "2026-w48", "2026-W48 ", "9999-W01", "2026-W4%0A8", "%00"],
+)
 def test_an_invalid_week_is_404(login_as, week):
     response = login_as("viewer").get(f"/review/{week}")
     assert response.status_code == 404
@@ -115,7 +135,13 @@ def test_an_empty_week_renders_every_section(login_as):
     response = login_as("viewer").get("/review/2026-W48")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    for heading in ("Needs a decision", "Changed since last review", "Alerts", "Driver tree summary", "Portfolio"):
+    for heading in (
+        "Needs a decision",
+        "Changed since last review",
+        "Alerts",
+        "Driver tree summary",
+        "Portfolio",
+    ):
         assert heading in html
 
 
@@ -170,15 +196,29 @@ def test_branch_and_date_range_filters(world):
     assert ranged.status_code == 200
     assert "read-only report for a date range" in ranged.get_data(as_text=True)
     page = parse(ranged)
-    assert page_sections(page)["changed"] == {"win-late", "decided-ship", "stopped-undecided", "srm-running",
-                                              "other-team"}
+    assert page_sections(page)["changed"] == {
+        "win-late",
+        "decided-ship",
+        "stopped-undecided",
+        "srm-running",
+        "other-team",
+    }
     assert page.forms == {}
 
 
-@pytest.mark.parametrize(("query", "status"), [
-    ("from=yesterday", 422), ("to=2026-02-30", 422), ("from=2026-11-20&to=2026-11-01", 422),
-    ("branch=abc", 422), ("branch=99999999", 404), ("branch=999999999999", 404), ("from=99999-01-01", 422), ("branch=" + "9" * 40, 422),
-])
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("from=yesterday", 422),
+        ("to=2026-02-30", 422),
+        ("from=2026-11-20&to=2026-11-01", 422),
+        ("branch=abc", 422),
+        ("branch=99999999", 404),
+        ("branch=999999999999", 404),
+        ("from=99999-01-01", 422),
+        ("branch=" + "9" * 40, 422),
+    ],
+)
 def test_bad_filters_are_refused_without_a_500(world, query, status):
     scenario, clients = world
     response = clients["admin"].get(f"/review/{scenario.weeks['W3'].label}?{query}")
@@ -195,7 +235,11 @@ def test_a_past_week_is_unchanged_by_later_experiment_edits(world, session):
     url = f"/review/{scenario.weeks['W2'].label}"
     before = parse(clients["admin"].get(url))
     experiment = session.get(Experiment, scenario.experiments["stopped-undecided"].id)
-    experiment.status, experiment.decision, experiment.decision_rationale = "decided", "kill", "No effect."
+    experiment.status, experiment.decision, experiment.decision_rationale = (
+        "decided",
+        "kill",
+        "No effect.",
+    )
     experiment.decided_at = current_week().start + timedelta(minutes=1)
     experiment.name = "Renamed afterwards"
     session.add(experiment)
@@ -215,13 +259,24 @@ def test_an_experimenter_saves_an_item_inline(world, session):
     page = parse(client.get(f"/review/{week}"))
     form = page.forms["amended"]
     assert form["action"] == form["hx-post"] and form["action"].startswith(f"/review/{week}/items/")
-    response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf},
-                           data=_form(form["version"], note=XSS, action=f"Ask {XSS}",
-                                      action_owner_id=str(client.user.id), action_due="2030-01-31"))
+    response = client.post(
+        form["hx-post"],
+        headers={**HTMX, "X-CSRFToken": client.csrf},
+        data=_form(
+            form["version"],
+            note=XSS,
+            action=f"Ask {XSS}",
+            action_owner_id=str(client.user.id),
+            action_due="2030-01-31",
+        ),
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     html = response.get_data(as_text=True)
     assert "<html" not in html and "Saved." in html and "version 2" in html
-    assert "<script>alert" not in html and "&lt;script&gt;alert(&#34;review&#34;)&lt;/script&gt;" in html
+    assert (
+        "<script>alert" not in html
+        and "&lt;script&gt;alert(&#34;review&#34;)&lt;/script&gt;" in html
+    )
     item = _item(session, week, scenario.experiments["amended"].id)
     assert (item.note, item.version, item.updated_by_id) == (XSS, 2, client.user.id)
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "review.update")).one()
@@ -239,7 +294,9 @@ def test_the_csrf_header_alone_authorises_an_htmx_post(world, session):
     client = clients["growth_exp"]
     form = parse(client.get(f"/review/{week}")).forms["amended"]
     data = _form(form["version"], note="via header")
-    assert client.post(form["hx-post"], headers=HTMX, data=data).status_code == 400  # no token at all
+    assert (
+        client.post(form["hx-post"], headers=HTMX, data=data).status_code == 400
+    )  # no token at all
     response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf}, data=data)
     assert response.status_code == 200
 
@@ -249,8 +306,10 @@ def test_without_javascript_the_form_posts_and_redirects(world, session):
     week = scenario.weeks["W3"].label
     client = clients["growth_exp"]
     form = parse(client.get(f"/review/{week}")).forms["stopped-undecided"]
-    response = client.post(form["action"], data={**_form(form["version"], note="plain post"),
-                                                  "csrf_token": client.csrf})
+    response = client.post(
+        form["action"],
+        data={**_form(form["version"], note="plain post"), "csrf_token": client.csrf},
+    )
     assert response.status_code == 303
     assert response.headers["Location"].endswith(f"/review/{week}#item-stopped-undecided")
 
@@ -261,10 +320,17 @@ def test_a_stale_version_is_409_with_a_clear_message(world, session):
     first, second = clients["growth_exp"], clients["admin"]
     form = parse(first.get(f"/review/{week}")).forms["amended"]
     url = form["hx-post"]
-    assert second.post(url, headers={**HTMX, "X-CSRFToken": second.csrf},
-                       data=_form(form["version"], note="admin first")).status_code == 200
-    response = first.post(url, headers={**HTMX, "X-CSRFToken": first.csrf},
-                          data=_form(form["version"], note="stale"))
+    assert (
+        second.post(
+            url,
+            headers={**HTMX, "X-CSRFToken": second.csrf},
+            data=_form(form["version"], note="admin first"),
+        ).status_code
+        == 200
+    )
+    response = first.post(
+        url, headers={**HTMX, "X-CSRFToken": first.csrf}, data=_form(form["version"], note="stale")
+    )
     assert response.status_code == 409
     html = response.get_data(as_text=True)
     assert "Not saved" in html and "Reload" in html and "version 2" in html
@@ -284,7 +350,9 @@ def test_a_viewer_is_403_and_another_team_404(world, session):
     url = f"/review/{week}/items/{item.id}"
     for name, expected in (("growth_viewer", 403), ("growth_analyst", 403), ("success_exp", 404)):
         client = clients[name]
-        response = client.post(url, headers={**HTMX, "X-CSRFToken": client.csrf}, data=_form(1, note="no"))
+        response = client.post(
+            url, headers={**HTMX, "X-CSRFToken": client.csrf}, data=_form(1, note="no")
+        )
         assert response.status_code == expected, name
         assert "Traceback" not in response.get_data(as_text=True)
     # The analyst's refusal says why.
@@ -294,15 +362,24 @@ def test_a_viewer_is_403_and_another_team_404(world, session):
     assert _item(session, week, scenario.experiments["amended"].id).version == 1
     # An item id of another week is not found through this week.
     other_week = scenario.weeks["W2"].label
-    response = clients["admin"].post(f"/review/{other_week}/items/{item.id}",
-                                     headers={"X-CSRFToken": clients["admin"].csrf}, data=_form(1, note="x"))
+    response = clients["admin"].post(
+        f"/review/{other_week}/items/{item.id}",
+        headers={"X-CSRFToken": clients["admin"].csrf},
+        data=_form(1, note="x"),
+    )
     assert response.status_code == 404
     for huge in (2**31, 10**30):
-        response = clients["admin"].post(f"/review/{week}/items/{huge}",
-                                         headers={"X-CSRFToken": clients["admin"].csrf}, data=_form(1, note="x"))
+        response = clients["admin"].post(
+            f"/review/{week}/items/{huge}",
+            headers={"X-CSRFToken": clients["admin"].csrf},
+            data=_form(1, note="x"),
+        )
         assert response.status_code == 404
-    response = clients["admin"].post(f"/review/not-a-week/items/{item.id}",
-                                     headers={"X-CSRFToken": clients["admin"].csrf}, data=_form(1, note="x"))
+    response = clients["admin"].post(
+        f"/review/not-a-week/items/{item.id}",
+        headers={"X-CSRFToken": clients["admin"].csrf},
+        data=_form(1, note="x"),
+    )
     assert response.status_code == 404
 
 
@@ -311,18 +388,29 @@ def test_bad_fields_are_422_with_messages_next_to_them(world, session):
     week = scenario.weeks["W3"].label
     client = clients["growth_exp"]
     form = parse(client.get(f"/review/{week}")).forms["amended"]
-    response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf},
-                           data=_form(form["version"], note="keep me", action_due="31/01/2030", decision="ship"))
+    response = client.post(
+        form["hx-post"],
+        headers={**HTMX, "X-CSRFToken": client.csrf},
+        data=_form(form["version"], note="keep me", action_due="31/01/2030", decision="ship"),
+    )
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "must be a date such as" in html and "a decision needs a rationale" in html
     assert "keep me" in html and 'aria-invalid="true"' in html  # what was typed stays
-    response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf},
-                           data={"note": "no version", "csrf_token": client.csrf})
+    response = client.post(
+        form["hx-post"],
+        headers={**HTMX, "X-CSRFToken": client.csrf},
+        data={"note": "no version", "csrf_token": client.csrf},
+    )
     assert response.status_code == 422 and "reload the page" in response.get_data(as_text=True)
-    response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf},
-                           data=_form(form["version"], note="x" * 10_001))
-    assert response.status_code == 422 and "at most 10,000 characters" in response.get_data(as_text=True)
+    response = client.post(
+        form["hx-post"],
+        headers={**HTMX, "X-CSRFToken": client.csrf},
+        data=_form(form["version"], note="x" * 10_001),
+    )
+    assert response.status_code == 422 and "at most 10,000 characters" in response.get_data(
+        as_text=True
+    )
     assert _item(session, week, scenario.experiments["amended"].id).version == 1
 
 
@@ -331,8 +419,11 @@ def test_a_decision_on_the_page_decides_the_experiment(world, session):
     week = scenario.weeks["W3"].label
     client = clients["growth_exp"]
     form = parse(client.get(f"/review/{week}")).forms["stopped-undecided"]
-    response = client.post(form["hx-post"], headers={**HTMX, "X-CSRFToken": client.csrf},
-                           data=_form(form["version"], decision="kill", decision_rationale="Flat after 700/arm."))
+    response = client.post(
+        form["hx-post"],
+        headers={**HTMX, "X-CSRFToken": client.csrf},
+        data=_form(form["version"], decision="kill", decision_rationale="Flat after 700/arm."),
+    )
     assert response.status_code == 200
     assert "recorded; change it on the experiment page" in response.get_data(as_text=True)
     session.expire_all()
