@@ -328,7 +328,7 @@ class ExperimentDocument:
     def analysis(self) -> dict[str, Any]:
         """The DESIGN §4 part; an empty one (with a warning) before any analysis."""
         if self.result:
-            return {**{key: None for key in REPORT_KEYS}, **self.result}
+            return {**dict.fromkeys(REPORT_KEYS), **self.result}
         return {"alpha": self.plan.alpha, "power": self.plan.power, "mde": self.plan.mde,
                 "control": self.plan.control, "srm": None, "arms": [], "comparisons": [],
                 "warnings": ["no analysis yet: no data has been uploaded for this experiment"]}
