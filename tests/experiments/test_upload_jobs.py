@@ -110,10 +110,10 @@ def test_two_different_files_at_the_same_moment_get_two_versions(db_engine, sess
     for pair in range(4):
         experiment = make_experiment(session, f"pair{pair}")
         results = in_parallel(
-            lambda e=experiment.id, p=pair: import_in_own_session(db_engine, e, sample_csv(2 * p + 1),
-                                                                  "a.csv"),
-            lambda e=experiment.id, p=pair: import_in_own_session(db_engine, e, sample_csv(2 * p + 2),
-                                                                  "b.csv"),
+            lambda e=experiment.id, p=pair: import_in_own_session(
+                db_engine, e, sample_csv(2 * p + 1), "a.csv"),
+            lambda e=experiment.id, p=pair: import_in_own_session(
+                db_engine, e, sample_csv(2 * p + 2), "b.csv"),
         )
         assert not [r for r in results if isinstance(r, Exception)], results
         assert sorted(version for version, _ in results) == [1, 2]
@@ -144,7 +144,8 @@ def test_a_file_identical_to_an_earlier_version_is_recognised(db_engine, session
     experiment = make_experiment(session)
     assert import_in_own_session(db_engine, experiment.id, sample_csv(1), "a.csv") == (1, False)
     assert import_in_own_session(db_engine, experiment.id, sample_csv(2), "b.csv") == (2, False)
-    assert import_in_own_session(db_engine, experiment.id, sample_csv(1), "a-again.csv") == (1, True)
+    again = import_in_own_session(db_engine, experiment.id, sample_csv(1), "a-again.csv")
+    assert again == (1, True)
     assert [d.version for d in datasets_of(session, experiment.id)] == [1, 2]
 
 
@@ -251,7 +252,8 @@ def test_sweep_cleans_up_after_a_killed_upload(db_engine, session, tmp_path):
     long_ago = datetime.now(UTC) - timedelta(hours=2)
     # A killed job: running, its importing dataset half-written, its file left behind.
     killed = spool(session, experiment, tmp_path, b"x", "killed.csv")
-    dataset = Dataset(experiment_id=experiment.id, version=1, filename="killed.csv", sha256="0" * 64,
+    dataset = Dataset(experiment_id=experiment.id, version=1, filename="killed.csv",
+                      sha256="0" * 64,
                       content_sha256="0" * 64, status="importing", row_count=2,
                       uploaded_at=long_ago)
     session.add(dataset)
@@ -311,7 +313,8 @@ def test_queue_runs_jobs_in_order_through_huey(db_engine, session, tmp_path):
     consumer = jobs.start_in_background(workers=1)
     try:
         deadline = time.monotonic() + 30
-        while job_of(session, job_id).state in ("queued", "running") and time.monotonic() < deadline:
+        while (job_of(session, job_id).state in ("queued", "running")
+               and time.monotonic() < deadline):
             time.sleep(0.1)
     finally:
         consumer.stop(graceful=True)

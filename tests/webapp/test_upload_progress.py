@@ -99,7 +99,8 @@ def test_without_javascript_the_upload_redirects_to_a_page_with_a_refresh_link(
     finished = analyst.get(status_url)  # the refresh link, once the job is done
     assert finished.status_code == 303
     assert finished.headers["Location"].endswith(f"/experiments/{experiment.key}")
-    assert "Uploaded nojs.csv as dataset version 1" in words(analyst.get(finished.headers["Location"]))
+    landed = analyst.get(finished.headers["Location"])
+    assert "Uploaded nojs.csv as dataset version 1" in words(landed)
 
 
 def test_a_bad_file_fails_in_the_background_with_line_numbered_errors(
