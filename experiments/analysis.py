@@ -125,12 +125,14 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
 # -------------------------------------------------------------------- computation
 
 
-def _arms(sums: Sequence[data.ArmSumsRow], ratios: Mapping[str, Any]) -> dict[str, ArmData]:
+def _arms(sums: Sequence[data.ArmSumsRow], ratios: Mapping[str, Any],
+          rows: Mapping[str, Any] | None = None) -> dict[str, ArmData]:
     arms = {}
     for row in sums:
         totals = ArmTotals(row.n, row.start, row.expansion, row.contraction, row.churned)
         stats = SufficientStats(row.n, row.sum_x, row.sum_y, row.sum_xx, row.sum_yy, row.sum_xy)
-        arms[row.variant] = ArmData(totals, stats, ratios.get(row.variant))
+        arms[row.variant] = ArmData(totals, stats, ratios.get(row.variant),
+                                    (rows or {}).get(row.variant))
     return arms
 
 
@@ -164,7 +166,8 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
     if ratios is None:
         ratios = data.account_ratio_rows(session, dataset.id)
     keys = [row.variant for row in sums]
-    result = _analyze(plan, _arms(sums, ratios.by_variant(keys=keys)))
+    result = _analyze(plan, _arms(sums, ratios.by_variant(keys=keys),
+                                  ratios.rows_by_variant(keys=keys)))
 
     segment_results: dict[str, Any] | None = None
     omitted: list[str] = []
@@ -175,7 +178,9 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
         segment_results = {}
         for name in sorted(shown):
             segment_ratios = ratios.by_variant(ratios.segment == name, keys=keys)
-            segment_results[name] = _analyze(plan, _arms(by_segment[name], segment_ratios)).to_dict()
+            segment_rows = ratios.rows_by_variant(ratios.segment == name, keys=keys)
+            segment_results[name] = _analyze(plan, _arms(by_segment[name], segment_ratios,
+                                                         segment_rows)).to_dict()
 
     report = result.to_dict()
     report["plan"] = plan.to_dict()
