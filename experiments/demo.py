@@ -16,6 +16,7 @@ from datetime import date, timedelta
 import numpy as np
 from sqlmodel import Session, func, select
 
+from experiments.imports import import_accounts
 from experiments.models import DriverNode, Experiment, JourneyStage, User, Variant, utcnow
 from experiments.setup import ensure_defaults
 from experiments.users import create_user, ensure_team, set_team_role
@@ -85,8 +86,6 @@ def _node(session: Session, parent: DriverNode, name: str, kind: str, **fields) 
 
 def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
     """Create the demo workspace in ``session`` (flushed; the caller commits). Returns a summary."""
-    from experiments.imports import import_accounts
-
     ensure_defaults(session)
     admin = session.exec(select(User).where(User.email == DEMO_ADMIN_EMAIL)).first()
     if admin is None:

@@ -28,6 +28,7 @@ from experiments.access import visible_team_ids
 from experiments.input_rules import FieldErrors, parse_id, read_number, read_text
 from experiments.models import AnalysisSnapshot, Experiment, User
 from experiments.tree import branch_ids
+from stats import required_sample_size
 
 #: The per-account spread assumed when no snapshot gives a measured one.
 DEFAULT_SIGMA = 0.25
@@ -129,8 +130,6 @@ def size_arms(mde: float, sigma: float, *, alpha: float, power: float, weights: 
     enough for the hardest of those comparisons, and every treatment then gets
     its planned share relative to it.
     """
-    from stats import required_sample_size
-
     control_weight, *treatment_weights = weights
     ratios = tuple(w / control_weight for w in treatment_weights)
     needs = [required_sample_size(mde, sigma, alpha=alpha, power=power, ratio=r) for r in ratios]

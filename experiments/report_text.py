@@ -17,6 +17,7 @@ from experiments.formatting import (
     pts,
     pvalue,
 )
+from stats import Comparison, summary_sentence
 
 COMPARISON_COLUMNS = (
     "variant", "control", "accounts", "control_accounts", "nrr", "control_nrr",
@@ -134,8 +135,6 @@ def _method_lines(report: Mapping[str, Any]) -> list[str]:
 
 def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment analysis") -> str:
     """A readable Markdown report: arms, uplift with CI, p-values, sample size, SRM, verdict."""
-    from stats import Comparison, summary_sentence
-
     alpha = report["alpha"]
     level = round((1 - alpha) * 100, 1)
     lines = [f"# {md(title)}", "",
