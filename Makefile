@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 ASSETS := webapp/static/vendor/htmx.min.js
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Test processes for the non-browser tests (pytest-xdist; 0 runs them in this process).
+# The browser tests always run afterwards in one process: one server, one Chromium.
+TEST_WORKERS ?= 2
 
 .PHONY: run serve test test-db install assets migrate seed lint bench clean help
 
@@ -46,10 +49,11 @@ run: seed
 	$(BIN)/nrrlab serve --host $(HOST) --port $(PORT)
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not e2e" -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest tests/e2e
 
 test-db: install
-	$(BIN)/python -m pytest -m "db and not e2e"
+	$(BIN)/python -m pytest -m "db and not e2e" -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .
