@@ -87,8 +87,29 @@ def test_the_same_verdict_renders_the_same_badge_on_every_page(demo_client):
 
 
 def test_field_errors_share_one_markup(demo_client):
-    """The planner, the experiment form and the admin form render a field's error alike."""
-    planner = demo_client.get("/planner/?mde=abc").get_data(as_text=True)
-    for html in (planner,):
-        errors = re.findall(r'<p class="field-error" id="plan-mde-error">[^<]+</p>', html)
-        assert errors, "the planner shows no field error for mde=abc"
+    """The planner, the admin form and the experiment form render a field's error alike:
+    one paragraph, class field-error, id "<field id>-error" (what aria-describedby names)."""
+    from tests.helpers import csrf_token_of
+
+    token = csrf_token_of(demo_client)
+    pages = {
+        "planner": demo_client.get("/planner/?mde=abc"),
+        "admin": demo_client.post("/admin/teams", data={"name": "", "slug": "Not A Slug!",
+                                                        "csrf_token": token}),
+        "experiment": demo_client.post("/experiments/new", data={"key": "", "name": "",
+                                                                 "csrf_token": token}),
+    }
+    markup = re.compile(r'<p class="field-error" id="([\w-]+)-error">([^<]+)</p>')
+    found = {}
+    for name, response in pages.items():
+        assert response.status_code == 422, name
+        html = response.get_data(as_text=True)
+        found[name] = markup.findall(html)
+        assert found[name], f"no field error on the {name} form"
+        # Fields point at their message (the variants table's group message is not a field).
+        described = [field_id for field_id, _ in found[name]
+                     if re.search(rf'aria-describedby="[^"]*\b{field_id}-error\b', html)]
+        assert described, (name, found[name])
+    assert [field_id for field_id, _ in found["planner"]] == ["plan-mde"]
+    # The admin form starts the message with the field's label.
+    assert any(text.startswith("Slug ") for _, text in found["admin"]), found["admin"]
