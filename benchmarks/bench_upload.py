@@ -213,7 +213,9 @@ def job_child(url: str, csv_path: str) -> dict:
         "good_state": good.state,
         "good_seconds": good_seconds,
         "bad_state": bad.state,
-        "bad_errors": [f"line {line}, {column}: {message}" for line, column, message in bad.errors or []],
+        "bad_errors": [
+            f"line {line}, {column}: {message}" for line, column, message in bad.errors or []
+        ],
         "bad_seconds": bad_seconds,
         "versions": [list(v) for v in versions],
         "active": active.filename if active else None,
