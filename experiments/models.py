@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 SQLModel.metadata.naming_convention = {
@@ -178,6 +179,13 @@ class Experiment(SQLModel, table=True):
     mde: float = Field(default=0.02)
     alpha: float = Field(default=0.05)
     power: float = Field(default=0.8)
+    # The plan's sigma of the linearised NRR and where it came from (issue 13 item 1);
+    # at start it is locked with each arm's required n (Variant.required_n).
+    sigma: float | None = None
+    sigma_source: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
+    # Sequential testing is the default for new plans; existing rows keep fixed-horizon.
+    sequential: bool = Field(default=True, sa_column_kwargs={"server_default": sa_false()})
+    tuning: float | None = None
     planned_start: date | None = None
     planned_end: date | None = None
     status: str = Field(default="draft", max_length=20)
@@ -208,6 +216,8 @@ class Variant(SQLModel, table=True):
     weight: float = Field(default=1.0)
     is_control: bool = Field(default=False)
     position: int = Field(default=0)
+    # Accounts this arm needs, locked when the experiment starts (issue 13 item 3).
+    required_n: int | None = None
 
 
 class Amendment(SQLModel, table=True):
