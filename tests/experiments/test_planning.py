@@ -7,7 +7,7 @@ import math
 import pytest
 from sqlmodel import Session
 
-from experiments.models import AnalysisSnapshot, Dataset, DriverNode, Experiment, Variant
+from experiments.models import AnalysisSnapshot, Dataset, DriverNode, Experiment
 from experiments.planning import (
     DEFAULT_SIGMA,
     branch_history,
@@ -19,15 +19,14 @@ from experiments.planning import (
 )
 from experiments.users import create_user, ensure_team, set_team_role
 from stats import required_sample_size
+from tests.factories import make_experiment
 from tests.helpers import TEST_PASSWORD
 
 
-def experiment_with_snapshot(session: Session, node: DriverNode, key: str, *, sigma: float | None, nrr: float = 1.03,
+def experiment_with_snapshot(session: Session, node: DriverNode, key: str, *,
+                             sigma: float | None, nrr: float = 1.03,
                              team_id: int | None = None) -> Experiment:
-    experiment = Experiment(key=key, name=key.title(), node_id=node.id, status="running", team_id=team_id)
-    session.add(experiment)
-    session.flush()
-    session.add(Variant(experiment_id=experiment.id, key="control", is_control=True))
+    experiment = make_experiment(session, key, node=node, variants=("control",), team_id=team_id)
     dataset = Dataset(experiment_id=experiment.id, version=1, sha256="a" * 64)
     session.add(dataset)
     session.flush()
