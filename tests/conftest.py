@@ -28,8 +28,8 @@ SECRET = "t" * 48
 
 #: Argon2id at its cheapest (RFC 9106 allows t = 1; argon2-cffi's minimum memory is 8 KiB).
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-#: Where the app keeps its hasher (the module that hashes, and the one it was split from).
-HASHER_MODULES = ("experiments.passwords", "experiments.users")
+#: Where the app keeps its hasher.
+HASHER_MODULES = ("experiments.passwords",)
 
 
 def _patch_password_hashing(patch: pytest.MonkeyPatch, hasher: PasswordHasher) -> None:
@@ -61,7 +61,7 @@ def cheap_password_hashing() -> Iterator[None]:
 @pytest.fixture
 def real_password_hashing() -> Iterator[None]:
     """The production Argon2id parameters for this test (see ``cheap_password_hashing``)."""
-    from experiments.users import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
+    from experiments.passwords import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
 
     real = PasswordHasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB,
                           parallelism=ARGON2_PARALLELISM)
