@@ -33,14 +33,15 @@ from experiments.models import (
     Variant,
     utcnow,
 )
-from experiments.rules import headline_verdict, project_enrolment
+from experiments.review_weeks import parse_moment
+from experiments.rules import UNDATED_ENROLMENT, headline_verdict, project_enrolment
 from stats import (
     ArmData,
     ArmTotals,
     ExperimentResult,
     SufficientStats,
     analyze,
-    required_sample_size,
+    plan_sample_sizes,
     summary_sentence,
 )
 
@@ -65,12 +66,24 @@ class Plan:
     variants: tuple[str, ...]
     weights: Mapping[str, float]
     names: Mapping[str, str]
+    #: The plan's sigma (locked at start) and its source; ``None``: the control's sigma_lin.
+    sigma: float | None = None
+    sigma_source: str = ""
+    sequential: bool = False
+    tuning: float | None = None
+    #: Accounts per arm locked at start (empty before the start).
+    locked_n: Mapping[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha,
             "power": self.power,
             "mde": self.mde,
+            "sigma": self.sigma,
+            "sigma_source": self.sigma_source,
+            "sequential": self.sequential,
+            "tuning": self.tuning,
+            "required_n": dict(self.locked_n or {}),
             "control": self.control,
             "variants": [
                 {"key": key, "name": self.names.get(key, ""), "weight": self.weights[key]}
@@ -89,6 +102,9 @@ class Plan:
                 and float(stored["power"]) == self.power
                 and float(stored["mde"]) == self.mde
                 and stored["control"] == self.control
+                and stored.get("sigma") == self.sigma
+                and bool(stored.get("sequential")) == self.sequential
+                and stored.get("tuning") == self.tuning
                 and stored_variants == [(k, self.weights[k]) for k in self.variants]
             )
         except (KeyError, TypeError, ValueError):
@@ -111,6 +127,7 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
     if not rows:
         raise ValueError(f"experiment {experiment.key!r} has no variants")
     control = next((v.key for v in rows if v.is_control), rows[0].key)
+    locked = {v.key: int(v.required_n) for v in rows if v.required_n is not None}
     return Plan(
         alpha=float(experiment.alpha),
         power=float(experiment.power),
@@ -119,6 +136,11 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
         variants=tuple(v.key for v in rows),
         weights={v.key: float(v.weight) for v in rows},
         names={v.key: v.name for v in rows},
+        sigma=None if experiment.sigma is None else float(experiment.sigma),
+        sigma_source=experiment.sigma_source or "",
+        sequential=bool(experiment.sequential),
+        tuning=None if experiment.tuning is None else float(experiment.tuning),
+        locked_n=locked if len(locked) == len(rows) else None,
     )
 
 
@@ -137,8 +159,10 @@ def _arms(sums: Sequence[data.ArmSumsRow], ratios: Mapping[str, Any],
 
 
 def _analyze(plan: Plan, arms: Mapping[str, ArmData]) -> ExperimentResult:
+    # The locked sigma sizes the arms (so "underpowered" is judged against the locked n).
     return analyze(arms, control=plan.control, alpha=plan.alpha, power=plan.power, mde=plan.mde,
-                   weights=plan.weights, variants=list(plan.variants))
+                   weights=plan.weights, variants=list(plan.variants), sigma=plan.sigma,
+                   sequential=plan.sequential, tuning=plan.tuning)
 
 
 def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset, *,
@@ -192,6 +216,7 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
         "rows": dataset.row_count,
     }
     report["segments_omitted"] = len(omitted)
+    report["enrolment"] = _enrolment_dates(session, experiment, dataset, result)
     snapshot = AnalysisSnapshot(
         experiment_id=experiment.id,
         dataset_id=dataset.id,
@@ -203,6 +228,37 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
     session.add(snapshot)
     session.flush()
     return snapshot
+
+
+def _smallest_arm(report: Mapping[str, Any], variants: Sequence[str]) -> int | None:
+    counts = {a.get("variant"): a.get("accounts") for a in report.get("arms") or []
+              if isinstance(a, Mapping)}
+    values = [counts.get(v) or 0 for v in variants]
+    return min(values) if values else None
+
+
+def _enrolment_dates(session: Session, experiment: Experiment, dataset: Dataset,
+                     result: ExperimentResult) -> dict[str, Any]:
+    """The dated enrolment the projection may use: this upload and the one before it.
+
+    ``earlier_*`` are ``None`` for a first upload (its accounts carry no dates).
+    """
+    variants = [arm.variant for arm in result.arms]
+    earlier = session.exec(
+        select(Dataset, AnalysisSnapshot)
+        .join(AnalysisSnapshot, AnalysisSnapshot.dataset_id == Dataset.id)
+        .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready",
+               Dataset.version < dataset.version)
+        .order_by(Dataset.version.desc(), AnalysisSnapshot.computed_at.desc(),
+                  AnalysisSnapshot.id.desc()).limit(1)
+    ).first()
+    earlier_at = earlier_smallest = None
+    if earlier is not None:
+        earlier_at = _aware(earlier[0].uploaded_at).isoformat()
+        earlier_smallest = _smallest_arm(earlier[1].result or {}, variants)
+    observed = _aware(dataset.uploaded_at)
+    return {"observed_at": observed.isoformat() if observed else None,
+            "earlier_at": earlier_at, "earlier_smallest": earlier_smallest}
 
 
 def active_dataset(session: Session, experiment: Experiment) -> Dataset | None:
@@ -307,6 +363,8 @@ class Results:
     assumed_sigma: float | None
     expected_date: date | None
     computed_at: datetime | None
+    #: Why no date is projected while a running experiment is short of its n, else None.
+    expected_note: str | None
     snapshot_plan: Mapping[str, Any] | None
     plan_outdated: bool
     amendments: tuple[AmendmentInfo, ...]
@@ -348,16 +406,33 @@ def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInf
 
 
 def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
-                   as_of: datetime) -> date | None:
-    """When the slowest arm reaches its required n (running experiments only)."""
+                   report: Mapping[str, Any]) -> date | None:
+    """When the slowest arm reaches its required n, from dated enrolment only (running)."""
     if experiment.status != "running" or not progress:
         return None
     if any(p.required is None for p in progress):
         return None
     slowest = min(progress, key=lambda p: p.accounts / p.required if p.required else 1.0)
-    projection = project_enrolment(started_at=experiment.started_at, observed_at=as_of,
-                                   smallest=slowest.accounts, required=slowest.required)
+    dates = report.get("enrolment") if isinstance(report.get("enrolment"), Mapping) else {}
+    projection = project_enrolment(
+        earlier_at=parse_moment(dates.get("earlier_at")),
+        earlier_smallest=dates.get("earlier_smallest"),
+        observed_at=parse_moment(dates.get("observed_at")),
+        smallest=slowest.accounts, required=slowest.required)
     return projection.expected_date if projection is not None else None
+
+
+def _expected_note(experiment: Experiment, progress: Sequence[ArmProgress],
+                   expected: date | None, report: Mapping[str, Any] | None) -> str | None:
+    if expected is not None or experiment.status != "running" or report is None:
+        return None
+    if not progress or all(p.reached for p in progress) or any(p.required is None
+                                                               for p in progress):
+        return None
+    dates = report.get("enrolment") if isinstance(report.get("enrolment"), Mapping) else {}
+    if not dates.get("earlier_at"):
+        return UNDATED_ENROLMENT
+    return "unknown: the smallest arm did not grow between the last two uploads"
 
 
 def _segment_rows(segments: Mapping[str, Any] | None) -> tuple[SegmentRow, ...]:
@@ -420,24 +495,32 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
     elif segment is not None:
         raise NotFound(f"no segment {segment!r} has been analysed")
 
-    required_n = None
+    # Progress is judged against the n locked at start (issue 13 item 3); before the start,
+    # against the analysis's sizes, or the plan's sigma (assumed when it has none).
+    per_arm: dict[str, int | None] = {}
     assumed_sigma = None
-    if result is not None:
-        required_n = max((c.required_n_per_arm for c in result.comparisons if c.required_n_per_arm),
-                         default=None)
-    if required_n is None and plan is not None:
-        assumed_sigma = DEFAULT_SIGMA
-        required_n = required_sample_size(plan.mde, DEFAULT_SIGMA, alpha=plan.alpha, power=plan.power)
+    if plan is not None and plan.locked_n:
+        per_arm = dict(plan.locked_n)
+    elif result is not None and any(result.required_n.values()):
+        per_arm = dict(result.required_n)
+    elif plan is not None:
+        sigma = plan.sigma if plan.sigma is not None else DEFAULT_SIGMA
+        assumed_sigma = None if plan.sigma is not None else DEFAULT_SIGMA
+        per_arm = dict(plan_sample_sizes(plan.mde, sigma, control=plan.control,
+                                         weights=plan.weights, alpha=plan.alpha,
+                                         power=plan.power).required_n)
+    required_n = max((n for n in per_arm.values() if n), default=None)
 
     if result is not None:
-        progress = tuple(ArmProgress(arm.variant, arm.accounts, required_n) for arm in result.arms)
+        progress = tuple(ArmProgress(arm.variant, arm.accounts, per_arm.get(arm.variant))
+                         for arm in result.arms)
     elif plan is not None:
-        progress = tuple(ArmProgress(key, 0, required_n) for key in plan.variants)
+        progress = tuple(ArmProgress(key, 0, per_arm.get(key)) for key in plan.variants)
     else:
         progress = ()
 
-    # Enrolment is known as of the upload, not as of the (re)computation.
-    as_of = chosen.uploaded_at if chosen is not None else None
+    expected_date = (_expected_date(experiment, progress, snapshot.result or {})
+                     if result is not None and snapshot is not None else None)
     summaries = {c.variant: summary_sentence(c, result.alpha) for c in result.comparisons} if result else {}
     stored_plan = snapshot.result.get("plan") if snapshot is not None else None
     return Results(
@@ -457,7 +540,9 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
         progress=progress,
         required_n=required_n,
         assumed_sigma=assumed_sigma,
-        expected_date=_expected_date(experiment, progress, as_of) if result is not None and as_of else None,
+        expected_date=expected_date,
+        expected_note=_expected_note(experiment, progress, expected_date,
+                                     snapshot.result if snapshot is not None else None),
         computed_at=_aware(snapshot.computed_at) if snapshot is not None else None,
         snapshot_plan=stored_plan,
         plan_outdated=snapshot is not None and plan is not None and not plan.same_as(stored_plan),

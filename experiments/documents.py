@@ -321,6 +321,10 @@ class ExperimentDocument:
         srm = result.get("srm") if isinstance(result.get("srm"), Mapping) else {}
         planned = list((srm.get("expected_weights") or {}).keys()) or list(arms)
         smallest = min((arms.get(v, 0) for v in planned), default=None)
+        stored_plan = result.get("plan") if isinstance(result.get("plan"), Mapping) else {}
+        locked = stored_plan.get("required_n") if isinstance(stored_plan, Mapping) else None
+        if locked and isinstance(locked, Mapping):  # the n locked at start (issue 13 item 3)
+            return smallest, max((n for n in map(_int, locked.values()) if n), default=None)
         required = max((n for n in (_int(c.get("required_n_per_arm")) for c in self.comparisons)
                         if n is not None), default=None)
         return smallest, required

@@ -183,8 +183,9 @@ class Experiment(SQLModel, table=True):
     # at start it is locked with each arm's required n (Variant.required_n).
     sigma: float | None = None
     sigma_source: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
-    # Sequential testing is the default for new plans; existing rows keep fixed-horizon.
-    sequential: bool = Field(default=True, sa_column_kwargs={"server_default": sa_false()})
+    # Sequential testing: the registration form's default for new plans (plan_input);
+    # rows from before it, and rows made without a plan form, keep fixed-horizon.
+    sequential: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     tuning: float | None = None
     planned_start: date | None = None
     planned_end: date | None = None

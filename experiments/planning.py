@@ -101,6 +101,42 @@ def branch_history(session: Session, user: User, node_id: int) -> History | None
         session, user, select(Experiment).where(Experiment.node_id.in_(nodes))))
 
 
+def stage_history(session: Session, user: User, stage_id: int) -> History | None:
+    """The newest spread measured by an experiment on journey stage ``stage_id``."""
+    return _latest_history(session, user, _visible_experiments(
+        session, user, select(Experiment).where(Experiment.stage_id == stage_id)))
+
+
+#: How an assumed sigma is labelled wherever it is shown or stored.
+ASSUMED_SOURCE = f"assumed — no measurement yet (sigma = {DEFAULT_SIGMA:g})"
+
+
+@dataclass(frozen=True)
+class PlanningSigma:
+    """The sigma a plan is sized with and where it came from (``measured`` or assumed)."""
+
+    sigma: float
+    source: str
+    measured: bool
+
+
+def planning_sigma(session: Session, user: User, node_id: int | None,
+                   stage_id: int | None = None) -> PlanningSigma:
+    """The measured sigma for a plan: the control arms of earlier experiments on the same
+    branch, else on the same journey stage; else :data:`DEFAULT_SIGMA`, flagged as assumed.
+    """
+    history = branch_history(session, user, node_id) if node_id else None
+    where = "this branch"
+    if history is None and stage_id:
+        history = stage_history(session, user, stage_id)
+        where = "this journey stage"
+    if history is None:
+        return PlanningSigma(DEFAULT_SIGMA, ASSUMED_SOURCE, False)
+    return PlanningSigma(history.sigma, (
+        f"measured: the control arm of '{history.experiment_key}' on {where} "
+        f"({history.computed_at:%Y-%m-%d})"), True)
+
+
 def experiments_with_history(session: Session, user: User) -> list[Experiment]:
     """Visible experiments that have at least one snapshot, newest first (the planner's picker)."""
     with_snapshots = select(AnalysisSnapshot.experiment_id).distinct()

@@ -57,9 +57,11 @@ from experiments.plan_input import (
     read_plan,
     read_reason,
 )
+from experiments.planning import PlanningSigma, planning_sigma
 from experiments.tree import ancestry, branch_ids, latest_verdicts, team_change_problem
 from experiments.users import role_rank
 from experiments.versioning import check_version, compare_and_set, expected_version
+from stats import plan_sample_sizes
 
 #: Which lifecycle move leads from which status.
 TRANSITIONS: dict[str, tuple[str, str]] = {
@@ -607,6 +609,29 @@ def _transition(
     return experiment
 
 
+@dataclass(frozen=True)
+class LockedSizes:
+    """The sigma and the accounts per arm a plan is locked with at its start."""
+
+    sigma: float
+    source: str
+    required_n: dict[str, int | None]
+
+
+def _locked_sizes(session: Session, actor: User, experiment: Experiment) -> LockedSizes:
+    """Size every arm (its weight, alpha/k) on the newest measured sigma of the branch or
+    stage; else the sigma the plan was registered with; else the flagged assumption."""
+    found = planning_sigma(session, actor, experiment.node_id, experiment.stage_id)
+    if not found.measured and experiment.sigma is not None:
+        found = PlanningSigma(float(experiment.sigma), experiment.sigma_source or "given", True)
+    variants = variants_of(session, experiment)
+    control = next((v.key for v in variants if v.is_control), variants[0].key if variants else "")
+    sizes = plan_sample_sizes(float(experiment.mde), found.sigma, control=control,
+                              weights={v.key: float(v.weight) for v in variants},
+                              alpha=float(experiment.alpha), power=float(experiment.power))
+    return LockedSizes(found.sigma, found.source, dict(sizes.required_n))
+
+
 def start_experiment(
     session: Session, key: str, *, actor: User, expected_version: Any = None
 ) -> Experiment:
@@ -621,14 +646,20 @@ def start_experiment(
     Conflict
         Stale version (:class:`StaleVersion`), or the experiment is not a draft.
     """
+    experiment = _editable(session, actor, key)
+    locked = _locked_sizes(session, actor, experiment)
     experiment = _transition(
         session,
         key,
         "start",
         actor=actor,
         expected_version=expected_version,
-        values={"started_at": utcnow()},
+        values={"started_at": utcnow(), "sigma": locked.sigma, "sigma_source": locked.source},
     )
+    for variant in variants_of(session, experiment):
+        variant.required_n = locked.required_n.get(variant.key)
+        session.add(variant)
+    session.flush()
     record_event(
         session,
         "experiment.start",
@@ -638,7 +669,9 @@ def start_experiment(
         team_id=experiment.team_id,
         diff={
             "status": ["draft", "running"],
-            "locked_plan": [None, _current_plan(session, experiment)],
+            "locked_plan": [None, {**_current_plan(session, experiment),
+                                   "sigma": locked.sigma, "sigma_source": locked.source,
+                                   "required_n": locked.required_n}],
         },
     )
     return experiment

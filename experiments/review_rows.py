@@ -212,10 +212,12 @@ def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocum
                             f"still running past its planned end ({planned_end.isoformat()})"))
     projection = None
     if status == "running" and planned_end is not None and today <= planned_end:
-        uploaded = document.dataset.uploaded_at if document.dataset else None
-        found = project_enrolment(started_at=experiment.started_at,
-                                  observed_at=parse_moment(uploaded), smallest=smallest,
-                                  required=required, planned_end=planned_end)
+        dates = (result or {}).get("enrolment") or {}
+        found = project_enrolment(earlier_at=parse_moment(dates.get("earlier_at")),
+                                  earlier_smallest=dates.get("earlier_smallest"),
+                                  observed_at=parse_moment(dates.get("observed_at")),
+                                  smallest=smallest, required=required,
+                                  planned_end=planned_end)
         if found is not None:
             expected = iso(found.expected_date)
             projection = EnrolmentOutlook(found.rate_per_day, found.projected, found.reaches,

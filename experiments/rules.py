@@ -53,7 +53,7 @@ MAX_PROJECTION_DAYS = 3650
 
 @dataclass(frozen=True)
 class Projection:
-    """Where enrolment is heading at the rate observed so far (see :func:`project_enrolment`)."""
+    """Where enrolment is heading at the dated rate (see :func:`project_enrolment`)."""
 
     rate_per_day: float
     expected_date: date | None  # when the smallest arm reaches the required n
@@ -61,25 +61,34 @@ class Projection:
     reaches: bool | None  # whether ``projected`` reaches the required n
 
 
-def project_enrolment(*, started_at: datetime | None, observed_at: datetime | None,
-                      smallest: int | None, required: int | None,
-                      planned_end: date | None = None) -> Projection | None:
+#: Why no date is projected when enrolment is not dated (shown by the page and the review).
+UNDATED_ENROLMENT = ("unknown: the data arrived in one upload, so there is no dated "
+                     "enrolment to project from (a later upload dates it)")
+
+
+def project_enrolment(*, earlier_at: datetime | None, earlier_smallest: int | None,
+                      observed_at: datetime | None, smallest: int | None,
+                      required: int | None, planned_end: date | None = None
+                      ) -> Projection | None:
     """The one enrolment projection, for the results page and the weekly review.
 
-    The rate is the smallest arm's accounts over the time elapsed from the start to
-    ``observed_at`` (the upload of the data in force: enrolment is known as of the
-    upload, not as of a recomputation), counted exactly, without rounding up to a day.
-    ``None`` without a start, an observation after it, or a required n not yet reached.
+    Only dated enrolment is projected (issue 13 item 10): the rate is the smallest arm's
+    growth between two uploads, ``earlier_smallest`` accounts at ``earlier_at`` and
+    ``smallest`` at ``observed_at``, over the exact time between them. A single upload
+    carries no dates (a whole CSV arriving at once says nothing about when its accounts
+    enrolled), so without an earlier upload the answer is ``None``: the date is unknown
+    (:data:`UNDATED_ENROLMENT`). ``None`` too once the required n is reached, or when the
+    uploads are not in order.
     """
-    started, observed = aware(started_at), aware(observed_at)
-    if started is None or observed is None or smallest is None or not required:
+    earlier, observed = aware(earlier_at), aware(observed_at)
+    if earlier is None or observed is None or earlier_smallest is None or smallest is None:
         return None
-    if smallest >= required:
+    if not required or smallest >= required:
         return None
-    days = (observed - started).total_seconds() / 86400
+    days = (observed - earlier).total_seconds() / 86400
     if days <= 0:
         return None
-    rate = smallest / days
+    rate = max(smallest - earlier_smallest, 0) / days
     expected = None
     if rate > 0:
         days_needed = (required - smallest) / rate

@@ -284,28 +284,24 @@ def test_a_snapshot_without_a_stored_verdict_gets_the_one_headline_rule(session,
 
 @pytest.mark.db
 def test_the_review_and_the_results_page_project_enrolment_alike(session, factory):
-    """Started Monday 00:00, data uploaded Monday 12:00 with 100 accounts per arm of the
-    1,000 required: 200 a day (half a day elapsed, not "at least one day"), so 900 more
-    take 4.5 days — reached on 2026-11-28 00:00, and by the planned end (Friday 27th,
-    i.e. 4.5 days after the upload) 100 + 200 × 4.5 = 1,000: on track, no alert."""
+    """Started Monday 00:00; 100 accounts per arm uploaded Monday 12:00, 300 per arm
+    uploaded Tuesday 12:00 (of the 1,000 required): dated enrolment of 200 a day, so 700
+    more take 3.5 days — reached on 2026-11-28 00:00, and by the planned end (Friday 27th,
+    3.5 days after the second upload) 300 + 200 × 3.5 = 1,000: on track, no alert."""
     admin = factory.user("admin@documents.test", "admin")
     started = datetime(2026, 11, 23, 0, tzinfo=UTC)
     experiment = _running_experiment(session, "projected", started, date(2026, 11, 27))
-    snapshot = add_data(
-        session,
-        experiment,
-        at=started + timedelta(hours=12),
-        n_control=100,
-        n_treatment=100,
-        lift=0.0,
-        seed=7,
-    )
+    add_data(session, experiment, at=started + timedelta(hours=12), n_control=100,
+             n_treatment=100, lift=0.0, seed=6)
+    snapshot = add_data(session, experiment, at=started + timedelta(hours=36), n_control=300,
+                        n_treatment=300, lift=0.0, seed=7)
     comparisons = [dict(c, required_n_per_arm=1000) for c in snapshot.result["comparisons"]]
-    snapshot.result = {**snapshot.result, "comparisons": comparisons}
+    snapshot.result = {**snapshot.result, "comparisons": comparisons,
+                       "required_n": dict.fromkeys(snapshot.result["required_n"], 1000)}
     session.add(snapshot)
     session.commit()
 
-    now = started + timedelta(hours=13)
+    now = started + timedelta(hours=37)
     (row,) = build_review(session, admin, "2026-W48", now=now).rows
     projection = row.review.to_json()["projection"]
     assert projection["expected_date"] == "2026-11-28"
@@ -313,4 +309,27 @@ def test_the_review_and_the_results_page_project_enrolment_alike(session, factor
     assert (projection["projected"], projection["reaches"]) == (1000, True)
     assert [a["kind"] for a in row.review.to_json()["alerts"]] == []
     assert load_results(session, experiment).expected_date == date(2026, 11, 28)
+    session.rollback()
+
+
+@pytest.mark.db
+def test_one_upload_projects_no_date(session, factory):
+    """Issue 13 item 10: the whole CSV arriving at once (26 % of the sample, uploaded half a
+    day after the start) is no enrolment rate; the old rule said "around" a date 1.4 days
+    later. Neither the review nor the page projects a date now."""
+    admin = factory.user("admin@documents.test", "admin")
+    started = datetime(2026, 11, 23, 0, tzinfo=UTC)
+    experiment = _running_experiment(session, "one-upload", started, date(2026, 11, 27))
+    snapshot = add_data(session, experiment, at=started + timedelta(hours=12), n_control=260,
+                        n_treatment=260, lift=0.0, seed=7)
+    comparisons = [dict(c, required_n_per_arm=1000) for c in snapshot.result["comparisons"]]
+    snapshot.result = {**snapshot.result, "comparisons": comparisons,
+                       "required_n": dict.fromkeys(snapshot.result["required_n"], 1000)}
+    session.add(snapshot)
+    session.commit()
+
+    (row,) = build_review(session, admin, "2026-W48", now=started + timedelta(hours=13)).rows
+    assert row.review.to_json()["projection"] is None
+    results = load_results(session, experiment)
+    assert results.required_n == 1000 and results.expected_date is None
     session.rollback()

@@ -159,6 +159,16 @@ def add_data(
         "sha256": dataset.sha256,
         "rows": dataset.row_count,
     }
+    # Dated enrolment as refresh_snapshot stores it: this upload and the one before it.
+    before = session.exec(
+        select(AnalysisSnapshot).join(Dataset, Dataset.id == AnalysisSnapshot.dataset_id)
+        .where(Dataset.experiment_id == experiment.id, Dataset.version == version - 1)
+    ).first()
+    report["enrolment"] = {
+        "observed_at": at.isoformat(),
+        "earlier_at": before.computed_at.replace(tzinfo=UTC).isoformat() if before else None,
+        "earlier_smallest": min(a["accounts"] for a in before.result["arms"]) if before else None,
+    }
     snapshot = AnalysisSnapshot(
         experiment_id=experiment.id,
         dataset_id=dataset.id,
@@ -349,6 +359,16 @@ def build_scenario(session: Session, last_week: Week, *, owner: User | None = No
             )
         ],
         "amended": [
+            # Two uploads a week apart date the enrolment (one upload alone would not).
+            add_data(
+                session,
+                exps["amended"],
+                at=w0.start - timedelta(days=14),
+                n_control=90,
+                n_treatment=90,
+                lift=0.0,
+                seed=40,
+            ),
             add_data(
                 session,
                 exps["amended"],

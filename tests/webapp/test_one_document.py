@@ -158,12 +158,11 @@ def test_every_rendering_of_one_experiment_agrees(one):
         f"[{comparison['ci_abs'][0] * 100:+.1f}, {comparison['ci_abs'][1] * 100:+.1f}]" in results
     )
 
-    # One enrolment projection: the smallest arm's accounts over the 27 days from the
-    # start (NOW − 30 d) to the upload (NOW − 3 d), extended to the required n.
+    # One enrolment projection, from dated enrolment only: the fixture's data arrived in
+    # one upload, so neither the review nor the page projects a date (issue 13 item 10).
     smallest = min(a["accounts"] for a in stored["arms"])
     required = comparison["required_n_per_arm"]
     assert required > smallest  # the fixture's data is still short of the plan
-    rate = smallest / 27
-    expected_date = (NOW - timedelta(days=3) + timedelta(days=(required - smallest) / rate)).date()
-    assert in_review["review"]["projection"]["expected_date"] == expected_date.isoformat()
-    assert f'<time datetime="{expected_date.isoformat()}">' in results
+    assert in_review["review"]["projection"] is None
+    assert "<time datetime=" not in results.split("Sample size")[-1]
+    assert "the data arrived in one upload" in results
