@@ -10,11 +10,11 @@ import io
 import json
 import re
 import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from tests.experiments.test_exports import NOW, make_experiment
+from tests.experiments.test_exports import make_experiment
 
 #: Fields that name the moment of a rendering rather than the experiment.
 MOMENTS = ("as_of", "exported_at")
