@@ -183,10 +183,19 @@ def _read_control(data: Mapping[str, Any], count: int, errors: FieldErrors) -> i
     return int(text)
 
 
+#: The analysis methods a plan may choose (issue 13 item 5); new plans default to sequential.
+ANALYSIS_METHODS: tuple[str, ...] = ("sequential", "fixed")
+
+
 def read_plan(
-    session: Session, data: Mapping[str, Any], *, actor: User, errors: FieldErrors
+    session: Session, data: Mapping[str, Any], *, actor: User, errors: FieldErrors,
+    default_analysis: str = "sequential",
 ) -> PlanInput:
-    """Check an experiment form. Every problem is added to ``errors`` under its field."""
+    """Check an experiment form. Every problem is added to ``errors`` under its field.
+
+    ``analysis`` ("sequential" or "fixed") becomes ``values["sequential"]``; without it the
+    ``default_analysis`` holds (sequential for a new plan, the current method on an edit).
+    """
     values: dict[str, Any] = {}
     values["name"] = read_text(data, "name", errors, max_length=NAME_MAX, required=True)
     values["hypothesis"] = read_text(
@@ -257,6 +266,10 @@ def read_plan(
         and values["planned_end"] < values["planned_start"]
     ):
         errors.add("planned_end", "must be on or after the planned start")
+
+    analysis = read_choice(data, "analysis", errors, ANALYSIS_METHODS,
+                           default=default_analysis)
+    values["sequential"] = analysis == "sequential"
 
     variants, control = read_variants(data, errors)
     return PlanInput(values=values, variants=variants, control=control)

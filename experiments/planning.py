@@ -26,9 +26,9 @@ from sqlmodel import Session, select
 
 from experiments.access import visible_team_ids
 from experiments.input_rules import FieldErrors, parse_id, read_number, read_text
-from experiments.models import AnalysisSnapshot, Experiment, User
+from experiments.models import AnalysisSnapshot, Dataset, Experiment, User
 from experiments.tree import branch_ids
-from stats import required_sample_size
+from stats import plan_sample_sizes, required_sample_size
 
 #: The per-account spread assumed when no snapshot gives a measured one.
 DEFAULT_SIGMA = 0.25
@@ -108,7 +108,7 @@ def stage_history(session: Session, user: User, stage_id: int) -> History | None
 
 
 #: How an assumed sigma is labelled wherever it is shown or stored.
-ASSUMED_SOURCE = f"assumed — no measurement yet (sigma = {DEFAULT_SIGMA:g})"
+ASSUMED_SOURCE = "assumed — no measurement yet"
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,11 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
 
 @dataclass(frozen=True)
 class SampleSizeHint:
-    """The sample size the registry form's plan implies, or why it cannot say yet."""
+    """The sample size the registry form's plan implies, or why it cannot say yet.
+
+    ``allocation`` is sized for each arm's weight at ``alpha / k`` (DESIGN §4c);
+    ``weeks`` is ``None`` when the branch has no dated enrolment to measure a rate from.
+    """
 
     allocation: Allocation | None
     sigma: float
@@ -275,36 +279,85 @@ class SampleSizeHint:
     message: str = ""
     variant_keys: tuple[str, ...] = ()
     mde: float | None = None
+    source: str = ASSUMED_SOURCE
+    measured: bool = False
+    alpha_sizing: float | None = None
+    weekly_enrolment: float | None = None
+    weeks: int | None = None
 
     @property
     def sigma_source(self) -> str:
-        if self.history is None:
-            return f"the default baseline spread sigma = {DEFAULT_SIGMA:g} (no results on this branch yet)"
-        return (f"sigma = {self.sigma:.3f}, the control spread measured by '{self.history.experiment_key}' "
-                f"on this branch ({self.history.computed_at:%Y-%m-%d})")
+        return f"sigma = {self.sigma:.3f}, {self.source}"
+
+
+def branch_enrolment_rate(session: Session, user: User, node_id: int) -> float | None:
+    """Accounts enrolled per week on the branch, from its newest dated enrolment.
+
+    Dated enrolment is the growth in rows between an experiment's last two uploads over the
+    time between them (a single upload carries no dates); ``None`` when no experiment on
+    the branch has two uploads with growth.
+    """
+    nodes = branch_ids(session, node_id)
+    experiments = _visible_experiments(session, user, select(Experiment).where(
+        Experiment.node_id.in_(nodes)))
+    best: tuple[datetime, float] | None = None
+    for experiment in experiments:
+        uploads = session.exec(
+            select(Dataset.uploaded_at, Dataset.row_count)
+            .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
+            .order_by(Dataset.version.desc()).limit(2)
+        ).all()
+        if len(uploads) < 2:
+            continue
+        (last_at, last_rows), (prev_at, prev_rows) = uploads
+        days = (last_at - prev_at).total_seconds() / 86400
+        if days <= 0 or last_rows <= prev_rows:
+            continue
+        if best is None or last_at > best[0]:
+            best = (last_at, (last_rows - prev_rows) / days * 7)
+    return best[1] if best else None
 
 
 def sample_size_hint(session: Session, user: User, data: Mapping[str, Any]) -> SampleSizeHint:
     """The accounts per arm for the plan on the experiment form (read leniently: it is a hint).
 
-    ``data``: ``mde``, ``alpha``, ``power``, ``node_id`` and the form's variant rows
-    (``variants`` with ``weight``, ``control`` as their index).
+    ``data``: ``mde``, ``alpha``, ``power``, ``node_id``, ``stage_id`` and the form's
+    variant rows (``variants`` with ``weight``, ``control`` as their index). Sigma is
+    measured on the branch, else on the journey stage, else assumed and flagged as such.
     """
     node_id = parse_id(data.get("node_id"))
+    stage_id = parse_id(data.get("stage_id"))
+    found = planning_sigma(session, user, node_id, stage_id)
     history = branch_history(session, user, node_id) if node_id else None
-    sigma = history.sigma if history else DEFAULT_SIGMA
+    common = {"source": found.source, "measured": found.measured}
     errors = FieldErrors()
     mde = read_number(data, "mde", errors, required=True)
     alpha = read_number(data, "alpha", errors, required=True)
     power = read_number(data, "power", errors, required=True)
     if errors or mde is None or alpha is None or power is None or not (
             0 < mde < 1 and 0 < alpha <= 0.5 and 0.5 <= power <= 0.99):
-        return SampleSizeHint(None, sigma, history,
-                              "Enter an MDE between 0 and 1, alpha in (0, 0.5] and power in [0.5, 0.99] to see the sample size.")
+        return SampleSizeHint(None, found.sigma, history,
+                              "Enter an MDE between 0 and 1, alpha in (0, 0.5] and power in "
+                              "[0.5, 0.99] to see the sample size.", **common)
     keys, weights = _weights(data)
-    allocation = size_arms(mde, sigma, alpha=alpha, power=power, weights=weights)
-    message = "" if allocation.control is not None else "More than ten million accounts per arm: the MDE is too small for this spread."
-    return SampleSizeHint(allocation, sigma, history, message, keys, mde)
+    names = [f"{i}:{key}" for i, key in enumerate(keys)]  # unique even while keys repeat
+    sizes = plan_sample_sizes(mde, found.sigma, control=names[0],
+                              weights=dict(zip(names, weights, strict=True)),
+                              alpha=alpha, power=power)
+    needs = [sizes.required_n[name] for name in names]
+    ratios = tuple(w / weights[0] for w in weights[1:])
+    if any(n is None for n in needs):
+        allocation = Allocation(None, (), ratios)
+        message = ("More than ten million accounts per arm: the MDE is too small for this "
+                   "spread.")
+    else:
+        allocation = Allocation(needs[0], tuple(needs[1:]), ratios)
+        message = ""
+    weekly = branch_enrolment_rate(session, user, node_id) if node_id else None
+    weeks = (math.ceil(allocation.total / weekly)
+             if weekly and allocation.total is not None else None)
+    return SampleSizeHint(allocation, found.sigma, history, message, keys, mde, **common,
+                          alpha_sizing=sizes.alpha_sizing, weekly_enrolment=weekly, weeks=weeks)
 
 
 def _weights(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[float, ...]]:

@@ -270,7 +270,8 @@ def _current_plan(session: Session, experiment: Experiment) -> dict[str, Any]:
     variants = variants_of(session, experiment)
     control = next((v.key for v in variants if v.is_control), None)
     plan = {name: getattr(experiment, name) for name in (*OPEN_FIELDS, *PLAN_VALUES)}
-    plan.update(variants=describe_variants(variants), control=control)
+    plan.update(variants=describe_variants(variants), control=control,
+                sequential=bool(experiment.sequential))
     return plan
 
 
@@ -341,7 +342,10 @@ def register_experiment(session: Session, data: Mapping[str, Any], *, actor: Use
     key = read_key(session, data, errors)
     plan = read_plan(session, data, actor=actor, errors=errors)
     errors.raise_if_any()
-    experiment = Experiment(key=key, created_by_id=actor.id, **plan.values)
+    # The plan states the sigma it was sized with and its source (re-measured at start).
+    found = planning_sigma(session, actor, plan.values["node_id"], plan.values["stage_id"])
+    experiment = Experiment(key=key, created_by_id=actor.id, sigma=found.sigma,
+                            sigma_source=found.source, **plan.values)
     session.add(experiment)
     session.flush()
     _write_variants(session, experiment, plan)
@@ -499,7 +503,12 @@ def update_experiment(
             {"": "this experiment is decided and closed; its plan can no longer change"}
         )
     errors = FieldErrors()
-    plan = read_plan(session, data, actor=actor, errors=errors)
+    plan = read_plan(session, data, actor=actor, errors=errors,
+                     default_analysis=_analysis_of(experiment))
+    if (experiment.status != "draft" and "analysis" not in errors
+            and plan.values["sequential"] != bool(experiment.sequential)):
+        errors.add("analysis", "is locked since the start (sequential or fixed horizon is "
+                               "chosen before any data is read)")
     if "team_id" not in errors and (
         problem := team_change_problem(session, actor, experiment.team_id, plan.values["team_id"])
     ):
@@ -518,8 +527,13 @@ def form_values(session: Session, experiment: Experiment) -> dict[str, Any]:
         **{name: getattr(experiment, name) for name in (*OPEN_FIELDS, *PLAN_VALUES)},
         "variants": [{"key": v.key, "name": v.name, "weight": v.weight} for v in variants],
         "control": str(next((i for i, v in enumerate(variants) if v.is_control), "")),
+        "analysis": _analysis_of(experiment),
         "version": experiment.version,
     }
+
+
+def _analysis_of(experiment: Experiment) -> str:
+    return "sequential" if experiment.sequential else "fixed"
 
 
 def amend_experiment(
@@ -559,7 +573,8 @@ def amend_experiment(
         )
     data = {**form_values(session, experiment), **changes}
     errors = FieldErrors()
-    plan = read_plan(session, data, actor=actor, errors=errors)
+    plan = read_plan(session, data, actor=actor, errors=errors,
+                     default_analysis=_analysis_of(experiment))
     text = read_text(
         {"reason": reason},
         "reason",

@@ -136,7 +136,8 @@ def test_the_registry_hint_uses_the_branch_history_or_states_the_default(session
     assert hint.sigma == 0.35 and hint.allocation.control == required_sample_size(0.02, 0.35)
     assert "'below'" in hint.sigma_source and hint.variant_keys == ("control", "treat")
     default = sample_size_hint(session, admin, {**data, "node_id": str(other.id)})
-    assert default.sigma == DEFAULT_SIGMA and "default baseline spread sigma = 0.25" in default.sigma_source
+    assert default.sigma == DEFAULT_SIGMA and not default.measured
+    assert default.sigma_source == "sigma = 0.250, assumed — no measurement yet"
     assert default.allocation.control == 2454
 
 

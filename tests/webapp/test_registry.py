@@ -204,7 +204,7 @@ def test_new_form_is_labelled_guided_and_live(world):
     assert 'hx-get="/experiments/sample-size-hint"' in body and "delay:400ms" in body
     assert 'type="radio" id="variant-0-control" name="control" value="0" checked' in body
     assert "0.02 = 2 NRR points" in body
-    assert "About 4,908 accounts" in body and "default baseline spread sigma = 0.25" in body
+    assert "About 4,908 accounts" in body and "sigma = 0.250, assumed — no measurement yet" in body
     fragment = world.client.get("/experiments/new", headers=HX).get_data(as_text=True)
     assert is_fragment(fragment) and 'id="experiment-form"' in fragment
 
@@ -370,7 +370,8 @@ def test_the_sample_size_hint_is_live_and_says_which_sigma(world):
     body = fragment.get_data(as_text=True)
     assert fragment.status_code == 200 and is_fragment(body)
     assert "About 4,908 accounts" in body and "2,454 in control, 2,454 in nudge" in body
-    assert "default baseline spread sigma = 0.25 (no results on this branch yet)" in body
+    assert "sigma = 0.250, assumed — no measurement yet" in body
+    assert "Weeks to go: <strong>unknown</strong>" in body
     page = world.client.get(f"/experiments/sample-size-hint?{query}")
     assert page.status_code == 200 and "<html" in page.get_data(as_text=True)
     bad = world.client.get("/experiments/sample-size-hint?mde=0&alpha=2", headers=HX).get_data(

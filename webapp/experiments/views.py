@@ -204,7 +204,8 @@ def update(key: str):
 def sample_size_hint():
     """The live sample-size hint of the experiment form."""
     args = request.args
-    data = {name: args.get(name, "") for name in ("mde", "alpha", "power", "node_id", "control")}
+    data = {name: args.get(name, "") for name in ("mde", "alpha", "power", "node_id", "stage_id",
+                                                "control")}
     data["variants"] = variant_rows(args)
     hint = compute_hint(get_session(), acting_user(), data)
     return render_page_or_partial("experiments/hint.html", "experiments/_hint.html", hint=hint)
