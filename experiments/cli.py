@@ -207,7 +207,8 @@ def analyze(
 ) -> None:
     """Analyse an account CSV (DESIGN §3) without a database; the report goes to stdout.
 
-    Bad input exits with status 2 and one line per problem on stderr.
+    Bad input exits with status 2 and one line per problem on stderr (identical problems
+    on several lines are one line: "lines 2–2,504, variant: …").
     """
     import json
     import os

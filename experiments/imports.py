@@ -278,7 +278,7 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     except ImportValidationError as exc:
         _save(session, job, state="failed", phase="", message="The file was not stored.",
               error_total=exc.total,
-              errors=[[e.line, e.column, e.message] for e in exc.errors])
+              errors=[e.to_list() for e in exc.errors])
         return
 
     total = len(table)

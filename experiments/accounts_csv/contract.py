@@ -47,32 +47,74 @@ SHOWN_CHARS = 40
 
 @dataclass(frozen=True)
 class RowError:
-    """One problem in an uploaded file, at a physical line (the header is line 1)."""
+    """One problem in an uploaded file, at a physical line (the header is line 1).
+
+    Identical problems (same column, same message) on several lines are one entry:
+    ``line`` is the first of them, ``last_line`` the last and ``count`` how many there are,
+    so that 2,503 rows with the same wrong variant read as one line, not 2,503.
+    """
 
     line: int
     column: str | None
     message: str
+    last_line: int | None = None
+    count: int = 1
+
+    @property
+    def where(self) -> str:
+        """The lines in words: "line 7", "lines 2–2,504" or "12 lines from 2 to 90"."""
+        last = self.last_line if self.last_line is not None else self.line
+        if self.count <= 1 or last == self.line:
+            return f"line {self.line:,}"
+        if self.count == last - self.line + 1:
+            return f"lines {self.line:,}\u2013{last:,}"
+        return f"{self.count:,} lines from {self.line:,} to {last:,}"
+
+    def to_list(self) -> list:
+        """A JSON-ready list (what an upload job stores): [line, column, message] for one
+        line, with [last_line, count] appended for a group."""
+        entry: list = [self.line, self.column, self.message]
+        if self.count > 1:
+            entry += [self.last_line, self.count]
+        return entry
+
+    @classmethod
+    def from_list(cls, entry: list) -> RowError:
+        """The inverse of :meth:`to_list`."""
+        line, column, message, *group = entry
+        if group:
+            return cls(int(line), column, str(message), int(group[0]), int(group[1]))
+        return cls(int(line), column, str(message))
 
     def __str__(self) -> str:
         if self.column is None:
-            return f"line {self.line}: {self.message}"
-        return f"line {self.line}, {self.column}: {self.message}"
+            return f"{self.where}: {self.message}"
+        return f"{self.where}, {self.column}: {self.message}"
 
 
 class ImportValidationError(ValueError):
-    """The upload was rejected; ``errors`` holds the first problems, ``total`` counts all."""
+    """The upload was rejected.
+
+    ``errors`` holds the first distinct problems, each grouping every line it occurs on;
+    ``total`` counts all problems (every line of every group, and those not listed).
+    """
 
     def __init__(self, errors: list[RowError], total: int | None = None) -> None:
         errors = list(errors)
-        total = len(errors) if total is None else total
+        total = sum(error.count for error in errors) if total is None else total
         super().__init__(errors, total)
         self.errors = errors
         self.total = total
 
+    @property
+    def unlisted(self) -> int:
+        """How many problems are counted in ``total`` but belong to no listed entry."""
+        return max(0, self.total - sum(error.count for error in self.errors))
+
     def __str__(self) -> str:
         lines = [str(error) for error in self.errors]
-        if self.total > len(self.errors):
-            lines.append(f"… and {self.total - len(self.errors)} more")
+        if self.unlisted:
+            lines.append(f"\u2026 and {self.unlisted:,} more")
         return "\n".join(lines)
 
 

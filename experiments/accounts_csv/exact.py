@@ -50,15 +50,33 @@ def _format_cents(cents: int) -> str:
 
 
 class _ErrorSink:
+    """Collects problems, grouping identical ones (same column and message) into one entry.
+
+    At most ``max_errors`` distinct entries are kept; a problem matching a kept entry
+    extends it, any other is only counted.
+    """
+
     def __init__(self, max_errors: int) -> None:
         self.max_errors = max_errors
-        self.errors: list[RowError] = []
         self.total = 0
+        # (column, message) -> [first line, last line, count], in order of first appearance
+        self._groups: dict[tuple[str | None, str], list[int]] = {}
 
     def add(self, line: int, column: str | None, message: str) -> None:
         self.total += 1
-        if len(self.errors) < self.max_errors:
-            self.errors.append(RowError(line, column, message))
+        group = self._groups.get((column, message))
+        if group is not None:
+            group[1] = line
+            group[2] += 1
+        elif len(self._groups) < self.max_errors:
+            self._groups[(column, message)] = [line, line, 1]
+
+    @property
+    def errors(self) -> list[RowError]:
+        return [
+            RowError(first, column, message, last if count > 1 else None, count)
+            for (column, message), (first, last, count) in self._groups.items()
+        ]
 
     def fail(self) -> ImportValidationError:
         return ImportValidationError(self.errors, self.total)

