@@ -167,7 +167,12 @@ def _send_to(target: str) -> Response:
 
 
 def _to_login() -> Response:
-    next_page = request.full_path if request.method == "GET" else None
+    # request.full_path always ends in "?" (even without a query string); the home page
+    # is where signing in leads anyway, so it needs no next at all.
+    next_page = None
+    if request.method == "GET" and request.path != "/":
+        query = request.query_string.decode("latin-1")
+        next_page = f"{request.path}?{query}" if query else request.path
     return _send_to(url_for("auth.login", next=next_page))
 
 

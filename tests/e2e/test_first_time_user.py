@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import ADMIN_EMAIL, screenshot
 from tests.e2e.pages import accessibility_problems, register_and_start
+from tests.helpers import TEST_PASSWORD
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
 
@@ -46,3 +47,24 @@ def test_identical_upload_errors_are_grouped_and_the_list_is_capped(
     first = items.first.bounding_box()
     assert first is not None and first["x"] >= 0 and first["x"] + first["width"] <= 390
     screenshot(page, "upload-errors-grouped-390")
+
+
+def test_signing_in_leaves_a_clean_address(page, server):
+    page.goto(f"{server}/")
+    assert page.url == f"{server}/login"
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server}/")
+    assert page.url == f"{server}/", "no stray next= or ? after signing in"
+    screenshot(page, "signed-in-clean-address")
+
+    # a deeper page still comes back after signing in, without a trailing "?"
+    page.context.clear_cookies()
+    page.goto(f"{server}/tree/")
+    assert page.url == f"{server}/login?next=/tree/"
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server}/tree/")
+    assert page.url == f"{server}/tree/"

@@ -61,6 +61,16 @@ def test_sign_in_goes_to_the_page_asked_for(client, factory):
     assert response.status_code == 303 and response.headers["Location"] == "/tree/"
 
 
+def test_sign_in_leaves_no_stray_next_in_the_address(client, factory):
+    # issue 14, item 4: the home page asked for no next; a path without a query kept "?"
+    factory.user("ana@example.com")
+    assert client.get("/").headers["Location"] == "/login"
+    assert client.get("/tree/").headers["Location"] == "/login?next=/tree/"
+    assert client.get("/tree/?open=3").headers["Location"] == "/login?next=/tree/?open%3D3"
+    response = post_login(client, "ana@example.com", TEST_PASSWORD, data={"next": "/?"})
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
 @pytest.mark.parametrize(
     "target",
     [

@@ -50,7 +50,8 @@ def _safe_next(target: str | None) -> str:
     # read "/\evil.example" as "//evil.example") would be an open redirect.
     if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
             and not any(ord(c) < 32 for c in target) and not urlsplit(target).netloc):
-        return target
+        # "/?" (an empty query, as older links carry) leaves a stray "?" in the address
+        return target.rstrip("?") or "/"
     return url_for("dashboard.index")
 
 
