@@ -42,6 +42,7 @@ from stats import (
     SufficientStats,
     analyze,
     plan_sample_sizes,
+    segment_adjust,
     summary_sentence,
 )
 
@@ -326,7 +327,13 @@ class ArmProgress:
 
 @dataclass(frozen=True)
 class SegmentRow:
-    """One treatment of one segment in the breakdown table."""
+    """One treatment of one segment in the breakdown table (exploratory, issue 13 item 7).
+
+    ``p_value`` is the segment's Holm-adjusted p; ``p_value_bh`` adjusts it again across
+    every segment-and-treatment row (Benjamini-Hochberg, :func:`stats.segment_adjust`);
+    ``signal`` is whether that is below the plan's alpha. ``verdict`` is kept for the
+    record only: a segment never gets a primary verdict on the page.
+    """
 
     segment: str
     variant: str
@@ -335,6 +342,8 @@ class SegmentRow:
     ci_abs: tuple[float | None, float | None]
     p_value: float | None
     verdict: str
+    p_value_bh: float | None = None
+    signal: bool = False
 
 
 @dataclass(frozen=True)
@@ -435,14 +444,21 @@ def _expected_note(experiment: Experiment, progress: Sequence[ArmProgress],
     return "unknown: the smallest arm did not grow between the last two uploads"
 
 
-def _segment_rows(segments: Mapping[str, Any] | None) -> tuple[SegmentRow, ...]:
-    rows = []
+def _segment_rows(segments: Mapping[str, Any] | None, alpha: float) -> tuple[SegmentRow, ...]:
+    found = []
     for name, report in sorted((segments or {}).items()):
         counts = {arm["variant"]: arm["accounts"] for arm in report.get("arms", [])}
         for c in report.get("comparisons", []):
             ci = c.get("ci_abs") or [None, None]
-            rows.append(SegmentRow(name, c["variant"], counts.get(c["variant"], 0), c.get("uplift_abs"),
-                                   (ci[0], ci[1]), c.get("p_value_adjusted"), c["verdict"]))
+            found.append((name, c, counts.get(c["variant"], 0), (ci[0], ci[1])))
+    adjusted = segment_adjust({f"{name}/{c['variant']}": c.get("p_value_adjusted")
+                               for name, c, _, _ in found})
+    rows = []
+    for name, c, accounts, ci in found:
+        bh = adjusted[f"{name}/{c['variant']}"]
+        rows.append(SegmentRow(name, c["variant"], accounts, c.get("uplift_abs"), ci,
+                               c.get("p_value_adjusted"), c["verdict"], bh,
+                               bh is not None and bh < alpha))
     return tuple(rows)
 
 
@@ -536,7 +552,9 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
         segment=segment,
         segment_names=segment_names,
         segments_omitted=int(snapshot.result.get("segments_omitted", 0)) if snapshot is not None else 0,
-        segment_rows=_segment_rows(snapshot.segments if snapshot is not None else None),
+        segment_rows=_segment_rows(snapshot.segments if snapshot is not None else None,
+                                   float(snapshot.result.get("alpha") or 0.05)
+                                   if snapshot is not None else 0.05),
         progress=progress,
         required_n=required_n,
         assumed_sigma=assumed_sigma,

@@ -98,7 +98,9 @@ def forest_layout(comparisons: Sequence[Any], *, mde: float | None,
     """Layout of the forest plot (NRR points), or ``None`` with no treatments.
 
     ``comparisons`` are :class:`stats.Comparison` objects or their dicts (``variant``,
-    ``uplift_abs``, ``ci_abs``, ``verdict``).
+    ``uplift_abs``, ``ci_abs``, ``verdict``, and ``ci_abs_adjusted``/``ci_method``). With
+    k > 1 treatments the bars are the Bonferroni-adjusted intervals (level 1 − α/k), the
+    ones consistent with the verdict (DESIGN §4c); with one, the raw interval.
     """
     rows_in = [c for c in comparisons if c is not None]
     if not rows_in:
@@ -107,8 +109,9 @@ def forest_layout(comparisons: Sequence[Any], *, mde: float | None,
     mde_points = (_number(mde) or 0.0) * 100
     values = [0.0, mde_points, -mde_points]
     parsed = []
+    adjusted = any(_field(c, "ci_method") == "bonferroni" for c in rows_in)
     for c in rows_in:
-        ci = _field(c, "ci_abs")
+        ci = _field(c, "ci_abs_adjusted" if adjusted else "ci_abs")
         lo, hi = (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else (None, None)
         uplift, lo, hi = _number(_field(c, "uplift_abs")), _number(lo), _number(hi)
         parsed.append((str(_field(c, "variant")), uplift, lo, hi, str(_field(c, "verdict"))))
@@ -122,7 +125,9 @@ def forest_layout(comparisons: Sequence[Any], *, mde: float | None,
     def x_of(points: float) -> float:
         return round(PLOT_LEFT + (points - low) / (high - low) * (PLOT_RIGHT - PLOT_LEFT), 2)
 
-    level = f"{(1 - alpha) * 100:g}%"
+    k = len(rows_in)
+    level = (f"{(1 - alpha / k) * 100:.4g}% Bonferroni-adjusted ({k} treatments)" if adjusted
+             else f"{(1 - alpha) * 100:g}%")
     rows = []
     described = []
     for i, (variant, uplift, lo, hi, verdict) in enumerate(parsed):
