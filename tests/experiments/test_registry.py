@@ -551,3 +551,20 @@ def test_form_values_round_trip_without_changes(session, world):
     values = form_values(session, experiment)
     update_experiment(session, experiment.key, values, actor=world["admin"])
     assert experiment.version == 2  # nothing changed, nothing bumped, no reason needed
+
+
+def test_a_registered_plan_states_its_sigma_and_is_sequential_by_default(session, world):
+    """Issue 13 items 1 and 5: the plan stores the sigma it is sized with and its source
+    (none measured on this branch or stage yet: the assumption is flagged), and a new plan
+    is analysed sequentially unless fixed horizon is chosen."""
+    experiment = register_experiment(session, plan(world), actor=world["maria"])
+    assert (experiment.sigma, experiment.sigma_source) == (0.25, "assumed — no measurement yet")
+    assert experiment.sequential is True
+    fixed = register_experiment(session, plan(world, key="fixed-one", analysis="fixed"),
+                                actor=world["maria"])
+    assert fixed.sequential is False
+    with pytest.raises(ValidationFailed) as bad:
+        register_experiment(session, plan(world, key="bad-one", analysis="weekly"),
+                            actor=world["maria"])
+    assert "analysis" in bad.value.errors
+    session.rollback()
