@@ -4,6 +4,8 @@ inline save confirmed in place."""
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ADMIN_EMAIL, screenshot
@@ -68,3 +70,57 @@ def test_signing_in_leaves_a_clean_address(page, server):
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{server}/tree/")
     assert page.url == f"{server}/tree/"
+
+
+def test_tree_inline_save_stays_in_place_and_says_saved(admin_page, server):
+    page = admin_page
+    page.set_viewport_size({"width": 1280, "height": 700})
+    page.goto(f"{server}/tree/")
+    page.evaluate("window.__marker = 1")
+    root = page.locator("article.node").first
+    root_name = root.locator("strong").inner_text()
+
+    # "Add child" directly under the root proposes a lever
+    page.get_by_role("navigation", name=f"Actions for {root_name}").get_by_role(
+        "link", name="Add child"
+    ).click()
+    add = page.get_by_role("form", name=f"Add a node under {root_name}")
+    expect(add.get_by_label("Kind")).to_have_value("lever")
+    add.get_by_label("Name").fill("E2E first lever")
+    add.get_by_role("button", name="Add node").click()
+    lever = page.locator("article.node", has=page.locator("strong", has_text="E2E first lever"))
+    expect(lever.get_by_role("status")).to_have_text("Saved")
+
+    # ... and under that lever a driver
+    page.get_by_role("navigation", name="Actions for E2E first lever").get_by_role(
+        "link", name="Add child"
+    ).click()
+    add = page.get_by_role("form", name="Add a node under E2E first lever")
+    expect(add.get_by_label("Kind")).to_have_value("driver")
+    page.get_by_role("link", name="Cancel").click()
+    expect(add).to_be_hidden()
+
+    # an edit half-way down the page: saved in place, the page does not jump
+    actions = page.get_by_role("navigation", name="Actions for Reactivation")
+    actions.scroll_into_view_if_needed()
+    actions.get_by_role("link", name="Edit").click()
+    form = page.get_by_role("form", name="Edit Reactivation")
+    form.get_by_label("Leading metric").fill("Reactivated admins")
+    form.get_by_role("button", name="Save").scroll_into_view_if_needed()
+    before = page.evaluate("window.scrollY")
+    form.get_by_role("button", name="Save").click()
+    node = page.locator(
+        "article.node", has=page.locator("strong", has_text=re.compile(r"^Reactivation$"))
+    )
+    status = node.get_by_role("status")
+    expect(status).to_have_text("Saved")
+    expect(form).to_be_hidden()
+    expect(node.locator(".node-facts")).to_contain_text("Reactivated admins")
+    after = page.evaluate("window.scrollY")
+    # the form closing shortens the page, which may pull the scroll up, never down
+    assert after <= before + 1, f"the page scrolled down from {before} to {after} px"
+    box = node.bounding_box()
+    assert box is not None and 0 <= box["y"] < 700, "the saved node is out of view"
+    assert page.evaluate("() => window.__marker") == 1, "the page reloaded"
+    assert accessibility_problems(page) == []
+    screenshot(page, "tree-inline-saved")

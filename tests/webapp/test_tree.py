@@ -171,7 +171,13 @@ def test_add_child_then_edit_it_without_js(db_engine, editor):
     )
     assert response.status_code == 303
     node = nodes(db_engine)["Expansion"]
-    assert response.headers["Location"].endswith(f"/tree/#node-{node.id}")
+    assert response.headers["Location"].endswith(f"/tree/?saved={node.id}#node-{node.id}")
+    # without JavaScript the tree page marks the saved node
+    page = editor.get(response.headers["Location"]).get_data(as_text=True)
+    assert re.search(
+        rf'id="node-{node.id}-name">Expansion</strong>.*?role="status">Saved<', page, re.S
+    )
+    assert page.count('role="status">Saved<') == 1
     assert (node.parent_id, node.baseline, node.target) == (root, 0.06, 0.09)
     response = post(
         editor, f"/tree/{node.id}", {"name": "Expansion lever", "kind": "lever", "status": "paused"}
@@ -185,12 +191,53 @@ def test_add_child_then_edit_it_without_js(db_engine, editor):
     assert actions == ["node.create", "node.update"]
 
 
-def test_an_htmx_edit_is_a_303_to_the_tree_fragment(db_engine, editor):
+def test_an_htmx_edit_answers_the_nodes_branch_with_a_saved_status(db_engine, editor):
+    # issue 14, item 3: the edit is swapped in place (no jump) and confirmed
     node = make_node(db_engine, "Expansion", kind="lever")
-    response = post(editor, f"/tree/{node.id}", {"name": "Renamed"}, htmx=True)
-    assert response.status_code == 303 and response.headers["Location"].startswith("/tree/")
-    followed = editor.get(response.headers["Location"], headers=HX).get_data(as_text=True)
-    assert is_fragment(followed) and "Renamed" in followed
+    child = make_node(db_engine, "Seats", parent="Expansion", kind="driver")
+    response = post(editor, f"/tree/{node.id}", {"name": "Renamed", "kind": "lever"}, htmx=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and is_fragment(body)
+    assert body.lstrip().startswith(f'<li id="node-{node.id}">')
+    assert f'id="node-{child.id}"' in body  # the branch keeps its children
+    assert 'id="tree"' not in body and "Net Revenue Retention" not in body
+    assert re.search(r'<span class="saved-status" role="status">Saved</span>', body)
+    assert body.count('role="status">Saved<') == 1
+    # the form posts to that branch, in place and without scrolling
+    form = editor.get(f"/tree/{node.id}/edit", headers=HX).get_data(as_text=True)
+    assert f'hx-target="#node-{node.id}" hx-swap="outerHTML show:none focus-scroll:false"' in form
+
+
+def test_an_htmx_add_answers_the_parents_branch_with_the_new_node_saved(db_engine, editor):
+    node = make_node(db_engine, "Expansion", kind="lever")
+    response = post(
+        editor, f"/tree/{node.id}/children", {"name": "Seats", "kind": "driver"}, htmx=True
+    )
+    body = response.get_data(as_text=True)
+    seats = nodes(db_engine)["Seats"]
+    assert response.status_code == 200
+    assert body.lstrip().startswith(f'<li id="node-{node.id}">')
+    assert re.search(rf'id="node-{seats.id}-name">Seats</strong>.*?role="status">Saved<', body,
+                     re.S)
+
+
+def test_a_refused_htmx_save_retargets_the_whole_tree(db_engine, editor):
+    node = make_node(db_engine, "Expansion", kind="lever")
+    response = post(editor, f"/tree/{node.id}", {"name": ""}, htmx=True)
+    assert response.status_code == 422
+    assert response.headers["HX-Retarget"] == "#tree"
+    assert response.headers["HX-Reswap"] == "outerHTML"
+    assert 'id="tree"' in response.get_data(as_text=True)
+
+
+def test_kind_defaults_to_lever_under_the_root_and_driver_below(db_engine, editor):
+    lever = make_node(db_engine, "Expansion", kind="lever")
+    selected = re.compile(r'<option value="(\w+)" selected>')
+    under_root = editor.get(f"/tree/{root_id(db_engine)}/children/new").get_data(as_text=True)
+    under_lever = editor.get(f"/tree/{lever.id}/children/new").get_data(as_text=True)
+    kind_select = re.compile(r'name="kind".*?</select>', re.S)
+    assert selected.findall(kind_select.search(under_root).group()) == ["lever"]
+    assert selected.findall(kind_select.search(under_lever).group()) == ["driver"]
 
 
 @pytest.mark.parametrize(
@@ -373,7 +420,7 @@ def test_posts_need_a_csrf_token_and_accept_the_htmx_header(db_engine, editor):
         data={"name": "Header token", "version": "1"},
         headers={**HX, "X-CSRFToken": editor.csrf},
     )
-    assert accepted.status_code == 303
+    assert accepted.status_code == 200
     assert "Header token" in nodes(db_engine)
 
 

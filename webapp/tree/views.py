@@ -1,8 +1,12 @@
 """The NRR driver tree, edited inline.
 
 Every form opens inside the tree (a GET that renders the tree with that form
-open) and posts back; success answers 303 to the tree, which htmx follows and
-swaps as the ``#tree`` fragment, and a browser without JavaScript loads as a page.
+open) and posts back. A saved edit or a new child answers an htmx request with the
+one branch it changed (``#node-<id>``, swapped in place so the page does not move)
+and a "Saved" status on the node; every other success answers 303 to the tree,
+which htmx follows and swaps as the ``#tree`` fragment. A browser without JavaScript
+always gets the 303 and loads the tree as a page, with the same status on the node.
+A refused form re-renders the whole ``#tree`` (``HX-Retarget``) with the form open.
 
 | method | URL                          | role         | view        |
 |--------|------------------------------|--------------|-------------|
@@ -22,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, redirect, request, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 
 from experiments.errors import ValidationFailed
 from experiments.models import NODE_STATUSES
@@ -39,7 +43,7 @@ from experiments.tree import (
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
 from webapp.experiments.forms import conflict_response, shown_errors
-from webapp.rendering import render_page_or_partial
+from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.security import acting_user, allow
 
 bp = Blueprint("tree", __name__, url_prefix="/tree")
@@ -51,8 +55,13 @@ def _tree(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    saved_id: int | None = None,
 ):
-    """The tree page (or its fragment) with at most one form open, at ``node_id``."""
+    """The tree page (or its fragment) with at most one form open, at ``node_id``.
+
+    An htmx request answered with a refused form (4xx) swaps the whole tree, whatever
+    the form targeted, so that the message above the tree is seen.
+    """
     page = tree_page(get_session(), acting_user(), mode, node_id)
     panel: dict[str, Any] = {
         "mode": mode,
@@ -66,14 +75,54 @@ def _tree(
         "targets": page.targets,
         "impact": page.impact,
         "parent_id": page.parent_id,
+        "saved_id": saved_id,
     }
-    return render_page_or_partial(
+    response = render_page_or_partial(
         "tree/index.html", "tree/_tree.html", status=status, roots=page.roots, panel=panel
     )
+    if status >= 400 and is_htmx():
+        response.headers["HX-Retarget"] = "#tree"
+        response.headers["HX-Reswap"] = "outerHTML"
+    return response
 
 
-def _save(mode: str, node_id: int, change: Callable[[], Any], back_to: Callable[[], int | None]):
-    """Run one service change: 303 back to the tree, or the form again with the input kept.
+def _find(items: list, node_id: int):
+    for item in items:
+        if item.node.id == node_id:
+            return item
+        found = _find(item.children, node_id)
+        if found is not None:
+            return found
+    return None
+
+
+def _saved(branch_id: int | None, saved_id: int):
+    """After a save: the htmx swap of the changed branch, or 303 to the tree.
+
+    ``branch_id`` is the node whose ``<li>`` is re-rendered (the saved node itself, or
+    the parent of a new child); ``saved_id`` carries the "Saved" status.
+    """
+    if not is_htmx() or branch_id is None:
+        return redirect(url_for("tree.index", saved=saved_id, _anchor=f"node-{saved_id}"),
+                        code=303)
+    page = tree_page(get_session(), acting_user())
+    item = _find(page.roots, branch_id)
+    if item is None:  # no longer visible to this user (its team changed): the whole tree
+        return _tree(saved_id=saved_id)
+    panel = {"mode": None, "node_id": None, "values": {}, "errors": {}, "saved_id": saved_id}
+    return make_response(render_template("tree/_branch.html", item=item, panel=panel))
+
+
+def _save(
+    mode: str,
+    node_id: int,
+    change: Callable[[], Any],
+    back_to: Callable[[], int | None],
+    *,
+    in_place: bool = False,
+):
+    """Run one service change: back to the tree (``in_place``: the node's branch swapped
+    with a "Saved" status), or the form again with the input kept.
 
     A refused field answers 422; a save made on a stale version answers 409 with
     the input on the current version (or the conflict page when the node is gone).
@@ -91,6 +140,8 @@ def _save(mode: str, node_id: int, change: Callable[[], Any], back_to: Callable[
         values = {**request.form.to_dict(), "version": exc.current}
         return _tree(mode, node_id, values, {"": str(exc)}, 409)
     session.commit()
+    if in_place:
+        return _saved(node_id, node_id)
     return _back_to(back_to())
 
 
@@ -106,8 +157,9 @@ def _back_to(node_id: int | None):
 @bp.route("/")
 @allow("viewer")
 def index():
-    """The whole tree."""
-    return _tree()
+    """The whole tree (``?saved=<id>``: the node just saved, marked "Saved")."""
+    saved = request.args.get("saved", "")
+    return _tree(saved_id=int(saved) if saved.isdigit() and len(saved) < 12 else None)
 
 
 @bp.route("/<int:node_id>/edit")
@@ -129,6 +181,7 @@ def update(node_id: int):
         node_id,
         lambda: update_node(get_session(), node_id, data, actor=acting_user()),
         lambda: node_id,
+        in_place=True,
     )
 
 
@@ -138,7 +191,9 @@ def new_child(node_id: int):
     """The tree with an add-child form open under a node."""
     user = acting_user()
     parent = get_node(get_session(), user, node_id, "viewer")
-    values = {"kind": "driver", "team_id": parent.team_id, "owner_id": user.id, "status": "active"}
+    # a lever directly under the root (NRR), a driver below a lever
+    kind = "lever" if parent.parent_id is None else "driver"
+    values = {"kind": kind, "team_id": parent.team_id, "owner_id": user.id, "status": "active"}
     return _tree("add", node_id, values)
 
 
@@ -155,7 +210,7 @@ def create(node_id: int):
         session.rollback()
         return _tree("add", node_id, request.form.to_dict(), exc.errors, 422)
     session.commit()
-    return _back_to(node.id)
+    return _saved(node_id, node.id)
 
 
 @bp.route("/<int:node_id>/move")
