@@ -124,10 +124,74 @@ def parse_filter(params: Mapping[str, str]) -> tuple[AuditFilter, int]:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One field of an event's diff, in words: ``kind`` is "set" (from nothing to
+    ``new``), "cleared" (from ``old`` to nothing), "changed" (``old`` to ``new``) or
+    "value" (a diff entry that is not an [old, new] pair: ``new`` holds it)."""
+
+    field: str
+    kind: str
+    old: str = ""
+    new: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "set":
+            return f"{self.field}: set to {self.new}"
+        if self.kind == "cleared":
+            return f"{self.field}: cleared (was {self.old})"
+        if self.kind == "changed":
+            return f"{self.field}: {self.old} \u2192 {self.new}"
+        return f"{self.field}: {self.new}"
+
+
+def shown_value(value: Any) -> str:
+    """A stored diff value as a person reads it: text as typed (no JSON quoting or
+    escaping), numbers and booleans plainly, lists and objects as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def readable_changes(diff: Mapping[str, Any] | None) -> list[Change]:
+    """An event's ``{field: [old, new]}`` diff as :class:`Change` entries, in its order."""
+    changes = []
+    for name, change in (diff or {}).items():
+        if isinstance(change, list | tuple) and len(change) == 2:
+            old, new = change
+            if _is_empty(old) and _is_empty(new):
+                continue
+            if _is_empty(old):
+                changes.append(Change(name, "set", new=shown_value(new)))
+            elif _is_empty(new):
+                changes.append(Change(name, "cleared", old=shown_value(old)))
+            else:
+                changes.append(Change(name, "changed", shown_value(old), shown_value(new)))
+        else:
+            changes.append(Change(name, "value", new=shown_value(change)))
+    return changes
+
+
+#: Why an event has no address: it was not made through a web request.
+NO_ADDRESS_REASON = "not recorded: made outside a web request (command line or background job)"
+
+
+@dataclass(frozen=True)
 class AuditRow:
     event: AuditEvent
     actor_email: str | None
     team_slug: str | None
+
+    @property
+    def changes(self) -> list[Change]:
+        return readable_changes(self.event.diff)
 
 
 @dataclass(frozen=True)

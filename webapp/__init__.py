@@ -12,6 +12,7 @@ from flask import Flask
 from experiments.db import default_instance_path
 from webapp import (
     admin,
+    audit_hooks,
     auth,
     dashboard,
     experiments,
@@ -46,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_logging(app)
     init_db(app)
+    audit_hooks.install()
     init_security(app)
     init_input_guard(app)
     init_errors(app)

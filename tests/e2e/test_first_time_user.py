@@ -1,6 +1,6 @@
 """What a first-time user trips over (issue 14), each seen in the browser: a long error
 list grouped into readable entries, a clean address after signing in, the driver tree's
-inline save confirmed in place."""
+inline save confirmed in place, an audit log that reads as words and fits a phone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import re
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ADMIN_EMAIL, screenshot
-from tests.e2e.pages import accessibility_problems, register_and_start
+from tests.e2e.pages import (
+    accessibility_problems,
+    assert_no_horizontal_overflow,
+    register_and_start,
+)
 from tests.helpers import TEST_PASSWORD
 
 HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr\n"
@@ -124,3 +128,38 @@ def test_tree_inline_save_stays_in_place_and_says_saved(admin_page, server):
     assert page.evaluate("() => window.__marker") == 1, "the page reloaded"
     assert accessibility_problems(page) == []
     screenshot(page, "tree-inline-saved")
+
+
+def test_audit_log_reads_as_words_and_fits_a_phone(admin_page, server):
+    page = admin_page
+    # an edit through the site with a "<" typed and a field cleared
+    page.goto(f"{server}/tree/")
+    page.get_by_role("navigation", name="Actions for Reactivation").get_by_role(
+        "link", name="Edit"
+    ).click()
+    form = page.get_by_role("form", name="Edit Reactivation")
+    form.get_by_label("Leading metric").fill("admins < 30 days dormant")
+    form.get_by_label("Owner").select_option("")
+    form.get_by_role("button", name="Save").click()
+    expect(form).to_be_hidden()
+
+    page.goto(f"{server}/admin/audit?action=node.update")
+    row = page.locator(".audit-table tbody tr").first
+    expect(row).to_contain_text("leading_metric")
+    expect(row).to_contain_text("admins < 30 days dormant")
+    text = row.inner_text()
+    assert "\\u003c" not in text and "null" not in text and '"' not in text
+    assert re.search(r"owner_id\s+cleared \(was \d+\)", text), text
+    expect(row.locator("td").last).to_have_text("127.0.0.1")
+    screenshot(page, "audit-readable")
+
+    # filters and pagination are there; on a phone the page stays short and narrow
+    expect(page.get_by_role("search").get_by_label("Action")).to_have_value("node.update")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{server}/admin/audit")
+    assert_no_horizontal_overflow(page, "audit log at 390 px")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    rows = page.locator(".audit-table tbody tr").count()
+    assert rows <= 50
+    assert height < 400 * max(rows, 1) and height < 20_000, f"{height} px for {rows} events"
+    screenshot(page, "audit-390")

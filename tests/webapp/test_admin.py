@@ -446,3 +446,42 @@ def test_auth_pages_and_admin_link_in_the_layout(admin, login_as):
     assert 'href="/admin/users"' in page and 'href="/account/password"' in page
     viewer_page = login_as("viewer").get("/").get_data(as_text=True)
     assert 'href="/admin/users"' not in viewer_page and 'href="/account/password"' in viewer_page
+
+
+def test_audit_diffs_read_as_words_with_what_was_typed(admin, factory, db_engine):
+    # issue 14, item 6: no "null →", no JSON quoting, no "\u003c" for a typed "<"
+    from experiments.audit import record_event
+
+    with Session(db_engine) as session:
+        actor = session.get(User, admin.user.id)
+        record_event(session, "node.update", actor=actor, entity_type="driver_node", entity_id=7,
+                     diff={"hypothesis": [None, "If <b> & co"], "owner_id": [3, None],
+                           "target": [0.05, 0.12], "team": [None, ""]})
+        session.commit()
+    body = admin.get("/admin/audit?entity_type=driver_node").get_data(as_text=True)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+    assert "hypothesis set to If &lt;b&gt; &amp; co" in text
+    assert "owner_id cleared (was 3 )" in text
+    assert "target 0.05 → 0.12" in text
+    assert "null" not in text and "\\u003c" not in body and "&#34;" not in body
+    assert "3 fields: hypothesis, owner_id, target" in text  # "" → None is no change
+    assert "<details class=\"diff\"" in body
+
+
+def test_audit_rows_made_through_the_site_carry_the_address(admin, db_engine):
+    post(admin, "/admin/teams", slug="ops", name="Ops")
+    (created,) = events(db_engine, "team.create")
+    assert created.ip == "127.0.0.1"
+
+
+def test_audit_rows_without_an_address_say_why(admin, factory, db_engine):
+    from experiments.audit import record_event
+
+    with Session(db_engine) as session:
+        record_event(session, "job.run", actor=None, entity_type="upload_job", entity_id=1)
+        session.commit()
+    (made,) = events(db_engine, "job.run")
+    assert made.ip == ""
+    body = admin.get("/admin/audit?action=job.run").get_data(as_text=True)
+    assert "not recorded: made outside a web request" in body
+    assert re.search(r'<td><span class="muted">not recorded: made outside a web request', body)

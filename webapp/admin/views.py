@@ -39,7 +39,13 @@ from flask import (
     url_for,
 )
 
-from experiments.audit import events_csv, parse_filter, record_audit_export, search_events
+from experiments.audit import (
+    NO_ADDRESS_REASON,
+    events_csv,
+    parse_filter,
+    record_audit_export,
+    search_events,
+)
 from experiments.errors import Conflict, ValidationFailed
 from experiments.input_rules import (
     NAME_MAX,
@@ -299,7 +305,8 @@ def audit():
                                       result=None, errors=exc.errors, params=kept)
     result = search_events(get_session(), filters, page=page)
     return render_page_or_partial("admin/audit.html", "admin/_audit_results.html", result=result,
-                                  params=filters.as_params(), errors={})
+                                  params=filters.as_params(), errors={},
+                                  no_address_reason=NO_ADDRESS_REASON)
 
 
 @bp.route("/audit.csv")
