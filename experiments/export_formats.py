@@ -71,6 +71,10 @@ EXPERIMENT_COLUMNS: tuple[str, ...] = (
     "power_achieved", "comparison_verdict", "srm_p_value", "srm_flag", "alpha", "power", "mde",
     "planned_start", "planned_end", "amendments", "dataset_version", "dataset_sha256",
     "dataset_rows", "computed_at",
+    # Issue 13 (DESIGN §4c), the same figures as the CLI's CSV and the results page.
+    "ci_abs_adjusted_low", "ci_abs_adjusted_high", "ci_method", "inference_method",
+    "mwu_prob_superiority", "sequential_p_value", "sequential_ci_low", "sequential_ci_high",
+    "required_n", "required_n_control",
 )
 
 
@@ -161,10 +165,15 @@ def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[st
          money(a.get("churned_mrr")), money(a.get("end_mrr")), pct(a.get("nrr")),
          pct(a.get("grr"))) for a in result.get("arms") or []])
     lines += ["", f"{h}# Uplift against {md(result.get('control'))}", ""]
-    level_text = f"{(1 - (result.get('alpha') or 0.05)) * 100:g}% CI"
-    lines += _md_table(["variant", "uplift", level_text, "relative", "p-value", "p (Holm)",
+    alpha = result.get("alpha") or 0.05
+    k = max(len(document.comparisons), 1)
+    level_text = f"{(1 - alpha) * 100:g}% CI" + (", raw" if k > 1 else "")
+    adjusted_text = f"{(1 - alpha / k) * 100:.4g}% CI, Bonferroni ({k} treatments)"
+    lines += _md_table(["variant", "uplift", *([adjusted_text] if k > 1 else []), level_text,
+                        "relative", "p-value", "p (Holm)",
                         "p (Mann-Whitney)", "power", "required n per arm", "verdict"], [
-        (c.get("variant"), pts(c.get("uplift_abs")), interval(c.get("ci_abs")),
+        (c.get("variant"), pts(c.get("uplift_abs")),
+         *([interval(c.get("ci_abs_adjusted"))] if k > 1 else []), interval(c.get("ci_abs")),
          pct(c.get("uplift_rel")), pvalue(c.get("p_value")), pvalue(c.get("p_value_adjusted")),
          pvalue(c.get("p_value_mwu")), pct(c.get("power_achieved"), 1),
          count(c.get("required_n_per_arm")), c.get("verdict"))

@@ -4,6 +4,8 @@ direction, and segments adjusted across segments and labelled exploratory."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import numpy as np
@@ -135,3 +137,22 @@ def test_the_forest_plot_draws_the_adjusted_interval_for_several_treatments():
     one = forest_layout(comparisons[:1] and [dict(comparisons[0], ci_method="unadjusted")],
                         mde=0.02, alpha=0.05)
     assert one.rows[0].label == "+0.0 [-1.0, +1.0]" and one.level == "95%"
+
+
+def test_the_exports_carry_the_adjusted_interval_the_page_shows(analyst, db_engine):
+    """Before: the CSV had no adjusted interval and the HTML/Markdown exports only the raw
+    one, so an export disagreed with the page's (and the verdict's) interval for k > 1."""
+    experiment = make_experiment(db_engine, "three-exports", variants=("control", "a", "b"))
+    upload(analyst, experiment.key, three_arm_csv(9))
+    snapshot = stored_snapshot(db_engine, experiment)
+    comparisons = {c["variant"]: c for c in snapshot.result["comparisons"]}
+    body = analyst.get(f"/experiments/{experiment.key}/export.csv").get_data(as_text=True)
+    rows = {row["variant"]: row for row in csv.DictReader(io.StringIO(body))}
+    for variant, comparison in comparisons.items():
+        lo, hi = comparison["ci_abs_adjusted"]
+        assert float(rows[variant]["ci_abs_adjusted_low"]) == lo
+        assert float(rows[variant]["ci_abs_adjusted_high"]) == hi
+        assert rows[variant]["ci_method"] == "bonferroni"
+    for fmt in ("md", "html"):
+        text = plain(analyst.get(f"/experiments/{experiment.key}/export.{fmt}"))
+        assert "97.5% CI, Bonferroni (2 treatments)" in text, fmt
