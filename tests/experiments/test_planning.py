@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session
+from statsmodels.stats.power import TTestIndPower
 
 from experiments.models import AnalysisSnapshot, Dataset, DriverNode, Experiment
 from experiments.planning import (
@@ -165,3 +167,38 @@ def test_a_partial_link_fills_the_missing_inputs_with_defaults(session):
     assert result.values == full.values | {"experiment": ""}
     blank = plan(session, user, {"mde": "", "sigma": "0.35"})
     assert "mde" in blank.errors  # a field sent blank is answered, not silently defaulted
+
+
+def test_the_hint_gives_weeks_to_go_only_from_dated_enrolment(session, admin, root):
+    """Issue 13 item 1: weeks to go from the branch's recent enrolment rate, measured
+    between two uploads (400 more rows over 7 days = 400 a week), else unknown."""
+    lever = DriverNode(parent_id=root.id, name="Dated", kind="lever")
+    session.add(lever)
+    session.flush()
+    data = {"mde": "0.02", "alpha": "0.05", "power": "0.8", "node_id": str(lever.id),
+            "control": "0",
+            "variants": [{"key": "control", "weight": "1"}, {"key": "treat", "weight": "1"}]}
+    running = make_experiment(session, "dated", node=lever)
+    first = datetime(2026, 11, 2, tzinfo=UTC)
+    session.add(Dataset(experiment_id=running.id, version=1, sha256="b" * 64, row_count=600,
+                        uploaded_at=first))
+    session.flush()
+    assert sample_size_hint(session, admin, data).weeks is None  # one upload: undated
+    session.add(Dataset(experiment_id=running.id, version=2, sha256="c" * 64, row_count=1000,
+                        uploaded_at=first + timedelta(days=7)))
+    session.flush()
+    hint = sample_size_hint(session, admin, data)
+    assert hint.weekly_enrolment == pytest.approx(400.0)
+    assert hint.weeks == math.ceil(4908 / 400)  # 2,454 per arm (pingouin) in two arms
+
+
+def test_the_hint_sizes_three_arms_at_alpha_over_k(session, admin):
+    """Before: each arm at alpha (0.05) whatever the number of treatments."""
+    data = {"mde": "0.02", "alpha": "0.05", "power": "0.8", "control": "0",
+            "variants": [{"key": "c", "weight": "1"}, {"key": "a", "weight": "1"},
+                         {"key": "b", "weight": "1"}]}
+    hint = sample_size_hint(session, admin, data)
+    expected = math.ceil(TTestIndPower().solve_power(effect_size=0.08, alpha=0.025, power=0.8,
+                                                     ratio=1.0))
+    assert hint.allocation.control == expected and hint.allocation.treatments == (expected,) * 2
+    assert hint.alpha_sizing == 0.025
