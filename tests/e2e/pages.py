@@ -51,6 +51,8 @@ A11Y_JS = """() => {
     if (el.type === 'hidden' || ['submit', 'button', 'reset', 'image'].includes(el.type)) continue;
     const forLabel = el.id && [...document.querySelectorAll('label[for]')].some(
       l => l.htmlFor === el.id && l.textContent.trim());
+    const wrapping = el.closest('label');
+    if (wrapping && wrapping.textContent.trim()) continue;
     const aria = (el.getAttribute('aria-label') || '').trim();
     const by = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
       .map(text).join('');

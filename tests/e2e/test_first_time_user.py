@@ -163,3 +163,49 @@ def test_audit_log_reads_as_words_and_fits_a_phone(admin_page, server):
     assert rows <= 50
     assert height < 400 * max(rows, 1) and height < 20_000, f"{height} px for {rows} events"
     screenshot(page, "audit-390")
+
+
+def test_tables_keep_words_whole_and_the_first_column_in_view_on_a_phone(admin_page, server):
+    page = admin_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{server}/experiments/")
+    table = page.locator("table.registry")
+    wrap = page.locator(".table-wrap", has=table)
+    # no word of a cell is split over two lines ("Annua l plan"); keys may break at a hyphen
+    split = page.evaluate(
+        """() => [...document.querySelectorAll('table.registry td, table.registry th')]
+          .filter(cell => {
+            const range = document.createRange();
+            for (const node of cell.querySelectorAll('*, :scope')) {
+              for (const text of node.childNodes) {
+                if (text.nodeType !== 3) continue;
+                const re = /[^\\s\\-\\/]+/g; let m;  // a break at a hyphen is fine
+                while ((m = re.exec(text.data))) {
+                  range.setStart(text, m.index); range.setEnd(text, m.index + m[0].length);
+                  if (range.getClientRects().length > 1) return true;
+                }
+              }
+            }
+            return false; })
+          .map(cell => cell.textContent.trim().slice(0, 40))"""
+    )
+    assert split == [], f"words broken across lines: {split}"
+    first = table.locator("tbody tr").first.locator("td").first
+    before = first.bounding_box()
+    wrap.evaluate("w => { w.scrollLeft = w.scrollWidth; }")
+    assert wrap.evaluate("w => w.scrollLeft") > 0, "the table does not scroll sideways"
+    after = first.bounding_box()
+    assert after is not None and before is not None
+    assert abs(after["x"] - before["x"]) < 2, "the first column scrolled out of view"
+    screenshot(page, "registry-390-scrolled")
+
+    # the forest plot keeps readable labels and scrolls inside its box
+    page.goto(f"{server}/experiments/seat-limit-nudge")
+    plot = page.locator("svg.forest-plot")
+    expect(plot).to_be_visible()
+    size = plot.evaluate(
+        "svg => svg.querySelector('text').getBoundingClientRect().height"
+    )
+    assert size >= 9, f"forest plot labels are {size:.1f} px tall"
+    assert_no_horizontal_overflow(page, "experiment page at 390 px")
+    screenshot(page, "forest-390")

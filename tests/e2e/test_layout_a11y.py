@@ -88,3 +88,58 @@ def test_verdict_is_written_not_only_coloured(admin_page, server):
             expect(
                 page.get_by_role("alert").filter(has_text="Sample ratio mismatch")
             ).to_be_visible()
+
+
+#: Links the crawler does not follow: signing out, files and downloads, raw JSON.
+SKIPPED_LINK = re.compile(
+    r"/logout|/static/|/healthz|\.(csv|json|md|py|zip|txt)(\?|$)|/export|/download|/documents/"
+)
+
+
+DUPLICATE_IDS_JS = """() => {
+  const count = {};
+  for (const el of document.querySelectorAll('[id]')) count[el.id] = (count[el.id] || 0) + 1;
+  return Object.keys(count).filter(id => count[id] > 1);
+}"""
+
+
+def _page_pattern(path: str) -> str:
+    """One page per route: ids and keys in the path collapse to one pattern."""
+    path = path.split("#")[0].split("?")[0]
+    path = re.sub(r"^/experiments/(?!new$)[^/]+", "/experiments/K", path)
+    return re.sub(r"/\d+", "/N", path)
+
+
+def test_every_page_fits_a_phone_and_labels_every_field(admin_page, server):
+    """A crawler from the dashboard through every same-site link (one page per route
+    pattern) at 390 px: no horizontal overflow, every form field labelled (issue 14, item 7)."""
+    page = admin_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    queue, seen, visited, problems = ["/"], set(), [], []
+    while queue and len(visited) < 80:
+        path = queue.pop(0)
+        pattern = _page_pattern(path)
+        if pattern in seen:
+            continue
+        seen.add(pattern)
+        response = page.goto(server + path)
+        if response is None or response.status != 200:
+            continue
+        visited.append(path)
+        try:
+            assert_no_horizontal_overflow(page, f"{path} at 390 px")
+        except AssertionError as exc:
+            problems.append(str(exc))
+            screenshot(page, "overflow-390-" + re.sub(r"\W+", "-", path).strip("-"))
+        problems += [
+            f"{path}: {p}" for p in accessibility_problems(page) if "without a label" in p
+        ]
+        # a label whose "for" names an id used twice labels the wrong element
+        problems += [f"{path}: id used twice: {d}" for d in page.evaluate(DUPLICATE_IDS_JS)]
+        for href in page.eval_on_selector_all(
+            "a[href^='/']:not([download])", "links => links.map(a => a.getAttribute('href'))"
+        ):
+            if not SKIPPED_LINK.search(href) and _page_pattern(href) not in seen:
+                queue.append(href.split("#")[0])
+    assert len(visited) >= 15, f"the crawler reached only {visited}"
+    assert not problems, "\n".join(problems)
