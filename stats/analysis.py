@@ -292,7 +292,8 @@ class ExperimentResult:
         Examples
         --------
         >>> from stats import arm_from_arrays
-        >>> control = arm_from_arrays([100.0, 200.0, 150.0], [0.0, 20.0, 0.0], [0.0, 0.0, 10.0], [0.0, 0.0, 0.0])
+        >>> control = arm_from_arrays([100.0, 200.0, 150.0], [0.0, 20.0, 0.0], [0.0, 0.0, 10.0],
+        ...                           [0.0, 0.0, 0.0])
         >>> report = analyze({"control": control}, control="control").to_dict()
         >>> sorted(report)  # doctest: +NORMALIZE_WHITESPACE
         ['alpha', 'alpha_sizing', 'arms', 'comparisons', 'control', 'mde', 'power',

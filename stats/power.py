@@ -186,7 +186,9 @@ def achieved_power(
     return two_sample_power(d, n_control, n_treatment, alpha=alpha)
 
 
-def two_sample_power(d: float, n_control: float, n_treatment: float, *, alpha: float = 0.05) -> float:
+def two_sample_power(
+    d: float, n_control: float, n_treatment: float, *, alpha: float = 0.05
+) -> float:
     """Two-sided power of the two-sample t-test for Cohen's ``d``.
 
     Parameters

@@ -267,7 +267,8 @@ def srm_test(
             expected_weights=expected_weights,
             flag=True,
             warnings=(
-                f"sample ratio mismatch: accounts were assigned to {names}, which the plan does not include; "
+                f"sample ratio mismatch: accounts were assigned to {names}, "
+                "which the plan does not include; "
                 "the chi-square p-value is undefined",
             ),
         )
@@ -302,7 +303,8 @@ def srm_test(
     if flag:
         notes.append(
             f"sample ratio mismatch: observed counts {ordered} deviate from the planned weights "
-            f"(p = {p_value:.2g} < {threshold:g}); the assignment is suspect and the comparisons are not trustworthy"
+            f"(p = {p_value:.2g} < {threshold:g}); the assignment is suspect and the comparisons "
+            "are not trustworthy"
         )
     return SRMResult(p_value, ordered, expected_weights, flag, tuple(notes))
 

@@ -252,7 +252,8 @@ class SufficientStats:
         for name in ("sum_xx", "sum_yy"):
             if getattr(self, name) < 0:
                 raise ValueError(
-                    f"{name} is a sum of squares and cannot be negative; got {getattr(self, name)!r}"
+                    f"{name} is a sum of squares and cannot be negative; "
+                    f"got {getattr(self, name)!r}"
                 )
         if self.n == 0 and any(
             getattr(self, name) != 0 for name in ("sum_x", "sum_y", "sum_xx", "sum_yy", "sum_xy")
@@ -504,7 +505,8 @@ class ArmTotals:
 
     @property
     def grr(self) -> float | None:
-        """Gross revenue retention ``(start - contraction - churned) / start``, ``None`` when start is 0."""
+        """Gross revenue retention ``(start - contraction - churned) / start``, ``None`` when
+        start is 0."""
         if not self.start_mrr:
             return None
         return (self.start_mrr - self.contraction_mrr - self.churned_mrr) / self.start_mrr
@@ -563,7 +565,8 @@ class ArmData:
             raise ValueError(f"sums must be a SufficientStats; got {self.sums!r}")
         if self.totals.accounts != self.sums.n:
             raise ValueError(
-                f"totals.accounts ({self.totals.accounts}) and sums.n ({self.sums.n}) must count the same accounts"
+                f"totals.accounts ({self.totals.accounts}) and sums.n ({self.sums.n}) "
+                "must count the same accounts"
             )
         if self.account_nrr is not None:
             values = _as_vector("account_nrr", self.account_nrr)
@@ -636,8 +639,9 @@ def arm_from_arrays(
     Examples
     --------
     >>> arm = arm_from_arrays([100.0, 200.0], [20.0, 0.0], [0.0, 50.0], [0.0, 0.0])
-    >>> arm.totals
-    ArmTotals(accounts=2, start_mrr=300.0, expansion_mrr=20.0, contraction_mrr=50.0, churned_mrr=0.0)
+    >>> arm.totals  # doctest: +NORMALIZE_WHITESPACE
+    ArmTotals(accounts=2, start_mrr=300.0, expansion_mrr=20.0, contraction_mrr=50.0,
+              churned_mrr=0.0)
     >>> arm.sums.sum_x, arm.account_nrr.tolist()
     (270.0, [1.2, 0.75])
     """
