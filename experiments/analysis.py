@@ -33,6 +33,7 @@ from experiments.models import (
     Variant,
     utcnow,
 )
+from experiments.planning import ASSUMED_SOURCE, DEFAULT_SIGMA
 from experiments.review_weeks import parse_moment
 from experiments.rules import UNDATED_ENROLMENT, headline_verdict, project_enrolment
 from stats import (
@@ -46,9 +47,6 @@ from stats import (
     summary_sentence,
 )
 
-#: Noise of the linearised NRR metric assumed for sizing before any data exists
-#: (a typical B2B book: per-account end/start spread of about 25 points).
-DEFAULT_SIGMA = 0.25
 #: At most this many segments (the largest by accounts) are analysed per dataset.
 MAX_SEGMENTS = 20
 
@@ -137,8 +135,10 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
         variants=tuple(v.key for v in rows),
         weights={v.key: float(v.weight) for v in rows},
         names={v.key: v.name for v in rows},
-        sigma=None if experiment.sigma is None else float(experiment.sigma),
-        sigma_source=experiment.sigma_source or "",
+        # The plan's sigma sizes the analysis once it is locked (at start); a draft's is the
+        # registration's estimate, so a draft's analysis still measures its control arm.
+        sigma=None if experiment.sigma is None or not locked else float(experiment.sigma),
+        sigma_source=(experiment.sigma_source or "") if locked else "",
         sequential=bool(experiment.sequential),
         tuning=None if experiment.tuning is None else float(experiment.tuning),
         locked_n=locked if len(locked) == len(rows) else None,
@@ -374,6 +374,8 @@ class Results:
     computed_at: datetime | None
     #: Why no date is projected while a running experiment is short of its n, else None.
     expected_note: str | None
+    #: The planning sigma and its source as the page states it (None: the control's).
+    sigma_note: str | None
     snapshot_plan: Mapping[str, Any] | None
     plan_outdated: bool
     amendments: tuple[AmendmentInfo, ...]
@@ -520,12 +522,20 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
     elif result is not None and any(result.required_n.values()):
         per_arm = dict(result.required_n)
     elif plan is not None:
-        sigma = plan.sigma if plan.sigma is not None else DEFAULT_SIGMA
-        assumed_sigma = None if plan.sigma is not None else DEFAULT_SIGMA
+        # Before the start: the sigma the plan was registered with, else the assumption.
+        sigma = experiment.sigma if experiment.sigma is not None else DEFAULT_SIGMA
+        measured = experiment.sigma is not None and experiment.sigma_source != ASSUMED_SOURCE
+        assumed_sigma = None if measured else DEFAULT_SIGMA
         per_arm = dict(plan_sample_sizes(plan.mde, sigma, control=plan.control,
                                          weights=plan.weights, alpha=plan.alpha,
                                          power=plan.power).required_n)
     required_n = max((n for n in per_arm.values() if n), default=None)
+    sigma_note = None
+    if plan is not None and plan.sigma is not None:
+        sigma_note = f"σ = {plan.sigma:.3f}, {plan.sigma_source or 'given in the plan'}"
+    elif assumed_sigma is None and experiment.sigma is not None and result is None:
+        sigma_note = (f"σ = {experiment.sigma:.3f}, {experiment.sigma_source} "
+                      "(locked when the experiment starts)")
 
     if result is not None:
         progress = tuple(ArmProgress(arm.variant, arm.accounts, per_arm.get(arm.variant))
@@ -559,6 +569,7 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
         required_n=required_n,
         assumed_sigma=assumed_sigma,
         expected_date=expected_date,
+        sigma_note=sigma_note,
         expected_note=_expected_note(experiment, progress, expected_date,
                                      snapshot.result if snapshot is not None else None),
         computed_at=_aware(snapshot.computed_at) if snapshot is not None else None,

@@ -121,3 +121,19 @@ def test_a_new_plan_is_sequential_and_the_choice_is_locked_at_start(session, adm
     assert comparison["sequential"] is not None
     assert comparison["sequential"]["tuning"] == 2 * 2454  # tau = n_C + n_T locked
     session.rollback()
+
+
+def test_before_the_start_the_page_sizes_with_the_registered_sigma(session, admin, root):
+    """A draft sized on a measured sigma says so (and which experiment measured it); its
+    sigma is not yet locked, so an analysis of a draft still measures its own control."""
+    draft = make_experiment(session, "draft-sigma", status="draft", sigma=0.44,
+                            sigma_source="measured: the control arm of 'earlier' on this branch")
+    session.commit()
+    results = load_results(session, draft)
+    expected = solve(0.02, 0.44, 0.05, 0.8, 1.0)
+    assert results.assumed_sigma is None and results.required_n == expected
+    assert results.sigma_note.startswith("σ = 0.440, measured: the control arm of 'earlier'")
+    _, dataset = stored(session, draft, generated(
+        13, {"control": (200, Behaviour()), "treatment": (200, Behaviour())}))
+    assert refresh_snapshot(session, draft, dataset).result["sigma_source"] == "control"
+    session.rollback()

@@ -426,7 +426,8 @@ def test_running_experiment_without_data_says_so_and_shows_required_n(analyst, e
     assert "This experiment is running" in body
     required = stats.required_sample_size(0.02, 0.25, alpha=0.05, power=0.8)
     assert f'<strong class="required-n">{required:,}</strong>' in body
-    assert "\N{GREEK SMALL LETTER SIGMA} = 0.25 for the linearised NRR: assumed — no measurement yet" in body
+    sigma = "\N{GREEK SMALL LETTER SIGMA}"
+    assert f"{sigma} = 0.25 for the linearised NRR: assumed — no measurement yet" in body
     assert 'class="upload upload-idle"' in body
 
 
