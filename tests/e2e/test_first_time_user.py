@@ -1,14 +1,21 @@
 """What a first-time user trips over (issue 14), each seen in the browser: a long error
 list grouped into readable entries, a clean address after signing in, the driver tree's
-inline save confirmed in place, an audit log that reads as words and fits a phone."""
+inline save confirmed in place, an audit log that reads as words and fits a phone, tables
+and plots on a 390 px screen, and a new workspace that says what to do first."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+import urllib.request
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN_EMAIL, screenshot
+from tests.e2e.conftest import ADMIN_EMAIL, _free_port, _nrrlab, screenshot
 from tests.e2e.pages import (
     accessibility_problems,
     assert_no_horizontal_overflow,
@@ -209,3 +216,75 @@ def test_tables_keep_words_whole_and_the_first_column_in_view_on_a_phone(admin_p
     assert size >= 9, f"forest plot labels are {size:.1f} px tall"
     assert_no_horizontal_overflow(page, "experiment page at 390 px")
     screenshot(page, "forest-390")
+
+
+@pytest.fixture(scope="module")
+def empty_server(tmp_path_factory):
+    """A second NRR Lab as `make run` leaves it before any demo data: the NRR root, the
+    default journey and one admin."""
+    folder = tmp_path_factory.mktemp("e2e-empty")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"DATABASE_URL": f"sqlite:///{folder / 'empty.db'}",
+                "NRRLAB_INSTANCE_PATH": str(folder), "SECRET_KEY": "f" * 48,
+                "NRRLAB_ENV": "development", "NRRLAB_PASSWORD": TEST_PASSWORD})
+    _nrrlab("db", "upgrade", env=env)
+    _nrrlab("create-user", ADMIN_EMAIL, "--role", "admin", "--name", "First", env=env)
+    port = _free_port()
+    with (folder / "server.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"server did not start: {(folder / 'server.log').read_text()}")
+            time.sleep(0.2)
+        yield base
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_new_workspace_guides_to_a_first_branch_and_experiment(page, empty_server):
+    server = empty_server
+    page.goto(f"{server}/login")
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server}/")
+
+    guide = page.get_by_role("region", name="Getting started")
+    expect(guide).to_contain_text("Add a first branch to the driver tree.")
+    screenshot(page, "first-run-dashboard")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_no_horizontal_overflow(page, "first-run dashboard at 390 px")
+    assert accessibility_problems(page) == []
+    page.set_viewport_size({"width": 1280, "height": 900})
+    guide.get_by_role("link", name="driver tree").click()
+    expect(page.locator(".tree-empty")).to_contain_text("Only the NRR root so far.")
+    screenshot(page, "first-run-tree")
+
+    root = page.locator("article.node").first.locator("strong").inner_text()
+    page.get_by_role("navigation", name=f"Actions for {root}").get_by_role(
+        "link", name="Add child"
+    ).click()
+    form = page.get_by_role("form", name=f"Add a node under {root}")
+    expect(form.get_by_label("Kind")).to_have_value("lever")
+    form.get_by_label("Name").fill("Expansion")
+    form.get_by_role("button", name="Add node").click()
+    expect(page.get_by_role("status").filter(has_text="Saved")).to_be_visible()
+
+    page.goto(f"{server}/")
+    expect(guide).to_contain_text("Done: the tree has 1 branch under NRR (Expansion).")
+    guide.get_by_role("link", name="register one on Expansion").click()
+    expect(page.locator("h1")).to_contain_text("New experiment")
+    expect(page.locator("#node_id option:checked")).to_contain_text("Expansion")
+    screenshot(page, "first-run-new-experiment")
