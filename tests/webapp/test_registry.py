@@ -799,3 +799,16 @@ def test_one_owner_rule_for_nodes_and_experiments_and_defaults_from_the_branch(
     page = world.client.get(f"/experiments/new?node_id={world.driver.id}").get_data(as_text=True)
     assert f'<option value="{world.team.id}" selected>' in page
     assert f'<option value="{member.id}" selected>' in page
+
+
+def test_the_form_offers_sequential_by_default_and_the_page_states_the_plan(world):
+    """Issue 13 items 1 and 5 on the web: the form's analysis choice starts on sequential;
+    the registered plan's page names its analysis and its sigma with the source."""
+    body = world.client.get("/experiments/new").get_data(as_text=True)
+    assert 'name="analysis" value="sequential" checked' in body
+    assert world.client.post("/experiments/new", data=world.form(analysis="fixed")).status_code \
+        == 303
+    assert world.experiment().sequential is False
+    page = world.client.get("/experiments/seat-nudge").get_data(as_text=True)
+    assert "fixed horizon" in page
+    assert "0.250" in page and "assumed — no measurement yet; locked at start" in page

@@ -26,6 +26,7 @@ EXPERIMENT_FIELDS: tuple[str, ...] = (
     "mde",
     "alpha",
     "power",
+    "analysis",
     "planned_start",
     "planned_end",
     "reason",
