@@ -33,11 +33,12 @@ def test_main_forms_work_without_javascript(nojs_page, server, tmp_path):
         "If we offer annual plans at renewal, then NRR rises because annual accounts churn less."
     )
     form.get_by_role("button", name="Add node").click()
-    expect(page).to_have_url(re.compile(r"/tree/#node-\d+$"))
+    expect(page).to_have_url(re.compile(r"/tree/\?saved=\d+#node-\d+$"))
     node = page.locator(
         "article.node", has=page.locator("strong", has_text=re.compile(r"^Annual plan conversion$"))
     )
     expect(node.locator(".node-facts")).to_contain_text(ADMIN_NAME)
+    expect(node.get_by_role("status")).to_have_text("Saved")
 
     # Experiment form: the variant buttons re-render the whole form; registering redirects.
     page.goto(f"{server}/experiments/new")
