@@ -70,7 +70,10 @@ def test_verdict_is_written_not_only_coloured(admin_page, server):
         row = page.locator(
             "table.registry tbody tr", has=page.locator(f".badge.verdict-{verdict}")
         ).first
-        expect(row.locator(f".badge.verdict-{verdict}")).to_have_text(verdict)
+        # the list shows the same badge as the results page: a mark and the written label
+        list_badge = row.locator(f".badge.verdict-{verdict}")
+        expect(list_badge).to_have_text(re.compile(rf"(^|\s){label}\s*$"))
+        expect(list_badge.locator("[aria-hidden=true]")).not_to_have_text("")
         row.locator("td").first.get_by_role("link").click()
         headline = page.locator(".verdict-line .badge.verdict")
         expect(headline).to_have_text(re.compile(rf"(^|\s){label}$"))
