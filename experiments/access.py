@@ -76,7 +76,9 @@ def can(session: Session, user: User, team_id: int | None, needed: str) -> bool:
     return role is not None and role_rank(role) >= role_rank(needed)
 
 
-def check_team_choice(session: Session, actor: User, team_id: int, *, needed: str, purpose: str) -> str | None:
+def check_team_choice(
+    session: Session, actor: User, team_id: int, *, needed: str, purpose: str
+) -> str | None:
     """Why ``actor`` may not put something in team ``team_id`` (``None`` when they may).
 
     Another team's id reads as "unknown team", as an unknown id does, so a form cannot

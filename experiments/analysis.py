@@ -121,7 +121,9 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
         If the experiment has no variants.
     """
     rows = session.exec(
-        select(Variant).where(Variant.experiment_id == experiment.id).order_by(Variant.position, Variant.id)
+        select(Variant)
+        .where(Variant.experiment_id == experiment.id)
+        .order_by(Variant.position, Variant.id)
     ).all()
     if not rows:
         raise ValueError(f"experiment {experiment.key!r} has no variants")
@@ -148,26 +150,44 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
 # -------------------------------------------------------------------- computation
 
 
-def _arms(sums: Sequence[data.ArmSumsRow], ratios: Mapping[str, Any],
-          rows: Mapping[str, Any] | None = None) -> dict[str, ArmData]:
+def _arms(
+    sums: Sequence[data.ArmSumsRow],
+    ratios: Mapping[str, Any],
+    rows: Mapping[str, Any] | None = None,
+) -> dict[str, ArmData]:
     arms = {}
     for row in sums:
         totals = ArmTotals(row.n, row.start, row.expansion, row.contraction, row.churned)
         stats = SufficientStats(row.n, row.sum_x, row.sum_y, row.sum_xx, row.sum_yy, row.sum_xy)
-        arms[row.variant] = ArmData(totals, stats, ratios.get(row.variant),
-                                    (rows or {}).get(row.variant))
+        arms[row.variant] = ArmData(
+            totals, stats, ratios.get(row.variant), (rows or {}).get(row.variant)
+        )
     return arms
 
 
 def _analyze(plan: Plan, arms: Mapping[str, ArmData]) -> ExperimentResult:
     # The locked sigma sizes the arms (so "underpowered" is judged against the locked n).
-    return analyze(arms, control=plan.control, alpha=plan.alpha, power=plan.power, mde=plan.mde,
-                   weights=plan.weights, variants=list(plan.variants), sigma=plan.sigma,
-                   sequential=plan.sequential, tuning=plan.tuning)
+    return analyze(
+        arms,
+        control=plan.control,
+        alpha=plan.alpha,
+        power=plan.power,
+        mde=plan.mde,
+        weights=plan.weights,
+        variants=list(plan.variants),
+        sigma=plan.sigma,
+        sequential=plan.sequential,
+        tuning=plan.tuning,
+    )
 
 
-def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset, *,
-                     ratios: data.AccountRatios | None = None) -> AnalysisSnapshot:
+def refresh_snapshot(
+    session: Session,
+    experiment: Experiment,
+    dataset: Dataset,
+    *,
+    ratios: data.AccountRatios | None = None,
+) -> AnalysisSnapshot:
     """Analyse ``dataset`` under the experiment's current plan and store an AnalysisSnapshot.
 
     Per-arm sufficient statistics come from one ``GROUP BY variant``, or, when the
@@ -191,21 +211,27 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
     if ratios is None:
         ratios = data.account_ratio_rows(session, dataset.id)
     keys = [row.variant for row in sums]
-    result = _analyze(plan, _arms(sums, ratios.by_variant(keys=keys),
-                                  ratios.rows_by_variant(keys=keys)))
+    result = _analyze(
+        plan, _arms(sums, ratios.by_variant(keys=keys), ratios.rows_by_variant(keys=keys))
+    )
 
     segment_results: dict[str, Any] | None = None
     omitted: list[str] = []
     if by_segment:
-        sizes = {name: sum(row.n for row in rows) for name, rows in by_segment.items() if name is not None}
+        sizes = {
+            name: sum(row.n for row in rows)
+            for name, rows in by_segment.items()
+            if name is not None
+        }
         ranked = sorted(sizes, key=lambda name: (-sizes[name], name))
         shown, omitted = ranked[:MAX_SEGMENTS], ranked[MAX_SEGMENTS:]
         segment_results = {}
         for name in sorted(shown):
             segment_ratios = ratios.by_variant(ratios.segment == name, keys=keys)
             segment_rows = ratios.rows_by_variant(ratios.segment == name, keys=keys)
-            segment_results[name] = _analyze(plan, _arms(by_segment[name], segment_ratios,
-                                                         segment_rows)).to_dict()
+            segment_results[name] = _analyze(
+                plan, _arms(by_segment[name], segment_ratios, segment_rows)
+            ).to_dict()
 
     report = result.to_dict()
     report["plan"] = plan.to_dict()
@@ -232,14 +258,18 @@ def refresh_snapshot(session: Session, experiment: Experiment, dataset: Dataset,
 
 
 def _smallest_arm(report: Mapping[str, Any], variants: Sequence[str]) -> int | None:
-    counts = {a.get("variant"): a.get("accounts") for a in report.get("arms") or []
-              if isinstance(a, Mapping)}
+    counts = {
+        a.get("variant"): a.get("accounts")
+        for a in report.get("arms") or []
+        if isinstance(a, Mapping)
+    }
     values = [counts.get(v) or 0 for v in variants]
     return min(values) if values else None
 
 
-def _enrolment_dates(session: Session, experiment: Experiment, dataset: Dataset,
-                     result: ExperimentResult) -> dict[str, Any]:
+def _enrolment_dates(
+    session: Session, experiment: Experiment, dataset: Dataset, result: ExperimentResult
+) -> dict[str, Any]:
     """The dated enrolment the projection may use: this upload and the one before it.
 
     ``earlier_*`` are ``None`` for a first upload (its accounts carry no dates).
@@ -248,25 +278,35 @@ def _enrolment_dates(session: Session, experiment: Experiment, dataset: Dataset,
     earlier = session.exec(
         select(Dataset, AnalysisSnapshot)
         .join(AnalysisSnapshot, AnalysisSnapshot.dataset_id == Dataset.id)
-        .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready",
-               Dataset.version < dataset.version)
-        .order_by(Dataset.version.desc(), AnalysisSnapshot.computed_at.desc(),
-                  AnalysisSnapshot.id.desc()).limit(1)
+        .where(
+            Dataset.experiment_id == experiment.id,
+            Dataset.status == "ready",
+            Dataset.version < dataset.version,
+        )
+        .order_by(
+            Dataset.version.desc(), AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc()
+        )
+        .limit(1)
     ).first()
     earlier_at = earlier_smallest = None
     if earlier is not None:
         earlier_at = _aware(earlier[0].uploaded_at).isoformat()
         earlier_smallest = _smallest_arm(earlier[1].result or {}, variants)
     observed = _aware(dataset.uploaded_at)
-    return {"observed_at": observed.isoformat() if observed else None,
-            "earlier_at": earlier_at, "earlier_smallest": earlier_smallest}
+    return {
+        "observed_at": observed.isoformat() if observed else None,
+        "earlier_at": earlier_at,
+        "earlier_smallest": earlier_smallest,
+    }
 
 
 def active_dataset(session: Session, experiment: Experiment) -> Dataset | None:
     """The experiment's newest dataset version (the one that is analysed), if any."""
     return session.exec(
-        select(Dataset).where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
-        .order_by(Dataset.version.desc()).limit(1)
+        select(Dataset)
+        .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
+        .order_by(Dataset.version.desc())
+        .limit(1)
     ).first()
 
 
@@ -282,9 +322,15 @@ def recompute(session: Session, experiment: Experiment, *, actor: User | None) -
     if dataset is None:
         raise NotFound("this experiment has no data to analyse yet")
     snapshot = refresh_snapshot(session, experiment, dataset)
-    record_event(session, "analysis.recompute", actor=actor, entity_type="experiment",
-                 entity_id=experiment.key, team_id=experiment.team_id,
-                 diff={"dataset_version": [None, dataset.version], "verdict": [None, snapshot.verdict]})
+    record_event(
+        session,
+        "analysis.recompute",
+        actor=actor,
+        entity_type="experiment",
+        entity_id=experiment.key,
+        team_id=experiment.team_id,
+        diff={"dataset_version": [None, dataset.version], "verdict": [None, snapshot.verdict]},
+    )
     return snapshot
 
 
@@ -410,14 +456,23 @@ def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInf
         .order_by(Dataset.version.desc())
     ).all()
     return tuple(
-        DatasetInfo(d.id, d.version, d.source, d.filename, d.sha256, d.row_count,
-                    (name or email) if (name or email) else None, _aware(d.uploaded_at))
+        DatasetInfo(
+            d.id,
+            d.version,
+            d.source,
+            d.filename,
+            d.sha256,
+            d.row_count,
+            (name or email) if (name or email) else None,
+            _aware(d.uploaded_at),
+        )
         for d, name, email in rows
     )
 
 
-def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
-                   report: Mapping[str, Any]) -> date | None:
+def _expected_date(
+    experiment: Experiment, progress: Sequence[ArmProgress], report: Mapping[str, Any]
+) -> date | None:
     """When the slowest arm reaches its required n, from dated enrolment only (running)."""
     if experiment.status != "running" or not progress:
         return None
@@ -429,16 +484,25 @@ def _expected_date(experiment: Experiment, progress: Sequence[ArmProgress],
         earlier_at=parse_moment(dates.get("earlier_at")),
         earlier_smallest=dates.get("earlier_smallest"),
         observed_at=parse_moment(dates.get("observed_at")),
-        smallest=slowest.accounts, required=slowest.required)
+        smallest=slowest.accounts,
+        required=slowest.required,
+    )
     return projection.expected_date if projection is not None else None
 
 
-def _expected_note(experiment: Experiment, progress: Sequence[ArmProgress],
-                   expected: date | None, report: Mapping[str, Any] | None) -> str | None:
+def _expected_note(
+    experiment: Experiment,
+    progress: Sequence[ArmProgress],
+    expected: date | None,
+    report: Mapping[str, Any] | None,
+) -> str | None:
     if expected is not None or experiment.status != "running" or report is None:
         return None
-    if not progress or all(p.reached for p in progress) or any(p.required is None
-                                                               for p in progress):
+    if (
+        not progress
+        or all(p.reached for p in progress)
+        or any(p.required is None for p in progress)
+    ):
         return None
     dates = report.get("enrolment") if isinstance(report.get("enrolment"), Mapping) else {}
     if not dates.get("earlier_at"):
@@ -453,19 +517,35 @@ def _segment_rows(segments: Mapping[str, Any] | None, alpha: float) -> tuple[Seg
         for c in report.get("comparisons", []):
             ci = c.get("ci_abs") or [None, None]
             found.append((name, c, counts.get(c["variant"], 0), (ci[0], ci[1])))
-    adjusted = segment_adjust({f"{name}/{c['variant']}": c.get("p_value_adjusted")
-                               for name, c, _, _ in found})
+    adjusted = segment_adjust(
+        {f"{name}/{c['variant']}": c.get("p_value_adjusted") for name, c, _, _ in found}
+    )
     rows = []
     for name, c, accounts, ci in found:
         bh = adjusted[f"{name}/{c['variant']}"]
-        rows.append(SegmentRow(name, c["variant"], accounts, c.get("uplift_abs"), ci,
-                               c.get("p_value_adjusted"), c["verdict"], bh,
-                               bh is not None and bh < alpha))
+        rows.append(
+            SegmentRow(
+                name,
+                c["variant"],
+                accounts,
+                c.get("uplift_abs"),
+                ci,
+                c.get("p_value_adjusted"),
+                c["verdict"],
+                bh,
+                bh is not None and bh < alpha,
+            )
+        )
     return tuple(rows)
 
 
-def load_results(session: Session, experiment: Experiment, *, dataset_version: int | None = None,
-                 segment: str | None = None) -> Results:
+def load_results(
+    session: Session,
+    experiment: Experiment,
+    *,
+    dataset_version: int | None = None,
+    segment: str | None = None,
+) -> Results:
     """Everything the results section shows, read from the newest stored snapshot.
 
     Without data the result is empty and ``required_n`` is sized on
@@ -487,13 +567,17 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
     if dataset_version is not None:
         chosen = next((v for v in versions if v.version == dataset_version), None)
         if chosen is None:
-            raise NotFound(f"experiment {experiment.key!r} has no dataset version {dataset_version}")
+            raise NotFound(
+                f"experiment {experiment.key!r} has no dataset version {dataset_version}"
+            )
 
     snapshot = None
     if chosen is not None:
         snapshot = session.exec(
-            select(AnalysisSnapshot).where(AnalysisSnapshot.dataset_id == chosen.id)
-            .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc()).limit(1)
+            select(AnalysisSnapshot)
+            .where(AnalysisSnapshot.dataset_id == chosen.id)
+            .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
+            .limit(1)
         ).first()
 
     result = None
@@ -526,28 +610,43 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
         sigma = experiment.sigma if experiment.sigma is not None else DEFAULT_SIGMA
         measured = experiment.sigma is not None and experiment.sigma_source != ASSUMED_SOURCE
         assumed_sigma = None if measured else DEFAULT_SIGMA
-        per_arm = dict(plan_sample_sizes(plan.mde, sigma, control=plan.control,
-                                         weights=plan.weights, alpha=plan.alpha,
-                                         power=plan.power).required_n)
+        per_arm = dict(
+            plan_sample_sizes(
+                plan.mde,
+                sigma,
+                control=plan.control,
+                weights=plan.weights,
+                alpha=plan.alpha,
+                power=plan.power,
+            ).required_n
+        )
     required_n = max((n for n in per_arm.values() if n), default=None)
     sigma_note = None
     if plan is not None and plan.sigma is not None:
         sigma_note = f"σ = {plan.sigma:.3f}, {plan.sigma_source or 'given in the plan'}"
     elif assumed_sigma is None and experiment.sigma is not None and result is None:
-        sigma_note = (f"σ = {experiment.sigma:.3f}, {experiment.sigma_source} "
-                      "(locked when the experiment starts)")
+        sigma_note = (
+            f"σ = {experiment.sigma:.3f}, {experiment.sigma_source} "
+            "(locked when the experiment starts)"
+        )
 
     if result is not None:
-        progress = tuple(ArmProgress(arm.variant, arm.accounts, per_arm.get(arm.variant))
-                         for arm in result.arms)
+        progress = tuple(
+            ArmProgress(arm.variant, arm.accounts, per_arm.get(arm.variant)) for arm in result.arms
+        )
     elif plan is not None:
         progress = tuple(ArmProgress(key, 0, per_arm.get(key)) for key in plan.variants)
     else:
         progress = ()
 
-    expected_date = (_expected_date(experiment, progress, snapshot.result or {})
-                     if result is not None and snapshot is not None else None)
-    summaries = {c.variant: summary_sentence(c, result.alpha) for c in result.comparisons} if result else {}
+    expected_date = (
+        _expected_date(experiment, progress, snapshot.result or {})
+        if result is not None and snapshot is not None
+        else None
+    )
+    summaries = (
+        {c.variant: summary_sentence(c, result.alpha) for c in result.comparisons} if result else {}
+    )
     stored_plan = snapshot.result.get("plan") if snapshot is not None else None
     return Results(
         experiment_key=experiment.key,
@@ -561,17 +660,21 @@ def load_results(session: Session, experiment: Experiment, *, dataset_version: i
         summaries=summaries,
         segment=segment,
         segment_names=segment_names,
-        segments_omitted=int(snapshot.result.get("segments_omitted", 0)) if snapshot is not None else 0,
-        segment_rows=_segment_rows(snapshot.segments if snapshot is not None else None,
-                                   float(snapshot.result.get("alpha") or 0.05)
-                                   if snapshot is not None else 0.05),
+        segments_omitted=int(snapshot.result.get("segments_omitted", 0))
+        if snapshot is not None
+        else 0,
+        segment_rows=_segment_rows(
+            snapshot.segments if snapshot is not None else None,
+            float(snapshot.result.get("alpha") or 0.05) if snapshot is not None else 0.05,
+        ),
         progress=progress,
         required_n=required_n,
         assumed_sigma=assumed_sigma,
         expected_date=expected_date,
         sigma_note=sigma_note,
-        expected_note=_expected_note(experiment, progress, expected_date,
-                                     snapshot.result if snapshot is not None else None),
+        expected_note=_expected_note(
+            experiment, progress, expected_date, snapshot.result if snapshot is not None else None
+        ),
         computed_at=_aware(snapshot.computed_at) if snapshot is not None else None,
         snapshot_plan=stored_plan,
         plan_outdated=snapshot is not None and plan is not None and not plan.same_as(stored_plan),

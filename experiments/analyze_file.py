@@ -109,13 +109,20 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise UsageError(f"--weights: {part.strip()!r} is not variant=weight (e.g. control=1,treatment=1)")
+            raise UsageError(
+                f"--weights: {part.strip()!r} is not variant=weight (e.g. control=1,treatment=1)"
+            )
         try:
             weight = float(value)
         except ValueError:
-            raise UsageError(f"--weights: weight of {name!r} is not a number: {value.strip()!r}") from None
+            raise UsageError(
+                f"--weights: weight of {name!r} is not a number: {value.strip()!r}"
+            ) from None
         if not np.isfinite(weight) or weight <= 0:
-            raise UsageError(f"--weights: weight of {name!r} must be a number greater than 0, got {value.strip()!r}")
+            raise UsageError(
+                f"--weights: weight of {name!r} must be a number greater than 0, got "
+                f"{value.strip()!r}"
+            )
         if name in weights:
             raise UsageError(f"--weights: variant {name!r} is named twice")
         weights[name] = weight
@@ -138,8 +145,12 @@ def arms_from_table(table) -> dict:
     variants = table.variant
     for variant in table.variants():
         mask = variants == variant
-        arms[variant] = arm_from_arrays(money["start"][mask], money["expansion"][mask],
-                                        money["contraction"][mask], money["churned"][mask])
+        arms[variant] = arm_from_arrays(
+            money["start"][mask],
+            money["expansion"][mask],
+            money["contraction"][mask],
+            money["churned"][mask],
+        )
     return arms
 
 
@@ -151,13 +162,22 @@ def _read_checked(request: AnalysisRequest):
     check_variant_names(table)
     observed = table.variants()
     if request.control not in observed:
-        raise UsageError(f"--control: variant {request.control!r} is not in the file; its variants are {', '.join(observed)}")
+        raise UsageError(
+            f"--control: variant {request.control!r} is not in the file; its variants are "
+            f"{', '.join(observed)}"
+        )
     if len(observed) < 2:
-        raise UsageError(f"the file has only one variant ({observed[0]}); a comparison needs a control and at least one treatment")
+        raise UsageError(
+            f"the file has only one variant ({observed[0]}); a comparison needs a control and "
+            "at least one treatment"
+        )
     if request.weights is not None:
         unknown = [v for v in request.weights if v not in observed]
         if unknown:
-            raise UsageError(f"--weights: unknown variant(s) {', '.join(unknown)}; the file's variants are {', '.join(observed)}")
+            raise UsageError(
+                f"--weights: unknown variant(s) {', '.join(unknown)}; the file's variants are "
+                f"{', '.join(observed)}"
+            )
         missing = [v for v in observed if v not in request.weights]
         if missing:
             raise UsageError(f"--weights: no weight for variant(s) {', '.join(missing)}")
@@ -190,9 +210,17 @@ def analyze_file(request: AnalysisRequest):
     from stats import analyze
 
     try:
-        return analyze(arms, control=request.control, alpha=request.alpha, power=request.power,
-                       mde=request.mde, weights=request.weights, variants=variants,
-                       sigma=request.sigma, sequential=request.sequential,
-                       tuning=request.tuning)
+        return analyze(
+            arms,
+            control=request.control,
+            alpha=request.alpha,
+            power=request.power,
+            mde=request.mde,
+            weights=request.weights,
+            variants=variants,
+            sigma=request.sigma,
+            sequential=request.sequential,
+            tuning=request.tuning,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

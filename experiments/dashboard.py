@@ -32,10 +32,15 @@ def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
     The alerts and the decision list are the weekly review's own rules, evaluated
     read-only over the last ``RECENT_DAYS`` days (a date-range review freezes nothing).
     """
-    review = build_review(session, user, week_of(today),
-                          date_from=today - timedelta(days=RECENT_DAYS), date_to=today)
+    review = build_review(
+        session, user, week_of(today), date_from=today - timedelta(days=RECENT_DAYS), date_to=today
+    )
     rows = registry_rows(session, list_experiments(session, user))
     rows.sort(key=lambda r: (_STATUS_ORDER.get(r.experiment.status, 9), r.experiment.key))
-    return Dashboard(roots=load_tree(session, user), experiments=rows,
-                     needs_decision=review.needs_decision, alerts=review.alerts, changed=review.changed)
-
+    return Dashboard(
+        roots=load_tree(session, user),
+        experiments=rows,
+        needs_decision=review.needs_decision,
+        alerts=review.alerts,
+        changed=review.changed,
+    )

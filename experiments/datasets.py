@@ -20,8 +20,17 @@ from sqlmodel import Session, select
 from experiments.errors import Conflict
 from experiments.models import AccountRow, Dataset, Experiment, User, utcnow
 
-_COLUMNS = ("dataset_id", "account_id", "variant", "start_cents", "expansion_cents",
-            "contraction_cents", "churned_cents", "segment", "days_to_value")
+_COLUMNS = (
+    "dataset_id",
+    "account_id",
+    "variant",
+    "start_cents",
+    "expansion_cents",
+    "contraction_cents",
+    "churned_cents",
+    "segment",
+    "days_to_value",
+)
 _CHUNK = 100_000
 _RESERVE_ATTEMPTS = 5
 
@@ -90,13 +99,23 @@ class AccountRatios:
     @classmethod
     def of_table(cls, table) -> AccountRatios:
         """The same columns from an in-memory ``AccountTable``, without reading the rows back."""
-        end = table.start_cents + table.expansion_cents - table.contraction_cents - table.churned_cents
+        end = (
+            table.start_cents
+            + table.expansion_cents
+            - table.contraction_cents
+            - table.churned_cents
+        )
         segment = table.segment
         if segment is None:
             segment = np.full(len(table), None, dtype=object)
         start = table.start_cents.astype(np.float64)
-        return cls(table.variant, segment, end.astype(np.float64) / start,
-                   end.astype(np.float64) / 100, start / 100)
+        return cls(
+            table.variant,
+            segment,
+            end.astype(np.float64) / start,
+            end.astype(np.float64) / 100,
+            start / 100,
+        )
 
 
 def next_version(session: Session, experiment: Experiment) -> int:
@@ -124,8 +143,9 @@ def lock_experiment(session: Session, experiment_id: int) -> None:
 def dataset_with_content(session: Session, experiment_id: int, sha256: str) -> Dataset | None:
     """The experiment's dataset holding exactly these bytes (any status), if any."""
     return session.exec(
-        select(Dataset).where(Dataset.experiment_id == experiment_id,
-                              Dataset.content_sha256 == sha256)
+        select(Dataset).where(
+            Dataset.experiment_id == experiment_id, Dataset.content_sha256 == sha256
+        )
     ).first()
 
 
@@ -145,9 +165,16 @@ class Reservation:
     created: bool
 
 
-def reserve_dataset(session: Session, experiment: Experiment, table, *, filename: str,
-                    actor: User | None, source: str = "upload",
-                    status: str = "importing") -> Reservation:
+def reserve_dataset(
+    session: Session,
+    experiment: Experiment,
+    table,
+    *,
+    filename: str,
+    actor: User | None,
+    source: str = "upload",
+    status: str = "importing",
+) -> Reservation:
     """Add the next dataset version for ``table`` (no rows yet), or find its twin.
 
     Takes the experiment's lock first (:func:`lock_experiment`), so the version read
@@ -183,8 +210,10 @@ def reserve_dataset(session: Session, experiment: Experiment, table, *, filename
             continue
         savepoint.commit()
         return Reservation(dataset, created=True)
-    raise Conflict("Another upload to this experiment was being stored at the same moment; "
-                   "please upload the file again.")
+    raise Conflict(
+        "Another upload to this experiment was being stored at the same moment; "
+        "please upload the file again."
+    )
 
 
 def activate_dataset(session: Session, dataset: Dataset) -> None:
@@ -235,28 +264,36 @@ def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
 
     count = stop - start
     segment = table.segment
-    segments = pa.array(_blank_as_none(None if segment is None else segment[start:stop], count), pa.string())
+    segments = pa.array(
+        _blank_as_none(None if segment is None else segment[start:stop], count), pa.string()
+    )
     days = table.days_to_value
-    block = pa.table({
-        "dataset_id": pa.array(np.full(count, dataset_id, dtype=np.int64)),
-        "account_id": pa.array(table.account_id[start:stop], pa.string()),
-        "variant": pa.array(table.variant[start:stop], pa.string()),
-        "start_cents": pa.array(table.start_cents[start:stop]),
-        "expansion_cents": pa.array(table.expansion_cents[start:stop]),
-        "contraction_cents": pa.array(table.contraction_cents[start:stop]),
-        "churned_cents": pa.array(table.churned_cents[start:stop]),
-        "segment": segments,
-        # from_pandas=True turns NaN (value not reached) into NULL
-        "days_to_value": (pa.array(days[start:stop], pa.float64(), from_pandas=True) if days is not None
-                          else pa.nulls(count, pa.float64())),
-    })
+    block = pa.table(
+        {
+            "dataset_id": pa.array(np.full(count, dataset_id, dtype=np.int64)),
+            "account_id": pa.array(table.account_id[start:stop], pa.string()),
+            "variant": pa.array(table.variant[start:stop], pa.string()),
+            "start_cents": pa.array(table.start_cents[start:stop]),
+            "expansion_cents": pa.array(table.expansion_cents[start:stop]),
+            "contraction_cents": pa.array(table.contraction_cents[start:stop]),
+            "churned_cents": pa.array(table.churned_cents[start:stop]),
+            "segment": segments,
+            # from_pandas=True turns NaN (value not reached) into NULL
+            "days_to_value": (
+                pa.array(days[start:stop], pa.float64(), from_pandas=True)
+                if days is not None
+                else pa.nulls(count, pa.float64())
+            ),
+        }
+    )
     out = io.BytesIO()
     pa_csv.write_csv(block, out, write_options=pa_csv.WriteOptions(include_header=False))
     return out.getvalue()
 
 
-def bulk_insert_rows(session: Session, dataset_id: int, table, *, start: int = 0,
-                     stop: int | None = None) -> None:
+def bulk_insert_rows(
+    session: Session, dataset_id: int, table, *, start: int = 0, stop: int | None = None
+) -> None:
     """Insert rows ``start:stop`` (default all) of ``table`` (an ``AccountTable``)."""
     connection = session.connection()
     dialect = connection.dialect.name
@@ -278,8 +315,15 @@ def bulk_insert_rows(session: Session, dataset_id: int, table, *, start: int = 0
     cursor.close()
 
 
-def store_dataset(session: Session, experiment: Experiment, table, *, filename: str,
-                  actor: User | None, source: str = "upload") -> Dataset:
+def store_dataset(
+    session: Session,
+    experiment: Experiment,
+    table,
+    *,
+    filename: str,
+    actor: User | None,
+    source: str = "upload",
+) -> Dataset:
     """Store ``table`` as the experiment's next, ready dataset in the caller's transaction.
 
     Flushed, not committed.
@@ -289,8 +333,9 @@ def store_dataset(session: Session, experiment: Experiment, table, *, filename: 
     DuplicateContent
         The experiment already holds a dataset with the same bytes; nothing was written.
     """
-    reservation = reserve_dataset(session, experiment, table, filename=filename, actor=actor,
-                                  source=source, status="ready")
+    reservation = reserve_dataset(
+        session, experiment, table, filename=filename, actor=actor, source=source, status="ready"
+    )
     if not reservation.created:
         raise DuplicateContent(reservation.dataset)
     bulk_insert_rows(session, reservation.dataset.id, table)
@@ -321,8 +366,19 @@ def _sums_columns():
 
 
 def _sums_row(variant, n, start, expansion, contraction, churned, sx, sxx, syy, sxy) -> ArmSumsRow:
-    return ArmSumsRow(str(variant), int(n), float(start), float(expansion), float(contraction),
-                      float(churned), float(sx), float(start), float(sxx), float(syy), float(sxy))
+    return ArmSumsRow(
+        str(variant),
+        int(n),
+        float(start),
+        float(expansion),
+        float(contraction),
+        float(churned),
+        float(sx),
+        float(start),
+        float(sxx),
+        float(syy),
+        float(sxy),
+    )
 
 
 def arm_sums(session: Session, dataset_id: int, *, segment: str | None = None) -> list[ArmSumsRow]:
@@ -336,7 +392,8 @@ def arm_sums(session: Session, dataset_id: int, *, segment: str | None = None) -
 
 
 def arm_sums_by_segment(session: Session, dataset_id: int) -> dict[str | None, list[ArmSumsRow]]:
-    """``{segment: per-variant sums}`` in one ``GROUP BY segment, variant``; ``None`` holds blank segments.
+    """``{segment: per-variant sums}`` in one ``GROUP BY segment, variant``; ``None`` holds
+    blank segments.
 
     Pooling every segment's rows (:func:`pool_sums`) gives the whole dataset's sums, so a
     dataset with segments needs this one scan only.
@@ -361,10 +418,24 @@ def pool_sums(groups) -> list[ArmSumsRow]:
     for rows in groups:
         for row in rows:
             total = pooled.setdefault(row.variant, [0] * 10)
-            for i, value in enumerate((row.n, row.start, row.expansion, row.contraction, row.churned,
-                                       row.sum_x, row.sum_y, row.sum_xx, row.sum_yy, row.sum_xy)):
+            for i, value in enumerate(
+                (
+                    row.n,
+                    row.start,
+                    row.expansion,
+                    row.contraction,
+                    row.churned,
+                    row.sum_x,
+                    row.sum_y,
+                    row.sum_xx,
+                    row.sum_yy,
+                    row.sum_xy,
+                )
+            ):
                 total[i] += value
-    return [ArmSumsRow(variant, int(t[0]), *map(float, t[1:])) for variant, t in sorted(pooled.items())]
+    return [
+        ArmSumsRow(variant, int(t[0]), *map(float, t[1:])) for variant, t in sorted(pooled.items())
+    ]
 
 
 def account_ratio_rows(session: Session, dataset_id: int) -> AccountRatios:
@@ -392,11 +463,18 @@ def account_ratio_rows(session: Session, dataset_id: int) -> AccountRatios:
     del rows
     end_cents = columns[:, 2].astype(np.float64)
     start_cents = columns[:, 3].astype(np.float64)
-    return AccountRatios(columns[:, 0].copy(), columns[:, 1].copy(), end_cents / start_cents,
-                         end_cents / 100, start_cents / 100)
+    return AccountRatios(
+        columns[:, 0].copy(),
+        columns[:, 1].copy(),
+        end_cents / start_cents,
+        end_cents / 100,
+        start_cents / 100,
+    )
 
 
-def account_ratios(session: Session, dataset_id: int, *, segment: str | None = None) -> dict[str, np.ndarray]:
+def account_ratios(
+    session: Session, dataset_id: int, *, segment: str | None = None
+) -> dict[str, np.ndarray]:
     """Per-account end/start by variant (rows are read only for the Mann-Whitney check)."""
     rows = account_ratio_rows(session, dataset_id)
     return rows.by_variant(None if segment is None else rows.segment == segment)
@@ -406,7 +484,8 @@ def segment_counts(session: Session, dataset_id: int) -> dict[str, int]:
     """``{segment: accounts}`` of the non-blank segments, largest first (ties by name)."""
     r = AccountRow
     rows = session.exec(
-        select(r.segment, func.count()).where(r.dataset_id == dataset_id, r.segment.is_not(None))
+        select(r.segment, func.count())
+        .where(r.dataset_id == dataset_id, r.segment.is_not(None))
         .group_by(r.segment)
     ).all()
     return {str(name): int(n) for name, n in sorted(rows, key=lambda item: (-item[1], item[0]))}

@@ -366,7 +366,8 @@ def delete_stage(
         raise ValidationFailed(
             {
                 "": (
-                    f"stage '{stage.name}' is the target of {used} experiment{'s' if used != 1 else ''}; "
+                    f"stage '{stage.name}' is the target of {used} "
+                    f"experiment{'s' if used != 1 else ''}; "
                     "move them to another stage before deleting it"
                 )
             }

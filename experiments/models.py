@@ -52,12 +52,12 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({quoted})"
 
 
-def _fk(target: str, *, ondelete: str | None = None, nullable: bool = True, index: bool = True) -> Any:
+def _fk(
+    target: str, *, ondelete: str | None = None, nullable: bool = True, index: bool = True
+) -> Any:
     return Field(
         default=None,
-        sa_column=Column(
-            ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index
-        ),
+        sa_column=Column(ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index),
     )
 
 
@@ -96,8 +96,14 @@ class TeamMembership(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(sa_column=Column(ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False, index=True))
-    team_id: int = Field(sa_column=Column(ForeignKey("team.id", ondelete="CASCADE"), nullable=False, index=True))
+    user_id: int = Field(
+        sa_column=Column(
+            ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    team_id: int = Field(
+        sa_column=Column(ForeignKey("team.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
     role: str = Field(default="viewer", max_length=20)
 
 
@@ -145,7 +151,9 @@ class JourneyStage(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("journey_id", "name"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    journey_id: int = Field(sa_column=Column(ForeignKey("journey.id", ondelete="CASCADE"), nullable=False, index=True))
+    journey_id: int = Field(
+        sa_column=Column(ForeignKey("journey.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
     name: str = Field(max_length=200)
     position: int = Field(default=0)
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
@@ -170,7 +178,11 @@ class Experiment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=200)
-    node_id: int = Field(sa_column=Column(ForeignKey("driver_node.id", ondelete="RESTRICT"), nullable=False, index=True))
+    node_id: int = Field(
+        sa_column=Column(
+            ForeignKey("driver_node.id", ondelete="RESTRICT"), nullable=False, index=True
+        )
+    )
     stage_id: int | None = _fk("journey_stage.id", ondelete="RESTRICT")
     team_id: int | None = _fk("team.id", ondelete="RESTRICT")
     owner_id: int | None = _fk("user_account.id", ondelete="SET NULL")
@@ -211,7 +223,11 @@ class Variant(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True))
+    experiment_id: int = Field(
+        sa_column=Column(
+            ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
     key: str = Field(max_length=64)
     name: str = Field(default="", max_length=200)
     weight: float = Field(default=1.0)
@@ -227,7 +243,11 @@ class Amendment(SQLModel, table=True):
     __tablename__ = "amendment"
 
     id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True))
+    experiment_id: int = Field(
+        sa_column=Column(
+            ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
     field: str = Field(max_length=60)
     old_value: str = Field(default="", sa_type=Text)
     new_value: str = Field(default="", sa_type=Text)
@@ -255,7 +275,11 @@ class Dataset(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True))
+    experiment_id: int = Field(
+        sa_column=Column(
+            ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
     version: int
     source: str = Field(default="upload", max_length=20)
     filename: str = Field(default="", max_length=255)
@@ -265,8 +289,9 @@ class Dataset(SQLModel, table=True):
     content_sha256: str | None = Field(default=None, max_length=64)
     # "importing" while a background upload writes its rows: invisible to every reader
     # until one short transaction flips it to "ready".
-    status: str = Field(default="ready", max_length=20,
-                        sa_column_kwargs={"server_default": "ready"})
+    status: str = Field(
+        default="ready", max_length=20, sa_column_kwargs={"server_default": "ready"}
+    )
     row_count: int = Field(default=0)
     has_segment: bool = Field(default=False)
     has_days_to_value: bool = Field(default=False)
@@ -281,8 +306,11 @@ class UploadJob(SQLModel, table=True):
     __table_args__ = (CheckConstraint(_in("state", UPLOAD_JOB_STATES), name="state"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"),
-                                                nullable=False, index=True))
+    experiment_id: int = Field(
+        sa_column=Column(
+            ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
     filename: str = Field(default="", max_length=255)
     state: str = Field(default="queued", max_length=20)
     phase: str = Field(default="", max_length=40)
@@ -310,7 +338,9 @@ class AccountRow(SQLModel, table=True):
             "expansion_cents >= 0 AND contraction_cents >= 0 AND churned_cents >= 0",
             name="money_nonnegative",
         ),
-        CheckConstraint("contraction_cents + churned_cents <= start_cents", name="loss_within_start"),
+        CheckConstraint(
+            "contraction_cents + churned_cents <= start_cents", name="loss_within_start"
+        ),
         CheckConstraint("days_to_value IS NULL OR days_to_value >= 0", name="days_nonnegative"),
         # No (dataset_id, variant) index: the unique (dataset_id, account_id) index
         # already finds a dataset's rows, and a second index costs ~3 s per million
@@ -318,8 +348,15 @@ class AccountRow(SQLModel, table=True):
     )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
-    dataset_id: int = Field(sa_column=Column(ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    dataset_id: int = Field(
+        sa_column=Column(ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False)
+    )
     account_id: str = Field(max_length=200)
     variant: str = Field(max_length=64)
     start_cents: int = Field(sa_type=BigInteger)
@@ -339,8 +376,14 @@ class AnalysisSnapshot(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True))
-    dataset_id: int = Field(sa_column=Column(ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False, index=True))
+    experiment_id: int = Field(
+        sa_column=Column(
+            ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    dataset_id: int = Field(
+        sa_column=Column(ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
     computed_at: datetime = Field(default_factory=utcnow)
     # The headline verdict: the first treatment's, or srm. Kept as a column so the
     # registry and the review can filter without parsing the JSON.
@@ -368,8 +411,16 @@ class ReviewItem(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    meeting_id: int = Field(sa_column=Column(ForeignKey("review_meeting.id", ondelete="CASCADE"), nullable=False, index=True))
-    experiment_id: int = Field(sa_column=Column(ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True))
+    meeting_id: int = Field(
+        sa_column=Column(
+            ForeignKey("review_meeting.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    experiment_id: int = Field(
+        sa_column=Column(
+            ForeignKey("experiment.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
     note: str = Field(default="", sa_type=Text)
     action: str = Field(default="", sa_type=Text)
     action_owner_id: int | None = _fk("user_account.id", ondelete="SET NULL")

@@ -33,8 +33,13 @@ from stats import plan_sample_sizes, required_sample_size
 #: The per-account spread assumed when no snapshot gives a measured one.
 DEFAULT_SIGMA = 0.25
 PLANNER_DEFAULTS: dict[str, str] = {
-    "baseline_nrr": "1.0", "sigma": str(DEFAULT_SIGMA), "mde": "0.02", "alpha": "0.05", "power": "0.8",
-    "treatment_share": "0.5", "weekly_enrolment": "250",
+    "baseline_nrr": "1.0",
+    "sigma": str(DEFAULT_SIGMA),
+    "mde": "0.02",
+    "alpha": "0.05",
+    "power": "0.8",
+    "treatment_share": "0.5",
+    "weekly_enrolment": "250",
 }
 PLANNER_FIELDS: tuple[str, ...] = (*PLANNER_DEFAULTS, "experiment")
 
@@ -73,7 +78,8 @@ def _latest_history(session: Session, user: User, experiments: list[Experiment])
         return None
     by_id = {e.id: e for e in experiments}
     snapshots = session.exec(
-        select(AnalysisSnapshot).where(AnalysisSnapshot.experiment_id.in_(list(by_id)))
+        select(AnalysisSnapshot)
+        .where(AnalysisSnapshot.experiment_id.in_(list(by_id)))
         .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
     ).all()
     for snapshot in snapshots:
@@ -86,25 +92,44 @@ def _latest_history(session: Session, user: User, experiments: list[Experiment])
 
 def _visible_experiments(session: Session, user: User, query) -> list[Experiment]:
     teams = visible_team_ids(session, user)
-    return [e for e in session.exec(query).all() if teams is None or e.team_id is None or e.team_id in teams]
+    return [
+        e
+        for e in session.exec(query).all()
+        if teams is None or e.team_id is None or e.team_id in teams
+    ]
 
 
 def experiment_history(session: Session, user: User, key: str) -> History | None:
-    """The spread measured by experiment ``key`` (``None``: unknown, hidden, or no usable snapshot)."""
-    return _latest_history(session, user, _visible_experiments(session, user, select(Experiment).where(Experiment.key == key)))
+    """The spread measured by experiment ``key`` (``None``: unknown, hidden, or no usable
+    snapshot)."""
+    return _latest_history(
+        session,
+        user,
+        _visible_experiments(session, user, select(Experiment).where(Experiment.key == key)),
+    )
 
 
 def branch_history(session: Session, user: User, node_id: int) -> History | None:
     """The newest spread measured on the branch of ``node_id`` (the node and its descendants)."""
     nodes = branch_ids(session, node_id)
-    return _latest_history(session, user, _visible_experiments(
-        session, user, select(Experiment).where(Experiment.node_id.in_(nodes))))
+    return _latest_history(
+        session,
+        user,
+        _visible_experiments(
+            session, user, select(Experiment).where(Experiment.node_id.in_(nodes))
+        ),
+    )
 
 
 def stage_history(session: Session, user: User, stage_id: int) -> History | None:
     """The newest spread measured by an experiment on journey stage ``stage_id``."""
-    return _latest_history(session, user, _visible_experiments(
-        session, user, select(Experiment).where(Experiment.stage_id == stage_id)))
+    return _latest_history(
+        session,
+        user,
+        _visible_experiments(
+            session, user, select(Experiment).where(Experiment.stage_id == stage_id)
+        ),
+    )
 
 
 #: How an assumed sigma is labelled wherever it is shown or stored.
@@ -120,8 +145,9 @@ class PlanningSigma:
     measured: bool
 
 
-def planning_sigma(session: Session, user: User, node_id: int | None,
-                   stage_id: int | None = None) -> PlanningSigma:
+def planning_sigma(
+    session: Session, user: User, node_id: int | None, stage_id: int | None = None
+) -> PlanningSigma:
     """The measured sigma for a plan: the control arms of earlier experiments on the same
     branch, else on the same journey stage; else :data:`DEFAULT_SIGMA`, flagged as assumed.
     """
@@ -132,16 +158,26 @@ def planning_sigma(session: Session, user: User, node_id: int | None,
         where = "this journey stage"
     if history is None:
         return PlanningSigma(DEFAULT_SIGMA, ASSUMED_SOURCE, False)
-    return PlanningSigma(history.sigma, (
-        f"measured: the control arm of '{history.experiment_key}' on {where} "
-        f"({history.computed_at:%Y-%m-%d})"), True)
+    return PlanningSigma(
+        history.sigma,
+        (
+            f"measured: the control arm of '{history.experiment_key}' on {where} "
+            f"({history.computed_at:%Y-%m-%d})"
+        ),
+        True,
+    )
 
 
 def experiments_with_history(session: Session, user: User) -> list[Experiment]:
     """Visible experiments that have at least one snapshot, newest first (the planner's picker)."""
     with_snapshots = select(AnalysisSnapshot.experiment_id).distinct()
-    return _visible_experiments(session, user, select(Experiment).where(Experiment.id.in_(with_snapshots))
-                                .order_by(Experiment.created_at.desc(), Experiment.id.desc()))
+    return _visible_experiments(
+        session,
+        user,
+        select(Experiment)
+        .where(Experiment.id.in_(with_snapshots))
+        .order_by(Experiment.created_at.desc(), Experiment.id.desc()),
+    )
 
 
 @dataclass(frozen=True)
@@ -159,7 +195,9 @@ class Allocation:
         return self.control + sum(self.treatments)
 
 
-def size_arms(mde: float, sigma: float, *, alpha: float, power: float, weights: tuple[float, ...]) -> Allocation:
+def size_arms(
+    mde: float, sigma: float, *, alpha: float, power: float, weights: tuple[float, ...]
+) -> Allocation:
     """Accounts per arm for a control and treatments planned at ``weights`` (control first).
 
     Each treatment is compared with the control; the control must be large
@@ -216,7 +254,10 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
     """
     # A field missing from the query (a shared link such as ?mde=0.03) takes its
     # default; a field sent blank stays blank, so clearing it is answered, not undone.
-    values = {k: str(args.get(k) or "") if k in args else PLANNER_DEFAULTS.get(k, "") for k in PLANNER_FIELDS}
+    values = {
+        k: str(args.get(k) or "") if k in args else PLANNER_DEFAULTS.get(k, "")
+        for k in PLANNER_FIELDS
+    }
     result = PlannerResult(values=values)
     errors = FieldErrors()
     key = read_text(values, "experiment", errors, max_length=64)
@@ -224,7 +265,9 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
         result.history = experiment_history(session, user, key)
         if result.history is None:
             result.history_missing = True
-            errors.add("experiment", "has no analysis results to take the spread from; enter sigma instead")
+            errors.add(
+                "experiment", "has no analysis results to take the spread from; enter sigma instead"
+            )
     if result.history is not None:
         result.sigma = result.history.sigma
         result.baseline_nrr = result.history.baseline_nrr
@@ -253,9 +296,18 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
         errors.add("weekly_enrolment", "must be greater than 0 (accounts enrolled per week)")
     result.weekly_enrolment = weekly
     result.errors = dict(errors)
-    if errors or result.sigma is None or result.mde is None or alpha is None or power is None or share is None:
+    if (
+        errors
+        or result.sigma is None
+        or result.mde is None
+        or alpha is None
+        or power is None
+        or share is None
+    ):
         return result
-    result.allocation = size_arms(result.mde, result.sigma, alpha=alpha, power=power, weights=(1 - share, share))
+    result.allocation = size_arms(
+        result.mde, result.sigma, alpha=alpha, power=power, weights=(1 - share, share)
+    )
     if result.allocation.total is not None and weekly:
         result.weeks = math.ceil(result.allocation.total / weekly)
     return result
@@ -298,14 +350,16 @@ def branch_enrolment_rate(session: Session, user: User, node_id: int) -> float |
     the branch has two uploads with growth.
     """
     nodes = branch_ids(session, node_id)
-    experiments = _visible_experiments(session, user, select(Experiment).where(
-        Experiment.node_id.in_(nodes)))
+    experiments = _visible_experiments(
+        session, user, select(Experiment).where(Experiment.node_id.in_(nodes))
+    )
     best: tuple[datetime, float] | None = None
     for experiment in experiments:
         uploads = session.exec(
             select(Dataset.uploaded_at, Dataset.row_count)
             .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
-            .order_by(Dataset.version.desc()).limit(2)
+            .order_by(Dataset.version.desc())
+            .limit(2)
         ).all()
         if len(uploads) < 2:
             continue
@@ -334,30 +388,55 @@ def sample_size_hint(session: Session, user: User, data: Mapping[str, Any]) -> S
     mde = read_number(data, "mde", errors, required=True)
     alpha = read_number(data, "alpha", errors, required=True)
     power = read_number(data, "power", errors, required=True)
-    if errors or mde is None or alpha is None or power is None or not (
-            0 < mde < 1 and 0 < alpha <= 0.5 and 0.5 <= power <= 0.99):
-        return SampleSizeHint(None, found.sigma, history,
-                              "Enter an MDE between 0 and 1, alpha in (0, 0.5] and power in "
-                              "[0.5, 0.99] to see the sample size.", **common)
+    if (
+        errors
+        or mde is None
+        or alpha is None
+        or power is None
+        or not (0 < mde < 1 and 0 < alpha <= 0.5 and 0.5 <= power <= 0.99)
+    ):
+        return SampleSizeHint(
+            None,
+            found.sigma,
+            history,
+            "Enter an MDE between 0 and 1, alpha in (0, 0.5] and power in "
+            "[0.5, 0.99] to see the sample size.",
+            **common,
+        )
     keys, weights = _weights(data)
     names = [f"{i}:{key}" for i, key in enumerate(keys)]  # unique even while keys repeat
-    sizes = plan_sample_sizes(mde, found.sigma, control=names[0],
-                              weights=dict(zip(names, weights, strict=True)),
-                              alpha=alpha, power=power)
+    sizes = plan_sample_sizes(
+        mde,
+        found.sigma,
+        control=names[0],
+        weights=dict(zip(names, weights, strict=True)),
+        alpha=alpha,
+        power=power,
+    )
     needs = [sizes.required_n[name] for name in names]
     ratios = tuple(w / weights[0] for w in weights[1:])
     if any(n is None for n in needs):
         allocation = Allocation(None, (), ratios)
-        message = ("More than ten million accounts per arm: the MDE is too small for this "
-                   "spread.")
+        message = "More than ten million accounts per arm: the MDE is too small for this spread."
     else:
         allocation = Allocation(needs[0], tuple(needs[1:]), ratios)
         message = ""
     weekly = branch_enrolment_rate(session, user, node_id) if node_id else None
-    weeks = (math.ceil(allocation.total / weekly)
-             if weekly and allocation.total is not None else None)
-    return SampleSizeHint(allocation, found.sigma, history, message, keys, mde, **common,
-                          alpha_sizing=sizes.alpha_sizing, weekly_enrolment=weekly, weeks=weeks)
+    weeks = (
+        math.ceil(allocation.total / weekly) if weekly and allocation.total is not None else None
+    )
+    return SampleSizeHint(
+        allocation,
+        found.sigma,
+        history,
+        message,
+        keys,
+        mde,
+        **common,
+        alpha_sizing=sizes.alpha_sizing,
+        weekly_enrolment=weekly,
+        weeks=weeks,
+    )
 
 
 def _weights(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[float, ...]]:

@@ -270,8 +270,11 @@ def _current_plan(session: Session, experiment: Experiment) -> dict[str, Any]:
     variants = variants_of(session, experiment)
     control = next((v.key for v in variants if v.is_control), None)
     plan = {name: getattr(experiment, name) for name in (*OPEN_FIELDS, *PLAN_VALUES)}
-    plan.update(variants=describe_variants(variants), control=control,
-                sequential=bool(experiment.sequential))
+    plan.update(
+        variants=describe_variants(variants),
+        control=control,
+        sequential=bool(experiment.sequential),
+    )
     return plan
 
 
@@ -344,8 +347,9 @@ def register_experiment(session: Session, data: Mapping[str, Any], *, actor: Use
     errors.raise_if_any()
     # The plan states the sigma it was sized with and its source (re-measured at start).
     found = planning_sigma(session, actor, plan.values["node_id"], plan.values["stage_id"])
-    experiment = Experiment(key=key, created_by_id=actor.id, sigma=found.sigma,
-                            sigma_source=found.source, **plan.values)
+    experiment = Experiment(
+        key=key, created_by_id=actor.id, sigma=found.sigma, sigma_source=found.source, **plan.values
+    )
     session.add(experiment)
     session.flush()
     _write_variants(session, experiment, plan)
@@ -422,9 +426,9 @@ def _apply_plan(
             raise ValidationFailed(
                 {
                     "variants": (
-                        "variant keys cannot be added, removed or renamed after the start (uploaded "
-                        f"data refers to them: {', '.join(old_keys)}); amend their weights, names or "
-                        "the control instead"
+                        "variant keys cannot be added, removed or renamed after the start "
+                        f"(uploaded data refers to them: {', '.join(old_keys)}); amend their "
+                        "weights, names or the control instead"
                     )
                 }
             )
@@ -503,12 +507,19 @@ def update_experiment(
             {"": "this experiment is decided and closed; its plan can no longer change"}
         )
     errors = FieldErrors()
-    plan = read_plan(session, data, actor=actor, errors=errors,
-                     default_analysis=_analysis_of(experiment))
-    if (experiment.status != "draft" and "analysis" not in errors
-            and plan.values["sequential"] != bool(experiment.sequential)):
-        errors.add("analysis", "is locked since the start (sequential or fixed horizon is "
-                               "chosen before any data is read)")
+    plan = read_plan(
+        session, data, actor=actor, errors=errors, default_analysis=_analysis_of(experiment)
+    )
+    if (
+        experiment.status != "draft"
+        and "analysis" not in errors
+        and plan.values["sequential"] != bool(experiment.sequential)
+    ):
+        errors.add(
+            "analysis",
+            "is locked since the start (sequential or fixed horizon is "
+            "chosen before any data is read)",
+        )
     if "team_id" not in errors and (
         problem := team_change_problem(session, actor, experiment.team_id, plan.values["team_id"])
     ):
@@ -573,8 +584,9 @@ def amend_experiment(
         )
     data = {**form_values(session, experiment), **changes}
     errors = FieldErrors()
-    plan = read_plan(session, data, actor=actor, errors=errors,
-                     default_analysis=_analysis_of(experiment))
+    plan = read_plan(
+        session, data, actor=actor, errors=errors, default_analysis=_analysis_of(experiment)
+    )
     text = read_text(
         {"reason": reason},
         "reason",
@@ -641,9 +653,14 @@ def _locked_sizes(session: Session, actor: User, experiment: Experiment) -> Lock
         found = PlanningSigma(float(experiment.sigma), experiment.sigma_source or "given", True)
     variants = variants_of(session, experiment)
     control = next((v.key for v in variants if v.is_control), variants[0].key if variants else "")
-    sizes = plan_sample_sizes(float(experiment.mde), found.sigma, control=control,
-                              weights={v.key: float(v.weight) for v in variants},
-                              alpha=float(experiment.alpha), power=float(experiment.power))
+    sizes = plan_sample_sizes(
+        float(experiment.mde),
+        found.sigma,
+        control=control,
+        weights={v.key: float(v.weight) for v in variants},
+        alpha=float(experiment.alpha),
+        power=float(experiment.power),
+    )
     return LockedSizes(found.sigma, found.source, dict(sizes.required_n))
 
 
@@ -684,9 +701,15 @@ def start_experiment(
         team_id=experiment.team_id,
         diff={
             "status": ["draft", "running"],
-            "locked_plan": [None, {**_current_plan(session, experiment),
-                                   "sigma": locked.sigma, "sigma_source": locked.source,
-                                   "required_n": locked.required_n}],
+            "locked_plan": [
+                None,
+                {
+                    **_current_plan(session, experiment),
+                    "sigma": locked.sigma,
+                    "sigma_source": locked.source,
+                    "required_n": locked.required_n,
+                },
+            ],
         },
     )
     return experiment

@@ -463,7 +463,8 @@ def move_node(
         raise ValidationFailed(
             {
                 "parent_id": (
-                    f"'{node.name}' cannot be moved under '{parent.name}': '{parent.name}' is inside the branch "
+                    f"'{node.name}' cannot be moved under '{parent.name}': '{parent.name}' is "
+                    "inside the branch "
                     f"of '{node.name}', so the tree would loop back on itself"
                 )
             }

@@ -14,12 +14,19 @@ target_metadata = SQLModel.metadata
 
 def _url() -> str:
     # A caller (tests, the CLI) may pass a URL explicitly; otherwise the app's rule.
-    return config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or database_url()
+    return (
+        config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or database_url()
+    )
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True, compare_type=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -36,8 +43,12 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

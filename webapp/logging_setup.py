@@ -26,7 +26,9 @@ _SECRET_VALUE = re.compile(
     rf"""(?i)(["']?\b(?:{_SECRET_KEYS})["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"'}}]+)"""
 )
 # Headers whose whole value is a credential: redact to the end of the line.
-_SECRET_HEADER = re.compile(r"(?i)(\b(?:cookie|set-cookie|authorization|proxy-authorization)\s*[=:]\s*)[^\n]*")
+_SECRET_HEADER = re.compile(
+    r"(?i)(\b(?:cookie|set-cookie|authorization|proxy-authorization)\s*[=:]\s*)[^\n]*"
+)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 
 

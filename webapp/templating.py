@@ -30,7 +30,9 @@ def pvalue(value: float | None) -> str:
 
 
 def init_templating(app: Flask) -> None:
-    app.jinja_env.filters.update(pts=pts, size_pts=size_pts, pct=pct, money=formatting.money, pvalue=pvalue)
+    app.jinja_env.filters.update(
+        pts=pts, size_pts=size_pts, pct=pct, money=formatting.money, pvalue=pvalue
+    )
     app.jinja_env.globals.update(csrf_token=generate_csrf)
 
     @app.context_processor

@@ -67,7 +67,9 @@ def test_objects_of_no_team_use_the_global_role(session, teams):
 
 def test_highest_role_counts_team_roles(session, teams):
     growth, success = teams
-    user = make(session, "ana@example.com", "viewer", [(growth, "analyst"), (success, "experimenter")])
+    user = make(
+        session, "ana@example.com", "viewer", [(growth, "analyst"), (success, "experimenter")]
+    )
     assert highest_role(session, user) == "experimenter"
     assert team_roles(session, user) == {growth.id: "analyst", success.id: "experimenter"}
     assert highest_role(session, make(session, "bob@example.com", "viewer")) == "viewer"

@@ -31,7 +31,9 @@ def two_arm_file(tmp_path):
     for i in range(600):
         variant = "control" if i % 2 == 0 else "treatment"
         start = round(float(np.exp(rng.normal(6, 1))), 2)
-        expansion = round(start * 0.3, 2) if rng.random() < (0.3 if variant == "treatment" else 0.15) else 0
+        expansion = (
+            round(start * 0.3, 2) if rng.random() < (0.3 if variant == "treatment" else 0.15) else 0
+        )
         churned = start if rng.random() < 0.05 else 0
         lines.append(f"a{i},{variant},{start:.2f},{expansion:.2f},0,{churned:.2f}")
     path.write_text("\n".join(lines) + "\n")
@@ -49,7 +51,12 @@ def test_json_report_matches_an_independent_computation(two_arm_file):
         rows = list(csv.DictReader(handle))
     for row in rows:
         start = float(row["start_mrr"])
-        end = start + float(row["expansion_mrr"]) - float(row["contraction_mrr"]) - float(row["churned_mrr"])
+        end = (
+            start
+            + float(row["expansion_mrr"])
+            - float(row["contraction_mrr"])
+            - float(row["churned_mrr"])
+        )
         s = sums.setdefault(row["variant"], [0.0, 0.0])
         s[0] += end
         s[1] += start
@@ -65,7 +72,9 @@ def test_csv_format_is_one_row_per_comparison(two_arm_file):
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 1 and rows[0]["variant"] == "treatment"
-    assert float(rows[0]["uplift_abs"]) == pytest.approx(json.loads(run(two_arm_file).stdout)["comparisons"][0]["uplift_abs"])
+    assert float(rows[0]["uplift_abs"]) == pytest.approx(
+        json.loads(run(two_arm_file).stdout)["comparisons"][0]["uplift_abs"]
+    )
 
 
 def test_markdown_format_is_readable(two_arm_file):
@@ -78,7 +87,9 @@ def test_markdown_format_is_readable(two_arm_file):
 
 
 def test_sample_file_analyses(tmp_path):
-    result = run(SAMPLES / "accounts_example.csv", "--weights", "control=1,treatment=1", "--mde", "0.05")
+    result = run(
+        SAMPLES / "accounts_example.csv", "--weights", "control=1,treatment=1", "--mde", "0.05"
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["mde"] == 0.05
 
@@ -92,18 +103,45 @@ def _bad(tmp_path, body: str, name="bad.csv"):
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("account_id,variant,expansion_mrr\na,control,1\n", "line 1: missing required column: start_mrr"),
-        (HEADER + "a,control,-5,0,0,0\nb,treatment,5,0,0,0\n", "line 2, start_mrr: must be greater than 0"),
-        (HEADER + "a,control,5,abc,0,0\nb,treatment,5,0,0,0\n", 'line 2, expansion_mrr: "abc" is not a plain number'),
-        (HEADER + "a,control,5,0,3,3\nb,treatment,5,0,0,0\n", "line 2, churned_mrr: contraction_mrr + churned_mrr"),
-        (HEADER + "a,control,0,0,0,0\nb,treatment,5,0,0,0\n", "line 2, start_mrr: must be greater than 0"),
-        (HEADER + "a,control,5,0,0,0\na,treatment,5,0,0,0\n", "line 3, account_id: duplicate of line 2"),
+        (
+            "account_id,variant,expansion_mrr\na,control,1\n",
+            "line 1: missing required column: start_mrr",
+        ),
+        (
+            HEADER + "a,control,-5,0,0,0\nb,treatment,5,0,0,0\n",
+            "line 2, start_mrr: must be greater than 0",
+        ),
+        (
+            HEADER + "a,control,5,abc,0,0\nb,treatment,5,0,0,0\n",
+            'line 2, expansion_mrr: "abc" is not a plain number',
+        ),
+        (
+            HEADER + "a,control,5,0,3,3\nb,treatment,5,0,0,0\n",
+            "line 2, churned_mrr: contraction_mrr + churned_mrr",
+        ),
+        (
+            HEADER + "a,control,0,0,0,0\nb,treatment,5,0,0,0\n",
+            "line 2, start_mrr: must be greater than 0",
+        ),
+        (
+            HEADER + "a,control,5,0,0,0\na,treatment,5,0,0,0\n",
+            "line 3, account_id: duplicate of line 2",
+        ),
         ("", "the file is empty"),
         (HEADER, "the file has a header but no data rows"),
         (HEADER + "a,control,5,0,0,0\nb,control,5,0,0,0\n", "only one variant"),
     ],
-    ids=["missing-column", "negative", "non-numeric", "loss-exceeds-start", "start-zero", "duplicate",
-         "empty", "header-only", "one-variant"],
+    ids=[
+        "missing-column",
+        "negative",
+        "non-numeric",
+        "loss-exceeds-start",
+        "start-zero",
+        "duplicate",
+        "empty",
+        "header-only",
+        "one-variant",
+    ],
 )
 def test_bad_files_exit_2_with_the_line_and_column(tmp_path, body, expected):
     result = run(_bad(tmp_path, body))
@@ -118,8 +156,14 @@ def test_bad_files_exit_2_with_the_line_and_column(tmp_path, body, expected):
     [
         (["--control", "baseline"], "--control: variant 'baseline' is not in the file"),
         (["--weights", "control=1,treatment"], "--weights: 'treatment' is not variant=weight"),
-        (["--weights", "control=1,treatment=x"], "--weights: weight of 'treatment' is not a number"),
-        (["--weights", "control=1,treatment=0"], "--weights: weight of 'treatment' must be a number greater than 0"),
+        (
+            ["--weights", "control=1,treatment=x"],
+            "--weights: weight of 'treatment' is not a number",
+        ),
+        (
+            ["--weights", "control=1,treatment=0"],
+            "--weights: weight of 'treatment' must be a number greater than 0",
+        ),
         (["--weights", "control=1,treatment=1,ghost=1"], "--weights: unknown variant(s) ghost"),
         (["--alpha", "0.7"], "alpha"),
         (["--power", "0.3"], "power"),
@@ -149,11 +193,17 @@ def test_missing_file_is_exit_2(tmp_path):
 
 def test_real_process_prints_no_traceback_and_exit_2(tmp_path):
     path = _bad(tmp_path, HEADER + "a,control,-1,0,0,0\n")
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "analyze", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "analyze", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"{path}: line 2, start_mrr: must be greater than 0"]
+    assert proc.stderr.strip().splitlines() == [
+        f"{path}: line 2, start_mrr: must be greater than 0"
+    ]
 
 
 # --- issue 13 -------------------------------------------------------------------------------
@@ -186,8 +236,10 @@ def test_weights_size_each_arm_for_its_allocation(tmp_path):
     # statsmodels: nobs1 = control, ratio = n_T / n_C = 1/3
     x = TTestIndPower().solve_power(effect_size=0.02 / 0.5, alpha=0.05, power=0.8, ratio=1 / 3)
     n_control = int(np.ceil(x))
-    assert report["required_n"] == {"control": n_control,
-                                    "treatment": int(np.ceil(round(n_control / 3, 9)))}
+    assert report["required_n"] == {
+        "control": n_control,
+        "treatment": int(np.ceil(round(n_control / 3, 9))),
+    }
     assert report["alpha_sizing"] == 0.05 and report["sigma_source"] == "given"
     # the issue's figures: ≈ 21,405 control / 7,135 treatment at the σ that gives 10,701 per arm
     sigma = 0.02 / TTestIndPower().solve_power(nobs1=10_701, alpha=0.05, power=0.8, ratio=1.0)
@@ -209,7 +261,7 @@ def test_mde_in_points_is_refused_with_a_hint(two_arm_file, mde):
 @pytest.mark.parametrize("odd", ["Control", "con\x00trol", "contr\u200bol", "CONTROL"])
 def test_variant_names_must_match_exactly(tmp_path, odd):
     rows = [f"a{i},{'control' if i % 2 else 'treatment'},100,{i % 7},0,0\n" for i in range(40)]
-    rows.append(f"odd,\"{odd}\",100,0,0,0\n")
+    rows.append(f'odd,"{odd}",100,0,0,0\n')
     result = run(_write(tmp_path, rows))
     assert result.exit_code == 2, result.stdout
     assert "variant" in result.stderr and "line 42" in result.stderr

@@ -37,10 +37,15 @@ def test_db_upgrade_seed_and_create_user_on_a_fresh_database(scratch_database, m
     assert "demo sign-in: admin@nrrlab.example" in result.output
     again = runner.invoke(main, ["seed-demo", "--if-empty"])
     assert again.exit_code == 0 and "already present" in again.output
-    made = runner.invoke(main, ["create-user", "ana@example.com", "--role", "admin"],
-                         env={"NRRLAB_PASSWORD": "a long enough passphrase"})
+    made = runner.invoke(
+        main,
+        ["create-user", "ana@example.com", "--role", "admin"],
+        env={"NRRLAB_PASSWORD": "a long enough passphrase"},
+    )
     assert made.exit_code == 0, made.output
-    weak = runner.invoke(main, ["create-user", "bo@example.com"], env={"NRRLAB_PASSWORD": "password"})
+    weak = runner.invoke(
+        main, ["create-user", "bo@example.com"], env={"NRRLAB_PASSWORD": "password"}
+    )
     assert weak.exit_code == 2
     assert "password: is one of the most common passwords" in weak.output
 
@@ -62,9 +67,11 @@ def test_demo_seed_is_deterministic(scratch_database):
         with session_scope(engine) as session:
             seed(session)
         with session_scope(engine) as session:
-            rows = session.exec(select(Experiment.key, Experiment.status, Dataset.sha256, Dataset.row_count)
-                                .join(Dataset, Dataset.experiment_id == Experiment.id)
-                                .order_by(Experiment.key)).all()
+            rows = session.exec(
+                select(Experiment.key, Experiment.status, Dataset.sha256, Dataset.row_count)
+                .join(Dataset, Dataset.experiment_id == Experiment.id)
+                .order_by(Experiment.key)
+            ).all()
             fingerprints.append(rows)
             statuses = {e.status for e in session.exec(select(Experiment)).all()}
         engine.dispose()
@@ -91,15 +98,22 @@ def test_demo_tells_every_verdict(scratch_database):
     with session_scope(engine) as session:
         seed(session)
     with session_scope(engine) as session:
-        verdicts = dict(session.exec(select(Experiment.key, AnalysisSnapshot.verdict)
-                                     .join(AnalysisSnapshot, AnalysisSnapshot.experiment_id == Experiment.id)).all())
-        decided = session.exec(select(Experiment).where(Experiment.key == "onboarding-checklist")).one()
+        verdicts = dict(
+            session.exec(
+                select(Experiment.key, AnalysisSnapshot.verdict).join(
+                    AnalysisSnapshot, AnalysisSnapshot.experiment_id == Experiment.id
+                )
+            ).all()
+        )
+        decided = session.exec(
+            select(Experiment).where(Experiment.key == "onboarding-checklist")
+        ).one()
     engine.dispose()
     assert verdicts == {
-        "onboarding-checklist": "win",      # shipped on a real effect
-        "seat-limit-nudge": "win",          # one of two treatments wins
+        "onboarding-checklist": "win",  # shipped on a real effect
+        "seat-limit-nudge": "win",  # one of two treatments wins
         "downgrade-save-offer": "inconclusive",  # no effect, enough accounts
-        "winback-sequence": "srm",          # 1380 vs 1120 at a 50/50 plan
-        "weekly-digest": "underpowered",    # 300 per arm
+        "winback-sequence": "srm",  # 1380 vs 1120 at a 50/50 plan
+        "weekly-digest": "underpowered",  # 300 per arm
     }
     assert decided.decision == "ship"

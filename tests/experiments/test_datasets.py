@@ -1,4 +1,5 @@
-"""Dataset storage: the bulk insert round-trips exactly on both backends; sums and ratios read back."""
+"""Dataset storage: the bulk insert round-trips exactly on both backends; sums and ratios read
+back."""
 
 from __future__ import annotations
 
@@ -39,20 +40,39 @@ def stored(session):
 
 def test_rows_round_trip_exactly_with_nulls(session, stored):
     _, _, dataset = stored
-    rows = {r.account_id: r for r in session.exec(select(AccountRow).where(AccountRow.dataset_id == dataset.id))}
+    rows = {
+        r.account_id: r
+        for r in session.exec(select(AccountRow).where(AccountRow.dataset_id == dataset.id))
+    }
     assert set(rows) == {"a1", "a2", "a3", "a4", "a5"}
-    assert (rows["a1"].start_cents, rows["a1"].expansion_cents, rows["a1"].days_to_value) == (10010, 505, 3.5)
+    assert (rows["a1"].start_cents, rows["a1"].expansion_cents, rows["a1"].days_to_value) == (
+        10010,
+        505,
+        3.5,
+    )
     assert rows["a2"].segment == 'Ent, "Strategic"' and rows["a2"].days_to_value is None
     assert rows["a2"].contraction_cents == 2050
-    assert rows["a3"].segment is None and rows["a3"].churned_cents == 5000 and rows["a3"].days_to_value == 0
+    assert (
+        rows["a3"].segment is None
+        and rows["a3"].churned_cents == 5000
+        and rows["a3"].days_to_value == 0
+    )
     assert rows["a5"].start_cents == 123456789 and rows["a5"].segment == "Mid"
-    assert dataset.version == 1 and dataset.row_count == 5 and dataset.has_segment and dataset.has_days_to_value
+    assert (
+        dataset.version == 1
+        and dataset.row_count == 5
+        and dataset.has_segment
+        and dataset.has_days_to_value
+    )
 
 
 def test_next_version_counts_up(session, stored):
     experiment, _, _ = stored
     other = read_accounts(CSV + b"a6,treatment,10,0,0,0,,\n", variants=["control", "treatment"])
-    assert datasets.store_dataset(session, experiment, other, filename="y.csv", actor=None).version == 2
+    assert (
+        datasets.store_dataset(session, experiment, other, filename="y.csv", actor=None).version
+        == 2
+    )
 
 
 def test_the_same_bytes_are_refused_as_a_second_version(session, stored):
@@ -86,27 +106,48 @@ def test_arm_sums_match_hand_computation(session, stored):
     assert control.n == 3
     assert math.isclose(control.sum_x, sum(x), rel_tol=1e-12)
     assert math.isclose(control.sum_y, sum(y), rel_tol=1e-12)
-    assert math.isclose(control.sum_xy, sum(a * b for a, b in zip(x, y, strict=True)), rel_tol=1e-12)
+    assert math.isclose(
+        control.sum_xy, sum(a * b for a, b in zip(x, y, strict=True)), rel_tol=1e-12
+    )
     assert math.isclose(control.churned, 50.0) and math.isclose(control.expansion, 5.05)
     assert sums["treatment"].n == 2 and math.isclose(sums["treatment"].contraction, 20.5)
 
 
 def test_segment_sums_and_counts(session, stored):
     _, _, dataset = stored
-    assert datasets.segment_counts(session, dataset.id) == {"SMB": 2, 'Ent, "Strategic"': 1, "Mid": 1}
+    assert datasets.segment_counts(session, dataset.id) == {
+        "SMB": 2,
+        'Ent, "Strategic"': 1,
+        "Mid": 1,
+    }
     assert datasets.segments(session, dataset.id) == ['Ent, "Strategic"', "Mid", "SMB"]
     by_segment = datasets.arm_sums_by_segment(session, dataset.id)
     assert {s: [(r.variant, r.n) for r in rows] for s, rows in by_segment.items()} == {
-        'Ent, "Strategic"': [("treatment", 1)], "Mid": [("control", 1)], "SMB": [("control", 1), ("treatment", 1)],
-        None: [("control", 1)]}
+        'Ent, "Strategic"': [("treatment", 1)],
+        "Mid": [("control", 1)],
+        "SMB": [("control", 1), ("treatment", 1)],
+        None: [("control", 1)],
+    }
     pooled = datasets.pool_sums(by_segment.values())
     direct = datasets.arm_sums(session, dataset.id)
     assert [(r.variant, r.n) for r in pooled] == [(r.variant, r.n) for r in direct]
     for a, b in zip(pooled, direct, strict=True):
-        for name in ("start", "expansion", "contraction", "churned", "sum_x", "sum_y", "sum_xx", "sum_yy", "sum_xy"):
+        for name in (
+            "start",
+            "expansion",
+            "contraction",
+            "churned",
+            "sum_x",
+            "sum_y",
+            "sum_xx",
+            "sum_yy",
+            "sum_xy",
+        ):
             assert math.isclose(getattr(a, name), getattr(b, name), rel_tol=1e-12), name
     assert [(r.variant, r.n) for r in datasets.arm_sums(session, dataset.id, segment="SMB")] == [
-        ("control", 1), ("treatment", 1)]
+        ("control", 1),
+        ("treatment", 1),
+    ]
 
 
 def test_account_ratios_by_variant_and_segment(session, stored):

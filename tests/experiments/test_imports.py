@@ -21,8 +21,10 @@ HEADER = "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr
 
 
 def counts(session: Session) -> tuple[int, int, int]:
-    return tuple(session.exec(select(func.count()).select_from(model)).one()
-                 for model in (Dataset, AccountRow, AnalysisSnapshot))
+    return tuple(
+        session.exec(select(func.count()).select_from(model)).one()
+        for model in (Dataset, AccountRow, AnalysisSnapshot)
+    )
 
 
 @pytest.fixture
@@ -32,7 +34,9 @@ def actor(session):
     return user
 
 
-def test_valid_file_becomes_a_dataset_version_with_snapshot_and_audit_event(session, actor, tmp_path):
+def test_valid_file_becomes_a_dataset_version_with_snapshot_and_audit_event(
+    session, actor, tmp_path
+):
     experiment = make_experiment(session)
     path = tmp_path / "accounts.csv"
     path.write_bytes(sample_csv())
@@ -77,8 +81,13 @@ def test_invalid_file_stores_nothing_and_lists_errors(session, actor):
     experiment = make_experiment(session)
     import_accounts(session, experiment, sample_csv(), filename="good.csv", actor=actor)
     session.commit()
-    bad = (HEADER + "a1,control,100,0,0,0\n" + "a2,control,-5,0,0,0\n" + "a1,treatment,10,0,0,0\n"
-           + "a3,mystery,10,0,0,0\n").encode()
+    bad = (
+        HEADER
+        + "a1,control,100,0,0,0\n"
+        + "a2,control,-5,0,0,0\n"
+        + "a1,treatment,10,0,0,0\n"
+        + "a3,mystery,10,0,0,0\n"
+    ).encode()
     with pytest.raises(ImportValidationError) as caught:
         import_accounts(session, experiment, bad, filename="bad.csv", actor=actor)
     session.rollback()
@@ -95,14 +104,16 @@ def test_more_than_fifty_errors_are_counted(session, actor):
     # lines) are listed up to 50 and all counted
     rows = "".join(f"a{i},control,0,0,0,0\n" for i in range(120))
     with pytest.raises(ImportValidationError) as caught:
-        import_accounts(session, experiment, (HEADER + rows).encode(), filename="bad.csv",
-                        actor=actor)
+        import_accounts(
+            session, experiment, (HEADER + rows).encode(), filename="bad.csv", actor=actor
+        )
     assert [(e.line, e.last_line, e.count) for e in caught.value.errors] == [(2, 121, 120)]
     assert caught.value.total == 120
     rows = "".join(f"a{i},control,1,0,0,0\n" for i in range(120))
     with pytest.raises(ImportValidationError) as caught:
-        import_accounts(session, experiment, (HEADER + rows * 2).encode(), filename="bad.csv",
-                        actor=actor)
+        import_accounts(
+            session, experiment, (HEADER + rows * 2).encode(), filename="bad.csv", actor=actor
+        )
     assert len(caught.value.errors) == 50
     assert caught.value.total == 120
 
@@ -117,7 +128,10 @@ def test_draft_experiment_refuses_uploads(session, actor):
 @pytest.mark.parametrize("status", ["running", "stopped", "decided"])
 def test_started_experiments_accept_uploads(session, actor, status):
     experiment = make_experiment(session, status=status)
-    assert import_accounts(session, experiment, sample_csv(), filename="a.csv", actor=actor).rows == 600
+    assert (
+        import_accounts(session, experiment, sample_csv(), filename="a.csv", actor=actor).rows
+        == 600
+    )
 
 
 def test_file_with_only_the_control_arm_is_analysed_with_a_warning(session, actor):
@@ -130,13 +144,16 @@ def test_file_with_only_the_control_arm_is_analysed_with_a_warning(session, acto
     assert result["comparisons"][0]["uplift_abs"] is None
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("accounts.csv", "accounts.csv"),
-    ("C:\\Users\\ana\\Desktop\\accounts.csv", "accounts.csv"),
-    ("/home/ana/accounts.csv", "accounts.csv"),
-    ("", "upload.csv"),
-    ("x" * 300 + ".csv", "x" * 255),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("accounts.csv", "accounts.csv"),
+        ("C:\\Users\\ana\\Desktop\\accounts.csv", "accounts.csv"),
+        ("/home/ana/accounts.csv", "accounts.csv"),
+        ("", "upload.csv"),
+        ("x" * 300 + ".csv", "x" * 255),
+    ],
+)
 def test_clean_filename_keeps_only_the_name(given, expected):
     assert clean_filename(given) == expected
 

@@ -51,7 +51,8 @@ def add_experiment(
 
 
 def assert_tree_invariants(session: Session) -> None:
-    """One root; every parent exists; following parents always reaches the root; no orphaned experiment."""
+    """One root; every parent exists; following parents always reaches the root; no orphaned
+    experiment."""
     parents = dict(session.exec(select(DriverNode.id, DriverNode.parent_id)).all())
     roots = [n for n, p in parents.items() if p is None]
     assert len(roots) == 1

@@ -64,8 +64,15 @@ def test_a_tab_passes_the_guard_and_gets_the_usual_failure_from_the_kit(client, 
 def test_a_control_character_in_next_is_ignored_not_followed(client, factory):
     factory.user("ana@example.com")
     token = Auth(client).token()
-    response = client.post("/login", data={"email": "ana@example.com", "password": TEST_PASSWORD,
-                                           "next": "/tree/\t//evil.example", "csrf_token": token})
+    response = client.post(
+        "/login",
+        data={
+            "email": "ana@example.com",
+            "password": TEST_PASSWORD,
+            "next": "/tree/\t//evil.example",
+            "csrf_token": token,
+        },
+    )
     assert response.status_code == 303 and "evil" not in response.headers["Location"]
 
 
@@ -85,7 +92,9 @@ def test_audit_filters_with_nul_are_422(admin_client, name, path):
 
 
 def test_audit_filter_nul_answers_an_htmx_request_with_a_fragment(admin_client):
-    body = assert_refused(admin_client.get("/admin/audit?actor=a%00b", headers={"HX-Request": "true"}))
+    body = assert_refused(
+        admin_client.get("/admin/audit?actor=a%00b", headers={"HX-Request": "true"})
+    )
     assert GUARD in body and "<html" not in body
 
 
@@ -107,8 +116,12 @@ def test_a_clean_audit_filter_still_works(admin_client):
 
 
 def test_a_nul_in_an_admin_form_is_422_and_nothing_is_stored(admin_client, db_engine):
-    data = {"email": "new@example.com", "name": "Ne\x00w", "role": "viewer",
-            "csrf_token": admin_client.csrf}
+    data = {
+        "email": "new@example.com",
+        "name": "Ne\x00w",
+        "role": "viewer",
+        "csrf_token": admin_client.csrf,
+    }
     assert GUARD in assert_refused(admin_client.post("/admin/users", data=data))
     with Session(db_engine) as session:
         assert session.exec(select(User).where(User.email == "new@example.com")).first() is None
@@ -130,8 +143,10 @@ def test_a_control_character_in_the_path_is_404(admin_client, path):
     assert_refused(admin_client.get(path), 404)
 
 
-@pytest.mark.parametrize("path", ["/admin/users/99999999999", "/admin/teams/2147483648",
-                                  "/admin/users/2147483648/password"])
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/users/99999999999", "/admin/teams/2147483648", "/admin/users/2147483648/password"],
+)
 def test_an_id_in_the_path_beyond_any_id_column_is_404(admin_client, path):
     # PostgreSQL refuses such a number as an INTEGER parameter: this was a 500 there.
     if path.endswith("/password"):
@@ -144,11 +159,15 @@ def test_an_id_in_the_path_beyond_any_id_column_is_404(admin_client, path):
 @pytest.mark.parametrize("filename", ["acc\x00ounts.csv", "acc\x01ounts.csv", "acc\x7founts.csv"])
 def test_an_upload_whose_file_name_holds_a_control_character_is_422(admin_client, filename):
     values = MultiDict({"csrf_token": admin_client.csrf})
-    values.add("file", FileStorage(io.BytesIO(b"account_id\n"), filename=filename,
-                                   content_type="text/csv"))
+    values.add(
+        "file", FileStorage(io.BytesIO(b"account_id\n"), filename=filename, content_type="text/csv")
+    )
     boundary, body = encode_multipart(values)
-    response = admin_client.post("/experiments/any-key/datasets", data=body,
-                                 content_type=f"multipart/form-data; boundary={boundary}")
+    response = admin_client.post(
+        "/experiments/any-key/datasets",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
     assert "name of the file" in assert_refused(response)
 
 
@@ -174,10 +193,12 @@ def test_a_review_note_with_nul_is_422_and_the_item_is_unchanged(world, session)
 # ------------------------------------------------------------------ CSV cells
 
 
-@pytest.mark.parametrize(("cell", "code"), [("a\x00b", "U+0000"), ("a\x1bb", "U+001B"),
-                                             ('"a\nb"', "U+000A")])
+@pytest.mark.parametrize(
+    ("cell", "code"), [("a\x00b", "U+0000"), ("a\x1bb", "U+001B"), ('"a\nb"', "U+000A")]
+)
 def test_an_upload_with_a_control_character_in_a_cell_is_refused_by_line(
-        analyst, experiment, db_engine, cell, code):  # noqa: F811
+    analyst, experiment, db_engine, cell, code  # noqa: F811 (fixtures)
+):
     rows = "".join(f"g{i},control,10,0,0,0\n" for i in range(5)) + f"{cell},control,10,0,0,0\n"
     response = upload(analyst, experiment.key, (HEADER + rows).encode(), filename="bad.csv")
     assert response.status_code == 422

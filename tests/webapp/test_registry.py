@@ -63,7 +63,10 @@ class World:
             "stage_id": str(self.stages[2].id),
             "team_id": str(self.team.id),
             "owner_id": str(self.user.id),
-            "hypothesis": "If we nudge admins, then NRR rises 2 points because they add seats sooner.",
+            "hypothesis": (
+                "If we nudge admins, then NRR rises 2 points because they add seats "
+                "sooner."
+            ),
             "primary_metric": "nrr",
             "mde": "0.02",
             "alpha": "0.05",
@@ -806,8 +809,9 @@ def test_the_form_offers_sequential_by_default_and_the_page_states_the_plan(worl
     the registered plan's page names its analysis and its sigma with the source."""
     body = world.client.get("/experiments/new").get_data(as_text=True)
     assert 'name="analysis" value="sequential" checked' in body
-    assert world.client.post("/experiments/new", data=world.form(analysis="fixed")).status_code \
-        == 303
+    assert (
+        world.client.post("/experiments/new", data=world.form(analysis="fixed")).status_code == 303
+    )
     assert world.experiment().sequential is False
     page = world.client.get("/experiments/seat-nudge").get_data(as_text=True)
     assert "fixed horizon" in page

@@ -74,7 +74,8 @@ def experiment_form_data(form: MultiDict) -> dict[str, Any]:
 
 
 def apply_variant_action(data: dict[str, Any], action: str) -> dict[str, Any]:
-    """Add a blank row (``add``) or drop row ``i`` (``remove:i``), keeping the control on its row."""
+    """Add a blank row (``add``) or drop row ``i`` (``remove:i``), keeping the control on its
+    row."""
     rows = list(data.get("variants") or [])
     control = data.get("control")
     control_index = (

@@ -62,9 +62,14 @@ def _experiment(key: str, needed: str) -> Experiment:
 
 
 def _upload_response(experiment: Experiment, upload: UploadState, status: int) -> Response:
-    return render_page_or_partial("results/upload_page.html", "results/_upload.html", status=status,
-                                  experiment=experiment, upload=upload,
-                                  controls=_controls(experiment))
+    return render_page_or_partial(
+        "results/upload_page.html",
+        "results/_upload.html",
+        status=status,
+        experiment=experiment,
+        upload=upload,
+        controls=_controls(experiment),
+    )
 
 
 @bp.get("/<key>/results")
@@ -73,10 +78,19 @@ def show(key: str):
     """Results of one dataset version, optionally one segment."""
     experiment = _experiment(key, "viewer")
     segment = request.args.get("segment") or None
-    results = load_results(get_session(), experiment, dataset_version=request.args.get("dataset", type=int),
-                           segment=segment)
-    return render_page_or_partial("results/page.html", "results/_body.html", experiment=experiment,
-                                  results=results, controls=_controls(experiment))
+    results = load_results(
+        get_session(),
+        experiment,
+        dataset_version=request.args.get("dataset", type=int),
+        segment=segment,
+    )
+    return render_page_or_partial(
+        "results/page.html",
+        "results/_body.html",
+        experiment=experiment,
+        results=results,
+        controls=_controls(experiment),
+    )
 
 
 @bp.post("/<key>/datasets")
@@ -87,14 +101,16 @@ def upload(key: str):
     session = get_session()
     file = request.files.get("file")
     if file is None or not file.filename:
-        return _upload_response(experiment, UploadState("failed", "Choose a CSV file to upload."),
-                                422)
+        return _upload_response(
+            experiment, UploadState("failed", "Choose a CSV file to upload."), 422
+        )
     try:
         job = create_upload_job(session, experiment, filename=file.filename, actor=acting_user())
     except ImportRefused as exc:
         session.rollback()
-        return _upload_response(experiment, UploadState("refused", str(exc),
-                                                        filename=file.filename), 409)
+        return _upload_response(
+            experiment, UploadState("refused", str(exc), filename=file.filename), 409
+        )
     session.commit()  # before the file is written: no lock is held while it is copied
     jobs = get_jobs()
     path = upload_file_path(jobs.uploads, job.id)
@@ -131,8 +147,9 @@ def _job_response(experiment: Experiment, job: UploadJob, *, posted: bool) -> Re
         return response
     if state.in_progress:
         if posted:
-            return redirect(url_for("results.upload_status", key=experiment.key, job_id=job.id),
-                            303)
+            return redirect(
+                url_for("results.upload_status", key=experiment.key, job_id=job.id), 303
+            )
         return _upload_response(experiment, state, 200)
     if state.state not in ("done", "duplicate"):
         return _upload_response(experiment, state, 200)
@@ -140,8 +157,11 @@ def _job_response(experiment: Experiment, job: UploadJob, *, posted: bool) -> Re
     if state.state == "duplicate":
         flash(f"This file is identical to {state.identical_to}; nothing new was stored.", "info")
     else:
-        flash(f"Uploaded {state.filename} as dataset version {state.dataset.version} "
-              f"({state.rows:,} accounts) and analysed it.", "success")
+        flash(
+            f"Uploaded {state.filename} as dataset version {state.dataset.version} "
+            f"({state.rows:,} accounts) and analysed it.",
+            "success",
+        )
     return redirect(url_for("experiments.detail", key=experiment.key), 303)
 
 
@@ -157,9 +177,13 @@ def recompute(key: str):
         abort(422, str(exc))
     session.commit()
     if is_htmx():
-        return render_page_or_partial("results/page.html", "results/_body.html", experiment=experiment,
-                                      results=load_results(session, experiment),
-                                      controls=_controls(experiment))
+        return render_page_or_partial(
+            "results/page.html",
+            "results/_body.html",
+            experiment=experiment,
+            results=load_results(session, experiment),
+            controls=_controls(experiment),
+        )
     flash("Results recomputed under the current plan.", "success")
     return redirect(url_for("experiments.detail", key=experiment.key), 303)
 
