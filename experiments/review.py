@@ -38,7 +38,8 @@ from sqlmodel import Session, select
 
 from experiments.access import visible_team_ids
 from experiments.documents import STATUS_ORDER
-from experiments.errors import NotFound, ValidationFailed
+from experiments.errors import NotFound
+from experiments.input_rules import FieldErrors, read_date_range, read_id
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
 from experiments.review_items import ItemView, get_item, item_views, update_item
 from experiments.review_rows import ReviewRow, meeting_items, meeting_rows, review_rows
@@ -193,19 +194,6 @@ def _in_branch(row: ReviewRow, branch_id: int | None) -> bool:
     return branch_id is None or branch_id in row.experiment.path_ids
 
 
-def _parse_day(raw: Any, name: str, errors: dict[str, str]) -> date | None:
-    if raw is None or isinstance(raw, date):
-        return raw
-    text = str(raw).strip()
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        errors[name] = f"must be a date like 2026-11-23, not {text[:40]!r}"
-        return None
-
-
 def _branch_choices(session: Session, user: User) -> list[tuple[int, str]]:
     teams = visible_team_ids(session, user)
     nodes = session.exec(select(DriverNode).order_by(DriverNode.position, DriverNode.id)).all()
@@ -257,23 +245,14 @@ def build_review(
     except ValueError as exc:
         raise NotFound(str(exc)) from None
     now = aware(now) or utcnow()
-    errors: dict[str, str] = {}
-    first = _parse_day(date_from, "from", errors)
-    last = _parse_day(date_to, "to", errors)
-    branch = None
-    if branch_id not in (None, ""):
-        text = str(branch_id).strip()
-        if not text.isdigit() or len(text) > 12:
-            errors["branch"] = f"must be a driver-tree node id, not {text[:20]!r}"
-        else:
-            branch = int(text)
+    errors = FieldErrors()
+    query = {"from": date_from, "to": date_to, "branch": branch_id}
+    first, last = read_date_range(query, "from", "to", errors)
+    branch = read_id(query, "branch", errors, what="driver-tree node")
     for name, day in (("from", first), ("to", last)):
         if day is not None and not 1900 <= day.year <= 9998:
-            errors[name] = "must be a date between 1900 and 9998"
-    if first and last and last < first and "to" not in errors:
-        errors["to"] = "must not be before the start date"
-    if errors:
-        raise ValidationFailed(errors)
+            errors.add(name, "must be a date between 1900 and 9998")
+    errors.raise_if_any()
 
     choices = _branch_choices(session, user)
     branch_info = None

@@ -33,6 +33,7 @@ from experiments.registry import decide_experiment, stop_experiment
 from experiments.review_rows import ReviewRow
 from experiments.review_weeks import aware, iso, parse_week
 from experiments.users import role_rank
+from experiments.versioning import parse_version
 
 MAX_TEXT = 10_000
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
@@ -153,14 +154,6 @@ def _clean_item_form(session: Session, data: Mapping[str, Any],
     return clean
 
 
-def _parse_version(raw: Any) -> int:
-    text = str(raw if raw is not None else "").strip()
-    if not text.isdigit() or len(text) > 9:
-        raise ValidationFailed(
-            {"version": "the form is missing its version; reload the page and try again"})
-    return int(text)
-
-
 def get_item(session: Session, user: User, week: str, item_id: int, *,
              needed: str = "viewer") -> ItemView:
     """One item of ``week``'s meeting, checked against the user's role in its team.
@@ -217,7 +210,7 @@ def update_item(
     view = get_item(session, user, week, item_id, needed="experimenter")
     item = view.item
     experiment = session.get(Experiment, item.experiment_id)
-    expected = _parse_version(data.get("version"))
+    expected = parse_version(data.get("version"))
     if expected != item.version:
         raise Conflict(_stale_message(session, item, expected))
     clean = _clean_item_form(session, data, experiment.team_id)

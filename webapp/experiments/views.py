@@ -224,7 +224,7 @@ def _detail(
     session = get_session()
     user = acting_user()
     page = experiment_page(session, user, key)
-    version = request.args.get("dataset", type=int) if request.method == "GET" else None
+    version = parse_id(request.args.get("dataset")) if request.method == "GET" else None
     segment = (request.args.get("segment") or None) if request.method == "GET" else None
     try:
         results = load_results(session, page.experiment, dataset_version=version, segment=segment)

@@ -24,6 +24,7 @@ from experiments.imports import (
     create_upload_job,
     upload_file_path,
 )
+from experiments.input_rules import parse_id
 from experiments.models import Experiment, UploadJob
 from experiments.registry import ResultsControls, get_experiment, results_controls
 from webapp.db import get_session
@@ -81,7 +82,7 @@ def show(key: str):
     results = load_results(
         get_session(),
         experiment,
-        dataset_version=request.args.get("dataset", type=int),
+        dataset_version=parse_id(request.args.get("dataset")),
         segment=segment,
     )
     return render_page_or_partial(
