@@ -174,7 +174,7 @@ def test_a_chunk_of_rows_is_one_transaction_invisible_until_commit(session, stor
     writes its rows in ONE transaction: a second connection sees none of them until the
     commit, and a rollback leaves none. (Row by row autocommit was both slower, ~40 µs a
     row on SQLite, and left partial chunks behind a crash.)"""
-    experiment, table, dataset = stored
+    _, table, dataset = stored
 
     def stored_rows() -> int:
         with Session(db_engine) as other:
