@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,52 +84,67 @@ def _nrrlab(*args: str, env: dict) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """Base URL of a running NRR Lab with an admin user and the default journey."""
-    folder = tmp_path_factory.mktemp("e2e")
+def server_env(folder: Path, secret: str) -> dict:
+    """The environment of a test server whose SQLite database and instance live in ``folder``."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(
         {
             "DATABASE_URL": f"sqlite:///{folder / 'e2e.db'}",
             "NRRLAB_INSTANCE_PATH": str(folder),
-            "SECRET_KEY": "e" * 48,
+            "SECRET_KEY": secret * 48,
             "NRRLAB_ENV": "development",
             "NRRLAB_PASSWORD": TEST_PASSWORD,
         }
     )
+    return env
+
+
+@contextmanager
+def running_server(folder: Path, env: dict) -> Iterator[str]:
+    """``nrrlab serve`` on a free loopback port until the block ends; yields its base URL."""
+    port = _free_port()
+    with (folder / "server.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(
+                    f"server did not start: {(folder / 'server.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        try:
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """Base URL of a running NRR Lab with an admin user and the default journey."""
+    folder = tmp_path_factory.mktemp("e2e")
+    env = server_env(folder, "e")
     _nrrlab("db", "upgrade", env=env)
     _nrrlab("create-user", ADMIN_EMAIL, "--role", "admin", "--name", ADMIN_NAME, env=env)
     _nrrlab("seed-demo", env=env)
-    port = _free_port()
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.close()
-            pytest.fail(f"server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with running_server(folder, env) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -5,17 +5,18 @@ and plots on a 390 px screen, and a new workspace that says what to do first."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN_EMAIL, _free_port, _nrrlab, screenshot
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    _nrrlab,
+    running_server,
+    screenshot,
+    server_env,
+)
 from tests.e2e.pages import (
     accessibility_problems,
     assert_no_horizontal_overflow,
@@ -223,34 +224,11 @@ def empty_server(tmp_path_factory):
     """A second NRR Lab as `make run` leaves it before any demo data: the NRR root, the
     default journey and one admin."""
     folder = tmp_path_factory.mktemp("e2e-empty")
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update({"DATABASE_URL": f"sqlite:///{folder / 'empty.db'}",
-                "NRRLAB_INSTANCE_PATH": str(folder), "SECRET_KEY": "f" * 48,
-                "NRRLAB_ENV": "development", "NRRLAB_PASSWORD": TEST_PASSWORD})
+    env = server_env(folder, "f")
     _nrrlab("db", "upgrade", env=env)
     _nrrlab("create-user", ADMIN_EMAIL, "--role", "admin", "--name", "First", env=env)
-    port = _free_port()
-    with (folder / "server.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"server did not start: {(folder / 'server.log').read_text()}")
-            time.sleep(0.2)
+    with running_server(folder, env) as base:
         yield base
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_a_new_workspace_guides_to_a_first_branch_and_experiment(page, empty_server):
