@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -20,29 +22,9 @@ from stats.robust import permutation_test
 from stats.sequential import sequential_p_value
 from stats.sizing import plan_sample_sizes
 
-MEAN_MULTIPLIER = 0.925
-
-
-def accounts(rng, shape, lift=0.0):
-    start = rng.lognormal(5.0, 2.0, shape)
-    u = rng.random(shape)
-    multiplier = np.select(
-        [u < 0.1, u < 0.3, u < 0.4],
-        [0.0, 1.0 + 0.5 * rng.random(shape), 1.0 - 0.5 * rng.random(shape)],
-        default=1.0,
-    )
-    return start * multiplier * (1.0 + lift), start
-
-
-def welch(xt, yt, xc, yc):
-    def arm(x, y):
-        r = x.sum(axis=1) / y.sum(axis=1)
-        v = np.var(x - r[:, None] * y, axis=1, ddof=1) / (x.shape[1] * y.mean(axis=1) ** 2)
-        return r, v
-
-    (rt, vt), (rc, vc) = arm(xt, yt), arm(xc, yc)
-    df = (vt + vc) ** 2 / (vt**2 / (xt.shape[1] - 1) + vc**2 / (xc.shape[1] - 1))
-    return rt - rc, np.sqrt(vt + vc), df
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's tests/ package
+from tests.stats.simulation import MEAN_MULTIPLIER, accounts, holm_by_hand
+from tests.stats.simulation import welch_many as welch
 
 
 def robust_block(reps: int) -> None:
@@ -84,11 +66,7 @@ def power_block(reps: int) -> None:
         arms = [rng.normal(mde if i == 0 else 0, sigma, (reps, n)) for i in range(treatments)]
         p = np.stack([scipy_stats.ttest_ind(a, control, axis=1, equal_var=False).pvalue
                       for a in arms], axis=1)
-        order = np.argsort(p, axis=1)
-        ranked = np.take_along_axis(p, order, axis=1)
-        holm = np.maximum.accumulate(ranked * (treatments - np.arange(treatments)), axis=1)
-        adjusted = np.empty_like(p)
-        np.put_along_axis(adjusted, order, np.minimum(holm, 1), axis=1)
+        adjusted = holm_by_hand(p)
         win = np.mean((adjusted[:, 0] < alpha) & (arms[0].mean(1) > control.mean(1)))
         print(f"  {treatments + 1} arms, n = {n}/arm: P(win) {win:.3f} "
               f"± {math.sqrt(0.16 / reps):.3f} (plan 0.800)")

@@ -13,21 +13,7 @@ import pytest
 
 from stats import analyze, arm_from_arrays
 from stats.robust import linearised_skewness, needs_permutation, permutation_test
-
-#: Expected per-account multiplier of the generator below (0.1·0 + 0.2·1.25 + 0.1·0.75 + 0.6).
-MEAN_MULTIPLIER = 0.925
-
-
-def accounts(rng, n, lift=0.0):
-    """(end, start) of ``n`` accounts (an int or a (replicates, accounts) shape)."""
-    start = rng.lognormal(5.0, 2.0, n)
-    u = rng.random(n)
-    multiplier = np.select(
-        [u < 0.1, u < 0.3, u < 0.4],
-        [0.0, 1.0 + 0.5 * rng.random(n), 1.0 - 0.5 * rng.random(n)],
-        default=1.0,
-    )
-    return start * multiplier * (1.0 + lift), start
+from tests.stats.simulation import MEAN_MULTIPLIER, accounts, welch_many
 
 
 def welch_p(xt, yt, xc, yc):
@@ -47,14 +33,8 @@ def welch_p_many(xt, yt, xc, yc):
     """Vectorised over replicates (rows): delta-method Welch p-values by hand."""
     from scipy import stats as scipy_stats
 
-    def arm(x, y):
-        r = x.sum(axis=1) / y.sum(axis=1)
-        v = np.var(x - r[:, None] * y, axis=1, ddof=1) / (x.shape[1] * y.mean(axis=1) ** 2)
-        return r, v
-
-    (rt, vt), (rc, vc) = arm(xt, yt), arm(xc, yc)
-    df = (vt + vc) ** 2 / (vt**2 / (xt.shape[1] - 1) + vc**2 / (xc.shape[1] - 1))
-    return 2 * scipy_stats.t.sf(np.abs(rt - rc) / np.sqrt(vt + vc), df)
+    diff, se, df = welch_many(xt, yt, xc, yc)
+    return 2 * scipy_stats.t.sf(np.abs(diff) / se, df)
 
 
 @pytest.mark.parametrize(("n_t", "n_c"), [(200, 200), (100, 400)])

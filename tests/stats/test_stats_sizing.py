@@ -14,6 +14,7 @@ from statsmodels.stats.power import TTestIndPower
 
 from stats import analyze, arm_from_arrays
 from stats.sizing import plan_sample_sizes
+from tests.stats.simulation import holm_by_hand
 
 
 def statsmodels_n(d, alpha, power, ratio):
@@ -112,11 +113,7 @@ def test_power_at_the_locked_n_is_the_planned_power(treatments):
 
     p = np.stack([scipy_stats.ttest_ind(a, control, axis=1, equal_var=False).pvalue
                   for a in arms], axis=1)
-    order = np.argsort(p, axis=1)
-    ranked = np.take_along_axis(p, order, axis=1)
-    holm = np.maximum.accumulate(ranked * (treatments - np.arange(treatments)), axis=1)
-    adjusted = np.empty_like(p)
-    np.put_along_axis(adjusted, order, np.minimum(holm, 1.0), axis=1)
+    adjusted = holm_by_hand(p)
     diff = arms[0].mean(axis=1) - control.mean(axis=1)
     win = np.mean((adjusted[:, 0] < alpha) & (diff > 0))
     se = math.sqrt(0.8 * 0.2 / reps)
