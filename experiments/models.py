@@ -463,3 +463,14 @@ class LoginThrottle(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=200)
     window_start: datetime
     attempts: int = Field(default=0)
+
+
+# Tables of later areas live in their own modules; importing them here registers them on
+# the metadata wherever the models are loaded (the app, Alembic, the tests).
+from experiments import (  # noqa: E402, F401
+    api_models,
+    ledger_models,
+    notify_models,
+    review_models,
+    warehouse_models,
+)
