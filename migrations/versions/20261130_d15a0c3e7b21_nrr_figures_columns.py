@@ -1,4 +1,4 @@
-"""Account columns for NRR-native figures (issue 15): days observed, pre-period MRR, enrolment date; plan guardrails.
+"""Account columns for NRR-native figures (issue 15) and plan guardrails.
 
 Placeholder in the wave-2 chain (filled in by its issue's work).
 
