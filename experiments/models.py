@@ -469,8 +469,10 @@ class LoginThrottle(SQLModel, table=True):
 # the metadata wherever the models are loaded (the app, Alembic, the tests).
 from experiments import (  # noqa: E402, F401
     api_models,
+    decision_models,
     ledger_models,
     notify_models,
     review_models,
+    tree_models,
     warehouse_models,
 )
