@@ -173,6 +173,13 @@ class Experiment(SQLModel, table=True):
             "planned_end IS NULL OR planned_start IS NULL OR planned_end >= planned_start",
             name="planned_dates",
         ),
+        CheckConstraint(
+            "rollout_share IS NULL OR (rollout_share > 0 AND rollout_share <= 1)",
+            name="rollout_share_range",
+        ),
+        CheckConstraint(
+            "eligible_base_cents IS NULL OR eligible_base_cents > 0", name="eligible_base_positive"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -208,6 +215,18 @@ class Experiment(SQLModel, table=True):
     decision: str | None = Field(default=None, max_length=20)
     decision_rationale: str = Field(default="", sa_type=Text)
     decided_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
+    # The one decision record (issue 17 item 2, experiments.decisions): what was shipped to
+    # whom, where the decision was made, and the last reopening (history: DecisionEvent).
+    shipped_variant: str | None = Field(default=None, max_length=64)
+    rollout_share: float | None = None
+    eligible_base_cents: int | None = Field(default=None, sa_type=BigInteger)
+    eligible_base_source: str = Field(default="", max_length=40,
+                                      sa_column_kwargs={"server_default": ""})
+    decision_source: str = Field(default="", max_length=40,
+                                 sa_column_kwargs={"server_default": ""})
+    reopened_at: datetime | None = None
+    reopened_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
+    reopen_reason: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
     # Optimistic locking: an edit names the version it was made on.
     version: int = Field(default=1)
     created_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
@@ -422,9 +441,7 @@ class ReviewItem(SQLModel, table=True):
         )
     )
     note: str = Field(default="", sa_type=Text)
-    action: str = Field(default="", sa_type=Text)
-    action_owner_id: int | None = _fk("user_account.id", ondelete="SET NULL")
-    action_due: date | None = None
+    # Actions are rows of their own (experiments.review_models.Action), carried across weeks.
     decision: str | None = Field(default=None, max_length=20)
     decision_rationale: str = Field(default="", sa_type=Text)
     # Frozen copy of the experiment and its results as the meeting saw them.
