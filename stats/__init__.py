@@ -23,6 +23,7 @@ from stats.analysis import (
     analyze,
     summary_sentence,
 )
+from stats.moments import MOMENT_COLUMNS, Moments
 from stats.power import achieved_power, required_sample_size
 from stats.ratio import (
     delta_method_variance,
@@ -48,6 +49,7 @@ from stats.sizing import SizingPlan, plan_sample_sizes
 from stats.sums import ArmData, ArmTotals, CoMoments, SufficientStats, arm_from_arrays
 
 __all__ = [
+    "MOMENT_COLUMNS",
     "Adjustment",
     "ArmData",
     "ArmResult",
@@ -56,6 +58,7 @@ __all__ = [
     "Comparison",
     "ExperimentResult",
     "MannWhitneyResult",
+    "Moments",
     "PermutationResult",
     "SRMResult",
     "SequentialResult",
