@@ -40,6 +40,12 @@ NODE_STATUSES: tuple[str, ...] = ("active", "paused", "retired")
 EXPERIMENT_STATUSES: tuple[str, ...] = ("draft", "running", "stopped", "decided")
 DECISIONS: tuple[str, ...] = ("ship", "iterate", "kill")
 VERDICTS: tuple[str, ...] = ("srm", "win", "loss", "underpowered", "inconclusive")
+#: Ledger figures a driver-tree node can be tied to (its actuals come from the ledger);
+#: the NRR root without one reads "nrr". Labels in experiments.tree_actuals.
+LEDGER_METRICS: tuple[str, ...] = (
+    "nrr", "grr", "nrr_monthly", "grr_monthly", "expansion_rate", "contraction_rate",
+    "churn_rate", "logo_churn",
+)
 
 
 def utcnow() -> datetime:
@@ -115,6 +121,7 @@ class DriverNode(SQLModel, table=True):
         CheckConstraint(_in("kind", NODE_KINDS), name="kind"),
         CheckConstraint(_in("status", NODE_STATUSES), name="status"),
         CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+        CheckConstraint("metric IS NULL OR " + _in("metric", LEDGER_METRICS), name="metric"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -128,6 +135,8 @@ class DriverNode(SQLModel, table=True):
     baseline: float | None = None
     target: float | None = None
     status: str = Field(default="active", max_length=20)
+    # The ledger figure this node's actuals come from (None: entered by hand).
+    metric: str | None = Field(default=None, max_length=30)
     position: int = Field(default=0)
     # Compare-and-set: a write names the version it was made on (see experiments.versioning).
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
