@@ -178,6 +178,7 @@ class Experiment(SQLModel, table=True):
         CheckConstraint("alpha > 0 AND alpha <= 0.5", name="alpha_range"),
         CheckConstraint("power >= 0.5 AND power <= 0.99", name="power_range"),
         CheckConstraint("mde > 0", name="mde_positive"),
+        CheckConstraint("ttv_target_days >= 1", name="ttv_target_positive"),
         CheckConstraint(
             "planned_end IS NULL OR planned_start IS NULL OR planned_end >= planned_start",
             name="planned_dates",
@@ -215,6 +216,13 @@ class Experiment(SQLModel, table=True):
     # rows from before it, and rows made without a plan form, keep fixed-horizon.
     sequential: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     tuning: float | None = None
+    # Issue 15: non-inferiority guardrails [{"metric": "grr"|"logo_churn", "margin": 0.01}]
+    # and the time-to-value target of journey velocity; both part of the locked plan.
+    guardrails: list = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default="[]"),
+    )
+    ttv_target_days: int = Field(default=14, sa_column_kwargs={"server_default": "14"})
     planned_start: date | None = None
     planned_end: date | None = None
     status: str = Field(default="draft", max_length=20)
@@ -323,6 +331,10 @@ class Dataset(SQLModel, table=True):
     row_count: int = Field(default=0)
     has_segment: bool = Field(default=False)
     has_days_to_value: bool = Field(default=False)
+    # Issue 15's optional columns (DESIGN §3): which of them the file had.
+    has_days_observed: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    has_pre_period: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    has_enrolled_on: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     uploaded_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
     uploaded_at: datetime = Field(default_factory=utcnow)
 
@@ -370,6 +382,14 @@ class AccountRow(SQLModel, table=True):
             "contraction_cents + churned_cents <= start_cents", name="loss_within_start"
         ),
         CheckConstraint("days_to_value IS NULL OR days_to_value >= 0", name="days_nonnegative"),
+        CheckConstraint(
+            "days_observed IS NULL OR days_observed >= 0", name="observed_nonnegative"
+        ),
+        CheckConstraint(
+            "(pre_start_cents IS NULL OR pre_start_cents >= 0)"
+            " AND (pre_end_cents IS NULL OR pre_end_cents >= 0)",
+            name="pre_period_nonnegative",
+        ),
         # No (dataset_id, variant) index: the unique (dataset_id, account_id) index
         # already finds a dataset's rows, and a second index costs ~3 s per million
         # rows on every PostgreSQL upload.
@@ -393,6 +413,11 @@ class AccountRow(SQLModel, table=True):
     churned_cents: int = Field(default=0, sa_type=BigInteger)
     segment: str | None = Field(default=None, max_length=200)
     days_to_value: float | None = None
+    # Issue 15 (DESIGN §3): follow-up days, the pre-period MRR (CUPED) and the enrolment date.
+    days_observed: float | None = None
+    pre_start_cents: int | None = Field(default=None, sa_type=BigInteger)
+    pre_end_cents: int | None = Field(default=None, sa_type=BigInteger)
+    enrolled_on: date | None = None
 
 
 class AnalysisSnapshot(SQLModel, table=True):

@@ -4,11 +4,14 @@ One row per enrolled account::
 
     account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,days_to_value
 
-Header names are matched case-insensitively after trimming, in any order; unknown
-columns are ignored and mentioned in ``AccountTable.notes``. Money is parsed into exact
-integer cents. Text values (ids, variants, segments) hold no control characters. Any
-invalid value rejects the whole file with an :class:`ImportValidationError` that lists
-every problem by physical file line (the header is line 1) and column.
+and, optionally, ``days_observed`` (days followed since enrolment; a blank days_to_value is
+censored there), ``pre_start_mrr`` and ``pre_end_mrr`` (both or neither: the CUPED
+covariate) and ``enrolled_on`` (an ISO date). Header names are matched case-insensitively
+after trimming, in any order; unknown columns are ignored and mentioned in
+``AccountTable.notes``. Money is parsed into exact integer cents. Text values (ids,
+variants, segments) hold no control characters. Any invalid value rejects the whole file
+with an :class:`ImportValidationError` that lists every problem by physical file line
+(the header is line 1) and column.
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ COLUMNS = (
     "churned_mrr",
     "segment",
     "days_to_value",
+    "days_observed",
+    "pre_start_mrr",
+    "pre_end_mrr",
+    "enrolled_on",
 )
 REQUIRED_COLUMNS = ("account_id", "variant", "start_mrr")
 MONEY_COLUMNS = ("start_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr")
+#: The pre-period money columns: optional, but a file has both or neither (DESIGN §3).
+PRE_PERIOD_COLUMNS = ("pre_start_mrr", "pre_end_mrr")
 
 # 10^13 cents is 100 billion a month for one account: anything that large is a unit or
 # export mistake. Below the cap every value is exact in float64 (the fast path relies on
@@ -124,7 +133,11 @@ class AccountTable:
 
     Money is in integer cents. ``segment`` holds ``None`` for a blank value and
     ``days_to_value`` holds NaN for a blank one (value not reached); either column is
-    ``None`` when the file does not have it.
+    ``None`` when the file does not have it. The optional columns of issue 15 follow the
+    same rule: ``days_observed`` (float days, NaN = blank), ``pre_start_cents`` and
+    ``pre_end_cents`` (whole cents held in float64 so that a blank can be NaN; exact, as
+    every value is below ``MAX_CENTS`` < 2**53) and ``enrolled_on`` (``datetime64[D]``,
+    NaT = blank) are ``None`` when the file lacks them.
     """
 
     account_id: np.ndarray | None
@@ -137,6 +150,10 @@ class AccountTable:
     days_to_value: np.ndarray | None
     sha256: str
     notes: tuple[str, ...] = ()
+    days_observed: np.ndarray | None = None
+    pre_start_cents: np.ndarray | None = None
+    pre_end_cents: np.ndarray | None = None
+    enrolled_on: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.start_cents)
@@ -153,6 +170,11 @@ class AccountTable:
             "contraction": self.contraction_cents / 100,
             "churned": self.churned_cents / 100,
         }
+
+    @property
+    def has_pre_period(self) -> bool:
+        """Whether the file carries the pre-period columns (both, by the contract)."""
+        return self.pre_start_cents is not None and self.pre_end_cents is not None
 
 
 
@@ -176,8 +198,16 @@ def account_table(
     segment: np.ndarray | None,
     days_to_value: np.ndarray | None,
     notes: tuple[str, ...],
+    days_observed: np.ndarray | None = None,
+    pre_start_cents: np.ndarray | None = None,
+    pre_end_cents: np.ndarray | None = None,
+    enrolled_on: np.ndarray | None = None,
 ) -> AccountTable:
     """An AccountTable over read-only arrays; read_accounts fills in the hash."""
+    optional = (days_observed, pre_start_cents, pre_end_cents, enrolled_on)
+    for column in optional:
+        if column is not None:
+            column.flags.writeable = False
     columns = (
         account_id,
         variant,
@@ -191,7 +221,7 @@ def account_table(
     for column in columns:
         if column is not None:
             column.flags.writeable = False
-    return AccountTable(*columns, sha256="", notes=notes)
+    return AccountTable(*columns, "", notes, *optional)
 
 
 def resolve_header(fields: list[str], line: int) -> tuple[Layout, list[RowError]]:
@@ -216,6 +246,17 @@ def resolve_header(fields: list[str], line: int) -> tuple[Layout, list[RowError]
         plural = "s" if len(missing) > 1 else ""
         errors.insert(
             0, RowError(line, None, f"missing required column{plural}: {', '.join(missing)}")
+        )
+    pre = [name for name in PRE_PERIOD_COLUMNS if name in index]
+    if len(pre) == 1:
+        (present,) = pre
+        (absent,) = (name for name in PRE_PERIOD_COLUMNS if name != present)
+        errors.append(
+            RowError(
+                line,
+                present,
+                f"comes with {absent}: the pre-period needs both columns (or neither)",
+            )
         )
     notes = []
     if unknown:

@@ -12,6 +12,7 @@ import math
 import re
 from array import array
 from collections.abc import Iterator
+from datetime import date
 
 import numpy as np
 
@@ -40,6 +41,8 @@ _MONEY_TOO_PRECISE = re.compile(r"[0-9]+\.[0-9]{3,}")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+(?:\.[0-9]+)?")
 _DAYS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_HINT = "is not a date such as 2026-12-01 (YYYY-MM-DD)"
 
 
 def _format_cents(cents: int) -> str:
@@ -107,6 +110,10 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
     i_churned = col.get("churned_mrr")
     i_segment = col.get("segment")
     i_days = col.get("days_to_value")
+    i_observed = col.get("days_observed")
+    i_pre_start = col.get("pre_start_mrr")
+    i_pre_end = col.get("pre_end_mrr")
+    i_enrolled = col.get("enrolled_on")
     allowed_set = frozenset(allowed) if allowed is not None else None
     # In file order, so without duplicates its keys are the account_id column.
     first_line_of: dict[str, int] = {}
@@ -115,6 +122,10 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
     segments: list[str | None] = []
     cents = {name: array("q") for name in MONEY_COLUMNS}
     days_to_value = array("d")
+    days_observed = array("d")
+    pre_start_cents = array("d")  # whole cents, NaN for a blank (exact below 2**53)
+    pre_end_cents = array("d")
+    enrolled_on: list[str] = []
     data_rows = 0
 
     for line, fields in rows:
@@ -194,6 +205,23 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
         days = math.nan
         if i_days is not None:
             days = _days_field(fields[i_days], line, sink)
+        observed = math.nan
+        if i_observed is not None:
+            observed = _days_field(fields[i_observed], line, sink, column="days_observed")
+            if days is not None and observed is not None and days > observed:
+                sink.add(
+                    line,
+                    "days_to_value",
+                    f"({days:g}) must not exceed days_observed ({observed:g}): value cannot "
+                    "be reached after the account stopped being followed",
+                )
+        pre_start = pre_end = math.nan
+        if i_pre_start is not None and i_pre_end is not None:
+            pre_start = _optional_cents(fields[i_pre_start], "pre_start_mrr", line, sink)
+            pre_end = _optional_cents(fields[i_pre_end], "pre_end_mrr", line, sink)
+        enrolled = ""
+        if i_enrolled is not None:
+            enrolled = _date_field(fields[i_enrolled], line, sink)
 
         if not sink.total:  # after the first error only errors are collected
             variants.append(shared.setdefault(variant, variant))
@@ -203,6 +231,10 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
             cents["contraction_mrr"].append(contraction)
             cents["churned_mrr"].append(churned)
             days_to_value.append(days)
+            days_observed.append(observed)
+            pre_start_cents.append(pre_start)
+            pre_end_cents.append(pre_end)
+            enrolled_on.append(enrolled)
 
     if sink.total:
         raise sink.fail()
@@ -220,6 +252,19 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
         segment=object_array(segments) if i_segment is not None else None,
         days_to_value=np.array(days_to_value, dtype=np.float64) if i_days is not None else None,
         notes=layout.notes,
+        days_observed=(
+            np.array(days_observed, dtype=np.float64) if i_observed is not None else None
+        ),
+        pre_start_cents=(
+            np.array(pre_start_cents, dtype=np.float64) if i_pre_start is not None else None
+        ),
+        pre_end_cents=np.array(pre_end_cents, dtype=np.float64) if i_pre_end is not None else None,
+        # "" (blank) becomes NaT
+        enrolled_on=(
+            np.array([d or "NaT" for d in enrolled_on], dtype="datetime64[D]")
+            if i_enrolled is not None
+            else None
+        ),
     )
 
 
@@ -323,18 +368,48 @@ def _cents_field(
     return cents
 
 
-def _days_field(raw: str, line: int, sink: _ErrorSink) -> float | None:
+def _days_field(
+    raw: str, line: int, sink: _ErrorSink, *, column: str = "days_to_value"
+) -> float | None:
     text = raw.strip(WHITESPACE)
     if not text:
         return math.nan
     if _DAYS.fullmatch(text):
         days = float(text)
         if math.isinf(days):
-            sink.add(line, "days_to_value", "is too large")
+            sink.add(line, column, "is too large")
             return None
         return days
     if _NEGATIVE_NUMBER.fullmatch(text):
-        sink.add(line, "days_to_value", "must be 0 or greater")
+        sink.add(line, column, "must be 0 or greater")
     else:
-        sink.add(line, "days_to_value", f"{show(text)} is not a plain number ({_DAYS_HINT})")
+        sink.add(line, column, f"{show(text)} is not a plain number ({_DAYS_HINT})")
+    return None
+
+
+def _optional_cents(raw: str, column: str, line: int, sink: _ErrorSink) -> float | None:
+    """A pre-period money value in whole cents (as float), NaN when blank, None when bad."""
+    if not raw.strip(WHITESPACE):
+        return math.nan
+    cents = _cents_field(raw, column, line, sink)
+    return None if cents is None else float(cents)
+
+
+def _date_field(raw: str, line: int, sink: _ErrorSink) -> str | None:
+    """An ISO date (YYYY-MM-DD) as its text, "" when blank, None when bad.
+
+    The same rule as the form fields' :func:`experiments.input_rules.read_date`: only the
+    extended form, and a real calendar day.
+    """
+    text = raw.strip(WHITESPACE)
+    if not text:
+        return ""
+    if _ISO_DATE.fullmatch(text):
+        try:
+            date.fromisoformat(text)
+            return text
+        except ValueError:
+            sink.add(line, "enrolled_on", f"{show(text)} is not a calendar date")
+            return None
+    sink.add(line, "enrolled_on", f"{show(text)} {_DATE_HINT}")
     return None

@@ -36,6 +36,7 @@ _MIN_FAST_BLOCK_SIZE = 64 << 10
 # The same formats for pyarrow's RE2 engine (blank values arrive there as nulls).
 _MONEY_RE2 = r"^[0-9]+(\.[0-9]{1,2})?$"
 _DAYS_RE2 = r"^[0-9]+(\.[0-9]+)?$"
+_DATE_RE2 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # Bytes that can start or end a UTF-8 encoded WHITESPACE character.
 _PADDING_FIRST_BYTE = np.zeros(256, dtype=bool)
 _PADDING_FIRST_BYTE[[char.encode()[0] for char in WHITESPACE]] = True
@@ -110,6 +111,10 @@ def read_fast(
         "churned_mrr": _fast_cents,
         "segment": _fast_segments,
         "days_to_value": _fast_days,
+        "days_observed": _fast_days,
+        "pre_start_mrr": _fast_optional_cents,
+        "pre_end_mrr": _fast_optional_cents,
+        "enrolled_on": _fast_dates,
     }
     # pyarrow kernels release the GIL, so two columns are checked at a time; the
     # account ids (whose uniqueness check needs a large hash table) go last.
@@ -127,6 +132,9 @@ def read_fast(
     churned = result.get("churned_mrr", zeros)
     if not (start_cents > 0).all() or not (contraction + churned <= start_cents).all():
         return None
+    days, observed = result.get("days_to_value"), result.get("days_observed")
+    if days is not None and observed is not None and (days > observed).any():
+        return None  # NaN compares False: a blank on either side is no violation
     # Now that the worker threads are gone their freed memory can be handed back,
     # before the account ids become a million Python strings. to_pylist, not
     # to_numpy: pyarrow's to_numpy() imports pandas (~0.15 s).
@@ -141,8 +149,12 @@ def read_fast(
         contraction_cents=contraction.copy() if contraction is zeros else contraction,
         churned_cents=churned.copy() if churned is zeros else churned,
         segment=result.get("segment"),
-        days_to_value=result.get("days_to_value"),
+        days_to_value=days,
         notes=layout.notes,
+        days_observed=observed,
+        pre_start_cents=result.get("pre_start_mrr"),
+        pre_end_cents=result.get("pre_end_mrr"),
+        enrolled_on=result.get("enrolled_on"),
     )
 
 
@@ -284,6 +296,39 @@ def _fast_days(values: pa.ChunkedArray) -> np.ndarray | None:
     except pa.ArrowInvalid:
         return None
     return None if np.isinf(days).any() else days
+
+
+def _fast_optional_cents(values: pa.ChunkedArray) -> np.ndarray | None:
+    """Pre-period money: whole cents as float64, NaN for a blank (exact below 2**53)."""
+    if not _all_match(values, _MONEY_RE2):
+        values = pc.utf8_trim(values, characters=WHITESPACE)
+        if not _all_match(values, _MONEY_RE2):
+            return None
+    try:
+        units = pc.cast(values, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    if (pc.max(units).as_py() or 0) >= MAX_CENTS / 100:
+        return None
+    return _to_numpy(units, blank=math.nan, scale=100)
+
+
+def _fast_dates(values: pa.ChunkedArray) -> np.ndarray | None:
+    """ISO dates as ``datetime64[D]``, NaT for a blank; any doubt goes to the exact reader."""
+    if not _all_match(values, _DATE_RE2):
+        values = pc.utf8_trim(values, characters=WHITESPACE)
+        if not _all_match(values, _DATE_RE2):
+            return None
+    try:
+        # date32 is whole days since 1970-01-01; the cast refuses impossible days (02-30)
+        days = pc.cast(pc.cast(values, pa.date32()), pa.int32())
+    except pa.ArrowInvalid:
+        return None
+    as_float = _to_numpy(days, blank=math.nan)  # exact: whole days fit easily
+    out = np.full(as_float.size, np.datetime64("NaT"), dtype="datetime64[D]")
+    known = ~np.isnan(as_float)
+    out[known] = as_float[known].astype(np.int64).astype("datetime64[D]")
+    return out
 
 
 def _objects_via_dictionary(values: pa.ChunkedArray) -> np.ndarray:
