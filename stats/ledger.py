@@ -26,6 +26,7 @@ References
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -564,9 +565,358 @@ def quarter_label(month_number: int) -> str:
     return f"{month_number // 12}-Q{month_number % 12 // 3 + 1}"
 
 
+MOVEMENTS = (
+    "accounts",
+    "start",
+    "expansion",
+    "contraction",
+    "churned",
+    "end",
+    "kept",
+    "logo",
+    "new",
+)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return finite_or_none(numerator / denominator) if denominator > 0 else None
+
+
+def _group_sums(group: np.ndarray, n_groups: int, rows: Mapping[str, np.ndarray]) -> dict:
+    """Per-group count and sums of the active-row measures (one ``bincount`` each)."""
+    sums = {"accounts": np.bincount(group, minlength=n_groups)}
+    for name in MOVEMENTS[1:]:
+        sums[name] = np.bincount(group, weights=rows[name], minlength=n_groups)
+    return sums
+
+
+def _period_figures(sums: Mapping[str, np.ndarray], periods: tuple[str, ...], offset: int = 0):
+    rows = []
+    for p, label in enumerate(periods):
+        i = offset + p
+        start = float(sums["start"][i])
+        accounts = int(sums["accounts"][i])
+        rows.append(
+            PeriodFigures(
+                period=label,
+                accounts=accounts,
+                start_mrr=start,
+                expansion_mrr=float(sums["expansion"][i]),
+                contraction_mrr=float(sums["contraction"][i]),
+                churned_mrr=float(sums["churned"][i]),
+                end_mrr=float(sums["end"][i]),
+                nrr=_ratio(sums["end"][i], start),
+                grr=_ratio(sums["kept"][i], start),
+                logo_churn=_ratio(sums["logo"][i], accounts),
+                expansion_rate=_ratio(sums["expansion"][i], start),
+                contraction_rate=_ratio(sums["contraction"][i], start),
+                churn_rate=_ratio(sums["churned"][i], start),
+                new_mrr=float(sums["new"][i]),
+            )
+        )
+    return tuple(rows)
+
+
+def _ttm_figures(window, periods: tuple[str, ...], offset: int = 0):
+    """TTM rows for every period from the window sums of bases ``0 .. P - 12``."""
+    rows = []
+    for m, label in enumerate(periods):
+        b = m - (TTM_MONTHS - 1)
+        if b < 0:
+            rows.append(TtmFigures(period=label, nrr=None, grr=None, accounts=None))
+            continue
+        i = offset + b
+        start = float(window["start"][i])
+        rows.append(
+            TtmFigures(
+                period=label,
+                nrr=_ratio(window["end"][i], start),
+                grr=_ratio(window["capped"][i], start),
+                accounts=int(window["accounts"][i]),
+            )
+        )
+    return tuple(rows)
+
+
+def _window_sums(group: np.ndarray, n_groups: int, start, end_at_m) -> dict:
+    return {
+        "accounts": np.bincount(group, minlength=n_groups),
+        "start": np.bincount(group, weights=start, minlength=n_groups),
+        "end": np.bincount(group, weights=end_at_m, minlength=n_groups),
+        "capped": np.bincount(group, weights=np.minimum(end_at_m, start), minlength=n_groups),
+    }
+
+
+def _sample_sd(group: np.ndarray, n_groups: int, values: np.ndarray) -> list[float | None]:
+    """Two-pass sample standard deviation (ddof = 1) per group; ``None`` below 2 values."""
+    counts = np.bincount(group, minlength=n_groups)
+    means = np.bincount(group, weights=values, minlength=n_groups) / np.maximum(counts, 1)
+    squares = np.bincount(group, weights=(values - means[group]) ** 2, minlength=n_groups)
+    return [
+        finite_or_none(math.sqrt(squares[g] / (counts[g] - 1))) if counts[g] >= 2 else None
+        for g in range(n_groups)
+    ]
+
+
+def _velocity_cohorts(days, start, end_at_m) -> tuple[VelocityCohort, ...]:
+    """Tercile groups of days_to_value over the last TTM window's base rows."""
+    reached = ~np.isnan(days)
+    group = np.full(days.shape, 3, dtype=np.int64)
+    if reached.any():
+        q1, q2 = np.quantile(days[reached], [1.0 / 3.0, 2.0 / 3.0])
+        group[reached] = np.where(days[reached] <= q1, 0, np.where(days[reached] <= q2, 1, 2))
+    sums = _window_sums(group, 4, start, end_at_m)
+    result = []
+    for g, name in enumerate(VELOCITY_COHORTS):
+        members = group == g
+        max_days = float(days[members].max()) if g < 3 and members.any() else None
+        result.append(
+            VelocityCohort(
+                cohort=name,
+                accounts=int(sums["accounts"][g]),
+                max_days=max_days,
+                ttm_nrr=_ratio(sums["end"][g], float(sums["start"][g])),
+            )
+        )
+    return tuple(result)
+
+
+def _cohorts(
+    customer_since, account, period, start, end, first, first_month: int, n_periods: int
+) -> tuple[CohortFigures, ...]:
+    """Acquisition cohorts by customer_since quarter, NRR by age (active rows only)."""
+    n_accounts = first.size
+    since = np.full(n_accounts, np.nan)
+    np.fmax.at(since, account, customer_since)  # an account attribute: the same on each row
+    member = np.isfinite(since) & (since >= 0) & (first < n_periods)
+    if not member.any():
+        return ()
+    quarter = (first_month + np.floor(since[member]).astype(np.int64)) // 3
+    labels, code = np.unique(quarter, return_inverse=True)
+    cohort_of = np.full(n_accounts, -1, dtype=np.int64)
+    cohort_of[member] = code
+    n_cohorts = labels.size
+    row_cohort = cohort_of[account]
+    keep = row_cohort >= 0
+    c, age = row_cohort[keep], period[keep] - first[account[keep]] + 1
+    start0 = np.bincount(c[age == 1], weights=start[keep][age == 1], minlength=n_cohorts)
+    end_by_age = np.bincount(
+        c * (n_periods + 1) + age, weights=end[keep], minlength=n_cohorts * (n_periods + 1)
+    ).reshape(n_cohorts, n_periods + 1)
+    reached = np.full(n_cohorts, n_periods, dtype=np.int64)
+    np.minimum.at(reached, code, n_periods - first[member])
+    accounts = np.bincount(code, minlength=n_cohorts)
+    return tuple(
+        CohortFigures(
+            cohort=quarter_label(int(labels[k]) * 3),
+            accounts=int(accounts[k]),
+            start_mrr=float(start0[k]),
+            nrr_by_age=tuple(
+                _ratio(end_by_age[k, a], float(start0[k])) for a in range(1, int(reached[k]) + 1)
+            ),
+        )
+        for k in range(n_cohorts)
+    )
+
+
 def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
-    """Every ledger figure (work in progress: implemented in the next commit)."""
-    raise NotImplementedError("ledger_figures is being written by F16")
+    r"""Every figure of a revenue ledger (DESIGN §3b).
+
+    Parameters
+    ----------
+    arrays : LedgerArrays
+        One element per ledger row; ``(account, period)`` unique.
+
+    Returns
+    -------
+    LedgerFigures
+        Figures that cannot be computed (no active row, fewer than 12 periods,
+        fewer than 2 accounts for σ) are ``None`` and explained in ``warnings``.
+
+    Raises
+    ------
+    ValueError
+        An ``(account, period)`` pair appears twice.
+
+    Notes
+    -----
+    Active rows have :math:`s > 0`; per row :math:`e = s + x - c - h`
+    (start, expansion, contraction, churned). Over the active rows of period
+    :math:`t`:
+
+    .. math::
+        \mathrm{NRR}_t = \frac{\sum e}{\sum s}, \quad
+        \mathrm{GRR}_t = \frac{\sum (s - c - h)}{\sum s}, \quad
+        \text{logo churn}_t = \frac{\#\{h = s\}}{\#\{s > 0\}}
+
+    With :math:`B_M` the accounts active in :math:`M - 11` and :math:`e_{i,M}`
+    account :math:`i`'s end MRR at :math:`M` (0 if not active then):
+
+    .. math::
+        \mathrm{NRR}^{TTM}_M = \frac{\sum_{i \in B_M} e_{i,M}}{\sum_{i \in B_M} s_{i,M-11}},
+        \quad
+        \mathrm{GRR}^{TTM}_M = \frac{\sum_{i \in B_M} \min(e_{i,M}, s_{i,M-11})}
+                                    {\sum_{i \in B_M} s_{i,M-11}}
+
+    Cohort NRR at age :math:`a` sums :math:`e` of period
+    :math:`f_i + a - 1` over the members (:math:`f_i` = first active period)
+    and divides by their start at :math:`f_i`. Velocity terciles use
+    linear-interpolation quantiles [3]_. σ is the sample standard deviation
+    (ddof = 1) of :math:`e/s` over the last period's active rows, computed in
+    two passes.
+
+    References
+    ----------
+    .. [1] SaaS Capital (2019, 2020). B2B SaaS Retention Benchmarks, definitions
+       of net and gross revenue retention.
+    .. [2] KeyBanc Capital Markets & Sapphire Ventures. SaaS Survey, net and
+       gross dollar retention.
+    .. [3] Hyndman, R. J. & Fan, Y. (1996). Sample quantiles in statistical
+       packages. The American Statistician, 50(4), 361-365.
+
+    Examples
+    --------
+    >>> arrays = LedgerArrays(
+    ...     account=np.array([0, 1, 0]), period=np.array([0, 0, 1]),
+    ...     start=np.array([100.0, 50.0, 110.0]), expansion=np.array([10.0, 0.0, 0.0]),
+    ...     contraction=np.array([0.0, 0.0, 0.0]), churned=np.array([0.0, 50.0, 0.0]),
+    ...     periods=("2025-01", "2025-02"))
+    >>> figures = ledger_figures(arrays)
+    >>> figures.monthly[0].nrr, figures.monthly[0].logo_churn
+    (0.7333333333333333, 0.5)
+    """
+    periods = arrays.periods
+    n_periods = len(periods)
+    warnings: list[str] = []
+    all_keys = arrays.account * max(n_periods, 1) + arrays.period
+    order = np.argsort(all_keys, kind="stable")
+    sorted_keys = all_keys[order]
+    duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    if duplicate.size:
+        row = int(order[duplicate[0] + 1])
+        raise ValueError(
+            f"account code {int(arrays.account[row])} appears twice in period "
+            f"{periods[int(arrays.period[row])]}"
+        )
+
+    active = arrays.start > 0
+    idx = np.flatnonzero(active)
+    account, period = arrays.account[idx], arrays.period[idx]
+    start = arrays.start[idx]
+    churned = arrays.churned[idx]
+    rows = {
+        "start": start,
+        "expansion": arrays.expansion[idx],
+        "contraction": arrays.contraction[idx],
+        "churned": churned,
+        "kept": start - arrays.contraction[idx] - churned,
+    }
+    rows["end"] = rows["kept"] + rows["expansion"]
+    # churned <= start holds by contract; >= also absorbs a float that lands a hair above.
+    rows["logo"] = (churned >= start).astype(np.float64)
+    n_accounts = int(arrays.account.max()) + 1 if arrays.account.size else 0
+    first = np.full(n_accounts, n_periods, dtype=np.int64)
+    np.minimum.at(first, account, period)
+    rows["new"] = np.where(period == first[account], start, 0.0)
+    if not idx.size:
+        warnings.append("The ledger has no active rows (start_mrr > 0): every ratio is null.")
+
+    monthly = _period_figures(_group_sums(period, n_periods, rows), periods)
+
+    # TTM: pair each active row at M - 11 with the same account's active row at M.
+    n_bases = max(n_periods - (TTM_MONTHS - 1), 0)
+    active_sorted = order[active[order]]
+    active_keys = all_keys[active_sorted]
+    base = period < n_bases
+    target = all_keys[idx[base]] + (TTM_MONTHS - 1)
+    pos = np.minimum(np.searchsorted(active_keys, target), max(active_keys.size - 1, 0))
+    found = active_keys[pos] == target if active_keys.size else np.zeros(0, dtype=bool)
+    end_all = rows["end"]
+    end_at_row = np.empty(arrays.start.size)
+    end_at_row[idx] = end_all
+    end_at_m = np.where(found, end_at_row[active_sorted[pos]] if pos.size else 0.0, 0.0)
+    base_period, base_start = period[base], start[base]
+    ttm = _ttm_figures(_window_sums(base_period, n_bases, base_start, end_at_m), periods)
+    if n_periods < TTM_MONTHS:
+        warnings.append(
+            f"The ledger covers {n_periods} period(s); TTM figures and velocity cohorts "
+            f"need {TTM_MONTHS}."
+        )
+
+    dimensions = []
+    by_dimension: dict[str, dict[str, float | None]] = {}
+    last = period == n_periods - 1
+    account_nrr = end_all[last] / start[last]
+    for name, (codes_all, labels) in arrays.dimensions.items():
+        codes = codes_all[idx]
+        n_labels = len(labels)
+        keep = codes >= 0
+        sums = _group_sums(
+            codes[keep] * n_periods + period[keep],
+            n_labels * n_periods,
+            {k: v[keep] for k, v in rows.items()},
+        )
+        base_codes = codes[base]
+        in_dim = base_codes >= 0
+        window = _window_sums(
+            base_codes[in_dim] * max(n_bases, 1) + base_period[in_dim],
+            n_labels * max(n_bases, 1),
+            base_start[in_dim],
+            end_at_m[in_dim],
+        )
+        dimensions.append(
+            DimensionFigures(
+                name=name,
+                values=labels,
+                monthly={
+                    label: _period_figures(sums, periods, offset=k * n_periods)
+                    for k, label in enumerate(labels)
+                },
+                ttm={
+                    label: _ttm_figures(window, periods, offset=k * max(n_bases, 1))
+                    for k, label in enumerate(labels)
+                },
+            )
+        )
+        last_codes = codes[last]
+        in_last = last_codes >= 0
+        sds = _sample_sd(last_codes[in_last], n_labels, account_nrr[in_last])
+        by_dimension[name] = dict(zip(labels, sds, strict=True))
+    overall = _sample_sd(np.zeros(account_nrr.size, dtype=np.int64), 1, account_nrr)[0]
+    if overall is None:
+        warnings.append("Fewer than 2 active accounts in the last period: σ is null.")
+
+    cohorts: tuple[CohortFigures, ...] = ()
+    if arrays.customer_since is not None and n_periods:
+        cohorts = _cohorts(
+            arrays.customer_since[idx],
+            account,
+            period,
+            start,
+            end_all,
+            first,
+            _month_number(periods[0]),
+            n_periods,
+        )
+    velocity: tuple[VelocityCohort, ...] = ()
+    if arrays.days_to_value is not None and n_bases:
+        in_last_window = base_period == n_bases - 1
+        velocity = _velocity_cohorts(
+            arrays.days_to_value[idx][base][in_last_window],
+            base_start[in_last_window],
+            end_at_m[in_last_window],
+        )
+
+    return LedgerFigures(
+        periods=periods,
+        monthly=monthly,
+        ttm=ttm,
+        dimensions=tuple(dimensions),
+        cohorts=cohorts,
+        velocity_cohorts=velocity,
+        sigma=LedgerSigma(overall=overall, by_dimension=by_dimension),
+        warnings=tuple(warnings),
+    )
 
 
 __all__ = [
