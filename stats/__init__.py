@@ -23,6 +23,7 @@ from stats.analysis import (
     analyze,
     summary_sentence,
 )
+from stats.ledger import LedgerArrays, LedgerFigures, ledger_figures
 from stats.moments import MOMENT_COLUMNS, Moments
 from stats.power import achieved_power, required_sample_size
 from stats.ratio import (
@@ -57,6 +58,8 @@ __all__ = [
     "CoMoments",
     "Comparison",
     "ExperimentResult",
+    "LedgerArrays",
+    "LedgerFigures",
     "MannWhitneyResult",
     "Moments",
     "PermutationResult",
@@ -71,6 +74,7 @@ __all__ = [
     "bh_adjust",
     "delta_method_variance",
     "holm_adjust",
+    "ledger_figures",
     "mann_whitney",
     "mann_whitney_p",
     "permutation_test",
