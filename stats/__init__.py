@@ -24,6 +24,15 @@ from stats.analysis import (
     summary_sentence,
 )
 from stats.ledger import LedgerArrays, LedgerFigures, ledger_figures
+from stats.levers import (
+    GuardrailResult,
+    GuardrailSpec,
+    LeverFigure,
+    Proportions,
+    guardrail,
+    lever_figures,
+    two_proportions,
+)
 from stats.moments import MOMENT_COLUMNS, Moments
 from stats.power import achieved_power, required_sample_size
 from stats.ratio import (
@@ -58,11 +67,15 @@ __all__ = [
     "CoMoments",
     "Comparison",
     "ExperimentResult",
+    "GuardrailResult",
+    "GuardrailSpec",
     "LedgerArrays",
     "LedgerFigures",
+    "LeverFigure",
     "MannWhitneyResult",
     "Moments",
     "PermutationResult",
+    "Proportions",
     "SRMResult",
     "SequentialResult",
     "SizingPlan",
@@ -73,8 +86,10 @@ __all__ = [
     "arm_from_arrays",
     "bh_adjust",
     "delta_method_variance",
+    "guardrail",
     "holm_adjust",
     "ledger_figures",
+    "lever_figures",
     "mann_whitney",
     "mann_whitney_p",
     "permutation_test",
@@ -87,5 +102,6 @@ __all__ = [
     "sigma_lin",
     "srm_test",
     "summary_sentence",
+    "two_proportions",
     "welch_satterthwaite_df",
 ]
