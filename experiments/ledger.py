@@ -1,0 +1,685 @@
+"""The revenue ledger (DESIGN §3b): versions, the current ledger and its stored figures.
+
+An upload covers a set of periods. Storing it takes three steps, each usable on its own
+so that :mod:`experiments.ledger_import` can run them in short transactions:
+
+1. :func:`reserve_version` — a ``ledger_version`` row, still *importing* (invisible, no
+   number);
+2. :func:`insert_rows` — its rows, with the driver's bulk path (PostgreSQL ``COPY``,
+   SQLite ``executemany``), as :func:`experiments.datasets.bulk_insert_rows` does;
+3. :func:`activate_version` — under the ledger lock, in one transaction: the next version
+   number, the current pointer of each of its periods moved to it, the figures of the
+   whole current ledger computed (``stats.ledger.ledger_figures``) and stored, the audit
+   event. Readers see the old ledger or the new one, never half of each.
+
+:func:`import_ledger` runs the three in the caller's transaction (the CLI, tests). The
+current ledger is, for each period, the rows of the version its pointer names — the
+latest version that covered it. Older versions stay stored and listed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, func, text
+from sqlmodel import Session, select
+
+from experiments.audit import record_event
+from experiments.errors import Conflict
+from experiments.ledger_csv import (
+    BLANK_LABEL,
+    ImportValidationError,
+    LedgerTable,
+    month_label,
+    read_ledger,
+)
+from experiments.ledger_models import (
+    DIMENSION_SLOTS,
+    LedgerFigures,
+    LedgerPeriod,
+    LedgerRow,
+    LedgerVersion,
+)
+from experiments.models import User, utcnow
+
+__all__ = [
+    "CurrentLedger",
+    "DuplicateLedger",
+    "ImportValidationError",
+    "LedgerVersionInfo",
+    "activate_version",
+    "current_figures",
+    "current_ledger",
+    "discard_version",
+    "import_ledger",
+    "insert_rows",
+    "latest_start_mrr",
+    "ledger_sigma",
+    "read_source",
+    "reserve_version",
+    "versions",
+]
+
+MAX_REPORTED_ERRORS = 50
+_CHUNK = 100_000
+_ROW_COLUMNS = (
+    "version_id",
+    "period",
+    "account_id",
+    "start_cents",
+    "expansion_cents",
+    "contraction_cents",
+    "churned_cents",
+    "customer_since",
+    "days_to_value",
+    *DIMENSION_SLOTS,
+)
+# pg_advisory_xact_lock key of the ledger (any fixed 64-bit number; "NRRLEDGR" in ASCII).
+_PG_LOCK_KEY = 0x4E52524C45444752
+
+
+class DuplicateLedger(Conflict):
+    """The file is byte for byte the latest ledger version; nothing was stored."""
+
+    def __init__(self, version: LedgerVersion):
+        self.version = version
+        super().__init__(
+            f"This file is identical to ledger version {version.version}, the latest upload; "
+            "nothing was stored."
+        )
+
+
+# ------------------------------------------------------------------------ importing
+
+
+def read_source(source: str | os.PathLike[str] | bytes) -> bytes:
+    """The bytes of a path or of raw bytes."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    if isinstance(source, str | os.PathLike):
+        return Path(source).read_bytes()
+    raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
+
+
+def import_ledger(
+    session: Session,
+    source: str | os.PathLike[str] | bytes,
+    *,
+    dimensions: str | tuple[str, ...] | list[str] | None = (),
+    actor: User | None,
+    filename: str,
+) -> LedgerVersion:
+    """Validate ``source`` and make it the current ledger of the periods it covers.
+
+    Everything happens in the caller's transaction (flushed, not committed): the
+    version, its rows, the moved pointers, the stored figures and the audit event are
+    committed together, or nothing is.
+
+    Raises
+    ------
+    ImportValidationError
+        The file or the declared dimensions break the contract (line-numbered errors);
+        nothing was stored.
+    DuplicateLedger
+        The file is identical to the latest version; nothing was stored.
+    """
+    table = read_ledger(
+        read_source(source), dimensions=dimensions or (), max_errors=MAX_REPORTED_ERRORS
+    )
+    refuse_duplicate(session, table)
+    version = reserve_version(session, table, filename=filename, actor=actor)
+    insert_rows(session, version, table)
+    activate_version(session, version, table, actor=actor)
+    return version
+
+
+def refuse_duplicate(session: Session, table: LedgerTable) -> None:
+    """Raise :class:`DuplicateLedger` when ``table``'s bytes are the latest version's."""
+    latest = _latest_version(session)
+    if latest is not None and latest.sha256 == table.sha256:
+        raise DuplicateLedger(latest)
+
+
+def reserve_version(
+    session: Session, table: LedgerTable, *, filename: str, actor: User | None
+) -> LedgerVersion:
+    """An importing (invisible, unnumbered) version for ``table``; flushed."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:255] or "ledger.csv"
+    version = LedgerVersion(
+        status="importing",
+        filename=name,
+        sha256=table.sha256,
+        row_count=len(table),
+        account_count=len(set(table.account_id.tolist())),
+        periods=table.periods(),
+        dimensions=list(table.dimension_names),
+        notes=list(table.notes),
+        uploaded_by_id=actor.id if actor is not None else None,
+        uploaded_at=utcnow(),
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def discard_version(session: Session, version_id: int) -> None:
+    """Delete an importing version and its rows (an import that failed half-way; flushed)."""
+    session.execute(delete(LedgerRow).where(LedgerRow.version_id == version_id))
+    session.execute(
+        delete(LedgerVersion).where(
+            LedgerVersion.id == version_id, LedgerVersion.status == "importing"
+        )
+    )
+    session.flush()
+
+
+def insert_rows(
+    session: Session,
+    version: LedgerVersion,
+    table: LedgerTable,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+) -> None:
+    """Insert rows ``start:stop`` (default all) of ``table`` as ``version``'s rows."""
+    connection = session.connection()
+    raw = connection.connection.driver_connection
+    total = len(table) if stop is None else min(stop, len(table))
+    columns = ", ".join(_ROW_COLUMNS)
+    if connection.dialect.name == "postgresql":
+        cursor = raw.cursor()
+        with cursor.copy(f"COPY ledger_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            for first in range(start, total, _CHUNK):
+                copy.write(_csv_block(version.id, table, first, min(total, first + _CHUNK)))
+        cursor.close()
+        return
+    placeholders = ", ".join("?" for _ in _ROW_COLUMNS)
+    sql = f"INSERT INTO ledger_row ({columns}) VALUES ({placeholders})"  # noqa: S608
+    if not raw.in_transaction:
+        # The raw cursor bypasses the engine's begin-on-first-write hook (experiments/db.py).
+        raw.execute("BEGIN IMMEDIATE")
+    cursor = raw.cursor()
+    for first in range(start, total, _CHUNK):
+        cursor.executemany(sql, _row_tuples(version.id, table, first, min(total, first + _CHUNK)))
+    cursor.close()
+
+
+def _dimension_slices(table: LedgerTable, start: int, stop: int) -> list[list | None]:
+    values: list[list | None] = [values[start:stop].tolist() for _, values in table.dimensions]
+    return values + [None] * (len(DIMENSION_SLOTS) - len(values))
+
+
+def _iso_dates(values: np.ndarray | None, start: int, stop: int, count: int) -> list:
+    if values is None:
+        return [None] * count
+    text_values = np.datetime_as_string(values[start:stop], unit="D").tolist()
+    return [None if value == "NaT" else value for value in text_values]
+
+
+def _row_tuples(version_id: int, table: LedgerTable, start: int, stop: int):
+    count = stop - start
+    dtv = table.days_to_value
+    days = (
+        [None if v != v else v for v in dtv[start:stop].tolist()]  # NaN → NULL
+        if dtv is not None
+        else [None] * count
+    )
+    blanks = [None] * count
+    dims = [column if column is not None else blanks for column in
+            _dimension_slices(table, start, stop)]
+    return zip(
+        [version_id] * count,
+        table.period[start:stop].tolist(),
+        table.account_id[start:stop].tolist(),
+        table.start_cents[start:stop].tolist(),
+        table.expansion_cents[start:stop].tolist(),
+        table.contraction_cents[start:stop].tolist(),
+        table.churned_cents[start:stop].tolist(),
+        _iso_dates(table.customer_since, start, stop, count),
+        days,
+        *dims,
+        strict=True,
+    )
+
+
+def _csv_block(version_id: int, table: LedgerTable, start: int, stop: int) -> bytes:
+    """Rows ``start:stop`` as CSV for ``COPY … (FORMAT csv)``: text quoted, NULL unquoted."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    count = stop - start
+    since = table.customer_since
+    days = table.days_to_value
+    columns = {
+        "version_id": pa.array(np.full(count, version_id, dtype=np.int64)),
+        "period": pa.array(table.period[start:stop]),
+        "account_id": pa.array(table.account_id[start:stop], pa.string()),
+        "start_cents": pa.array(table.start_cents[start:stop]),
+        "expansion_cents": pa.array(table.expansion_cents[start:stop]),
+        "contraction_cents": pa.array(table.contraction_cents[start:stop]),
+        "churned_cents": pa.array(table.churned_cents[start:stop]),
+        "customer_since": (
+            pa.array(since[start:stop], pa.date32())  # NaT → NULL
+            if since is not None
+            else pa.nulls(count, pa.date32())
+        ),
+        "days_to_value": (
+            pa.array(days[start:stop], pa.float64(), from_pandas=True)  # NaN → NULL
+            if days is not None
+            else pa.nulls(count, pa.float64())
+        ),
+    }
+    for slot, values in zip(DIMENSION_SLOTS, _dimension_slices(table, start, stop), strict=True):
+        columns[slot] = pa.array(values, pa.string()) if values is not None else pa.nulls(
+            count, pa.string()
+        )
+    out = io.BytesIO()
+    pa_csv.write_csv(
+        pa.table(columns), out, write_options=pa_csv.WriteOptions(include_header=False)
+    )
+    return out.getvalue()
+
+
+def lock_ledger(session: Session) -> None:
+    """Hold the ledger's write lock until the transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite locks the whole database for
+    writing; the caller's first write (``activate_version`` updates its own row first)
+    takes that lock before anything is read.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+
+
+def activate_version(
+    session: Session, version: LedgerVersion, table: LedgerTable | None = None, *,
+    actor: User | None,
+) -> LedgerFigures:
+    """Make an importing version current for its periods, in the caller's transaction.
+
+    Under the ledger lock: the next version number; each of its periods' pointers moved
+    to it; the figures of the whole current ledger computed and stored; a
+    ``ledger.upload`` audit event (who, which periods, rows, which versions it replaced).
+    ``table`` (the rows just written) saves reading this version's rows back.
+    Flushed, not committed.
+    """
+    # A write first: on SQLite this takes the database lock before the reads below.
+    session.execute(
+        text("UPDATE ledger_version SET status = status WHERE id = :id"), {"id": version.id}
+    )
+    lock_ledger(session)
+    number = (session.exec(select(func.max(LedgerVersion.version))).one() or 0) + 1
+    months = sorted({_month_of(label) for label in version.periods})
+    replaced = {
+        month_label(row.period): row.version_id
+        for row in session.exec(select(LedgerPeriod).where(LedgerPeriod.period.in_(months)))
+    }
+    replaced_numbers = {}
+    if replaced:
+        numbers = dict(session.exec(
+            select(LedgerVersion.id, LedgerVersion.version)
+            .where(LedgerVersion.id.in_(set(replaced.values())))
+        ).all())
+        replaced_numbers = {label: numbers.get(vid) for label, vid in replaced.items()}
+    session.execute(delete(LedgerPeriod).where(LedgerPeriod.period.in_(months)))
+    session.add_all([LedgerPeriod(period=month, version_id=version.id) for month in months])
+    version.version = number
+    version.status = "ready"
+    version.activated_at = utcnow()
+    session.add(version)
+    session.flush()
+
+    ledger = current_ledger(session, fresh=(version.id, table) if table is not None else None)
+    figures = LedgerFigures(
+        version_id=version.id, row_count=len(ledger), figures=_figures_document(ledger)
+    )
+    session.add(figures)
+    record_event(
+        session, "ledger.upload", actor=actor, entity_type="ledger_version",
+        entity_id=version.id,
+        diff={
+            "version": [None, number],
+            "filename": [None, version.filename],
+            "sha256": [None, version.sha256],
+            "periods": [None, list(version.periods)],
+            "rows": [None, version.row_count],
+            "dimensions": [None, list(version.dimensions)],
+            "replaced": [None, replaced_numbers],
+        },
+    )
+    session.flush()
+    return figures
+
+
+def _month_of(label: str) -> int:
+    return int(label[:4]) * 12 + int(label[5:7]) - 1
+
+
+# ------------------------------------------------------------------- current ledger
+
+
+@dataclass(frozen=True, eq=False)
+class CurrentLedger:
+    """The current ledger's rows as columns, read without ORM objects.
+
+    ``month`` holds month numbers, money is in cents, ``customer_since_month`` the
+    month number of customer_since (NaN blank), ``dimensions`` maps each dimension name
+    any current version declared to its per-row labels (``(blank)`` where blank or not
+    declared by the row's version).
+    """
+
+    account_id: np.ndarray
+    month: np.ndarray
+    start_cents: np.ndarray
+    expansion_cents: np.ndarray
+    contraction_cents: np.ndarray
+    churned_cents: np.ndarray
+    customer_since_month: np.ndarray
+    days_to_value: np.ndarray
+    dimensions: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.month)
+
+    def arrays(self):
+        """``stats.ledger.LedgerArrays`` of these rows (codes, months from the first)."""
+        from stats.ledger import LedgerArrays
+
+        first, last = int(self.month.min()), int(self.month.max())
+        account, _ = _factorize(self.account_id)
+        dims = {}
+        for name, labels in self.dimensions.items():
+            codes, values = _factorize(labels)
+            dims[name] = (codes, values)
+        has_since = bool(np.isfinite(self.customer_since_month).any())
+        has_days = bool(np.isfinite(self.days_to_value).any())
+        return LedgerArrays(
+            account=account,
+            period=self.month - first,
+            start=self.start_cents / 100,
+            expansion=self.expansion_cents / 100,
+            contraction=self.contraction_cents / 100,
+            churned=self.churned_cents / 100,
+            customer_since=self.customer_since_month - first if has_since else None,
+            days_to_value=self.days_to_value if has_days else None,
+            dimensions=dims,
+            periods=tuple(month_label(m) for m in range(first, last + 1)),
+        )
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Codes into the sorted distinct values (a dict pass: no sort of a million strings)."""
+    lookup: dict = {}
+    codes = np.fromiter(
+        (lookup.setdefault(value, len(lookup)) for value in values.tolist()),
+        dtype=np.int64, count=len(values),
+    )
+    labels = list(lookup)
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    remap = np.empty(len(labels), dtype=np.int64)
+    remap[order] = np.arange(len(labels))
+    return remap[codes], tuple(labels[i] for i in order)
+
+
+def current_ledger(
+    session: Session, *, fresh: tuple[int, LedgerTable] | None = None
+) -> CurrentLedger:
+    """The current ledger's rows. ``fresh = (version_id, table)``: that version's rows
+    come from ``table`` (just written) instead of being read back."""
+    pointers = session.exec(select(LedgerPeriod.period, LedgerPeriod.version_id)).all()
+    version_ids = sorted({vid for _, vid in pointers})
+    declared = dict(session.exec(
+        select(LedgerVersion.id, LedgerVersion.dimensions).where(LedgerVersion.id.in_(version_ids))
+    ).all()) if version_ids else {}
+    names = list(dict.fromkeys(name for vid in version_ids for name in declared.get(vid) or []))
+    parts = []
+    fresh_id = fresh[0] if fresh is not None else None
+    for vid in version_ids:
+        months = [month for month, owner in pointers if owner == vid]
+        if vid == fresh_id:
+            parts.append(_part_of_table(fresh[1], months, names))
+        else:
+            parts.append(_read_part(session, vid, months, declared.get(vid) or [], names))
+    if not parts:
+        empty_f = np.empty(0, dtype=np.float64)
+        empty_i = np.empty(0, dtype=np.int64)
+        return CurrentLedger(
+            np.empty(0, dtype=object), empty_i, empty_i, empty_i, empty_i, empty_i, empty_f,
+            empty_f, {name: np.empty(0, dtype=object) for name in names},
+        )
+    return CurrentLedger(
+        account_id=np.concatenate([p.account_id for p in parts]),
+        month=np.concatenate([p.month for p in parts]),
+        start_cents=np.concatenate([p.start_cents for p in parts]),
+        expansion_cents=np.concatenate([p.expansion_cents for p in parts]),
+        contraction_cents=np.concatenate([p.contraction_cents for p in parts]),
+        churned_cents=np.concatenate([p.churned_cents for p in parts]),
+        customer_since_month=np.concatenate([p.customer_since_month for p in parts]),
+        days_to_value=np.concatenate([p.days_to_value for p in parts]),
+        dimensions={name: np.concatenate([p.dimensions[name] for p in parts]) for name in names},
+    )
+
+
+def _part_of_table(table: LedgerTable, months: list[int], names: list[str]) -> CurrentLedger:
+    keep = np.isin(table.period, months)
+    whole = bool(keep.all())
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        return values if whole else values[keep]
+
+    count = int(keep.sum())
+    since = np.full(count, np.nan)
+    if table.customer_since is not None:
+        chosen = pick(table.customer_since)
+        filled = ~np.isnat(chosen)
+        ymd = chosen[filled].astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+        since[filled] = ymd + 1970 * 12
+    days = pick(table.days_to_value) if table.days_to_value is not None else np.full(count, np.nan)
+    own = dict(table.dimensions)
+    dims = {}
+    for name in names:
+        if name in own:
+            values = pick(own[name])
+            dims[name] = np.where(values == None, BLANK_LABEL, values)  # noqa: E711
+        else:
+            dims[name] = np.full(count, BLANK_LABEL, dtype=object)
+    return CurrentLedger(
+        account_id=pick(table.account_id),
+        month=pick(table.period).astype(np.int64),
+        start_cents=pick(table.start_cents),
+        expansion_cents=pick(table.expansion_cents),
+        contraction_cents=pick(table.contraction_cents),
+        churned_cents=pick(table.churned_cents),
+        customer_since_month=since,
+        days_to_value=np.asarray(days, dtype=np.float64),
+        dimensions=dims,
+    )
+
+
+def _read_part(
+    session: Session, version_id: int, months: list[int], own: list[str], names: list[str]
+) -> CurrentLedger:
+    """One version's rows of ``months``, through the driver's cursor (no row objects)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        since_month = (
+            "CAST(EXTRACT(YEAR FROM customer_since) * 12"
+            " + EXTRACT(MONTH FROM customer_since) - 1 AS INTEGER)"
+        )
+        month_list = ", ".join(str(int(m)) for m in months)
+    else:
+        since_month = (
+            "CAST(strftime('%Y', customer_since) AS INTEGER) * 12"
+            " + CAST(strftime('%m', customer_since) AS INTEGER) - 1"
+        )
+        month_list = ", ".join(str(int(m)) for m in months)
+    slots = ", ".join(DIMENSION_SLOTS[: len(own)])
+    sql = (
+        "SELECT account_id, period, start_cents, expansion_cents, contraction_cents,"  # noqa: S608
+        f" churned_cents, {since_month}, days_to_value{', ' + slots if slots else ''}"
+        f" FROM ledger_row WHERE version_id = {int(version_id)} AND period IN ({month_list})"
+    )
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    count = len(rows)
+    columns = np.array(rows, dtype=object).reshape(count, 8 + len(own))
+    del rows
+
+    def floats(index: int) -> np.ndarray:
+        column = columns[:, index]
+        return np.where(column == None, np.nan, column).astype(np.float64)  # noqa: E711
+
+    dims = {}
+    for name in names:
+        if name in own:
+            values = columns[:, 8 + own.index(name)]
+            dims[name] = np.where(values == None, BLANK_LABEL, values)  # noqa: E711
+        else:
+            dims[name] = np.full(count, BLANK_LABEL, dtype=object)
+    return CurrentLedger(
+        account_id=columns[:, 0].copy(),
+        month=columns[:, 1].astype(np.int64),
+        start_cents=columns[:, 2].astype(np.int64),
+        expansion_cents=columns[:, 3].astype(np.int64),
+        contraction_cents=columns[:, 4].astype(np.int64),
+        churned_cents=columns[:, 5].astype(np.int64),
+        customer_since_month=floats(6),
+        days_to_value=floats(7),
+        dimensions=dims,
+    )
+
+
+def _figures_document(ledger: CurrentLedger) -> dict:
+    """``stats.ledger.ledger_figures`` of the current ledger as its stored JSON."""
+    from stats.ledger import ledger_figures
+
+    if not len(ledger):
+        return {}
+    return ledger_figures(ledger.arrays()).to_dict()
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _latest_version(session: Session) -> LedgerVersion | None:
+    return session.exec(
+        select(LedgerVersion)
+        .where(LedgerVersion.status == "ready")
+        .order_by(LedgerVersion.version.desc())
+        .limit(1)
+    ).first()
+
+
+def current_figures(session: Session) -> dict | None:
+    """The stored figures of the current ledger (``LedgerFigures.to_dict()``), or None."""
+    row = session.exec(
+        select(LedgerFigures.figures)
+        .join(LedgerVersion, LedgerVersion.id == LedgerFigures.version_id)
+        .where(LedgerVersion.status == "ready")
+        .order_by(LedgerVersion.version.desc())
+        .limit(1)
+    ).first()
+    return row or None
+
+
+def _stored(session: Session):
+    from stats.ledger import LedgerFigures as Figures
+
+    document = current_figures(session)
+    return Figures.from_dict(document) if document else None
+
+
+def latest_start_mrr(
+    session: Session, *, dimension: str | None = None, value: str | None = None
+) -> float | None:
+    """Σ start MRR of the last period (company-wide or one dimension value), or None."""
+    figures = _stored(session)
+    if figures is None:
+        return None
+    last = figures.last_period(dimension, value)
+    return None if last is None else last.start_mrr
+
+
+def ledger_sigma(
+    session: Session, *, dimension: str | None = None, value: str | None = None
+) -> float | None:
+    """σ of account-level NRR in the last period (planning σ), or None."""
+    figures = _stored(session)
+    return None if figures is None else figures.planning_sigma(dimension, value)
+
+
+@dataclass(frozen=True)
+class LedgerVersionInfo:
+    """One line of the version history."""
+
+    id: int
+    version: int
+    filename: str
+    uploaded_by: str
+    uploaded_at: datetime
+    activated_at: datetime | None
+    periods: tuple[str, ...]
+    current_periods: tuple[str, ...]
+    rows: int
+    accounts: int
+    dimensions: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def period_range(self) -> str:
+        if not self.periods:
+            return ""
+        if len(self.periods) == 1:
+            return self.periods[0]
+        return f"{self.periods[0]} \u2013 {self.periods[-1]}"
+
+    @property
+    def status(self) -> str:
+        """current (all its periods), partly current, or replaced."""
+        if not self.current_periods:
+            return "replaced"
+        if len(self.current_periods) == len(self.periods):
+            return "current"
+        return "partly current"
+
+
+def versions(session: Session) -> list[LedgerVersionInfo]:
+    """Every ready version, newest first, with who uploaded it and where it is current."""
+    rows = session.exec(
+        select(LedgerVersion, User)
+        .join(User, User.id == LedgerVersion.uploaded_by_id, isouter=True)
+        .where(LedgerVersion.status == "ready")
+        .order_by(LedgerVersion.version.desc())
+    ).all()
+    current: dict[int, list[str]] = {}
+    for month, vid in session.exec(
+        select(LedgerPeriod.period, LedgerPeriod.version_id).order_by(LedgerPeriod.period)
+    ).all():
+        current.setdefault(vid, []).append(month_label(month))
+    return [
+        LedgerVersionInfo(
+            id=version.id,
+            version=version.version,
+            filename=version.filename,
+            uploaded_by=(user.name or user.email) if user is not None else "",
+            uploaded_at=version.uploaded_at,
+            activated_at=version.activated_at,
+            periods=tuple(version.periods),
+            current_periods=tuple(current.get(version.id, ())),
+            rows=version.row_count,
+            accounts=version.account_count,
+            dimensions=tuple(version.dimensions),
+            notes=tuple(version.notes),
+        )
+        for version, user in rows
+    ]
+
