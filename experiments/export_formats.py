@@ -31,6 +31,14 @@ from experiments.formatting import (
     pts,
     pvalue,
 )
+from experiments.nrr_figures_view import (
+    EXPORT_STYLE,
+    NRR_CSV_COLUMNS,
+    NrrFigures,
+    nrr_csv_figures,
+    nrr_figures,
+    with_nrr_keys,
+)
 from experiments.report_text import comparison_figures
 from experiments.review_weeks import parse_moment
 
@@ -57,8 +65,15 @@ def _dumps(document: Any) -> str:
 
 
 def experiment_json(document: ExperimentDocument, *, exported_at: datetime) -> str:
-    """The document's :meth:`~ExperimentDocument.to_json` with the export moment."""
-    return _dumps({**document.to_json(), "exported_at": exported_at.isoformat()})
+    """The document's :meth:`~ExperimentDocument.to_json` with the export moment.
+
+    Every DESIGN §4b comparison key is present (``null``/``[]`` for a snapshot stored
+    before issue 15); the figures themselves are exactly as stored.
+    """
+    data = document.to_json()
+    if document.result:
+        data = with_nrr_keys(data)
+    return _dumps({**data, "exported_at": exported_at.isoformat()})
 
 
 EXPERIMENT_COLUMNS: tuple[str, ...] = (
@@ -75,6 +90,8 @@ EXPERIMENT_COLUMNS: tuple[str, ...] = (
     "ci_abs_adjusted_low", "ci_abs_adjusted_high", "ci_method", "inference_method",
     "mwu_prob_superiority", "sequential_p_value", "sequential_ci_low", "sequential_ci_high",
     "required_n", "required_n_control",
+    # Issue 15 (DESIGN §4b): levers, logo churn, guardrails, CUPED, velocity, permutation.
+    *NRR_CSV_COLUMNS,
 )
 
 
@@ -106,8 +123,10 @@ def comparison_lines(document: ExperimentDocument) -> list[dict[str, Any]]:
     }
     # The per-comparison figures are the CLI's; a comparison's own verdict is renamed
     # so that "verdict" stays the experiment's headline.
-    lines = [{**base, **figures, "verdict": base["verdict"],
-              "comparison_verdict": figures["verdict"]}
+    comparisons = {str(c.get("variant")): c for c in document.comparisons}
+    lines = [{**base, **figures,
+              **nrr_csv_figures(result, comparisons.get(str(figures["variant"]), {})),
+              "verdict": base["verdict"], "comparison_verdict": figures["verdict"]}
              for figures in comparison_figures(result)]
     return lines or [base]
 
@@ -138,7 +157,7 @@ def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[st
         ("driver", info.driver.name if info.driver else None),
         ("journey stage", info.journey_stage), ("team", info.team.name if info.team else None),
         ("owner", info.owner), ("hypothesis", info.hypothesis), ("status", info.status),
-        ("decision", decision), ("verdict", document.verdict), ("data version", version),
+        ("decision", decision), ("verdict", _verdict_text(document)), ("data version", version),
         ("computed at", when(document.computed_at)),
     ])
     lines += ["", f"{h}# Plan", ""]
@@ -157,6 +176,7 @@ def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[st
         lines.append("None: the analysis plan is as registered.")
     if not result:
         return [*lines, "", "No results yet: no data has been uploaded."]
+    figures = nrr_figures(result, style=EXPORT_STYLE)
     lines += ["", f"{h}# Arms", ""]
     lines += _md_table(["variant", "accounts", "start MRR", "expansion", "contraction",
                         "churned", "end MRR", "NRR", "GRR"], [
@@ -182,11 +202,97 @@ def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[st
     if srm.get("flag"):
         lines += ["", f"**Sample ratio mismatch** (p = {pvalue(srm.get('p_value'))}): these "
                       "results cannot be trusted until the assignment is fixed."]
+    if figures is not None:
+        lines += nrr_md_lines(figures, h)
     warnings = list(result.get("warnings") or [])
     warnings += [f"{c.get('variant')}: {w}" for c in document.comparisons
                  for w in c.get("warnings") or []]
     if warnings:
         lines += ["", f"{h}# Warnings", ""] + [f"- {md(w)}" for w in dict.fromkeys(warnings)]
+    return lines
+
+
+def _verdict_text(document: ExperimentDocument) -> str | None:
+    """The headline verdict with the guardrail status beside it (``win — guardrail failed:
+    GRR``), as the results page shows it."""
+    figures = nrr_figures(document.result) if document.result else None
+    status = figures.guardrail_status if figures else None
+    if document.verdict and status is not None:
+        return f"{document.verdict} — {status.text}"
+    return document.verdict
+
+
+def _days(value: Any) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def nrr_md_lines(figures: NrrFigures, h: str) -> list[str]:
+    """The NRR-native sections (issue 15), each only when its inputs exist."""
+    lines: list[str] = []
+    if figures.waterfalls:
+        lines += ["", f"{h}# Where NRR came from", "",
+                  "Start MRR plus expansion, minus contraction and churn, is end MRR; "
+                  "end / start is the NRR.", ""]
+        lines += _md_table(["variant", "start MRR", "+ expansion", "− contraction", "− churn",
+                            "end MRR", "NRR"], [
+            (w.variant, money(w.start_mrr), money(w.expansion_mrr), money(w.contraction_mrr),
+             money(w.churned_mrr), money(w.end_mrr), pct(w.nrr)) for w in figures.waterfalls])
+    if figures.levers:
+        lines += ["", f"{h}# Levers", ""]
+        lines += [md(s) for s in figures.lever_sentences.values()] + [""]
+        lines += _md_table(["treatment", "lever", figures.control, "treatment rate",
+                            "difference", f"{figures.level} CI", "p"], [
+            (r.variant, r.label, pct(r.control), pct(r.treatment), pts(r.uplift_abs),
+             interval(r.ci_abs), pvalue(r.p_value)) for r in figures.levers])
+    if figures.proportions:
+        lines += ["", f"{h}# Accounts lost and accounts expanded", "",
+                  "Shares of accounts (two-proportion z-test).", ""]
+        lines += _md_table(["treatment", "measure", figures.control, "treatment share",
+                            "difference", "p"], [
+            (r.variant, r.label, pct(r.control), pct(r.treatment), pts(r.diff),
+             pvalue(r.p_value)) for r in figures.proportions])
+    if figures.guardrails:
+        lines += ["", f"{h}# Guardrails", "",
+                  f"Non-inferiority, one-sided at α = {figures.alpha:g}: pass when the "
+                  "treatment is shown to be no worse than the margin, fail when shown worse.",
+                  ""]
+        lines += _md_table(["treatment", "guardrail", "margin", "difference", "one-sided p",
+                            "status"], [
+            (g.variant, g.label, points(g.margin), pts(g.diff), pvalue(g.p_value),
+             g.status or "not computed") for g in figures.guardrails])
+    if figures.cuped:
+        lines += ["", f"{h}# CUPED (adjusted for the pre-period)", ""]
+        lines += [md(c.sentence) for c in figures.cuped] + [""]
+        lines += _md_table(["treatment", "CUPED uplift", f"{figures.level} CI", "p",
+                            "variance reduction", "interval narrower by"], [
+            (c.variant, pts(c.uplift_abs), interval(c.ci_abs), pvalue(c.p_value),
+             pct(c.variance_reduction, 0), pct(c.narrower, 0)) for c in figures.cuped])
+    velocity = figures.velocity
+    if velocity is not None:
+        lines += ["", f"{h}# Journey velocity (time to value)", "", md(velocity.sentence), ""]
+        lines += _md_table(["arm", "reached value", "censored", "median days to value",
+                            f"share by day {_days(velocity.target_days)}", "log-rank p"], [
+            (f"{a.variant} (control)" if a.is_control else a.variant, count(a.reached),
+             count(a.censored), _days(a.median_days) if a.median_days is not None
+             else "not reached", pct(a.share_by_target),
+             "—" if a.is_control else pvalue(a.logrank_p)) for a in velocity.arms])
+        if velocity.chart is not None:
+            lines += ["", "Share of accounts that reached value by day (Kaplan–Meier):", ""]
+            lines += _md_table(["by", *(c.variant for c in velocity.chart.curves)], [
+                (row.label, *(pct(s, 1) for s in row.shares)) for row in velocity.chart.table])
+    if figures.cohorts:
+        lines += ["", f"{h}# NRR by velocity cohort", "",
+                  "Thirds by days to value, and the accounts that have not reached value "
+                  "(descriptive).", ""]
+        by_variant = figures.cohorts_by_variant
+        lines += _md_table([*(["arm"] if by_variant else []), "cohort", "up to day",
+                            "accounts", "start MRR", "end MRR", "NRR"], [
+            (*([c.variant] if by_variant else []), c.label, _days(c.max_days),
+             count(c.accounts), money(c.start_mrr), money(c.end_mrr), pct(c.nrr))
+            for c in figures.cohorts])
+    if figures.permutation:
+        lines += ["", f"{h}# Small-sample check", ""]
+        lines += [f"- {md(p.sentence)}" for p in figures.permutation]
     return lines
 
 
@@ -222,7 +328,7 @@ REVIEW_COLUMNS: tuple[str, ...] = (
     "variant", "uplift_abs", "ci_abs_low", "ci_abs_high", "uplift_rel", "p_value",
     "p_value_adjusted", "p_value_bh_portfolio", "p_value_mwu", "required_n_per_arm",
     "power_achieved", "comparison_verdict", "accounts", "control_accounts", "nrr", "control_nrr",
-    "item_note", "item_action", "item_action_owner", "item_action_due", "item_decision",
+    "item_note", "item_actions", "item_decision",
     "item_decision_rationale", "dataset_version", "dataset_sha256", "dataset_rows", "computed_at",
 )
 
@@ -241,9 +347,12 @@ def review_csv(review: Mapping[str, Any]) -> str:
             "needs_decision": "; ".join(flags.get("needs_decision") or []),
             "changes": "; ".join(c.get("text", "") for c in flags.get("changes") or []),
             "alerts": "; ".join(a.get("text", "") for a in flags.get("alerts") or []),
-            "item_note": item.get("note"), "item_action": item.get("action"),
-            "item_action_owner": item.get("action_owner"),
-            "item_action_due": item.get("action_due"), "item_decision": item.get("decision"),
+            "item_note": item.get("note"),
+            "item_actions": "; ".join(
+                f"{a['title']} ({a['state']}, {a['owner'] or 'no owner'}"
+                + (f", due {a['due']}" if a.get("due") else "") + ")"
+                for a in review.get("actions", []) if a.get("experiment") == document.key),
+            "item_decision": item.get("decision"),
             "item_decision_rationale": item.get("decision_rationale"),
         }
         for line in comparison_lines(document):
@@ -296,9 +405,14 @@ def review_markdown(review: Mapping[str, Any]) -> str:
          pvalue(p["p_value"]), pvalue(p["p_value_adjusted"]),
          pvalue(p["p_value_bh_portfolio"]), p["verdict"])
         for p in review["portfolio"]])
-    lines += ["", "## Notes, actions and decisions", ""]
-    lines += _md_table(["experiment", "note", "action", "owner", "due", "decision", "saved by"], [
-        (key, it["note"], it["action"], it["action_owner"], it["action_due"],
+    lines += ["", "## Actions", ""]
+    lines += _md_table(["action", "experiment", "owner", "due", "raised", "state"], [
+        (a["title"], a["experiment"], a["owner"], a["due"], a["raised_week"],
+         a["state"] + (" (overdue)" if a["overdue"] else ""))
+        for a in review.get("actions", [])])
+    lines += ["", "## Notes and decisions", ""]
+    lines += _md_table(["experiment", "note", "decision", "saved by"], [
+        (key, it["note"],
          f"{it['decision']}: {it['decision_rationale']}" if it["decision"] else None,
          it["updated_by"])
         for key, it in sorted(review["items"].items())])

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, select
 
 from experiments.access import visible_team_ids
+from experiments.actions import ActionView, action_form_choices, week_actions
 from experiments.documents import STATUS_ORDER
 from experiments.errors import NotFound
 from experiments.input_rules import FieldErrors, read_date_range, read_id
@@ -82,6 +83,9 @@ class Review:
     portfolio: list[dict[str, Any]]
     agenda: list[ItemView]
     meeting_id: int | None
+    actions: list[ActionView] = field(default_factory=list)  # carried in, raised, closed
+    # What the "raise an action" form offers, once the week has begun (None: no form).
+    action_choices: dict[str, Any] | None = None
 
     @property
     def quarter_start(self) -> date:
@@ -136,6 +140,7 @@ class Review:
                            "verdict": line["comparison"].get("verdict")}
                           for line in self.portfolio],
             "items": {view.key: view.to_json() for view in self.agenda},
+            "actions": [view.to_json() for view in self.actions],
             "experiments": [row.to_json() for row in self.rows],
         }
 
@@ -300,6 +305,10 @@ def build_review(
         meeting_id=meeting.id if meeting else None,
     )
     review.summary = _summary(rows, review.quarter_start, review.point_in_time)
+    if mode == "week":
+        review.actions = week_actions(session, user, the_week)
+        if now >= the_week.start:
+            review.action_choices = action_form_choices(session, user)
     if meeting is not None:
         review.agenda = _agenda(session, user, meeting, review)
     return review
@@ -328,5 +337,4 @@ def _agenda(session: Session, user: User, meeting: ReviewMeeting,
 
 
 def _has_content(item: ReviewItem) -> bool:
-    return bool(item.note or item.action or item.action_owner_id or item.action_due
-                or item.decision)
+    return bool(item.note or item.decision)

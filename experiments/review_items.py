@@ -1,7 +1,8 @@
 """Editing the weekly review's items: one per experiment and meeting, holding the
 meeting's note, action (owner, due date) and decision, saved with a compare-and-set
 on the item's version, attributed and audited. A decision recorded here decides the
-experiment through the registry's lifecycle.
+experiment through the one decision service (:mod:`experiments.decisions`), so the item
+and the experiment page show the same record.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from sqlmodel import Session, select
 
 from experiments.access import effective_role, require
 from experiments.audit import diff_fields, record_event
+from experiments.decisions import attach_records, decide_in_review, review_wants_decision
 from experiments.documents import user_label
-from experiments.errors import Conflict, NotFound, ValidationFailed
-from experiments.input_rules import FieldErrors, read_choice, read_date, read_id, read_text
+from experiments.errors import Conflict, NotFound
+from experiments.input_rules import FieldErrors, read_choice, read_text
 from experiments.models import (
     DECISIONS,
     Experiment,
@@ -29,7 +31,6 @@ from experiments.models import (
     User,
     utcnow,
 )
-from experiments.registry import decide_experiment, stop_experiment
 from experiments.review_rows import ReviewRow
 from experiments.review_weeks import aware, iso, parse_week
 from experiments.users import role_rank
@@ -37,8 +38,8 @@ from experiments.versioning import parse_version
 
 MAX_TEXT = 10_000
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
-EDITABLE_FIELDS: tuple[str, ...] = ("note", "action", "action_owner_id", "action_due", "decision",
-                                    "decision_rationale")
+# Actions are rows of their own, carried across weeks (experiments.actions).
+EDITABLE_FIELDS: tuple[str, ...] = ("note", "decision", "decision_rationale")
 
 
 @dataclass
@@ -56,21 +57,31 @@ class ItemView:
     message_kind: str = "success"
     errors: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] | None = None
+    # The experiment's one decision record (experiments.decisions.DecisionRecord), the
+    # treatments a ship may name, and the experiment version the decision form is made on.
+    record: Any = None
+    treatments: list[str] = field(default_factory=list)
+    experiment_version: int | None = None
 
     def value(self, name: str) -> str:
         """The form value of ``name``: what was submitted (after an error), else what is stored."""
         if self.values is not None and name in self.values:
             return self.values[name]
-        current = getattr(self.item, name)
+        current = getattr(self.item, name, None)
         if current is None:
             return ""
         return current.isoformat() if isinstance(current, date) else str(current)
 
     def to_json(self) -> dict[str, Any]:
         item = self.item
-        return {"note": item.note, "action": item.action, "action_owner": self.owner_label,
-                "action_due": iso(item.action_due), "decision": item.decision,
-                "decision_rationale": item.decision_rationale, "updated_by": self.updated_by,
+        record = self.record
+        decided = record is not None and record.decided
+        return {"note": item.note,
+                # The experiment's decision, wherever it was made (one record).
+                "decision": record.decision if decided else None,
+                "decision_rationale": record.rationale if decided else "",
+                "decision_record": record.to_json() if record is not None else None,
+                "updated_by": self.updated_by,
                 "updated_at": iso(item.updated_at), "version": item.version}
 
 
@@ -101,7 +112,7 @@ def item_views(session: Session, user: User,
             select(Experiment.id, Experiment.team_id, Experiment.key)
             .where(Experiment.id.in_(ids))).all()}
     owners = owner_choices(session, [team for team, _ in known.values()])
-    user_ids = {i.action_owner_id for i, _ in pairs} | {i.updated_by_id for i, _ in pairs}
+    user_ids = {i.updated_by_id for i, _ in pairs}
     wanted = [i for i in user_ids if i]
     users = {u.id: u for u in session.exec(select(User).where(User.id.in_(wanted))).all()} \
         if wanted else {}
@@ -113,9 +124,10 @@ def item_views(session: Session, user: User,
             item=item, row=row, key=row.key if row else key,
             can_edit=role is not None and role_rank(role) >= role_rank("experimenter"),
             owners=owners.get(team_id, []),
-            owner_label=user_label(users.get(item.action_owner_id)),
+            owner_label=None,
             updated_by=user_label(users.get(item.updated_by_id)),
         ))
+    attach_records(session, views)
     return views
 
 
@@ -130,26 +142,13 @@ def _clean_item_form(session: Session, data: Mapping[str, Any],
     errors = FieldErrors()
     clean: dict[str, Any] = {
         name: read_text(data, name, errors, max_length=MAX_TEXT, multiline=True)
-        for name in ("note", "action", "decision_rationale")
+        for name in ("note", "decision_rationale")
     }
-    clean["action_owner_id"] = read_id(data, "action_owner_id", errors, what="team member")
-    if clean["action_owner_id"] is not None:
-        allowed = {uid for uid, _ in owner_choices(session, [team_id]).get(team_id, [])}
-        if clean["action_owner_id"] not in allowed:
-            errors.add("action_owner_id", "must be a member of the experiment's team")
-            clean["action_owner_id"] = None
-    elif "action_owner_id" in errors:
-        errors["action_owner_id"] = "must be a member of the experiment's team"
-    clean["action_due"] = read_date(data, "action_due", errors)
-    if clean["action_due"] is not None and not 1900 <= clean["action_due"].year <= 9998:
-        errors.add("action_due", "must be a date between 1900 and 9998")
     clean["decision"] = None
     if str(data.get("decision") or "").strip():
         clean["decision"] = read_choice(data, "decision", errors, DECISIONS)
         if clean["decision"] and not clean["decision_rationale"]:
             errors.add("decision_rationale", "a decision needs a rationale")
-    if clean["action"] and not clean["action_owner_id"]:
-        errors.add("action_owner_id", "an action needs an owner")
     errors.raise_if_any()
     return clean
 
@@ -214,13 +213,14 @@ def update_item(
     if expected != item.version:
         raise Conflict(_stale_message(session, item, expected))
     clean = _clean_item_form(session, data, experiment.team_id)
-    if clean["decision"] != item.decision:
-        _check_decision(item, experiment, clean["decision"])
+    deciding = review_wants_decision(session, experiment, item, clean, data)
 
     before = {name: getattr(item, name) for name in EDITABLE_FIELDS}
     changed = diff_fields(before, clean)
-    if not changed:
+    if not changed and not deciding:
         return view
+    if deciding:  # the one decision service: same record, history and audit as the page
+        decide_in_review(session, experiment, data, actor=user, week=week, ip=ip)
     claimed = session.exec(
         update(ReviewItem)
         .where(ReviewItem.id == item.id, ReviewItem.version == expected)
@@ -232,9 +232,6 @@ def update_item(
         raise Conflict(_stale_message(session, item, expected))
     session.expire(item)
     session.refresh(item)
-    if clean["decision"] and experiment.decision != clean["decision"]:
-        _decide_experiment(session, experiment, clean["decision"], clean["decision_rationale"],
-                           user)
     record_event(session, "review.update", actor=user, entity_type="review_item",
                  entity_id=item.id, team_id=experiment.team_id,
                  diff={"experiment": [None, experiment.key], "week": [None, week], **changed},
@@ -251,34 +248,3 @@ def _stale_message(session: Session, item: ReviewItem, expected: int) -> str:
     return (f"Not saved: {who} changed this item at {when} after you opened it (you edited "
             f"version {expected}, it is now version {item.version}). Reload to see their "
             "changes, then edit again.")
-
-
-def _check_decision(item: ReviewItem, experiment: Experiment, decision: str | None) -> None:
-    if item.decision is not None:
-        raise ValidationFailed({"decision": (
-            f"the meeting already recorded {item.decision!r}; a decision cannot be changed or "
-            "withdrawn here — change it on the experiment page")})
-    if decision is None:
-        return
-    if experiment.status == "draft":
-        raise ValidationFailed({"decision": "a draft experiment cannot be decided; start it first"})
-    if experiment.decision is not None and experiment.decision != decision:
-        raise ValidationFailed({"decision": (
-            f"the experiment was already decided as {experiment.decision!r}; record that, or "
-            "change it on the experiment page")})
-
-
-def _decide_experiment(session: Session, experiment: Experiment, decision: str, rationale: str,
-                       actor: User) -> None:
-    """Decide the experiment through the registry's lifecycle (stopping it first when running).
-
-    The registry audits each step (``experiment.stop``, ``experiment.decide``).
-    """
-    if experiment.status == "running":
-        stop_experiment(session, experiment.key, actor=actor)
-    try:
-        decide_experiment(session, experiment.key,
-                          {"decision": decision, "rationale": rationale}, actor=actor)
-    except ValidationFailed as exc:
-        raise ValidationFailed({"decision_rationale" if k == "rationale" else k: v
-                                for k, v in exc.errors.items()}) from None

@@ -322,7 +322,7 @@ def meeting_rows(session: Session, week: Week, now: datetime
         item = items.get(row.experiment.id)
         if item is None:
             new.append({"meeting_id": meeting.id, "experiment_id": row.experiment.id,
-                        "seen": stored, "note": "", "action": "", "decision_rationale": "",
+                        "seen": stored, "note": "", "decision_rationale": "",
                         "version": 1, "updated_at": now})
         elif _content(item.seen or {}) != _content(stored):
             item.seen = stored
