@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -19,6 +19,7 @@ from experiments.documents import ExperimentDocument, finite
 from experiments.export_formats import detail_documents, review_documents, when
 from experiments.forest import forest_plot
 from experiments.formatting import count, interval, money, pct, points, pts, pvalue
+from experiments.nrr_figures_view import EXPORT_STYLE, nrr_figures
 
 
 @cache
@@ -28,7 +29,8 @@ def _environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(pts=pts, points=points, pct=pct, pvalue=pvalue, money=money,
                        thousands=count, interval=interval, when=when)
-    env.globals.update(forest_plot=forest_plot, finite=finite)
+    env.globals.update(forest_plot=forest_plot, finite=finite,
+                       nrr_figures=partial(nrr_figures, style=EXPORT_STYLE))
     return env
 
 

@@ -26,6 +26,7 @@ from experiments.imports import (
 )
 from experiments.input_rules import parse_id
 from experiments.models import Experiment, UploadJob
+from experiments.nrr_figures_view import nrr_figures
 from experiments.registry import ResultsControls, get_experiment, results_controls
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
@@ -46,6 +47,7 @@ def results_upload_limit_mb() -> int:
 
 
 bp.add_app_template_global(forest_plot, "forest_plot")
+bp.add_app_template_global(nrr_figures, "nrr_figures")
 
 
 def _controls(experiment: Experiment) -> ResultsControls:
