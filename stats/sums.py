@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from stats._checks import check_count, check_finite
+from stats.moments import Moments
+
+if TYPE_CHECKING:
+    from stats.velocity import TimeTable
 
 #: Per-account NRR is rounded to this many decimals. end = start + expansion -
 #: contraction - churned picks up float noise (about 1e-16), which would split
@@ -534,10 +538,29 @@ class ArmData:
         If ``totals.accounts`` differs from ``sums.n`` or ``account_nrr`` has
         the wrong length or non-finite values.
 
+    moments : Moments, optional
+        Count, means and co-moments of the account columns ``start``,
+        ``expansion``, ``contraction``, ``churned`` (and ``pre_start``,
+        ``pre_end`` when every account has them): the levers, guardrails and
+        CUPED (DESIGN §4c) read them. ``None``: those figures are null.
+    logo_churned, expanded : int, optional
+        Accounts with ``churned = start`` (logo churn) and with
+        ``expansion > 0`` (expansion incidence); ``None`` when unknown.
+    times : stats.velocity.TimeTable, optional
+        Time to value per distinct day (events and censored accounts), when
+        the data has ``days_observed``; ``None``: velocity is null.
+
+    Raises
+    ------
+    ValueError
+        If a count is negative or above the arm's accounts, or ``moments``
+        counts other accounts than ``sums``.
+
     Notes
     -----
     Arms pool by addition (chunked reading); ``account_nrr`` is concatenated,
-    or dropped when either side lacks it.
+    or dropped when either side lacks it. The optional inputs pool the same
+    way and are dropped when either side lacks them.
 
     References
     ----------
@@ -557,8 +580,26 @@ class ArmData:
     #: Per-account ``(end, start)`` MRR when the rows are at hand (a file, not
     #: SQL sums): the permutation test and the skewness check need them.
     rows: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    moments: Moments | None = field(default=None, compare=False, repr=False)
+    logo_churned: int | None = None
+    expanded: int | None = None
+    times: TimeTable | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("logo_churned", "expanded"):
+            value = getattr(self, name)
+            if value is not None:
+                value = check_count(name, value)
+                if value > self.totals.accounts:
+                    raise ValueError(
+                        f"{name} ({value}) cannot exceed the arm's accounts "
+                        f"({self.totals.accounts})"
+                    )
+                object.__setattr__(self, name, value)
+        if self.moments is not None and self.moments.n != self.totals.accounts:
+            raise ValueError(
+                f"moments count {self.moments.n} accounts but the arm has {self.totals.accounts}"
+            )
         if not isinstance(self.totals, ArmTotals):
             raise ValueError(f"totals must be an ArmTotals; got {self.totals!r}")
         if not isinstance(self.sums, SufficientStats):
@@ -596,7 +637,42 @@ class ArmData:
                 np.concatenate([self.rows[0], other.rows[0]]),
                 np.concatenate([self.rows[1], other.rows[1]]),
             )
-        return ArmData(self.totals + other.totals, self.sums + other.sums, account_nrr, rows)
+        moments = None
+        if self.moments is not None and other.moments is not None:
+            if set(self.moments.names) == set(other.moments.names):
+                moments = self.moments + other.moments
+            else:  # e.g. one chunk lacks a pre-period value: keep the common columns
+                common = [name for name in self.moments.names if name in other.moments.names]
+                moments = _select(self.moments, common) + _select(other.moments, common)
+        times = None
+        if self.times is not None and other.times is not None:
+            times = self.times + other.times
+        return ArmData(
+            self.totals + other.totals,
+            self.sums + other.sums,
+            account_nrr,
+            rows,
+            moments=moments,
+            logo_churned=_add_counts(self.logo_churned, other.logo_churned),
+            expanded=_add_counts(self.expanded, other.expanded),
+            times=times,
+        )
+
+
+def _add_counts(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b
+
+
+def _select(moments: Moments, names: list[str]) -> Moments:
+    """The moments of a subset of the columns (a sub-matrix: nothing to recompute)."""
+    index = [moments.names.index(name) for name in names]
+    return Moments(
+        moments.n,
+        tuple(names),
+        tuple(moments.mean[i] for i in index),
+        tuple(tuple(moments.comoment[i][j] for j in index) for i in index),
+        moments.tolerance,
+    )
 
 
 def arm_from_arrays(
@@ -604,6 +680,11 @@ def arm_from_arrays(
     expansion: ArrayLike,
     contraction: ArrayLike,
     churned: ArrayLike,
+    *,
+    pre_start: ArrayLike | None = None,
+    pre_end: ArrayLike | None = None,
+    days_to_value: ArrayLike | None = None,
+    days_observed: ArrayLike | None = None,
 ) -> ArmData:
     """Build an arm's totals, sufficient statistics and per-account NRR from row arrays.
 
@@ -613,10 +694,19 @@ def arm_from_arrays(
         One value per account, all the same length. ``start`` must be > 0
         (an existing customer, per the data contract).
 
+    pre_start, pre_end : array_like of float, optional
+        The pre-period MRR (CUPED covariate); NaN = blank. The moments carry
+        them only when both are given and no value is blank.
+    days_to_value, days_observed : array_like of float, optional
+        Time to value (NaN = not reached) and follow-up days (NaN = blank);
+        the arm's :class:`~stats.velocity.TimeTable` is built when
+        ``days_observed`` is given.
+
     Returns
     -------
     ArmData
-        With ``account_nrr`` filled in.
+        With ``account_nrr``, ``rows``, ``moments``, ``logo_churned`` and
+        ``expanded`` filled in (and ``times`` with ``days_observed``).
 
     Raises
     ------
@@ -671,11 +761,94 @@ def arm_from_arrays(
     )
     account_nrr = np.divide(x, y)
     np.round(account_nrr, ACCOUNT_NRR_DECIMALS, out=account_nrr)
+    moment_columns = {
+        "start": y,
+        "expansion": columns["expansion"],
+        "contraction": columns["contraction"],
+        "churned": columns["churned"],
+    }
+    if pre_start is not None and pre_end is not None:
+        pre = {
+            "pre_start": np.asarray(pre_start, dtype=np.float64),
+            "pre_end": np.asarray(pre_end, dtype=np.float64),
+        }
+        if all(v.shape == y.shape and not np.isnan(v).any() for v in pre.values()):
+            moment_columns.update(pre)
+    moments = Moments.from_arrays(moment_columns)
+    times = None
+    if days_observed is not None:
+        from stats.velocity import TimeTable
+
+        observed = np.asarray(days_observed, dtype=np.float64)
+        reached = (
+            np.full(y.size, np.nan)
+            if days_to_value is None
+            else np.asarray(days_to_value, dtype=np.float64)
+        )
+        times = TimeTable.from_arrays(reached, observed)
     return ArmData(
         totals=totals,
-        sums=SufficientStats.from_arrays(x, y),
+        sums=sums_from_moments(moments),
         account_nrr=account_nrr,
         rows=(x, y),
+        moments=moments,
+        logo_churned=int(np.count_nonzero(columns["churned"] == y)),
+        expanded=int(np.count_nonzero(columns["expansion"] > 0)),
+        times=times,
+    )
+
+
+#: ``end = start + expansion - contraction - churned`` as coefficients of the columns.
+END_COEFFICIENTS = {"start": 1.0, "expansion": 1.0, "contraction": -1.0, "churned": -1.0}
+
+
+def sums_from_moments(moments: Moments) -> SufficientStats:
+    """The ratio metric's statistics (``x = end``, ``y = start``) from the account moments.
+
+    Parameters
+    ----------
+    moments : Moments
+        Moments holding at least ``start``, ``expansion``, ``contraction`` and
+        ``churned``.
+
+    Returns
+    -------
+    SufficientStats
+        Built from centred sums (:meth:`SufficientStats.from_comoments`), so
+        the NRR variance keeps the precision of the co-moments.
+
+    Notes
+    -----
+    With :math:`k` the coefficients of ``end`` and :math:`e` those of
+    ``start``, :math:`M_{2,x} = k^\\top C k`, :math:`C_{xy} = k^\\top C e` and
+    :math:`M_{2,y} = C_{\\mathrm{start},\\mathrm{start}}`.
+
+    References
+    ----------
+    .. [1] Pébay, P. (2008). Formulas for robust, one-pass parallel computation
+       of covariances and arbitrary-order statistical moments. Sandia report
+       SAND2008-6212.
+
+    Examples
+    --------
+    >>> m = Moments.from_arrays({"start": [100.0, 200.0], "expansion": [10.0, 0.0],
+    ...                          "contraction": [0.0, 0.0], "churned": [0.0, 50.0]})
+    >>> s = sums_from_moments(m)
+    >>> s.sum_x, s.sum_y, round(s.var_x, 6)
+    (260.0, 300.0, 800.0)
+    """
+    if moments.n == 0:
+        return SufficientStats.empty()
+    start = {"start": 1.0}
+    mean_x = sum(c * moments.mean_of(name) for name, c in END_COEFFICIENTS.items())
+    m2x = max(moments.linear_comoment(END_COEFFICIENTS, END_COEFFICIENTS), 0.0)
+    return SufficientStats.from_comoments(
+        moments.n,
+        mean_x,
+        moments.mean_of("start"),
+        m2x,
+        max(moments.linear_comoment(start, start), 0.0),
+        moments.linear_comoment(END_COEFFICIENTS, start),
     )
 
 
