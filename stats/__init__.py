@@ -23,6 +23,7 @@ from stats.analysis import (
     analyze,
     summary_sentence,
 )
+from stats.cuped import CupedResult, cuped
 from stats.ledger import LedgerArrays, LedgerFigures, ledger_figures
 from stats.levers import (
     GuardrailResult,
@@ -66,6 +67,7 @@ __all__ = [
     "ArmTotals",
     "CoMoments",
     "Comparison",
+    "CupedResult",
     "ExperimentResult",
     "GuardrailResult",
     "GuardrailSpec",
@@ -85,6 +87,7 @@ __all__ = [
     "analyze",
     "arm_from_arrays",
     "bh_adjust",
+    "cuped",
     "delta_method_variance",
     "guardrail",
     "holm_adjust",
