@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import Float, delete, func, text
+from sqlalchemy import Float, case, delete, func, literal_column, or_, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from experiments.errors import Conflict
 from experiments.models import AccountRow, Dataset, Experiment, User, utcnow
+from stats import Moments
+from stats.sums import pool_common
+
+if TYPE_CHECKING:
+    from stats.velocity import TimeTable
 
 _COLUMNS = (
     "dataset_id",
@@ -30,6 +36,10 @@ _COLUMNS = (
     "churned_cents",
     "segment",
     "days_to_value",
+    "days_observed",
+    "pre_start_cents",
+    "pre_end_cents",
+    "enrolled_on",
 )
 _CHUNK = 100_000
 _RESERVE_ATTEMPTS = 5
@@ -63,6 +73,9 @@ class AccountRatios:
     #: skewed arms (DESIGN §4c); None when not read.
     end: np.ndarray | None = None
     start: np.ndarray | None = None
+    #: Days to value per account (NaN = not reached), for the velocity cohorts; None
+    #: when the dataset has no days_to_value column.
+    days_to_value: np.ndarray | None = None
 
     def rows_by_variant(self, mask: np.ndarray | None = None, *, keys=None) -> dict[str, tuple]:
         """``{variant: (end, start)}`` for ``stats.ArmData(rows=...)``; empty when not read."""
@@ -115,6 +128,7 @@ class AccountRatios:
             end.astype(np.float64) / start,
             end.astype(np.float64) / 100,
             start / 100,
+            table.days_to_value,
         )
 
 
@@ -198,6 +212,9 @@ def reserve_dataset(
             row_count=len(table),
             has_segment=table.segment is not None,
             has_days_to_value=table.days_to_value is not None,
+            has_days_observed=getattr(table, "days_observed", None) is not None,
+            has_pre_period=getattr(table, "pre_start_cents", None) is not None,
+            has_enrolled_on=getattr(table, "enrolled_on", None) is not None,
             uploaded_by_id=actor.id if actor else None,
             uploaded_at=utcnow(),
         )
@@ -236,13 +253,28 @@ def _blank_as_none(values: np.ndarray | None, count: int) -> list:
     return [value or None for value in values.tolist()]
 
 
+def _nan_as_none(values: np.ndarray | None, start: int, stop: int, *, whole: bool = False):
+    """A float column's slice as Python values, NaN (blank) → None; whole cents as int."""
+    if values is None:
+        return [None] * (stop - start)
+    if whole:
+        return [None if v != v else int(v) for v in values[start:stop].tolist()]
+    return [None if v != v else v for v in values[start:stop].tolist()]
+
+
+def _iso_dates(values: np.ndarray | None, start: int, stop: int) -> list[str | None]:
+    """A ``datetime64[D]`` slice as ISO text (SQLAlchemy's SQLite date format), NaT → None."""
+    if values is None:
+        return [None] * (stop - start)
+    part = values[start:stop]
+    text = np.datetime_as_string(part, unit="D").tolist()
+    return [None if blank else day for blank, day in zip(np.isnat(part).tolist(), text,
+                                                         strict=True)]
+
+
 def _row_tuples(dataset_id: int, table, start: int, stop: int):
     count = stop - start
-    dtv = table.days_to_value
-    if dtv is not None:
-        days = [None if v != v else v for v in dtv[start:stop].tolist()]  # NaN → NULL
-    else:
-        days = [None] * count
+    days = _nan_as_none(table.days_to_value, start, stop)
     return zip(
         [dataset_id] * count,
         table.account_id[start:stop].tolist(),
@@ -253,6 +285,10 @@ def _row_tuples(dataset_id: int, table, start: int, stop: int):
         table.churned_cents[start:stop].tolist(),
         _blank_as_none(None if table.segment is None else table.segment[start:stop], count),
         days,
+        _nan_as_none(table.days_observed, start, stop),
+        _nan_as_none(table.pre_start_cents, start, stop, whole=True),
+        _nan_as_none(table.pre_end_cents, start, stop, whole=True),
+        _iso_dates(table.enrolled_on, start, stop),
         strict=True,
     )
 
@@ -268,6 +304,17 @@ def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
         _blank_as_none(None if segment is None else segment[start:stop], count), pa.string()
     )
     days = table.days_to_value
+
+    def floats(values):
+        # from_pandas=True turns NaN (blank) into NULL
+        if values is None:
+            return pa.nulls(count, pa.float64())
+        return pa.array(values[start:stop], pa.float64(), from_pandas=True)
+
+    def cents(values):
+        return floats(values).cast(pa.int64())  # whole cents held in float64: exact
+
+    enrolled = table.enrolled_on
     block = pa.table(
         {
             "dataset_id": pa.array(np.full(count, dataset_id, dtype=np.int64)),
@@ -283,6 +330,14 @@ def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
                 pa.array(days[start:stop], pa.float64(), from_pandas=True)
                 if days is not None
                 else pa.nulls(count, pa.float64())
+            ),
+            "days_observed": floats(table.days_observed),
+            "pre_start_cents": cents(table.pre_start_cents),
+            "pre_end_cents": cents(table.pre_end_cents),
+            "enrolled_on": (
+                pa.array(enrolled[start:stop], pa.date32(), from_pandas=True)
+                if enrolled is not None
+                else pa.nulls(count, pa.date32())
             ),
         }
     )
@@ -442,15 +497,167 @@ def pool_sums(groups) -> list[ArmSumsRow]:
     ]
 
 
-def account_ratio_rows(session: Session, dataset_id: int) -> AccountRatios:
+@dataclass(frozen=True)
+class ArmExtras:
+    """Per-group inputs of the NRR-native figures (DESIGN §4c), straight from SQL.
+
+    ``moments`` holds the account columns in currency units (the pre-period ones only
+    when no account of the group lacks them); the counts are logo-churned accounts
+    (churned = start) and accounts with any expansion.
+    """
+
+    moments: Moments
+    logo_churned: int
+    expanded: int
+
+    def __add__(self, other: ArmExtras) -> ArmExtras:
+        return ArmExtras(
+            pool_common(self.moments, other.moments),
+            self.logo_churned + other.logo_churned,
+            self.expanded + other.expanded,
+        )
+
+
+_MOMENT_SOURCES = {
+    "start": "start_cents",
+    "expansion": "expansion_cents",
+    "contraction": "contraction_cents",
+    "churned": "churned_cents",
+    "pre_start": "pre_start_cents",
+    "pre_end": "pre_end_cents",
+}
+
+
+def arm_extras(
+    session: Session, dataset: Dataset, *, by_segment: bool = False
+) -> dict[tuple[str | None, str], ArmExtras]:
+    """Moments and incidence counts per ``(segment, variant)`` (segment None unless asked).
+
+    One ``GROUP BY [segment,] variant`` of *shifted* sums: every column is centred on
+    the dataset's first row's value before it is summed and multiplied, so that
+    ``Σab − ΣaΣb/n`` does not cancel the digits of a large mean (the shifted-data
+    algorithm; Chan, Golub & LeVeque 1983, §3). The products are taken in floating
+    point (cents squared overflow a 64-bit SUM).
+    """
+    r = AccountRow
+    names = ["start", "expansion", "contraction", "churned"]
+    if dataset.has_pre_period:
+        names += ["pre_start", "pre_end"]
+    columns = [getattr(r, _MOMENT_SOURCES[name]) for name in names]
+    first = session.exec(
+        select(*columns).where(r.dataset_id == dataset.id).limit(1)
+    ).first()
+    if first is None:
+        return {}
+    shifts = [float(value or 0) for value in first]
+    deviations = [func.cast(column, Float()) - shift for column, shift in zip(columns, shifts,
+                                                                              strict=True)]
+    pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
+    aggregates = [
+        func.count(),
+        func.sum(case((r.churned_cents == r.start_cents, 1), else_=0)),
+        func.sum(case((r.expansion_cents > 0, 1), else_=0)),
+        func.sum(
+            case((or_(r.pre_start_cents.is_(None), r.pre_end_cents.is_(None)), 1), else_=0)
+        ),
+        *(func.sum(d) for d in deviations),
+        *(func.sum(deviations[i] * deviations[j]) for i, j in pairs),
+    ]
+    keys = [r.segment if by_segment else literal_column("NULL"), r.variant]
+    query = select(*keys, *aggregates).where(r.dataset_id == dataset.id).group_by(
+        *([r.segment, r.variant] if by_segment else [r.variant])
+    )
+    out: dict[tuple[str | None, str], ArmExtras] = {}
+    k = len(names)
+    for segment, variant, n, churned, expanded, pre_missing, *rest in session.exec(query).all():
+        n = int(n)
+        sums = {name: float(rest[i] or 0.0) for i, name in enumerate(names)}
+        products = {
+            (names[i], names[j]): float(rest[k + index] or 0.0)
+            for index, (i, j) in enumerate(pairs)
+        }
+        keep = names if not pre_missing else names[:4]
+        shifted = Moments.from_sums(
+            n, {name: sums[name] for name in keep},
+            {(a, b): products[a, b] if (a, b) in products else products[b, a]
+             for a in keep for b in keep},
+        )
+        index = {name: names.index(name) for name in keep}
+        moments = Moments(
+            n,
+            tuple(keep),
+            # back from shifted cents to currency units
+            tuple((m + shifts[index[name]]) / 100 for name, m in zip(keep, shifted.mean,
+                                                                       strict=True)),
+            tuple(tuple(v / 10_000 for v in row) for row in shifted.comoment),
+            shifted.tolerance,
+        )
+        key = (None if segment is None else str(segment), str(variant))
+        out[key] = ArmExtras(moments, int(churned or 0), int(expanded or 0))
+    return out
+
+
+def pool_extras(extras: dict[tuple[str | None, str], ArmExtras]) -> dict[str, ArmExtras]:
+    """Per-variant extras pooled over the segments (moments merge exactly)."""
+    pooled: dict[str, ArmExtras] = {}
+    for (_segment, variant), value in extras.items():
+        pooled[variant] = pooled[variant] + value if variant in pooled else value
+    return pooled
+
+
+def time_tables(
+    session: Session, dataset: Dataset, *, by_segment: bool = False
+) -> dict[tuple[str | None, str], TimeTable]:
+    """Time to value per ``(segment, variant)`` as counts per distinct day (DESIGN §4c).
+
+    One ``GROUP BY [segment,] variant, time`` with time = days_to_value (an event) or,
+    when that is blank, days_observed (censored); rows with neither are left out. Empty
+    when the dataset has no days_observed column (velocity is then null).
+    """
+    if not dataset.has_days_observed:
+        return {}
+    from stats.velocity import TimeTable
+
+    r = AccountRow
+    time = func.coalesce(r.days_to_value, r.days_observed)
+    event = case((r.days_to_value.is_not(None), 1), else_=0)
+    censored = case((r.days_to_value.is_(None), 1), else_=0)
+    segment = r.segment if by_segment else literal_column("NULL")
+    groups = [r.segment, r.variant, time] if by_segment else [r.variant, time]
+    query = (
+        select(segment, r.variant, time, func.sum(event), func.sum(censored))
+        .where(r.dataset_id == dataset.id, time.is_not(None))
+        .group_by(*groups)
+    )
+    rows: dict[tuple[str | None, str], list[tuple[float, int, int]]] = {}
+    for seg, variant, t, events, cens in session.exec(query).all():
+        key = (None if seg is None else str(seg), str(variant))
+        rows.setdefault(key, []).append((float(t), int(events), int(cens)))
+    return {key: TimeTable.from_counts(counts) for key, counts in rows.items()}
+
+
+def pool_time_tables(tables: dict[tuple[str | None, str], TimeTable]) -> dict[str, TimeTable]:
+    """Per-variant time tables pooled over the segments."""
+    pooled: dict[str, TimeTable] = {}
+    for (_segment, variant), table in tables.items():
+        pooled[variant] = pooled[variant] + table if variant in pooled else table
+    return pooled
+
+
+def account_ratio_rows(
+    session: Session, dataset_id: int, *, with_days: bool = False
+) -> AccountRatios:
     """Every account's variant, segment and ``end / start``, read in one pass.
 
     The rows go through the driver's own cursor: building a SQLAlchemy row object per
-    account costs more than the query itself on a million-row dataset.
+    account costs more than the query itself on a million-row dataset. ``with_days``
+    also reads days_to_value (for the velocity cohorts).
     """
     r = AccountRow
     end = r.start_cents + r.expansion_cents - r.contraction_cents - r.churned_cents
-    query = select(r.variant, r.segment, end, r.start_cents).where(r.dataset_id == dataset_id)
+    query = select(r.variant, r.segment, end, r.start_cents, r.days_to_value).where(
+        r.dataset_id == dataset_id
+    )
     connection = session.connection()
     compiled = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     cursor = connection.connection.driver_connection.cursor()
@@ -462,17 +669,21 @@ def account_ratio_rows(session: Session, dataset_id: int) -> AccountRatios:
     if not rows:
         empty = np.empty(0, dtype=object)
         return AccountRatios(empty, empty.copy(), np.empty(0, dtype=np.float64))
-    # One (n, 4) object array is far cheaper than transposing a million tuples with zip.
+    # One (n, 5) object array is far cheaper than transposing a million tuples with zip.
     columns = np.array(rows, dtype=object)
     del rows
     end_cents = columns[:, 2].astype(np.float64)
     start_cents = columns[:, 3].astype(np.float64)
+    days = None
+    if with_days:
+        days = np.where(columns[:, 4] == None, np.nan, columns[:, 4]).astype(np.float64)  # noqa: E711
     return AccountRatios(
         columns[:, 0].copy(),
         columns[:, 1].copy(),
         end_cents / start_cents,
         end_cents / 100,
         start_cents / 100,
+        days,
     )
 
 

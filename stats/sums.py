@@ -639,11 +639,7 @@ class ArmData:
             )
         moments = None
         if self.moments is not None and other.moments is not None:
-            if set(self.moments.names) == set(other.moments.names):
-                moments = self.moments + other.moments
-            else:  # e.g. one chunk lacks a pre-period value: keep the common columns
-                common = [name for name in self.moments.names if name in other.moments.names]
-                moments = _select(self.moments, common) + _select(other.moments, common)
+            moments = pool_common(self.moments, other.moments)
         times = None
         if self.times is not None and other.times is not None:
             times = self.times + other.times
@@ -661,6 +657,23 @@ class ArmData:
 
 def _add_counts(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else a + b
+
+
+def pool_common(a: Moments, b: Moments) -> Moments:
+    """``a + b`` over the columns both have (e.g. one part lacks a pre-period value).
+
+    Examples
+    --------
+    >>> a = Moments.from_arrays({"start": [1.0, 2.0], "pre_start": [1.0, 1.0]})
+    >>> b = Moments.from_arrays({"start": [3.0]})
+    >>> pooled = pool_common(a, b)
+    >>> pooled.names, pooled.n, pooled.total("start")
+    (('start',), 3, 6.0)
+    """
+    if set(a.names) == set(b.names):
+        return a + b
+    common = [name for name in a.names if name in b.names]
+    return _select(a, common) + _select(b, common)
 
 
 def _select(moments: Moments, names: list[str]) -> Moments:
