@@ -58,6 +58,15 @@ from stats.significance import (
 )
 from stats.sizing import SizingPlan, plan_sample_sizes
 from stats.sums import ArmData, ArmTotals, CoMoments, SufficientStats, arm_from_arrays
+from stats.velocity import (
+    TimeTable,
+    kaplan_meier,
+    km_curve,
+    logrank_p,
+    velocity_arm,
+    velocity_cohorts,
+    velocity_groups,
+)
 
 __all__ = [
     "MOMENT_COLUMNS",
@@ -82,6 +91,7 @@ __all__ = [
     "SequentialResult",
     "SizingPlan",
     "SufficientStats",
+    "TimeTable",
     "Verdict",
     "achieved_power",
     "analyze",
@@ -91,8 +101,11 @@ __all__ = [
     "delta_method_variance",
     "guardrail",
     "holm_adjust",
+    "kaplan_meier",
+    "km_curve",
     "ledger_figures",
     "lever_figures",
+    "logrank_p",
     "mann_whitney",
     "mann_whitney_p",
     "permutation_test",
@@ -106,5 +119,8 @@ __all__ = [
     "srm_test",
     "summary_sentence",
     "two_proportions",
+    "velocity_arm",
+    "velocity_cohorts",
+    "velocity_groups",
     "welch_satterthwaite_df",
 ]
