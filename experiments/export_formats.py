@@ -37,7 +37,6 @@ from experiments.nrr_figures_view import (
     NrrFigures,
     nrr_csv_figures,
     nrr_figures,
-    with_nrr_keys,
 )
 from experiments.report_text import comparison_figures
 from experiments.review_weeks import parse_moment
@@ -65,15 +64,9 @@ def _dumps(document: Any) -> str:
 
 
 def experiment_json(document: ExperimentDocument, *, exported_at: datetime) -> str:
-    """The document's :meth:`~ExperimentDocument.to_json` with the export moment.
-
-    Every DESIGN §4b comparison key is present (``null``/``[]`` for a snapshot stored
-    before issue 15); the figures themselves are exactly as stored.
-    """
-    data = document.to_json()
-    if document.result:
-        data = with_nrr_keys(data)
-    return _dumps({**data, "exported_at": exported_at.isoformat()})
+    """The document's :meth:`~ExperimentDocument.to_json` with the export moment: the
+    stored analysis as stored, DESIGN §4b keys included."""
+    return _dumps({**document.to_json(), "exported_at": exported_at.isoformat()})
 
 
 EXPERIMENT_COLUMNS: tuple[str, ...] = (

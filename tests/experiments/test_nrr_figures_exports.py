@@ -256,11 +256,19 @@ def test_json_export_carries_the_4b_keys_as_stored():
         assert exported[key] == report[key], key
 
 
-def test_json_export_of_an_old_snapshot_has_every_4b_key_as_null():
+def test_exports_of_a_snapshot_from_before_issue_15_show_no_nrr_sections():
     report, _ = base_report()
-    exported = json.loads(experiment_json(document_of(report), exported_at=EXPORTED))
-    (comparison,) = exported["comparisons"]
-    assert {k: comparison[k] for k in NRR_COMPARISON_KEYS} == dict(NRR_COMPARISON_KEYS)
+    document = document_of(report)
+    exported = json.loads(experiment_json(document, exported_at=EXPORTED))
+    assert exported["comparisons"] == report["comparisons"]  # as stored
+    text = experiment_markdown(document, exported_at=EXPORTED)
+    assert "### Where NRR came from" in text  # the arms are enough for the waterfall
+    for heading in ("### Levers", "### Guardrails", "### CUPED", "### Journey velocity"):
+        assert heading not in text, heading
+    (row,) = csv.DictReader(io.StringIO(experiment_csv(document)))
+    assert row["lever_grr_uplift"] == "" and row["guardrail_status"] == ""
+    body = experiment_html(document, exported_at=EXPORTED).split("<body>", 1)[1]
+    assert "Guardrails" not in body and "guardrail-" not in body
 
 
 def test_csv_export_has_the_figures_as_numbers():
