@@ -354,14 +354,18 @@ def set_action_status(session: Session, user: User, week: Week | str, action_id:
     return get_action(session, user, action.id, the_week)
 
 
-def action_form_choices(session: Session, user: User) -> dict[str, Any]:
-    """What the "raise an action" form offers ``user``: experiments they may act on (not
-    decided long ago: every non-draft and draft alike) and the people who may own them."""
+def action_form_choices(session: Session, user: User,
+                        names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What the "raise an action" form offers ``user``: the experiments they may act on and
+    the people who may own actions on them. With ``names`` (key → name as a frozen review
+    saw it) only those experiments, so a past week's page never shows later renames."""
     experiments = [e for e in session.exec(select(Experiment).order_by(Experiment.key)).all()
-                   if can(session, user, e.team_id, "experimenter")]
+                   if (names is None or e.key in names)
+                   and can(session, user, e.team_id, "experimenter")]
     teams = {e.team_id for e in experiments} | {None}
     by_team = owner_choices(session, teams)
     owners = {uid: label for choices in by_team.values() for uid, label in choices}
-    return {"experiments": [(e.key, f"{e.name} ({e.key})") for e in experiments],
+    label = (lambda e: names[e.key]) if names is not None else (lambda e: e.name)
+    return {"experiments": [(e.key, f"{label(e)} ({e.key})") for e in experiments],
             "owners": sorted(owners.items(), key=lambda p: p[1].casefold()),
             "general": can(session, user, None, "experimenter")}

@@ -308,7 +308,8 @@ def build_review(
     if mode == "week":
         review.actions = week_actions(session, user, the_week)
         if now >= the_week.start:
-            review.action_choices = action_form_choices(session, user)
+            review.action_choices = action_form_choices(
+                session, user, {r.key: r.experiment.name for r in rows})
     if meeting is not None:
         review.agenda = _agenda(session, user, meeting, review)
     return review
