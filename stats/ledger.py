@@ -848,21 +848,15 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
     last = period == n_periods - 1
     account_nrr = end_all[last] / start[last]
     for name, (codes_all, labels) in arrays.dimensions.items():
-        codes = codes_all[idx]
         n_labels = len(labels)
-        keep = codes >= 0
-        sums = _group_sums(
-            codes[keep] * n_periods + period[keep],
-            n_labels * n_periods,
-            {k: v[keep] for k, v in rows.items()},
-        )
-        base_codes = codes[base]
-        in_dim = base_codes >= 0
+        # A row without a value (negative code) goes to one extra, unreported label.
+        codes = np.where(codes_all[idx] < 0, n_labels, codes_all[idx])
+        sums = _group_sums(codes * n_periods + period, (n_labels + 1) * n_periods, rows)
         window = _window_sums(
-            base_codes[in_dim] * max(n_bases, 1) + base_period[in_dim],
-            n_labels * max(n_bases, 1),
-            base_start[in_dim],
-            end_at_m[in_dim],
+            codes[base] * max(n_bases, 1) + base_period,
+            (n_labels + 1) * max(n_bases, 1),
+            base_start,
+            end_at_m,
         )
         dimensions.append(
             DimensionFigures(
@@ -878,10 +872,8 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
                 },
             )
         )
-        last_codes = codes[last]
-        in_last = last_codes >= 0
-        sds = _sample_sd(last_codes[in_last], n_labels, account_nrr[in_last])
-        by_dimension[name] = dict(zip(labels, sds, strict=True))
+        sds = _sample_sd(codes[last], n_labels + 1, account_nrr)
+        by_dimension[name] = dict(zip(labels, sds[:n_labels], strict=True))
     overall = _sample_sd(np.zeros(account_nrr.size, dtype=np.int64), 1, account_nrr)[0]
     if overall is None:
         warnings.append("Fewer than 2 active accounts in the last period: σ is null.")

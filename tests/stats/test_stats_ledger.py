@@ -441,3 +441,15 @@ def test_generator_rates_validate():
         LedgerRates(churn=0.6, expansion=0.5)
     small = generate_ledger(50, months=3, seed=1)
     assert set(np.unique(small.period)) <= {0, 1, 2}
+
+
+def test_a_row_without_a_dimension_value_is_left_out_of_that_breakdown_only():
+    rows = [(0, 0, 100, 0, 0, 0), (1, 0, 300, 30, 0, 0), (2, 0, 50, 0, 0, 50)]
+    region = (np.array([0, -1, 0]), ("emea",))
+    figures = ledger_figures(ledger(rows, periods=1, dimensions={"region": region})).to_dict()
+    emea = figures["dimensions"]["region"]["monthly"]["emea"][0]
+    assert emea["accounts"] == 2 and emea["nrr"] == pytest.approx(100 / 150)
+    assert figures["monthly"][0]["accounts"] == 3
+    assert figures["sigma"]["by_dimension"]["region"]["emea"] == pytest.approx(
+        np.std([1, 0], ddof=1)
+    )
