@@ -35,6 +35,7 @@ from experiments.input_rules import (
     read_text,
 )
 from experiments.models import (
+    LEDGER_METRICS,
     NODE_STATUSES,
     AnalysisSnapshot,
     DriverNode,
@@ -43,6 +44,9 @@ from experiments.models import (
     User,
     utcnow,
 )
+from experiments.nrr_page import current_ledger
+from experiments.tree_actuals import NodeActuals, record_actual, tree_actuals
+from experiments.tree_models import DriverActual
 from experiments.users import role_rank
 from experiments.versioning import check_version, compare_and_set, expected_version
 
@@ -60,6 +64,7 @@ NODE_FIELDS: tuple[str, ...] = (
     "baseline",
     "target",
     "status",
+    "metric",
 )
 
 
@@ -74,6 +79,7 @@ class TreeNode:
     owner: User | None = None
     team: Team | None = None
     editable: bool = False
+    actuals: NodeActuals | None = None  # filled by attach_actuals (the tree page, dashboard)
 
     @property
     def subtree_counts(self) -> dict[str, int]:
@@ -167,6 +173,31 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
         parent = by_id.get(ancestor) if ancestor is not None else None
         (parent.children if parent else roots).append(item)
     return roots
+
+
+def attach_actuals(session: Session, roots: list[TreeNode], figures: Any) -> list[TreeNode]:
+    """Give every node of ``roots`` its actuals (``figures``: the current ledger's
+    :class:`stats.ledger.LedgerFigures`, or ``None``)."""
+    items = [item for root in roots for item in root.walk()]
+    found = tree_actuals(session, [item.node for item in items], figures)
+    for item in items:
+        item.actuals = found.get(item.node.id)
+    return roots
+
+
+def enter_actual(session: Session, node_id: int, data: Mapping[str, Any], *,
+                 actor: User) -> DriverActual:
+    """Enter (or change) a dated actual of a node's leading metric.
+
+    Raises
+    ------
+    NotFound, PermissionDenied
+        As :func:`get_node` with ``experimenter``.
+    ValidationFailed, StaleVersion
+        As :func:`experiments.tree_actuals.record_actual`.
+    """
+    node = get_node(session, actor, node_id, "experimenter")
+    return record_actual(session, node, data, actor=actor)
 
 
 def node_choices(
@@ -290,6 +321,8 @@ def _read_node_fields(
         "baseline": read_number(data, "baseline", errors, example="0.55"),
         "target": read_number(data, "target", errors, example="0.70"),
         "status": read_choice(data, "status", errors, NODE_STATUSES, default="active"),
+        # blank: actuals are entered by hand (the root then reads NRR, see tree_actuals)
+        "metric": read_choice(data, "metric", errors, LEDGER_METRICS, default="") or None,
     }
     values["kind"] = (
         "root" if is_root else read_choice(data, "kind", errors, EDITABLE_KINDS, default="driver")
@@ -666,4 +699,5 @@ def tree_page(
         extra["impact"] = delete_impact(session, node)
         extra["targets"] = node_choices(session, user, exclude_branch_of=node_id)
         extra["parent_id"] = node.parent_id
-    return TreePage(roots=load_tree(session, user), **extra)
+    roots = attach_actuals(session, load_tree(session, user), current_ledger(session))
+    return TreePage(roots=roots, **extra)

@@ -19,6 +19,7 @@ from webapp import (
     exports,
     health,
     journeys,
+    nrr,
     planner,
     results,
     review,
@@ -53,7 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_errors(app)
     init_templating(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
-                   planner, admin):
+                   planner, admin, nrr):
         app.register_blueprint(module.bp)
 
     check_route_declarations(app)

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
 from experiments import formatting
+from experiments.nrr_export import chart_svg
 from webapp.security import acting_user
 
 # The pages show one decimal fewer than the exports; the formatting itself is shared.
@@ -33,7 +34,7 @@ def init_templating(app: Flask) -> None:
     app.jinja_env.filters.update(
         pts=pts, size_pts=size_pts, pct=pct, money=formatting.money, pvalue=pvalue
     )
-    app.jinja_env.globals.update(csrf_token=generate_csrf)
+    app.jinja_env.globals.update(csrf_token=generate_csrf, chart_svg=chart_svg)
 
     @app.context_processor
     def inject_user() -> dict:

@@ -66,6 +66,12 @@ INVENTORY: dict[str, str] = {
     # reading
     "dashboard.index": "viewer",
     "tree.index": "viewer",
+    # the NRR page and its exports (issue 16)
+    "nrr.index": "viewer",
+    "nrr.dimension": "viewer",
+    "nrr.export_csv": "viewer",
+    "nrr.export_json": "viewer",
+    "nrr.printable": "viewer",
     # editing the driver tree
     "tree.edit": "experimenter",
     "tree.update": "experimenter",
@@ -75,6 +81,7 @@ INVENTORY: dict[str, str] = {
     "tree.move": "experimenter",
     "tree.delete_form": "experimenter",
     "tree.delete": "experimenter",
+    "tree.add_actual": "experimenter",
     "experiments.index": "viewer",
     "experiments.detail": "viewer",
     "experiments.export_json": "viewer",
@@ -180,6 +187,7 @@ PROBE_VALUES: dict[str, Probe] = {
     "journey_id": Probe(lambda w, s: w.journey_id, scoped=False),
     "fmt": Probe(lambda w, s: "csv", scoped=False),
     "format": Probe(lambda w, s: "csv", scoped=False),
+    "name": Probe(lambda w, s: "plan", scoped=False),  # a ledger dimension (company-wide)
 }
 
 

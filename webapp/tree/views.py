@@ -19,6 +19,11 @@ A refused form re-renders the whole ``#tree`` (``HX-Retarget``) with the form op
 | POST   | /tree/<id>/move              | experimenter | move        |
 | GET    | /tree/<id>/delete            | experimenter | delete_form |
 | POST   | /tree/<id>/delete            | experimenter | delete      |
+| POST   | /tree/<id>/actuals           | experimenter | add_actual  |
+
+A node tied to a ledger metric shows its actuals from the revenue ledger; any other
+node's editors enter dated actuals of its leading metric inline (``add_actual``; the
+same form with a date that has a value and its version changes that value).
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ from experiments.tree import (
     NODE_FIELDS,
     create_node,
     delete_node,
+    enter_actual,
     get_node,
     move_node,
     tree_page,
     update_node,
 )
+from experiments.tree_actuals import METRIC_LABELS
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
 from webapp.experiments.forms import conflict_response, shown_errors
@@ -70,6 +77,7 @@ def _tree(
         "errors": errors or {},
         "kinds": EDITABLE_KINDS,
         "statuses": NODE_STATUSES,
+        "metrics": METRIC_LABELS,
         "teams": page.teams,
         "owners": page.owners,
         "targets": page.targets,
@@ -265,4 +273,17 @@ def delete(node_id: int):
             expected_version=request.form.get("version", ""),
         ),
         lambda: parent_id,
+    )
+
+
+@bp.route("/<int:node_id>/actuals", methods=["POST"])
+@allow("experimenter")
+def add_actual(node_id: int):
+    """Enter (or change) a dated actual of the node's leading metric."""
+    return _save(
+        "actual",
+        node_id,
+        lambda: enter_actual(get_session(), node_id, request.form.to_dict(), actor=acting_user()),
+        lambda: node_id,
+        in_place=True,
     )

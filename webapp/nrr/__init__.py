@@ -1,0 +1,3 @@
+from webapp.nrr.views import bp
+
+__all__ = ["bp"]
