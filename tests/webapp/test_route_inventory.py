@@ -94,9 +94,13 @@ INVENTORY: dict[str, str] = {
     "experiments.start": "experimenter",
     "experiments.stop": "experimenter",
     "experiments.decide": "experimenter",
+    "experiments.reopen": "experimenter",
     "review.current": "viewer",
     "review.week": "viewer",
     "review.update_item": "experimenter",
+    "review.create_action": "experimenter",
+    "review.update_action": "experimenter",
+    "review.action_status": "experimenter",
     # exports (reading)
     "exports.experiment": "viewer",
     "exports.review": "viewer",
@@ -150,6 +154,7 @@ class Side:
     dataset_version: int
     review_item_id: int
     upload_job_id: int = 0
+    action_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ PROBE_VALUES: dict[str, Probe] = {
     "experiment_id": Probe(lambda w, s: s.experiment_id, scoped=True),
     "node_id": Probe(lambda w, s: s.node_id, scoped=True),
     "item_id": Probe(lambda w, s: s.review_item_id, scoped=True),
+    "action_id": Probe(lambda w, s: s.action_id, scoped=True),  # a review action, with <week>
     "job_id": Probe(lambda w, s: s.upload_job_id, scoped=True),  # an upload job, with <key>
     "dataset_version": Probe(lambda w, s: s.dataset_version, scoped=False),  # with <key>
     "version": Probe(lambda w, s: s.dataset_version, scoped=False),  # with <key>
@@ -355,6 +361,17 @@ def _side(
     return team, node, experiment, dataset
 
 
+def _action_on(session: Session, week: str, experiment: Experiment) -> int:
+    """An open review action on ``experiment`` raised in ``week`` (its team scopes it)."""
+    from experiments.review_models import Action
+
+    action = Action(title=f"Follow up {experiment.key}", experiment_id=experiment.id,
+                    team_id=experiment.team_id, raised_week=week, owner_id=experiment.owner_id)
+    session.add(action)
+    session.commit()
+    return action.id
+
+
 def _upload_job_of(session: Session, experiment_id: int) -> int:
     return session.exec(select(UploadJob.id).where(UploadJob.experiment_id == experiment_id)).one()
 
@@ -447,9 +464,9 @@ def inventory(scratch_database, tmp_path_factory) -> Iterator[Inventory]:
         items = _review_items(app, session, emails["admin"], week, [exp_a, exp_b])
         world = World(
             a=Side(team_a.id, node_a.id, exp_a.key, exp_a.id, data_a.version, items[exp_a.id],
-                   _upload_job_of(session, exp_a.id)),
+                   _upload_job_of(session, exp_a.id), _action_on(session, week, exp_a)),
             b=Side(team_b.id, node_b.id, exp_b.key, exp_b.id, data_b.version, items[exp_b.id],
-                   _upload_job_of(session, exp_b.id)),
+                   _upload_job_of(session, exp_b.id), _action_on(session, week, exp_b)),
             week=week, user_id=viewer_id, stage_id=stage.id, journey_id=stage.journey_id,
         )
     clients = {}
