@@ -116,13 +116,15 @@ class LedgerTable:
     """A validated ledger upload, one entry per row, as read-only numpy columns.
 
     ``period`` holds month numbers (``year * 12 + month - 1``); money is in integer
-    cents; ``customer_since`` is ``datetime64[D]`` with NaT for blank and
+    cents; ``account_code`` numbers the accounts 0, 1, … in order of first appearance;
+    ``customer_since`` is ``datetime64[D]`` with NaT for blank and
     ``days_to_value`` float with NaN for blank (either ``None`` when the file has no
     such column); ``dimensions`` pairs each declared name with its values (``None`` for
     blank), in the declared order.
     """
 
     account_id: np.ndarray
+    account_code: np.ndarray
     period: np.ndarray
     start_cents: np.ndarray
     expansion_cents: np.ndarray
@@ -136,6 +138,10 @@ class LedgerTable:
 
     def __len__(self) -> int:
         return len(self.start_cents)
+
+    @property
+    def account_count(self) -> int:
+        return int(self.account_code.max()) + 1 if len(self.account_code) else 0
 
     @property
     def dimension_names(self) -> tuple[str, ...]:
@@ -312,6 +318,7 @@ def _read_exact(data: bytes, declared: tuple[str, ...], max_errors: int) -> Ledg
     attributes: dict[str, tuple[int, date | None, float]] = {}
     shared: dict[str, str] = {}
     ids: list[str] = []
+    codes: dict[str, int] = {}
     months = array("q")
     cents = {name: array("q") for name in ("start", "expansion", "contraction", "churned")}
     since_days = array("q")
@@ -409,7 +416,8 @@ def _read_exact(data: bytes, declared: tuple[str, ...], max_errors: int) -> Ledg
             values.append(value)
 
         if not sink.total:  # after the first error only errors are collected
-            ids.append(account_id)
+            ids.append(shared.setdefault(account_id, account_id))
+            codes.setdefault(account_id, len(codes))
             months.append(month)
             cents["start"].append(start)
             cents["expansion"].append(expansion)
@@ -428,6 +436,7 @@ def _read_exact(data: bytes, declared: tuple[str, ...], max_errors: int) -> Ledg
         )
     return _ledger_table(
         account_id=object_array(ids),
+        account_code=np.fromiter((codes[i] for i in ids), dtype=np.int64, count=len(ids)),
         period=np.array(months, dtype=np.int32),
         start_cents=np.array(cents["start"], dtype=np.int64),
         expansion_cents=np.array(cents["expansion"], dtype=np.int64),
@@ -597,17 +606,14 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
         days = _fast_days(raw.pop("days_to_value"))
         if days is None:
             return None
-    # Account attributes: sorted by account, each row equals its predecessor's.
-    by_account = np.argsort(account_code, kind="stable")
-    same_account = account_code[by_account][1:] == account_code[by_account][:-1]
-    if since is not None:
-        ordered = since[by_account].view(np.int64)
-        if (same_account & (ordered[1:] != ordered[:-1])).any():
-            return None
+    # Account attributes: every row equals its account's first row.
+    accounts = len(encoded.dictionary)
+    if since is not None and not _same_per_account(since.view(np.int64), account_code, accounts):
+        return None
     if days is not None:
-        ordered = days[by_account]
-        differs = (ordered[1:] != ordered[:-1]) & ~(np.isnan(ordered[1:]) & np.isnan(ordered[:-1]))
-        if (same_account & differs).any():
+        # NaN (blank) as a number no value can be, so that blank equals blank.
+        filled = np.where(np.isnan(days), -1.0, days)
+        if not _same_per_account(filled, account_code, accounts):
             return None
 
     dims = []
@@ -618,6 +624,7 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
         dims.append((name, _objects_via_dictionary(values)))
     return _ledger_table(
         account_id=object_array(ids.to_pylist()),
+        account_code=account_code,
         period=month.astype(np.int32),
         start_cents=money["start_mrr"],
         expansion_cents=money["expansion_mrr"],
@@ -630,6 +637,17 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
     )
 
 
+def _same_per_account(values: np.ndarray, account: np.ndarray, accounts: int) -> bool:
+    """Whether each row's value equals the value on its account's first row."""
+    # Codes number accounts in order of first appearance, so an account's first row is
+    # where the running maximum of the codes grows.
+    running = np.maximum.accumulate(account)
+    first_row = np.flatnonzero(np.concatenate(([True], running[1:] > running[:-1])))
+    if len(first_row) != accounts:  # not in order of first appearance: let the exact reader
+        return False
+    return bool((values == values[first_row][account]).all())
+
+
 def _fast_months(values: pa.ChunkedArray) -> np.ndarray | None:
     if values.null_count:
         return None
@@ -637,10 +655,10 @@ def _fast_months(values: pa.ChunkedArray) -> np.ndarray | None:
         values = pc.utf8_trim(values, characters=WHITESPACE)
         if not _all_match(values, _PERIOD_RE2):
             return None
-    year = pc.cast(pc.utf8_slice_codeunits(values, 0, 4), pa.int32())
-    month = pc.cast(pc.utf8_slice_codeunits(values, 5, 7), pa.int32())
-    number = pc.cast(pc.add(pc.multiply(year, 12), pc.subtract(month, 1)), pa.int32())
-    return _to_numpy(number, dtype=np.int64)
+    # In numpy: arithmetic with a Python scalar in pyarrow imports pandas (~1 s).
+    year = _to_numpy(pc.cast(pc.utf8_slice_codeunits(values, 0, 4), pa.int32()), dtype=np.int64)
+    month = _to_numpy(pc.cast(pc.utf8_slice_codeunits(values, 5, 7), pa.int32()), dtype=np.int64)
+    return year * 12 + month - 1
 
 
 def _fast_dates(values: pa.ChunkedArray) -> np.ndarray | None:
