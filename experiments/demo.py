@@ -367,18 +367,12 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
             power=0.8,
             planned_start=today - timedelta(days=42 - offset * 5),
             planned_end=today + timedelta(days=14 + offset * 3),
-            status=status,
+            # Data goes in before the decision: a decided experiment refuses uploads.
+            status="stopped" if status == "decided" else status,
             created_by_id=owner.id,
             started_at=None if status == "draft" else started,
             stopped_at=started + timedelta(days=35) if status in ("stopped", "decided") else None,
         )
-        if decision:
-            experiment.decision = decision
-            experiment.decision_rationale = (
-                "Clear win on NRR with no SRM; rolling out to all new accounts."
-            )
-            experiment.decided_at = utcnow() - timedelta(days=2)
-            experiment.decided_by_id = owner.id
         session.add(experiment)
         session.flush()
         for position, (variant, (_, _, weight)) in enumerate(arms.items()):
@@ -402,6 +396,22 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
             )
             # The same path as an upload: validation, versioned dataset, snapshot, audit event.
             import_accounts(session, experiment, data, filename=f"{key}.csv", actor=owner)
+        if decision:
+            experiment.status = "decided"
+            experiment.decision = decision
+            experiment.decision_rationale = (
+                "Clear win on NRR with no SRM; rolling out to all new accounts."
+            )
+            experiment.decided_at = utcnow() - timedelta(days=2)
+            experiment.decided_by_id = owner.id
+            experiment.decision_source = "experiment page"
+            if decision == "ship":  # the decision record (experiments.decisions)
+                experiment.shipped_variant = list(arms)[1]
+                experiment.rollout_share = 1.0
+                experiment.eligible_base_cents = 25_000_000
+                experiment.eligible_base_source = "entered"
+            session.add(experiment)
+            session.flush()
         summary.append(f"  {key:<22} {status:<8} {rows:>5} accounts")
     session.flush()
     return "demo data loaded:\n" + "\n".join(summary)

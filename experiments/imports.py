@@ -40,6 +40,7 @@ from experiments.datasets import (
     discard_dataset,
     reserve_dataset,
 )
+from experiments.decisions import upload_refusal
 from experiments.errors import Conflict, DomainError
 from experiments.models import (
     AnalysisSnapshot,
@@ -58,8 +59,9 @@ __all__ = [
 
 log = logging.getLogger("nrrlab.imports")
 
-#: Experiments in these states accept data; a draft has no locked plan to analyse under.
-UPLOAD_STATUSES: tuple[str, ...] = ("running", "stopped", "decided")
+#: Experiments in these states accept data; a draft has no locked plan to analyse under, and
+#: a decided one is closed until its decision is reopened (experiments.decisions).
+UPLOAD_STATUSES: tuple[str, ...] = ("running", "stopped")
 MAX_REPORTED_ERRORS = 50
 #: Rows written per transaction by the background job: each holds SQLite's write lock
 #: for well under a second, far below the busy timeout of a concurrent save.
@@ -75,7 +77,8 @@ _HASH_BLOCK = 1 << 20
 
 
 class ImportRefused(DomainError):
-    """The experiment cannot take data now (a draft); the message says why and what to do."""
+    """The experiment cannot take data now (a draft, or decided); the message says why and
+    what to do."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ def variant_keys(session: Session, experiment: Experiment) -> list[str]:
 
 
 def _refuse_draft(experiment: Experiment) -> None:
+    closed = upload_refusal(experiment)
+    if closed is not None:
+        raise ImportRefused(closed)
     if experiment.status not in UPLOAD_STATUSES:
         raise ImportRefused(
             "This experiment is still a draft. Start it first: results are analysed under the "

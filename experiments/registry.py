@@ -29,12 +29,10 @@ from experiments.input_rules import (
     SLUG_PATTERN,
     FieldErrors,
     parse_id,
-    read_choice,
     read_text,
 )
 from experiments.journeys import stage_choices, stage_label
 from experiments.models import (
-    DECISIONS,
     EXPERIMENT_STATUSES,
     Amendment,
     DriverNode,
@@ -224,6 +222,8 @@ class ExperimentPage:
     decided_by: User | None
     moves: list[str] = field(default_factory=list)
     can_edit: bool = False
+    #: A decided experiment's decision may be reopened (with a reason) by this reader.
+    can_reopen: bool = False
     controls: ResultsControls = field(default_factory=lambda: ResultsControls(False, []))
 
     @property
@@ -258,6 +258,7 @@ def experiment_page(session: Session, user: User, key: str) -> ExperimentPage:
         ),
         moves=allowed_moves(experiment) if can_edit else [],
         can_edit=can_edit and experiment.status != "decided",
+        can_reopen=can_edit and experiment.status == "decided",
         controls=results_controls(session, user, experiment),
     )
 
@@ -746,54 +747,27 @@ def stop_experiment(
 
 
 def decide_experiment(
-    session: Session, key: str, data: Mapping[str, Any], *, actor: User
+    session: Session, key: str, data: Mapping[str, Any], *, actor: User, ip: str = ""
 ) -> Experiment:
     """Record the decision (``ship``, ``iterate`` or ``kill``) and its rationale on a stopped
-    experiment. ``data['version']`` as for :func:`update_experiment`.
+    experiment, through the one decision service (:func:`experiments.decisions.decide`; a
+    ship also names the shipped variant, the rollout share and the eligible base).
+    ``data['version']`` as for :func:`update_experiment`.
 
     Raises
     ------
     NotFound, PermissionDenied, Conflict
         As :func:`start_experiment` (it must be stopped).
     ValidationFailed
-        ``decision`` unknown or missing; ``rationale`` missing or too long; ``version``.
+        As :func:`experiments.decisions.read_decision`; ``version``.
     """
+    from experiments.decisions import SOURCE_PAGE, decide
+
     experiment = _editable(session, actor, key)
     _seen_version(session, experiment, data.get("version") if "version" in data else None)
     _check_move(experiment, "decide")
-    errors = FieldErrors()
-    decision = read_choice(data, "decision", errors, DECISIONS)
-    rationale = read_text(
-        data, "rationale", errors, max_length=LONG_TEXT_MAX, required=True, multiline=True
-    )
-    errors.raise_if_any()
-    _transition(
-        session,
-        key,
-        "decide",
-        actor=actor,
-        expected_version=data.get("version") if "version" in data else None,
-        values={
-            "decision": decision,
-            "decision_rationale": rationale,
-            "decided_at": utcnow(),
-            "decided_by_id": actor.id,
-        },
-    )
-    record_event(
-        session,
-        "experiment.decide",
-        actor=actor,
-        entity_type="experiment",
-        entity_id=experiment.key,
-        team_id=experiment.team_id,
-        diff={
-            "status": ["stopped", "decided"],
-            "decision": [None, decision],
-            "rationale": [None, rationale],
-        },
-    )
-    return experiment
+    return decide(session, experiment, data, actor=actor, source=SOURCE_PAGE,
+                  expected=data.get("version") if "version" in data else None, ip=ip)
 
 
 # ---------------------------------------------------------------------------

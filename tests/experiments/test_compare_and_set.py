@@ -101,7 +101,8 @@ def test_simultaneous_ship_and_kill_with_one_version_decide_once(db_engine, monk
         return lambda session, actor: decide_experiment(
             session,
             "seat-nudge",
-            {"decision": decision, "rationale": RATIONALE, "version": str(version)},
+            {"decision": decision, "rationale": RATIONALE, "version": str(version),
+             "shipped_variant": "treatment", "rollout_share": "0.5", "eligible_base": "1000"},
             actor=actor,
         )
 

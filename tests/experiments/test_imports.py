@@ -125,7 +125,7 @@ def test_draft_experiment_refuses_uploads(session, actor):
     assert counts(session) == (0, 0, 0)
 
 
-@pytest.mark.parametrize("status", ["running", "stopped", "decided"])
+@pytest.mark.parametrize("status", ["running", "stopped"])  # decided: refused (decisions)
 def test_started_experiments_accept_uploads(session, actor, status):
     experiment = make_experiment(session, status=status)
     assert (

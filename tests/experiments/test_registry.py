@@ -343,7 +343,8 @@ def test_lifecycle_moves_forward_only_and_bumps_the_version(session, world):
     decide_experiment(
         session,
         experiment.key,
-        {"decision": "ship", "rationale": "Clear win.", "version": "3"},
+        {"decision": "ship", "rationale": "Clear win.", "version": "3",
+         "shipped_variant": "nudge", "rollout_share": "1", "eligible_base": "50000"},
         actor=maria,
     )
     assert (experiment.status, experiment.decision, experiment.decided_by_id) == (

@@ -416,7 +416,10 @@ def test_a_decision_on_the_page_decides_the_experiment(world, session):
         data=_form(form["version"], decision="kill", decision_rationale="Flat after 700/arm."),
     )
     assert response.status_code == 200
-    assert "recorded; change it on the experiment page" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    # The one record, with a link to the control that changes it (reopen on the page).
+    assert "Reopen or change it on the experiment page" in html
+    assert "/experiments/stopped-undecided#decision-reopen" in html
     session.expire_all()
     experiment = session.get(Experiment, scenario.experiments["stopped-undecided"].id)
     assert (experiment.status, experiment.decision) == ("decided", "kill")

@@ -13,6 +13,7 @@
 | POST   | /experiments/<key>/start            | experimenter | start            |
 | POST   | /experiments/<key>/stop             | experimenter | stop             |
 | POST   | /experiments/<key>/decide           | experimenter | decide           |
+| POST   | /experiments/<key>/reopen           | experimenter | reopen           |
 
 The new/edit forms post ``variant_action`` (``add`` / ``remove:<row>``) from their
 variant buttons: htmx gets the variants fieldset back, a browser without
@@ -27,6 +28,8 @@ from flask import Blueprint, jsonify, redirect, request, url_for
 
 from experiments.access import require
 from experiments.analysis import load_results
+from experiments.decisions import DECISION_FIELDS, decision_panel
+from experiments.decisions import reopen as reopen_decision
 from experiments.documents import experiment_document
 from experiments.errors import Conflict, NotFound, ValidationFailed
 from experiments.input_rules import parse_id
@@ -50,6 +53,7 @@ from experiments.registry_pages import (
     new_experiment_values,
 )
 from experiments.versioning import StaleVersion
+from webapp.audit_hooks import client_ip
 from webapp.db import get_session
 from webapp.experiments.forms import (
     apply_variant_action,
@@ -219,6 +223,8 @@ def _detail(
     *,
     decide_values: dict[str, Any] | None = None,
     decide_errors: dict[str, str] | None = None,
+    reopen_values: dict[str, Any] | None = None,
+    reopen_errors: dict[str, str] | None = None,
     status: int = 200,
 ):
     session = get_session()
@@ -243,6 +249,9 @@ def _detail(
         controls=page.controls,
         decide_values=decide_values or {},
         decide_errors=decide_errors or {},
+        decision_panel=decision_panel(session, page.experiment),
+        reopen_values=reopen_values or {},
+        reopen_errors=reopen_errors or {},
     )
 
 
@@ -299,9 +308,9 @@ def stop(key: str):
 def decide(key: str):
     """Record the decision on a stopped experiment."""
     session = get_session()
-    data = {name: request.form.get(name, "") for name in ("decision", "rationale", "version")}
+    data = {name: request.form.get(name, "") for name in (*DECISION_FIELDS, "version")}
     try:
-        decide_experiment(session, key, data, actor=acting_user())
+        decide_experiment(session, key, data, actor=acting_user(), ip=client_ip())
     except ValidationFailed as exc:
         session.rollback()
         return _detail(key, decide_values=data, decide_errors=shown_errors(exc.errors), status=422)
@@ -313,3 +322,24 @@ def decide(key: str):
         return conflict_response(exc)
     session.commit()
     return redirect(url_for("experiments.detail", key=key), code=303)
+
+
+@bp.route("/<key>/reopen", methods=["POST"])
+@allow("experimenter")
+def reopen(key: str):
+    """Reopen a decided experiment with a reason (it takes data and can be decided again)."""
+    session = get_session()
+    data = {name: request.form.get(name, "") for name in ("reason", "version")}
+    experiment = get_experiment(session, acting_user(), key)
+    try:
+        reopen_decision(session, experiment, data, actor=acting_user(),
+                        expected=data["version"], ip=client_ip())
+    except ValidationFailed as exc:
+        session.rollback()
+        return _detail(key, reopen_values=data, reopen_errors=shown_errors(exc.errors),
+                       status=422)
+    except Conflict as exc:
+        session.rollback()
+        return conflict_response(exc)
+    session.commit()
+    return redirect(url_for("experiments.detail", key=key, _anchor="decision"), code=303)
