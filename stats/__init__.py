@@ -24,6 +24,7 @@ from stats.analysis import (
     summary_sentence,
 )
 from stats.cuped import CupedResult, cuped
+from stats.impact import Impact, Shrinkage, between_variance, revenue_impact, shrink
 from stats.ledger import LedgerArrays, LedgerFigures, ledger_figures
 from stats.levers import (
     GuardrailResult,
@@ -80,6 +81,7 @@ __all__ = [
     "ExperimentResult",
     "GuardrailResult",
     "GuardrailSpec",
+    "Impact",
     "LedgerArrays",
     "LedgerFigures",
     "LeverFigure",
@@ -89,6 +91,7 @@ __all__ = [
     "Proportions",
     "SRMResult",
     "SequentialResult",
+    "Shrinkage",
     "SizingPlan",
     "SufficientStats",
     "TimeTable",
@@ -96,6 +99,7 @@ __all__ = [
     "achieved_power",
     "analyze",
     "arm_from_arrays",
+    "between_variance",
     "bh_adjust",
     "cuped",
     "delta_method_variance",
@@ -113,8 +117,10 @@ __all__ = [
     "ratio_estimate",
     "relative_uplift_variance",
     "required_sample_size",
+    "revenue_impact",
     "segment_adjust",
     "sequential_test",
+    "shrink",
     "sigma_lin",
     "srm_test",
     "summary_sentence",
