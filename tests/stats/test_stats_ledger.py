@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stats.ledger import LedgerArrays, LedgerFigures, ledger_figures
 from tests.ledger_gen import DIMENSIONS, LedgerRates, generate_ledger
@@ -453,3 +455,122 @@ def test_a_row_without_a_dimension_value_is_left_out_of_that_breakdown_only():
     assert figures["sigma"]["by_dimension"]["region"]["emea"] == pytest.approx(
         np.std([1, 0], ddof=1)
     )
+
+
+# --------------------------------------------------------------------------- properties
+
+FAST = settings(max_examples=40, deadline=None, database=None)
+
+
+def random_ledger(seed):
+    """A small sparse ledger in random row order: gaps, start-0 rows, comebacks, plan moves."""
+    rng = np.random.default_rng(seed)
+    n_accounts, periods = int(rng.integers(1, 15)), int(rng.integers(1, 16))
+    present = rng.random((n_accounts, periods)) < 0.7
+    acc, per = np.nonzero(present)
+    n = acc.size
+    start = np.where(rng.random(n) < 0.15, 0.0, rng.integers(1, 500, n).astype(float))
+    churned = np.where(rng.random(n) < 0.2, start, 0.0)
+    contraction = np.where(churned == 0, np.floor(start * rng.random(n) * 0.5), 0.0)
+    expansion = np.where(rng.random(n) < 0.3, rng.integers(0, 100, n), 0).astype(float)
+    plan = rng.integers(0, 2, n)
+    since = rng.choice([-5.0, 0.0, 1.0, 4.0, np.nan], n_accounts)
+    days = rng.choice([1.0, 2.0, 2.0, 5.0, 9.0, np.nan], n_accounts)
+    order = rng.permutation(n)
+    rows = [
+        (int(acc[i]), int(per[i]), start[i], expansion[i], contraction[i], churned[i])
+        for i in order
+    ]
+    dims = {"plan": (plan[order], ("a", "b"))}
+    return rows, periods, dims, since, days
+
+
+def assert_same(a, b):
+    """Equal documents, floats up to summation-order rounding."""
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-9)
+    else:
+        assert a == b
+
+
+def loop_figures(rows, periods, since, days):
+    """TTM, cohorts and velocity groups by plain Python loops over a dict of active rows."""
+    active = {(a, t): (s, s + x - c - h) for a, t, s, x, c, h in rows if s > 0}
+    ttm = []
+    for m in range(periods):
+        if m < 11:
+            ttm.append((None, None, None))
+            continue
+        base = [(a, s) for (a, t), (s, _) in active.items() if t == m - 11]
+        ends = [active.get((a, m), (0, 0.0))[1] for a, _ in base]
+        total = sum(s for _, s in base)
+        ttm.append(
+            (
+                sum(ends) / total if total else None,
+                sum(min(e, s) for e, (_, s) in zip(ends, base, strict=True)) / total
+                if total
+                else None,
+                len(base),
+            )
+        )
+    first = {}
+    for a, t in active:
+        first[a] = min(first.get(a, t), t)
+    cohorts = {}
+    for a in first:
+        if not math.isnan(since[a]) and since[a] >= 0:
+            cohorts.setdefault(2025 * 4 + int(since[a]) // 3, []).append(a)
+    cohort_rows = []
+    for q in sorted(cohorts):
+        members = cohorts[q]
+        start0 = sum(active[(a, first[a])][0] for a in members)
+        ages = min(periods - first[a] for a in members)
+        nrr = [
+            sum(active.get((a, first[a] + age - 1), (0, 0.0))[1] for a in members) / start0
+            for age in range(1, ages + 1)
+        ]
+        cohort_rows.append((f"{q // 4}-Q{q % 4 + 1}", len(members), start0, nrr))
+    return ttm, cohort_rows
+
+
+@FAST
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_random_sparse_ledgers_match_a_loop_computation(seed):
+    rows, periods, dims, since, days = random_ledger(seed)
+    arrays = ledger(rows, periods=periods, dimensions=dims, since=since, days=days)
+    figures = ledger_figures(arrays).to_dict()
+    json.dumps(figures, allow_nan=False)
+    ttm, cohorts = loop_figures(rows, periods, since, days)
+    for got, (nrr, grr, accounts) in zip(figures["ttm"], ttm, strict=True):
+        assert got["accounts"] == accounts
+        assert got["nrr"] == (None if nrr is None else pytest.approx(nrr))
+        assert got["grr"] == (None if grr is None else pytest.approx(grr))
+    assert [
+        (c["cohort"], c["accounts"], c["start_mrr"], c["nrr_by_age"]) for c in figures["cohorts"]
+    ] == [(name, n, start0, [pytest.approx(v) for v in nrr]) for name, n, start0, nrr in cohorts]
+    # Each row counted once, under its own plan: the breakdown adds up to the company.
+    plan = figures["dimensions"]["plan"]["monthly"]
+    for t, row in enumerate(figures["monthly"]):
+        assert plan["a"][t]["accounts"] + plan["b"][t]["accounts"] == row["accounts"]
+        both = plan["a"][t]["start_mrr"] + plan["b"][t]["start_mrr"]
+        assert both == pytest.approx(row["start_mrr"])
+        if row["nrr"] is not None:
+            identity = 1 + row["expansion_rate"] - row["contraction_rate"] - row["churn_rate"]
+            assert row["nrr"] == pytest.approx(identity)
+    # Row order does not matter.
+    reversed_arrays = ledger(
+        rows[::-1],
+        periods=periods,
+        dimensions={"plan": (dims["plan"][0][::-1], ("a", "b"))},
+        since=since,
+        days=days,
+    )
+    assert_same(ledger_figures(reversed_arrays).to_dict(), figures)
