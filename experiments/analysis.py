@@ -46,6 +46,9 @@ from stats import (
     segment_adjust,
     summary_sentence,
 )
+from stats.analysis import DEFAULT_TTV_TARGET_DAYS
+from stats.levers import GuardrailSpec
+from stats.sums import sums_from_moments
 
 #: At most this many segments (the largest by accounts) are analysed per dataset.
 MAX_SEGMENTS = 20
@@ -72,6 +75,9 @@ class Plan:
     tuning: float | None = None
     #: Accounts per arm locked at start (empty before the start).
     locked_n: Mapping[str, int] | None = None
+    #: Non-inferiority guardrails and the time-to-value target (issue 15, DESIGN §4c).
+    guardrails: tuple[GuardrailSpec, ...] = ()
+    ttv_target_days: int = DEFAULT_TTV_TARGET_DAYS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +89,8 @@ class Plan:
             "sequential": self.sequential,
             "tuning": self.tuning,
             "required_n": dict(self.locked_n or {}),
+            "guardrails": [spec.to_dict() for spec in self.guardrails],
+            "ttv_target_days": self.ttv_target_days,
             "control": self.control,
             "variants": [
                 {"key": key, "name": self.names.get(key, ""), "weight": self.weights[key]}
@@ -104,6 +112,11 @@ class Plan:
                 and stored.get("sigma") == self.sigma
                 and bool(stored.get("sequential")) == self.sequential
                 and stored.get("tuning") == self.tuning
+                # Snapshots from before issue 15 were computed without guardrails at 14 days.
+                and list(stored.get("guardrails") or [])
+                == [spec.to_dict() for spec in self.guardrails]
+                and int(stored.get("ttv_target_days") or DEFAULT_TTV_TARGET_DAYS)
+                == self.ttv_target_days
                 and stored_variants == [(k, self.weights[k]) for k in self.variants]
             )
         except (KeyError, TypeError, ValueError):
@@ -144,7 +157,14 @@ def current_plan(session: Session, experiment: Experiment) -> Plan:
         sequential=bool(experiment.sequential),
         tuning=None if experiment.tuning is None else float(experiment.tuning),
         locked_n=locked if len(locked) == len(rows) else None,
+        guardrails=stored_guardrails(experiment.guardrails),
+        ttv_target_days=int(experiment.ttv_target_days or DEFAULT_TTV_TARGET_DAYS),
     )
+
+
+def stored_guardrails(value: Any) -> tuple[GuardrailSpec, ...]:
+    """The plan's guardrails from the experiment's JSON column (``[]`` when unset)."""
+    return tuple(GuardrailSpec(g["metric"], float(g["margin"])) for g in value or ())
 
 
 # -------------------------------------------------------------------- computation
@@ -154,13 +174,31 @@ def _arms(
     sums: Sequence[data.ArmSumsRow],
     ratios: Mapping[str, Any],
     rows: Mapping[str, Any] | None = None,
+    extras: Mapping[str, data.ArmExtras] | None = None,
+    times: Mapping[str, Any] | None = None,
+    days: Mapping[str, Any] | None = None,
 ) -> dict[str, ArmData]:
     arms = {}
     for row in sums:
         totals = ArmTotals(row.n, row.start, row.expansion, row.contraction, row.churned)
-        stats = SufficientStats(row.n, row.sum_x, row.sum_y, row.sum_xx, row.sum_yy, row.sum_xy)
+        extra = (extras or {}).get(row.variant)
+        if extra is not None:
+            # Centred co-moments: the same construction as the file path (stats.arm_from_arrays).
+            stats = sums_from_moments(extra.moments)
+        else:
+            stats = SufficientStats(
+                row.n, row.sum_x, row.sum_y, row.sum_xx, row.sum_yy, row.sum_xy
+            )
         arms[row.variant] = ArmData(
-            totals, stats, ratios.get(row.variant), (rows or {}).get(row.variant)
+            totals,
+            stats,
+            ratios.get(row.variant),
+            (rows or {}).get(row.variant),
+            moments=None if extra is None else extra.moments,
+            logo_churned=None if extra is None else extra.logo_churned,
+            expanded=None if extra is None else extra.expanded,
+            times=(times or {}).get(row.variant),
+            days_to_value=(days or {}).get(row.variant),
         )
     return arms
 
@@ -178,6 +216,8 @@ def _analyze(plan: Plan, arms: Mapping[str, ArmData]) -> ExperimentResult:
         sigma=plan.sigma,
         sequential=plan.sequential,
         tuning=plan.tuning,
+        guardrails=plan.guardrails,
+        ttv_target=plan.ttv_target_days,
     )
 
 
@@ -209,10 +249,24 @@ def refresh_snapshot(
     # With segments, the one GROUP BY (segment, variant) pooled is the GROUP BY variant.
     sums = data.pool_sums(by_segment.values()) if by_segment else data.arm_sums(session, dataset.id)
     if ratios is None:
-        ratios = data.account_ratio_rows(session, dataset.id)
+        ratios = data.account_ratio_rows(
+            session, dataset.id, with_days=bool(dataset.has_days_to_value)
+        )
     keys = [row.variant for row in sums]
+    # Issue 15's inputs: moments and incidence counts (one GROUP BY of shifted sums) and
+    # the time-to-value tables (GROUP BY variant, day), per segment when there are segments.
+    extras = data.arm_extras(session, dataset, by_segment=bool(by_segment))
+    times = data.time_tables(session, dataset, by_segment=bool(by_segment))
     result = _analyze(
-        plan, _arms(sums, ratios.by_variant(keys=keys), ratios.rows_by_variant(keys=keys))
+        plan,
+        _arms(
+            sums,
+            ratios.by_variant(keys=keys),
+            ratios.rows_by_variant(keys=keys),
+            data.pool_extras(extras),
+            data.pool_time_tables(times),
+            ratios.days_by_variant(keys=keys),
+        ),
     )
 
     segment_results: dict[str, Any] | None = None
@@ -228,9 +282,18 @@ def refresh_snapshot(
         segment_results = {}
         for name in sorted(shown):
             segment_ratios = ratios.by_variant(ratios.segment == name, keys=keys)
-            segment_rows = ratios.rows_by_variant(ratios.segment == name, keys=keys)
+            mask = ratios.segment == name
+            segment_rows = ratios.rows_by_variant(mask, keys=keys)
             segment_results[name] = _analyze(
-                plan, _arms(by_segment[name], segment_ratios, segment_rows)
+                plan,
+                _arms(
+                    by_segment[name],
+                    segment_ratios,
+                    segment_rows,
+                    {v: e for (seg, v), e in extras.items() if seg == name},
+                    {v: t for (seg, v), t in times.items() if seg == name},
+                    ratios.days_by_variant(mask, keys=keys),
+                ),
             ).to_dict()
 
     report = result.to_dict()

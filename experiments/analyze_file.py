@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ class AnalysisRequest:
     sigma: float | None = None
     sequential: bool = False
     tuning: float | None = None
+    #: ``stats.levers.GuardrailSpec`` values (DESIGN §4c), in the order given.
+    guardrails: Sequence[Any] = ()
+    ttv_target: float = 14.0
 
 
 def check_plan_numbers(request: AnalysisRequest) -> None:
@@ -54,6 +58,33 @@ def check_plan_numbers(request: AnalysisRequest) -> None:
             raise UsageError(f"--tuning must be a number greater than 0; got {request.tuning:g}")
         if not request.sequential:
             raise UsageError("--tuning only applies with --sequential")
+    if not (np.isfinite(request.ttv_target) and request.ttv_target > 0):
+        raise UsageError(
+            f"--ttv-target must be a number of days greater than 0; got {request.ttv_target:g}"
+        )
+
+
+def parse_guardrails(texts: Sequence[str]) -> tuple[Any, ...]:
+    """``["grr:0.01", "logo_churn:0.005"]`` → ``GuardrailSpec`` values, in the order given.
+
+    Raises
+    ------
+    UsageError
+        Naming the flag and the malformed value.
+    """
+    from stats.levers import GuardrailSpec
+
+    specs = []
+    for text in texts:
+        try:
+            specs.append(GuardrailSpec.parse(text))
+        except ValueError as exc:
+            raise UsageError(f"--guardrail: {exc}") from None
+    metrics = [spec.metric for spec in specs]
+    repeated = sorted({m for m in metrics if metrics.count(m) > 1})
+    if repeated:
+        raise UsageError(f"--guardrail: {', '.join(repeated)} is given more than once")
+    return tuple(specs)
 
 
 def _canonical(name: str) -> str:
@@ -143,6 +174,7 @@ def arms_from_table(table) -> dict:
     money = table.money()
     arms = {}
     variants = table.variant
+    pre = table.pre_start_cents is not None and table.pre_end_cents is not None
     for variant in table.variants():
         mask = variants == variant
         arms[variant] = arm_from_arrays(
@@ -150,6 +182,10 @@ def arms_from_table(table) -> dict:
             money["expansion"][mask],
             money["contraction"][mask],
             money["churned"][mask],
+            pre_start=table.pre_start_cents[mask] / 100 if pre else None,
+            pre_end=table.pre_end_cents[mask] / 100 if pre else None,
+            days_to_value=None if table.days_to_value is None else table.days_to_value[mask],
+            days_observed=None if table.days_observed is None else table.days_observed[mask],
         )
     return arms
 
@@ -221,6 +257,8 @@ def analyze_file(request: AnalysisRequest):
             sigma=request.sigma,
             sequential=request.sequential,
             tuning=request.tuning,
+            guardrails=tuple(request.guardrails),
+            ttv_target=request.ttv_target,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

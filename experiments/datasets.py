@@ -93,6 +93,16 @@ class AccountRatios:
                 out[str(key)] = (end[rows], start[rows])
         return out
 
+    def days_by_variant(self, mask: np.ndarray | None = None, *, keys=None) -> dict:
+        """``{variant: days_to_value}`` aligned with :meth:`rows_by_variant` (empty: not read)."""
+        if self.days_to_value is None:
+            return {}
+        variant = self.variant if mask is None else self.variant[mask]
+        days = self.days_to_value if mask is None else self.days_to_value[mask]
+        if keys is None:
+            keys = dict.fromkeys(variant.tolist())
+        return {str(key): days[variant == key] for key in keys if (variant == key).any()}
+
     def by_variant(self, mask: np.ndarray | None = None, *, keys=None) -> dict[str, np.ndarray]:
         """``{variant: ratios}``, optionally of the rows selected by a boolean ``mask``.
 

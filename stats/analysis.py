@@ -13,9 +13,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
+import numpy as np
 from scipy import special
 
 from stats._checks import check_alpha, check_positive, check_power, finite_or_none
+from stats.cuped import CupedResult, cuped
+from stats.levers import (
+    GuardrailResult,
+    GuardrailSpec,
+    LeverFigure,
+    Proportions,
+    guardrail,
+    lever_figures,
+    two_proportions,
+)
 from stats.power import MAX_SAMPLE_SIZE, achieved_power
 from stats.ratio import (
     delta_method_variance,
@@ -45,6 +56,16 @@ _NO_INTERVAL: Interval = (None, None)
 InferenceMethod = Literal["welch", "permutation"]
 #: How ``ci_abs_adjusted`` is adjusted for k treatment arms.
 CIMethod = Literal["bonferroni", "unadjusted"]
+
+#: Below this many accounts in the smaller arm of a comparison, the seeded
+#: studentised permutation test (:func:`stats.robust.permutation_test`) is also
+#: run and reported under ``"permutation"``: the t approximation behind the
+#: Welch p-value rests on the central limit theorem, which skewed MRR reaches
+#: only slowly (DESIGN §4b, issue 15).
+SMALL_SAMPLE_ACCOUNTS = 300
+
+#: The time-to-value target of journey velocity when the plan sets none (days).
+DEFAULT_TTV_TARGET_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -161,6 +182,22 @@ class Comparison:
         the NRR test, else None).
     sequential : SequentialResult or None
         Always-valid figures when the analysis is sequential.
+    levers : dict of str to LeverFigure, or None
+        Expansion, contraction, churn and GRR (DESIGN §4c "Levers"); ``None``
+        when the arms carry no account moments (sums only).
+    logo_churn, expansion_incidence : Proportions or None
+        Share of accounts fully churned / with any expansion, with the
+        two-proportion test; ``None`` when the counts are unknown.
+    guardrails : tuple of GuardrailResult
+        One per planned guardrail, in plan order (empty without guardrails).
+    cuped : CupedResult or None
+        CUPED-adjusted uplift; ``None`` without the pre-period columns.
+    velocity : dict or None
+        ``target_days``, ``logrank_p`` and per arm ``reached``, ``censored``,
+        ``median_days``, ``share_by_target``; ``None`` without days_observed.
+    permutation : dict or None
+        ``p_value``, ``permutations``, ``seed`` of the permutation test when the
+        smaller arm has fewer than ``SMALL_SAMPLE_ACCOUNTS`` accounts.
     """
 
     variant: str
@@ -181,6 +218,13 @@ class Comparison:
     inference: Mapping[str, Any] = field(default_factory=dict)
     mann_whitney: Mapping[str, Any] = field(default_factory=dict)
     sequential: SequentialResult | None = None
+    levers: Mapping[str, LeverFigure] | None = None
+    logo_churn: Proportions | None = None
+    expansion_incidence: Proportions | None = None
+    guardrails: tuple[GuardrailResult, ...] = ()
+    cuped: CupedResult | None = None
+    velocity: Mapping[str, Any] | None = None
+    permutation: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The comparison's object in the JSON report."""
@@ -203,6 +247,19 @@ class Comparison:
             "inference": _plain(self.inference),
             "mann_whitney": dict(self.mann_whitney),
             "sequential": None if self.sequential is None else self.sequential.to_dict(),
+            "levers": (
+                None
+                if self.levers is None
+                else {name: lever.to_dict() for name, lever in self.levers.items()}
+            ),
+            "logo_churn": None if self.logo_churn is None else self.logo_churn.to_dict(),
+            "expansion_incidence": (
+                None if self.expansion_incidence is None else self.expansion_incidence.to_dict()
+            ),
+            "guardrails": [g.to_dict() for g in self.guardrails],
+            "cuped": None if self.cuped is None else self.cuped.to_dict(),
+            "velocity": None if self.velocity is None else _plain_nested(self.velocity),
+            "permutation": None if self.permutation is None else dict(self.permutation),
         }
 
     @classmethod
@@ -231,7 +288,73 @@ class Comparison:
             inference=dict(data.get("inference") or {}),
             mann_whitney=dict(data.get("mann_whitney") or {}),
             sequential=_sequential(data.get("sequential")),
+            # Snapshots stored before issue 15 lack these keys: null / [].
+            levers=_levers(data.get("levers")),
+            logo_churn=_proportions(data.get("logo_churn")),
+            expansion_incidence=_proportions(data.get("expansion_incidence")),
+            guardrails=tuple(_guardrail_result(g) for g in data.get("guardrails") or ()),
+            cuped=_cuped(data.get("cuped")),
+            velocity=_plain_nested(data["velocity"]) if data.get("velocity") else None,
+            permutation=dict(data["permutation"]) if data.get("permutation") else None,
         )
+
+
+def _plain_nested(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: _plain_nested(v) if isinstance(v, Mapping) else v for key, v in mapping.items()
+    }
+
+
+def _levers(value: Any) -> dict[str, LeverFigure] | None:
+    if not value:
+        return None
+    return {
+        str(name): LeverFigure(
+            _optional_float(lever.get("control")),
+            _optional_float(lever.get("treatment")),
+            _optional_float(lever.get("uplift_abs")),
+            _interval(lever.get("ci_abs")),
+            _optional_float(lever.get("p_value")),
+            None,
+            None,
+        )
+        for name, lever in value.items()
+    }
+
+
+def _proportions(value: Any) -> Proportions | None:
+    if not value:
+        return None
+    return Proportions(
+        _optional_float(value.get("control")),
+        _optional_float(value.get("treatment")),
+        _optional_float(value.get("diff")),
+        _optional_float(value.get("p_value")),
+        None,
+    )
+
+
+def _guardrail_result(value: Mapping[str, Any]) -> GuardrailResult:
+    return GuardrailResult(
+        metric=value["metric"],
+        margin=float(value["margin"]),
+        diff=_optional_float(value.get("diff")),
+        p_value=_optional_float(value.get("p_value")),
+        status=value.get("status"),
+    )
+
+
+def _cuped(value: Any) -> CupedResult | None:
+    if not value:
+        return None
+    return CupedResult(
+        uplift_abs=float(value["uplift_abs"]),
+        ci_abs=_interval(value.get("ci_abs")),
+        p_value=_optional_float(value.get("p_value")),
+        variance_reduction=_optional_float(value.get("variance_reduction")),
+        theta=float("nan"),  # not part of the report
+        sigma_adjusted=None,
+    )
 
 
 def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,6 +394,17 @@ class ExperimentResult:
     sigma_planning : float or None
         The sigma the sizes use; ``sigma_source`` says where it came from
         ("given" or "control").
+    guardrails_plan : tuple of GuardrailSpec
+        The plan's non-inferiority guardrails (empty when none are set).
+    ttv_target_days : float
+        The time-to-value target of journey velocity.
+    velocity_curves : dict of str to list of [t, share reached], or None
+        Each arm's Kaplan-Meier curve of reaching value, for drawing; ``None``
+        without days_observed.
+    velocity_cohorts : list of dict or None
+        NRR of the fast / average / slow terciles of time to value and of the
+        accounts that did not reach it, over all arms; ``None`` without
+        days_to_value per account.
     """
 
     alpha: float
@@ -285,6 +419,10 @@ class ExperimentResult:
     alpha_sizing: float | None = None
     sigma_planning: float | None = None
     sigma_source: str | None = None
+    guardrails_plan: tuple[GuardrailSpec, ...] = ()
+    ttv_target_days: float = DEFAULT_TTV_TARGET_DAYS
+    velocity_curves: Mapping[str, Sequence[Sequence[float]]] | None = None
+    velocity_cohorts: Sequence[Mapping[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe report: plain floats, ``None`` for missing figures, never NaN or inf.
@@ -296,8 +434,9 @@ class ExperimentResult:
         ...                           [0.0, 0.0, 0.0])
         >>> report = analyze({"control": control}, control="control").to_dict()
         >>> sorted(report)  # doctest: +NORMALIZE_WHITESPACE
-        ['alpha', 'alpha_sizing', 'arms', 'comparisons', 'control', 'mde', 'power',
-         'required_n', 'sigma_planning', 'sigma_source', 'srm', 'warnings']
+        ['alpha', 'alpha_sizing', 'arms', 'comparisons', 'control', 'guardrails_plan', 'mde',
+         'power', 'required_n', 'sigma_planning', 'sigma_source', 'srm', 'ttv_target_days',
+         'velocity_cohorts', 'velocity_curves', 'warnings']
         >>> report["arms"][0]["nrr"], report["comparisons"]
         (1.0222222222222221, [])
         """
@@ -314,6 +453,16 @@ class ExperimentResult:
             "alpha_sizing": self.alpha_sizing,
             "sigma_planning": self.sigma_planning,
             "sigma_source": self.sigma_source,
+            "guardrails_plan": [spec.to_dict() for spec in self.guardrails_plan],
+            "ttv_target_days": self.ttv_target_days,
+            "velocity_curves": (
+                None
+                if self.velocity_curves is None
+                else {k: [list(p) for p in v] for k, v in self.velocity_curves.items()}
+            ),
+            "velocity_cohorts": (
+                None if self.velocity_cohorts is None else [dict(r) for r in self.velocity_cohorts]
+            ),
         }
 
     @classmethod
@@ -349,6 +498,21 @@ class ExperimentResult:
             alpha_sizing=_optional_float(data.get("alpha_sizing")),
             sigma_planning=_optional_float(data.get("sigma_planning")),
             sigma_source=data.get("sigma_source"),
+            guardrails_plan=tuple(
+                GuardrailSpec(g["metric"], float(g["margin"]))
+                for g in data.get("guardrails_plan") or ()
+            ),
+            ttv_target_days=float(data.get("ttv_target_days") or DEFAULT_TTV_TARGET_DAYS),
+            velocity_curves=(
+                {str(k): [list(p) for p in v] for k, v in data["velocity_curves"].items()}
+                if data.get("velocity_curves")
+                else None
+            ),
+            velocity_cohorts=(
+                [dict(r) for r in data["velocity_cohorts"]]
+                if data.get("velocity_cohorts") is not None
+                else None
+            ),
         )
 
 
@@ -380,6 +544,7 @@ class _ArmFigures:
     variance: float | None
     account_nrr: Any
     rows: Any
+    arm: ArmData | None = None
 
 
 def _arm_figures(variant: str, arm: ArmData) -> _ArmFigures:
@@ -390,6 +555,7 @@ def _arm_figures(variant: str, arm: ArmData) -> _ArmFigures:
         variance=delta_method_variance(arm.sums),
         account_nrr=arm.account_nrr,
         rows=arm.rows,
+        arm=arm,
     )
 
 
@@ -420,6 +586,88 @@ class _Settings:
     robust: bool
     sequential: bool
     tuning: float | None
+    guardrails: tuple[GuardrailSpec, ...] = ()
+    ttv_target: float = DEFAULT_TTV_TARGET_DAYS
+
+
+_NO_LEVER = LeverFigure(None, None, None, _NO_INTERVAL, None, None, None)
+_NO_PROPORTIONS = Proportions(None, None, None, None, None)
+
+
+def _nrr_native(
+    treatment: _ArmFigures, control: _ArmFigures, settings: _Settings, notes: list[str]
+) -> dict[str, Any]:
+    """Levers, incidences, guardrails, CUPED, velocity and the small-sample permutation test
+    of one comparison (DESIGN §4b/§4c); a figure whose inputs are missing is ``None``."""
+    alpha = settings.alpha
+    arm_t, arm_c = treatment.arm, control.arm
+    n_t, n_c = treatment.sums.n, control.sums.n
+    moments_t = arm_t.moments if arm_t is not None else None
+    moments_c = arm_c.moments if arm_c is not None else None
+    levers = cuped_result = None
+    if moments_t is not None and moments_c is not None and n_t and n_c:
+        levers = lever_figures(moments_c, moments_t, alpha=alpha)
+        if moments_t.has("pre_start", "pre_end") and moments_c.has("pre_start", "pre_end"):
+            cuped_result = cuped(moments_c, moments_t, alpha=alpha)
+            if cuped_result is None:
+                notes.append(
+                    "cuped not computed: an arm has no pre-period MRR (pre_start_mrr sums to 0)"
+                )
+
+    def proportions(name: str) -> Proportions | None:
+        count_t = getattr(arm_t, name, None) if arm_t is not None else None
+        count_c = getattr(arm_c, name, None) if arm_c is not None else None
+        if count_t is None or count_c is None or not n_t or not n_c:
+            return None
+        return two_proportions(count_c, n_c, count_t, n_t)
+
+    logo_churn = proportions("logo_churned")
+    expansion_incidence = proportions("expanded")
+    guardrails = tuple(
+        guardrail(
+            spec,
+            grr=(levers or {}).get("grr", _NO_LEVER),
+            logo_churn=logo_churn or _NO_PROPORTIONS,
+            alpha=alpha,
+        )
+        for spec in settings.guardrails
+    )
+
+    velocity = None
+    times_t = arm_t.times if arm_t is not None else None
+    times_c = arm_c.times if arm_c is not None else None
+    if times_t is not None and times_c is not None:
+        from stats.velocity import logrank_p, velocity_arm
+
+        velocity = {
+            "target_days": settings.ttv_target,
+            "logrank_p": finite_or_none(logrank_p(times_c, times_t)),
+            control.variant: velocity_arm(times_c, settings.ttv_target),
+            treatment.variant: velocity_arm(times_t, settings.ttv_target),
+        }
+
+    permutation = None
+    if (
+        0 < min(n_t, n_c) < SMALL_SAMPLE_ACCOUNTS
+        and treatment.rows is not None
+        and control.rows is not None
+    ):
+        test = permutation_test(*treatment.rows, *control.rows, levels=(alpha,))
+        if test is not None:
+            permutation = {
+                "p_value": test.p_value,
+                "permutations": test.permutations,
+                "seed": test.seed,
+            }
+    return {
+        "levers": levers,
+        "logo_churn": logo_churn,
+        "expansion_incidence": expansion_incidence,
+        "guardrails": guardrails,
+        "cuped": cuped_result,
+        "velocity": velocity,
+        "permutation": permutation,
+    }
 
 
 def _interval_at(uplift: float, se: float, critical: float | None) -> Interval:
@@ -633,6 +881,7 @@ def _compare(
         "inference": inference,
         "mann_whitney": mwu,
         "sequential": sequential,
+        **_nrr_native(treatment, control, settings, notes),
     }
     return figures, notes
 
@@ -691,6 +940,8 @@ def analyze(
     sequential: bool = False,
     tuning: float | None = None,
     robust: bool = True,
+    guardrails: Sequence[GuardrailSpec] = (),
+    ttv_target: float = DEFAULT_TTV_TARGET_DAYS,
 ) -> ExperimentResult:
     """Compare every treatment arm's NRR with the control's.
 
@@ -716,6 +967,11 @@ def analyze(
         warning (and usually trips the SRM check). An observed variant that
         is not planned is reported and compared, but flags SRM: its
         accounts were not supposed to exist, so no comparison is trusted.
+    guardrails : sequence of GuardrailSpec, optional
+        Non-inferiority guardrails of the plan, tested for every comparison
+        one-sided at ``alpha`` (DESIGN §4c "Guardrails").
+    ttv_target : float, default 14
+        Time-to-value target (days) of journey velocity's ``share_by_target``.
 
     Returns
     -------
@@ -798,6 +1054,11 @@ def analyze(
         sigma = check_positive("sigma", sigma)
     if tuning is not None:
         tuning = check_positive("tuning", tuning)
+    ttv_target = check_positive("ttv_target", ttv_target)
+    guardrails = tuple(guardrails)
+    for spec in guardrails:
+        if not isinstance(spec, GuardrailSpec):
+            raise TypeError(f"guardrails must be GuardrailSpec; got {type(spec).__name__}")
     planned, plan_weights = _resolve_plan(arms, control, weights, variants)
     order = planned + [variant for variant in arms if variant not in plan_weights]
     empty_arm = ArmData(ArmTotals.empty(), SufficientStats.empty())
@@ -863,6 +1124,8 @@ def analyze(
         robust=robust,
         sequential=sequential,
         tuning=tuning,
+        guardrails=guardrails,
+        ttv_target=ttv_target,
     )
 
     partial = []
@@ -919,6 +1182,33 @@ def analyze(
         alpha_sizing=plan.alpha_sizing,
         sigma_planning=planning_sigma,
         sigma_source=None if planning_sigma is None else ("given" if sigma else "control"),
+        guardrails_plan=guardrails,
+        ttv_target_days=ttv_target,
+        velocity_curves=_velocity_curves(data),
+        velocity_cohorts=_velocity_cohorts(data),
+    )
+
+
+def _velocity_curves(data: Mapping[str, ArmData]) -> dict[str, list[list[float]]] | None:
+    """Each arm's curve of the share that reached value; ``None`` unless every arm has one."""
+    if not data or any(arm.times is None for arm in data.values()):
+        return None
+    from stats.velocity import km_curve
+
+    return {variant: km_curve(arm.times) for variant, arm in data.items()}
+
+
+def _velocity_cohorts(data: Mapping[str, ArmData]) -> list[dict[str, Any]] | None:
+    """Velocity terciles over every arm's accounts; ``None`` without per-account days."""
+    present = [arm for arm in data.values() if arm.sums.n]
+    if not present or any(arm.days_to_value is None or arm.rows is None for arm in present):
+        return None
+    from stats.velocity import velocity_cohorts
+
+    return velocity_cohorts(
+        np.concatenate([arm.days_to_value for arm in present]),
+        np.concatenate([arm.rows[1] for arm in present]),
+        np.concatenate([arm.rows[0] for arm in present]),
     )
 
 

@@ -584,6 +584,9 @@ class ArmData:
     logo_churned: int | None = None
     expanded: int | None = None
     times: TimeTable | None = field(default=None, compare=False, repr=False)
+    #: Days to value per account (NaN = not reached), aligned with ``rows``: the
+    #: velocity cohorts need them; ``None`` without the column.
+    days_to_value: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("logo_churned", "expanded"):
@@ -596,6 +599,8 @@ class ArmData:
                         f"({self.totals.accounts})"
                     )
                 object.__setattr__(self, name, value)
+        if self.days_to_value is not None and len(self.days_to_value) != self.totals.accounts:
+            raise ValueError("days_to_value must hold one value per account")
         if self.moments is not None and self.moments.n != self.totals.accounts:
             raise ValueError(
                 f"moments count {self.moments.n} accounts but the arm has {self.totals.accounts}"
@@ -643,6 +648,9 @@ class ArmData:
         times = None
         if self.times is not None and other.times is not None:
             times = self.times + other.times
+        days = None
+        if self.days_to_value is not None and other.days_to_value is not None:
+            days = np.concatenate([self.days_to_value, other.days_to_value])
         return ArmData(
             self.totals + other.totals,
             self.sums + other.sums,
@@ -652,6 +660,7 @@ class ArmData:
             logo_churned=_add_counts(self.logo_churned, other.logo_churned),
             expanded=_add_counts(self.expanded, other.expanded),
             times=times,
+            days_to_value=days,
         )
 
 
@@ -808,6 +817,9 @@ def arm_from_arrays(
         logo_churned=int(np.count_nonzero(columns["churned"] == y)),
         expanded=int(np.count_nonzero(columns["expansion"] > 0)),
         times=times,
+        days_to_value=(
+            None if days_to_value is None else np.asarray(days_to_value, dtype=np.float64)
+        ),
     )
 
 

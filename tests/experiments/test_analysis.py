@@ -52,6 +52,8 @@ def arrays_analysis(
             money["expansion"][rows],
             money["contraction"][rows],
             money["churned"][rows],
+            # issue 15: per-account days feed the velocity cohorts
+            days_to_value=None if table.days_to_value is None else table.days_to_value[rows],
         )
     return stats.analyze(
         arms,

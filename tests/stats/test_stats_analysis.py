@@ -23,7 +23,9 @@ from stats.analysis import Comparison
 
 # The JSON report of DESIGN §4, plus the warnings lists.
 REPORT_KEYS = {"alpha", "power", "mde", "control", "srm", "arms", "comparisons", "warnings",
-               "required_n", "alpha_sizing", "sigma_planning", "sigma_source"}
+               "required_n", "alpha_sizing", "sigma_planning", "sigma_source",
+               # DESIGN §4b (issue 15)
+               "guardrails_plan", "ttv_target_days", "velocity_curves", "velocity_cohorts"}
 SRM_KEYS = {"p_value", "observed", "expected_weights", "flag"}
 ARM_KEYS = {
     "variant",
@@ -55,6 +57,14 @@ COMPARISON_KEYS = {
     "inference",
     "mann_whitney",
     "sequential",
+    # DESIGN §4b (issue 15)
+    "levers",
+    "logo_churn",
+    "expansion_incidence",
+    "guardrails",
+    "cuped",
+    "velocity",
+    "permutation",
 }
 
 
