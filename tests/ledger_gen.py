@@ -194,7 +194,7 @@ def generate_ledger(
 ) -> GeneratedLedger:
     """Simulate ``n_accounts`` accounts over ``months`` months (see the module docstring).
 
-    About 12 rows per account with the default rates and 24 months; use
+    About 16 rows per account with the default rates and 24 months; use
     :func:`accounts_for_rows` to size a ledger by rows.
     """
     rates = rates or LedgerRates()
