@@ -190,6 +190,13 @@ def create_user_command(email: str, role: str, name: str, password: str) -> None
               help="Always-valid p-values and intervals for results read every week.")
 @click.option("--tuning", default=None, type=float,
               help="Sequential tuning (accounts); default: the planned total of the comparison.")
+@click.option("--guardrail", "guardrails", multiple=True, metavar="METRIC:MARGIN",
+              help="Non-inferiority guardrail, repeatable: grr:0.01 (GRR may fall at most 1 "
+                   "point) or logo_churn:0.01 (logo churn may rise at most 1 point).")
+@click.option("--ttv-target", "ttv_target", default=14.0, show_default=True, type=float,
+              metavar="DAYS",
+              help="Time-to-value target of journey velocity: the share of accounts reaching "
+                   "value by this day (needs the days_observed column).")
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "csv", "md"]), default="json", show_default=True
 )
@@ -203,25 +210,39 @@ def analyze(
     sigma: float | None,
     sequential: bool,
     tuning: float | None,
+    guardrails: tuple[str, ...],
+    ttv_target: float,
     fmt: str,
 ) -> None:
     """Analyse an account CSV (DESIGN §3) without a database; the report goes to stdout.
 
-    Bad input exits with status 2 and one line per problem on stderr (identical problems
-    on several lines are one line: "lines 2–2,504, variant: …").
+    Besides the NRR uplift, the report has the NRR levers (expansion, contraction, churn,
+    GRR), logo churn and expansion incidence, any --guardrail, CUPED (when the file has
+    pre_start_mrr and pre_end_mrr), journey velocity (when it has days_observed) and, for
+    arms under 300 accounts, a permutation test. Bad input exits with status 2 and one
+    line per problem on stderr (identical problems on several lines are one line:
+    "lines 2–2,504, variant: …").
     """
     import json
     import os
 
     from experiments.accounts_csv import ImportValidationError
-    from experiments.analyze_file import AnalysisRequest, UsageError, analyze_file, parse_weights
+    from experiments.analyze_file import (
+        AnalysisRequest,
+        UsageError,
+        analyze_file,
+        parse_guardrails,
+        parse_weights,
+    )
 
     if not os.path.isfile(file):
         _fail(f"{file}: no such file", 2)
     try:
         request = AnalysisRequest(file, control=control, alpha=alpha, power=power, mde=mde,
                                   weights=parse_weights(weights), sigma=sigma,
-                                  sequential=sequential, tuning=tuning)
+                                  sequential=sequential, tuning=tuning,
+                                  guardrails=parse_guardrails(guardrails),
+                                  ttv_target=ttv_target)
         result = analyze_file(request)
     except ImportValidationError as exc:
         for line in str(exc).splitlines():

@@ -141,8 +141,19 @@ def _issue13_figures(report: Mapping[str, Any], comparison: Mapping[str, Any]) -
 
 
 def result_csv(report: Mapping[str, Any]) -> str:
-    """The CLI's flat table: one row per comparison."""
-    return csv_text(COMPARISON_COLUMNS, comparison_figures(report))
+    """The CLI's flat table: one row per comparison, with the NRR-native figures (§4b)."""
+    from experiments.nrr_figures_view import NRR_CSV_COLUMNS, nrr_csv_figures
+
+    comparisons = {
+        str(c.get("variant")): c
+        for c in report.get("comparisons") or []
+        if isinstance(c, Mapping)
+    }
+    rows = [
+        {**figures, **nrr_csv_figures(report, comparisons.get(str(figures["variant"]), {}))}
+        for figures in comparison_figures(report)
+    ]
+    return csv_text((*COMPARISON_COLUMNS, *NRR_CSV_COLUMNS), rows)
 
 
 def _method_lines(report: Mapping[str, Any]) -> list[str]:
@@ -180,6 +191,16 @@ def _method_lines(report: Mapping[str, Any]) -> list[str]:
                 f"{report.get('alpha_sizing'):.4g}"
             )
     return lines
+
+
+def _nrr_lines(report: Mapping[str, Any]) -> list[str]:
+    """Levers, incidences, guardrails, CUPED, velocity and the small-sample check: the same
+    sections as the exports (one renderer), each only when its inputs exist."""
+    from experiments.export_formats import nrr_md_lines
+    from experiments.nrr_figures_view import EXPORT_STYLE, nrr_figures
+
+    figures = nrr_figures(report, style=EXPORT_STYLE)
+    return nrr_md_lines(figures, "#") if figures is not None else []
 
 
 def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment analysis") -> str:
@@ -255,6 +276,7 @@ def result_markdown(report: Mapping[str, Any], *, title: str = "NRR experiment a
             f"**{c['verdict']}** |"
         )
         sentences.append(summary_sentence(Comparison.from_dict(c), alpha))
+    lines += _nrr_lines(report)
     extra = _method_lines(report)
     if extra:
         lines += ["", "## How the figures were computed", ""] + [f"- {md(line)}" for line in extra]
