@@ -8,9 +8,10 @@ from datetime import date, timedelta
 from sqlmodel import Session
 
 from experiments.models import User
+from experiments.nrr_page import Headline, current_ledger, headline, tree_targets
 from experiments.registry import ExperimentRow, list_experiments, registry_rows
 from experiments.review import ReviewRow, build_review, week_of
-from experiments.tree import TreeNode, load_tree
+from experiments.tree import TreeNode, attach_actuals, load_tree
 
 #: How far back "recent changes" reach on the dashboard.
 RECENT_DAYS = 7
@@ -24,6 +25,7 @@ class Dashboard:
     needs_decision: list[ReviewRow]
     alerts: list[ReviewRow]
     changed: list[ReviewRow]
+    nrr: Headline | None = None  # current NRR/GRR from the ledger (None: no ledger yet)
 
 
 def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
@@ -37,10 +39,12 @@ def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
     )
     rows = registry_rows(session, list_experiments(session, user))
     rows.sort(key=lambda r: (_STATUS_ORDER.get(r.experiment.status, 9), r.experiment.key))
+    figures = current_ledger(session)
     return Dashboard(
-        roots=load_tree(session, user),
+        roots=attach_actuals(session, load_tree(session, user), figures),
         experiments=rows,
         needs_decision=review.needs_decision,
         alerts=review.alerts,
         changed=review.changed,
+        nrr=headline(figures, tree_targets(session, user)),
     )

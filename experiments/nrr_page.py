@@ -333,6 +333,52 @@ def nrr_page(session: Session, user: User, *, dimension: str | None = None,
                       dimension=dimension, period=period)
 
 
+@dataclass(frozen=True)
+class Headline:
+    """Current NRR and GRR with their trend and targets (the dashboard's top line)."""
+
+    period: str
+    basis: str  # "trailing twelve months" or "monthly" (before the 12th period)
+    nrr: float | None
+    grr: float | None
+    targets: Targets
+    trend: LineChart
+
+    @property
+    def nrr_gap(self) -> str:
+        return _gap(self.nrr, self.targets.nrr)
+
+    @property
+    def grr_gap(self) -> str:
+        return _gap(self.grr, self.targets.grr)
+
+
+def headline(figures: LedgerFigures | None, targets: Targets) -> Headline | None:
+    """The latest TTM NRR and GRR (monthly ones before the 12th period), or ``None``
+    without a ledger; the trend draws them over the last 24 periods with the targets."""
+    if figures is None or not figures.periods:
+        return None
+    recent = slice(-24, None)
+    periods = figures.periods[recent]
+    ttm = figures.ttm[recent]
+    if ttm and ttm[-1].nrr is not None:
+        basis, nrr, grr = "trailing twelve months", ttm[-1].nrr, ttm[-1].grr
+        series = [SeriesData("ttm-nrr", "NRR (TTM)", [t.nrr for t in ttm]),
+                  SeriesData("ttm-grr", "GRR (TTM)", [t.grr for t in ttm])]
+        refs = [("hundred", "100%", 1.0), ("target", "NRR target", targets.nrr),
+                ("target-grr", "GRR target", targets.grr)]
+    else:
+        last = figures.monthly[-1]
+        basis, nrr, grr = "monthly", last.nrr, last.grr
+        monthly = figures.monthly[recent]
+        series = [SeriesData("nrr", "NRR (monthly)", [m.nrr for m in monthly]),
+                  SeriesData("grr", "GRR (monthly)", [m.grr for m in monthly])]
+        refs = [("hundred", "100%", 1.0)]
+    trend = line_chart(periods, series, title=f"NRR and GRR ({basis}), last {len(periods)} "
+                       "periods", references=refs, width=560, height=200, x_labels=6)
+    return Headline(figures.periods[-1], basis, nrr, grr, targets, trend)
+
+
 # ------------------------------------------------------------------ exports
 
 #: Columns of the NRR CSV: one row per scope × group × period (or cohort age).

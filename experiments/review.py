@@ -42,6 +42,7 @@ from experiments.documents import STATUS_ORDER
 from experiments.errors import NotFound
 from experiments.input_rules import FieldErrors, read_date_range, read_id
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
+from experiments.nrr_page import current_ledger
 from experiments.review_items import ItemView, get_item, item_views, update_item
 from experiments.review_rows import ReviewRow, meeting_items, meeting_rows, review_rows
 from experiments.review_weeks import (
@@ -56,6 +57,8 @@ from experiments.review_weeks import (
     quarter_start,
     week_of,
 )
+from experiments.tree import branch_ids
+from experiments.tree_actuals import ActualLine, actuals_summary
 from stats import bh_adjust
 
 __all__ = ["ItemView", "Review", "ReviewRow", "Week", "Window", "build_review", "current_week",
@@ -86,6 +89,8 @@ class Review:
     actions: list[ActionView] = field(default_factory=list)  # carried in, raised, closed
     # What the "raise an action" form offers, once the week has begun (None: no form).
     action_choices: dict[str, Any] | None = None
+    # Tree nodes' latest actuals as of the review against their targets (issue 16).
+    tree_actuals: list[ActualLine] = field(default_factory=list)
 
     @property
     def quarter_start(self) -> date:
@@ -130,6 +135,7 @@ class Review:
             "alerts": [{"key": r.key, "alerts": [a.to_json() for a in r.review.alerts]}
                        for r in self.alerts],
             "driver_tree_summary": self.summary,
+            "driver_tree_actuals": [line.to_json() for line in self.tree_actuals],
             "portfolio": [{"key": line["row"].key, "branch": line["branch"],
                            "variant": line["comparison"].get("variant"),
                            "uplift_abs": line["comparison"].get("uplift_abs"),
@@ -305,6 +311,7 @@ def build_review(
         meeting_id=meeting.id if meeting else None,
     )
     review.summary = _summary(rows, review.quarter_start, review.point_in_time)
+    review.tree_actuals = _tree_actuals(session, choices, branch, review.point_in_time)
     if mode == "week":
         review.actions = week_actions(session, user, the_week)
         if now >= the_week.start:
@@ -313,6 +320,18 @@ def build_review(
     if meeting is not None:
         review.agenda = _agenda(session, user, meeting, review)
     return review
+
+
+def _tree_actuals(session: Session, choices: Sequence[tuple[int, str]], branch: int | None,
+                  point_in_time: datetime) -> list[ActualLine]:
+    """The visible nodes' (or the branch's) latest actuals as of the review, in tree order."""
+    ids = [node_id for node_id, _label in choices]
+    if branch is not None:
+        inside = branch_ids(session, branch)
+        ids = [node_id for node_id in ids if node_id in inside]
+    nodes = {n.id: n for n in session.exec(select(DriverNode).where(DriverNode.id.in_(ids)))}
+    return actuals_summary(session, [nodes[i] for i in ids if i in nodes],
+                           current_ledger(session), point_in_time.date())
 
 
 def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow]) -> list[ReviewRow]:

@@ -245,3 +245,61 @@ def record_actual(session: Session, node: DriverNode, data: Mapping[str, Any], *
                  entity_id=node.id, team_id=node.team_id,
                  diff={measured_on.isoformat(): [before, value]})
     return existing
+
+
+@dataclass(frozen=True)
+class ActualLine:
+    """One node's latest actual as of a moment, against its target (the review's summary)."""
+
+    node_id: int
+    node: str
+    label: str
+    source: str
+    metric: str | None
+    period: str  # the actual's period (YYYY-MM) or date
+    actual: float
+    baseline: float | None
+    target: float | None
+
+    @property
+    def gap(self) -> float | None:
+        """actual − target (``None`` without a target)."""
+        return None if self.target is None else self.actual - self.target
+
+    def text(self, value: float | None) -> str:
+        return "—" if value is None else metric_format(self.metric)(value)
+
+    @property
+    def gap_text(self) -> str:
+        gap = self.gap
+        if gap is None:
+            return "—"
+        if self.metric in LEDGER_METRICS:
+            return f"{gap * 100:+.1f} pts" if self.metric in ("nrr", "grr", "nrr_monthly",
+                                                                 "grr_monthly") \
+                else f"{gap * 100:+.2f} pts"
+        return f"{gap:+.4g}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "node": self.node, "measure": self.label,
+                "source": self.source, "metric": self.metric, "period": self.period,
+                "actual": self.actual, "baseline": self.baseline, "target": self.target,
+                "gap": self.gap}
+
+
+def actuals_summary(session: Session, nodes: Iterable[DriverNode],
+                    figures: LedgerFigures | None, as_of: date) -> list[ActualLine]:
+    """Each of ``nodes`` that has an actual dated on or before ``as_of`` (a ledger period
+    counts from its month), with its baseline and target, in the given order."""
+    nodes = list(nodes)
+    found = tree_actuals(session, nodes, figures)
+    lines = []
+    for node in nodes:
+        actuals = found[node.id]
+        latest = actual_as_of(actuals, as_of.isoformat())
+        if latest is None:
+            continue
+        lines.append(ActualLine(node.id, node.name, actuals.label, actuals.source,
+                                actuals.metric, latest[0], latest[1], node.baseline,
+                                node.target))
+    return lines
