@@ -19,6 +19,7 @@ from webapp import (
     exports,
     health,
     journeys,
+    ledger,
     nrr,
     planner,
     results,
@@ -54,7 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_errors(app)
     init_templating(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
-                   planner, admin, nrr):
+                   planner, admin, nrr, ledger):
         app.register_blueprint(module.bp)
 
     check_route_declarations(app)

@@ -1,0 +1,3 @@
+from webapp.ledger.views import bp
+
+__all__ = ["bp"]
