@@ -59,8 +59,14 @@ class Moments:
         Symmetric matrix :math:`C_{ab} = \\sum_i (a_i - \\bar a)(b_i - \\bar b)`.
     tolerance : float, optional
         Relative rounding noise of ``comoment`` against the raw sums
-        (``CENTRED_NOISE`` from rows, ``RAW_SUM_NOISE`` from float sums);
-        :meth:`linear_var` snaps a variance below it to 0.
+        (``CENTRED_NOISE`` from rows, ``RAW_SUM_NOISE`` from float sums).
+    noise : tuple of float, optional
+        Per column, the absolute rounding-noise scale :math:`\\nu_c` of the
+        co-moments: :math:`|err(C_{cd})| \\lesssim \\nu_c \\nu_d`. Defaults to
+        :math:`\\sqrt{tolerance \\cdot (C_{cc} + n \\bar c^2)}`, i.e. relative
+        to the raw sum of squares; :meth:`from_sums` with ``shift`` sets it
+        from the shifted sums actually added. :meth:`linear_var` snaps a sum
+        of squares below :math:`(\\sum_c |k_c| \\nu_c)^2` to 0.
 
     Raises
     ------
@@ -107,6 +113,7 @@ class Moments:
     mean: tuple[float, ...]
     comoment: tuple[tuple[float, ...], ...]
     tolerance: float = field(default=CENTRED_NOISE, compare=False)
+    noise: tuple[float, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n", check_count("n", self.n))
@@ -146,6 +153,15 @@ class Moments:
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "comoment", tuple(tuple(row) for row in matrix))
         object.__setattr__(self, "tolerance", tolerance)
+        if self.noise is None:
+            noise = tuple(
+                math.sqrt(tolerance * (matrix[i][i] + self.n * mean[i] * mean[i])) for i in range(k)
+            )
+        else:
+            noise = tuple(check_finite("noise", v) for v in self.noise)
+            if len(noise) != k or any(v < 0 for v in noise):
+                raise ValueError(f"noise must hold {k} values >= 0, one per name")
+        object.__setattr__(self, "noise", noise)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -198,6 +214,7 @@ class Moments:
         n: int,
         sums: Mapping[str, Any],
         products: Mapping[tuple[str, str], Any],
+        shift: Mapping[str, float] | None = None,
     ) -> Moments:
         """Moments from raw sums ``Σa`` and ``Σab`` (a one-pass SQL aggregate).
 
@@ -210,6 +227,11 @@ class Moments:
         products : mapping of (str, str) to number
             ``Σab`` for every pair of columns including ``(a, a)``; either key
             order is accepted.
+        shift : mapping of str to float, optional
+            When the sums are of shifted values ``a - shift[a]`` (the shifted-data
+            algorithm, which keeps a large mean from cancelling the digits of a
+            small spread), the shift per column; the means are shifted back and
+            the rounding noise is judged against the shifted sums.
 
         Returns
         -------
@@ -259,6 +281,11 @@ class Moments:
             check_finite(f"Σ{name}", value)
         for (a, b), value in raw_products.items():
             check_finite(f"Σ{a}·{b}", value)
+        offsets = dict.fromkeys(names, 0.0)
+        for name, value in (shift or {}).items():
+            if name not in offsets:
+                raise ValueError(f"shift names unknown column {name!r}; have {names}")
+            offsets[name] = check_finite(f"shift of {name}", value)
         if n == 0:
             return cls.empty(names)
         exact = all(_exact(v) for v in raw_sums.values()) and all(
@@ -272,7 +299,7 @@ class Moments:
                 for j, b in enumerate(names):
                     value = Fraction(raw_products[a, b]) - fs[a] * fs[b] / n
                     matrix[i][j] = float(value)
-            mean = tuple(float(fs[name] / n) for name in names)
+            mean = tuple(float(fs[name] / n) + offsets[name] for name in names)
             tolerance = CENTRED_NOISE
         else:
             fl = {name: float(value) for name, value in raw_sums.items()}
@@ -284,10 +311,11 @@ class Moments:
                         abs(float(raw_products[a, a])) * abs(float(raw_products[b, b]))
                     )
                     matrix[i][j] = 0.0 if abs(value) <= RAW_SUM_NOISE * scale else value
-            mean = tuple(fl[name] / n for name in names)
+            mean = tuple(fl[name] / n + offsets[name] for name in names)
             tolerance = RAW_SUM_NOISE
         _clip_to_cauchy_schwarz(matrix)
-        return cls(n, names, mean, tuple(map(tuple, matrix)), tolerance)
+        noise = tuple(math.sqrt(tolerance * abs(float(raw_products[name, name]))) for name in names)
+        return cls(n, names, mean, tuple(map(tuple, matrix)), tolerance, noise)
 
     @classmethod
     def from_centred(
@@ -360,6 +388,28 @@ class Moments:
             tuple((mean_a + delta * (other.n / n)).tolist()),
             tuple(map(tuple, matrix.tolist())),
             max(self.tolerance, other.tolerance),
+            tuple(
+                math.hypot(self.noise[i], other.noise[j])  # type: ignore[index]
+                for i, j in enumerate(order)
+            ),
+        )
+
+    def scaled(self, factor: float) -> Moments:
+        """The moments of every column multiplied by ``factor`` (e.g. 0.01: cents to units).
+
+        Examples
+        --------
+        >>> Moments.from_arrays({"start": [100.0, 300.0]}).scaled(0.01).cov("start", "start")
+        2.0
+        """
+        f = check_finite("factor", factor)
+        return Moments(
+            self.n,
+            self.names,
+            tuple(m * f for m in self.mean),
+            tuple(tuple(v * f * f for v in row) for row in self.comoment),
+            self.tolerance,
+            tuple(v * abs(f) for v in self.noise),  # type: ignore[union-attr]
         )
 
     def __radd__(self, other: object) -> Moments:
@@ -432,8 +482,8 @@ class Moments:
         value = float(k @ matrix @ k)
         absolute = np.abs(k)
         scale = float(absolute @ np.abs(matrix) @ absolute)
-        raw = scale + self.n * float(absolute @ np.abs(np.array(self.mean))) ** 2
-        if value <= CANCELLATION_NOISE * scale or value <= self.tolerance * raw:
+        floor = float(absolute @ np.array(self.noise)) ** 2
+        if value <= CANCELLATION_NOISE * scale or value <= floor:
             return 0.0
         return value / (self.n - 1)
 
@@ -446,6 +496,7 @@ class Moments:
             "mean": list(self.mean),
             "comoment": [list(row) for row in self.comoment],
             "tolerance": self.tolerance,
+            "noise": list(self.noise),  # type: ignore[arg-type]
         }
 
     @classmethod
@@ -458,6 +509,7 @@ class Moments:
                 tuple(data["mean"]),
                 tuple(tuple(row) for row in data["comoment"]),
                 data.get("tolerance", CENTRED_NOISE),
+                None if data.get("noise") is None else tuple(data["noise"]),
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a Moments document: {error!r}") from None

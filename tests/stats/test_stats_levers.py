@@ -193,7 +193,7 @@ def _churn(diff, se):
     return Proportions(0.05, 0.05 + diff, diff, None, se)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     diff=st.floats(-0.05, 0.05),
     se=st.floats(1e-4, 0.03),

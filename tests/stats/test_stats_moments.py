@@ -169,3 +169,34 @@ def test_dict_round_trip_through_json():
     assert again == m
     with pytest.raises(ValueError, match="not a Moments document"):
         Moments.from_dict({"n": 3})
+
+
+def test_from_sums_of_shifted_values_keeps_a_tiny_spread_at_a_huge_mean():
+    # The shifted-data algorithm a SQL aggregate uses: sum (a - shift) in floats. Around
+    # 1e9 cents with a spread of one cent, expansion - 0.1·start has variance ≈ 1 that must
+    # survive; an exactly proportional column must still come out as 0.
+    rng = np.random.default_rng(17)
+    n = 5_000
+    start = 1e9 + np.round(rng.uniform(0, 500, n))
+    noisy = 0.1 * start + rng.normal(0, 1, n)
+    exact = start * 0.1
+    data = {"start": start, "expansion": noisy, "contraction": exact}
+    shift = {k: float(v[0]) for k, v in data.items()}
+    d = {k: v - shift[k] for k, v in data.items()}
+    sums = {k: float(v.sum()) for k, v in d.items()}
+    products = {(a, b): float(np.dot(d[a], d[b])) for a in d for b in d}
+    m = Moments.from_sums(n, sums, products, shift=shift)
+    small = {k: v - 1e9 for k, v in data.items()}
+    np.testing.assert_allclose(moments_cov(m), numpy_cov(small), rtol=1e-7)
+    np.testing.assert_allclose(m.mean, [v.mean() for v in data.values()], rtol=1e-15)
+    expected = np.var(noisy - 0.1 * start, ddof=1)
+    assert m.linear_var({"expansion": 1.0, "start": -0.1}) == pytest.approx(expected, rel=1e-6)
+    assert m.linear_var({"contraction": 1.0, "start": -0.1}) == 0.0
+    # cents to currency units: variances scale by 1e-4, and the floor scales with them
+    units = m.scaled(0.01)
+    assert units.linear_var({"expansion": 1.0, "start": -0.1}) == pytest.approx(
+        expected * 1e-4, rel=1e-6
+    )
+    assert units.linear_var({"contraction": 1.0, "start": -0.1}) == 0.0
+    with pytest.raises(ValueError, match="shift names unknown column 'pre_end'"):
+        Moments.from_sums(n, sums, products, shift={"pre_end": 1.0})
