@@ -94,12 +94,13 @@ def _run(make, output: Path | None, as_email: str | None) -> None:
 
 @click.group("export", context_settings={"help_option_names": ["-h", "--help"]})
 def export() -> None:
-    """Export uplift reports: one experiment, or one weekly review.
+    """Export uplift reports (one experiment, one weekly review) or the NRR page.
 
     \b
     nrrlab export experiment seat-limit-nudge --format html -o report.html
     nrrlab export review 2026-W48 --format md --branch 3
     nrrlab export review 2026-W48 --from 2026-11-01 --to 2026-11-30 --format csv
+    nrrlab export nrr --format csv -o nrr.csv
     """
 
 
@@ -163,3 +164,23 @@ def review_command(
         output,
         as_email,
     )
+
+
+@export.command("nrr")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("csv", "json", "html")),
+    default="json",
+    show_default=True,
+    help="csv (every figure, long format), json (the stored figures and the targets) or "
+    "html (the printable page, self-contained).",
+)
+@_OUTPUT
+@_AS
+def nrr_command(fmt: str, output: Path | None, as_email: str | None) -> None:
+    """The NRR page of the current revenue ledger: NRR/GRR by month and TTM, movements,
+    breakdowns, cohorts (exit 2 when no ledger has been imported)."""
+    from experiments.nrr_export import export_nrr
+
+    _run(lambda session, user: export_nrr(session, user, fmt, via="cli"), output, as_email)

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from experiments.audit import record_event
 from experiments.charts import LineChart, Sparkline, Waterfall
 from experiments.errors import NotFound, ValidationFailed
+from experiments.exports import ExportFile
 from experiments.formatting import count, csv_text, money, pct
 from experiments.models import User, utcnow
 from experiments.nrr_page import CSV_COLUMNS, NrrPage, csv_rows, nrr_page
@@ -90,8 +91,8 @@ def nrr_document(page: NrrPage, *, exported_at: datetime) -> dict[str, Any]:
 
 
 def export_nrr(session: Session, user: User, fmt: str, *, now: datetime | None = None,
-               ip: str = "", via: str = "web") -> tuple[str, str, bytes]:
-    """The NRR page as ``fmt``: ``(file name, content type, body)``, audited.
+               ip: str = "", via: str = "web") -> ExportFile:
+    """The NRR page as ``fmt``, named ``nrr-ledger-<last period>-<date>.<fmt>``, audited.
 
     Raises
     ------
@@ -119,4 +120,4 @@ def export_nrr(session: Session, user: User, fmt: str, *, now: datetime | None =
     record_event(session, f"export.{fmt}", actor=actor, entity_type="nrr",
                  entity_id=page.figures.periods[-1], team_id=None,
                  diff={"format": [None, fmt], "file": [None, name], "via": [None, via]}, ip=ip)
-    return name, _CONTENT_TYPES[fmt], body
+    return ExportFile(name, _CONTENT_TYPES[fmt], body)

@@ -236,3 +236,38 @@ def test_printable_page_is_self_contained_and_allowed_by_its_style_hash(viewer, 
     assert "<script" not in html and 'src="http' not in html and "<link" not in html
     assert pct(stored["monthly"][-1]["nrr"]) in html
     assert html.count('role="img"') >= 2
+
+
+def _cli(database_url: str, *args: str):
+    from click.testing import CliRunner
+
+    from experiments.cli_export import export
+
+    return CliRunner().invoke(export, list(args), env={"DATABASE_URL": database_url},
+                              catch_exceptions=False)
+
+
+def test_cli_exports_the_nrr_page_in_each_format(database_url, stored, tmp_path, db_engine):
+    result = _cli(database_url, "nrr", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["figures"] == stored
+    out = tmp_path / "nrr.csv"
+    result = _cli(database_url, "nrr", "--format", "csv", "-o", str(out))
+    assert result.exit_code == 0 and "wrote" in result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    company = [r for r in rows if r["scope"] == "company"]
+    assert [float(r["nrr"]) for r in company] == [m["nrr"] for m in stored["monthly"]]
+    html = _cli(database_url, "nrr", "--format", "html").stdout
+    assert html.startswith("<!doctype html>") and "<script" not in html
+    with Session(db_engine) as session:
+        actions = session.exec(select(AuditEvent.action).where(
+            AuditEvent.entity_type == "nrr").order_by(AuditEvent.id)).all()
+    assert actions == ["export.json", "export.csv", "export.html"]
+    assert "--format [csv|json|html]" in _cli(database_url, "nrr", "--help").output
+
+
+def test_cli_without_a_ledger_says_so_in_one_line(database_url, db_engine):
+    result = _cli(database_url, "nrr", "--format", "csv")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("nrrlab export: there is no revenue ledger yet: upload "
+                                     "one first (nrrlab ledger import FILE)")

@@ -75,14 +75,14 @@ def dimension(name: str):
 def _download(fmt: str, *, inline: bool = False) -> Response:
     session = get_session()
     try:
-        name, content_type, body = export_nrr(session, acting_user(), fmt, ip=client_ip())
+        export = export_nrr(session, acting_user(), fmt, ip=client_ip())
     except ValidationFailed as exc:
         session.rollback()
         _missing(exc)
     session.commit()
-    response = Response(body, content_type=content_type)
+    response = Response(export.body, content_type=export.content_type)
     disposition = "inline" if inline else "attachment"
-    response.headers["Content-Disposition"] = f'{disposition}; filename="{name}"'
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{export.filename}"'
     return response
 
 
