@@ -20,8 +20,10 @@ from webapp import (
     health,
     journeys,
     ledger,
+    me,
     nrr,
     planner,
+    quarterly,
     results,
     review,
     tree,
@@ -55,7 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_errors(app)
     init_templating(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
-                   planner, admin, nrr, ledger):
+                   planner, admin, nrr, ledger, me, quarterly):
         app.register_blueprint(module.bp)
 
     check_route_declarations(app)

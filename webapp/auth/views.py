@@ -127,6 +127,9 @@ def login():
     if must_change_password(user):
         flash("You signed in with a temporary password. Choose your own to continue.", "warning")
         return redirect(url_for("auth.password"), code=303)
+    if not next_path and user.role != "admin":
+        # Everyone but admins lands on their own week (issue 17 item 3).
+        return redirect(url_for("me.index"), code=303)
     return redirect(_safe_next(next_path), code=303)
 
 

@@ -1,0 +1,3 @@
+from webapp.me.views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from webapp.quarterly.views import bp
+
+__all__ = ["bp"]
