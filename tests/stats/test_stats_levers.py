@@ -267,3 +267,30 @@ def test_guardrail_without_a_standard_error_has_no_status():
         alpha=0.05,
     )
     assert (result.diff, result.p_value, result.status) == (0.01, None, None)
+
+
+def test_levers_from_sql_integer_sums_equal_levers_from_rows(make_rows):
+    # Cents as a database sums them (exact integers): the same figures as from the rows.
+    rows_c, rows_t = make_rows(51, 400), make_rows(52, 380, lift=0.02)
+    names = ("start", "expansion", "contraction", "churned")
+
+    def from_sql(rows):
+        cents = {name: [round(v * 100) for v in getattr(rows, name).tolist()] for name in names}
+        sums = {name: sum(values) for name, values in cents.items()}
+        products = {
+            (a, b): sum(x * y for x, y in zip(cents[a], cents[b], strict=True))
+            for a in names
+            for b in names
+        }
+        return Moments.from_sums(len(cents["start"]), sums, products).scaled(0.01)
+
+    def from_rows(rows):
+        return Moments.from_arrays(
+            {name: np.round(getattr(rows, name) * 100) / 100 for name in names}
+        )
+
+    sql = lever_figures(from_sql(rows_c), from_sql(rows_t), alpha=0.05)
+    mem = lever_figures(from_rows(rows_c), from_rows(rows_t), alpha=0.05)
+    for part in sql:
+        assert sql[part].uplift_abs == pytest.approx(mem[part].uplift_abs, rel=1e-12)
+        assert sql[part].p_value == pytest.approx(mem[part].p_value, rel=1e-9)

@@ -6,10 +6,13 @@ full arrays, never a Moments result.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stats.moments import MOMENT_COLUMNS, Moments
 
@@ -200,3 +203,23 @@ def test_from_sums_of_shifted_values_keeps_a_tiny_spread_at_a_huge_mean():
     assert units.linear_var({"contraction": 1.0, "start": -0.1}) == 0.0
     with pytest.raises(ValueError, match="shift names unknown column 'pre_end'"):
         Moments.from_sums(n, sums, products, shift={"pre_end": 1.0})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=6),
+)
+def test_any_split_pools_to_the_whole(seed, sizes):
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    data = columns(rng, n)
+    cuts = np.cumsum([0, *sizes])
+    parts = [
+        Moments.from_arrays({k: v[lo:hi] for k, v in data.items()})
+        for lo, hi in itertools.pairwise(cuts)
+    ]
+    pooled = sum(parts, Moments.empty(MOMENT_COLUMNS))
+    assert pooled.n == n
+    if n >= 2:
+        np.testing.assert_allclose(moments_cov(pooled), numpy_cov(data), rtol=1e-9, atol=1e-9)
