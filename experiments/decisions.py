@@ -27,6 +27,7 @@ which moves it back to ``stopped`` and clears the record (the history keeps it).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -211,25 +212,21 @@ def _guardrail_text(guardrail: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- the ledger hook
 
 
-def ledger_start_mrr_cents(session: Session, segment: str | None = None) -> int | None:
-    """The revenue ledger's starting MRR of its latest period, in cents, or ``None``.
+def ledger_start_mrr_cents(session: Session, *, dimension: str | None = None,
+                           value: str | None = None) -> int | None:
+    """The revenue ledger's Σ start MRR of its latest period, in cents, or ``None``.
 
-    The hook between decisions and the revenue ledger (issue 16): it asks
-    ``experiments.ledger.latest_start_mrr_cents(session, segment=...)`` when that function
-    exists and answers ``None`` otherwise (no ledger yet, or no data), so a ship then
+    The hook between decisions and the revenue ledger (issue 16): it reads
+    :func:`experiments.ledger.latest_start_mrr` (company-wide, or one dimension value) and
+    answers ``None`` when there is no ledger (or no positive start MRR), so a ship then
     needs its eligible base entered.
     """
-    try:
-        from experiments import ledger  # optional: built by issue 16
-    except ImportError:
+    from experiments.ledger import latest_start_mrr
+
+    mrr = latest_start_mrr(session, dimension=dimension, value=value)
+    if mrr is None or not math.isfinite(mrr) or mrr <= 0:
         return None
-    function = getattr(ledger, "latest_start_mrr_cents", None)
-    if function is None:
-        return None
-    value = function(session, segment=segment)
-    if value is None or isinstance(value, bool) or int(value) <= 0:
-        return None
-    return int(value)
+    return int(Decimal(repr(float(mrr))).quantize(Decimal("0.01")) * 100)
 
 
 # ---------------------------------------------------------------- the form

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, select
@@ -221,6 +222,12 @@ class ExperimentInfo:
     stopped_at: str | None
     decided_at: str | None
     amendments: tuple[AmendmentInfo, ...]
+    # The ship part of the decision record (experiments.decisions); empty on other
+    # decisions and on rows decided before the record had it.
+    shipped_variant: str | None = None
+    rollout_share: float | None = None
+    eligible_base_mrr: str | None = None
+    decision_source: str | None = None
 
     @property
     def team_id(self) -> int | None:
@@ -243,6 +250,8 @@ class ExperimentInfo:
             "decided_by": self.decided_by, "started_at": self.started_at,
             "stopped_at": self.stopped_at, "decided_at": self.decided_at,
             "amendments": [a.to_json() for a in self.amendments],
+            "shipped_variant": self.shipped_variant, "rollout_share": self.rollout_share,
+            "eligible_base_mrr": self.eligible_base_mrr, "decision_source": self.decision_source,
         }
 
     @classmethod
@@ -261,6 +270,10 @@ class ExperimentInfo:
             stopped_at=data.get("stopped_at"), decided_at=data.get("decided_at"),
             amendments=tuple(AmendmentInfo.from_json(a) for a in data.get("amendments") or []
                              if isinstance(a, Mapping)),
+            shipped_variant=data.get("shipped_variant"),
+            rollout_share=_float(data.get("rollout_share")),
+            eligible_base_mrr=data.get("eligible_base_mrr"),
+            decision_source=data.get("decision_source"),
         )
 
 
@@ -536,6 +549,11 @@ def document_as_of(facts: Facts, experiment: Experiment, window: Window) -> Expe
         stopped_at=iso(experiment.stopped_at) if status in ("stopped", "decided") else None,
         decided_at=iso(experiment.decided_at) if decided else None,
         amendments=amendments,
+        shipped_variant=experiment.shipped_variant if decided else None,
+        rollout_share=experiment.rollout_share if decided else None,
+        eligible_base_mrr=(str(Decimal(experiment.eligible_base_cents) / 100)
+                           if decided and experiment.eligible_base_cents is not None else None),
+        decision_source=(experiment.decision_source or None) if decided else None,
     )
     plan = PlanInfo(
         primary_metric=experiment.primary_metric, mde=experiment.mde, alpha=experiment.alpha,
