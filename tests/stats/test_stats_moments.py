@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -96,6 +97,13 @@ def test_from_sums_with_integer_cents_is_exact_at_large_offsets():
     m = Moments.from_sums(5_000, sums, products)
     small = {k: (v - 10**11).astype(float) for k, v in cents.items()}
     np.testing.assert_allclose(moments_cov(m), numpy_cov(small), rtol=1e-12)
+    # PostgreSQL's SUM(bigint) is numeric: Decimal sums take the same exact path
+    as_decimal = Moments.from_sums(
+        5_000,
+        {k: Decimal(v) for k, v in sums.items()},
+        {k: Decimal(v) for k, v in products.items()},
+    )
+    assert as_decimal.comoment == m.comoment
 
 
 def test_from_sums_with_floats_equals_numpy_and_snaps_noise():
