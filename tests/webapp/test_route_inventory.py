@@ -105,6 +105,13 @@ INVENTORY: dict[str, str] = {
     "review.create_action": "experimenter",
     "review.update_action": "experimenter",
     "review.action_status": "experimenter",
+    "me.index": "viewer",
+    "quarterly.current": "viewer",
+    "quarterly.show": "viewer",
+    "quarterly.export": "viewer",
+    "quarterly.create_objective": "experimenter",
+    "quarterly.add_key_result": "experimenter",
+    "quarterly.update_key_result": "experimenter",
     # exports (reading)
     "exports.experiment": "viewer",
     "exports.review": "viewer",
@@ -159,6 +166,8 @@ class Side:
     review_item_id: int
     upload_job_id: int = 0
     action_id: int = 0
+    objective_id: int = 0
+    key_result_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,9 @@ PROBE_VALUES: dict[str, Probe] = {
     "node_id": Probe(lambda w, s: s.node_id, scoped=True),
     "item_id": Probe(lambda w, s: s.review_item_id, scoped=True),
     "action_id": Probe(lambda w, s: s.action_id, scoped=True),  # a review action, with <week>
+    "quarter": Probe(lambda w, s: "2026-Q4", scoped=False),  # a quarter is shared; OKRs are not
+    "objective_id": Probe(lambda w, s: s.objective_id, scoped=True),
+    "key_result_id": Probe(lambda w, s: s.key_result_id, scoped=True),
     "job_id": Probe(lambda w, s: s.upload_job_id, scoped=True),  # an upload job, with <key>
     "dataset_version": Probe(lambda w, s: s.dataset_version, scoped=False),  # with <key>
     "version": Probe(lambda w, s: s.dataset_version, scoped=False),  # with <key>
@@ -376,6 +388,19 @@ def _action_on(session: Session, week: str, experiment: Experiment) -> int:
     return action.id
 
 
+def _okr_of(session: Session, team, node: DriverNode) -> tuple[int, int]:
+    """An objective of ``team`` in 2026-Q4 with one key result on ``node``."""
+    from experiments.review_models import KeyResult, Objective
+
+    objective = Objective(quarter="2026-Q4", title=f"Grow {team.slug}", team_id=team.id)
+    session.add(objective)
+    session.flush()
+    key_result = KeyResult(objective_id=objective.id, node_id=node.id, title="NRR", target=1.05)
+    session.add(key_result)
+    session.commit()
+    return objective.id, key_result.id
+
+
 def _upload_job_of(session: Session, experiment_id: int) -> int:
     return session.exec(select(UploadJob.id).where(UploadJob.experiment_id == experiment_id)).one()
 
@@ -468,9 +493,11 @@ def inventory(scratch_database, tmp_path_factory) -> Iterator[Inventory]:
         items = _review_items(app, session, emails["admin"], week, [exp_a, exp_b])
         world = World(
             a=Side(team_a.id, node_a.id, exp_a.key, exp_a.id, data_a.version, items[exp_a.id],
-                   _upload_job_of(session, exp_a.id), _action_on(session, week, exp_a)),
+                   _upload_job_of(session, exp_a.id), _action_on(session, week, exp_a),
+                   *_okr_of(session, team_a, node_a)),
             b=Side(team_b.id, node_b.id, exp_b.key, exp_b.id, data_b.version, items[exp_b.id],
-                   _upload_job_of(session, exp_b.id), _action_on(session, week, exp_b)),
+                   _upload_job_of(session, exp_b.id), _action_on(session, week, exp_b),
+                   *_okr_of(session, team_b, node_b)),
             week=week, user_id=viewer_id, stage_id=stage.id, journey_id=stage.journey_id,
         )
     clients = {}
