@@ -32,11 +32,11 @@ def percent2(value: float) -> str:
 
 
 def compact_money(value: float) -> str:
-    """1_234_567 → '1.23M', 12_300 → '12.3k', 950 → '950'."""
+    """1_234_567 → '1.235M', 12_300 → '12.3k', 950 → '950' (four significant digits)."""
     size = abs(value)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if size >= limit:
-            return f"{value / limit:.3g}{suffix}"
+            return f"{value / limit:.4g}{suffix}"
     return f"{value:.0f}"
 
 
@@ -124,7 +124,7 @@ def nice_scale(low: float, high: float, steps: int = 4) -> tuple[float, float, f
         raise ValueError(f"scale bounds must be finite, got {low!r} and {high!r}")
     if high < low:
         low, high = high, low
-    if high == low:
+    if high - low <= 1e-9 * max(1.0, abs(low), abs(high)):  # one value: pad around it
         pad = abs(low) * 0.2 or 1.0
         low, high = low - pad, high + pad
     raw = (high - low) / steps
