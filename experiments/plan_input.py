@@ -7,6 +7,7 @@ writes: :mod:`experiments.registry` stores what :func:`read_plan` accepted.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from experiments.input_rules import (
     read_choice,
     read_date,
     read_id,
+    read_int,
     read_number,
     read_text,
 )
@@ -40,6 +42,8 @@ LOCKED_FIELDS: tuple[str, ...] = (
     "alpha",
     "power",
     "primary_metric",
+    "guardrails",
+    "ttv_target_days",
 )
 
 #: Fields that stay freely editable while the experiment runs.
@@ -54,7 +58,9 @@ OPEN_FIELDS: tuple[str, ...] = (
 )
 
 #: The plan's single values (the variants and the control are read separately).
-PLAN_VALUES: tuple[str, ...] = ("hypothesis", "mde", "alpha", "power", "primary_metric")
+PLAN_VALUES: tuple[str, ...] = (
+    "hypothesis", "mde", "alpha", "power", "primary_metric", "guardrails", "ttv_target_days",
+)
 #: Open fields that are part of the planned duration: moved after the start with a
 #: reason, the change is kept as an amendment (shown on the page and in exports).
 AMENDABLE_DATES: tuple[str, ...] = ("planned_start", "planned_end")
@@ -93,9 +99,76 @@ class PlanInput:
         """The comparable plan: every field as the audit log and amendments show it."""
         return {
             **self.values,
+            "guardrails": guardrails_text(self.values.get("guardrails")),
             "variants": describe_variants(self.variants),
             "control": self.variants[self.control].key,
         }
+
+
+#: The time-to-value target of journey velocity when the form leaves it blank (days).
+DEFAULT_TTV_TARGET_DAYS = 14
+#: At most a year: a longer "time to value" is not a journey-velocity question.
+MAX_TTV_TARGET_DAYS = 365
+GUARDRAILS_MAX = 500
+GUARDRAIL_HELP = (
+    "one per line as metric:margin, e.g. grr:0.01 (GRR may fall at most 1 point) or "
+    "logo_churn:0.005"
+)
+
+
+def guardrails_text(value: Any) -> str:
+    """A plan's guardrails as the form and the amendments show them: ``grr:0.01, logo_churn:0.005``.
+
+    ``value`` is the stored JSON list (``[{"metric", "margin"}]``) or already text.
+    """
+    if isinstance(value, str):
+        return value
+    return ", ".join(f"{g['metric']}:{float(g['margin']):g}" for g in value or ())
+
+
+def read_guardrails(
+    data: Mapping[str, Any], errors: FieldErrors, field: str = "guardrails"
+) -> list[dict[str, Any]]:
+    """The plan's non-inferiority guardrails as ``[{"metric", "margin"}]`` (DESIGN §4c).
+
+    Text holds one ``metric:margin`` per line or comma (``grr:0.01``); a list from code may
+    hold such strings or ``{"metric", "margin"}`` mappings. The first problem is the
+    field's message, naming the entry (e.g. ``entry 2 "grr:x": margin 'x' is not a
+    number``). A metric may appear once.
+    """
+    from stats.levers import GuardrailSpec
+
+    raw = data.get(field)
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        text = read_text(data, field, errors, max_length=GUARDRAILS_MAX, multiline=True)
+        if field in errors:
+            return []
+        entries: list[Any] = [p for p in re.split(r"[,\n]", text) if p.strip()]
+    elif isinstance(raw, Sequence):
+        entries = list(raw)
+    else:
+        errors.add(field, f"must be {GUARDRAIL_HELP}")
+        return []
+    specs: list[GuardrailSpec] = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            if isinstance(entry, Mapping):
+                spec = GuardrailSpec(entry.get("metric"), entry.get("margin"))  # type: ignore[arg-type]
+            else:
+                spec = GuardrailSpec.parse(str(entry))
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+            # GuardrailSpec.parse already quotes the entry; say which line it is.
+            errors.add(field, f"entry {number}: {message}" if len(entries) > 1
+                       else f"{message}; write {GUARDRAIL_HELP}")
+            return []
+        if any(other.metric == spec.metric for other in specs):
+            errors.add(field, f"{spec.metric} is given more than once; keep one margin per metric")
+            return []
+        specs.append(spec)
+    return [spec.to_dict() for spec in specs]
 
 
 def describe_variants(variants: Sequence[VariantInput | Variant]) -> str:
@@ -270,6 +343,11 @@ def read_plan(
     analysis = read_choice(data, "analysis", errors, ANALYSIS_METHODS,
                            default=default_analysis)
     values["sequential"] = analysis == "sequential"
+    values["guardrails"] = read_guardrails(data, errors)
+    values["ttv_target_days"] = read_int(
+        data, "ttv_target_days", errors, minimum=1, maximum=MAX_TTV_TARGET_DAYS,
+        default=DEFAULT_TTV_TARGET_DAYS,
+    )
 
     variants, control = read_variants(data, errors)
     return PlanInput(values=values, variants=variants, control=control)

@@ -51,6 +51,7 @@ from experiments.plan_input import (
     PlanInput,
     default_variant_name,
     describe_variants,
+    guardrails_text,
     read_key,
     read_plan,
     read_reason,
@@ -275,6 +276,7 @@ def _current_plan(session: Session, experiment: Experiment) -> dict[str, Any]:
         variants=describe_variants(variants),
         control=control,
         sequential=bool(experiment.sequential),
+        guardrails=guardrails_text(experiment.guardrails),
     )
     return plan
 
@@ -540,6 +542,7 @@ def form_values(session: Session, experiment: Experiment) -> dict[str, Any]:
         "variants": [{"key": v.key, "name": v.name, "weight": v.weight} for v in variants],
         "control": str(next((i for i, v in enumerate(variants) if v.is_control), "")),
         "analysis": _analysis_of(experiment),
+        "guardrails": guardrails_text(experiment.guardrails),
         "version": experiment.version,
     }
 

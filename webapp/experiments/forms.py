@@ -27,6 +27,8 @@ EXPERIMENT_FIELDS: tuple[str, ...] = (
     "alpha",
     "power",
     "analysis",
+    "guardrails",
+    "ttv_target_days",
     "planned_start",
     "planned_end",
     "reason",
