@@ -85,7 +85,8 @@ def test_sign_in_leaves_no_stray_next_in_the_address(client, factory):
 def test_sign_in_never_redirects_off_site(client, factory, target):
     factory.user("ana@example.com")
     response = post_login(client, "ana@example.com", TEST_PASSWORD, data={"next": target})
-    assert response.status_code == 303 and response.headers["Location"] == "/"
+    # Instead, the landing page: a non-admin's own week (issue 17 item 3).
+    assert response.status_code == 303 and response.headers["Location"] == "/me"
 
 
 def test_sign_out_refuses_get(login_as):

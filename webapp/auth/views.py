@@ -45,14 +45,14 @@ LOGIN_FAILED = "That email and password do not match an active account."
 TOO_MANY = "Too many failed sign-ins. Wait 15 minutes and try again."
 
 
-def _safe_next(target: str | None) -> str:
+def _safe_next(target: str | None, default: str | None = None) -> str:
     # Only same-site paths: an absolute, scheme-relative or backslash URL (browsers
     # read "/\evil.example" as "//evil.example") would be an open redirect.
     if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
             and not any(ord(c) < 32 for c in target) and not urlsplit(target).netloc):
         # "/?" (an empty query, as older links carry) leaves a stray "?" in the address
         return target.rstrip("?") or "/"
-    return url_for("dashboard.index")
+    return default or url_for("dashboard.index")
 
 
 def _limits() -> SignInLimits:
@@ -127,10 +127,10 @@ def login():
     if must_change_password(user):
         flash("You signed in with a temporary password. Choose your own to continue.", "warning")
         return redirect(url_for("auth.password"), code=303)
-    if not next_path and user.role != "admin":
-        # Everyone but admins lands on their own week (issue 17 item 3).
-        return redirect(url_for("me.index"), code=303)
-    return redirect(_safe_next(next_path), code=303)
+    # Everyone but admins lands on their own week (issue 17 item 3), also instead of an
+    # unusable next.
+    landing = url_for("dashboard.index") if user.role == "admin" else url_for("me.index")
+    return redirect(_safe_next(next_path, landing), code=303)
 
 
 @bp.route("/logout", methods=["POST"])
