@@ -417,9 +417,11 @@ def lever_sentence(comparison: Mapping[str, Any], control: str, alpha: float,
     lever = chosen.label.lower()
     direction = "higher" if chosen.uplift_abs > 0 else "lower"
     on_nrr = NRR_SIGN[chosen.lever] * chosen.uplift_abs
+    level = f"{(1 - alpha) * 100:g}% CI"
     change = (f"{variant}'s {lever} was {abs(chosen.uplift_abs) * 100:.{style.points_digits}f} "
-              f"pts of start MRR {direction} than {control}'s ({style.interval(chosen.ci_abs)}, "
-              f"{style.p(chosen.p_value)}), {style.pts(on_nrr)} on NRR")
+              f"pts of start MRR {direction} than {control}'s ({level} "
+              f"{style.interval(chosen.ci_abs)}, {style.p(chosen.p_value)}), "
+              f"{style.pts(on_nrr)} on NRR")
     parts = ", ".join(f"{r.label.lower()} {style.pts(NRR_SIGN[r.lever] * r.uplift_abs)}"
                       for r in rows)
     if significant:
@@ -498,7 +500,10 @@ def _cuped_row(comparison: Mapping[str, Any], alpha: float,
     sentence = (f"Adjusted for each account's pre-period MRR (CUPED), {variant}'s uplift is "
                 f"{style.pts(uplift)} ({level} CI {style.interval((low, high))}), "
                 f"{style.p(figure.get('p_value'))}")
-    if narrower is not None:
+    if narrower is not None and round(abs(narrower) * 100) == 0:
+        sentence += ("; the interval is as wide as the unadjusted one (the pre-period "
+                     "explains little of this period)")
+    elif narrower is not None:
         word = "narrower" if narrower >= 0 else "wider"
         sentence += (f"; the interval is {abs(narrower) * 100:.0f}% {word} than the "
                      f"unadjusted one")
@@ -562,8 +567,8 @@ def _days(value: float) -> str:
 
 # ------------------------------------------------------------------ waterfall
 
-WATERFALL_WIDTH, WATERFALL_HEIGHT = 320, 210
-WF_LEFT, WF_RIGHT, WF_TOP, WF_BOTTOM = 46.0, 312.0, 26.0, 168.0
+WATERFALL_WIDTH, WATERFALL_HEIGHT = 400, 200
+WF_LEFT, WF_RIGHT, WF_TOP, WF_BOTTOM = 44.0, 396.0, 24.0, 172.0
 WF_BAR_SHARE = 0.62  # of a slot
 
 
@@ -721,7 +726,8 @@ def share_at(points: Sequence[tuple[float, float]], day: float) -> float | None:
     if not points:
         return None
     if day > points[-1][0]:
-        return None
+        # Past the last follow-up the share is unknown, unless every account had reached.
+        return 1.0 if points[-1][1] >= 1.0 - 1e-12 else None
     value = 0.0
     for t, s in points:
         if t <= day:

@@ -258,6 +258,12 @@ def test_json_export_carries_the_4b_keys_as_stored():
 
 def test_exports_of_a_snapshot_from_before_issue_15_show_no_nrr_sections():
     report, _ = base_report()
+    # as stored before issue 15: none of the §4b keys
+    for key in ("guardrails_plan", "ttv_target_days", "velocity_curves", "velocity_cohorts"):
+        report.pop(key, None)
+    issue_15 = set(NRR_COMPARISON_KEYS) - {"sequential"}  # sequential is issue 13's
+    report["comparisons"] = [{k: v for k, v in c.items() if k not in issue_15}
+                             for c in report["comparisons"]]
     document = document_of(report)
     exported = json.loads(experiment_json(document, exported_at=EXPORTED))
     assert exported["comparisons"] == report["comparisons"]  # as stored

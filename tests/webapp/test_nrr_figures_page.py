@@ -155,7 +155,8 @@ def test_the_lever_sentence_names_the_lever_that_moved(analyst, db_engine):
     store_report(db_engine, experiment, report)
     text = plain_text(page_of(analyst, experiment.key))
     assert ("The lever that moved is contraction: treatment's contraction was 0.4 pts of "
-            "start MRR lower than control's (-0.7 to -0.1, p = 0.010), +0.4 pts on NRR.") in text
+            "start MRR lower than control's (95% CI -0.7 to -0.1, p = 0.010), "
+            "+0.4 pts on NRR.") in text
     # nothing significant: said plainly, naming the largest change (churn here)
     other = copy.deepcopy(nrr_report())
     for figure in other["comparisons"][0]["levers"].values():
@@ -179,17 +180,22 @@ def churn_raising_csv(seed: int = 15, n: int = 500) -> bytes:
                      "pre_end_mrr"])
     for arm, p_churn, speed in (("control", 0.04, 14.0), ("treatment", 0.14, 8.0)):
         for i in range(n):
+            # an account's health shows in its pre-period growth and in this period's
+            # expansion and churn, so CUPED has something to adjust with
+            health = float(rng.normal())
             start = round(float(np.exp(rng.normal(np.log(600), 0.6))), 2)
             pre_start = round(start * float(rng.uniform(0.8, 1.1)), 2)
-            churned = start if rng.random() < p_churn else 0.0
-            expansion = round(start * 0.3, 2) if not churned and rng.random() < 0.2 else 0.0
+            churned = start if rng.random() < p_churn * (1.6 if health < 0 else 0.4) else 0.0
+            expansion = (round(start * (0.3 + 0.1 * health), 2)
+                         if not churned and health > 0 and rng.random() < 0.4 else 0.0)
             contraction = round(start * 0.2, 2) if not churned and rng.random() < 0.08 else 0.0
             observed = int(rng.integers(10, 60))
             days = float(np.ceil(rng.exponential(speed)))
             writer.writerow([f"{arm[0]}{i:05d}", arm, f"{start:.2f}", f"{expansion:.2f}",
                              f"{contraction:.2f}", f"{churned:.2f}",
                              f"{days:g}" if days <= observed else "", observed,
-                             f"{pre_start:.2f}", f"{pre_start * 1.01:.2f}"])
+                             f"{pre_start:.2f}",
+                             f"{max(pre_start * (1 + 0.12 * health), 0.0):.2f}"])
     return out.getvalue().encode()
 
 
