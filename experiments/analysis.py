@@ -356,11 +356,27 @@ def _enrolment_dates(
         earlier_at = _aware(earlier[0].uploaded_at).isoformat()
         earlier_smallest = _smallest_arm(earlier[1].result or {}, variants)
     observed = _aware(dataset.uploaded_at)
+    # Accounts dated by enrolled_on date the enrolment within one upload (DESIGN §3): the
+    # smallest arm at the last enrolment day and a window before it.
+    dated = data.dated_enrolment(session, dataset, variants)
+    if dated is not None:
+        return {
+            "observed_at": _midnight(dated.observed_on).isoformat(),
+            "earlier_at": _midnight(dated.earlier_on).isoformat(),
+            "earlier_smallest": dated.earlier_smallest,
+            "observed_smallest": dated.smallest,
+            "source": "enrolled_on",
+        }
     return {
         "observed_at": observed.isoformat() if observed else None,
         "earlier_at": earlier_at,
         "earlier_smallest": earlier_smallest,
+        "source": "uploads",
     }
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
 
 
 def active_dataset(session: Session, experiment: Experiment) -> Dataset | None:
