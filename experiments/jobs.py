@@ -22,10 +22,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from sqlalchemy.engine import Engine
 
+from experiments import notify
 from experiments.imports import run_upload_job, sweep_stale_uploads
 
 log = logging.getLogger("nrrlab.jobs")
@@ -34,6 +35,9 @@ JOBS_ENV = "NRRLAB_JOBS"
 JOBS_FILE = "jobs.sqlite3"
 UPLOADS_FOLDER = "uploads"
 IMPORT_TASK = "nrrlab.import_upload"
+DELIVER_TASK = "nrrlab.notify_deliver"
+SWEEP_TASK = "nrrlab.notify_sweep"
+DIGEST_TASK = "nrrlab.notify_digest"
 
 
 class JobsConfigError(RuntimeError):
@@ -76,12 +80,21 @@ class Jobs:
     queue: Huey
     engine: Engine
     uploads: Path
+    #: First retry delay of a failed notification, in seconds (then doubling).
+    retry_base: float = notify.RETRY_BASE_SECONDS
     _import: object = field(init=False, repr=False)
+    _deliver: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.uploads = Path(self.uploads)
         self.uploads.mkdir(parents=True, exist_ok=True)
         self._import = self.queue.task(name=IMPORT_TASK)(self._run_import)
+        # Notifications (experiments.notify): one task per delivery, a sweep for lost or
+        # due retries, and the pre-meeting digest when its time comes.
+        self._deliver = self.queue.task(name=DELIVER_TASK)(self._run_delivery)
+        self.queue.periodic_task(crontab(minute="*"), name=SWEEP_TASK)(self.sweep_deliveries)
+        self.queue.periodic_task(crontab(minute="*/15"), name=DIGEST_TASK)(self._run_digest)
+        notify.register_dispatcher(self.engine, self.enqueue_deliveries)
 
     def _run_import(self, job_id: int) -> None:
         run_upload_job(self.engine, job_id, self.uploads)
@@ -91,9 +104,34 @@ class Jobs:
         """Queue upload job ``job_id`` (run at once in immediate mode)."""
         self._import(job_id)
 
+    def _run_delivery(self, delivery_id: int) -> None:
+        outcome = notify.deliver(self.engine, delivery_id, retry_base=self.retry_base)
+        if outcome is not None and outcome.retry_in is not None:
+            self._deliver.schedule((delivery_id,), delay=outcome.retry_in)
+
+    def enqueue_deliveries(self, delivery_ids: list[int]) -> None:
+        """Queue notification deliveries (sent at once in immediate mode)."""
+        for delivery_id in delivery_ids:
+            self._deliver(delivery_id)
+
+    def sweep_deliveries(self) -> None:
+        """Queue deliveries that are due (retries) or whose queue entry was lost."""
+        from sqlmodel import Session
+
+        with Session(self.engine) as session:
+            ids = notify.due_deliveries(session)
+            session.commit()
+        self.enqueue_deliveries(ids)
+
+    def _run_digest(self) -> None:
+        from experiments.digest import send_digest_if_due
+
+        send_digest_if_due(self.engine)
+
     def consumer(self, workers: int = 2) -> Consumer:
-        """A thread consumer of this queue (``nrrlab worker`` runs it in the foreground)."""
-        return self.queue.create_consumer(workers=workers, worker_type="thread", periodic=False,
+        """A thread consumer of this queue (``nrrlab worker`` runs it in the foreground),
+        with its scheduler running the periodic notification tasks."""
+        return self.queue.create_consumer(workers=workers, worker_type="thread", periodic=True,
                                           check_worker_health=False)
 
     def start_in_background(self, workers: int = 2) -> Consumer:
