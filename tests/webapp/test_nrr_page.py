@@ -66,13 +66,14 @@ def cells(html: str, table_id: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-def test_without_a_ledger_the_page_says_so_and_links_to_the_upload(app, viewer):
+def test_without_a_ledger_the_page_says_so_and_links_to_the_upload(viewer, login_as):
     response = viewer.get("/nrr")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "No revenue ledger yet" in html and "nrrlab ledger import" in html
-    if "ledger.upload" in app.view_functions:  # the upload page (webapp/ledger)
-        assert 'href="/nrr/upload"' in html
+    assert "takes the analyst role" in html and 'href="/nrr/upload"' not in html
+    analyst = login_as("analyst")
+    assert 'href="/nrr/upload"' in analyst.get("/nrr").get_data(as_text=True)
     assert viewer.get("/nrr.csv").status_code == 404
 
 

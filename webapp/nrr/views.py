@@ -18,8 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from flask import Blueprint, Response, abort, request, url_for
-from werkzeug.routing import BuildError
+from flask import Blueprint, Response, abort, request
 
 from experiments.errors import ValidationFailed
 from experiments.nrr_export import export_nrr, print_style
@@ -30,17 +29,6 @@ from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
 bp = Blueprint("nrr", __name__)
-
-
-def _ledger_links() -> dict[str, str | None]:
-    """The ledger blueprint's upload and versions pages (``None`` when not installed)."""
-    links: dict[str, str | None] = {}
-    for key in ("upload", "versions"):
-        try:
-            links[key] = url_for(f"ledger.{key}")
-        except BuildError:
-            links[key] = None
-    return links
 
 
 def _missing(exc: ValidationFailed):
@@ -54,8 +42,7 @@ def _page(dimension: str | None):
                         period=request.args.get("period") or None)
     except ValidationFailed as exc:
         _missing(exc)
-    return render_page_or_partial("nrr/index.html", "nrr/_page.html", view=view,
-                                  ledger=_ledger_links())
+    return render_page_or_partial("nrr/index.html", "nrr/_page.html", view=view)
 
 
 @bp.route("/nrr")
