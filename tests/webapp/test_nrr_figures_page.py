@@ -273,3 +273,31 @@ def table_rows(html: str, css_class: str) -> dict[str, list[str]]:
 
 def plain_cell(value: str) -> str:
     return html_module.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", value)).strip())
+
+
+def test_an_upload_without_the_optional_columns_shows_only_what_it_supports(analyst,
+                                                                            db_engine):
+    """A file without days_observed and without pre-period columns, an experiment without
+    guardrails: the stored report has velocity, cuped null and guardrails [] — and the
+    page has no velocity chart, no CUPED line and no guardrail badge."""
+    from tests.webapp.test_issue13_results import three_arm_csv
+
+    experiment = make_experiment(db_engine, "nrr-plain", variants=("control", "a", "b"))
+    assert upload(analyst, experiment.key, three_arm_csv(9)).status_code in (200, 303)
+    with Session(db_engine) as session:
+        report = session.exec(select(AnalysisSnapshot).where(
+            AnalysisSnapshot.experiment_id == experiment.id)).one().result
+    for comparison in report["comparisons"]:
+        assert comparison["velocity"] is None and comparison["cuped"] is None
+        assert comparison["guardrails"] == []
+    html = page_of(analyst, experiment.key)
+    text = plain_text(html)
+    assert "Journey velocity" not in text and "km-chart" not in html
+    assert "CUPED" not in text and "Guardrails" not in text and "guardrail" not in text
+    # levers, shares of accounts and the waterfalls need only the required columns
+    assert html.count('class="waterfall-chart"') == 3
+    rows = table_rows(html, "levers-table")
+    assert rows["GRR"][0] in ("a", "b")  # one row per lever and treatment (keys collide)
+    for comparison in report["comparisons"]:
+        churn = comparison["logo_churn"]
+        assert f"{churn['treatment'] * 100:.1f}%" in html
