@@ -12,8 +12,9 @@ happened in:
 * **run** — experiments started (``started_at``);
 * **won** / **lost** — experiments decided whose headline verdict at the moment of the
   decision (the newest analysis computed by then) was ``win`` / ``loss``;
-* **shipped** — experiments decided ``ship``; their impact comes from
-  :func:`shipped_impact` (raw and shrunk, the one decision record's figures).
+* **shipped** — experiments decided ``ship``; their annual revenue impact, raw and shrunk,
+  comes from :func:`shipped_impact`, i.e. :func:`experiments.impact.portfolio_impact` (the
+  one computation, also behind the weekly review's figures), and adds up like the counts.
 
 The quarter's totals are counted over the whole span, independently of the weekly rows;
 the two agree by construction of the span, and a test holds them to it.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -41,13 +42,15 @@ from sqlmodel import Session, select
 
 from experiments.access import can, check_team_choice, require, visible_team_ids
 from experiments.audit import diff_fields, record_event
-from experiments.documents import user_label
+from experiments.documents import ExperimentDocument, user_label
 from experiments.errors import NotFound
+from experiments.impact import PortfolioImpact, ShippedImpact, company_start_mrr, portfolio_impact
 from experiments.input_rules import FieldErrors, read_id, read_number, read_text
 from experiments.models import AnalysisSnapshot, DriverNode, Experiment, Team, User, utcnow
 from experiments.review_items import owner_choices
 from experiments.review_models import KeyResult, Objective
-from experiments.review_weeks import Week, aware, iso, week_of
+from experiments.review_rows import review_rows
+from experiments.review_weeks import Week, Window, aware, iso, week_of
 from experiments.tree_actuals import ActualLine, actuals_summary
 from experiments.versioning import compare_and_set, parse_version
 
@@ -163,44 +166,15 @@ class Tally:
                 "impact_raw": self.impact_raw, "impact_shrunk": self.impact_shrunk}
 
 
-@dataclass(frozen=True)
-class ShippedImpact:
-    """One shipped experiment's impact: raw and shrunk, in the unit ``unit``."""
-
-    raw: float | None
-    shrunk: float | None
-    unit: str
-
-
-def shipped_impact(session: Session, experiments: Sequence[Experiment]
-                   ) -> dict[int, ShippedImpact]:
-    """Raw and shrunk impact of each shipped experiment, by id.
-
-    The one place the QBR takes impact from: the portfolio impact service of the decision
-    record (``experiments.impact.portfolio_impact``, issue 15 item 5 / issue 17 item 2).
-    Until that service exists, no experiment has an impact here (``{}``) and the page says
-    so; nothing is estimated a second way.
-    """
-    try:
-        from experiments import impact
-    except ImportError:
-        return {}
-    service = getattr(impact, "portfolio_impact", None)
-    if service is None or not experiments:
-        return {}
-    found = service(session, list(experiments))
-    out = {}
-    for experiment in experiments:
-        line = found.get(experiment.id) if isinstance(found, Mapping) else None
-        if line is not None:
-            out[experiment.id] = ShippedImpact(getattr(line, "raw", None),
-                                               getattr(line, "shrunk", None),
-                                               getattr(line, "unit", ""))
-    return out
-
-
-IMPACT_PENDING = ("Shrunk impact is not computed yet: it comes from the decision record's "
-                  "impact service (experiments.impact), which this installation does not have.")
+def shipped_impact(session: Session, documents: Sequence[ExperimentDocument], *,
+                   since: datetime, until: datetime,
+                   branch_of: Callable[[ExperimentDocument], tuple[int | None, str | None]]
+                   ) -> PortfolioImpact:
+    """Raw and shrunk revenue impact of the ships decided in ``[since, until]``: the one
+    computation of the decision record (:func:`experiments.impact.portfolio_impact`), over
+    the ``documents`` shown (the shrinkage prior is estimated across all of them)."""
+    return portfolio_impact(documents, since=since, until=until,
+                            company_mrr=company_start_mrr(session), branch_of=branch_of)
 
 
 @dataclass(frozen=True)
@@ -260,13 +234,15 @@ def _events(experiments: Sequence[Experiment], verdicts: Mapping[int, str | None
     return sorted(events, key=lambda ev: (ev.at, ev.experiment.key, ev.kind))
 
 
-def _tally(events: Iterable[Event], impacts: Mapping[int, ShippedImpact]) -> Tally:
+def _tally(events: Iterable[Event], impacts: Mapping[str, ShippedImpact]) -> Tally:
+    """The events' keys by kind; ships add their annual impact (raw and shrunk)."""
     tally = Tally()
     for event in events:
         getattr(tally, event.kind).append(event.experiment.key)
-        if event.kind == "shipped" and event.experiment.id in impacts:
-            found = impacts[event.experiment.id]
-            tally.add_impact(found.raw, found.shrunk)
+        ship = impacts.get(event.experiment.key) if event.kind == "shipped" else None
+        if ship is not None:
+            tally.add_impact(ship.raw_impact.annual if ship.raw_impact else None,
+                             ship.shrunk_impact.annual if ship.shrunk_impact else None)
     return tally
 
 
@@ -399,11 +375,16 @@ def build_quarterly(session: Session, user: User, quarter: str | Quarter, *,
     parents = {n.id: n.parent_id for n in nodes}
     by_id = {n.id: n for n in nodes}
     experiments = [e for e in session.exec(select(Experiment)).all() if visible(e.team_id)]
+    by_key = {e.key: e for e in experiments}
     events = [ev for ev in _events(experiments, _verdicts_at_decision(session, experiments),
                                    parents)
               if the_quarter.start <= ev.at < the_quarter.end and ev.at <= as_of]
-    shipped = [ev.experiment for ev in events if ev.kind == "shipped"]
-    impacts = shipped_impact(session, shipped)
+    documents = [row.document for row in review_rows(
+        session, Window(the_quarter.start, the_quarter.end, as_of), experiments)]
+    portfolio = shipped_impact(
+        session, documents, since=the_quarter.start, until=as_of,
+        branch_of=lambda d: (_branch_of(by_key[d.key].node_id, parents), None))
+    impacts = {ship.key: ship for ship in portfolio.ships if ship.missing is None}
 
     def in_week(week: Week, items: Iterable[Event]) -> list[Event]:
         return [ev for ev in items if week.start <= ev.at < week.end]
@@ -430,7 +411,11 @@ def build_quarterly(session: Session, user: User, quarter: str | Quarter, *,
     weeks = [(w, _tally(in_week(w, events), impacts)) for w in the_quarter.weeks]
     # Counted once over the whole span, not summed from the weeks above.
     total = _tally(events, impacts)
-    note = IMPACT_PENDING if shipped and not impacts else None
+    missing = [f"{ship.key} ({ship.missing})" for ship in portfolio.ships if ship.missing]
+    note = None
+    if missing:
+        more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+        note = f"Impact left out for {len(missing)} ship(s): " + "; ".join(missing[:5]) + more
 
     node_choices = [(n.id, n.name) for n in nodes if visible(n.team_id)]
     return QuarterlyReview(
@@ -640,6 +625,6 @@ def update_key_result(session: Session, user: User, key_result_id: int,
 
 
 __all__ = ["BranchQuarter", "KeyResultView", "ObjectiveView", "Quarter", "QuarterlyReview",
-           "ShippedImpact", "Tally", "add_key_result", "build_quarterly", "create_objective",
+           "Tally", "add_key_result", "build_quarterly", "create_objective",
            "current_quarter", "get_key_result", "parse_quarter", "quarter_of", "shipped_impact",
            "update_key_result"]

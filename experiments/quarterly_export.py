@@ -77,7 +77,7 @@ def quarterly_markdown(qbr: Mapping[str, Any]) -> str:
         lines += [qbr["impact_note"], ""]
     lines += ["## Branches", ""]
     lines += _md_table(["branch", "target", "actual", "run", "won", "lost", "shipped",
-                        "shrunk impact"], [
+                        "annual impact (shrunk)"], [
         (b["branch"], _number(b["target"]),
          _number((b["actual"] or {}).get("actual")), b["total"]["run"], b["total"]["won"],
          b["total"]["lost"], b["total"]["shipped"], _number(b["total"]["impact_shrunk"]))
