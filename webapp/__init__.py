@@ -21,6 +21,7 @@ from webapp import (
     journeys,
     ledger,
     me,
+    notify,
     nrr,
     planner,
     quarterly,
@@ -57,7 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_errors(app)
     init_templating(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
-                   planner, admin, nrr, ledger, me, quarterly):
+                   planner, admin, nrr, ledger, me, quarterly, notify):
         app.register_blueprint(module.bp)
 
     check_route_declarations(app)
