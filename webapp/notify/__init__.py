@@ -1,0 +1,3 @@
+from webapp.notify.views import bp
+
+__all__ = ["bp"]
