@@ -145,6 +145,19 @@ INVENTORY: dict[str, str] = {
     "admin.member": "global:admin",
     "admin.audit": "global:admin",
     "admin.audit_csv": "global:admin",
+    # notifications and calendar feeds (issue 17): one's own settings, the token-only feed
+    "notify.preferences": "viewer",
+    "notify.save_preferences": "viewer",
+    "notify.calendar": "viewer",
+    "notify.create_feed": "viewer",
+    "notify.revoke_feed": "viewer",
+    "notify.feed": "public",
+    "notify.webhooks": "global:admin",
+    "notify.create_webhook": "global:admin",
+    "notify.update_webhook": "global:admin",
+    "notify.delete_webhook": "global:admin",
+    "notify.deliveries": "global:admin",
+    "notify.retry_delivery": "global:admin",
 }
 
 # GET routes that write rows on purpose, with the reason (anything else must not).
@@ -210,6 +223,9 @@ PROBE_VALUES: dict[str, Probe] = {
     "fmt": Probe(lambda w, s: "csv", scoped=False),
     "format": Probe(lambda w, s: "csv", scoped=False),
     "name": Probe(lambda w, s: "plan", scoped=False),  # a ledger dimension (company-wide)
+    "token": Probe(lambda w, s: "cal_" + "x" * 43, scoped=False),  # a calendar feed (public)
+    "webhook_id": Probe(lambda w, s: 1, scoped=False),  # webhooks are global (admin only)
+    "delivery_id": Probe(lambda w, s: 1, scoped=False),  # the delivery log is global
 }
 
 
