@@ -35,6 +35,7 @@ from webapp.errors import init_errors
 from webapp.input_guard import init_input_guard
 from webapp.logging_setup import init_logging
 from webapp.security import check_route_declarations, init_security
+from webapp.static_assets import init_static_assets
 from webapp.templating import init_templating
 
 
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_input_guard(app)
     init_errors(app)
     init_templating(app)
+    init_static_assets(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
                    planner, admin, nrr, ledger, me, quarterly, notify):
         app.register_blueprint(module.bp)
