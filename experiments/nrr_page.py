@@ -31,6 +31,8 @@ from experiments.charts import (
 from experiments.errors import ValidationFailed
 from experiments.formatting import pct, pts
 from experiments.ledger import current_figures
+from experiments.ledger_models import LedgerFigures as StoredFigures
+from experiments.ledger_models import LedgerVersion
 from experiments.models import DriverNode, User
 from experiments.tree_actuals import node_metric
 from stats.ledger import LedgerFigures, PeriodFigures, TtmFigures
@@ -44,10 +46,48 @@ VELOCITY_LABELS: Mapping[str, str] = {
 }
 
 
+#: Parsed figures by stored row: a row is written once per ledger version and never
+#: changed, so parsing it once per process is safe (a few of them, the newest win).
+_PARSED: dict[tuple[int, str], LedgerFigures | str] = {}
+_PARSED_MAX = 4
+
+
+def _current_row(session: Session) -> tuple[int, str] | None:
+    """``(id, computed_at)`` of the current ledger's stored figures (as
+    :func:`experiments.ledger.current_figures` chooses them), or ``None``."""
+    row = session.exec(
+        select(StoredFigures.id, StoredFigures.computed_at)
+        .join(LedgerVersion, LedgerVersion.id == StoredFigures.version_id)
+        .where(LedgerVersion.status == "ready")
+        .order_by(LedgerVersion.version.desc())
+        .limit(1)
+    ).first()
+    return (row[0], str(row[1])) if row else None
+
+
+def stored_ledger(session: Session) -> LedgerFigures | str | None:
+    """The current ledger's figures; the reason as text when they could not be computed
+    at import; ``None`` before the first upload."""
+    key = _current_row(session)
+    if key is None:
+        return None
+    if key not in _PARSED:
+        document = current_figures(session) or {}
+        parsed: LedgerFigures | str
+        if "periods" in document:
+            parsed = LedgerFigures.from_dict(document)
+        else:  # the import stored {"error": ...} instead of figures
+            parsed = str(document.get("error") or "the stored figures are empty")
+        while len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = parsed
+    return _PARSED[key]
+
+
 def current_ledger(session: Session) -> LedgerFigures | None:
-    """The stored figures of the current ledger, or ``None`` before the first upload."""
-    stored = current_figures(session)
-    return LedgerFigures.from_dict(stored) if stored else None
+    """The stored figures of the current ledger, or ``None`` (no ledger, or none computed)."""
+    figures = stored_ledger(session)
+    return figures if isinstance(figures, LedgerFigures) else None
 
 
 @dataclass(frozen=True)
