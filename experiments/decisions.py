@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from experiments import notify
 from experiments.access import require
 from experiments.audit import record_event
 from experiments.decision_models import DecisionEvent
@@ -443,6 +444,8 @@ def decide(
                     eligible_base_source=[None, clean.eligible_base_source])
     record_event(session, "experiment.decide", actor=actor, entity_type="experiment",
                  entity_id=experiment.key, team_id=experiment.team_id, diff=diff, ip=ip)
+    # Webhooks and emails go out after the commit (experiments.notify), never before.
+    notify.emit(session, notify.decision_event(session, experiment, actor=actor))
     return experiment
 
 
