@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from experiments import notify
 from experiments.accounts_csv import ImportValidationError, RowError, read_accounts
 from experiments.analysis import refresh_snapshot
 from experiments.audit import record_event
@@ -153,6 +154,13 @@ def _analyse_and_record(session: Session, experiment: Experiment, dataset: Datas
             "verdict": [None, snapshot.verdict],
         },
     )
+    # Sent after the commit that makes this version visible (experiments.notify).
+    notify.emit(session, notify.upload_event(
+        session, experiment, version=dataset.version, rows=dataset.row_count,
+        filename=dataset.filename, verdict=snapshot.verdict, actor=actor))
+    alerts = notify.analysis_alerts(snapshot.result)
+    if alerts:
+        notify.emit(session, notify.alert_event(session, experiment, alerts))
     return snapshot
 
 
