@@ -300,8 +300,10 @@ def _register_subgroups() -> None:
     from experiments.cli_backup import backup_command, restore_command
     from experiments.cli_export import export
     from experiments.cli_ledger import ledger
+    from experiments.cli_notify import notify_command
 
     main.add_command(export)
+    main.add_command(notify_command)
     main.add_command(ledger)
     main.add_command(backup_command)
     main.add_command(restore_command)
