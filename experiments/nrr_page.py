@@ -188,6 +188,7 @@ class NrrPage:
     cohort_chart: LineChart | None = None
     velocity: tuple[VelocityRow, ...] = ()
     warnings: tuple[str, ...] = ()
+    problem: str | None = None  # why a stored ledger has no figures
 
     @property
     def empty(self) -> bool:
@@ -369,8 +370,10 @@ def nrr_page(session: Session, user: User, *, dimension: str | None = None,
     ValidationFailed
         An unknown dimension or period.
     """
-    return build_page(current_ledger(session), tree_targets(session, user),
-                      dimension=dimension, period=period)
+    stored = stored_ledger(session)
+    if isinstance(stored, str):
+        return NrrPage(figures=None, problem=stored)
+    return build_page(stored, tree_targets(session, user), dimension=dimension, period=period)
 
 
 @dataclass(frozen=True)

@@ -272,3 +272,19 @@ def test_cli_without_a_ledger_says_so_in_one_line(database_url, db_engine):
     assert result.exit_code == 2
     assert result.stderr.strip() == ("nrrlab export: there is no revenue ledger yet: upload "
                                      "one first (nrrlab ledger import FILE)")
+
+
+def test_a_ledger_stored_without_figures_says_why(viewer, stored, db_engine):
+    from experiments.ledger_models import LedgerFigures
+
+    with Session(db_engine) as session:
+        row = session.exec(select(LedgerFigures)).one()
+        row.figures = {"error": "a period has no active account"}
+        session.add(row)
+        session.commit()
+    # the cache is keyed by the stored row: a rewritten row (tests only) needs a new key
+    from experiments import nrr_page
+
+    nrr_page._PARSED.clear()
+    html = viewer.get("/nrr").get_data(as_text=True)
+    assert "could not be computed at upload: a period has no active account" in html
