@@ -75,8 +75,6 @@ STUCK_AFTER = timedelta(minutes=15)
 QUEUED_GRACE = timedelta(minutes=2)
 _PENDING = "nrrlab.notify.pending"
 _HOOKED = "nrrlab.notify.hooked"
-EVENT_LABELS = {"alert": "Alert", "decision": "Decision", "upload": "New data",
-                DIGEST: "Digest", "ping": "Test"}
 
 
 # ---------------------------------------------------------------- settings
@@ -134,9 +132,8 @@ class Event:
         return link(experiment_path(self.experiment["key"]), environ)
 
     def slack_text(self, environ: Mapping[str, str] | None = None) -> str:
-        """Slack mrkdwn: a bold label, the experiment as a link, then one line per fact."""
-        label = EVENT_LABELS.get(self.kind, self.kind)
-        head = f"*{label}*: {slack_link(None, self.title)}"
+        """Slack mrkdwn: the title in bold, the experiment as a link, then one line per fact."""
+        head = f"*{slack_link(None, self.title)}*"
         if self.experiment:
             name = f"{self.experiment['name']} ({self.experiment['key']})"
             head += f"\n{slack_link(self.url(environ), name)}"
@@ -577,7 +574,7 @@ def retry_delivery(session: Session, delivery_id: Any, *, actor: User, ip: str =
     from experiments.errors import Conflict
 
     found = parse_id(delivery_id)
-    delivery = session.get(Delivery, found) if found else None
+    delivery = session.get(Delivery, found, populate_existing=True) if found else None
     if delivery is None:
         raise NotFound(f"no delivery {str(delivery_id)[:20]}")
     if delivery.status not in ("failed", "skipped"):
