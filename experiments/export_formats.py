@@ -299,6 +299,49 @@ def experiment_markdown(document: ExperimentDocument, *, exported_at: datetime) 
 # ------------------------------------------------------------------ a review
 
 
+def _total_cell(total: Mapping[str, Any] | None) -> str:
+    """A quarter total of revenue impact: annual money, or a dash without ships."""
+    if not total or not total.get("ships"):
+        return "—"
+    return money(total.get("annual"))
+
+
+def _impact_md_lines(impact: Mapping[str, Any] | None) -> list[str]:
+    """The quarter's ships with raw and shrunk revenue impact (experiments.impact)."""
+    lines = ["", "## Revenue impact of this quarter's ships", ""]
+    if not impact or not impact.get("ships"):
+        return [*lines, "No experiment was decided ship this quarter."]
+    rows = []
+    for ship in impact["ships"]:
+        if ship.get("missing"):
+            rows.append((ship["key"], ship.get("shipped_variant"), "—", "—", "—", "—", "—",
+                         f"no figure: {ship['missing']}"))
+            continue
+        raw, shrunk = ship.get("raw") or {}, ship.get("shrunk") or {}
+        rows.append((ship["key"], ship["shipped_variant"],
+                     f"{pct(ship['rollout_share'])} × {money(ship['eligible_base_mrr'])}",
+                     pts(ship["uplift_abs"]), pts(ship.get("uplift_shrunk")),
+                     f"{money(raw.get('annual'))} ({interval(raw.get('annual_ci'), money)})",
+                     f"{money(shrunk.get('annual'))} "
+                     f"({interval(shrunk.get('annual_ci'), money)})",
+                     pts(shrunk.get("company_points"))))
+    lines += _md_table(["experiment", "shipped", "rollout × eligible base (MRR)", "uplift raw",
+                        "uplift shrunk", "annual impact raw (CI)", "annual impact shrunk (CI)",
+                        "company NRR, shrunk"], rows)
+    raw, shrunk = impact["total_raw"], impact["total_shrunk"]
+    method = impact.get("method") or {}
+    lines += ["", f"Quarter total: raw {_total_cell(raw)} "
+                  f"({interval(raw.get('annual_ci'), money)}), shrunk {_total_cell(shrunk)} "
+                  f"({interval(shrunk.get('annual_ci'), money)}) a year; company NRR "
+                  f"{pts(shrunk.get('company_points'))} shrunk, {pts(raw.get('company_points'))} "
+                  "raw.",
+              "", "Annual impact = uplift × eligible base × rollout share × 12. Shrunk: "
+                  f"empirical Bayes ({method.get('shrinkage') or 'none'}) over the "
+                  f"{method.get('estimates', 0)} comparisons shown, for the winner's curse; "
+                  "intervals 95%."]
+    return lines
+
+
 def review_json(review: Mapping[str, Any]) -> str:
     return _dumps(finite(review))
 
@@ -385,10 +428,13 @@ def review_markdown(review: Mapping[str, Any]) -> str:
         (name(a["key"]), "; ".join(al["text"] for al in a["alerts"])) for a in review["alerts"]])
     lines += ["", "## Driver tree summary", ""]
     lines += _md_table(["branch", "draft", "running", "stopped", "decided",
-                        f"NRR points won (shipped since {info['quarter_start']})"], [
+                        f"annual impact of ships since {info['quarter_start']}, raw",
+                        "shrunk"], [
         (s["branch"], s["counts"]["draft"], s["counts"]["running"], s["counts"]["stopped"],
-         s["counts"]["decided"], f"{s['nrr_points_won']:+.2f}")
+         s["counts"]["decided"], _total_cell(s.get("impact_raw")),
+         _total_cell(s.get("impact_shrunk")))
         for s in review["driver_tree_summary"]])
+    lines += _impact_md_lines(review.get("impact"))
     lines += ["", "## Portfolio", "",
               f"p (BH) is Benjamini-Hochberg adjusted across the {len(review['portfolio'])} "
               "comparisons below; p (Holm) is adjusted within each experiment.", ""]

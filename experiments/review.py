@@ -40,6 +40,7 @@ from experiments.access import visible_team_ids
 from experiments.actions import ActionView, action_form_choices, week_actions
 from experiments.documents import STATUS_ORDER
 from experiments.errors import NotFound
+from experiments.impact import PortfolioImpact, company_start_mrr, portfolio_impact
 from experiments.input_rules import FieldErrors, read_date_range, read_id
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
 from experiments.nrr_page import current_ledger
@@ -91,6 +92,8 @@ class Review:
     action_choices: dict[str, Any] | None = None
     # Tree nodes' latest actuals as of the review against their targets (issue 16).
     tree_actuals: list[ActualLine] = field(default_factory=list)
+    # The quarter's ships: raw and shrunk revenue impact (experiments.impact, issue 15).
+    impact: PortfolioImpact | None = None
 
     @property
     def quarter_start(self) -> date:
@@ -135,6 +138,7 @@ class Review:
             "alerts": [{"key": r.key, "alerts": [a.to_json() for a in r.review.alerts]}
                        for r in self.alerts],
             "driver_tree_summary": self.summary,
+            "impact": self.impact.to_json() if self.impact else None,
             "driver_tree_actuals": [line.to_json() for line in self.tree_actuals],
             "portfolio": [{"key": line["row"].key, "branch": line["branch"],
                            "variant": line["comparison"].get("variant"),
@@ -156,11 +160,10 @@ def _branch_sort_key(row: ReviewRow) -> tuple[str, str]:
     return (((branch.name if branch else None) or "").casefold(), row.key)
 
 
-def _summary(rows: Sequence[ReviewRow], since: date,
-             point_in_time: datetime) -> list[dict[str, Any]]:
-    """Per branch: experiments by status and NRR points won by this quarter's ship decisions."""
+def _summary(rows: Sequence[ReviewRow], impact: PortfolioImpact) -> list[dict[str, Any]]:
+    """Per branch: experiments by status, and the raw and shrunk annual revenue impact of
+    this quarter's ship decisions (:mod:`experiments.impact`)."""
     groups: dict[Any, dict[str, Any]] = {}
-    start = midnight(since)
     for row in sorted(rows, key=_branch_sort_key):
         info = row.experiment
         branch_id, name = (info.branch.id, info.branch.name) if info.branch \
@@ -168,18 +171,12 @@ def _summary(rows: Sequence[ReviewRow], since: date,
         group = groups.setdefault(branch_id, {
             "branch_id": branch_id, "branch": name,
             "counts": dict.fromkeys(STATUS_ORDER, 0), "total": 0,
-            "nrr_points_won": 0.0, "shipped": [],
+            "shipped": [s.key for s in impact.ships if s.branch_id == branch_id],
+            "impact_raw": impact.branch_totals(branch_id)[0].to_json(),
+            "impact_shrunk": impact.branch_totals(branch_id)[1].to_json(),
         })
         group["counts"][info.status] = group["counts"].get(info.status, 0) + 1
         group["total"] += 1
-        decided_at = parse_moment(info.decided_at)
-        if info.decision == "ship" and decided_at is not None \
-                and start <= decided_at <= point_in_time:
-            headline = row.document.headline_comparison()
-            uplift = headline.get("uplift_abs") if headline else None
-            if isinstance(uplift, int | float) and not isinstance(uplift, bool):
-                group["nrr_points_won"] += float(uplift) * 100
-                group["shipped"].append(info.key)
     return list(groups.values())
 
 
@@ -310,7 +307,10 @@ def build_review(
         summary=[], portfolio=_portfolio(rows), agenda=[],
         meeting_id=meeting.id if meeting else None,
     )
-    review.summary = _summary(rows, review.quarter_start, review.point_in_time)
+    review.impact = portfolio_impact(
+        [r.document for r in rows], since=midnight(review.quarter_start),
+        until=review.point_in_time, company_mrr=company_start_mrr(session))
+    review.summary = _summary(rows, review.impact)
     review.tree_actuals = _tree_actuals(session, choices, branch, review.point_in_time)
     if mode == "week":
         review.actions = week_actions(session, user, the_week)
