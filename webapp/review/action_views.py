@@ -81,8 +81,10 @@ def _save(week: str, action_id: int, service):
     view.message = {"open": "Reopened.", "done": "Closed as done.",
                     "dropped": "Dropped."}.get(view.state, "Saved.") \
         if request.endpoint == "review.action_status" else "Saved."
+    shown = [v for v in week_actions(session, user, week) if v.state == "open"]
     return render_page_or_partial("review/action.html", "review/_action.html", view=view,
-                                  week=week)
+                                  week=week,
+                                  counts=(len(shown), sum(v.overdue for v in shown)))
 
 
 def _action_response(week: str, action_id: int, *, status: int, message: str | None = None,
