@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
 SMTP_TIMEOUT_SECONDS = 10.0
 SUBJECT_MAX = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_POLICY = SMTP.clone(max_line_length=76)
 
 
 class MailConfigError(ValueError):
@@ -115,7 +117,9 @@ def clean_subject(subject: str) -> str:
 def build_message(*, sender: str, to: str, subject: str, body: str, date: datetime,
                   message_id: str) -> EmailMessage:
     """The message as sent: plain text, UTF-8, quoted-printable, fixed Date and Message-ID."""
-    message = EmailMessage()
+    # RFC 2045 §6.7: quoted-printable lines of at most 76 characters (the email
+    # package wraps at the policy's line length, 78 by default).
+    message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = Address(addr_spec=to)
     message["Subject"] = clean_subject(subject)
