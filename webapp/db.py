@@ -31,6 +31,7 @@ from experiments.db import (
     retry_pause,
     write_engine,
 )
+from webapp.problems import problem, wants_problem
 from webapp.rendering import is_htmx
 
 _KEY = "nrrlab.engine"
@@ -73,6 +74,8 @@ def init_db(app: Flask) -> None:
 
 
 def _busy():
+    if wants_problem():
+        return problem(503, BUSY_MESSAGE, headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
     # htmx swaps a 503 into its target: give it the fragment, not the whole layout.
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
     page = render_template(template, code=503, message=BUSY_MESSAGE)

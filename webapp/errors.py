@@ -21,6 +21,7 @@ from experiments.db import is_retryable
 from experiments.denials import record_denial
 from experiments.errors import NotFound, PermissionDenied
 from webapp.db import BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS, get_session
+from webapp.problems import problem, wants_problem
 from webapp.rendering import is_htmx
 
 log = logging.getLogger("nrrlab")
@@ -46,6 +47,8 @@ _DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _render(code: int, message: str):
+    if wants_problem():  # the JSON API answers every error as application/problem+json
+        return problem(code, message)
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
     return render_template(template, code=code, message=message), code
 
@@ -60,6 +63,8 @@ def _rollback() -> None:
 
 
 def _signed_in_user():
+    if g.get("api_user") is not None:  # an API request: its token's user, never the cookie's
+        return g.api_user
     try:
         return current_user.user if current_user and current_user.is_authenticated else None
     except SQLAlchemyError:
@@ -100,6 +105,8 @@ def _database_unavailable(exc: BaseException | None = None):
     busy = exc is not None and _busy(exc)
     message, retry_after = (BUSY_MESSAGE, BUSY_RETRY_AFTER_SECONDS) if busy else (
         MESSAGES[503], RETRY_AFTER_SECONDS)
+    if wants_problem():
+        return problem(503, message, headers={"Retry-After": str(retry_after)})
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
     body = current_app.jinja_env.get_template(template).render(code=503, message=message)
     response = current_app.response_class(body, status=503, mimetype="text/html")

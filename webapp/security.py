@@ -31,6 +31,9 @@ F = TypeVar("F", bound=Callable)
 PERMISSION_ATTR = "nrrlab_permission"
 SCOPE_ATTR = "nrrlab_permission_scope"
 PUBLIC = "public"
+#: Prefix of the permission of a JSON API route (``api:<role>``): it authenticates by
+#: API token in ``webapp.api``, never by the session cookie.
+API_ROUTE = "api:"
 Scope = Literal["any", "global"]
 
 csrf = CSRFProtect()
@@ -181,7 +184,7 @@ def _enforce_permissions() -> Response | None:
     if endpoint is None or endpoint == "static":
         return None
     needed = declared_permission(current_app, endpoint)
-    if needed == PUBLIC:
+    if needed == PUBLIC or needed.startswith(API_ROUTE):
         return None
     user = acting_user()
     if user is not None:
