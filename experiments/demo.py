@@ -184,6 +184,7 @@ def seed(session: Session, *, admin_password: str = DEMO_ADMIN_PASSWORD) -> str:
         "Gross revenue retention",
         "lever",
         leading_metric="GRR",
+        metric="grr",  # its actuals come from the revenue ledger (TTM GRR)
         baseline=0.91,
         target=0.93,
         owner_id=liam.id,

@@ -141,7 +141,7 @@ def _entered_actuals(node: DriverNode, rows: list[DriverActual],
         Entry(r.id, r.measured_on, r.value, r.version, names.get(r.entered_by_id or 0, "—"))
         for r in reversed(rows[-LISTED_ENTRIES:])
     )
-    note = "" if points else "No actuals entered yet."
+    note = ""  # "→ no actual" says it; the form below offers the first one
     return NodeActuals(node.id, None, "entered", label, points, spark, entries, note)
 
 

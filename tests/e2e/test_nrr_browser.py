@@ -120,8 +120,10 @@ def test_upload_read_the_trend_drill_into_a_dimension_and_see_the_tree_actual(
     expect(actuals.locator(".actual-value")).to_have_text(pct(want["ttm_nrr"], 1))
     expect(actuals).to_contain_text(f"({want['last']}, from the ledger)")
     expect(actuals.get_by_role("img")).to_be_visible()
+    screenshot(page, "nrr-tree-actuals")
 
     # And the dashboard leads with it.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
     top = page.get_by_role("region", name=re.compile("Net revenue retention"))
     expect(top.locator('[data-figure="nrr"] .value')).to_have_text(pct(want["ttm_nrr"], 1))
+    screenshot(page, "nrr-dashboard")
