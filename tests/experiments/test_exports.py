@@ -35,6 +35,7 @@ from experiments.models import (
     Variant,
 )
 from experiments.review import build_review, parse_week
+from experiments.review_models import Action
 from tests.experiments.test_review import add_data, build_scenario
 
 #: What a spreadsheet runs as a formula (OWASP "CSV injection"), written out here rather
@@ -702,9 +703,11 @@ def test_review_exports_parse_and_match_the_page(session, people, week_scenario)
         "2026-W48",
         win.id,
         note=f"{HOSTILE['note']} {XSS}",
-        action=HOSTILE["action"],
         decision_rationale=HOSTILE["item_rationale"],
     )
+    session.add(Action(title=HOSTILE["action"], experiment_id=win.id, team_id=win.team_id,
+                       raised_week="2026-W48"))
+    session.commit()
     exports = {
         fmt: export_review(session, people["admin"], "2026-W48", fmt, now=NOW)
         for fmt in ("json", "csv", "md", "html", "zip")
@@ -735,7 +738,8 @@ def test_review_exports_parse_and_match_the_page(session, people, week_scenario)
     assert float(by_key["win-late"]["uplift_abs"]) == win_uplift
     assert float(by_key["win-late"]["p_value_bh_portfolio"]) == bh[("win-late", "treatment")]
     assert by_key["win-late"]["item_note"] == "'" + f"{HOSTILE['note']} {XSS}"
-    assert by_key["win-late"]["item_action"] == "'" + HOSTILE["action"]
+    assert by_key["win-late"]["item_actions"] == "'" + HOSTILE["action"] + " (open, no owner)"
+    assert [a["title"] for a in document["actions"]] == [HOSTILE["action"]]
     assert by_key["win-late"]["item_decision_rationale"] == "'" + HOSTILE["item_rationale"]
     for row in rows:
         for name, cell in row.items():

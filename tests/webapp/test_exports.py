@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from experiments.models import AuditEvent, ReviewItem, ReviewMeeting
 from experiments.review import current_week
+from experiments.review_models import Action
 from tests.experiments.test_exports import (
     FORMULA_CHARS,
     HOSTILE,
@@ -145,8 +146,11 @@ def test_each_format_of_a_review_week(review_world, session):
             ReviewItem.experiment_id == scenario.experiments["win-late"].id,
         )
     ).one()
-    item.note, item.action = f"{HOSTILE['note']} {XSS}", HOSTILE["action"]
+    item.note = f"{HOSTILE['note']} {XSS}"
     session.add(item)
+    win_late = scenario.experiments["win-late"]
+    session.add(Action(title=HOSTILE["action"], experiment_id=win_late.id,
+                       team_id=win_late.team_id, raised_week=week))
     session.commit()
     win_uplift = scenario.snapshots["win-late"][1].result["comparisons"][0]["uplift_abs"]
     for fmt in FORMATS:
@@ -168,7 +172,8 @@ def test_each_format_of_a_review_week(review_world, session):
             win = next(r for r in rows if r["experiment_key"] == "win-late")
             assert float(win["uplift_abs"]) == win_uplift
             assert (
-                win["item_note"].startswith("'=") and win["item_action"] == "'" + HOSTILE["action"]
+                win["item_note"].startswith("'=")
+                and win["item_actions"] == "'" + HOSTILE["action"] + " (open, no owner)"
             )
             for row in rows:
                 assert all(not v.startswith(FORMULA_CHARS) or is_number(v) for v in row.values())
