@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlmodel import Session
 
 from experiments.accounts_csv import RowError
 from experiments.analysis import active_dataset
+from experiments.imports import create_upload_job, upload_file_path
 from experiments.jobs import Jobs, make_jobs
 from experiments.models import Dataset, Experiment, UploadJob
 from webapp.db import get_engine
@@ -82,6 +84,35 @@ def upload_state(session: Session, experiment: Experiment, job: UploadJob) -> Up
         active_version=active.version if active is not None else None, job_id=job.id,
         phase=job.phase, rows_read=job.rows_read, rows_stored=job.rows_stored,
     )
+
+
+def queue_upload(session: Session, experiment: Experiment, *, filename: str, actor,
+                 save: Callable[[Path], object]) -> UploadJob:
+    """Create the upload job, commit it, spool the file with ``save(path)`` and queue it.
+
+    The one path of the upload page and the API. The job is committed before the file is
+    written (no lock is held while it is copied); if spooling fails the file is removed and
+    the job marked failed. An immediate queue has run the job when this returns.
+
+    Raises
+    ------
+    experiments.imports.ImportRefused
+        The experiment takes no data (a draft, no variants); nothing is kept.
+    """
+    job = create_upload_job(session, experiment, filename=filename, actor=actor)
+    session.commit()
+    jobs = get_jobs()
+    path = upload_file_path(jobs.uploads, job.id)
+    try:
+        save(path)
+        jobs.enqueue_import(job.id)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        job.state, job.message = "failed", "The upload was interrupted; please try again."
+        session.commit()
+        raise
+    session.refresh(job)
+    return job
 
 
 def start_embedded_worker(app) -> None:

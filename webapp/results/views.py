@@ -18,19 +18,14 @@ from experiments.analysis import load_results
 from experiments.analysis import recompute as recompute_snapshot
 from experiments.errors import NotFound
 from experiments.forest import forest_plot
-from experiments.imports import (
-    UPLOAD_STATUSES,
-    ImportRefused,
-    create_upload_job,
-    upload_file_path,
-)
+from experiments.imports import UPLOAD_STATUSES, ImportRefused
 from experiments.input_rules import parse_id
 from experiments.models import Experiment, UploadJob
 from experiments.nrr_figures_view import nrr_figures
 from experiments.registry import ResultsControls, get_experiment, results_controls
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
-from webapp.results.uploads import UploadState, get_jobs, upload_state
+from webapp.results.uploads import UploadState, queue_upload, upload_state
 from webapp.security import acting_user, allow
 
 bp = Blueprint("results", __name__, url_prefix="/experiments")
@@ -108,24 +103,13 @@ def upload(key: str):
             experiment, UploadState("failed", "Choose a CSV file to upload."), 422
         )
     try:
-        job = create_upload_job(session, experiment, filename=file.filename, actor=acting_user())
+        job = queue_upload(session, experiment, filename=file.filename, actor=acting_user(),
+                           save=file.save)
     except ImportRefused as exc:
         session.rollback()
         return _upload_response(
             experiment, UploadState("refused", str(exc), filename=file.filename), 409
         )
-    session.commit()  # before the file is written: no lock is held while it is copied
-    jobs = get_jobs()
-    path = upload_file_path(jobs.uploads, job.id)
-    try:
-        file.save(path)
-        jobs.enqueue_import(job.id)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        job.state, job.message = "failed", "The upload was interrupted; please try again."
-        session.commit()
-        raise
-    session.refresh(job)  # an immediate queue has already run it
     return _job_response(experiment, job, posted=True)
 
 
