@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ADMIN_EMAIL, _nrrlab, running_server, screenshot, server_env
+from tests.e2e.pages import accessibility_problems, assert_no_horizontal_overflow
 from tests.helpers import TEST_PASSWORD
 from tests.ledger_gen import write_csv
 
@@ -127,3 +128,27 @@ def test_upload_read_the_trend_drill_into_a_dimension_and_see_the_tree_actual(
     top = page.get_by_role("region", name=re.compile("Net revenue retention"))
     expect(top.locator('[data-figure="nrr"] .value')).to_have_text(pct(want["ttm_nrr"], 1))
     screenshot(page, "nrr-dashboard")
+
+
+def test_the_nrr_page_fits_a_phone_and_passes_the_accessibility_basics(
+    page, ledger_server, ledger_file
+):
+    """Runs after the upload above (same module server); on its own it checks the empty page."""
+    base = ledger_server
+    page.goto(f"{base}/login")
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+    problems = []
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in ("/nrr", "/nrr?dimension=region", "/tree/", "/"):
+            assert page.goto(base + path).status == 200
+            try:
+                assert_no_horizontal_overflow(page, f"{path} at {width} px")
+            except AssertionError as exc:
+                problems.append(str(exc))
+            problems += [f"{path} at {width} px: {p}" for p in accessibility_problems(page)]
+    screenshot(page, "nrr-dashboard-390")
+    assert not problems, "\n".join(problems)
