@@ -12,6 +12,7 @@ from flask import Flask
 from experiments.db import default_instance_path
 from webapp import (
     admin,
+    api,
     audit_hooks,
     auth,
     dashboard,
@@ -62,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
                    planner, admin, nrr, ledger, me, quarterly, notify):
         app.register_blueprint(module.bp)
+    api.init_app(app)  # the JSON API (token-authenticated) and the API tokens page
 
     check_route_declarations(app)
     logging.getLogger("nrrlab").debug("app created for %s", app.config["DATABASE_URL"])

@@ -158,7 +158,37 @@ INVENTORY: dict[str, str] = {
     "notify.delete_webhook": "global:admin",
     "notify.deliveries": "global:admin",
     "notify.retry_delivery": "global:admin",
+    # one's own personal API tokens
+    "tokens.index": "viewer",
+    "tokens.create": "viewer",
+    "tokens.revoke": "viewer",
+    # the JSON API (issue 19). "api:<role>" routes authenticate by API token only, never by
+    # the session cookie (so CSRF does not apply to them): the cookie-based checks below skip
+    # them, test_api_routes_ignore_the_session_cookie holds them to 401 for a signed-in
+    # browser, and tests/api/test_permissions.py checks roles, scopes and cross-team 404s
+    # with tokens.
+    "api.openapi": "public",
+    "api.docs": "public",
+    "api.me": "api:viewer",
+    "api.list_nodes": "api:viewer",
+    "api.create_node_": "api:experimenter",
+    "api.get_node_": "api:viewer",
+    "api.update_node_": "api:experimenter",
+    "api.list_experiments_": "api:viewer",
+    "api.create_experiment": "api:experimenter",
+    "api.get_experiment_": "api:viewer",
+    "api.update_experiment_": "api:experimenter",
+    "api.start": "api:experimenter",
+    "api.stop": "api:experimenter",
+    "api.decide": "api:experimenter",
+    "api.results": "api:viewer",
+    "api.upload_dataset": "api:analyst",
+    "api.upload_job": "api:analyst",
+    "api.review_week": "api:viewer",
+    "api.ledger_figures": "api:viewer",
+    "api.ledger_versions_": "api:viewer",
 }
+API = "api:"  # prefix of a route that authenticates by API token (see above)
 
 # GET routes that write rows on purpose, with the reason (anything else must not).
 GET_MAY_WRITE: dict[str, str] = {
@@ -226,6 +256,7 @@ PROBE_VALUES: dict[str, Probe] = {
     "token": Probe(lambda w, s: "cal_" + "x" * 43, scoped=False),  # a calendar feed (public)
     "webhook_id": Probe(lambda w, s: 1, scoped=False),  # webhooks are global (admin only)
     "delivery_id": Probe(lambda w, s: 1, scoped=False),  # the delivery log is global
+    "token_id": Probe(lambda w, s: 1, scoped=False),  # one's own API token (others': 404)
 }
 
 
@@ -253,8 +284,13 @@ class Route(NamedTuple):
         return INVENTORY[self.endpoint].startswith(GLOBAL)
 
     @property
+    def by_token(self) -> bool:
+        return (self.listed or "").startswith(API)
+
+    @property
     def protected(self) -> bool:
-        return self.listed is not None and self.listed != "public"
+        """Signed in by the session cookie (the API's token routes are checked apart)."""
+        return self.listed is not None and self.listed != "public" and not self.by_token
 
 
 def _collect_routes() -> list[Route]:
@@ -719,7 +755,8 @@ def test_state_changing_route_refuses_get(inventory, route):
     )
 
 
-@pytest.mark.parametrize(("route", "method"), _method_params(lambda r, m: m != "GET"))
+@pytest.mark.parametrize(("route", "method"),
+                         _method_params(lambda r, m: m != "GET" and not r.by_token))
 def test_state_change_without_csrf_token_is_refused(inventory, route, method):
     url = _url(route, inventory.world, inventory.world.a)
     before = inventory.counts()
@@ -730,6 +767,20 @@ def test_state_change_without_csrf_token_is_refused(inventory, route, method):
     assert "CSRF" in response.get_data(as_text=True)
     _assert_security_headers(response, f"{method} {url} without CSRF")
     assert inventory.counts() == before, f"{method} {url} without a CSRF token changed rows"
+
+
+@pytest.mark.parametrize(("route", "method"), _method_params(lambda r, m: r.by_token))
+def test_api_routes_ignore_the_session_cookie(inventory, route, method):
+    """A signed-in admin's browser (cookie, CSRF token) gets 401 problem+json from the API:
+    only an API token authenticates it; nothing is written."""
+    url = _url(route, inventory.world, inventory.world.a)
+    before = inventory.counts()
+    response = _request(inventory.clients["admin"], method, url)
+    assert response.status_code == 401, f"{method} {url} by cookie answered {response.status_code}"
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    _assert_security_headers(response, f"{method} {url} by cookie")
+    assert inventory.counts() == before, f"{method} {url} by cookie changed rows"
 
 
 # ------------------------------------------------------------------ cross-team probing
