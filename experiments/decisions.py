@@ -104,11 +104,12 @@ class DecisionRecord:
         return self.decision is not None
 
     @property
-    def eligible_base(self) -> Decimal | None:
-        """The eligible base's monthly MRR in currency units, exactly."""
+    def eligible_base(self) -> float | None:
+        """The eligible base's monthly MRR in currency units (for display; the JSON keeps
+        the exact decimal)."""
         if self.eligible_base_cents is None:
             return None
-        return Decimal(self.eligible_base_cents) / 100
+        return self.eligible_base_cents / 100
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,8 +118,8 @@ class DecisionRecord:
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "source": self.source or None, "shipped_variant": self.shipped_variant,
             "rollout_share": self.rollout_share,
-            "eligible_base_mrr": (str(self.eligible_base) if self.eligible_base is not None
-                                  else None),
+            "eligible_base_mrr": (str(Decimal(self.eligible_base_cents) / 100)
+                                  if self.eligible_base_cents is not None else None),
             "eligible_base_source": self.eligible_base_source or None,
             "reopened_at": self.reopened_at.isoformat() if self.reopened_at else None,
             "reopened_by": self.reopened_by, "reopen_reason": self.reopen_reason or None,
@@ -606,8 +607,8 @@ class DecisionPanel:
     failed: dict[str, list[str]]
 
     @property
-    def ledger_base(self) -> Decimal | None:
-        return None if self.ledger_base_cents is None else Decimal(self.ledger_base_cents) / 100
+    def ledger_base(self) -> float | None:
+        return None if self.ledger_base_cents is None else self.ledger_base_cents / 100
 
 
 def decision_panel(session: Session, experiment: Experiment) -> DecisionPanel:
