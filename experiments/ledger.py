@@ -188,6 +188,8 @@ def insert_rows(
     stop: int | None = None,
 ) -> None:
     """Insert rows ``start:stop`` (default all) of ``table`` as ``version``'s rows."""
+    # Read before COPY starts: loading an expired attribute inside it would deadlock.
+    version_id = version.id
     connection = session.connection()
     raw = connection.connection.driver_connection
     total = len(table) if stop is None else min(stop, len(table))
@@ -196,7 +198,7 @@ def insert_rows(
         cursor = raw.cursor()
         with cursor.copy(f"COPY ledger_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
             for first in range(start, total, _CHUNK):
-                copy.write(_csv_block(version.id, table, first, min(total, first + _CHUNK)))
+                copy.write(_csv_block(version_id, table, first, min(total, first + _CHUNK)))
         cursor.close()
         return
     # Only the columns the file has: each bound NULL still costs time per row.
@@ -208,7 +210,7 @@ def insert_rows(
         raw.execute("BEGIN IMMEDIATE")
     cursor = raw.cursor()
     for first in range(start, total, _CHUNK):
-        cursor.executemany(sql, _row_tuples(version.id, table, first, min(total, first + _CHUNK)))
+        cursor.executemany(sql, _row_tuples(version_id, table, first, min(total, first + _CHUNK)))
     cursor.close()
 
 

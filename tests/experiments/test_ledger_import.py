@@ -333,3 +333,30 @@ def test_cli_imports_lists_and_reports_errors_with_line_numbers(
     assert result.exit_code == 0
     assert result.output.splitlines()[1].startswith("1\t")
     assert result.output.splitlines()[1].endswith("\tall")
+
+
+def test_rows_are_written_for_a_version_whose_attributes_expired_at_commit(
+    db_engine, ledger_csv
+):
+    """Reading ``version.id`` inside PostgreSQL's COPY would load it on the connection that
+    is busy copying, which never returns: the id is read before the copy starts."""
+    from experiments.ledger import insert_rows, reserve_version
+    from experiments.ledger_csv import read_ledger
+
+    table = read_ledger(ledger_csv.read_bytes(), dimensions=DIMS)
+    done = threading.Event()
+
+    def write() -> None:
+        with Session(db_engine) as session:  # expire_on_commit=True, the default
+            version = reserve_version(session, table, filename="x.csv", actor=None)
+            session.commit()
+            insert_rows(session, version, table)
+            session.commit()
+        done.set()
+
+    worker = threading.Thread(target=write, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done.is_set(), "insert_rows hung"
+    with Session(db_engine) as session:
+        assert counts(session)[1] == len(table)
