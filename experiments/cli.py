@@ -273,7 +273,8 @@ def analyze(
 @click.option("--workers", default=2, show_default=True, type=int,
               help="Jobs run at the same time (threads).")
 def worker(workers: int) -> None:
-    """Run the background jobs (uploads) in the foreground: production, beside gunicorn.
+    """Run the background jobs (uploads, notifications, the pre-meeting digest) in the
+    foreground: production, beside gunicorn.
 
     Uses the queue named by NRRLAB_JOBS (default: instance/jobs.sqlite3) and the same
     instance folder as the web app (NRRLAB_INSTANCE_PATH). `nrrlab serve` needs no worker.
