@@ -20,6 +20,7 @@ latest version that covered it. Older versions stay stored and listed.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +66,8 @@ __all__ = [
     "reserve_version",
     "versions",
 ]
+
+log = logging.getLogger("nrrlab.ledger")
 
 MAX_REPORTED_ERRORS = 50
 _CHUNK = 100_000
@@ -644,8 +647,13 @@ def _figures_document(ledger: CurrentLedger) -> dict:
     from stats.ledger import ledger_figures
 
     if not len(ledger):
-        return {}
-    return ledger_figures(ledger.arrays()).to_dict()
+        return {"error": "the current ledger has no rows"}
+    try:
+        return ledger_figures(ledger.arrays()).to_dict()
+    except ValueError as exc:
+        # Stored instead of the figures (the NRR page shows it): the rows stay current.
+        log.warning("ledger figures could not be computed: %s", exc)
+        return {"error": f"the figures could not be computed: {exc}"}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -676,7 +684,8 @@ def _stored(session: Session):
     from stats.ledger import LedgerFigures as Figures
 
     document = current_figures(session)
-    return Figures.from_dict(document) if document else None
+    # None before the first upload, or when the import stored {"error": ...}
+    return Figures.from_dict(document) if document and "periods" in document else None
 
 
 def latest_start_mrr(

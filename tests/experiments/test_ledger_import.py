@@ -360,3 +360,21 @@ def test_rows_are_written_for_a_version_whose_attributes_expired_at_commit(
     assert done.is_set(), "insert_rows hung"
     with Session(db_engine) as session:
         assert counts(session)[1] == len(table)
+
+
+def test_figures_that_cannot_be_computed_are_stored_as_the_reason(
+    session, actor, ledger_csv, monkeypatch
+):
+    import stats.ledger
+
+    def refuse(arrays):
+        raise ValueError("an (account, period) pair appears twice")
+
+    monkeypatch.setattr(stats.ledger, "ledger_figures", refuse)
+    import_ledger(session, ledger_csv, dimensions=DIMS, actor=actor, filename="ledger.csv")
+    session.commit()
+    assert current_figures(session) == {
+        "error": "the figures could not be computed: an (account, period) pair appears twice"
+    }
+    assert latest_start_mrr(session) is None and ledger_sigma(session) is None
+    assert versions(session)[0].status == "current"  # the rows are stored and current
