@@ -397,6 +397,31 @@ def review_csv(review: Mapping[str, Any]) -> str:
     return csv_text(REVIEW_COLUMNS, lines)
 
 
+def _actuals_md_lines(actuals: list[dict[str, Any]]) -> list[str]:
+    """The review's tree actuals against target (issue 16): ledger figures as percent."""
+    if not actuals:
+        return []
+
+    def shown(a: dict[str, Any], value: Any) -> str:
+        if value is None:
+            return "—"
+        return pct(value) if a.get("metric") else f"{value:g}"
+
+    def gap(a: dict[str, Any]) -> str:
+        if a.get("gap") is None:
+            return "—"
+        return pts(a["gap"]) if a.get("metric") else f"{a['gap']:+g}"
+
+    lines = ["", "### Actuals against target", ""]
+    lines += _md_table(["node", "measure", "as of", "baseline", "target", "actual",
+                        "actual − target"], [
+        (a["node"], a["measure"] + (" (ledger)" if a.get("source") == "ledger" else ""),
+         a["period"], shown(a, a.get("baseline")), shown(a, a.get("target")),
+         shown(a, a.get("actual")), gap(a))
+        for a in actuals])
+    return lines
+
+
 def review_markdown(review: Mapping[str, Any]) -> str:
     info = review["review"]
     docs = review_documents(review)
@@ -434,6 +459,7 @@ def review_markdown(review: Mapping[str, Any]) -> str:
          s["counts"]["decided"], _total_cell(s.get("impact_raw")),
          _total_cell(s.get("impact_shrunk")))
         for s in review["driver_tree_summary"]])
+    lines += _actuals_md_lines(review.get("driver_tree_actuals") or [])
     lines += _impact_md_lines(review.get("impact"))
     lines += ["", "## Portfolio", "",
               f"p (BH) is Benjamini-Hochberg adjusted across the {len(review['portfolio'])} "

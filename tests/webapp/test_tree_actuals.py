@@ -238,3 +238,18 @@ def test_dashboard_without_a_ledger_points_to_the_nrr_page(editor):
     html = editor.get("/").get_data(as_text=True)
     top = re.search(r'<section[^>]*class="card dashboard-nrr".*?</section>', html, re.S).group(0)
     assert "No revenue ledger yet" in top and 'href="/nrr"' in top
+
+
+def test_review_exports_carry_the_actuals_against_target(editor, stored, db_engine):
+    root = set_root(db_engine, baseline=1.0, target=1.08)
+    week = "{}-W{:02d}".format(*date.today().isocalendar()[:2])
+    last = stored["ttm"][-1]
+    document = editor.get(f"/review/{week}/export.json").get_json()
+    (line,) = [a for a in document["driver_tree_actuals"] if a["node_id"] == root.id]
+    assert line["actual"] == last["nrr"] and line["target"] == 1.08
+    assert line["period"] == last["period"] and line["source"] == "ledger"
+    markdown = editor.get(f"/review/{week}/export.md").get_data(as_text=True)
+    assert "### Actuals against target" in markdown
+    assert f"| {last['period']} | 100.00% | 108.00% | {last['nrr'] * 100:.2f}% |" in markdown
+    html = editor.get(f"/review/{week}/export.html").get_data(as_text=True)
+    assert "<h3>Actuals against target</h3>" in html and f"{last['nrr'] * 100:.2f}%" in html
