@@ -11,7 +11,8 @@ happened in:
 
 * **run** — experiments started (``started_at``);
 * **won** / **lost** — experiments decided whose headline verdict at the moment of the
-  decision (the newest analysis computed by then) was ``win`` / ``loss``;
+  decision (the newest analysis computed by then, else the one in force now) was
+  ``win`` / ``loss``;
 * **shipped** — experiments decided ``ship``; their annual revenue impact, raw and shrunk,
   comes from :func:`shipped_impact`, i.e. :func:`experiments.impact.portfolio_impact` (the
   one computation, also behind the weekly review's figures), and adds up like the counts.
@@ -187,22 +188,25 @@ class Event:
 
 def _verdicts_at_decision(session: Session, experiments: Sequence[Experiment]
                           ) -> dict[int, str | None]:
-    """Each decided experiment's headline verdict as of its decision."""
+    """Each decided experiment's headline verdict as of its decision: the newest analysis
+    computed by then; when none was (a decision recorded with an earlier date than its
+    analysis, as imported histories have), the analysis in force now."""
     decided = {e.id: aware(e.decided_at) for e in experiments if e.decided_at is not None}
     if not decided:
         return {}
-    out: dict[int, tuple[datetime, int, str | None]] = {}
+    before: dict[int, tuple[datetime, int, str | None]] = {}
+    latest: dict[int, tuple[datetime, int, str | None]] = {}
     for experiment_id, computed_at, snapshot_id, verdict in session.exec(
             select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at,
                    AnalysisSnapshot.id, AnalysisSnapshot.verdict)
             .where(AnalysisSnapshot.experiment_id.in_(list(decided)))).all():
-        moment = aware(computed_at)
-        if moment > decided[experiment_id]:
-            continue
-        best = out.get(experiment_id)
-        if best is None or (moment, snapshot_id) > best[:2]:
-            out[experiment_id] = (moment, snapshot_id, verdict)
-    return {k: v[2] for k, v in out.items()}
+        entry = (aware(computed_at), snapshot_id, verdict)
+        if entry[:2] > latest.get(experiment_id, entry)[:2] or experiment_id not in latest:
+            latest[experiment_id] = entry
+        if entry[0] <= decided[experiment_id] and (
+                experiment_id not in before or entry[:2] > before[experiment_id][:2]):
+            before[experiment_id] = entry
+    return {k: (before.get(k) or latest[k])[2] for k in latest}
 
 
 def _branch_of(node_id: int, parents: Mapping[int, int | None]) -> int:

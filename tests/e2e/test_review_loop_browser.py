@@ -44,6 +44,7 @@ def test_my_week_and_closing_an_action_during_the_review(page, server):
     expect(card.locator(".badge.overdue")).to_have_text("Overdue")
     expect(page.locator("#actions [role=status]")).to_have_text("Action added.")
     assert page.evaluate(MARKER) == 1, "adding an action reloaded the page"
+    assert accessibility_problems(page) == []
 
     # Her week lists it, overdue, with the way back to the review.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="My week").click()
@@ -70,3 +71,10 @@ def test_my_week_and_closing_an_action_during_the_review(page, server):
         "data-state", "done")
     page.goto(f"{server}/me")
     expect(page.locator("#my-actions")).not_to_contain_text(title)
+
+    # The quarter's review is one click away, printable and accessible too.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Quarter").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Quarterly business review")
+    expect(page.locator("#weeks tfoot")).to_contain_text("Quarter")
+    assert accessibility_problems(page) == []
+    screenshot(page, "quarterly-review")

@@ -322,3 +322,20 @@ def test_exports_carry_the_same_numbers(session, generated):
     events = session.exec(select(AuditEvent.action).where(
         AuditEvent.entity_type == "quarterly_review")).all()
     assert events == ["export.json", "export.csv", "export.md", "export.html"]
+
+
+def test_a_decision_dated_before_its_analysis_takes_the_analysis_in_force(session):
+    admin = make_user(session, "admin@late.test", "admin")
+    decided = datetime(2026, 11, 4, 12, tzinfo=UTC)  # W45
+    experiment = make_experiment(session, "backdated", status="decided",
+                                 started_at=decided - timedelta(days=20), decided_at=decided,
+                                 decision="ship", decision_rationale="imported")
+    _snapshot(session, experiment, decided + timedelta(days=2), "loss", 1)
+    _snapshot(session, experiment, decided + timedelta(days=3), "win", 2)
+    session.commit()
+    qbr = build_quarterly(session, admin, "2026-Q4", now=NOW)
+    # The newest analysis (win), not the earlier loss nor nothing.
+    assert (qbr.total.won, qbr.total.lost, qbr.total.shipped) == (
+        ["backdated"], [], ["backdated"])
+    week = {w.label: t for w, t in qbr.weeks}["2026-W45"]
+    assert week.won == ["backdated"]
