@@ -362,6 +362,24 @@ def emit(session: Session, event: Event, *,
     return deliveries
 
 
+def ping_webhook(session: Session, endpoint: WebhookEndpoint, *, actor: User,
+                 ip: str = "") -> Delivery:
+    """A ``ping`` delivery to ``endpoint`` only (the admin's "send a test"), sent after
+    commit even when the endpoint is switched off; audited as ``webhook.test``."""
+    event = Event(kind="ping", title="Test message from NRR Lab", occurred_at=utcnow(),
+                  lines=(("Webhook", endpoint.name),), data={"webhook": endpoint.name})
+    delivery = Delivery(channel="webhook", event="ping", webhook_id=endpoint.id,
+                        recipient=endpoint.url, subject=event.title,
+                        body=payload_bytes(event.webhook_payload()).decode("utf-8"),
+                        created_at=event.occurred_at, updated_at=event.occurred_at)
+    session.add(delivery)
+    session.flush()
+    record_event(session, "webhook.test", actor=actor, entity_type="webhook",
+                 entity_id=endpoint.id, ip=ip, diff={"delivery": [None, delivery.id]})
+    dispatch_after_commit(session, [delivery.id])
+    return delivery
+
+
 def queue_email(session: Session, user: User, *, event: str, subject: str, body: str,
                 dedupe_key: str | None = None, now: datetime | None = None) -> Delivery | None:
     """One email to ``user`` (e.g. the digest), sent after commit; ``None`` when a delivery
@@ -444,7 +462,7 @@ def _send(session: Session, delivery: Delivery, now: datetime,
             if delivery.webhook_id else None
         if endpoint is None:
             raise _Skip("the webhook was deleted")
-        if not endpoint.active:
+        if not endpoint.active and delivery.event != "ping":
             raise _Skip("the webhook is switched off")
         delivery.recipient = endpoint.url
         return post(endpoint.url, delivery.body.encode("utf-8"),

@@ -3,6 +3,9 @@ delivery log; and a request that triggers an event answers without waiting for i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import time
 
@@ -178,3 +181,24 @@ def test_a_rolled_back_decision_sends_nothing(app, login_as, factory, db_engine,
     assert receiver.calls == []
     with Session(db_engine) as session:
         assert session.exec(select(Delivery)).all() == []
+
+
+def test_send_a_test_to_a_webhook(login_as, db_engine, receiver):
+    admin = login_as("admin")
+    with Session(db_engine) as session:
+        hook = WebhookEndpoint(name="Ops", url=receiver.url, events=["alert"], secret="t0p",
+                               active=False)
+        session.add(hook)
+        session.commit()
+        hook_id = hook.id
+    response = _post(admin, f"/admin/webhooks/{hook_id}/test")
+    assert response.status_code == 303 and response.headers["Location"].endswith(
+        "/admin/deliveries")
+    [call] = receiver.calls  # sent even while switched off: that is what a test is for
+    assert call.headers["x-nrrlab-event"] == "ping"
+    ts = call.headers["x-nrrlab-timestamp"]
+    expected = "sha256=" + hmac.new(b"t0p", ts.encode() + b"." + call.body,
+                                    hashlib.sha256).hexdigest()
+    assert call.headers["x-nrrlab-signature"] == expected
+    body = json.loads(call.body)
+    assert (body["event"], body["experiment"], body["data"]) == ("ping", None, {"webhook": "Ops"})

@@ -156,6 +156,7 @@ INVENTORY: dict[str, str] = {
     "notify.create_webhook": "global:admin",
     "notify.update_webhook": "global:admin",
     "notify.delete_webhook": "global:admin",
+    "notify.test_webhook": "global:admin",
     "notify.deliveries": "global:admin",
     "notify.retry_delivery": "global:admin",
     # one's own personal API tokens

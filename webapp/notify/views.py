@@ -13,6 +13,7 @@ webhooks and delivery log.
 | POST   | /admin/webhooks                            | global admin  | create_webhook   |
 | POST   | /admin/webhooks/<webhook_id>               | global admin  | update_webhook   |
 | POST   | /admin/webhooks/<webhook_id>/delete        | global admin  | delete_webhook   |
+| POST   | /admin/webhooks/<webhook_id>/test          | global admin  | test_webhook     |
 | GET    | /admin/deliveries                          | global admin  | deliveries       |
 | POST   | /admin/deliveries/<delivery_id>/retry      | global admin  | retry_delivery   |
 
@@ -31,6 +32,7 @@ from experiments.errors import Conflict, ValidationFailed
 from experiments.mailer import email_configured
 from experiments.notify import (
     list_deliveries,
+    ping_webhook,
     preferences_of,
     register_dispatcher,
     retry_delivery,
@@ -220,6 +222,18 @@ def delete_webhook_view(webhook_id: int):
     session.commit()
     flash(f"Webhook {name} removed.", "success")
     return redirect(url_for("notify.webhooks"), code=303)
+
+
+@bp.post("/admin/webhooks/<int:webhook_id>/test", endpoint="test_webhook")
+@allow("admin", scope="global")
+def test_webhook_view(webhook_id: int):
+    """Send a signed ``ping`` to one endpoint; the delivery log shows how it went."""
+    session = get_session()
+    endpoint = get_webhook(session, webhook_id)
+    delivery = ping_webhook(session, endpoint, actor=acting_user(), ip=client_ip())
+    session.commit()
+    flash(f"Test message to {endpoint.name} queued (delivery {delivery.id}).", "success")
+    return redirect(url_for("notify.deliveries"), code=303)
 
 
 @bp.get("/admin/deliveries")
