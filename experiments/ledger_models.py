@@ -97,9 +97,11 @@ class LedgerRow(SQLModel, table=True):
             BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
         ),
     )
-    version_id: int = Field(
-        sa_column=Column(ForeignKey("ledger_version.id", ondelete="CASCADE"), nullable=False)
-    )
+    # No foreign key, on purpose: PostgreSQL checks one per copied row, which doubled the
+    # COPY time of a million rows (BENCHMARKS.md). Rows are written only for a version
+    # just reserved, and a version is deleted only by ledger.discard_version, which
+    # deletes its rows first.
+    version_id: int
     period: int  # year * 12 + month - 1
     account_id: str = Field(max_length=255)
     start_cents: int = Field(sa_type=BigInteger)

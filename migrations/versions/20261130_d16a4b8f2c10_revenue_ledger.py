@@ -73,9 +73,7 @@ def upgrade() -> None:
                            name=op.f('ck_ledger_row_loss_within_start')),
         sa.CheckConstraint('days_to_value IS NULL OR days_to_value >= 0',
                            name=op.f('ck_ledger_row_days_nonnegative')),
-        sa.ForeignKeyConstraint(['version_id'], ['ledger_version.id'],
-                                name=op.f('fk_ledger_row_version_id_ledger_version'),
-                                ondelete='CASCADE'),
+        # No foreign key to ledger_version on purpose (see experiments/ledger_models.py).
         sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_row')),
     )
     with op.batch_alter_table('ledger_row', schema=None) as batch_op:
