@@ -94,13 +94,14 @@ def _run(make, output: Path | None, as_email: str | None) -> None:
 
 @click.group("export", context_settings={"help_option_names": ["-h", "--help"]})
 def export() -> None:
-    """Export uplift reports (one experiment, one weekly review) or the NRR page.
+    """Export uplift reports (one experiment, one weekly review, one quarter) or the NRR page.
 
     \b
     nrrlab export experiment seat-limit-nudge --format html -o report.html
     nrrlab export review 2026-W48 --format md --branch 3
     nrrlab export review 2026-W48 --from 2026-11-01 --to 2026-11-30 --format csv
     nrrlab export nrr --format csv -o nrr.csv
+    nrrlab export quarter 2026-Q4 --format html -o qbr.html
     """
 
 
@@ -184,3 +185,17 @@ def nrr_command(fmt: str, output: Path | None, as_email: str | None) -> None:
     from experiments.nrr_export import export_nrr
 
     _run(lambda session, user: export_nrr(session, user, fmt, via="cli"), output, as_email)
+
+
+@export.command("quarter")
+@click.argument("quarter")
+@_FORMAT
+@_OUTPUT
+@_AS
+def quarter_command(quarter: str, fmt: str, output: Path | None, as_email: str | None) -> None:
+    """The quarterly business review of QUARTER (e.g. 2026-Q4): per branch target against
+    actual, experiments run / won / lost / shipped by week and in total, OKRs."""
+    from experiments.quarterly_export import export_quarterly
+
+    _run(lambda session, user: export_quarterly(session, user, quarter, fmt, via="cli"),
+         output, as_email)

@@ -339,3 +339,25 @@ def test_a_decision_dated_before_its_analysis_takes_the_analysis_in_force(sessio
         ["backdated"], [], ["backdated"])
     week = {w.label: t for w, t in qbr.weeks}["2026-W45"]
     assert week.won == ["backdated"]
+
+
+def test_the_cli_exports_a_quarter_like_the_page(session, database_url, generated):
+    from click.testing import CliRunner
+
+    from experiments.cli_export import export
+
+    _, _, frame = generated
+    events = _oracle(frame, "2026-Q4")
+    # The CLI reports as of now: events after this moment are not counted yet.
+    expected = events[pd.to_datetime(events["at"], utc=True) <= pd.Timestamp.now(tz="UTC")] \
+        .groupby("kind").size()
+    runner = CliRunner()
+    result = runner.invoke(export, ["quarter", "2026-Q4", "--format", "json"],
+                           env={"DATABASE_URL": database_url}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["run"] == expected["run"]
+    bad = runner.invoke(export, ["quarter", "2026-Q9"], env={"DATABASE_URL": database_url})
+    assert bad.exit_code == 2 and "quarter must look like 2026-Q4" in bad.output
+    event = session.exec(select(AuditEvent).where(
+        AuditEvent.entity_type == "quarterly_review")).one()
+    assert event.action == "export.json" and event.diff["via"] == [None, "cli"]
