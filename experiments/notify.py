@@ -34,11 +34,12 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import event as sa_event
 from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from experiments.access import effective_role
 from experiments.audit import record_event
-from experiments.errors import NotFound
+from experiments.errors import Conflict, NotFound
 from experiments.input_rules import FieldErrors, parse_id, read_choice, read_flag
 from experiments.mailer import (
     MailConfigError,
@@ -266,9 +267,13 @@ class Preferences:
         return kind in self.events
 
 
+def _preference_row(session: Session, user: User) -> NotificationPreference | None:
+    return session.exec(select(NotificationPreference)
+                        .where(NotificationPreference.user_id == user.id)).first()
+
+
 def preferences_of(session: Session, user: User) -> Preferences:
-    row = session.exec(select(NotificationPreference)
-                       .where(NotificationPreference.user_id == user.id)).first()
+    row = _preference_row(session, user)
     if row is None:
         return Preferences(frozenset(DEFAULT_EMAIL_EVENTS), "mine", None)
     chosen = {name for name in (DIGEST, *EVENTS) if getattr(row, name)}
@@ -283,20 +288,24 @@ def save_preferences(session: Session, user: User, data: Mapping[str, Any]) -> P
     ------
     ValidationFailed
         A scope not in :data:`SCOPES`, a malformed ``version``.
-    experiments.versioning.StaleVersion
-        The preferences changed since (another tab).
+    experiments.errors.Conflict
+        The preferences changed since, or were first saved meanwhile (another tab).
     """
     errors = FieldErrors()
     scope = read_choice(data, "scope", errors, SCOPES, default="mine")
     errors.raise_if_any()
     values = {name: read_flag(data, name) for name in (DIGEST, *EVENTS)}
-    row = session.exec(select(NotificationPreference)
-                       .where(NotificationPreference.user_id == user.id)).first()
     before = preferences_of(session, user)
+    row = _preference_row(session, user)
     if row is None:
         row = NotificationPreference(user_id=user.id, scope=scope, **values)
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():  # two first saves at once: one row, one conflict
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            raise Conflict("your notification settings were saved meanwhile (another tab?); "
+                           "reload the page to see them") from None
     else:
         compare_and_set(session, row, parse_version(data.get("version")),
                         {**values, "scope": scope, "updated_at": utcnow()},
@@ -589,8 +598,6 @@ def retry_delivery(session: Session, delivery_id: Any, *, actor: User, ip: str =
     experiments.errors.Conflict
         It is not failed or skipped (already sent, or still being tried).
     """
-    from experiments.errors import Conflict
-
     found = parse_id(delivery_id)
     delivery = session.get(Delivery, found, populate_existing=True) if found else None
     if delivery is None:

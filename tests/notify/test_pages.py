@@ -202,3 +202,21 @@ def test_send_a_test_to_a_webhook(login_as, db_engine, receiver):
     assert call.headers["x-nrrlab-signature"] == expected
     body = json.loads(call.body)
     assert (body["event"], body["experiment"], body["data"]) == ("ping", None, {"webhook": "Ops"})
+
+
+def test_a_first_save_that_lost_the_race_is_a_conflict(session, monkeypatch):
+    """Two tabs save for the first time at once: the second insert hits the unique user
+    row and answers a conflict instead of a 500 (PostgreSQL; SQLite serialises them)."""
+    from experiments import notify
+    from experiments.errors import Conflict
+    from tests.factories import make_user
+
+    user = make_user(session, "twice@example.com")
+    session.add(NotificationPreference(user_id=user.id, upload=False))  # the other tab's
+    session.commit()
+    monkeypatch.setattr(notify, "_preference_row", lambda _session, _user: None)  # read before
+    with pytest.raises(Conflict, match="saved meanwhile"):
+        notify.save_preferences(session, user, {"upload": "on"})
+    session.rollback()
+    [row] = session.exec(select(NotificationPreference)).all()
+    assert row.upload is False
