@@ -1,9 +1,16 @@
 """Benchmark `nrrlab analyze` on a generated 1,000,000-account, two-arm CSV.
 
-Usage: python benchmarks/bench_analyze.py [--rows 1000000] [--runs 5]
+Usage: python benchmarks/bench_analyze.py [--rows 1000000] [--runs 5] [--nrr-columns]
+                                          [--baseline DIR]
 Prints wall time (min / median) and peak RSS of the CLI process; the file is
 generated once into benchmarks/data/ (git-ignored). Target (issue #3): ≤ 1.6 s wall
 and ≤ 500 MB peak RSS on the project's 2-core machines.
+
+``--nrr-columns`` adds issue 15's optional columns (days_observed, pre_start_mrr,
+pre_end_mrr), so CUPED and journey velocity are computed too. ``--baseline DIR`` runs
+the same file through another checkout of the code (e.g. ``git archive <commit>``
+unpacked into DIR) alternately with this one, on the same interpreter, and prints the
+ratio of the medians: on a shared machine only a side-by-side ratio is comparable.
 """
 
 from __future__ import annotations
@@ -22,12 +29,22 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> None:
-    """Two arms, lognormal MRR, ~8% full churn, contraction and expansion; written in chunks."""
+def generate(path: Path, rows: int, seed: int = 7, *, nrr_columns: bool = False) -> None:
+    """Two arms, lognormal MRR, ~8% full churn, contraction and expansion; written in chunks.
+
+    With ``nrr_columns`` every account also has days_observed (days to value beyond it
+    are blank: censored) and a pre-period (pre_start_mrr, pre_end_mrr).
+    """
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,"
+        "days_to_value"
+    )
+    if nrr_columns:
+        header += ",days_observed,pre_start_mrr,pre_end_mrr"
     with path.open("w") as out:
-        out.write("account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment,days_to_value\n")
+        out.write(header + "\n")
         chunk = 100_000
         segments = np.array(["SMB", "Mid-Market", "Enterprise"])
         for first in range(0, rows, chunk):
@@ -45,30 +62,52 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             churned = np.where(churn, start, 0)
             seg = segments[rng.integers(0, 3, n)]
             days = np.round(rng.gamma(2, 9, n), 1)
-            lines = [
-                f"acct-{first + i:07d},{variant[i]},{start[i]:.2f},{expansion[i]:.2f},"
-                f"{contraction[i]:.2f},{churned[i]:.2f},{seg[i]},{days[i]}"
-                for i in range(n)
-            ]
+            if nrr_columns:
+                observed = rng.integers(14, 90, n)
+                pre_start = np.round(start * rng.uniform(0.8, 1.1, n), 2)
+                pre_end = np.round(pre_start * rng.normal(1.0, 0.08, n).clip(0), 2)
+                lines = [
+                    f"acct-{first + i:07d},{variant[i]},{start[i]:.2f},{expansion[i]:.2f},"
+                    f"{contraction[i]:.2f},{churned[i]:.2f},{seg[i]},"
+                    f"{days[i] if days[i] <= observed[i] else ''},{observed[i]},"
+                    f"{pre_start[i]:.2f},{pre_end[i]:.2f}"
+                    for i in range(n)
+                ]
+            else:
+                lines = [
+                    f"acct-{first + i:07d},{variant[i]},{start[i]:.2f},{expansion[i]:.2f},"
+                    f"{contraction[i]:.2f},{churned[i]:.2f},{seg[i]},{days[i]}"
+                    for i in range(n)
+                ]
             out.write("\n".join(lines) + "\n")
 
 
-def run_once(path: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one `nrrlab analyze` run, in a fresh process."""
+def run_once(path: Path, code_dir: Path | None = None) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one `nrrlab analyze`
+    run, in a fresh process.
+
+    ``code_dir``: run that checkout's code instead of this one (same interpreter). CPU
+    time is the steadier measure on a shared machine: waiting for a core is not counted.
+    """
     code = (
         "import resource, subprocess, sys, time;"
         "t = time.perf_counter();"
         "r = subprocess.run([sys.executable, '-m', 'experiments.cli', 'analyze',"
         f" {str(path)!r}], stdout=subprocess.DEVNULL);"
         "w = time.perf_counter() - t;"
-        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(w, u.ru_maxrss, r.returncode, u.ru_utime + u.ru_stime)"
     )
+    env = None
+    if code_dir is not None:
+        env = {**os.environ, "PYTHONPATH": str(code_dir)}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        cwd=code_dir or HERE.parent, env=env,
     ).stdout.split()
     if out[2] != "0":
         raise SystemExit("nrrlab analyze failed")
-    return float(out[0]), int(out[1])
+    return float(out[0]), int(out[1]), float(out[3])
 
 
 def time_from_sums(repeats: int = 200) -> tuple[float, float]:
@@ -98,18 +137,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--nrr-columns", action="store_true",
+                        help="add days_observed and the pre-period columns to the file")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout to time side by side (alternating runs)")
     args = parser.parse_args()
-    path = HERE / "data" / f"accounts_{args.rows}.csv"
+    suffix = "_nrr" if args.nrr_columns else ""
+    path = HERE / "data" / f"accounts_{args.rows}{suffix}.csv"
     if not path.exists():
         t = time.perf_counter()
-        generate(path, args.rows)
+        generate(path, args.rows, nrr_columns=args.nrr_columns)
         print(
             f"generated {path.name} ({path.stat().st_size / 1e6:.1f} MB)"
             f" in {time.perf_counter() - t:.1f} s"
         )
-    results = [run_once(path) for _ in range(args.runs)]
-    walls = [w for w, _ in results]
-    peak_mb = max(r for _, r in results) / 1024
+    results, baseline = [], []
+    for _ in range(args.runs):
+        results.append(run_once(path))
+        if args.baseline is not None:
+            baseline.append(run_once(path, args.baseline.resolve()))
+    walls = [w for w, _, _ in results]
+    cpus = [c for _, _, c in results]
+    peak_mb = max(r for _, r, _ in results) / 1024
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
@@ -118,7 +167,24 @@ def main() -> None:
         f"nrrlab analyze wall: min {min(walls):.2f} s,"
         f" median {statistics.median(walls):.2f} s over {args.runs} runs"
     )
+    print(f"CPU (user + system): median {statistics.median(cpus):.2f} s")
     print(f"peak RSS: {peak_mb:.0f} MB")
+    if baseline:
+        old = [w for w, _, _ in baseline]
+        old_cpu = [c for _, _, c in baseline]
+        print(
+            f"baseline {args.baseline}: min {min(old):.2f} s,"
+            f" median {statistics.median(old):.2f} s,"
+            f" CPU median {statistics.median(old_cpu):.2f} s,"
+            f" peak RSS {max(r for _, r, _ in baseline) / 1024:.0f} MB"
+        )
+        print(f"runs wall (new): {' / '.join(f'{w:.2f}' for w in walls)}")
+        print(f"runs wall (baseline): {' / '.join(f'{w:.2f}' for w in old)}")
+        print(f"runs CPU (new): {' / '.join(f'{c:.2f}' for c in cpus)}")
+        print(f"runs CPU (baseline): {' / '.join(f'{c:.2f}' for c in old_cpu)}")
+        ratio = statistics.median(walls) / statistics.median(old)
+        cpu_ratio = statistics.median(cpus) / statistics.median(old_cpu)
+        print(f"ratio new/baseline (medians): wall {ratio:.3f}, CPU {cpu_ratio:.3f}")
     median_ms, p95_ms = time_from_sums()
     print(
         "stats.analyze from sufficient statistics (2 arms):"
