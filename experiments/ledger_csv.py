@@ -31,6 +31,7 @@ import hashlib
 import re
 from array import array
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -563,51 +564,46 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
     raw = {wanted[name]: table.column(name) for name in table.column_names}
     del table
 
-    ids = _fast_text(raw.pop("account_id"), required=True)
-    if ids is None:
+    # pyarrow kernels release the GIL: the columns are checked two at a time.
+    checks = {
+        "account_id": _fast_account_codes,
+        "period": _fast_months,
+        "start_mrr": lambda values: _fast_cents(values, required=True),
+        "expansion_mrr": _fast_cents,
+        "contraction_mrr": _fast_cents,
+        "churned_mrr": _fast_cents,
+        "customer_since": _fast_dates,
+        "days_to_value": _fast_days,
+    }
+    for name, _ in layout.dimensions:
+        checks[f"dim:{name}"] = _fast_dimension
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = {
+            key: pool.submit(check, raw.pop(key)) for key, check in checks.items() if key in raw
+        }
+        result = {key: future.result() for key, future in pending.items()}
+    if any(value is None for value in result.values()):
         return None
-    encoded = pc.dictionary_encode(ids.combine_chunks())
-    account_code = _to_numpy(encoded.indices, dtype=np.int64)
-    month = _fast_months(raw.pop("period"))
-    if month is None:
-        return None
+    ids, account_code, accounts = result["account_id"]
+    month = result["period"]
     # (account, period) unique: one int64 key per row, sorted once.
     span = int(month.max()) - int(month.min()) + 1
     key = account_code * span + (month - month.min())
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    if (sorted_key[1:] == sorted_key[:-1]).any():
+    key.sort()
+    if (key[1:] == key[:-1]).any():
         return None
-
-    money = {}
-    for column, required in (
-        ("start_mrr", True),
-        ("expansion_mrr", False),
-        ("contraction_mrr", False),
-        ("churned_mrr", False),
-    ):
-        if column in raw:
-            values = _fast_cents(raw.pop(column), required=required)
-            if values is None:
-                return None
-        else:
-            values = np.zeros(rows, dtype=np.int64)
-        money[column] = values
+    zeros = np.zeros(rows, dtype=np.int64)
+    money = {
+        column: result.get(column, zeros)
+        for column in ("start_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr")
+    }
     if not (money["contraction_mrr"] + money["churned_mrr"] <= money["start_mrr"]).all():
         return None
-
-    since = None
-    if "customer_since" in raw:
-        since = _fast_dates(raw.pop("customer_since"))
-        if since is None:
-            return None
-    days = None
-    if "days_to_value" in raw:
-        days = _fast_days(raw.pop("days_to_value"))
-        if days is None:
-            return None
+    money = {column: values.copy() if values is zeros else values
+             for column, values in money.items()}
+    since = result.get("customer_since")
+    days = result.get("days_to_value")
     # Account attributes: every row equals its account's first row.
-    accounts = len(encoded.dictionary)
     if since is not None and not _same_per_account(since.view(np.int64), account_code, accounts):
         return None
     if days is not None:
@@ -616,12 +612,7 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
         if not _same_per_account(filled, account_code, accounts):
             return None
 
-    dims = []
-    for name, _ in layout.dimensions:
-        values = _fast_text(raw.pop(f"dim:{name}"), required=False)
-        if values is None:
-            return None
-        dims.append((name, _objects_via_dictionary(values)))
+    dims = [(name, result[f"dim:{name}"]) for name, _ in layout.dimensions]
     return _ledger_table(
         account_id=object_array(ids.to_pylist()),
         account_code=account_code,
@@ -635,6 +626,22 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
         dimensions=tuple(dims),
         notes=layout.notes,
     )
+
+
+def _fast_account_codes(
+    values: pa.ChunkedArray,
+) -> tuple[pa.ChunkedArray, np.ndarray, int] | None:
+    """The trimmed ids, each row's account code (order of first appearance), the count."""
+    ids = _fast_text(values, required=True)
+    if ids is None:
+        return None
+    encoded = pc.dictionary_encode(ids.combine_chunks())
+    return ids, _to_numpy(encoded.indices, dtype=np.int64), len(encoded.dictionary)
+
+
+def _fast_dimension(values: pa.ChunkedArray) -> np.ndarray | None:
+    values = _fast_text(values, required=False)
+    return None if values is None else _objects_via_dictionary(values)
 
 
 def _same_per_account(values: np.ndarray, account: np.ndarray, accounts: int) -> bool:
