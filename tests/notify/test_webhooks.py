@@ -246,3 +246,29 @@ def test_bad_webhook_forms_say_which_field_and_why(session, data, field, words):
     with pytest.raises(ValidationFailed) as caught:
         create_webhook(session, data, actor=ana)
     assert words in caught.value.errors[field]
+
+
+def test_the_background_worker_sends_what_a_commit_queued(session, db_engine, receiver,
+                                                          fixed_clock, tmp_path):
+    """End to end on the embedded queue (SqliteHuey) with the consumer threads that
+    `nrrlab serve` runs: the commit queues, a worker thread sends."""
+    from experiments.jobs import make_jobs
+
+    jobs = make_jobs(db_engine, tmp_path / "instance", "sqlite")
+    consumer = jobs.start_in_background(workers=1)
+    try:
+        ana, experiment, _endpoint, _secret = _world(session, receiver.url)
+        [delivery] = _decide(session, experiment, ana)
+        deadline = time.monotonic() + 10
+        while not receiver.calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [c.body for c in receiver.calls] == [EXPECTED_DECISION_BODY]
+        while time.monotonic() < deadline:
+            session.expire_all()
+            if session.get(Delivery, delivery.id).status == "sent":
+                break
+            time.sleep(0.05)
+        assert session.get(Delivery, delivery.id).status == "sent"
+    finally:
+        consumer.stop(graceful=True)
+        notify._dispatchers.pop(db_engine.pool, None)
