@@ -298,6 +298,7 @@ def worker(workers: int) -> None:
 
 
 def _register_subgroups() -> None:
+    from experiments.cli_api import pull, push
     from experiments.cli_backup import backup_command, restore_command
     from experiments.cli_export import export
     from experiments.cli_ledger import ledger
@@ -308,6 +309,8 @@ def _register_subgroups() -> None:
     main.add_command(ledger)
     main.add_command(backup_command)
     main.add_command(restore_command)
+    main.add_command(push)
+    main.add_command(pull)
 
 
 _register_subgroups()
