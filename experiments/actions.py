@@ -20,7 +20,7 @@ in the action's team (:mod:`experiments.access`) and writes an audit event:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from experiments.access import can, require, visible_team_ids
+from experiments.access import can, require, team_roles, visible_team_ids
 from experiments.audit import diff_fields, record_event
 from experiments.documents import user_label
 from experiments.errors import NotFound, ValidationFailed
@@ -37,6 +37,7 @@ from experiments.models import Experiment, User, utcnow
 from experiments.review_items import owner_choices
 from experiments.review_models import ACTION_STATUSES, Action
 from experiments.review_weeks import Week, aware, current_week, iso, parse_week
+from experiments.users import role_rank
 from experiments.versioning import compare_and_set, parse_version
 
 MAX_TITLE = 2_000
@@ -107,6 +108,20 @@ def _sort_key(view: ActionView) -> tuple:
             a.raised_week, a.id)
 
 
+def editor_check(session: Session, user: User) -> Callable[[int | None], bool]:
+    """``team_id -> may user act as experimenter there``, reading the user's roles once
+    (the same rule as :func:`experiments.access.can`, without a query per object)."""
+    roles = team_roles(session, user)
+
+    def check(team_id: int | None) -> bool:
+        if user.role == "admin":
+            return True
+        role = user.role if team_id is None else roles.get(team_id)
+        return role is not None and role_rank(role) >= role_rank("experimenter")
+
+    return check
+
+
 def _views(session: Session, user: User, actions: Sequence[Action], week: Week) -> list[ActionView]:
     experiment_ids = {a.experiment_id for a in actions if a.experiment_id}
     experiments = {e.id: e for e in session.exec(
@@ -116,6 +131,7 @@ def _views(session: Session, user: User, actions: Sequence[Action], week: Week) 
     users = {u.id: u for u in session.exec(select(User).where(User.id.in_(user_ids))).all()} \
         if user_ids else {}
     owners = owner_choices(session, {a.team_id for a in actions})
+    may_edit = editor_check(session, user)
     views = []
     for a in actions:
         experiment = experiments.get(a.experiment_id)
@@ -125,7 +141,7 @@ def _views(session: Session, user: User, actions: Sequence[Action], week: Week) 
             owner_label=user_label(users.get(a.owner_id)),
             experiment_key=experiment.key if experiment else None,
             experiment_name=experiment.name if experiment else None,
-            can_edit=can(session, user, a.team_id, "experimenter"),
+            can_edit=may_edit(a.team_id),
             owners=owners.get(a.team_id, []),
         ))
     return sorted(views, key=_sort_key)
@@ -359,13 +375,13 @@ def action_form_choices(session: Session, user: User,
     """What the "raise an action" form offers ``user``: the experiments they may act on and
     the people who may own actions on them. With ``names`` (key → name as a frozen review
     saw it) only those experiments, so a past week's page never shows later renames."""
+    may_edit = editor_check(session, user)
     experiments = [e for e in session.exec(select(Experiment).order_by(Experiment.key)).all()
-                   if (names is None or e.key in names)
-                   and can(session, user, e.team_id, "experimenter")]
+                   if (names is None or e.key in names) and may_edit(e.team_id)]
     teams = {e.team_id for e in experiments} | {None}
     by_team = owner_choices(session, teams)
     owners = {uid: label for choices in by_team.values() for uid, label in choices}
     label = (lambda e: names[e.key]) if names is not None else (lambda e: e.name)
     return {"experiments": [(e.key, f"{label(e)} ({e.key})") for e in experiments],
             "owners": sorted(owners.items(), key=lambda p: p[1].casefold()),
-            "general": can(session, user, None, "experimenter")}
+            "general": may_edit(None)}

@@ -42,6 +42,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from experiments.access import can, check_team_choice, require, visible_team_ids
+from experiments.actions import editor_check
 from experiments.audit import diff_fields, record_event
 from experiments.documents import ExperimentDocument, user_label
 from experiments.errors import NotFound
@@ -422,13 +423,13 @@ def build_quarterly(session: Session, user: User, quarter: str | Quarter, *,
         note = f"Impact left out for {len(missing)} ship(s): " + "; ".join(missing[:5]) + more
 
     node_choices = [(n.id, n.name) for n in nodes if visible(n.team_id)]
+    teams = _team_choices(session, user)
     return QuarterlyReview(
         quarter=the_quarter, as_of=as_of, branches=branches, weeks=weeks, total=total,
         objectives=_objectives(session, user, the_quarter, by_id, last_day),
         impact_note=note, node_choices=node_choices,
         owner_choices=owner_choices(session, [None])[None],
-        team_choices=_team_choices(session, user),
-        can_plan=bool(_team_choices(session, user)))
+        team_choices=teams, can_plan=bool(teams))
 
 
 def _ledger(session: Session):
@@ -468,9 +469,10 @@ def _objectives(session: Session, user: User, quarter: Quarter, nodes: Mapping[i
     lines = {line.node_id: line for line in actuals_summary(
         session, list({n.id: n for n in linked}.values()), _ledger(session), last_day)} \
         if linked else {}
+    may_edit = editor_check(session, user)
     out = []
     for o in objectives:
-        editable = can(session, user, o.team_id, "experimenter")
+        editable = may_edit(o.team_id)
         out.append(ObjectiveView(
             objective=o, team=teams.get(o.team_id), owner_label=user_label(users.get(o.owner_id)),
             can_edit=editable,
