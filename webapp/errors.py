@@ -63,8 +63,8 @@ def _rollback() -> None:
 
 
 def _signed_in_user():
-    if g.get("api_user") is not None:  # an API request: its token's user, never the cookie's
-        return g.api_user
+    if wants_problem():  # an API request: its token's user (if any), never the cookie's
+        return g.get("api_user")
     try:
         return current_user.user if current_user and current_user.is_authenticated else None
     except SQLAlchemyError:

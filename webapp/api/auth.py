@@ -45,6 +45,8 @@ def _needed_role() -> str | None:
 
 
 def _unauthenticated(detail: str, error: str | None = None) -> Response:
+    # Audited as a refusal (bounded per client, like every denial); never the cookie's user.
+    record_denied(f"API: {detail}"[:200], user=None)
     challenge = REALM if error is None else f'{REALM}, error="{error}"'
     return problem(401, detail, kind="unauthenticated", headers={"WWW-Authenticate": challenge})
 
