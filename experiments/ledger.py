@@ -33,10 +33,12 @@ from sqlmodel import Session, select
 from experiments.accounts_csv.contract import object_array
 from experiments.audit import record_event
 from experiments.errors import Conflict
+from experiments.input_rules import CONTROL_ONE_LINE
 from experiments.ledger_csv import (
     BLANK_LABEL,
     ImportValidationError,
     LedgerTable,
+    RowError,
     month_label,
     read_ledger,
 )
@@ -70,6 +72,8 @@ __all__ = [
 log = logging.getLogger("nrrlab.ledger")
 
 MAX_REPORTED_ERRORS = 50
+#: The longest ledger, first to last period (30 years).
+MAX_SPAN_MONTHS = 360
 _CHUNK = 100_000
 _ROW_COLUMNS = (
     "version_id",
@@ -135,25 +139,48 @@ def import_ledger(
     table = read_ledger(
         read_source(source), dimensions=dimensions or (), max_errors=MAX_REPORTED_ERRORS
     )
-    refuse_duplicate(session, table)
+    check_upload(session, table)
     version = reserve_version(session, table, filename=filename, actor=actor)
     insert_rows(session, version, table)
     activate_version(session, version, table, actor=actor)
     return version
 
 
-def refuse_duplicate(session: Session, table: LedgerTable) -> None:
-    """Raise :class:`DuplicateLedger` when ``table``'s bytes are the latest version's."""
+def check_upload(session: Session, table: LedgerTable) -> None:
+    """Refuse an upload that repeats the latest version or would stretch the ledger.
+
+    Raises
+    ------
+    DuplicateLedger
+        ``table``'s bytes are the latest version's.
+    ImportValidationError
+        With the current ledger the periods would span more than :data:`MAX_SPAN_MONTHS`
+        (a mistyped year, such as 2205-01, would otherwise make every figure that long).
+    """
     latest = _latest_version(session)
     if latest is not None and latest.sha256 == table.sha256:
         raise DuplicateLedger(latest)
+    low, high = int(table.period.min()), int(table.period.max())
+    stored = session.exec(
+        select(func.min(LedgerPeriod.period), func.max(LedgerPeriod.period))
+    ).one()
+    if stored[0] is not None:
+        low, high = min(low, int(stored[0])), max(high, int(stored[1]))
+    if high - low + 1 > MAX_SPAN_MONTHS:
+        raise ImportValidationError([RowError(
+            1, "period",
+            f"the ledger would run from {month_label(low)} to {month_label(high)}"
+            f" ({high - low + 1:,} months, with the periods already stored); at most"
+            f" {MAX_SPAN_MONTHS} months — is a year mistyped?",
+        )])
 
 
 def reserve_version(
     session: Session, table: LedgerTable, *, filename: str, actor: User | None
 ) -> LedgerVersion:
     """An importing (invisible, unnumbered) version for ``table``; flushed."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:255] or "ledger.csv"
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = CONTROL_ONE_LINE.sub("", name).strip()[:255] or "ledger.csv"
     version = LedgerVersion(
         status="importing",
         filename=name,

@@ -96,6 +96,7 @@ REQUIRED_COLUMNS = ("account_id", "period", "start_mrr")
 #: How a blank dimension value is shown and grouped.
 BLANK_LABEL = "(blank)"
 MAX_DIMENSION_NAME = 64
+MAX_DECLARATION_CHARS = 500
 _NAT = np.iinfo(np.int64).min  # datetime64's NaT as an integer
 _FIRST_DATE = (date.min - date(1970, 1, 1)).days
 
@@ -168,6 +169,11 @@ def parse_dimensions(raw: str | Sequence[str] | None) -> tuple[str, ...]:
     """
     if raw is None:
         return ()
+    if isinstance(raw, str) and len(raw) > MAX_DECLARATION_CHARS:
+        raise ImportValidationError([RowError(
+            1, None, f"the dimension names are too long ({len(raw):,} characters; at most"
+            f" {MAX_DECLARATION_CHARS})"
+        )])
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     names: list[str] = []
     errors: list[RowError] = []

@@ -30,9 +30,9 @@ from experiments.db import write_engine
 from experiments.ledger import (
     MAX_REPORTED_ERRORS,
     activate_version,
+    check_upload,
     discard_version,
     insert_rows,
-    refuse_duplicate,
     reserve_version,
 )
 from experiments.ledger_csv import read_ledger
@@ -66,7 +66,7 @@ def store_ledger_upload(
     # A writer's engine: on SQLite each transaction takes the write lock at its start.
     with Session(write_engine(engine), expire_on_commit=False) as session:
         actor = session.get(User, actor_id) if actor_id is not None else None
-        refuse_duplicate(session, table)
+        check_upload(session, table)
         version = reserve_version(session, table, filename=filename, actor=actor)
         session.commit()
         try:

@@ -278,3 +278,11 @@ def test_random_mutations_never_make_the_fast_reader_accept_what_the_exact_one_r
         if fast is not None:
             assert_same_tables(fast, exact)
     assert accepted > 20 and rejected > 20
+
+
+def test_an_overlong_declaration_is_one_error_not_one_per_comma():
+    with pytest.raises(ImportValidationError) as caught:
+        parse_dimensions("," * 100_000)
+    assert [str(e) for e in caught.value.errors] == [
+        "line 1: the dimension names are too long (100,000 characters; at most 500)"
+    ]

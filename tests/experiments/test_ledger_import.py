@@ -378,3 +378,24 @@ def test_figures_that_cannot_be_computed_are_stored_as_the_reason(
     }
     assert latest_start_mrr(session) is None and ledger_sigma(session) is None
     assert versions(session)[0].status == "current"  # the rows are stored and current
+
+
+def test_a_mistyped_year_that_would_stretch_the_ledger_is_refused(session, actor, ledger_csv):
+    import_ledger(session, ledger_csv, dimensions=DIMS, actor=actor, filename="ledger.csv")
+    session.commit()
+    first = current_figures(session)["periods"][0]
+    typo = b"account_id,period,start_mrr\nz,2205-01,10\n"
+    with pytest.raises(ImportValidationError) as caught:
+        import_ledger(session, typo, actor=actor, filename="typo.csv")
+    session.rollback()
+    assert [str(e) for e in caught.value.errors] == [
+        f"line 1, period: the ledger would run from {first} to 2205-01 (2,161 months, with the"
+        " periods already stored); at most 360 months — is a year mistyped?"
+    ]
+    assert counts(session)[0] == 1
+
+
+def test_the_stored_file_name_is_the_base_name_without_control_characters(session, actor):
+    data = b"account_id,period,start_mrr\na,2025-01,10\n"
+    version = import_ledger(session, data, actor=actor, filename="C:\\exports\\led\x1bger.csv")
+    assert version.filename == "ledger.csv"
