@@ -176,6 +176,9 @@ def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocum
         if window.in_window(moment) and STATUS_ORDER.index(status) >= STATUS_ORDER.index(reached):
             text = kind if kind != "decided" else f"decided: {info.decision}"
             changes.append(Change(kind, iso(moment), text))
+    if window.in_window(experiment.reopened_at):  # the decision record (experiments.decisions)
+        changes.append(Change("reopened", iso(experiment.reopened_at), "decision reopened",
+                              experiment.reopen_reason or None))
     for amendment in facts.amendments.get(experiment.id, []):
         if window.in_window(amendment.created_at):
             changes.append(Change("amended", iso(amendment.created_at),

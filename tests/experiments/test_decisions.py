@@ -384,3 +384,17 @@ def test_old_rows_decided_before_the_record_read_with_empty_ship_fields(session,
     record = decision_record(session, experiment)
     assert record.decided and record.shipped_variant is None and record.rollout_share is None
     assert record.to_json()["eligible_base_mrr"] is None
+
+
+def test_a_reopening_is_listed_as_a_change_in_the_review(session, people):
+    experiment = stopped(session, people)
+    decide(session, experiment, {"decision": "kill", "rationale": "Flat."}, actor=people["exp"],
+           source=decisions.SOURCE_PAGE)
+    reopen(session, experiment, {"reason": "Late renewals arrived."}, actor=people["exp"])
+    session.commit()
+    review = build_review(session, people["exp"], current_week().label)
+    row = next(r for r in review.changed if r.key == "exp")
+    reopened = [c for c in row.review.changes if c.kind == "reopened"]
+    assert [(c.text, c.reason) for c in reopened] == [("decision reopened",
+                                                       "Late renewals arrived.")]
+    assert "stopped without a decision" in row.review.needs_decision
