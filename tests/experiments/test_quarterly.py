@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from experiments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -25,6 +27,7 @@ from experiments.quarterly import (
     update_key_result,
 )
 from experiments.quarterly_export import export_quarterly
+from experiments.review_weeks import week_of
 from experiments.tree_models import DriverActual
 from tests.factories import make_experiment, make_node, make_team, make_user
 
@@ -53,6 +56,18 @@ def test_a_quarter_is_the_iso_weeks_whose_thursday_falls_in_it(label):
     assert parse_quarter(quarter.next).start == quarter.end
     assert quarter_of(quarter.start.date()).label == label
     assert quarter_of((quarter.end - timedelta(days=1)).date()).label == label
+
+
+@given(st.dates(min_value=date(1901, 1, 1), max_value=date(9997, 12, 31)))
+def test_every_day_lies_in_exactly_one_quarter_and_its_week_with_it(day):
+    quarter = quarter_of(day)
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    assert quarter.start <= moment < quarter.end
+    assert week_of(day) in quarter.weeks
+    # The neighbours do not hold it: quarters tile time without overlap.
+    assert not parse_quarter(quarter.previous).start <= moment < parse_quarter(
+        quarter.previous).end
+    assert 12 <= len(quarter.weeks) <= 14
 
 
 @pytest.mark.parametrize("label", ["2026-Q5", "2026-Q0", "2026Q4", "2026-q4", "9999-Q1", "",
