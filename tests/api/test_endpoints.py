@@ -200,3 +200,33 @@ def test_ledger_figures_are_the_stored_ones(api_as, session, admin, tmp_path):
     versions = api.get("/api/v1/ledger/versions").get_json()["items"]
     assert [v["version"] for v in versions] == [session.exec(select(LedgerVersion.version)).one()]
     assert versions[0]["status"] == "current" and len(versions[0]["periods"]) == 6
+
+
+def test_two_pipelines_changing_the_same_version_at_once(api_as, factory, db_engine):
+    """Both send If-Match "1" at the same moment: one change lands, the other is a 412 and
+    changes nothing (the services' compare-and-set, through the API)."""
+    import threading
+
+    first, second = api_as("admin"), api_as("admin")
+    factory.experiment("shared", status="draft", hypothesis="h", mde=0.02,
+                       stage_id=_stage_id(db_engine), owner_id=first.user.id)
+    barrier = threading.Barrier(2)
+    answers: dict[str, int] = {}
+
+    def change(api, name: str) -> None:
+        barrier.wait()
+        response = api.patch("/api/v1/experiments/shared", json={"name": name},
+                             headers={"If-Match": '"1"'})
+        answers[name] = response.status_code
+
+    threads = [threading.Thread(target=change, args=(api, name))
+               for api, name in ((first, "From A"), (second, "From B"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answers.values()) == [200, 412], answers
+    winner = next(name for name, status in answers.items() if status == 200)
+    with Session(db_engine) as session:
+        stored = session.exec(select(Experiment).where(Experiment.key == "shared")).one()
+    assert stored.name == winner and stored.version == 2
