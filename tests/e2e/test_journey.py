@@ -133,12 +133,17 @@ def test_branch_owner_week(page, server, tmp_path):
     expect(page.locator("h1 .badge.status-stopped")).to_have_text("stopped")
     assert accessibility_problems(page) == []
     page.get_by_label("Decision").select_option("ship")
+    # A ship names what ships to whom (the one decision record, issue 17 item 2).
+    page.get_by_label("Shipped variant").select_option(TREATMENT)
+    page.get_by_label("Rollout share").fill("100%")
+    page.get_by_label("Eligible base (monthly MRR)").fill("250000")
     rationale = f"NRR up {uplift} points with no SRM; roll the prompt out to every plan."
     page.get_by_label("Rationale").fill(rationale)
     page.get_by_role("button", name="Record decision").click()
     expect(page.locator("h1 .badge.decision-ship")).to_have_text("ship")
     decision = page.get_by_role("region", name=re.compile("Decision"))
     expect(decision).to_contain_text(rationale)
+    expect(decision).to_contain_text("100.0% of the eligible base")
     assert "closes the experiment" in dialogs[-1]
 
     # This week's review lists it under "changed since last review".
