@@ -33,9 +33,10 @@ from experiments.audit import diff_fields, record_event
 from experiments.documents import user_label
 from experiments.errors import NotFound, ValidationFailed
 from experiments.input_rules import FieldErrors, read_choice, read_date, read_id, read_text
-from experiments.models import Experiment, User, utcnow
+from experiments.models import Experiment, ReviewMeeting, User, utcnow
 from experiments.review_items import owner_choices
 from experiments.review_models import ACTION_STATUSES, Action
+from experiments.review_rows import ReviewRow, meeting_items
 from experiments.review_weeks import Week, aware, current_week, iso, parse_week
 from experiments.users import role_rank
 from experiments.versioning import compare_and_set, parse_version
@@ -368,6 +369,18 @@ def set_action_status(session: Session, user: User, week: Week | str, action_id:
                  diff={**diff_fields(before, {k: values[k] for k in before}),
                        "title": [action.title, action.title]}, ip=ip)
     return get_action(session, user, action.id, the_week)
+
+
+def week_experiment_names(session: Session, week: Week | str) -> dict[str, str] | None:
+    """Key → name of the experiments on ``week``'s meeting, as its frozen rows saw them
+    (what :func:`action_form_choices` offers after a form error on that week); ``None``
+    when the week has no meeting yet (then every experiment, by its current name)."""
+    the_week = _week(week)
+    meeting = session.exec(select(ReviewMeeting).where(
+        ReviewMeeting.iso_week == the_week.label)).first()
+    rows = [ReviewRow.from_json(i.seen) for i in meeting_items(session, meeting).values()
+            if i.seen] if meeting is not None else []
+    return {r.key: r.experiment.name for r in rows} or None
 
 
 def action_form_choices(session: Session, user: User,

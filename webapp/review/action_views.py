@@ -19,6 +19,7 @@ from experiments.actions import (
     raise_action,
     set_action_status,
     week_actions,
+    week_experiment_names,
 )
 from experiments.actions import update_action as save_action
 from experiments.errors import Conflict, ValidationFailed
@@ -105,5 +106,6 @@ def _actions_response(week: str, *, status: int, message: str | None = None,
     user = acting_user()
     return render_page_or_partial(
         "review/actions.html", "review/_actions.html", status=status, week=week,
-        actions=week_actions(session, user, week), choices=action_form_choices(session, user),
+        actions=week_actions(session, user, week),
+        choices=action_form_choices(session, user, week_experiment_names(session, week)),
         new_errors=errors or {}, new_values=values or {}, new_message=message, editable=True)
