@@ -15,9 +15,17 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN_EMAIL, _nrrlab, running_server, screenshot, server_env
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    _nrrlab,
+    new_context,
+    running_server,
+    screenshot,
+    server_env,
+    sign_in,
+    watched_page,
+)
 from tests.e2e.pages import accessibility_problems, assert_no_horizontal_overflow
-from tests.helpers import TEST_PASSWORD
 from tests.ledger_gen import write_csv
 
 
@@ -30,6 +38,17 @@ def ledger_server(tmp_path_factory):
     _nrrlab("seed-demo", env=env)
     with running_server(folder, env) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def cookies(browser, ledger_server):
+    """The admin's session on the ledger server: one sign-in for the module (slow hash)."""
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, ledger_server)
+    cookies = context.cookies()
+    context.close()
+    return cookies
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +84,21 @@ def pct(value: float, digits: int) -> str:
     return f"{value * 100:.{digits}f}%"
 
 
+@pytest.fixture
+def ledger_page(context, cookies):
+    """A signed-in page on the ledger server (not the shared one), checked for errors."""
+    context.add_cookies(cookies)
+    page = watched_page(context)
+    yield page
+    page.problems.assert_clean()
+
+
 def test_upload_read_the_trend_drill_into_a_dimension_and_see_the_tree_actual(
-    page, ledger_server, ledger_file
+    ledger_page, ledger_server, ledger_file
 ):
-    base = ledger_server
+    base, page = ledger_server, ledger_page
     want = expected(ledger_file)
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/login" not in url)
+    page.goto(base)
 
     # Before any ledger: the page says so and leads to the upload.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="NRR").click()
@@ -131,15 +155,10 @@ def test_upload_read_the_trend_drill_into_a_dimension_and_see_the_tree_actual(
 
 
 def test_the_nrr_page_fits_a_phone_and_passes_the_accessibility_basics(
-    page, ledger_server, ledger_file
+    ledger_page, ledger_server
 ):
     """Runs after the upload above (same module server); on its own it checks the empty page."""
-    base = ledger_server
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/login" not in url)
+    base, page = ledger_server, ledger_page
     problems = []
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
@@ -152,3 +171,34 @@ def test_the_nrr_page_fits_a_phone_and_passes_the_accessibility_basics(
             problems += [f"{path} at {width} px: {p}" for p in accessibility_problems(page)]
     screenshot(page, "nrr-dashboard-390")
     assert not problems, "\n".join(problems)
+
+
+def test_without_javascript_the_breakdown_and_an_entered_actual_work(
+    browser, cookies, ledger_server
+):
+    """Runs after the upload above: the GET form and the tree's actual form post plainly."""
+    base = ledger_server
+    context = new_context(browser, java_script_enabled=False)
+    try:
+        context.add_cookies(cookies)
+        page = watched_page(context)
+        page.goto(f"{base}/nrr")
+        page.get_by_label("Break down by").select_option("region")
+        page.get_by_role("button", name="Show").click()
+        page.wait_for_url(re.compile(r"/nrr\?period=\d{4}-\d{2}&dimension=region"))
+        expect(page.get_by_role("heading", name=re.compile(r"^By region in "))).to_be_visible()
+
+        page.goto(f"{base}/tree/")
+        card = page.get_by_role("article", name="Activation", exact=True)
+        card.get_by_text("Enter an actual").click()
+        form = card.get_by_role("form", name="Enter an actual of Activation")
+        form.get_by_label("Date").fill("2026-01-15")
+        form.get_by_label("Accounts reaching first value in 14 days").fill("0.61")
+        form.get_by_role("button", name="Save actual").click()
+        page.wait_for_url(re.compile(r"/tree/\?saved=\d+"))
+        card = page.get_by_role("article", name="Activation", exact=True)
+        expect(card.locator(".actual-value")).to_have_text("0.61")
+        expect(card.get_by_role("status")).to_have_text("Saved")
+        page.problems.assert_clean()
+    finally:
+        context.close()
