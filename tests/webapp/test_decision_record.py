@@ -135,11 +135,14 @@ def test_conflicting_decisions_get_one_409(world, factory, session):
     url, version, experiment_version = review_form(second, "seat-nudge")  # opened the review
     assert decide_on_page(first, "seat-nudge", 1).status_code == 303
     response = second.post(url, headers={**HTMX, "X-CSRFToken": second.csrf}, data={
-        "version": version, "experiment_version": experiment_version, "note": "",
-        "decision": "kill", "decision_rationale": "Flat.", "shipped_variant": "",
-        "rollout_share": "", "eligible_base": ""})
+        "version": version, "experiment_version": experiment_version,
+        "note": "Discussed the pricing page.", "decision": "kill", "decision_rationale": "Flat.",
+        "shipped_variant": "", "rollout_share": "", "eligible_base": ""})
     assert response.status_code == 409
-    assert "you saw version 1" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert "you saw version 1" in html
+    assert "Discussed the pricing page.</textarea>" in html  # the input is kept
+    assert "<code>treatment</code>" in html  # and the record that won is shown
     # Both on the page at version 1: the first wins, the second is a 409.
     stopped(factory, key="other-exp")
     assert decide_on_page(first, "other-exp", 1).status_code == 303

@@ -15,6 +15,7 @@ from experiments.errors import Conflict, ValidationFailed
 from experiments.exports import when
 from experiments.review import build_review, current_week, get_item
 from experiments.review import update_item as save_item
+from experiments.versioning import StaleVersion
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
 from webapp.rendering import is_htmx, render_page_or_partial
@@ -70,6 +71,13 @@ def update_item(week: str, item_id: int):
     user = acting_user()
     try:
         view = save_item(session, user, week, item_id, request.form, ip=client_ip())
+    except StaleVersion as exc:
+        # The experiment changed (decided or reopened elsewhere): the input is kept, on the
+        # current versions, as the message says.
+        session.rollback()
+        kept = {k: v for k, v in request.form.items()
+                if k not in ("version", "experiment_version", "csrf_token")}
+        return _item_response(week, item_id, status=409, message=str(exc), values=kept)
     except Conflict as exc:
         session.rollback()
         return _item_response(week, item_id, status=409, message=str(exc))
