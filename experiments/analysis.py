@@ -255,8 +255,12 @@ def refresh_snapshot(
     keys = [row.variant for row in sums]
     # Issue 15's inputs: moments and incidence counts (one GROUP BY of shifted sums) and
     # the time-to-value tables (GROUP BY variant, day), per segment when there are segments.
-    extras = data.arm_extras(session, dataset, by_segment=bool(by_segment))
-    times = data.time_tables(session, dataset, by_segment=bool(by_segment))
+    if ratios.table is not None:  # an import that still holds the rows: no SQL read-back
+        extras = data.extras_from_table(ratios.table, by_segment=bool(by_segment))
+        times = data.time_tables_from_table(ratios.table, by_segment=bool(by_segment))
+    else:
+        extras = data.arm_extras(session, dataset, by_segment=bool(by_segment))
+        times = data.time_tables(session, dataset, by_segment=bool(by_segment))
     result = _analyze(
         plan,
         _arms(
@@ -306,7 +310,7 @@ def refresh_snapshot(
         "rows": dataset.row_count,
     }
     report["segments_omitted"] = len(omitted)
-    report["enrolment"] = _enrolment_dates(session, experiment, dataset, result)
+    report["enrolment"] = _enrolment_dates(session, experiment, dataset, result, ratios.table)
     snapshot = AnalysisSnapshot(
         experiment_id=experiment.id,
         dataset_id=dataset.id,
@@ -331,7 +335,11 @@ def _smallest_arm(report: Mapping[str, Any], variants: Sequence[str]) -> int | N
 
 
 def _enrolment_dates(
-    session: Session, experiment: Experiment, dataset: Dataset, result: ExperimentResult
+    session: Session,
+    experiment: Experiment,
+    dataset: Dataset,
+    result: ExperimentResult,
+    table: Any = None,
 ) -> dict[str, Any]:
     """The dated enrolment the projection may use: this upload and the one before it.
 
@@ -358,7 +366,11 @@ def _enrolment_dates(
     observed = _aware(dataset.uploaded_at)
     # Accounts dated by enrolled_on date the enrolment within one upload (DESIGN §3): the
     # smallest arm at the last enrolment day and a window before it.
-    dated = data.dated_enrolment(session, dataset, variants)
+    dated = (
+        data.dated_enrolment_from_table(table, variants)
+        if table is not None
+        else data.dated_enrolment(session, dataset, variants)
+    )
     if dated is not None:
         return {
             "observed_at": _midnight(dated.observed_on).isoformat(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Float, case, delete, func, literal_column, or_, text
@@ -77,6 +77,10 @@ class AccountRatios:
     #: Days to value per account (NaN = not reached), for the velocity cohorts; None
     #: when the dataset has no days_to_value column.
     days_to_value: np.ndarray | None = None
+    #: The ``AccountTable`` these came from (an import that has just written it): the
+    #: NRR-native inputs are then computed from its arrays, not read back with SQL while
+    #: the import holds SQLite's write lock.
+    table: Any = None
 
     def rows_by_variant(self, mask: np.ndarray | None = None, *, keys=None) -> dict[str, tuple]:
         """``{variant: (end, start)}`` for ``stats.ArmData(rows=...)``; empty when not read."""
@@ -140,6 +144,7 @@ class AccountRatios:
             end.astype(np.float64) / 100,
             start / 100,
             table.days_to_value,
+            table,
         )
 
 
@@ -608,6 +613,62 @@ def arm_extras(
     return out
 
 
+def _groups(table, by_segment: bool) -> dict[tuple[str | None, str], np.ndarray]:
+    """Row masks per ``(segment, variant)`` of an ``AccountTable`` (segment None unless asked)."""
+    variants = table.variants()
+    if not by_segment or table.segment is None:
+        return {(None, v): table.variant == v for v in variants}
+    out = {}
+    segments = dict.fromkeys(table.segment.tolist())
+    for segment in segments:
+        in_segment = table.segment == segment if segment is not None else np.array(
+            [s is None for s in table.segment.tolist()]
+        )
+        for v in variants:
+            mask = in_segment & (table.variant == v)
+            if mask.any():
+                out[(segment, v)] = mask
+    return out
+
+
+def extras_from_table(
+    table, *, by_segment: bool = False
+) -> dict[tuple[str | None, str], ArmExtras]:
+    """:func:`arm_extras` from the arrays of an ``AccountTable`` (two-pass moments)."""
+    money = table.money()
+    pre = table.has_pre_period
+    out = {}
+    for key, mask in _groups(table, by_segment).items():
+        columns = {name: money[name][mask] for name in ("start", "expansion", "contraction",
+                                                          "churned")}
+        if pre:
+            pre_start, pre_end = table.pre_start_cents[mask], table.pre_end_cents[mask]
+            if not (np.isnan(pre_start).any() or np.isnan(pre_end).any()):
+                columns.update(pre_start=pre_start / 100, pre_end=pre_end / 100)
+        out[key] = ArmExtras(
+            Moments.from_arrays(columns),
+            int(np.count_nonzero(table.churned_cents[mask] == table.start_cents[mask])),
+            int(np.count_nonzero(table.expansion_cents[mask] > 0)),
+        )
+    return out
+
+
+def time_tables_from_table(
+    table, *, by_segment: bool = False
+) -> dict[tuple[str | None, str], TimeTable]:
+    """:func:`time_tables` from the arrays of an ``AccountTable``."""
+    if table.days_observed is None:
+        return {}
+    from stats.velocity import TimeTable
+
+    days = table.days_to_value
+    out = {}
+    for key, mask in _groups(table, by_segment).items():
+        reached = np.full(int(mask.sum()), np.nan) if days is None else days[mask]
+        out[key] = TimeTable.from_arrays(reached, table.days_observed[mask])
+    return out
+
+
 def pool_extras(extras: dict[tuple[str | None, str], ArmExtras]) -> dict[str, ArmExtras]:
     """Per-variant extras pooled over the segments (moments merge exactly)."""
     pooled: dict[str, ArmExtras] = {}
@@ -705,6 +766,23 @@ def dated_enrolment(
     smallest = min(variants, key=lambda v: now.get(v, 0))
     return DatedEnrolment(cut, before.get(smallest, 0), last + timedelta(days=1),
                           now.get(smallest, 0))
+
+
+def dated_enrolment_from_table(table, variants: list[str]) -> DatedEnrolment | None:
+    """:func:`dated_enrolment` from the arrays of an ``AccountTable``."""
+    dates = table.enrolled_on
+    if dates is None or not variants or np.isnat(dates).any() or not len(dates):
+        return None
+    first, last = dates.min(), dates.max()
+    if last <= first:
+        return None
+    cut = max(first, last - np.timedelta64(ENROLMENT_WINDOW_DAYS, "D"))
+    now = {v: int(np.count_nonzero(table.variant == v)) for v in variants}
+    smallest = min(variants, key=lambda v: now[v])
+    before = int(np.count_nonzero((table.variant == smallest) & (dates < cut)))
+    return DatedEnrolment(
+        _as_date(cut), before, _as_date(last + np.timedelta64(1, "D")), now[smallest]
+    )
 
 
 def _as_date(value) -> date:

@@ -18,7 +18,7 @@ from experiments.accounts_csv import read_accounts
 from experiments.analysis import current_plan, load_results, refresh_snapshot
 from experiments.analyze_file import AnalysisRequest, analyze_file
 from experiments.cli import main
-from experiments.datasets import store_dataset
+from experiments.datasets import AccountRatios, store_dataset
 from experiments.errors import ValidationFailed
 from experiments.models import Amendment, DriverNode, JourneyStage
 from experiments.registry import amend_experiment, register_experiment, start_experiment
@@ -93,6 +93,12 @@ def test_uploaded_dataset_and_cli_give_the_same_figures(session, tmp_path, obser
         (segment,) = report["comparisons"]
         assert segment["levers"] is not None, name
         assert (segment["velocity"] is not None) == observed
+    # An import hands over the rows it has just written: the same figures from its arrays.
+    from_import = refresh_snapshot(
+        session, experiment, dataset, ratios=AccountRatios.of_table(table)
+    )
+    assert_close(from_import.result, snapshot.result)
+    assert_close(from_import.segments, snapshot.segments)
 
 
 @pytest.mark.db
@@ -288,6 +294,9 @@ def test_enrolled_on_dates_the_enrolment_of_a_single_upload(session):
     assert date.fromisoformat(enrolment["observed_at"][:10]) == date.fromisoformat(
         str(last + np.timedelta64(1, "D"))
     )
+    from_import = refresh_snapshot(session, experiment, dataset,
+                                   ratios=AccountRatios.of_table(table))
+    assert from_import.result["enrolment"] == enrolment
 
 
 @pytest.mark.db
