@@ -9,6 +9,10 @@ review of an ISO week and as of the moment it is built:
   will not reach its sample size) and experiments whose verdict is ``underpowered``;
 * **actions** — their own open actions due by the end of the week (overdue ones first).
 
+The same module's :func:`send_time_alerts` (hourly) sends the alerts that come with time
+rather than data — running past the planned end, will not reach the sample size — to
+webhooks and emails as ``alert`` events, once per experiment and planned end.
+
 Nobody gets an empty digest. A digest goes out once per person and week (the delivery's
 ``dedupe_key``), however often the job runs. It is queued :data:`DIGEST_LEAD` before the
 meeting by the periodic job (:func:`send_digest_if_due`), or by hand with
@@ -34,7 +38,14 @@ from sqlmodel import Session, select
 from experiments.access import visible_team_ids
 from experiments.actions import ActionView, open_actions_of
 from experiments.models import Experiment, User, utcnow
-from experiments.notify import email_footer, link, preferences_of, queue_email
+from experiments.notify import (
+    alert_event,
+    email_footer,
+    emit,
+    link,
+    preferences_of,
+    queue_email,
+)
 from experiments.notify_models import DIGEST, Delivery
 from experiments.review_rows import ReviewRow, review_rows
 from experiments.review_weeks import Week, Window, aware, current_week
@@ -247,3 +258,36 @@ def send_digest_if_due(engine: Engine, *, now: datetime | None = None,
         run = send_digest(session, week, now=now, environ=environ)
         session.commit()
     return run
+
+
+# ---------------------------------------------------------------- alerts that come with time
+
+#: The review's alerts that appear without new data (DESIGN §8 "Weekly review").
+TIME_ALERTS: tuple[str, ...] = ("past_end", "sample_size")
+
+
+def send_time_alerts(engine: Engine, *, now: datetime | None = None,
+                     environ: Mapping[str, str] | None = None) -> int:
+    """The periodic job for alerts that come with time rather than data: a running
+    experiment past its planned end, or one that will not reach its sample size by then
+    (the review's own rules, as of ``now``). Each set of alerts goes out once per
+    experiment and planned end. Returns how many experiments were alerted."""
+    now = aware(now) or utcnow()
+    week = current_week(now)
+    with Session(engine, expire_on_commit=False) as session:
+        running = session.exec(select(Experiment).where(Experiment.status == "running")
+                               .order_by(Experiment.key)).all()
+        by_key = {e.key: e for e in running}
+        alerted = 0
+        for row in review_rows(session, Window(week.previous.start, week.end, now), running):
+            alerts = [(a.kind, a.text) for a in row.review.alerts if a.kind in TIME_ALERTS]
+            if not alerts:
+                continue
+            experiment = by_key[row.key]
+            kinds = "+".join(kind for kind, _ in alerts)
+            once = f"alert:{kinds}:{experiment.id}:{experiment.planned_end}"
+            if emit(session, alert_event(session, experiment, alerts, now=now),
+                    environ=environ, once=once):
+                alerted += 1
+        session.commit()
+    return alerted

@@ -38,6 +38,7 @@ IMPORT_TASK = "nrrlab.import_upload"
 DELIVER_TASK = "nrrlab.notify_deliver"
 SWEEP_TASK = "nrrlab.notify_sweep"
 DIGEST_TASK = "nrrlab.notify_digest"
+TIME_ALERTS_TASK = "nrrlab.notify_time_alerts"
 
 
 class JobsConfigError(RuntimeError):
@@ -90,10 +91,12 @@ class Jobs:
         self.uploads.mkdir(parents=True, exist_ok=True)
         self._import = self.queue.task(name=IMPORT_TASK)(self._run_import)
         # Notifications (experiments.notify): one task per delivery, a sweep for lost or
-        # due retries, and the pre-meeting digest when its time comes.
+        # due retries, the pre-meeting digest when its time comes, hourly time alerts.
         self._deliver = self.queue.task(name=DELIVER_TASK)(self._run_delivery)
         self.queue.periodic_task(crontab(minute="*"), name=SWEEP_TASK)(self.sweep_deliveries)
         self.queue.periodic_task(crontab(minute="*/15"), name=DIGEST_TASK)(self._run_digest)
+        self.queue.periodic_task(crontab(minute="5"), name=TIME_ALERTS_TASK)(
+            self._run_time_alerts)
         notify.register_dispatcher(self.engine, self.enqueue_deliveries)
 
     def _run_import(self, job_id: int) -> None:
@@ -127,6 +130,11 @@ class Jobs:
         from experiments.digest import send_digest_if_due
 
         send_digest_if_due(self.engine)
+
+    def _run_time_alerts(self) -> None:
+        from experiments.digest import send_time_alerts
+
+        send_time_alerts(self.engine)
 
     def consumer(self, workers: int = 2) -> Consumer:
         """A thread consumer of this queue (``nrrlab worker`` runs it in the foreground),

@@ -340,14 +340,20 @@ def _email_recipients(session: Session, event: Event) -> list[User]:
 # ---------------------------------------------------------------- emitting
 
 
-def emit(session: Session, event: Event, *,
-         environ: Mapping[str, str] | None = None) -> list[Delivery]:
+def emit(session: Session, event: Event, *, environ: Mapping[str, str] | None = None,
+         once: str | None = None) -> list[Delivery]:
     """Record a delivery per recipient of ``event`` and send them once the session commits.
 
-    Flushed, not committed; nothing is sent if the transaction rolls back.
+    With ``once`` (a key such as ``alert:past_end:<id>:<date>``) the event is emitted only
+    if no delivery was made under that key before: each delivery's ``dedupe_key`` is the
+    key plus its recipient. Flushed, not committed; nothing is sent if the transaction
+    rolls back.
     """
     deliveries: list[Delivery] = []
     now = event.occurred_at
+    if once is not None and session.exec(
+            select(Delivery.id).where(Delivery.dedupe_key.startswith(f"{once}:"))).first():
+        return deliveries
     if event.kind in EVENTS:
         body = payload_bytes(event.webhook_payload(environ)).decode("utf-8")
         endpoints = session.exec(select(WebhookEndpoint)
@@ -365,6 +371,10 @@ def emit(session: Session, event: Event, *,
                                        recipient=user.email, subject=subject, body=text,
                                        created_at=now, updated_at=now))
     for delivery in deliveries:
+        if once is not None:
+            who = f"w{delivery.webhook_id}" if delivery.channel == "webhook" \
+                else f"u{delivery.user_id}"
+            delivery.dedupe_key = f"{once}:{who}"[:120]
         session.add(delivery)
     session.flush()
     dispatch_after_commit(session, [d.id for d in deliveries])

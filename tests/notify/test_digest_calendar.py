@@ -222,3 +222,21 @@ def test_revoked_replaced_unknown_and_disabled_feeds_are_404(session, world, cli
     carol.is_active = False
     session.commit()
     assert _ics(client, carols).status_code == 404
+
+
+def test_time_alerts_go_out_once(session, db_engine, world, no_dispatch, receiver):
+    """Running past its planned end is an alert without new data: the hourly job sends it
+    to webhooks (and the owner's email), once per experiment and planned end."""
+    from experiments.digest import send_time_alerts
+    from experiments.notify_models import WebhookEndpoint
+
+    session.add(WebhookEndpoint(name="Ops", url=receiver.url, events=["alert"], secret="s"))
+    session.commit()
+    assert send_time_alerts(db_engine, now=FIXED_NOW) == 1
+    deliveries = session.exec(select(Delivery).order_by(Delivery.id)).all()
+    assert [(d.channel, d.recipient) for d in deliveries] == [
+        ("webhook", receiver.url), ("email", "bob@example.com")]  # bob owns "late"
+    assert deliveries[0].subject == ("Alert on Late one (late): still running past its "
+                                     "planned end (2026-12-01)")
+    assert send_time_alerts(db_engine, now=FIXED_NOW + timedelta(hours=1)) == 0
+    assert len(session.exec(select(Delivery)).all()) == 2
