@@ -349,3 +349,31 @@ def test_html_export_has_the_figures_and_charts():
     # still self-contained: no script, no external reference
     assert "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_figures_that_could_not_be_computed_read_as_dashes_everywhere():
+    """DESIGN §4b: a figure that cannot be computed (zero variance, say) is null. Every
+    format still renders, with '—' where the number would be."""
+    report = nrr_report()
+    comparison = report["comparisons"][0]
+    for figure in comparison["levers"].values():
+        figure.update(ci_abs=[None, None], p_value=None)
+    comparison["logo_churn"].update(diff=None, p_value=None)
+    comparison["guardrails"][0].update(diff=None, p_value=None, status=None)
+    comparison["cuped"].update(ci_abs=[None, None], p_value=None, variance_reduction=None)
+    comparison["velocity"]["control"]["median_days"] = None
+    comparison["velocity"]["logrank_p"] = None
+    figures = nrr_figures(report)
+    assert figures.guardrails[0].status_label == "Not computed"
+    # a guardrail that could not be judged is not a pass
+    assert figures.guardrail_status.text == "guardrails inconclusive: GRR, logo churn"
+    assert "no interval" in figures.lever_sentences["treatment"]
+    document = document_of(report)
+    text = experiment_markdown(document, exported_at=EXPORTED)
+    assert "| treatment | GRR | 1.00 pts | — | — | not computed |" in text
+    assert "| control (control) | 301 | 99 | not reached | 56.25% | — |" in text
+    html = html_text(experiment_html(document, exported_at=EXPORTED))
+    assert "Not computed" in html and "not reached" in html
+    (row,) = csv.DictReader(io.StringIO(experiment_csv(document)))
+    assert row["lever_grr_p_value"] == "" and row["cuped_variance_reduction"] == ""
+    assert row["guardrail_status"] == "inconclusive"
