@@ -612,15 +612,22 @@ class DecisionPanel:
 
 
 def decision_panel(session: Session, experiment: Experiment) -> DecisionPanel:
-    """The decision part of ``experiment``'s page."""
+    """The decision part of ``experiment``'s page (the ledger and the stored analysis are
+    read only while a decision can be made, i.e. the experiment is stopped)."""
     treatments = treatment_keys(session, experiment)
-    comparisons = {c.get("variant"): c for c in document_now(session, experiment).comparisons}
-    failed = {t: [_guardrail_text(g) for g in failed_guardrails(comparisons.get(t))]
-              for t in treatments}
+    failed: dict[str, list[str]] = {}
+    ledger_base = None
+    if experiment.status == "stopped":
+        comparisons = {c.get("variant"): c
+                       for c in document_now(session, experiment).comparisons}
+        failed = {t: texts for t in treatments
+                  if (texts := [_guardrail_text(g)
+                                for g in failed_guardrails(comparisons.get(t))])}
+        ledger_base = ledger_start_mrr_cents(session)
     return DecisionPanel(
         record=decision_record(session, experiment),
         history=decision_history(session, experiment),
         treatments=treatments,
-        ledger_base_cents=ledger_start_mrr_cents(session),
-        failed={t: texts for t, texts in failed.items() if texts},
+        ledger_base_cents=ledger_base,
+        failed=failed,
     )

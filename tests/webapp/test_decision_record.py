@@ -252,3 +252,22 @@ def test_rows_decided_before_the_record_still_render(world, factory, session):
     assert client.get(f"/review/{week}/export.md").status_code == 200
     session.expire_all()
     assert session.exec(select(ReviewItem)).all() is not None
+
+
+def test_a_blank_eligible_base_defaults_from_the_revenue_ledger(world, factory, session,
+                                                                monkeypatch):
+    import experiments.ledger
+
+    monkeypatch.setattr(experiments.ledger, "latest_start_mrr",
+                        lambda session, **kw: 432_100.25)
+    stopped(factory)
+    client = world["exp"]
+    page = client.get("/experiments/seat-nudge").get_data(as_text=True)
+    assert re.search(r"Blank: the revenue ledger(&#39;|')s latest starting MRR, 432,100.25.", page)
+    assert decide_on_page(client, "seat-nudge", 1, eligible_base="").status_code == 303
+    session.expire_all()
+    experiment = session.exec(select(Experiment).where(Experiment.key == "seat-nudge")).one()
+    assert (experiment.eligible_base_cents, experiment.eligible_base_source) == (
+        43_210_025, "revenue ledger")
+    page = client.get("/experiments/seat-nudge").get_data(as_text=True)
+    assert "432,100.25 monthly MRR <span class=\"muted\">(revenue ledger)</span>" in page
