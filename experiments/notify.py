@@ -351,9 +351,11 @@ def emit(session: Session, event: Event, *, environ: Mapping[str, str] | None = 
     """
     deliveries: list[Delivery] = []
     now = event.occurred_at
-    if once is not None and session.exec(
-            select(Delivery.id).where(Delivery.dedupe_key.startswith(f"{once}:"))).first():
-        return deliveries
+    if once is not None:
+        done_before = select(Delivery.id).where(
+            Delivery.dedupe_key.startswith(f"{once}:", autoescape=True))
+        if session.exec(done_before).first() is not None:
+            return deliveries
     if event.kind in EVENTS:
         body = payload_bytes(event.webhook_payload(environ)).decode("utf-8")
         endpoints = session.exec(select(WebhookEndpoint)
