@@ -9,7 +9,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import new_context, screenshot
 from tests.e2e.pages import fill_new_experiment
 from tests.webapp.test_nrr_figures_page import churn_raising_csv
 
@@ -38,7 +38,8 @@ def _register_with_guardrail_and_upload(page, server, tmp_path) -> None:
         "as dataset version 1 (800 accounts)", timeout=60_000)
 
 
-def test_waterfall_guardrail_failure_and_velocity_curve(admin_page, server, tmp_path):
+def test_waterfall_guardrail_failure_and_velocity_curve(admin_page, server, tmp_path, browser,
+                                                       admin_cookies):
     page = admin_page
     _register_with_guardrail_and_upload(page, server, tmp_path)
     page.goto(f"{server}/experiments/{KEY}/results")
@@ -90,3 +91,20 @@ def test_waterfall_guardrail_failure_and_velocity_curve(admin_page, server, tmp_
     assert [_percent(cells.nth(i).inner_text()) for i in (0, 1)] == [
         shares["control"], shares["treatment"]]
     screenshot(page, "nrr-figures-results")
+
+    # Without JavaScript the same page carries the charts and their tables (<details> opens
+    # natively).
+    context = new_context(browser, java_script_enabled=False)
+    try:
+        context.add_cookies(admin_cookies)
+        plain = context.new_page()
+        plain.goto(f"{server}/experiments/{KEY}/results")
+        expect(plain.locator("svg.waterfall-chart")).to_have_count(2)
+        expect(plain.locator("svg.km-chart path.km-curve")).to_have_count(2)
+        expect(plain.locator(".verdict-line .guardrail-status")).to_have_text(
+            "— guardrail failed: GRR")
+        plain.locator("details.chart-table", has=plain.locator("table.waterfall-table")).locator(
+            "summary").click()
+        expect(plain.locator("table.waterfall-table")).to_be_visible()
+    finally:
+        context.close()
