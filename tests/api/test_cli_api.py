@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
+from experiments import migrate
 from experiments.api_tokens import create_token
 from experiments.db import make_engine
+from experiments.setup import ensure_defaults
 from experiments.users import create_user
-from tests.e2e.conftest import _nrrlab, running_server, server_env
+from tests.e2e.conftest import running_server, server_env
 from tests.factories import accounts_csv, make_experiment
 
 pytestmark = pytest.mark.db
@@ -26,9 +28,10 @@ def live(tmp_path_factory):
     """A running server with an analyst's write token and a running experiment."""
     folder = tmp_path_factory.mktemp("cli-api")
     env = server_env(folder, "p")
-    _nrrlab("db", "upgrade", env=env)
+    migrate.upgrade(env["DATABASE_URL"])  # as `nrrlab db upgrade`, in this process
     engine = make_engine(env["DATABASE_URL"])
     with Session(engine, expire_on_commit=False) as session:
+        ensure_defaults(session)
         analyst = create_user(session, "pipeline@example.com", "a long enough password",
                               role="analyst")
         make_experiment(session, "checkout-flow", status="running")
