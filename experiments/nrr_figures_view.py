@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from experiments.formatting import as_number, as_pair, pct, pts, pvalue
+from stats.analysis import SMALL_SAMPLE_ACCOUNTS
 
 #: The §4b comparison keys, with their value when the inputs are missing.
 NRR_COMPARISON_KEYS: Mapping[str, Any] = {
@@ -100,11 +101,6 @@ def _map(value: Any) -> Mapping[str, Any]:
 
 def _comparisons(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [c for c in report.get("comparisons") or [] if isinstance(c, Mapping)]
-
-
-def _name(variant: Any) -> str:
-    text = str(variant)
-    return text[:1].upper() + text[1:]
 
 
 # ------------------------------------------------------------------ rows
@@ -524,7 +520,8 @@ def _permutation_row(comparison: Mapping[str, Any], style: NumberStyle) -> Permu
     count = as_number(figure.get("permutations"))
     seed = figure.get("seed")
     welch = as_number(comparison.get("p_value"))
-    sentence = (f"{_name(variant)} has few accounts, so a permutation test checks the t-test: "
+    sentence = (f"An arm of {variant}'s comparison has fewer than {SMALL_SAMPLE_ACCOUNTS} "
+                "accounts, so a permutation test checks the t-test: "
                 f"{style.p(figure.get('p_value'))}"
                 + (f" from {int(count):,} relabellings" if count is not None else "")
                 + (f" (seed {seed})" if seed is not None else "")
