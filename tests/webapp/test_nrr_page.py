@@ -288,3 +288,22 @@ def test_a_ledger_stored_without_figures_says_why(viewer, stored, db_engine):
     nrr_page._PARSED.clear()
     html = viewer.get("/nrr").get_data(as_text=True)
     assert "could not be computed at upload: a period has no active account" in html
+
+
+def test_hostile_dimension_values_are_escaped_on_the_page_and_neutralised_in_the_csv(
+    viewer, db_engine, admin
+):
+    lines = ["account_id,period,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,plan"]
+    for i in range(6):
+        plan = "=HYPERLINK(\"http://x\")" if i % 2 else "<b>pro</b>"
+        for month in ("2026-01", "2026-02"):
+            lines.append(f'a{i},{month},100,{i},0,0,"{plan.replace(chr(34), chr(34) * 2)}"')
+    with Session(db_engine) as session:
+        import_ledger(session, ("\n".join(lines) + "\n").encode(), dimensions=("plan",),
+                      actor=admin, filename="hostile.csv")
+        session.commit()
+    html = viewer.get("/nrr?dimension=plan").get_data(as_text=True)
+    assert "<b>pro</b>" not in html and "&lt;b&gt;pro&lt;/b&gt;" in html
+    rows = list(csv.DictReader(io.StringIO(viewer.get("/nrr.csv").get_data(as_text=True))))
+    groups = {r["group"] for r in rows if r["scope"] == "dimension"}
+    assert groups == {"<b>pro</b>", "'=HYPERLINK(\"http://x\")"}
