@@ -271,3 +271,15 @@ def test_a_blank_eligible_base_defaults_from_the_revenue_ledger(world, factory, 
         43_210_025, "revenue ledger")
     page = client.get("/experiments/seat-nudge").get_data(as_text=True)
     assert "432,100.25 monthly MRR <span class=\"muted\">(revenue ledger)</span>" in page
+
+
+def test_a_reopened_experiment_page_has_unique_ids(world, factory):
+    stopped(factory)
+    client = world["exp"]
+    assert decide_on_page(client, "seat-nudge", 1, decision="kill").status_code == 303
+    assert client.post("/experiments/seat-nudge/reopen", data={
+        "csrf_token": client.csrf, "version": "2", "reason": "More data."}).status_code == 303
+    html = client.get("/experiments/seat-nudge").get_data(as_text=True)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    assert 'name="decision"' in html and "Decision history (2)" in html

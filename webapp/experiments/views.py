@@ -342,4 +342,4 @@ def reopen(key: str):
         session.rollback()
         return conflict_response(exc)
     session.commit()
-    return redirect(url_for("experiments.detail", key=key, _anchor="decision"), code=303)
+    return redirect(url_for("experiments.detail", key=key, _anchor="decision-section"), code=303)
