@@ -2,9 +2,11 @@
 
 Every operation of ``/api/v1/openapi.json`` is called with generated input through the
 WSGI app and a real write token of an admin, over a world with an experiment in each
-state: no answer may be a 5xx, every answer must be one the document declares, with the
-declared media type and a body that matches its schema. Examples are bounded
-(:data:`EXAMPLES` per operation) so the file runs in well under a minute.
+state: no answer may be a 5xx, every answer to valid input must be one the document
+declares, with the declared media type and a body that matches its schema, and input
+that breaks the document (schemathesis' negative mode) must be refused without a 5xx.
+Examples are bounded (:data:`EXAMPLES` and :data:`NEGATIVE_EXAMPLES` per operation) so
+the file runs in under a minute.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -27,6 +31,10 @@ pytestmark = pytest.mark.db
 EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
+#: Input that breaks the document (wrong types, missing members, bad media types): it
+#: must be refused with a 4xx problem, never a 5xx.
+NEGATIVE_EXAMPLES = 6
+NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance]
 
 
 @pytest.fixture
@@ -47,6 +55,19 @@ def fuzz_world(app, factory, db_engine):
     return app
 
 
+def _fuzz(strategy, examples: int, checks: list, token: str,
+          statuses: dict[str, set[int]]) -> None:
+    @given(case=strategy)
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def call(case):
+        response = case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
+                                          checks=checks)
+        statuses.setdefault(case.operation.label, set()).add(response.status_code)
+
+    call()
+
+
 def test_no_server_errors_and_answers_as_documented(fuzz_world):
     """Each operation in turn (the document's own list), :data:`EXAMPLES` cases each."""
     token = fuzz_world.extensions["fuzz_token"]
@@ -56,15 +77,15 @@ def test_no_server_errors_and_answers_as_documented(fuzz_world):
     statuses: dict[str, set[int]] = {}
 
     for operation in operations:
-        @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def call(case):
-            response = case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
-                                              checks=CHECKS)
-            statuses.setdefault(case.operation.label, set()).add(response.status_code)
-
-        call()
+        for mode, examples, checks in ((GenerationMode.POSITIVE, EXAMPLES, CHECKS),
+                                       (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES,
+                                        NEGATIVE_CHECKS)):
+            try:
+                _fuzz(operation.as_strategy(mode), examples, checks, token, statuses)
+            except Unsatisfiable:
+                # no input of this operation can break the document (no parameters, no body)
+                assert mode is GenerationMode.NEGATIVE and not operation.body \
+                    and not list(operation.iter_parameters()), operation.label
     # the fuzz reached the code behind the checks: every operation was called, and the
     # reading ones succeeded at least once
     assert len(statuses) == len(operations)
