@@ -65,6 +65,9 @@ def test_register_read_change_start_upload_stop_decide(api_as, db_engine):
                         headers={"If-Match": '"3"'})
     assert amended.status_code == 200, amended.get_data(as_text=True)
     assert amended.get_json()["mde"] == 0.03
+    [amendment] = amended.get_json()["amendments"]
+    assert (amendment["field"], amendment["reason"]) == ("mde", "finance asked for 3 points")
+    assert amendment["old_value"].startswith("0.02") and amendment["actor_id"] == api.user.id
 
     data = accounts_csv(seed=3, n=150)
     uploaded = api.post("/api/v1/experiments/onboarding-email/datasets", data=data,

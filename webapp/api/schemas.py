@@ -218,6 +218,17 @@ class GuardrailOut(ApiOutput):
     margin: float
 
 
+class AmendmentOut(ApiOutput):
+    """A change to the locked plan after the start, with its reason."""
+
+    field: str
+    old_value: str
+    new_value: str
+    reason: str
+    actor_id: int | None
+    created_at: datetime
+
+
 class ExperimentOut(ApiOutput):
     key: str
     name: str
@@ -242,6 +253,8 @@ class ExperimentOut(ApiOutput):
     decision: Decision | None
     decision_rationale: str
     variants: list[VariantOut]
+    amendments: list[AmendmentOut] = Field(description="changes to the locked plan, oldest "
+                                           "first")
     version: int = Field(description="the compare-and-set version (also the ETag)")
     links: dict[str, str]
 

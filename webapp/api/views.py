@@ -27,6 +27,7 @@ from experiments.ledger import current_figures
 from experiments.ledger import versions as ledger_versions
 from experiments.models import Dataset, Experiment, UploadJob
 from experiments.registry import (
+    amendments_of,
     decide_experiment,
     form_values,
     get_experiment,
@@ -215,6 +216,8 @@ def _experiment_out(experiment: Experiment) -> s.ExperimentOut:
         stopped_at=experiment.stopped_at, decided_at=experiment.decided_at,
         decision=experiment.decision, decision_rationale=experiment.decision_rationale,
         variants=variants, version=experiment.version,
+        amendments=[s.AmendmentOut.model_validate(a, from_attributes=True)
+                    for a in amendments_of(session, experiment)],
         links={"self": url_for("api.get_experiment_", key=key),
                "results": url_for("api.results", key=key),
                "datasets": url_for("api.upload_dataset", key=key),
