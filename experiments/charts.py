@@ -130,10 +130,16 @@ def nice_scale(low: float, high: float, steps: int = 4) -> tuple[float, float, f
     raw = (high - low) / steps
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    # the tolerance keeps an exact multiple on its tick; a value just past it gets one more
     lo = math.floor(low / step + 1e-9) * step
     hi = math.ceil(high / step - 1e-9) * step
     digits = max(0, -math.floor(math.log10(step)) + 2)
-    return round(lo, digits), round(hi, digits), round(step, digits)
+    lo, hi, step = round(lo, digits), round(hi, digits), round(step, digits)
+    if lo > low:
+        lo = round(lo - step, digits)
+    if hi < high:
+        hi = round(hi + step, digits)
+    return lo, hi, step
 
 
 def _x_positions(count: int, left: float, right: float) -> list[float]:
