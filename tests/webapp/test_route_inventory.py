@@ -188,6 +188,7 @@ INVENTORY: dict[str, str] = {
     "api.review_week": "api:viewer",
     "api.ledger_figures": "api:viewer",
     "api.ledger_versions_": "api:viewer",
+    "api.upload_ledger": "api:analyst",  # and globally (the view checks: the ledger is global)
 }
 API = "api:"  # prefix of a route that authenticates by API token (see above)
 
