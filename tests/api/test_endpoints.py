@@ -233,3 +233,35 @@ def test_two_pipelines_changing_the_same_version_at_once(api_as, factory, db_eng
     with Session(db_engine) as session:
         stored = session.exec(select(Experiment).where(Experiment.key == "shared")).one()
     assert stored.name == winner and stored.version == 2
+
+
+def test_ledger_upload_by_a_global_analyst(api_as, tmp_path, db_engine):
+    from experiments.ledger import current_figures
+    from tests.ledger_gen import write_csv
+
+    path = tmp_path / "ledger.csv"
+    write_csv(path, n_accounts=150, months=4, seed=9)
+    body = path.read_bytes()
+    api = api_as("analyst")
+    stored = api.post("/api/v1/ledger/versions", data=body,
+                      headers={"Content-Type": "text/csv"},
+                      query_string={"dimensions": "plan,region,size", "filename": "q4.csv"})
+    assert stored.status_code == 201, stored.get_data(as_text=True)
+    version = stored.get_json()
+    assert version["version"] == 1 and version["filename"] == "q4.csv"
+    assert version["dimensions"] == ["plan", "region", "size"] and len(version["periods"]) == 4
+    with Session(db_engine) as session:
+        assert api.get("/api/v1/ledger/figures").get_json()["periods"] == \
+            current_figures(session)["periods"]
+    again = api.post("/api/v1/ledger/versions", data=body, headers={"Content-Type": "text/csv"},
+                     query_string={"dimensions": "plan,region,size"})
+    assert again.status_code == 409 and again.mimetype == "application/problem+json"
+    bad = api.post("/api/v1/ledger/versions", headers={"Content-Type": "text/csv"},
+                   data=b"account_id,period,start_mrr\nA,2026-01,-5\n")
+    assert bad.status_code == 422
+    assert bad.get_json()["errors"][0]["line"] == 2
+    # the ledger is the company's: a team's analyst who is a viewer globally may not
+    team_analyst = api_as("viewer", teams={"growth": "analyst"})
+    refused = team_analyst.post("/api/v1/ledger/versions", data=body,
+                                headers={"Content-Type": "text/csv"})
+    assert refused.status_code == 403

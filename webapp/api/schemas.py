@@ -70,6 +70,13 @@ class ReviewQuery(ApiInput):
     date_to: date | None = Field(None, alias="to")
 
 
+class LedgerUploadQuery(ApiInput):
+    dimensions: str | None = Field(None, max_length=500, description="the file's dimension "
+                                   "columns, comma separated (e.g. plan,region)")
+    filename: str | None = Field(None, max_length=255,
+                                 description="the file's name for the record (a CSV body)")
+
+
 class UploadQuery(ApiInput):
     filename: str | None = Field(None, max_length=255,
                                  description="the file's name for the record (a CSV body)")

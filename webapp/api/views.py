@@ -21,10 +21,12 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template,
 from experiments.access import require, team_roles
 from experiments.accounts_csv import RowError
 from experiments.documents import experiment_document, finite
-from experiments.errors import Conflict, NotFound, ValidationFailed
+from experiments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from experiments.imports import ImportRefused
-from experiments.ledger import current_figures
+from experiments.ledger import DuplicateLedger, current_figures
 from experiments.ledger import versions as ledger_versions
+from experiments.ledger_csv import ImportValidationError as LedgerImportError
+from experiments.ledger_import import store_ledger_upload
 from experiments.models import Dataset, Experiment, UploadJob
 from experiments.registry import (
     amendments_of,
@@ -40,6 +42,7 @@ from experiments.registry import (
 )
 from experiments.review import build_review
 from experiments.tree import NODE_FIELDS, create_node, get_node, load_tree, update_node
+from experiments.users import role_rank
 from experiments.versioning import StaleVersion
 from webapp.api import schemas as s
 from webapp.api.auth import api_user, authenticate_request
@@ -63,7 +66,7 @@ from webapp.api.spec import (
     type_text,
 )
 from webapp.audit_hooks import client_ip
-from webapp.db import get_session
+from webapp.db import get_engine, get_session
 from webapp.problems import problem
 from webapp.results.uploads import queue_upload
 
@@ -466,15 +469,64 @@ def ledger_figures():
     return answer(s.LedgerFigures.model_validate(finite(figures)))
 
 
+def _version_out(info) -> s.LedgerVersionOut:
+    return s.LedgerVersionOut(
+        version=info.version, filename=info.filename, uploaded_by=info.uploaded_by,
+        uploaded_at=info.uploaded_at, activated_at=info.activated_at,
+        periods=list(info.periods), current_periods=list(info.current_periods),
+        rows=info.rows, accounts=info.accounts, dimensions=list(info.dimensions),
+        notes=list(info.notes), status=info.status)
+
+
+def _upload_body(filename: str | None) -> tuple[bytes, str]:
+    """The CSV of an upload request: a ``text/csv`` body or the ``file`` part of a form."""
+    if request.mimetype == CSV:
+        data = request.get_data(cache=False)
+        if not data:
+            raise ApiProblem(validation_problem({"": "the body is empty: send the CSV file"}))
+        return data, filename or "upload.csv"
+    if request.mimetype == MULTIPART:
+        file = request.files.get("file")
+        if file is None or not file.filename:
+            raise ApiProblem(validation_problem({"file": "send the CSV as the 'file' part"}))
+        return file.read(), file.filename
+    raise ApiProblem(problem(415, "Send the CSV as text/csv, or as the 'file' part of "
+                                  "multipart/form-data.", kind="unsupported-media-type"))
+
+
+@operation(bp, "POST", "/ledger/versions", summary="Upload a revenue ledger version (CSV)",
+           role="analyst", tag="ledger", query=s.LedgerUploadQuery, body_media=(CSV, MULTIPART),
+           response=s.LedgerVersionOut, status=201, errors=(409, 413))
+def upload_ledger():
+    """The CSV of DESIGN §3b; it becomes the current ledger of the periods it covers, as
+    the ledger upload page does (the analyst role held *globally*: the ledger is the
+    company's). A file that breaks the contract is a 422 listing the problems by line;
+    the latest version uploaded again is a 409. Nothing is stored on either."""
+    user = api_user()
+    if role_rank(user.role) < role_rank("analyst"):
+        raise PermissionDenied("replacing the revenue ledger needs the analyst role globally")
+    query = parse_query(s.LedgerUploadQuery)
+    data, filename = _upload_body(query.filename)
+    get_session().commit()  # the import writes in short transactions of its own
+    try:
+        version = store_ledger_upload(get_engine(), data, dimensions=query.dimensions or "",
+                                      actor_id=user.id, filename=filename)
+    except LedgerImportError as exc:
+        details = [{"line": e.line, "last_line": e.last_line, "count": e.count,
+                    "column": e.column, "field": e.column, "message": e.message}
+                   for e in exc.errors]
+        raise ApiProblem(problem(422, f"The file was not stored: {exc.total} problem(s) in it.",
+                                 kind="upload-invalid", errors=details, total=exc.total)) from None
+    except DuplicateLedger as exc:
+        raise ApiProblem(problem(409, str(exc), kind="conflict")) from None
+    info = next(v for v in ledger_versions(get_session()) if v.id == version.id)
+    return answer(_version_out(info), 201, location=url_for("api.ledger_versions_"))
+
+
 @operation(bp, "GET", "/ledger/versions", summary="The revenue ledger's versions",
            role="viewer", tag="ledger", response=s.LedgerVersionList)
 def ledger_versions_():
     """Newest first, with the periods each is still current for."""
-    items = [s.LedgerVersionOut(
-        version=v.version, filename=v.filename, uploaded_by=v.uploaded_by,
-        uploaded_at=v.uploaded_at, activated_at=v.activated_at, periods=list(v.periods),
-        current_periods=list(v.current_periods), rows=v.rows, accounts=v.accounts,
-        dimensions=list(v.dimensions), notes=list(v.notes), status=v.status)
-        for v in ledger_versions(get_session())]
+    items = [_version_out(v) for v in ledger_versions(get_session())]
     return answer(s.LedgerVersionList(items=items))
 
