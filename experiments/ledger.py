@@ -200,7 +200,11 @@ def reserve_version(
 
 def discard_version(session: Session, version_id: int) -> None:
     """Delete an importing version and its rows (an import that failed half-way; flushed)."""
-    session.execute(delete(LedgerRow).where(LedgerRow.version_id == version_id))
+    version = session.get(LedgerVersion, version_id)
+    rows = delete(LedgerRow).where(LedgerRow.version_id == version_id)
+    if version is not None and version.first_row_id is not None:
+        rows = rows.where(LedgerRow.id.between(version.first_row_id, version.last_row_id))
+    session.execute(rows)
     session.execute(
         delete(LedgerVersion).where(
             LedgerVersion.id == version_id, LedgerVersion.status == "importing"
@@ -224,6 +228,19 @@ def insert_rows(
     raw = connection.connection.driver_connection
     total = len(table) if stop is None else min(stop, len(table))
     columns = ", ".join(_ROW_COLUMNS)
+    # New ids lie above every id allocated so far (a sequence / SQLite's rowid only grow).
+    below = session.exec(select(func.max(LedgerRow.id))).one() or 0
+    _write_rows(connection, raw, version_id, table, start, total, columns)
+    above = session.exec(select(func.max(LedgerRow.id))).one() or 0
+    if above > below:
+        version.first_row_id = min(version.first_row_id or below + 1, below + 1)
+        version.last_row_id = max(version.last_row_id or above, above)
+        session.add(version)
+        session.flush()
+
+
+def _write_rows(connection, raw, version_id: int, table: LedgerTable, start: int, total: int,
+                columns: str) -> None:
     if connection.dialect.name == "postgresql":
         cursor = raw.cursor()
         with cursor.copy(f"COPY ledger_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
@@ -488,9 +505,12 @@ def current_ledger(
     come from ``table`` (just written) instead of being read back."""
     pointers = session.exec(select(LedgerPeriod.period, LedgerPeriod.version_id)).all()
     version_ids = sorted({vid for _, vid in pointers})
-    declared = dict(session.exec(
-        select(LedgerVersion.id, LedgerVersion.dimensions).where(LedgerVersion.id.in_(version_ids))
-    ).all()) if version_ids else {}
+    stored = session.exec(
+        select(LedgerVersion.id, LedgerVersion.dimensions, LedgerVersion.first_row_id,
+               LedgerVersion.last_row_id).where(LedgerVersion.id.in_(version_ids))
+    ).all() if version_ids else []
+    declared = {vid: dims for vid, dims, _, _ in stored}
+    row_ids = {vid: (low, high) for vid, _, low, high in stored}
     names = list(dict.fromkeys(name for vid in version_ids for name in declared.get(vid) or []))
     parts = []
     fresh_id = fresh[0] if fresh is not None else None
@@ -499,7 +519,8 @@ def current_ledger(
         if vid == fresh_id:
             parts.append(_part_of_table(fresh[1], months, names))
         else:
-            parts.append(_read_part(session, vid, months, declared.get(vid) or [], names))
+            parts.append(_read_part(session, vid, row_ids.get(vid, (None, None)), months,
+                                    declared.get(vid) or [], names))
     if not parts:
         empty_f = np.empty(0, dtype=np.float64)
         empty_i = np.empty(0, dtype=np.int64)
@@ -560,9 +581,11 @@ def _part_of_table(table: LedgerTable, months: list[int], names: list[str]) -> C
 
 
 def _read_part(
-    session: Session, version_id: int, months: list[int], own: list[str], names: list[str]
+    session: Session, version_id: int, row_ids: tuple[int | None, int | None],
+    months: list[int], own: list[str], names: list[str],
 ) -> CurrentLedger:
-    """One version's rows of ``months``, through the driver's cursor (no row objects)."""
+    """One version's rows of ``months``, through the driver's cursor (no row objects);
+    found by the version's row-id range (the primary key)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         since_month = (
@@ -582,6 +605,9 @@ def _read_part(
         f" churned_cents, {since_month}, days_to_value{', ' + slots if slots else ''}"
         f" FROM ledger_row WHERE version_id = {int(version_id)} AND period IN ({month_list})"
     )
+    low, high = row_ids
+    if low is not None and high is not None:
+        sql += f" AND id BETWEEN {int(low)} AND {int(high)}"
     cursor = connection.connection.driver_connection.cursor()
     try:
         if connection.dialect.name == "postgresql":

@@ -29,7 +29,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
-    Index,
     Integer,
 )
 from sqlmodel import Field, SQLModel
@@ -68,6 +67,11 @@ class LedgerVersion(SQLModel, table=True):
     uploaded_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
     uploaded_at: datetime = Field(default_factory=utcnow)
     activated_at: datetime | None = None
+    # Every row of this version has first_row_id <= ledger_row.id <= last_row_id (other
+    # versions' rows may lie between): finds its rows through the primary key, so
+    # ledger_row needs no index of its own.
+    first_row_id: int | None = Field(default=None, sa_type=BigInteger)
+    last_row_id: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class LedgerRow(SQLModel, table=True):
@@ -84,10 +88,9 @@ class LedgerRow(SQLModel, table=True):
             "contraction_cents + churned_cents <= start_cents", name="loss_within_start"
         ),
         CheckConstraint("days_to_value IS NULL OR days_to_value >= 0", name="days_nonnegative"),
-        # Finds a version's rows of one period (the current-ledger join). No unique
-        # (version, period, account) index: the reader guarantees it, and each index
-        # costs seconds per million rows on every upload.
-        Index("ix_ledger_row_version_period", "version_id", "period"),
+        # No index: a version's rows are found by its row-id range (ledger_version); the
+        # reader guarantees (version, period, account) unique. An index cost ~1 s of CPU
+        # per million rows on every upload.
     )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.

@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column('uploaded_by_id', sa.Integer(), nullable=True),
         sa.Column('uploaded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column('activated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column('first_row_id', sa.BigInteger(), nullable=True),
+        sa.Column('last_row_id', sa.BigInteger(), nullable=True),
         sa.CheckConstraint("status IN ('importing', 'ready')",
                            name=op.f('ck_ledger_version_status')),
         sa.CheckConstraint('row_count >= 0', name=op.f('ck_ledger_version_row_count')),
@@ -76,9 +78,6 @@ def upgrade() -> None:
         # No foreign key to ledger_version on purpose (see experiments/ledger_models.py).
         sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_row')),
     )
-    with op.batch_alter_table('ledger_row', schema=None) as batch_op:
-        batch_op.create_index('ix_ledger_row_version_period', ['version_id', 'period'],
-                              unique=False)
 
     op.create_table(
         'ledger_period',
@@ -113,8 +112,6 @@ def downgrade() -> None:
     with op.batch_alter_table('ledger_period', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_period_version_id'))
     op.drop_table('ledger_period')
-    with op.batch_alter_table('ledger_row', schema=None) as batch_op:
-        batch_op.drop_index('ix_ledger_row_version_period')
     op.drop_table('ledger_row')
     with op.batch_alter_table('ledger_version', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_version_uploaded_by_id'))

@@ -399,3 +399,16 @@ def test_the_stored_file_name_is_the_base_name_without_control_characters(sessio
     data = b"account_id,period,start_mrr\na,2025-01,10\n"
     version = import_ledger(session, data, actor=actor, filename="C:\\exports\\led\x1bger.csv")
     assert version.filename == "ledger.csv"
+
+
+def test_each_version_knows_the_row_id_range_of_its_rows(session, actor, ledger_csv):
+    data = ledger_csv.read_bytes()
+    first = import_ledger(session, data, dimensions=DIMS, actor=actor, filename="a.csv")
+    second = import_ledger(session, data.replace(b",basic,", b",pro,"), dimensions=DIMS,
+                           actor=actor, filename="b.csv")
+    session.commit()
+    for version in (first, second):
+        low, high = session.exec(select(func.min(LedgerRow.id), func.max(LedgerRow.id))
+                                 .where(LedgerRow.version_id == version.id)).one()
+        assert (version.first_row_id, version.last_row_id) == (low, high)
+    assert first.last_row_id < second.first_row_id
