@@ -468,6 +468,9 @@ def test_lifecycle_through_the_browser(world):
             "version": "3",
             "decision": "ship",
             "rationale": f"Won by 2.3 points {SCRIPT}",
+            "shipped_variant": "nudge",
+            "rollout_share": "1",
+            "eligible_base": "90000",
         },
     )
     assert decided.status_code == 303
