@@ -79,6 +79,7 @@ class TreeNode:
     owner: User | None = None
     team: Team | None = None
     editable: bool = False
+    owned: bool = False  # the user owns the node (and may enter its actuals)
     actuals: NodeActuals | None = None  # filled by attach_actuals (the tree page, dashboard)
 
     @property
@@ -148,6 +149,7 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
             owner=users.get(n.owner_id),
             team=team_rows.get(n.team_id),
             editable=editable(n.team_id),
+            owned=user.id is not None and n.owner_id == user.id,
         )
         for n in nodes
         if _visible(teams, n.team_id)
@@ -187,17 +189,23 @@ def attach_actuals(session: Session, roots: list[TreeNode], figures: Any) -> lis
 
 def enter_actual(session: Session, node_id: int, data: Mapping[str, Any], *,
                  actor: User) -> DriverActual:
-    """Enter (or change) a dated actual of a node's leading metric.
+    """Enter (or change) a dated actual of a node's leading metric: its owner may (whatever
+    their role in its team), and so may anyone who edits the node (experimenter).
 
     Raises
     ------
-    NotFound, PermissionDenied
-        As :func:`get_node` with ``experimenter``.
+    NotFound
+        As :func:`get_node`.
+    PermissionDenied
+        Neither the node's owner nor an experimenter of its team.
     ValidationFailed, StaleVersion
         As :func:`experiments.tree_actuals.record_actual`.
     """
-    node = get_node(session, actor, node_id, "experimenter")
+    node = get_node(session, actor, node_id, "viewer")
+    if actor.id is None or actor.id != node.owner_id:
+        require(session, actor, node.team_id, "experimenter")
     return record_actual(session, node, data, actor=actor)
+
 
 
 def node_choices(

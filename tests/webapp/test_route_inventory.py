@@ -85,7 +85,7 @@ INVENTORY: dict[str, str] = {
     "tree.move": "experimenter",
     "tree.delete_form": "experimenter",
     "tree.delete": "experimenter",
-    "tree.add_actual": "experimenter",
+    "tree.add_actual": "viewer",  # the node's owner, whatever their role; else experimenter
     "experiments.index": "viewer",
     "experiments.detail": "viewer",
     "experiments.export_json": "viewer",

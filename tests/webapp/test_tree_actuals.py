@@ -192,6 +192,20 @@ def test_viewers_cannot_enter_actuals_and_other_teams_nodes_are_404(login_as, db
         assert session.exec(select(DriverActual)).all() == []
 
 
+def test_a_nodes_owner_enters_actuals_whatever_their_role(login_as, db_engine):
+    owner = login_as("viewer")
+    mine = add_node(db_engine, "My driver", kind="driver", owner_id=owner.user.id)
+    other = add_node(db_engine, "Not mine", kind="driver")
+    html = owner.get("/tree/").get_data(as_text=True)
+    assert "Enter an actual of My driver" in html and "Enter an actual of Not mine" not in html
+    data = {"csrf_token": owner.csrf, "measured_on": "2026-01-01", "value": "2"}
+    assert owner.post(f"/tree/{mine.id}/actuals", data=data).status_code == 303
+    assert owner.post(f"/tree/{other.id}/actuals", data=data).status_code == 403
+    with Session(db_engine) as session:
+        (row,) = session.exec(select(DriverActual)).all()
+    assert (row.node_id, row.entered_by_id) == (mine.id, owner.user.id)
+
+
 def test_deleting_a_node_deletes_its_actuals(editor, db_engine):
     driver = add_node(db_engine, "Short-lived", kind="driver")
     editor.post(f"/tree/{driver.id}/actuals",

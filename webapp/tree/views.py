@@ -19,7 +19,7 @@ A refused form re-renders the whole ``#tree`` (``HX-Retarget``) with the form op
 | POST   | /tree/<id>/move              | experimenter | move        |
 | GET    | /tree/<id>/delete            | experimenter | delete_form |
 | POST   | /tree/<id>/delete            | experimenter | delete      |
-| POST   | /tree/<id>/actuals           | experimenter | add_actual  |
+| POST   | /tree/<id>/actuals           | owner/exp.   | add_actual  |
 
 A node tied to a ledger metric shows its actuals from the revenue ledger; any other
 node's editors enter dated actuals of its leading metric inline (``add_actual``; the
@@ -277,7 +277,7 @@ def delete(node_id: int):
 
 
 @bp.route("/<int:node_id>/actuals", methods=["POST"])
-@allow("experimenter")
+@allow("viewer")  # the node's owner may; enter_actual checks the rest
 def add_actual(node_id: int):
     """Enter (or change) a dated actual of the node's leading metric."""
     return _save(
