@@ -36,6 +36,7 @@ from experiments.models import (
 from experiments.planning import ASSUMED_SOURCE, DEFAULT_SIGMA
 from experiments.review_weeks import parse_moment
 from experiments.rules import UNDATED_ENROLMENT, headline_verdict, project_enrolment
+from experiments.warehouse_inputs import PushedInputs, stored_inputs
 from stats import (
     ArmData,
     ArmTotals,
@@ -227,6 +228,7 @@ def refresh_snapshot(
     dataset: Dataset,
     *,
     ratios: data.AccountRatios | None = None,
+    pushed: PushedInputs | None = None,
 ) -> AnalysisSnapshot:
     """Analyse ``dataset`` under the experiment's current plan and store an AnalysisSnapshot.
 
@@ -245,9 +247,21 @@ def refresh_snapshot(
     if dataset.experiment_id != experiment.id:
         raise ValueError(f"dataset {dataset.id} does not belong to experiment {experiment.key!r}")
     plan = current_plan(session, experiment)
-    by_segment = data.arm_sums_by_segment(session, dataset.id) if dataset.has_segment else None
-    # With segments, the one GROUP BY (segment, variant) pooled is the GROUP BY variant.
-    sums = data.pool_sums(by_segment.values()) if by_segment else data.arm_sums(session, dataset.id)
+    # A warehouse dataset (issue 18) has no rows here: the warehouse computed the same
+    # inputs (experiments.warehouse) and they were stored beside the dataset.
+    if pushed is None and dataset.source == "warehouse":
+        pushed = stored_inputs(session, dataset)
+    if pushed is not None:
+        by_segment, sums, ratios = pushed.sums_by_segment, pushed.sums, pushed.sample.ratios()
+    else:
+        by_segment = (
+            data.arm_sums_by_segment(session, dataset.id) if dataset.has_segment else None
+        )
+        # With segments, the one GROUP BY (segment, variant) pooled is the GROUP BY variant.
+        sums = (
+            data.pool_sums(by_segment.values()) if by_segment
+            else data.arm_sums(session, dataset.id)
+        )
     if ratios is None:
         ratios = data.account_ratio_rows(
             session, dataset.id, with_days=bool(dataset.has_days_to_value)
@@ -255,7 +269,9 @@ def refresh_snapshot(
     keys = [row.variant for row in sums]
     # Issue 15's inputs: moments and incidence counts (one GROUP BY of shifted sums) and
     # the time-to-value tables (GROUP BY variant, day), per segment when there are segments.
-    if ratios.table is not None:  # an import that still holds the rows: no SQL read-back
+    if pushed is not None:
+        extras, times = dict(pushed.extras), dict(pushed.times)
+    elif ratios.table is not None:  # an import that still holds the rows: no SQL read-back
         extras = data.extras_from_table(ratios.table, by_segment=bool(by_segment))
         times = data.time_tables_from_table(ratios.table, by_segment=bool(by_segment))
     else:
@@ -272,6 +288,8 @@ def refresh_snapshot(
             ratios.days_by_variant(keys=keys),
         ),
     )
+    if pushed is not None:  # the rank check on a partial sample says so
+        result = pushed.label(result)
 
     segment_results: dict[str, Any] | None = None
     omitted: list[str] = []

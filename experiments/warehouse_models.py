@@ -26,7 +26,7 @@ TARGETS: tuple[str, ...] = ("experiment", "ledger")
 #: Refresh schedules (``manual``: only the refresh button).
 SCHEDULES: tuple[str, ...] = ("manual", "hourly", "daily")
 #: Outcome of the last refresh.
-REFRESH_STATUSES: tuple[str, ...] = ("never", "ok", "unchanged", "failed")
+REFRESH_STATUSES: tuple[str, ...] = ("never", "queued", "ok", "unchanged", "failed")
 
 
 def _now() -> datetime:

@@ -83,7 +83,7 @@ def upgrade() -> None:
                            name=op.f('ck_warehouse_query_target')),
         sa.CheckConstraint("schedule IN ('manual', 'hourly', 'daily')",
                            name=op.f('ck_warehouse_query_schedule')),
-        sa.CheckConstraint("last_status IN ('never', 'ok', 'unchanged', 'failed')",
+        sa.CheckConstraint("last_status IN ('never', 'queued', 'ok', 'unchanged', 'failed')",
                            name=op.f('ck_warehouse_query_last_status')),
         sa.CheckConstraint(
             "(target = 'experiment' AND experiment_id IS NOT NULL)"

@@ -1,0 +1,941 @@
+"""Warehouse-native datasets (issue 18 item 1, DESIGN §6): read an experiment's accounts,
+or the revenue ledger, from a SQL query on a registered data source.
+
+An experiment's query runs in the warehouse as a CTE under one ``GROUP BY [segment,]
+variant`` that returns, per group, the count, the incidence counts (logo churn,
+expansion) and the shifted sums and sums of products of every money column (start,
+levers, the CUPED pre-period) — the same inputs :func:`experiments.datasets.arm_extras`
+reads from our own table. A second ``GROUP BY [segment,] variant, day`` gives the
+time-to-value tables. Only these sums come back, plus, for the rank checks, a bounded
+random sample of per-account ``end``/``start`` values (:data:`SAMPLE_LIMIT`; every
+account when the query returns no more than that). The result becomes a dataset version
+with ``source = "warehouse"``, its inputs stored in ``warehouse_result``, and a snapshot
+made by :func:`experiments.analysis.refresh_snapshot` — the upload's code path.
+
+The **ledger** cannot be reduced to per-period sums: TTM NRR follows each account across
+twelve periods, cohorts need each account's first active month and customer_since, and
+the velocity cohorts need per-account terciles. So its query's rows are pulled in chunks
+(at most :data:`LEDGER_MAX_ROWS`), written as the §3b CSV in memory and stored through
+the ledger upload's own code (:func:`experiments.ledger_import.store_ledger_upload`),
+which validates them by the same rules and computes the same figures. A ledger is
+company-wide and about a million rows (L16 stores that in seconds), so this costs one
+upload's worth of work, without a second implementation of TTM and cohorts in SQL.
+
+Safety: the URL is read from the environment variable the data source names, never
+stored or shown. Each statement runs in a transaction set read-only where the dialect
+has one (PostgreSQL ``SET TRANSACTION READ ONLY``; DuckDB opened ``read_only``), with a
+statement timeout (PostgreSQL ``statement_timeout``, Snowflake
+``STATEMENT_TIMEOUT_IN_SECONDS``, Trino ``query_max_run_time``; DuckDB is interrupted by a
+timer; BigQuery: set ``job_timeout`` / a byte cap on the URL). Elsewhere a read-only
+credential is the guarantee. A failed or timed-out query raises :class:`WarehouseError`
+with the warehouse's own message (the password, if any, blanked out).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    Double,
+    case,
+    column,
+    create_engine,
+    false,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session
+
+from experiments.analysis import current_plan, refresh_snapshot
+from experiments.audit import record_event
+from experiments.datasets import ArmExtras, dataset_with_content, lock_experiment, next_version
+from experiments.errors import NotFound, ValidationFailed
+from experiments.input_rules import control_character
+from experiments.models import Dataset, Experiment, User, utcnow
+from experiments.warehouse_inputs import AccountSample, PushedInputs
+from experiments.warehouse_models import (
+    DIALECTS,
+    SCHEDULES,
+    DataSource,
+    WarehouseQuery,
+    WarehouseResult,
+)
+from stats import Moments
+from stats.velocity import TimeTable
+
+log = logging.getLogger("nrrlab.warehouse")
+
+#: Per-account rows read for the rank checks at most (every row when there are fewer).
+#: Equal to stats.robust.MAX_PERMUTATION_ACCOUNTS: any dataset small enough for the
+#: permutation test is read whole, so the test sees every account.
+SAMPLE_LIMIT = 20_000
+#: Seconds one warehouse statement may run.
+DEFAULT_TIMEOUT_SECONDS = 120
+#: Rows a ledger query may return (they are pulled through this process).
+LEDGER_MAX_ROWS = 5_000_000
+#: Rows fetched per round trip when pulling a ledger.
+LEDGER_CHUNK = 50_000
+MAX_SQL_LENGTH = 100_000
+#: Problems listed at most when the rows break the contract.
+MAX_LISTED = 20
+
+REQUIRED = ("account_id", "variant", "start_mrr")
+MONEY_OPTIONAL = ("expansion_mrr", "contraction_mrr", "churned_mrr")
+OPTIONAL = (*MONEY_OPTIONAL, "segment", "days_to_value", "days_observed", "pre_start_mrr",
+            "pre_end_mrr", "enrolled_on")
+CONTRACT = (*REQUIRED, *OPTIONAL)
+LEDGER_REQUIRED = ("account_id", "period", "start_mrr")
+LEDGER_KNOWN = (*LEDGER_REQUIRED, *MONEY_OPTIONAL, "customer_since", "days_to_value")
+#: Moment columns in the order of :func:`experiments.datasets.arm_extras`.
+_MOMENT_COLUMNS = {
+    "start": "start_mrr",
+    "expansion": "expansion_mrr",
+    "contraction": "contraction_mrr",
+    "churned": "churned_mrr",
+    "pre_start": "pre_start_mrr",
+    "pre_end": "pre_end_mrr",
+}
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+
+
+class WarehouseError(Exception):
+    """The warehouse could not be read: no URL, a failed or timed-out query, bad columns.
+
+    The message is meant for the user (the warehouse's own message where there is one).
+    """
+
+
+class RowsRejected(WarehouseError):
+    """The query's rows break the account contract (DESIGN §3); ``problems`` lists them."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("The query's rows break the account data contract (DESIGN §3): "
+                         + "; ".join(problems))
+
+
+# ------------------------------------------------------------------ data sources
+
+
+def register_source(
+    session: Session, data: Mapping[str, Any], *, actor: User
+) -> DataSource:
+    """Register a data source: a name, the environment variable holding its URL, a dialect.
+
+    Nothing secret is stored: the URL stays in the server's environment. Flushed.
+
+    Raises
+    ------
+    ValidationFailed
+        A blank or taken name, an environment variable name that is not UPPER_SNAKE,
+        or an unknown dialect.
+    """
+    errors: dict[str, str] = {}
+    name = str(data.get("name") or "").strip()
+    env = str(data.get("url_env") or "").strip()
+    dialect = str(data.get("dialect") or "").strip()
+    if not name:
+        errors["name"] = "give the data source a name"
+    elif len(name) > 100:
+        errors["name"] = "at most 100 characters"
+    elif control_character(name):
+        errors["name"] = control_character(name)
+    elif session.scalars(select(DataSource).where(DataSource.name == name)).first():
+        errors["name"] = f"a data source named {name!r} exists already"
+    if not _ENV_NAME.fullmatch(env):
+        errors["url_env"] = ("the name of an environment variable: capital letters, digits "
+                             "and underscores, not starting with a digit (e.g. WAREHOUSE_URL)")
+    if dialect not in DIALECTS:
+        errors["dialect"] = f"one of {', '.join(DIALECTS)}"
+    if errors:
+        raise ValidationFailed(errors)
+    source = DataSource(name=name, url_env=env, dialect=dialect, created_by_id=actor.id)
+    session.add(source)
+    session.flush()
+    record_event(session, "warehouse.source_create", actor=actor, entity_type="data_source",
+                 entity_id=source.id, diff={"name": [None, name], "url_env": [None, env],
+                                            "dialect": [None, dialect]})
+    return source
+
+
+def list_sources(session: Session) -> list[DataSource]:
+    return list(session.scalars(select(DataSource).order_by(DataSource.name)))
+
+
+def source_status(source: DataSource, environ: Mapping[str, str] | None = None) -> str:
+    """Whether the server can use ``source`` now, in words (the URL itself is never shown)."""
+    try:
+        source_url(source, environ)
+    except WarehouseError as error:
+        return str(error)
+    return f"{source.url_env} is set ({source.dialect})"
+
+
+def source_url(source: DataSource, environ: Mapping[str, str] | None = None):
+    """The source's URL from its environment variable, checked against its dialect.
+
+    Raises
+    ------
+    WarehouseError
+        The variable is unset, is not a SQLAlchemy URL, or names another backend.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(source.url_env, "").strip()
+    if not raw:
+        raise WarehouseError(
+            f"The environment variable {source.url_env} is not set on the server; set it to "
+            f"the {source.dialect} SQLAlchemy URL of {source.name!r}.")
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise WarehouseError(
+            f"The environment variable {source.url_env} does not hold a SQLAlchemy URL "
+            "(dialect+driver://user:password@host/database).") from None
+    backend = url.get_backend_name()
+    if backend != source.dialect:
+        raise WarehouseError(
+            f"The environment variable {source.url_env} holds a {backend} URL, but "
+            f"{source.name!r} is registered as {source.dialect}.")
+    return url
+
+
+def session_statements(dialect: str, timeout: float) -> list[str]:
+    """What each read runs first on ``dialect``: read-only and a statement timeout."""
+    seconds = max(1, int(timeout))
+    if dialect == "postgresql":
+        return ["SET TRANSACTION READ ONLY", f"SET LOCAL statement_timeout = {seconds * 1000}"]
+    if dialect == "snowflake":
+        return [f"ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = {seconds}"]
+    if dialect == "trino":
+        return [f"SET SESSION query_max_run_time = '{seconds}s'"]
+    return []  # duckdb: read_only connection + interrupt timer; bigquery: job_timeout on URL
+
+
+def open_engine(source: DataSource, environ: Mapping[str, str] | None = None) -> Engine:
+    """An engine on the source (no pool: reads are rare and long).
+
+    Raises
+    ------
+    WarehouseError
+        No usable URL, or the dialect's driver is not installed.
+    """
+    url = source_url(source, environ)
+    connect_args: dict[str, Any] = {}
+    if source.dialect == "duckdb":
+        connect_args["read_only"] = True
+    try:
+        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    except (NoSuchModuleError, ImportError) as error:
+        raise WarehouseError(
+            f"The {source.dialect} driver is not installed on the server "
+            f"(pip install 'nrrlab[warehouse]'): {error}") from None
+
+
+def _message(error: BaseException, secret: str | None) -> str:
+    """The warehouse's own words, first lines only, with the password blanked out."""
+    orig = getattr(error, "orig", None) or error
+    text_ = " ".join(str(orig).strip().splitlines()[:3]) or type(orig).__name__
+    if secret:
+        text_ = text_.replace(secret, "***")
+    return text_[:1000]
+
+
+@contextmanager
+def reading(
+    source: DataSource, *, environ: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Iterator[Connection]:
+    """A read-only connection with a statement timeout; errors become :class:`WarehouseError`.
+
+    The transaction is always rolled back: nothing a query might do is kept.
+    """
+    engine = open_engine(source, environ)
+    secret = engine.url.password
+    timer: threading.Timer | None = None
+    try:
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                for statement in session_statements(source.dialect, timeout):
+                    connection.exec_driver_sql(statement)
+                if source.dialect == "duckdb":
+                    raw = connection.connection.driver_connection
+                    timer = threading.Timer(timeout, raw.interrupt)
+                    timer.daemon = True
+                    timer.start()
+                yield connection
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                transaction.rollback()
+    except WarehouseError:
+        raise
+    except (DBAPIError, SQLAlchemyError) as error:
+        detail = _message(error, secret)
+        if timer is not None and not timer.is_alive() and "interrupt" in detail.lower():
+            detail = f"the query ran longer than {int(timeout)} s and was stopped ({detail})"
+        raise WarehouseError(f"The warehouse refused the query: {detail}") from None
+    except Exception as error:  # noqa: BLE001 - drivers (BigQuery) raise outside DBAPI
+        raise WarehouseError(f"The warehouse could not be read: {_message(error, secret)}"
+                             ) from None
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------- the query
+
+
+def check_sql(sql: str) -> str:
+    """The query text, trimmed of a final ``;``.
+
+    Raises
+    ------
+    ValidationFailed
+        Blank, too long, control characters, or more than one statement.
+    """
+    body = (sql or "").strip().rstrip(";").rstrip()
+    problem = None
+    if not body:
+        problem = "write a SELECT query that returns one row per account"
+    elif len(body) > MAX_SQL_LENGTH:
+        problem = f"at most {MAX_SQL_LENGTH:,} characters"
+    elif control_character(body, multiline=True):
+        problem = control_character(body, multiline=True)
+    elif ";" in body:
+        problem = ("one SELECT statement only: remove the ';' (a ';' inside a string literal "
+                   "counts too: use chr(59) there)")
+    if problem:
+        raise ValidationFailed({"sql_text": problem})
+    return body
+
+
+def query_columns(connection: Connection, sql: str) -> list[str]:
+    """The column names the query returns (run with ``WHERE 1 = 0``: no rows are read)."""
+    rows = text(sql).columns().subquery("warehouse_probe")
+    probe = select(literal_column("*")).select_from(rows).where(false())
+    return list(connection.execute(probe).keys())
+
+
+def map_columns(names: list[str], *, known: tuple[str, ...], required: tuple[str, ...],
+                allow_extra: bool = False) -> dict[str, str]:
+    """``{contract name: the query's column name}`` (names compared case-insensitively).
+
+    Raises
+    ------
+    WarehouseError
+        Missing required columns, columns the contract does not know (unless
+        ``allow_extra``), or two columns with one name.
+    """
+    mapping: dict[str, str] = {}
+    problems = []
+    extra = []
+    for name in names:
+        key = str(name).strip().lower()
+        if key in mapping:
+            problems.append(f"the column {key} appears twice")
+        elif key in known or allow_extra:
+            mapping[key] = str(name)
+        else:
+            extra.append(str(name))
+    missing = [name for name in required if name not in mapping]
+    if missing:
+        problems.append(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    if extra:
+        problems.append(
+            f"extra column{'s' if len(extra) > 1 else ''} {', '.join(extra)}: not part of the "
+            f"contract; select only {', '.join(known)}")
+    if ("pre_start_mrr" in mapping) != ("pre_end_mrr" in mapping) and "pre_start_mrr" in known:
+        problems.append("pre_start_mrr and pre_end_mrr come together or not at all")
+    if problems:
+        raise WarehouseError("The query's columns do not match the contract: "
+                             + "; ".join(problems) + ".")
+    return mapping
+
+
+@dataclass(frozen=True)
+class AccountQuery:
+    """The user's query as a CTE and the SQL expressions of the contract's columns."""
+
+    cte: Any
+    columns: Mapping[str, str]
+
+    @classmethod
+    def of(cls, sql: str, columns: Mapping[str, str]) -> AccountQuery:
+        rows = text(sql).columns(*(column(name) for name in columns.values()))
+        return cls(rows.cte("warehouse_rows"), dict(columns))
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+    def raw(self, name: str):
+        return self.cte.c[self.columns[name]]
+
+    def money(self, name: str):
+        """A money column as float (an absent lever column is 0; blank is 0, DESIGN §3)."""
+        if name not in self.columns:
+            return literal(0.0)
+        value = func.cast(self.raw(name), Double())
+        return value if name in ("start_mrr", "pre_start_mrr", "pre_end_mrr") else (
+            func.coalesce(value, 0.0))
+
+    def number(self, name: str):
+        return func.cast(self.raw(name), Double())
+
+    @property
+    def end(self):
+        return (self.money("start_mrr") + self.money("expansion_mrr")
+                - self.money("contraction_mrr") - self.money("churned_mrr"))
+
+    def segment(self):
+        return self.raw("segment") if self.has("segment") else null()
+
+
+def check_query(q: AccountQuery):
+    """One aggregate over the rows: each contract rule's violations, the count, the means.
+
+    Returns the select, the rules' messages (its row is read by :func:`_problems`) and the
+    money columns whose means follow.
+    """
+    start = q.money("start_mrr")
+    account = q.raw("account_id")
+    rules: list[tuple[str, Any]] = [
+        ("account_id is blank", account.is_(None)),
+        ("variant is blank", q.raw("variant").is_(None)),
+        ("start_mrr must be greater than 0", or_(start.is_(None), start <= 0)),
+    ]
+    for name in MONEY_OPTIONAL:
+        if q.has(name):
+            rules.append((f"{name} must be 0 or more", q.money(name) < 0))
+    if q.has("contraction_mrr") or q.has("churned_mrr"):
+        rules.append(("contraction_mrr + churned_mrr must not exceed start_mrr",
+                      q.money("contraction_mrr") + q.money("churned_mrr") > start))
+    for name in ("days_to_value", "days_observed"):
+        if q.has(name):
+            rules.append((f"{name} must be 0 or more", q.number(name) < 0))
+    if q.has("days_to_value") and q.has("days_observed"):
+        rules.append(("days_to_value must not exceed days_observed",
+                      q.number("days_to_value") > q.number("days_observed")))
+    if q.has("pre_start_mrr"):
+        pre_start, pre_end = q.money("pre_start_mrr"), q.money("pre_end_mrr")
+        rules.append(("pre_start_mrr and pre_end_mrr must both be given or both be blank",
+                      pre_start.is_(None) != pre_end.is_(None)))
+        rules.append(("pre_start_mrr and pre_end_mrr must be 0 or more",
+                      or_(pre_start < 0, pre_end < 0)))
+    aggregates = [func.count(), func.count(func.distinct(account))]
+    for _, condition in rules:
+        aggregates.append(func.sum(case((condition, 1), else_=0)))
+        aggregates.append(func.min(case((condition, account), else_=None)))
+    names = [n for n in _MOMENT_COLUMNS.values() if n == "start_mrr" or q.has(n)]
+    aggregates += [func.avg(q.money(n)) for n in names]
+    return select(*aggregates).select_from(q.cte), [m for m, _ in rules], names
+
+
+def _problems(row, messages: list[str]) -> tuple[list[str], int]:
+    total, distinct = int(row[0] or 0), int(row[1] or 0)
+    problems = []
+    if total and distinct < total:
+        problems.append(f"{total - distinct:,} repeated account_id values: one row per account")
+    for i, message in enumerate(messages):
+        count, example = row[2 + 2 * i], row[3 + 2 * i]
+        if count:
+            where = f" (e.g. account_id {example})" if example is not None else ""
+            problems.append(f"{int(count):,} row{'s' if count != 1 else ''}: {message}{where}")
+    return problems[:MAX_LISTED], total
+
+
+def extras_query(q: AccountQuery, names: list[str], shifts: list[float], *, by_segment: bool):
+    """``GROUP BY [segment,] variant`` of counts and shifted sums and products.
+
+    Every money column is centred on its mean over the whole query before it is summed
+    and multiplied (the shifted-data algorithm; Chan, Golub & LeVeque 1983, §3), as
+    :func:`experiments.datasets.arm_extras` does on our own table.
+    """
+    deviations = [q.money(_MOMENT_COLUMNS[n]) - shift for n, shift in zip(names, shifts,
+                                                                          strict=True)]
+    pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
+    pre_missing = (
+        func.sum(case((or_(q.raw("pre_start_mrr").is_(None), q.raw("pre_end_mrr").is_(None)),
+                       1), else_=0))
+        if q.has("pre_start_mrr") else literal(0)
+    )
+    start = q.money("start_mrr")
+    keys = [q.raw("segment"), q.raw("variant")] if by_segment else [q.raw("variant")]
+    return select(
+        q.raw("segment") if by_segment else null(),
+        q.raw("variant"),
+        func.count(),
+        func.sum(case((q.money("churned_mrr") == start, 1), else_=0)),
+        func.sum(case((q.money("expansion_mrr") > 0, 1), else_=0)),
+        pre_missing,
+        *(func.sum(d) for d in deviations),
+        *(func.sum(deviations[i] * deviations[j]) for i, j in pairs),
+    ).select_from(q.cte).group_by(*keys)
+
+
+def _extras_from_rows(rows, names: list[str], shifts: list[float]):
+    pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
+    k = len(names)
+    out: dict[tuple[str | None, str], ArmExtras] = {}
+    for segment, variant, n, churned, expanded, pre_missing, *rest in rows:
+        n = int(n)
+        sums = {name: float(rest[i] or 0.0) for i, name in enumerate(names)}
+        products = {(names[i], names[j]): float(rest[k + index] or 0.0)
+                    for index, (i, j) in enumerate(pairs)}
+        keep = names if not int(pre_missing or 0) else names[:4]
+        shifted = Moments.from_sums(
+            n, {name: sums[name] for name in keep},
+            {(a, b): products[a, b] if (a, b) in products else products[b, a]
+             for a in keep for b in keep},
+        )
+        moments = Moments(
+            n, tuple(keep),
+            tuple(m + shifts[names.index(name)] for name, m in zip(keep, shifted.mean,
+                                                                    strict=True)),
+            shifted.comoment, shifted.tolerance,
+        )
+        key = (None if segment is None else str(segment), str(variant))
+        out[key] = ArmExtras(moments, int(churned or 0), int(expanded or 0))
+    return out
+
+
+def times_query(q: AccountQuery, *, by_segment: bool):
+    """``GROUP BY [segment,] variant, time``: events and censored accounts per day."""
+    reached = q.number("days_to_value") if q.has("days_to_value") else literal(None, Double())
+    time = func.coalesce(reached, q.number("days_observed"))
+    keys = [q.raw("segment"), q.raw("variant"), time] if by_segment else [q.raw("variant"), time]
+    return (
+        select(
+            q.raw("segment") if by_segment else null(),
+            q.raw("variant"),
+            time,
+            func.sum(case((reached.is_not(None), 1), else_=0)),
+            func.sum(case((reached.is_(None), 1), else_=0)),
+        )
+        .select_from(q.cte)
+        .where(time.is_not(None))
+        .group_by(*keys)
+    )
+
+
+def random_order(dialect: str):
+    """The dialect's uniform random number, for ``ORDER BY … LIMIT`` sampling."""
+    return func.rand() if dialect == "bigquery" else func.random()
+
+
+def sample_query(q: AccountQuery, dialect: str, *, limit: int, whole: bool):
+    """Per-account values for the rank checks: every row, or ``limit`` rows at random."""
+    days = q.number("days_to_value") if q.has("days_to_value") else literal(None, Double())
+    query = select(q.raw("variant"), q.segment(), q.end, q.money("start_mrr"), days
+                   ).select_from(q.cte)
+    return query if whole else query.order_by(random_order(dialect)).limit(limit)
+
+
+# -------------------------------------------------------------------- computing
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What one read of an experiment's query brought back."""
+
+    inputs: PushedInputs
+    columns: tuple[str, ...]
+
+    @property
+    def sha256(self) -> str:
+        document = json.dumps(self.inputs.to_json(), sort_keys=True, default=str)
+        return hashlib.sha256(document.encode()).hexdigest()
+
+
+def pull_experiment(
+    source: DataSource, sql: str, variants: tuple[str, ...], *,
+    environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    sample_limit: int = SAMPLE_LIMIT,
+) -> Pulled:
+    """Run the experiment's query as aggregates in the warehouse (see the module doc).
+
+    Raises
+    ------
+    WarehouseError
+        The query failed or timed out (the warehouse's message), its columns do not match
+        the contract, or its rows break it (:class:`RowsRejected`), or name variants the
+        experiment does not have.
+    """
+    sql = check_sql(sql)
+    with reading(source, environ=environ, timeout=timeout) as connection:
+        columns = map_columns(query_columns(connection, sql), known=CONTRACT, required=REQUIRED)
+        q = AccountQuery.of(sql, columns)
+        check, messages, mean_columns = check_query(q)
+        row = connection.execute(check).one()
+        problems, total = _problems(row, messages)
+        if problems:
+            raise RowsRejected(problems)
+        if total == 0:
+            raise WarehouseError("The query returned no rows.")
+        means = [float(v or 0.0) for v in row[2 + 2 * len(messages):]]
+        names = [n for n, c in _MOMENT_COLUMNS.items() if c in mean_columns]
+        by_segment = q.has("segment")
+        rows = connection.execute(extras_query(q, names, means, by_segment=by_segment)).all()
+        extras = _extras_from_rows(rows, names, means)
+        unknown = sorted({v for _s, v in extras} - set(variants))
+        if unknown:
+            counts = {v: sum(e.moments.n for (_s, w), e in extras.items() if w == v)
+                      for v in unknown}
+            raise RowsRejected([
+                f"{counts[v]:,} rows: variant {v!r} is not one of the experiment's variants "
+                f"({', '.join(variants)})" for v in unknown])
+        times: dict[tuple[str | None, str], TimeTable] = {}
+        if q.has("days_observed"):
+            counts: dict[tuple[str | None, str], list] = {}
+            for segment, variant, t, events, censored in connection.execute(
+                times_query(q, by_segment=by_segment)
+            ):
+                key = (None if segment is None else str(segment), str(variant))
+                counts.setdefault(key, []).append((float(t), int(events), int(censored)))
+            times = {key: TimeTable.from_counts(value) for key, value in counts.items()}
+        whole = total <= sample_limit
+        sampled = connection.execute(
+            sample_query(q, source.dialect, limit=sample_limit, whole=whole)).all()
+    sample = _sample(sampled, total, with_days=q.has("days_to_value"))
+    return Pulled(PushedInputs(extras, times, sample, by_segment), tuple(columns))
+
+
+def _sample(rows, total: int, *, with_days: bool) -> AccountSample:
+    variant = np.array([str(r[0]) for r in rows], dtype=object)
+    segment = np.array([None if r[1] is None else str(r[1]) for r in rows], dtype=object)
+    end = np.array([float(r[2]) for r in rows], dtype=np.float64)
+    start = np.array([float(r[3]) for r in rows], dtype=np.float64)
+    days = (np.array([np.nan if r[4] is None else float(r[4]) for r in rows], dtype=np.float64)
+            if with_days else None)
+    return AccountSample(variant, segment, end, start, days, total)
+
+
+# ------------------------------------------------------------ queries and refresh
+
+
+def experiment_query(session: Session, experiment: Experiment) -> WarehouseQuery | None:
+    return session.scalars(
+        select(WarehouseQuery).where(WarehouseQuery.experiment_id == experiment.id)
+    ).first()
+
+
+def ledger_query(session: Session) -> WarehouseQuery | None:
+    return session.scalars(
+        select(WarehouseQuery).where(WarehouseQuery.target == "ledger")
+        .order_by(WarehouseQuery.id)
+    ).first()
+
+
+def save_query(
+    session: Session, data: Mapping[str, Any], *, actor: User,
+    experiment: Experiment | None, version: int | None = None,
+) -> WarehouseQuery:
+    """Create or change the query of ``experiment`` (``None``: the ledger's). Flushed.
+
+    ``version`` is the version the actor edited (compare-and-set; ``None`` on creation).
+
+    Raises
+    ------
+    ValidationFailed
+        Unknown source, bad SQL text or schedule.
+    Conflict
+        Someone changed the query since ``version``.
+    """
+    from experiments.errors import Conflict
+
+    errors: dict[str, str] = {}
+    try:
+        sql = check_sql(str(data.get("sql_text") or ""))
+    except ValidationFailed as error:
+        errors.update(error.errors)
+        sql = ""
+    source = None
+    try:
+        source_id = int(str(data.get("source_id") or ""))
+        source = session.get(DataSource, source_id)
+    except ValueError:
+        pass
+    if source is None:
+        errors["source_id"] = "choose a registered data source"
+    schedule = str(data.get("schedule") or "manual")
+    if schedule not in SCHEDULES:
+        errors["schedule"] = f"one of {', '.join(SCHEDULES)}"
+    if errors:
+        raise ValidationFailed(errors)
+    query = experiment_query(session, experiment) if experiment else ledger_query(session)
+    before = None
+    if query is None:
+        query = WarehouseQuery(
+            target="experiment" if experiment else "ledger",
+            experiment_id=experiment.id if experiment else None,
+            source_id=source.id, sql_text=sql, schedule=schedule, created_by_id=actor.id)
+    else:
+        if version is not None and version != query.version:
+            raise Conflict("This query was changed by someone else since you opened it; "
+                           "your text is kept below, check the current one and save again.")
+        before = {"source_id": query.source_id, "schedule": query.schedule,
+                  "sql_text": query.sql_text}
+        query.source_id, query.sql_text, query.schedule = source.id, sql, schedule
+        query.version += 1
+        query.updated_at = utcnow()
+    session.add(query)
+    session.flush()
+    after = {"source_id": source.id, "schedule": schedule, "sql_text": sql}
+    record_event(
+        session, "warehouse.query_save", actor=actor, entity_type="warehouse_query",
+        entity_id=query.id, team_id=experiment.team_id if experiment else None,
+        diff={k: [None if before is None else before[k], v] for k, v in after.items()
+              if before is None or before[k] != v})
+    return query
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """How one refresh went: ``ok`` (a new version), ``unchanged`` or ``failed``."""
+
+    status: str
+    message: str
+    dataset_id: int | None = None
+
+
+def refresh_experiment(
+    session: Session, query: WarehouseQuery, *, actor: User | None,
+    environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    sample_limit: int = SAMPLE_LIMIT,
+) -> RefreshOutcome:
+    """Read the experiment's query and store a new dataset version with its snapshot.
+
+    The warehouse is read before anything is written here (no lock is held while it
+    works); then, under the experiment's lock, the sums become a ``warehouse`` dataset
+    version, its ``warehouse_result`` and a snapshot. Sums identical to a stored
+    version's leave the data as it is (``unchanged``). A failure stores nothing but the
+    query's status and the warehouse's message. Flushed, not committed.
+    """
+    experiment = session.get(Experiment, query.experiment_id)
+    source = session.get(DataSource, query.source_id)
+    if experiment is None or source is None:
+        raise NotFound("the query's experiment or data source no longer exists")
+    try:
+        plan = current_plan(session, experiment)
+        pulled = pull_experiment(source, query.sql_text, plan.variants, environ=environ,
+                                 timeout=timeout, sample_limit=sample_limit)
+    except (WarehouseError, ValidationFailed, ValueError) as error:
+        return _finish(session, query, RefreshOutcome("failed", str(error)))
+    sha = pulled.sha256
+    lock_experiment(session, experiment.id)
+    twin = dataset_with_content(session, experiment.id, sha)
+    if twin is not None:
+        return _finish(session, query, RefreshOutcome(
+            "unchanged", f"The warehouse returned the same sums as dataset version "
+            f"{twin.version}; nothing new was stored.", twin.id))
+    inputs = pulled.inputs
+    dataset = Dataset(
+        experiment_id=experiment.id, version=next_version(session, experiment),
+        source="warehouse", filename=f"{source.name} (warehouse query)"[:255], sha256=sha,
+        content_sha256=sha, status="ready", row_count=inputs.total,
+        has_segment=inputs.by_segment, has_days_to_value="days_to_value" in pulled.columns,
+        has_days_observed="days_observed" in pulled.columns,
+        has_pre_period="pre_start_mrr" in pulled.columns, has_enrolled_on=False,
+        uploaded_by_id=actor.id if actor else None, uploaded_at=utcnow())
+    session.add(dataset)
+    session.flush()
+    session.add(WarehouseResult(dataset_id=dataset.id, query_id=query.id,
+                                total_rows=inputs.total,
+                                sample_rows=len(inputs.sample.variant),
+                                inputs=inputs.to_json()))
+    session.flush()
+    snapshot = refresh_snapshot(session, experiment, dataset, pushed=inputs)
+    record_event(session, "warehouse.refresh", actor=actor, entity_type="experiment",
+                 entity_id=experiment.key, team_id=experiment.team_id,
+                 diff={"dataset_version": [None, dataset.version],
+                       "verdict": [None, snapshot.verdict]})
+    sampled = "" if inputs.sample.complete else (
+        f"; rank checks on a random sample of {len(inputs.sample.variant):,}")
+    return _finish(session, query, RefreshOutcome(
+        "ok", f"Dataset version {dataset.version}: {inputs.total:,} accounts summed in the "
+        f"warehouse{sampled}.", dataset.id))
+
+
+def _finish(session: Session, query: WarehouseQuery, outcome: RefreshOutcome) -> RefreshOutcome:
+    query.last_status = outcome.status
+    query.last_message = outcome.message
+    query.last_refresh_at = utcnow()
+    if outcome.dataset_id is not None:
+        query.last_dataset_id = outcome.dataset_id
+    session.add(query)
+    session.flush()
+    return outcome
+
+
+def _cell(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if name == "period" and isinstance(value, date | datetime):
+        return f"{value.year:04d}-{value.month:02d}"
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def pull_ledger(
+    source: DataSource, sql: str, *, environ: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS, max_rows: int = LEDGER_MAX_ROWS,
+) -> tuple[bytes, tuple[str, ...]]:
+    """The ledger query's rows as §3b CSV bytes and its dimension columns (rows in chunks).
+
+    A ``period`` that comes back as a date is written as its month (YYYY-MM). Columns
+    beyond the contract's are the dimensions.
+
+    Raises
+    ------
+    WarehouseError
+        The query failed, lacks a required column, or returned more than ``max_rows``.
+    """
+    sql = check_sql(sql)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    with reading(source, environ=environ, timeout=timeout) as connection:
+        columns = map_columns(query_columns(connection, sql), known=LEDGER_KNOWN,
+                              required=LEDGER_REQUIRED, allow_extra=True)
+        names = list(columns)
+        writer.writerow(names)
+        result = connection.execution_options(stream_results=True, yield_per=LEDGER_CHUNK
+                                              ).execute(text(sql))
+        count = 0
+        for chunk in result.partitions(LEDGER_CHUNK):
+            count += len(chunk)
+            if count > max_rows:
+                raise WarehouseError(
+                    f"The ledger query returned more than {max_rows:,} rows; aggregate to one "
+                    "row per account and period, or narrow the periods.")
+            index = {key: list(result.keys()).index(columns[key]) for key in names}
+            writer.writerows([_cell(row[index[k]], k) for k in names] for row in chunk)
+    dimensions = tuple(name for name in names if name not in LEDGER_KNOWN)
+    return out.getvalue().encode(), dimensions
+
+
+def refresh_ledger(
+    engine: Engine, query_id: int, *, actor_id: int | None,
+    environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    max_rows: int = LEDGER_MAX_ROWS,
+) -> RefreshOutcome:
+    """Pull the ledger query's rows and store them as the next ledger version (committed).
+
+    Errors of the rows are the ledger upload's, by line: line 1 is the header, so line
+    *n* is the query's row *n − 1*.
+    """
+    from experiments.accounts_csv.contract import ImportValidationError
+    from experiments.ledger import DuplicateLedger
+    from experiments.ledger_import import store_ledger_upload
+
+    with Session(engine) as session:
+        query = session.get(WarehouseQuery, query_id)
+        if query is None or query.target != "ledger":
+            raise NotFound(f"no ledger query {query_id}")
+        source = session.get(DataSource, query.source_id)
+        sql, source_name = query.sql_text, source.name
+        try:
+            data, dimensions = pull_ledger(source, sql, environ=environ, timeout=timeout,
+                                           max_rows=max_rows)
+            version = store_ledger_upload(engine, data, dimensions=dimensions, actor_id=actor_id,
+                                          filename=f"{source_name} (warehouse query)")
+            rows = data.count(b"\n") - 1
+            outcome = RefreshOutcome("ok", f"Ledger version stored from {source_name} "
+                                     f"({rows:,} rows).", None)
+            log.info("ledger refreshed from %s: version id %s", source_name, version.id)
+        except ImportValidationError as error:
+            outcome = RefreshOutcome("failed", "The query's rows break the ledger contract "
+                                     "(line n = the query's row n − 1): " + str(error)
+                                     .replace("\n", "; "))
+        except DuplicateLedger as error:
+            outcome = RefreshOutcome("unchanged", str(error))
+        except (WarehouseError, ValidationFailed) as error:
+            outcome = RefreshOutcome("failed", str(error))
+        query = session.get(WarehouseQuery, query_id)
+        _finish(session, query, outcome)
+        session.commit()
+        return outcome
+
+
+def run_refresh(engine: Engine, query_id: int, *, actor_id: int | None = None,
+                environ: Mapping[str, str] | None = None) -> RefreshOutcome:
+    """Refresh one query in its own transactions (the job's body; committed)."""
+    with Session(engine) as session:
+        query = session.get(WarehouseQuery, query_id)
+        if query is None:
+            raise NotFound(f"no warehouse query {query_id}")
+        target = query.target
+    if target == "ledger":
+        return refresh_ledger(engine, query_id, actor_id=actor_id, environ=environ)
+    with Session(engine) as session:
+        query = session.get(WarehouseQuery, query_id)
+        actor = session.get(User, actor_id) if actor_id is not None else None
+        try:
+            outcome = refresh_experiment(session, query, actor=actor, environ=environ)
+            session.commit()
+        except Exception as error:
+            session.rollback()
+            log.exception("warehouse refresh %s failed", query_id)
+            query = session.get(WarehouseQuery, query_id)
+            outcome = _finish(session, query, RefreshOutcome(
+                "failed", f"The refresh failed and stored nothing: {error}"))
+            session.commit()
+        return outcome
+
+
+#: Seconds after which a query on each schedule is due again.
+SCHEDULE_SECONDS = {"hourly": 3600, "daily": 86_400}
+
+
+def due_queries(session: Session, now: datetime | None = None) -> list[int]:
+    """Ids of scheduled queries whose last refresh is older than their schedule allows.
+
+    A query already queued is not due (its job will run); a minute of slack keeps an
+    hourly job on the hour from skipping a beat.
+    """
+    now = now or utcnow()
+    due = []
+    for query in session.scalars(
+        select(WarehouseQuery).where(WarehouseQuery.schedule != "manual")
+    ):
+        if query.last_status == "queued":
+            continue
+        last = query.last_refresh_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=now.tzinfo)
+        if last is None or (now - last).total_seconds() >= SCHEDULE_SECONDS[query.schedule] - 60:
+            due.append(query.id)
+    return due
+
+
+def mark_queued(session: Session, query: WarehouseQuery) -> None:
+    """Show the refresh as queued until the job reports (flushed)."""
+    query.last_status = "queued"
+    query.last_message = "Refresh queued."
+    session.add(query)
+    session.flush()
