@@ -283,3 +283,29 @@ def test_a_reopened_experiment_page_has_unique_ids(world, factory):
     ids = re.findall(r'\sid="([^"]+)"', html)
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
     assert 'name="decision"' in html and "Decision history (2)" in html
+
+
+def test_the_review_page_shows_raw_and_shrunk_impact_of_a_ship(world, factory, session):
+    experiment = stopped(factory)
+    import_accounts(session, session.get(Experiment, experiment.id), accounts_csv(seed=7, n=80),
+                    filename="a.csv", actor=None)
+    session.commit()
+    client = world["exp"]
+    version = version_of(session, "seat-nudge")
+    assert decide_on_page(client, "seat-nudge", version, rollout_share="0.4",
+                          eligible_base="250000").status_code == 303
+    week = current_week().label
+    data = json.loads(client.get(f"/review/{week}/export.json").get_data(as_text=True))
+    ship = data["impact"]["ships"][0]
+    comparison = next(c for c in data["experiments"][0]["comparisons"]
+                      if c["variant"] == "treatment")
+    # uplift × base × share × 12, from the stored comparison (one estimate: not shrunk).
+    assert ship["raw"]["annual"] == pytest.approx(comparison["uplift_abs"] * 250_000 * 0.4 * 12)
+    assert ship["uplift_shrunk"] == pytest.approx(ship["uplift_abs"])
+    html = client.get(f"/review/{week}").get_data(as_text=True)
+    table = html[html.index('id="impact-table"'):html.index("</table>", html.index(
+        'id="impact-table"'))]
+    assert f"{ship['raw']['annual']:,.2f}" in table and "40.0% × 250,000.00" in table
+    total = table[table.index('id="impact-total"'):]
+    assert f"{data['impact']['total_shrunk']['annual']:,.2f}" in total
+    assert "not shrunk: 1 estimate" in html
