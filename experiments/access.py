@@ -34,6 +34,8 @@ def team_roles(session: Session, user: User) -> dict[int, str]:
 
 def highest_role(session: Session, user: User) -> str:
     """The highest role ``user`` holds anywhere: globally or in any team."""
+    if user.role == "admin":  # nothing ranks above it: no need to read the memberships
+        return user.role
     return max([user.role, *team_roles(session, user).values()], key=role_rank)
 
 

@@ -51,7 +51,7 @@ from experiments.input_rules import (
     read_choice,
     read_text,
 )
-from experiments.models import DECISIONS, Experiment, User, utcnow
+from experiments.models import DECISIONS, Experiment, User, Variant, utcnow
 from experiments.versioning import check_version, compare_and_set, expected_version
 
 #: Where a decision was made (``DecisionEvent.source``, ``Experiment.decision_source``).
@@ -531,13 +531,24 @@ def attach_records(session: Session, views: Sequence[Any]) -> None:
         return
     experiments = {e.id: e for e in session.exec(select(Experiment)
                                                  .where(Experiment.id.in_(ids))).all()}
+    # One query for every item's variants and one for the deciders (not one per item).
+    treatments: dict[int, list[str]] = {i: [] for i in experiments}
+    for variant in session.exec(select(Variant).where(Variant.experiment_id.in_(ids))
+                                .order_by(Variant.position, Variant.id)).all():
+        if not variant.is_control:
+            treatments[variant.experiment_id].append(variant.key)
+    people = {uid for e in experiments.values()
+              for uid in (e.decided_by_id, e.reopened_by_id) if uid}
+    # Held here so the identity map (weak) still has them when decision_record asks.
+    deciders = session.exec(select(User).where(User.id.in_(people))).all() if people else []
     for view in views:
         experiment = experiments.get(view.item.experiment_id)
         if experiment is None:
             continue
         view.record = decision_record(session, experiment)
-        view.treatments = treatment_keys(session, experiment)
+        view.treatments = treatments[experiment.id]
         view.experiment_version = experiment.version
+    del deciders
 
 
 def review_wants_decision(session: Session, experiment: Experiment, item: Any,
