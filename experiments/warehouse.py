@@ -549,7 +549,11 @@ def sample_query(q: AccountQuery, dialect: str, *, limit: int, whole: bool):
     days = q.number("days_to_value") if q.has("days_to_value") else literal(None, Double())
     query = select(q.raw("variant"), q.segment(), q.end, q.money("start_mrr"), days
                    ).select_from(q.cte)
-    return query if whole else query.order_by(random_order(dialect)).limit(limit)
+    # Every row in account order (a stable input for the seeded permutation test), or a
+    # uniform random sample.
+    if whole:
+        return query.order_by(q.raw("account_id"))
+    return query.order_by(random_order(dialect)).limit(limit)
 
 
 # -------------------------------------------------------------------- computing
@@ -564,8 +568,28 @@ class Pulled:
 
     @property
     def sha256(self) -> str:
-        document = json.dumps(self.inputs.to_json(), sort_keys=True, default=str)
+        """The content key of the sums: equal for the same data read again.
+
+        Floats are rounded to 10 significant digits first: a parallel warehouse adds in
+        a different order each time, which moves the last bits of a sum. A partial
+        random sample is left out (the sums decide whether the data changed).
+        """
+        content = self.inputs.to_json()
+        if not self.inputs.sample.complete:  # a random sample differs on every read
+            content["sample"] = {"total": self.inputs.total}
+        document = json.dumps(_rounded(content), sort_keys=True, default=str)
         return hashlib.sha256(document.encode()).hexdigest()
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_rounded(v) for v in value]
+        return sorted(items, key=repr) if items and isinstance(items[0], dict) else items
+    return value
 
 
 def pull_experiment(
