@@ -1,35 +1,43 @@
 """``nrrlab push`` / ``nrrlab pull`` against a live server on a free port: the CLI as a
-client of the API (token from the environment, no database access of its own)."""
+client of the API (token from the environment, no database access of its own). The
+server is the app served by werkzeug in a thread with a real (SQLite Huey) job queue, so
+``push`` sees its upload queued and polls the job, as against ``nrrlab serve``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
-from experiments import migrate
 from experiments.api_tokens import create_token
 from experiments.db import make_engine
 from experiments.setup import ensure_defaults
 from experiments.users import create_user
-from tests.e2e.conftest import running_server, server_env
 from tests.factories import accounts_csv, make_experiment
+from tests.helpers import dispose_app
 
 pytestmark = pytest.mark.db
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """A running server with an analyst's write token and a running experiment."""
+    """A live server on a free loopback port (this app, in a thread) with a real job queue
+    consumed in the background, an analyst's write and read tokens and two experiments."""
+    from werkzeug.serving import make_server
+
+    from webapp import create_app
+    from webapp.results.uploads import get_jobs
+
     folder = tmp_path_factory.mktemp("cli-api")
-    env = server_env(folder, "p")
-    migrate.upgrade(env["DATABASE_URL"])  # as `nrrlab db upgrade`, in this process
-    engine = make_engine(env["DATABASE_URL"])
+    url = f"sqlite:///{folder / 'cli.db'}"
+    engine = make_engine(url)
+    SQLModel.metadata.create_all(engine)  # a unit-test schema (migrations are tested apart)
     with Session(engine, expire_on_commit=False) as session:
         ensure_defaults(session)
         analyst = create_user(session, "pipeline@example.com", "a long enough password",
@@ -41,8 +49,23 @@ def live(tmp_path_factory):
                               actor=analyst).secret
         session.commit()
     engine.dispose()
-    with running_server(folder, env) as base:
-        yield {"base": base, "token": token, "reader": reader, "folder": folder, "env": env}
+    app = create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "c" * 48, "DATABASE_URL": url,
+                      "INSTANCE_PATH": str(folder / "instance"),
+                      "JOBS_BACKEND": "sqlite"})  # queued uploads, as `nrrlab serve` runs them
+    with app.app_context():
+        consumer = get_jobs().start_in_background(workers=1)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield {"base": f"http://127.0.0.1:{server.server_port}", "token": token,
+               "reader": reader}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        consumer.stop(graceful=True)
+        dispose_app(app)
 
 
 def _run(live, *args: str, token: str | None = "write"):
