@@ -29,6 +29,7 @@ from experiments.ledger_csv import ImportValidationError as LedgerImportError
 from experiments.ledger_import import store_ledger_upload
 from experiments.models import Dataset, Experiment, UploadJob
 from experiments.registry import (
+    ExperimentFilters,
     amendments_of,
     decide_experiment,
     form_values,
@@ -239,7 +240,9 @@ def _control_index(variants: list[Mapping[str, Any]], control: Any) -> Any:
 def list_experiments_():
     """Newest first, with the registry page's filters."""
     query = parse_query(s.ExperimentQuery)
-    filters = query.model_dump(exclude={"page", "per_page"}, exclude_none=True)
+    # the registry page's reader of its filters (e.g. ``q`` with its spaces collapsed)
+    filters = ExperimentFilters.from_args(
+        query.model_dump(exclude={"page", "per_page"}, exclude_none=True)).as_args()
     rows = list_experiments(get_session(), api_user(), **filters)
     chunk, total, following = page_of(rows, query.page, query.per_page,
                                       "api.list_experiments_", filters)
