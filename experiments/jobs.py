@@ -39,6 +39,8 @@ DELIVER_TASK = "nrrlab.notify_deliver"
 SWEEP_TASK = "nrrlab.notify_sweep"
 DIGEST_TASK = "nrrlab.notify_digest"
 TIME_ALERTS_TASK = "nrrlab.notify_time_alerts"
+WAREHOUSE_TASK = "nrrlab.warehouse_refresh"
+WAREHOUSE_SCHEDULE_TASK = "nrrlab.warehouse_schedule"
 
 
 class JobsConfigError(RuntimeError):
@@ -85,6 +87,7 @@ class Jobs:
     retry_base: float = notify.RETRY_BASE_SECONDS
     _import: object = field(init=False, repr=False)
     _deliver: object = field(init=False, repr=False)
+    _warehouse: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.uploads = Path(self.uploads)
@@ -97,6 +100,11 @@ class Jobs:
         self.queue.periodic_task(crontab(minute="*/15"), name=DIGEST_TASK)(self._run_digest)
         self.queue.periodic_task(crontab(minute="5"), name=TIME_ALERTS_TASK)(
             self._run_time_alerts)
+        # Warehouse queries (experiments.warehouse): one task per refresh; every ten
+        # minutes the queries whose schedule is due are queued.
+        self._warehouse = self.queue.task(name=WAREHOUSE_TASK)(self._run_warehouse)
+        self.queue.periodic_task(crontab(minute="*/10"), name=WAREHOUSE_SCHEDULE_TASK)(
+            self.queue_due_warehouse_refreshes)
         notify.register_dispatcher(self.engine, self.enqueue_deliveries)
 
     def _run_import(self, job_id: int) -> None:
@@ -135,6 +143,31 @@ class Jobs:
         from experiments.digest import send_time_alerts
 
         send_time_alerts(self.engine)
+
+    def _run_warehouse(self, query_id: int, actor_id: int | None = None) -> None:
+        from experiments.warehouse import run_refresh
+
+        run_refresh(self.engine, query_id, actor_id=actor_id)
+
+    def enqueue_warehouse_refresh(self, query_id: int, actor_id: int | None = None) -> None:
+        """Queue a refresh of warehouse query ``query_id`` (run at once in immediate mode)."""
+        self._warehouse(query_id, actor_id)
+
+    def queue_due_warehouse_refreshes(self) -> list[int]:
+        """Mark the scheduled warehouse queries that are due as queued, then queue them."""
+        from sqlmodel import Session
+
+        from experiments.warehouse import due_queries, mark_queued
+        from experiments.warehouse_models import WarehouseQuery
+
+        with Session(self.engine) as session:
+            ids = due_queries(session)
+            for query_id in ids:
+                mark_queued(session, session.get(WarehouseQuery, query_id))
+            session.commit()
+        for query_id in ids:
+            self._warehouse(query_id, None)
+        return ids
 
     def consumer(self, workers: int = 2) -> Consumer:
         """A thread consumer of this queue (``nrrlab worker`` runs it in the foreground),

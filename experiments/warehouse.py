@@ -939,27 +939,32 @@ SCHEDULE_SECONDS = {"hourly": 3600, "daily": 86_400}
 def due_queries(session: Session, now: datetime | None = None) -> list[int]:
     """Ids of scheduled queries whose last refresh is older than their schedule allows.
 
-    A query already queued is not due (its job will run); a minute of slack keeps an
-    hourly job on the hour from skipping a beat.
+    A query queued less than an hour ago is not due (its job will run; one queued
+    longer was lost with its process); a minute of slack keeps an hourly job on the hour
+    from skipping a beat.
     """
     now = now or utcnow()
     due = []
     for query in session.scalars(
         select(WarehouseQuery).where(WarehouseQuery.schedule != "manual")
     ):
-        if query.last_status == "queued":
+        if query.last_status == "queued" and (now - _aware(query.updated_at, now)
+                                              ).total_seconds() < 3600:
             continue
-        last = query.last_refresh_at
-        if last is not None and last.tzinfo is None:
-            last = last.replace(tzinfo=now.tzinfo)
+        last = None if query.last_refresh_at is None else _aware(query.last_refresh_at, now)
         if last is None or (now - last).total_seconds() >= SCHEDULE_SECONDS[query.schedule] - 60:
             due.append(query.id)
     return due
+
+
+def _aware(moment: datetime, now: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=now.tzinfo)
 
 
 def mark_queued(session: Session, query: WarehouseQuery) -> None:
     """Show the refresh as queued until the job reports (flushed)."""
     query.last_status = "queued"
     query.last_message = "Refresh queued."
+    query.updated_at = utcnow()
     session.add(query)
     session.flush()
