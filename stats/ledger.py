@@ -81,8 +81,13 @@ DEFINITIONS: dict[str, str] = {
     "Fan 1996, def. 7); fast <= q1 < average <= q2 < slow; blank = not_reached; each "
     "group's figure is its TTM NRR at the last period.",
     "sigma": "Sample standard deviation (ddof = 1) of account-level NRR end/start over "
-    "the last period's active rows, overall and per dimension value; the planning σ "
-    "(DESIGN §4c). Null with fewer than 2 accounts.",
+    "the last period's active rows, overall and per dimension value (descriptive). "
+    "Null with fewer than 2 accounts.",
+    "sigma_lin": "The planning σ (DESIGN §4, §4c): sd(end - R·start, ddof = 1) / mean(start) "
+    "over the last period's active rows with R = Σ end / Σ start of the same rows, overall "
+    "and per dimension value; the σ the power calculation's linearised NRR needs (it "
+    "weights large accounts as the ratio NRR does; plain sd of end/start does not). "
+    "Null with fewer than 2 accounts.",
 }
 
 
@@ -317,7 +322,10 @@ class VelocityCohort:
 
 @dataclass(frozen=True)
 class LedgerSigma:
-    """Planning σ: sd of account-level NRR in the last period.
+    """A spread of account-level NRR in the last period, overall and per dimension value.
+
+    Stored twice in :class:`LedgerFigures`: ``sigma`` (plain sd of end/start) and
+    ``sigma_lin`` (the linearised planning σ of DESIGN §4).
 
     Attributes
     ----------
@@ -330,7 +338,7 @@ class LedgerSigma:
     by_dimension: Mapping[str, Mapping[str, float | None]]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe value of ``"sigma"``."""
+        """JSON-safe value of ``"sigma"`` (or ``"sigma_lin"``)."""
         return {
             "overall": self.overall,
             "by_dimension": {k: dict(v) for k, v in self.by_dimension.items()},
@@ -365,6 +373,10 @@ class LedgerFigures:
     velocity_cohorts : tuple of VelocityCohort
         Empty without days_to_value or before the 12th period.
     sigma : LedgerSigma
+        Plain sd (ddof 1) of account-level end/start in the last period.
+    sigma_lin : LedgerSigma or None
+        The linearised σ of DESIGN §4 in the last period (the planning σ);
+        ``None`` when read from a document stored before it existed.
     warnings : tuple of str
         Degenerate-data notes for the page (e.g. "fewer than 12 periods").
     definitions : mapping of str to str
@@ -377,6 +389,7 @@ class LedgerFigures:
     cohorts: tuple[CohortFigures, ...]
     velocity_cohorts: tuple[VelocityCohort, ...]
     sigma: LedgerSigma
+    sigma_lin: LedgerSigma | None = None
     warnings: tuple[str, ...] = ()
     definitions: Mapping[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
 
@@ -390,13 +403,20 @@ class LedgerFigures:
             "cohorts": [c.to_dict() for c in self.cohorts],
             "velocity_cohorts": [v.to_dict() for v in self.velocity_cohorts],
             "sigma": self.sigma.to_dict(),
+            "sigma_lin": None if self.sigma_lin is None else self.sigma_lin.to_dict(),
             "warnings": list(self.warnings),
             "definitions": dict(self.definitions),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LedgerFigures:
-        """Inverse of :meth:`to_dict` (a stored document without ``warnings`` is accepted)."""
+        """Inverse of :meth:`to_dict`.
+
+        A document stored before ``warnings`` or ``sigma_lin`` existed is accepted: no
+        warnings, and ``sigma_lin`` is ``None`` (it cannot be recomputed from the stored
+        figures; planning then falls back to its other sources).
+        """
+        sigma_lin = data.get("sigma_lin")
         return cls(
             periods=tuple(str(p) for p in data["periods"]),
             monthly=tuple(PeriodFigures.from_dict(r) for r in data["monthly"]),
@@ -407,6 +427,7 @@ class LedgerFigures:
             cohorts=tuple(CohortFigures.from_dict(c) for c in data["cohorts"]),
             velocity_cohorts=tuple(VelocityCohort.from_dict(v) for v in data["velocity_cohorts"]),
             sigma=LedgerSigma.from_dict(data["sigma"]),
+            sigma_lin=None if sigma_lin is None else LedgerSigma.from_dict(sigma_lin),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
             definitions={str(k): str(v) for k, v in data.get("definitions", DEFINITIONS).items()},
         )
@@ -431,10 +452,25 @@ class LedgerFigures:
     def planning_sigma(
         self, dimension: str | None = None, value: str | None = None
     ) -> float | None:
-        """σ of account-level NRR in the last period (overall or of one dimension value)."""
+        """Plain sd of account-level end/start in the last period (overall or of one
+        dimension value); descriptive. The power calculation needs :meth:`linearised_sigma`.
+        """
         if dimension is None:
             return self.sigma.overall
         return self.sigma.by_dimension.get(dimension, {}).get(value or "")
+
+    def linearised_sigma(
+        self, dimension: str | None = None, value: str | None = None
+    ) -> float | None:
+        """The planning σ (DESIGN §4's sigma_lin) of the last period, overall or of one
+        dimension value; ``None`` for an unknown dimension or value, fewer than 2 accounts,
+        or a document stored before ``sigma_lin`` existed.
+        """
+        if self.sigma_lin is None:
+            return None
+        if dimension is None:
+            return self.sigma_lin.overall
+        return self.sigma_lin.by_dimension.get(dimension, {}).get(value or "")
 
 
 @dataclass(frozen=True)
@@ -658,6 +694,23 @@ def _sample_sd(group: np.ndarray, n_groups: int, values: np.ndarray) -> list[flo
     ]
 
 
+def _linearised_sd(
+    group: np.ndarray, n_groups: int, start: np.ndarray, end: np.ndarray
+) -> list[float | None]:
+    """Per group, sd(end - R·start, ddof = 1) / mean(start) with R = Σ end / Σ start of the
+    group (DESIGN §4's sigma_lin); ``None`` below 2 rows. Every row has start > 0."""
+    counts = np.bincount(group, minlength=n_groups)
+    start_sums = np.bincount(group, weights=start, minlength=n_groups)
+    ratio = np.bincount(group, weights=end, minlength=n_groups) / np.where(
+        start_sums > 0, start_sums, 1.0
+    )
+    sds = _sample_sd(group, n_groups, end - ratio[group] * start)
+    return [
+        None if sd is None else finite_or_none(sd / (start_sums[g] / counts[g]))
+        for g, sd in enumerate(sds)
+    ]
+
+
 def _velocity_cohorts(days, start, end_at_m) -> tuple[VelocityCohort, ...]:
     """Tercile groups of days_to_value over the last TTM window's base rows."""
     reached = ~np.isnan(days)
@@ -763,7 +816,15 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
     and divides by their start at :math:`f_i`. Velocity terciles use
     linear-interpolation quantiles [3]_. σ is the sample standard deviation
     (ddof = 1) of :math:`e/s` over the last period's active rows, computed in
-    two passes.
+    two passes. The planning σ (``sigma_lin``, DESIGN §4) over the same rows
+    :math:`i = 1..n` of a group is
+
+    .. math::
+        \sigma_{lin} = \frac{\mathrm{sd}(e_i - R s_i)}{\bar s}, \quad
+        R = \frac{\sum e_i}{\sum s_i}
+
+    (ddof = 1): the delta-method linearisation of the ratio :math:`R`, whose
+    variance is :math:`\sigma_{lin}^2 / n` [4]_.
 
     References
     ----------
@@ -773,6 +834,9 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
        gross dollar retention.
     .. [3] Hyndman, R. J. & Fan, Y. (1996). Sample quantiles in statistical
        packages. The American Statistician, 50(4), 361-365.
+    .. [4] Deng, A., Knoblich, U. & Lu, J. (2018). Applying the delta method in
+       metric analytics: a practical guide with novel ideas. KDD '18, section 3
+       (ratio metrics).
 
     Examples
     --------
@@ -845,8 +909,10 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
 
     dimensions = []
     by_dimension: dict[str, dict[str, float | None]] = {}
+    lin_by_dimension: dict[str, dict[str, float | None]] = {}
     last = period == n_periods - 1
     account_nrr = end_all[last] / start[last]
+    last_start, last_end = start[last], end_all[last]
     for name, (codes_all, labels) in arrays.dimensions.items():
         n_labels = len(labels)
         # A row without a value (negative code) goes to one extra, unreported label.
@@ -874,7 +940,11 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
         )
         sds = _sample_sd(codes[last], n_labels + 1, account_nrr)
         by_dimension[name] = dict(zip(labels, sds[:n_labels], strict=True))
-    overall = _sample_sd(np.zeros(account_nrr.size, dtype=np.int64), 1, account_nrr)[0]
+        lins = _linearised_sd(codes[last], n_labels + 1, last_start, last_end)
+        lin_by_dimension[name] = dict(zip(labels, lins[:n_labels], strict=True))
+    everyone = np.zeros(account_nrr.size, dtype=np.int64)
+    overall = _sample_sd(everyone, 1, account_nrr)[0]
+    overall_lin = _linearised_sd(everyone, 1, last_start, last_end)[0]
     if overall is None:
         warnings.append("Fewer than 2 active accounts in the last period: σ is null.")
 
@@ -907,6 +977,7 @@ def ledger_figures(arrays: LedgerArrays) -> LedgerFigures:
         cohorts=cohorts,
         velocity_cohorts=velocity,
         sigma=LedgerSigma(overall=overall, by_dimension=by_dimension),
+        sigma_lin=LedgerSigma(overall=overall_lin, by_dimension=lin_by_dimension),
         warnings=tuple(warnings),
     )
 
