@@ -29,6 +29,7 @@ from webapp import (
     results,
     review,
     tree,
+    warehouse,
 )
 from webapp.config import load_config
 from webapp.db import init_db
@@ -61,7 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_templating(app)
     init_static_assets(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
-                   planner, admin, nrr, ledger, me, quarterly, notify):
+                   planner, admin, nrr, ledger, me, quarterly, notify, warehouse):
         app.register_blueprint(module.bp)
     api.init_app(app)  # the JSON API (token-authenticated) and the API tokens page
 

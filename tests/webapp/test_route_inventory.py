@@ -159,6 +159,15 @@ INVENTORY: dict[str, str] = {
     "notify.test_webhook": "global:admin",
     "notify.deliveries": "global:admin",
     "notify.retry_delivery": "global:admin",
+    # warehouse data sources and queries (issue 18)
+    "warehouse.sources": "global:admin",
+    "warehouse.create_source": "global:admin",
+    "warehouse.experiment_query": "analyst",
+    "warehouse.save_experiment_query": "analyst",
+    "warehouse.refresh_experiment": "analyst",
+    "warehouse.ledger_query": "global:analyst",
+    "warehouse.save_ledger_query": "global:analyst",
+    "warehouse.refresh_ledger": "global:analyst",
     # one's own personal API tokens
     "tokens.index": "viewer",
     "tokens.create": "viewer",

@@ -1,0 +1,3 @@
+from webapp.warehouse.views import bp
+
+__all__ = ["bp"]
