@@ -4,11 +4,17 @@ The sample size depends on the MDE and the per-account spread of the linearised
 NRR metric, ``sigma_lin`` (DESIGN §4), through :func:`stats.required_sample_size`.
 Where the spread comes from is always stated to the reader:
 
-1. a past experiment's latest analysis snapshot (its control arm's ``sigma_lin``
-   and NRR), when the planner is pointed at one;
-2. for the registry's hint, the newest snapshot on the experiment's branch (the
-   chosen driver node and everything under it);
-3. otherwise :data:`DEFAULT_SIGMA`, a stated default: 0.25 is a typical spread of
+1. the revenue ledger (issue 16 item 5), when one has been uploaded: the last
+   period's ``sigma_lin`` of one segment (a dimension value such as
+   ``plan = enterprise``, chosen on the planner) or of every account (the
+   registry's hint and the plan lock: experiments carry no segment), computed as
+   DESIGN §4 does for a control arm (:meth:`stats.ledger.LedgerFigures.linearised_sigma`);
+2. a past experiment's latest analysis snapshot (its control arm's ``sigma_lin``
+   and NRR), when the planner is pointed at one (an explicit choice there wins
+   over the ledger);
+3. for the registry's hint, the newest snapshot on the experiment's branch (the
+   chosen driver node and everything under it), else on its journey stage;
+4. otherwise :data:`DEFAULT_SIGMA`, a stated default: 0.25 is a typical spread of
    monthly end/start MRR per account in a B2B SaaS book (most accounts flat, a
    minority expanding by a third or churning outright), and the demo data's own
    control arms land close to it.
@@ -41,7 +47,10 @@ PLANNER_DEFAULTS: dict[str, str] = {
     "treatment_share": "0.5",
     "weekly_enrolment": "250",
 }
-PLANNER_FIELDS: tuple[str, ...] = (*PLANNER_DEFAULTS, "experiment")
+PLANNER_FIELDS: tuple[str, ...] = (*PLANNER_DEFAULTS, "experiment", "segment")
+
+#: The planner's ``segment`` value for every account of the ledger.
+ALL_ACCOUNTS = "all"
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,86 @@ ASSUMED_SOURCE = "assumed — no measurement yet"
 
 
 @dataclass(frozen=True)
+class LedgerSegment:
+    """The planning σ (and baseline NRR) of one ledger segment in its last period.
+
+    ``dimension``/``value`` are ``None`` for every account of the ledger.
+    """
+
+    dimension: str | None
+    value: str | None
+    sigma: float
+    baseline_nrr: float | None
+    accounts: int
+    period: str
+
+    @property
+    def key(self) -> str:
+        """The planner's ``segment`` value: ``"all"`` or ``"dimension=value"``."""
+        return ALL_ACCOUNTS if self.dimension is None else f"{self.dimension}={self.value}"
+
+    @property
+    def label(self) -> str:
+        if self.dimension is None:
+            return "all accounts"
+        value = str(self.value)
+        return f"{self.dimension} = {value if len(value) <= 80 else value[:79] + '…'}"
+
+    @property
+    def source(self) -> str:
+        """Where the σ comes from, as the planner, the hint and the stored plan state it."""
+        return (
+            f"measured on the revenue ledger: {self.label}, {self.period}, "
+            f"{self.accounts:,} account{'' if self.accounts == 1 else 's'}"
+        )
+
+
+def _ledger(session: Session):
+    """The current ledger's stored figures (``stats.ledger.LedgerFigures``), or ``None``
+    before the first upload or when the import stored an error instead."""
+    from experiments.ledger import current_figures
+    from stats.ledger import LedgerFigures
+
+    document = current_figures(session)
+    if not document or "periods" not in document:
+        return None
+    try:
+        return LedgerFigures.from_dict(document)
+    except (KeyError, TypeError, ValueError):  # a document this code cannot read: no ledger σ
+        return None
+
+
+def _segment(figures, dimension: str | None, value: str | None) -> LedgerSegment | None:
+    sigma = figures.linearised_sigma(dimension, value)
+    last = figures.last_period(dimension, value)
+    if sigma is None or sigma <= 0 or last is None:
+        return None
+    return LedgerSegment(dimension, value, sigma, last.nrr, last.accounts, last.period)
+
+
+def ledger_segment(
+    session: Session, dimension: str | None = None, value: str | None = None, *, figures=None
+) -> LedgerSegment | None:
+    """The ledger's planning σ for ``dimension = value`` (every account when ``dimension``
+    is ``None``); ``None`` without a ledger, for an unknown segment, one with fewer than
+    2 accounts in the last period, or figures stored before ``sigma_lin`` existed."""
+    figures = _ledger(session) if figures is None else figures
+    return None if figures is None else _segment(figures, dimension, value)
+
+
+def ledger_segments(session: Session, *, figures=None) -> list[LedgerSegment]:
+    """Every segment the planner can take σ from: all accounts first, then each dimension's
+    values in the ledger's order (only those with a measured σ)."""
+    figures = _ledger(session) if figures is None else figures
+    if figures is None:
+        return []
+    found = [_segment(figures, None, None)]
+    for dimension in figures.dimensions:
+        found.extend(_segment(figures, dimension.name, value) for value in dimension.values)
+    return [segment for segment in found if segment is not None]
+
+
+@dataclass(frozen=True)
 class PlanningSigma:
     """The sigma a plan is sized with and where it came from (``measured`` or assumed)."""
 
@@ -148,9 +237,13 @@ class PlanningSigma:
 def planning_sigma(
     session: Session, user: User, node_id: int | None, stage_id: int | None = None
 ) -> PlanningSigma:
-    """The measured sigma for a plan: the control arms of earlier experiments on the same
-    branch, else on the same journey stage; else :data:`DEFAULT_SIGMA`, flagged as assumed.
+    """The measured sigma for a plan: the revenue ledger's ``sigma_lin`` over every account
+    of its last period; else the control arms of earlier experiments on the same branch,
+    else on the same journey stage; else :data:`DEFAULT_SIGMA`, flagged as assumed.
     """
+    segment = ledger_segment(session)
+    if segment is not None:
+        return PlanningSigma(segment.sigma, segment.source, True)
     history = branch_history(session, user, node_id) if node_id else None
     where = "this branch"
     if history is None and stage_id:
@@ -225,6 +318,10 @@ class PlannerResult:
     errors: dict[str, str] = field(default_factory=dict)
     history: History | None = None
     history_missing: bool = False
+    #: The ledger segment sigma and the baseline came from (``None``: not from the ledger).
+    segment: LedgerSegment | None = None
+    #: Every ledger segment on offer (empty without a ledger): the form's choices.
+    segments: list[LedgerSegment] = field(default_factory=list)
     baseline_nrr: float | None = None
     sigma: float | None = None
     mde: float | None = None
@@ -245,8 +342,11 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
 
     Inputs: ``baseline_nrr`` (fraction, 1.02 = 102%), ``sigma`` (per-account
     spread), ``experiment`` (a key whose latest snapshot supplies both instead),
-    ``mde``, ``alpha``, ``power``, ``treatment_share`` (the treatment's share of
-    enrolments, in (0, 1)) and ``weekly_enrolment`` (accounts entering per week;
+    ``segment`` (``"all"`` or ``"dimension=value"``: the revenue ledger's last period
+    supplies both instead, unless an experiment is chosen; when absent it is ``"all"``
+    while a ledger with a measured sigma exists, blank = use the typed numbers), ``mde``,
+    ``alpha``, ``power``, ``treatment_share`` (the treatment's share of enrolments, in
+    (0, 1)) and ``weekly_enrolment`` (accounts entering per week;
     blank = no duration).
 
     Bad inputs come back as ``errors`` per field (never raised): the planner
@@ -258,7 +358,10 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
         k: str(args.get(k) or "") if k in args else PLANNER_DEFAULTS.get(k, "")
         for k in PLANNER_FIELDS
     }
-    result = PlannerResult(values=values)
+    segments = ledger_segments(session)
+    if "segment" not in args and segments:
+        values["segment"] = ALL_ACCOUNTS
+    result = PlannerResult(values=values, segments=segments)
     errors = FieldErrors()
     key = read_text(values, "experiment", errors, max_length=64)
     if key and "experiment" not in errors:
@@ -268,9 +371,21 @@ def plan(session: Session, user: User, args: Mapping[str, Any]) -> PlannerResult
             errors.add(
                 "experiment", "has no analysis results to take the spread from; enter sigma instead"
             )
+    wanted = read_text(values, "segment", errors, max_length=500)
+    if wanted and result.history is None and not key and "segment" not in errors:
+        result.segment = next((s for s in segments if s.key == wanted), None)
+        if result.segment is None:
+            errors.add(
+                "segment",
+                "is not a segment of the revenue ledger with a measured spread (it needs 2 or "
+                "more accounts in the last period); choose one from the list or 'No'",
+            )
     if result.history is not None:
         result.sigma = result.history.sigma
         result.baseline_nrr = result.history.baseline_nrr
+    elif result.segment is not None:
+        result.sigma = result.segment.sigma
+        result.baseline_nrr = result.segment.baseline_nrr
     else:
         result.sigma = read_number(values, "sigma", errors, required=True, example="0.25")
         if result.sigma is not None and not 0 < result.sigma <= 100:
