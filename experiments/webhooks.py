@@ -36,6 +36,7 @@ import json
 import os
 import re
 import secrets
+import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -185,18 +186,35 @@ class WebhookInput:
     secret_env: str | None
 
 
+#: Unicode categories refused in a webhook address: spaces (Zs/Zl/Zp) and format
+#: characters (Cf: bidirectional overrides, zero-width joiners, BOM).
+_HIDDEN_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cf"})
+
+
 def _read_url(data: Mapping[str, Any], errors: FieldErrors) -> str:
     url = read_text(data, "url", errors, max_length=URL_MAX, required=True)
     if "url" in errors:
         return url
-    parts = urlsplit(url)
+    hidden = next((c for c in url if unicodedata.category(c) in _HIDDEN_CATEGORIES), None)
+    if hidden is not None:
+        # A space, or an invisible or direction-changing character (U+202E), would make
+        # the address on the admin pages read differently from the one that is called.
+        errors.add("url", f"must not contain spaces or invisible characters "
+                          f"(U+{ord(hidden):04X})")
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # urllib raises ValueError for a port outside 0–65535
+    except ValueError as exc:
+        errors.add("url", f"is not a valid address ({exc})")
+        return url
     if parts.scheme not in ("http", "https") or not parts.hostname:
         errors.add("url", "must be an http:// or https:// address such as "
                           "https://hooks.slack.com/services/…")
     elif parts.username or parts.password:
         errors.add("url", "must not hold a user name or password (the call is signed instead)")
-    elif " " in url:
-        errors.add("url", "must not contain spaces")
+    elif port == 0:
+        errors.add("url", "must not use port 0")
     return url
 
 
