@@ -72,6 +72,7 @@ from experiments.analysis import current_plan, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import ArmExtras, dataset_with_content, lock_experiment, next_version
 from experiments.errors import NotFound, ValidationFailed
+from experiments.imports import UPLOAD_STATUSES
 from experiments.input_rules import control_character
 from experiments.models import Dataset, Experiment, User, utcnow
 from experiments.warehouse_inputs import AccountSample, PushedInputs
@@ -760,6 +761,10 @@ def refresh_experiment(
     source = session.get(DataSource, query.source_id)
     if experiment is None or source is None:
         raise NotFound("the query's experiment or data source no longer exists")
+    if experiment.status not in UPLOAD_STATUSES:  # as an upload: the plan must be locked
+        return _finish(session, query, RefreshOutcome(
+            "failed", f"The experiment is {experiment.status}: data is read while it is "
+            "running or stopped."))
     try:
         plan = current_plan(session, experiment)
         pulled = pull_experiment(source, query.sql_text, plan.variants, environ=environ,

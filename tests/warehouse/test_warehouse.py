@@ -288,3 +288,13 @@ def test_url_problems_are_explained_without_showing_the_url(session):
                                                                 environ={"PROD_URL": bad}):
         pass
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_decided_experiment_is_not_read(session, duckdb_url):
+    experiment = make_experiment(session, "decided", status="decided")
+    query = _query(session, _source(session, "duckdb"), experiment)
+
+    outcome = _refresh(session, query, duckdb_url)
+
+    assert outcome.status == "failed" and "The experiment is decided" in outcome.message
+    assert session.exec(select(Dataset)).all() == []
