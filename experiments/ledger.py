@@ -755,7 +755,8 @@ def latest_start_mrr(
 def ledger_sigma(
     session: Session, *, dimension: str | None = None, value: str | None = None
 ) -> float | None:
-    """σ of account-level NRR in the last period (planning σ), or None."""
+    """Plain sd of account-level NRR end/start in the last period, or None (descriptive;
+    the planning σ is ``sigma_lin``: :func:`experiments.planning.ledger_segment`)."""
     figures = _stored(session)
     return None if figures is None else figures.planning_sigma(dimension, value)
 
