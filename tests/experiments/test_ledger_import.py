@@ -145,6 +145,11 @@ def test_an_upload_becomes_version_1_with_exact_rows_figures_and_an_audit_event(
     (info,) = versions(session)
     assert (info.version, info.status, info.uploaded_by, info.rows) == (
         1, "current", actor.name or actor.email, len(df))
+    # The rows read back from the database give the same document as the rows the upload
+    # held in memory (cohorts by customer_since, days to value, every dimension).
+    read_back = service._figures_document(current_ledger(session))
+    assert read_back == figures
+    assert figures["cohorts"] and figures["velocity_cohorts"]
 
 
 def frame_raw(data: bytes, column: str) -> list[str]:
