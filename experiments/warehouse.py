@@ -747,9 +747,11 @@ class RefreshOutcome:
 def refresh_experiment(
     session: Session, query: WarehouseQuery, *, actor: User | None,
     environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    sample_limit: int = SAMPLE_LIMIT,
+    sample_limit: int | None = None,
 ) -> RefreshOutcome:
     """Read the experiment's query and store a new dataset version with its snapshot.
+
+    ``sample_limit`` bounds the per-account rows read (default :data:`SAMPLE_LIMIT`).
 
     The warehouse is read before anything is written here (no lock is held while it
     works); then, under the experiment's lock, the sums become a ``warehouse`` dataset
@@ -768,7 +770,9 @@ def refresh_experiment(
     try:
         plan = current_plan(session, experiment)
         pulled = pull_experiment(source, query.sql_text, plan.variants, environ=environ,
-                                 timeout=timeout, sample_limit=sample_limit)
+                                 timeout=timeout,
+                                 sample_limit=SAMPLE_LIMIT if sample_limit is None
+                                 else sample_limit)
     except (WarehouseError, ValidationFailed, ValueError) as error:
         return _finish(session, query, RefreshOutcome("failed", str(error)))
     sha = pulled.sha256

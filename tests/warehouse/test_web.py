@@ -123,3 +123,20 @@ def test_a_viewer_cannot_save_or_refresh(login_as, factory, source_id):
     url = "/experiments/wh-view/warehouse"
     assert viewer.get(url).status_code == 403
     assert _post(viewer, url + "/refresh").status_code == 403
+
+
+def test_the_results_page_labels_rank_checks_on_a_sample(login_as, factory, source_id,
+                                                         monkeypatch):
+    from experiments import warehouse
+
+    monkeypatch.setattr(warehouse, "SAMPLE_LIMIT", 120)
+    factory.experiment("wh-sample")
+    analyst = login_as("analyst")
+    url = "/experiments/wh-sample/warehouse"
+    _post(analyst, url, source_id=str(source_id), sql_text="SELECT * FROM accounts",
+          schedule="manual")
+    _post(analyst, url + "/refresh")
+
+    assert "random sample of 120" in analyst.get(url).get_data(as_text=True)
+    page = analyst.get("/experiments/wh-sample").get_data(as_text=True)
+    assert "p_value_mwu from a random sample: 120 of 800 accounts read from the warehouse" in page
