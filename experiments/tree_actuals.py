@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from experiments.audit import record_event
@@ -182,6 +183,11 @@ def _what(node: DriverNode, on: date) -> str:
     return f"The actual of '{node.name}' on {on.isoformat()}"
 
 
+def _already(existing: DriverActual) -> str:
+    return (f"{existing.measured_on.isoformat()} already has the value {existing.value:g}; "
+            "change it with its own form in the list of actuals")
+
+
 def record_actual(session: Session, node: DriverNode, data: Mapping[str, Any], *,
                   actor: User) -> DriverActual:
     """Enter (or change) the actual of ``node``'s leading metric on ``data['measured_on']``.
@@ -211,10 +217,9 @@ def record_actual(session: Session, node: DriverNode, data: Mapping[str, Any], *
     if measured_on is not None and measured_on > utcnow().date():
         errors.add("measured_on", "must not be in the future")
     errors.raise_if_any()
-    existing = session.exec(
-        select(DriverActual).where(DriverActual.node_id == node.id,
-                                   DriverActual.measured_on == measured_on)
-    ).first()
+    on_date = select(DriverActual).where(DriverActual.node_id == node.id,
+                                         DriverActual.measured_on == measured_on)
+    existing = session.exec(on_date).first()
     raw_version = str(data.get("version") or "").strip()
     if existing is None:
         if raw_version:  # the form was made on a row that is gone
@@ -223,16 +228,20 @@ def record_actual(session: Session, node: DriverNode, data: Mapping[str, Any], *
                 "enter it again")})
         row = DriverActual(node_id=node.id, measured_on=measured_on, value=value,
                            entered_by_id=actor.id)
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():  # a savepoint: losing the race below keeps the rest
+                session.add(row)
+        except IntegrityError:
+            # Somebody entered the same date between the read above and this insert
+            # (PostgreSQL makes this insert wait for theirs, then refuses it).
+            existing = session.exec(on_date.execution_options(populate_existing=True)).one()
+            raise ValidationFailed({"measured_on": _already(existing)}) from None
         record_event(session, "node.actual", actor=actor, entity_type="driver_node",
                      entity_id=node.id, team_id=node.team_id,
                      diff={measured_on.isoformat(): [None, value]})
         return row
     if not raw_version:
-        raise ValidationFailed({"measured_on": (
-            f"{measured_on.isoformat()} already has the value {existing.value:g}; "
-            "change it with its own form in the list of actuals")})
+        raise ValidationFailed({"measured_on": _already(existing)})
     seen = expected_version(existing, raw_version)
     if existing.value == value:
         return existing

@@ -1,0 +1,62 @@
+"""Adversarial probes of the wave-2 services (QA1): two people at once, odd input,
+what carries over. Each test is a defect a user would notice, found by probing, and
+fails on the code before its fix."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlmodel import Session, select
+
+from experiments.errors import ValidationFailed
+from experiments.tree_actuals import record_actual
+from experiments.tree_models import DriverActual
+from tests.factories import make_node, make_user
+
+pytestmark = pytest.mark.db
+
+
+def test_two_first_entries_of_one_date_give_one_value_and_one_clear_error(db_engine):
+    """Two owners enter the first actual of the same node and date at once. One is
+    stored; the other is told the date already has a value (a 422), not a database
+    error. On PostgreSQL the loser's INSERT waited on the winner's and then raised a
+    unique violation (a 500); SQLite serialises the two, so there the service's own
+    check already answered."""
+    with Session(db_engine, expire_on_commit=False) as setup:
+        ana = make_user(setup, "ana@example.com", "admin")
+        node = make_node(setup, "Seats per account")
+        setup.commit()
+    entry = {"measured_on": "2026-11-02", "value": "3.5"}
+    outcome: dict[str, object] = {}
+
+    def second_writer() -> None:
+        with Session(db_engine) as other:
+            try:
+                record_actual(other, other.get(type(node), node.id), {**entry, "value": "4"},
+                              actor=other.get(type(ana), ana.id))
+                other.commit()
+                outcome["second"] = "stored"
+            except ValidationFailed as exc:
+                other.rollback()
+                outcome["second"] = exc.errors
+            except Exception as exc:  # noqa: BLE001 — the defect: a database error
+                other.rollback()
+                outcome["second"] = exc
+
+    with Session(db_engine) as first:
+        record_actual(first, first.get(type(node), node.id), entry,
+                      actor=first.get(type(ana), ana.id))
+        first.flush()  # holds the (node, date) row until commit
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+        time.sleep(0.5)  # the second writer is now waiting on the first (PostgreSQL)
+        first.commit()
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    second = outcome["second"]
+    assert isinstance(second, dict), f"the second entry got {second!r}"
+    assert "already has the value 3.5" in second["measured_on"]
+    with Session(db_engine) as check:
+        assert [a.value for a in check.exec(select(DriverActual)).all()] == [3.5]
