@@ -455,6 +455,10 @@ def _guardrail_rows(comparison: Mapping[str, Any]) -> list[GuardrailRow]:
     return rows
 
 
+#: The guardrail rows of one stored comparison (also :mod:`experiments.verdict_status`'s).
+guardrail_rows = _guardrail_rows
+
+
 def guardrail_status(rows: Sequence[GuardrailRow], *,
                      several: bool = False) -> GuardrailStatus | None:
     """The worst status of ``rows`` (fail › inconclusive › pass), or ``None`` without rows.

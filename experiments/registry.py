@@ -57,8 +57,9 @@ from experiments.plan_input import (
     read_reason,
 )
 from experiments.planning import PlanningSigma, planning_sigma
-from experiments.tree import ancestry, branch_ids, latest_verdicts, team_change_problem
+from experiments.tree import ancestry, branch_ids, team_change_problem
 from experiments.users import role_rank
+from experiments.verdict_status import VerdictStatus, latest_verdict_statuses
 from experiments.versioning import check_version, compare_and_set, expected_version
 from stats import plan_sample_sizes
 
@@ -787,6 +788,13 @@ class ExperimentRow:
     owner: User | None
     team: Team | None
     verdict: str | None
+    #: The verdict with its guardrail status (issue 15: "win — guardrail failed: GRR").
+    verdict_status: VerdictStatus | None = None
+
+    @property
+    def guardrail(self):
+        """The guardrail status shown beside the verdict (``None`` without guardrails)."""
+        return self.verdict_status.guardrail if self.verdict_status else None
 
 
 def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[ExperimentRow]:
@@ -795,7 +803,7 @@ def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[E
     stages = dict(stage_choices(session))
     users = {u.id: u for u in session.exec(select(User)).all()}
     teams = {t.id: t for t in session.exec(select(Team)).all()}
-    verdicts = latest_verdicts(session)
+    verdicts = latest_verdict_statuses(session, [e.id for e in experiments])
     return [
         ExperimentRow(
             e,
@@ -803,6 +811,7 @@ def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[E
             stages.get(e.stage_id),
             users.get(e.owner_id),
             teams.get(e.team_id),
+            verdicts[e.id].verdict if e.id in verdicts else None,
             verdicts.get(e.id),
         )
         for e in experiments

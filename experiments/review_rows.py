@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlmodel import Session, select
@@ -33,6 +34,7 @@ from experiments.documents import (
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
 from experiments.review_weeks import Week, Window, iso, parse_moment
 from experiments.rules import project_enrolment
+from experiments.verdict_status import VerdictStatus, verdict_status
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,16 @@ class ReviewRow:
     @property
     def verdict(self) -> str | None:
         return self.document.verdict
+
+    @cached_property
+    def verdict_status(self) -> VerdictStatus:
+        """The verdict with its guardrail status (:mod:`experiments.verdict_status`)."""
+        return verdict_status(self.document.verdict, self.document.result)
+
+    @property
+    def guardrail(self):
+        """The guardrail status shown beside the verdict (``None`` without guardrails)."""
+        return self.verdict_status.guardrail
 
     def to_json(self) -> dict[str, Any]:
         return {**self.document.to_json(), "review": self.review.to_json()}
