@@ -53,7 +53,7 @@ SNAPSHOT_METADATA: tuple[str, ...] = ("plan", "dataset", "segments_omitted")
 #: The document's own top-level keys; every other top-level key is the §4 report's.
 DOCUMENT_KEYS: tuple[str, ...] = ("verdict", "experiment", "plan", "analysis_plan", "amendments",
                                   "dataset", "snapshot_id", "computed_at", "as_of", "review",
-                                  "exported_at")
+                                  "exported_at", "guardrail_status", "guardrail_text")
 
 
 def finite(value: Any) -> Any:

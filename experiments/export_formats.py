@@ -40,6 +40,7 @@ from experiments.nrr_figures_view import (
 )
 from experiments.report_text import comparison_figures
 from experiments.review_weeks import parse_moment
+from experiments.verdict_status import verdict_status
 
 
 def safe_name(text: str) -> str:
@@ -150,7 +151,7 @@ def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[st
         ("driver", info.driver.name if info.driver else None),
         ("journey stage", info.journey_stage), ("team", info.team.name if info.team else None),
         ("owner", info.owner), ("hypothesis", info.hypothesis), ("status", info.status),
-        ("decision", decision), ("verdict", _verdict_text(document)), ("data version", version),
+        ("decision", decision), ("verdict", verdict_text(document)), ("data version", version),
         ("computed at", when(document.computed_at)),
     ])
     lines += ["", f"{h}# Plan", ""]
@@ -205,14 +206,17 @@ def experiment_md_lines(document: ExperimentDocument, level: int = 2) -> list[st
     return lines
 
 
-def _verdict_text(document: ExperimentDocument) -> str | None:
+def verdict_text(document: ExperimentDocument) -> str | None:
     """The headline verdict with the guardrail status beside it (``win — guardrail failed:
-    GRR``), as the results page shows it."""
-    figures = nrr_figures(document.result) if document.result else None
-    status = figures.guardrail_status if figures else None
-    if document.verdict and status is not None:
-        return f"{document.verdict} — {status.text}"
-    return document.verdict
+    GRR``), as the results page shows it (:mod:`experiments.verdict_status`)."""
+    return verdict_status(document.verdict, document.result).text
+
+
+def _comparison_verdict_text(line: Mapping[str, Any]) -> str | None:
+    """A portfolio line's verdict with its own guardrail status (issue 15)."""
+    text = line.get("guardrail_text")
+    return f"{line.get('verdict')} — {text}" if line.get("verdict") and text else \
+        line.get("verdict")
 
 
 def _days(value: Any) -> str:
@@ -363,8 +367,8 @@ REVIEW_COLUMNS: tuple[str, ...] = (
     "decision", "verdict", "verdict_before", "needs_decision", "changes", "alerts",
     "variant", "uplift_abs", "ci_abs_low", "ci_abs_high", "uplift_rel", "p_value",
     "p_value_adjusted", "p_value_bh_portfolio", "p_value_mwu", "required_n_per_arm",
-    "power_achieved", "comparison_verdict", "accounts", "control_accounts", "nrr", "control_nrr",
-    "item_note", "item_actions", "item_decision",
+    "power_achieved", "comparison_verdict", "guardrail_status", "guardrails", "accounts",
+    "control_accounts", "nrr", "control_nrr", "item_note", "item_actions", "item_decision",
     "item_decision_rationale", "dataset_version", "dataset_sha256", "dataset_rows", "computed_at",
 )
 
@@ -440,13 +444,14 @@ def review_markdown(review: Mapping[str, Any]) -> str:
     lines += _md_table(["experiment", "branch", "status", "why", "verdict"], [
         (name(n["key"]),
          docs[n["key"]].experiment.branch.name if docs[n["key"]].experiment.branch else None,
-         docs[n["key"]].experiment.status, "; ".join(n["reasons"]), docs[n["key"]].verdict)
+         docs[n["key"]].experiment.status, "; ".join(n["reasons"]), verdict_text(docs[n["key"]]))
         for n in review["needs_decision"]])
     lines += ["", "## Changed since last review", ""]
     lines += _md_table(["experiment", "what changed", "verdict"], [
         (name(c["key"]), "; ".join(ch["text"] for ch in c["changes"]),
-         f"{c['verdict_before'] or 'no results'} → {c['verdict_now'] or 'no results'}"
-         if c["verdict_before"] != c["verdict_now"] else c["verdict_now"])
+         f"{c['verdict_before'] or 'no results'} → "
+         f"{verdict_text(docs[c['key']]) if c['verdict_now'] else 'no results'}"
+         if c["verdict_before"] != c["verdict_now"] else verdict_text(docs[c["key"]]))
         for c in review["changed"]])
     lines += ["", "## Alerts", ""]
     lines += _md_table(["experiment", "alert"], [
@@ -468,7 +473,7 @@ def review_markdown(review: Mapping[str, Any]) -> str:
                         "p (BH, portfolio)", "verdict"], [
         (p["branch"], p["key"], p["variant"], pts(p["uplift_abs"]), interval(p["ci_abs"]),
          pvalue(p["p_value"]), pvalue(p["p_value_adjusted"]),
-         pvalue(p["p_value_bh_portfolio"]), p["verdict"])
+         pvalue(p["p_value_bh_portfolio"]), _comparison_verdict_text(p))
         for p in review["portfolio"]])
     lines += ["", "## Actions", ""]
     lines += _md_table(["action", "experiment", "owner", "due", "raised", "state"], [

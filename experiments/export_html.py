@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from experiments.documents import ExperimentDocument, finite
-from experiments.export_formats import detail_documents, review_documents, when
+from experiments.export_formats import detail_documents, review_documents, verdict_text, when
 from experiments.forest import forest_plot
 from experiments.formatting import count, interval, money, pct, points, pts, pvalue
 from experiments.nrr_figures_view import EXPORT_STYLE, nrr_figures
@@ -30,7 +30,8 @@ def _environment() -> Environment:
     env.filters.update(pts=pts, points=points, pct=pct, pvalue=pvalue, money=money,
                        thousands=count, interval=interval, when=when)
     env.globals.update(forest_plot=forest_plot, finite=finite,
-                       nrr_figures=partial(nrr_figures, style=EXPORT_STYLE))
+                       nrr_figures=partial(nrr_figures, style=EXPORT_STYLE),
+                       verdict_text=verdict_text)
     return env
 
 

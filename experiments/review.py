@@ -60,6 +60,7 @@ from experiments.review_weeks import (
 )
 from experiments.tree import branch_ids
 from experiments.tree_actuals import ActualLine, actuals_summary
+from experiments.verdict_status import comparison_guardrail_status
 from stats import bh_adjust
 
 __all__ = ["ItemView", "Review", "ReviewRow", "Week", "Window", "build_review", "current_week",
@@ -133,7 +134,9 @@ class Review:
                                for r in self.needs_decision],
             "changed": [{"key": r.key, "changes": [c.to_json() for c in r.review.changes],
                          "verdict_before": r.review.verdict_before,
-                         "verdict_now": r.review.verdict_now}
+                         "verdict_now": r.review.verdict_now,
+                         "guardrail_status": r.verdict_status.status,
+                         "guardrail_text": r.verdict_status.to_json()["guardrail_text"]}
                         for r in self.changed],
             "alerts": [{"key": r.key, "alerts": [a.to_json() for a in r.review.alerts]}
                        for r in self.alerts],
@@ -147,11 +150,18 @@ class Review:
                            "p_value": line["comparison"].get("p_value"),
                            "p_value_adjusted": line["comparison"].get("p_value_adjusted"),
                            "p_value_bh_portfolio": line["p_value_bh"],
-                           "verdict": line["comparison"].get("verdict")}
+                           "verdict": line["comparison"].get("verdict"),
+                           "guardrail_status": line["guardrail"].status
+                           if line["guardrail"] else None,
+                           "guardrail_text": line["guardrail"].text
+                           if line["guardrail"] else None}
                           for line in self.portfolio],
             "items": {view.key: view.to_json() for view in self.agenda},
             "actions": [view.to_json() for view in self.actions],
-            "experiments": [row.to_json() for row in self.rows],
+            # issue 15: the headline guardrail status beside each experiment's verdict
+            "experiments": [{**row.to_json(), "guardrail_status": row.verdict_status.status,
+                             "guardrail_text": row.verdict_status.to_json()["guardrail_text"]}
+                            for row in self.rows],
         }
 
 
@@ -195,6 +205,7 @@ def _portfolio(rows: Sequence[ReviewRow]) -> list[dict[str, Any]]:
         pvalues.append(float(p) if ok else None)
     for line, adjusted in zip(lines, bh_adjust(pvalues), strict=True):
         line["p_value_bh"] = adjusted
+        line["guardrail"] = comparison_guardrail_status(line["comparison"])
     return lines
 
 
