@@ -13,6 +13,9 @@ happened in:
 * **won** / **lost** — experiments decided whose headline verdict at the moment of the
   decision (the newest analysis computed by then, else the one in force now) was
   ``win`` / ``loss``;
+* **won — guardrail failed** — a ``win`` in that analysis whose every winning treatment
+  failed a guardrail (issue 15; the rule is :mod:`experiments.verdict_status`'s): counted
+  here and *not* under won. A win with an inconclusive guardrail is still won;
 * **shipped** — experiments decided ``ship``; their annual revenue impact, raw and shrunk,
   comes from :func:`shipped_impact`, i.e. :func:`experiments.impact.portfolio_impact` (the
   one computation, also behind the weekly review's figures), and adds up like the counts.
@@ -54,6 +57,7 @@ from experiments.review_models import KeyResult, Objective
 from experiments.review_rows import review_rows
 from experiments.review_weeks import Week, Window, aware, iso, week_of
 from experiments.tree_actuals import ActualLine, actuals_summary
+from experiments.verdict_status import VerdictStatus, verdict_status
 from experiments.versioning import compare_and_set, parse_version
 
 _QUARTER = re.compile(r"(\d{4})-Q([1-4])", re.ASCII)
@@ -143,7 +147,8 @@ def current_quarter(now: datetime | None = None) -> Quarter:
 
 @dataclass
 class Tally:
-    """What experiments did in a span: started, won, lost, shipped (with impact)."""
+    """What experiments did in a span: started, won, won with a failed guardrail, lost,
+    shipped (with impact)."""
 
     run: list[str] = field(default_factory=list)
     won: list[str] = field(default_factory=list)
@@ -151,6 +156,7 @@ class Tally:
     shipped: list[str] = field(default_factory=list)
     impact_raw: float | None = None
     impact_shrunk: float | None = None
+    won_guardrail_failed: list[str] = field(default_factory=list)
 
     def add_impact(self, raw: float | None, shrunk: float | None) -> None:
         if raw is not None:
@@ -159,11 +165,13 @@ class Tally:
             self.impact_shrunk = (self.impact_shrunk or 0.0) + shrunk
 
     def counts(self) -> dict[str, int]:
-        return {"run": len(self.run), "won": len(self.won), "lost": len(self.lost),
+        return {"run": len(self.run), "won": len(self.won),
+                "won_guardrail_failed": len(self.won_guardrail_failed), "lost": len(self.lost),
                 "shipped": len(self.shipped)}
 
     def to_json(self) -> dict[str, Any]:
         return {**self.counts(), "run_keys": self.run, "won_keys": self.won,
+                "won_guardrail_failed_keys": self.won_guardrail_failed,
                 "lost_keys": self.lost, "shipped_keys": self.shipped,
                 "impact_raw": self.impact_raw, "impact_shrunk": self.impact_shrunk}
 
@@ -182,16 +190,17 @@ def shipped_impact(session: Session, documents: Sequence[ExperimentDocument], *,
 @dataclass(frozen=True)
 class Event:
     experiment: Experiment
-    kind: str  # run / won / lost / shipped
+    kind: str  # run / won / won_guardrail_failed / lost / shipped
     at: datetime
     branch_id: int | None
 
 
 def _verdicts_at_decision(session: Session, experiments: Sequence[Experiment]
-                          ) -> dict[int, str | None]:
+                          ) -> dict[int, VerdictStatus]:
     """Each decided experiment's headline verdict as of its decision: the newest analysis
     computed by then; when none was (a decision recorded with an earlier date than its
-    analysis, as imported histories have), the analysis in force now."""
+    analysis, as imported histories have), the analysis in force now. A win comes with
+    its guardrail status (its snapshot's comparisons are read in one more statement)."""
     decided = {e.id: aware(e.decided_at) for e in experiments if e.decided_at is not None}
     if not decided:
         return {}
@@ -207,7 +216,13 @@ def _verdicts_at_decision(session: Session, experiments: Sequence[Experiment]
         if entry[0] <= decided[experiment_id] and (
                 experiment_id not in before or entry[:2] > before[experiment_id][:2]):
             before[experiment_id] = entry
-    return {k: (before.get(k) or latest[k])[2] for k in latest}
+    chosen = {k: before.get(k) or latest[k] for k in latest}
+    wins = [entry[1] for entry in chosen.values() if entry[2] == "win"]
+    comparisons = dict(session.exec(
+        select(AnalysisSnapshot.id, AnalysisSnapshot.result["comparisons"])
+        .where(AnalysisSnapshot.id.in_(wins))).all()) if wins else {}
+    return {k: verdict_status(entry[2], {"comparisons": comparisons.get(entry[1]) or []})
+            for k, entry in chosen.items()}
 
 
 def _branch_of(node_id: int, parents: Mapping[int, int | None]) -> int:
@@ -220,7 +235,7 @@ def _branch_of(node_id: int, parents: Mapping[int, int | None]) -> int:
     return path[-2] if len(path) > 1 else path[-1]
 
 
-def _events(experiments: Sequence[Experiment], verdicts: Mapping[int, str | None],
+def _events(experiments: Sequence[Experiment], verdicts: Mapping[int, VerdictStatus],
             parents: Mapping[int, int | None]) -> list[Event]:
     events = []
     for e in experiments:
@@ -229,10 +244,12 @@ def _events(experiments: Sequence[Experiment], verdicts: Mapping[int, str | None
             events.append(Event(e, "run", aware(e.started_at), branch))
         if e.decided_at is not None:
             at = aware(e.decided_at)
-            verdict = verdicts.get(e.id)
-            if verdict == "win":
+            status = verdicts.get(e.id) or VerdictStatus(None)
+            if status.won_guardrail_failed:
+                events.append(Event(e, "won_guardrail_failed", at, branch))
+            elif status.verdict == "win":
                 events.append(Event(e, "won", at, branch))
-            elif verdict == "loss":
+            elif status.verdict == "loss":
                 events.append(Event(e, "lost", at, branch))
             if e.decision == "ship":
                 events.append(Event(e, "shipped", at, branch))

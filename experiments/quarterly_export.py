@@ -22,15 +22,18 @@ from experiments.quarterly import build_quarterly
 
 QUARTERLY_COLUMNS: tuple[str, ...] = (
     "quarter", "kind", "branch", "week", "target", "actual", "actual_period", "actual_source",
-    "run", "won", "lost", "shipped", "shipped_keys", "impact_raw", "impact_shrunk",
-    "objective", "key_result", "node", "kr_target", "kr_actual", "kr_actual_source", "owner",
+    "run", "won", "won_guardrail_failed", "lost", "shipped", "shipped_keys", "impact_raw",
+    "impact_shrunk", "won_guardrail_failed_keys", "objective", "key_result", "node",
+    "kr_target", "kr_actual", "kr_actual_source", "owner",
 )
 
 
 def _tally_cells(tally: Mapping[str, Any]) -> dict[str, Any]:
-    return {"run": tally["run"], "won": tally["won"], "lost": tally["lost"],
+    return {"run": tally["run"], "won": tally["won"],
+            "won_guardrail_failed": tally["won_guardrail_failed"], "lost": tally["lost"],
             "shipped": tally["shipped"], "shipped_keys": "; ".join(tally["shipped_keys"]),
-            "impact_raw": tally["impact_raw"], "impact_shrunk": tally["impact_shrunk"]}
+            "impact_raw": tally["impact_raw"], "impact_shrunk": tally["impact_shrunk"],
+            "won_guardrail_failed_keys": "; ".join(tally["won_guardrail_failed_keys"])}
 
 
 def quarterly_csv(qbr: Mapping[str, Any]) -> str:
@@ -71,22 +74,28 @@ def quarterly_markdown(qbr: Mapping[str, Any]) -> str:
     lines = [f"# {q['title']}", "",
              f"Weeks {q['weeks'][0]} to {q['weeks'][-1]} ({when(q['from'])} to {when(q['to'])});"
              f" as of {when(q['as_of'])}; exported {when(qbr['exported_at'])}.", "",
-             f"Quarter totals: {t['run']} run, {t['won']} won, {t['lost']} lost, "
-             f"{t['shipped']} shipped.", ""]
+             f"Quarter totals: {t['run']} run, {t['won']} won, "
+             f"{t['won_guardrail_failed']} won — guardrail failed (not counted as won"
+             + (f": {', '.join(t['won_guardrail_failed_keys'])}"
+                if t["won_guardrail_failed_keys"] else "")
+             + f"), {t['lost']} lost, {t['shipped']} shipped.", ""]
     if qbr["impact_note"]:
         lines += [qbr["impact_note"], ""]
     lines += ["## Branches", ""]
-    lines += _md_table(["branch", "target", "actual", "run", "won", "lost", "shipped",
-                        "annual impact (shrunk)"], [
+    lines += _md_table(["branch", "target", "actual", "run", "won", "won — guardrail failed",
+                        "lost", "shipped", "annual impact (shrunk)"], [
         (b["branch"], _number(b["target"]),
          _number((b["actual"] or {}).get("actual")), b["total"]["run"], b["total"]["won"],
-         b["total"]["lost"], b["total"]["shipped"], _number(b["total"]["impact_shrunk"]))
+         b["total"]["won_guardrail_failed"], b["total"]["lost"], b["total"]["shipped"],
+         _number(b["total"]["impact_shrunk"]))
         for b in qbr["branches"]])
     lines += ["", "## Week by week", ""]
-    lines += _md_table(["week", "run", "won", "lost", "shipped", "shipped experiments"], [
-        (w["week"], w["run"], w["won"], w["lost"], w["shipped"], "; ".join(w["shipped_keys"]))
-        for w in qbr["weeks"]] + [("total", t["run"], t["won"], t["lost"], t["shipped"],
-                                    "; ".join(t["shipped_keys"]))])
+    lines += _md_table(["week", "run", "won", "won — guardrail failed", "lost", "shipped",
+                        "shipped experiments"], [
+        (w["week"], w["run"], w["won"], w["won_guardrail_failed"], w["lost"], w["shipped"],
+         "; ".join(w["shipped_keys"]))
+        for w in qbr["weeks"]] + [("total", t["run"], t["won"], t["won_guardrail_failed"],
+                                    t["lost"], t["shipped"], "; ".join(t["shipped_keys"]))])
     lines += ["", "## Objectives and key results", ""]
     if not qbr["objectives"]:
         lines.append("No objectives for this quarter.")
