@@ -1,7 +1,7 @@
 """Benchmark `nrrlab analyze` on a generated 1,000,000-account, two-arm CSV.
 
 Usage: python benchmarks/bench_analyze.py [--rows 1000000] [--runs 5] [--nrr-columns]
-                                          [--baseline DIR]
+                                          [--baseline DIR] [--duckdb]
 Prints wall time (min / median) and peak RSS of the CLI process; the file is
 generated once into benchmarks/data/ (git-ignored). Target (issue #3): ≤ 1.6 s wall
 and ≤ 500 MB peak RSS on the project's 2-core machines.
@@ -11,6 +11,8 @@ pre_end_mrr), so CUPED and journey velocity are computed too. ``--baseline DIR``
 the same file through another checkout of the code (e.g. ``git archive <commit>``
 unpacked into DIR) alternately with this one, on the same interpreter, and prints the
 ratio of the medians: on a shared machine only a side-by-side ratio is comparable.
+``--duckdb`` does the same with DuckDB's per-arm sums query on the file (issue 18's
+reference: the CLI within 1.5 × of it, peak RSS ≤ 250 MB).
 """
 
 from __future__ import annotations
@@ -110,6 +112,40 @@ def run_once(path: Path, code_dir: Path | None = None) -> tuple[float, int, floa
     return float(out[0]), int(out[1]), float(out[3])
 
 
+#: The reference of issue 18: DuckDB reading the same file and summing per arm what the
+#: analysis needs (counts, the four money columns, squares and the start×end cross term).
+DUCKDB_SUMS = """
+SELECT variant, count(*), sum(start_mrr), sum(expansion_mrr), sum(contraction_mrr),
+       sum(churned_mrr), sum(start_mrr * start_mrr),
+       sum((start_mrr + expansion_mrr - contraction_mrr - churned_mrr) ** 2),
+       sum(start_mrr * (start_mrr + expansion_mrr - contraction_mrr - churned_mrr))
+FROM read_csv(?, header = true) GROUP BY variant ORDER BY variant
+"""
+
+
+def run_duckdb(path: Path) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds of the DuckDB sums query on ``path``,
+    in a fresh process (interpreter start and ``import duckdb`` included, as the CLI's
+    imports are)."""
+    query = " ".join(DUCKDB_SUMS.split())
+    inner = ("import duckdb, sys; c = duckdb.connect(); "
+             "c.execute('SET enable_progress_bar = false'); "
+             f"c.execute({query!r}, [sys.argv[1]]).fetchall()")
+    code = (
+        "import resource, subprocess, sys, time;"
+        "t = time.perf_counter();"
+        f"r = subprocess.run([sys.executable, '-c', {inner!r}, {str(path)!r}]);"
+        "w = time.perf_counter() - t;"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(w, u.ru_maxrss, r.returncode, u.ru_utime + u.ru_stime)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1].split()
+    if out[2] != "0":
+        raise SystemExit("the DuckDB query failed")
+    return float(out[0]), int(out[1]), float(out[3])
+
+
 def time_from_sums(repeats: int = 200) -> tuple[float, float]:
     """Median and 95th-percentile milliseconds of stats.analyze on two arms' sums alone."""
     import stats
@@ -141,6 +177,9 @@ def main() -> None:
                         help="add days_observed and the pre-period columns to the file")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout to time side by side (alternating runs)")
+    parser.add_argument("--duckdb", action="store_true",
+                        help="also time DuckDB's per-arm sums query on the same file, "
+                             "alternating with the CLI (issue 18: CLI ≤ 1.5 × DuckDB)")
     args = parser.parse_args()
     suffix = "_nrr" if args.nrr_columns else ""
     path = HERE / "data" / f"accounts_{args.rows}{suffix}.csv"
@@ -151,11 +190,16 @@ def main() -> None:
             f"generated {path.name} ({path.stat().st_size / 1e6:.1f} MB)"
             f" in {time.perf_counter() - t:.1f} s"
         )
-    results, baseline = [], []
+    results, baseline, duck = [], [], []
+    load_before = os.getloadavg()
     for _ in range(args.runs):
         results.append(run_once(path))
         if args.baseline is not None:
             baseline.append(run_once(path, args.baseline.resolve()))
+        if args.duckdb:
+            duck.append(run_duckdb(path))
+    print(f"load average before {' / '.join(f'{x:.1f}' for x in load_before)}, after "
+          f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     walls = [w for w, _, _ in results]
     cpus = [c for _, _, c in results]
     peak_mb = max(r for _, r, _ in results) / 1024
@@ -185,6 +229,20 @@ def main() -> None:
         ratio = statistics.median(walls) / statistics.median(old)
         cpu_ratio = statistics.median(cpus) / statistics.median(old_cpu)
         print(f"ratio new/baseline (medians): wall {ratio:.3f}, CPU {cpu_ratio:.3f}")
+    if duck:
+        d_wall = [w for w, _, _ in duck]
+        d_cpu = [c for _, _, c in duck]
+        print(f"DuckDB sums query: wall min {min(d_wall):.2f} s, median "
+              f"{statistics.median(d_wall):.2f} s; CPU median {statistics.median(d_cpu):.2f} s;"
+              f" peak RSS {max(r for _, r, _ in duck) / 1024:.0f} MB")
+        print(f"runs wall (DuckDB): {' / '.join(f'{w:.2f}' for w in d_wall)}")
+        print(f"runs wall (CLI): {' / '.join(f'{w:.2f}' for w in walls)}")
+        print(f"runs CPU (DuckDB): {' / '.join(f'{c:.2f}' for c in d_cpu)}")
+        print(f"runs CPU (CLI): {' / '.join(f'{c:.2f}' for c in cpus)}")
+        print(f"ratio CLI/DuckDB (medians): wall "
+              f"{statistics.median(walls) / statistics.median(d_wall):.2f}, CPU "
+              f"{statistics.median(cpus) / statistics.median(d_cpu):.2f} (target wall ≤ 1.5; "
+              f"peak RSS target ≤ 250 MB)")
     median_ms, p95_ms = time_from_sums()
     print(
         "stats.analyze from sufficient statistics (2 arms):"
