@@ -28,7 +28,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from icalendar import Calendar
 from icalendar import Event as CalendarEvent
@@ -126,10 +126,17 @@ class FeedEntry:
     uid: str
     summary: str
     start: object  # datetime (timed) or date (all day)
-    end: object
+    end: object  # None: an all-day event of one day (RFC 5545 §3.6.1)
     description: str = ""
     url: str | None = None
     modified: datetime | None = None
+
+
+def _day_after(day: date) -> date | None:
+    """The exclusive end of an all-day event on ``day``; ``None`` for the last date Python
+    can hold (9999-12-31, which a planned end may be): RFC 5545 §3.6.1 reads an all-day
+    VEVENT without DTEND as lasting one day."""
+    return None if day == date.max else day + timedelta(days=1)
 
 
 def feed_entries(session: Session, user: User, *, now: datetime | None = None,
@@ -161,7 +168,7 @@ def feed_entries(session: Session, user: User, *, now: datetime | None = None,
         entries.append(FeedEntry(
             uid=f"experiment-{experiment.id}-planned-end@{UID_DOMAIN}",
             summary=f"Planned end: {experiment.name} ({experiment.key})",
-            start=experiment.planned_end, end=experiment.planned_end + timedelta(days=1),
+            start=experiment.planned_end, end=_day_after(experiment.planned_end),
             description=f"Status: {experiment.status}\nHypothesis: {experiment.hypothesis}",
             url=link(experiment_path(experiment.key), environ),
             modified=aware(experiment.updated_at)))
@@ -175,7 +182,7 @@ def feed_entries(session: Session, user: User, *, now: datetime | None = None,
             continue
         entries.append(FeedEntry(
             uid=f"action-{action.id}-due@{UID_DOMAIN}", summary=f"Action due: {action.title}",
-            start=action.due, end=action.due + timedelta(days=1),
+            start=action.due, end=_day_after(action.due),
             description=f"Raised in the review of {action.raised_week}.",
             url=link(f"/review/{action.raised_week}", environ),
             modified=aware(action.updated_at)))
@@ -199,7 +206,8 @@ def calendar_ics(session: Session, user: User, *, now: datetime | None = None,
         event.add("dtstamp", now)
         event.add("summary", entry.summary)
         event.add("dtstart", entry.start)
-        event.add("dtend", entry.end)
+        if entry.end is not None:
+            event.add("dtend", entry.end)
         if entry.description:
             event.add("description", entry.description)
         if entry.url:

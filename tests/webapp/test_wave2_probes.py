@@ -4,6 +4,8 @@ by probing, and fails on the code before its fix."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlmodel import select
 
@@ -31,3 +33,35 @@ def test_a_malformed_webhook_address_is_a_field_error_not_a_500(session, login_a
     assert words in html
     assert 'aria-invalid="true"' in html
     assert session.exec(select(WebhookEndpoint)).all() == []
+
+
+def test_a_planned_end_on_the_last_day_python_knows_does_not_break_the_calendar_feed(
+        session, login_as):
+    """The experiment form accepts any ISO date as the planned end, 9999-12-31 included.
+    The calendar feed wrote its all-day event's end as the day after and raised
+    OverflowError: every subscriber who could see that experiment got a 500 for the
+    whole feed, on every poll. Now the event is an all-day event without DTEND (one
+    day, RFC 5545 §3.6.1) and the rest of the feed is intact."""
+    from datetime import date
+
+    from icalendar import Calendar
+
+    from tests.factories import make_experiment, make_team
+
+    member = login_as("viewer", teams={"growth": "experimenter"})
+    growth = make_team(session, "growth")
+    far = make_experiment(session, "far-off", team_id=growth.id, owner_id=member.user.id,
+                          planned_start=date(2026, 11, 2), planned_end=date.max)
+    near = make_experiment(session, "near", team_id=growth.id, owner_id=member.user.id,
+                           planned_start=date(2026, 11, 2), planned_end=date(2026, 12, 1))
+    session.commit()
+    made = member.post("/account/calendar", data={"csrf_token": member.csrf})
+    token = re.search(r"/calendar/(cal_[A-Za-z0-9_-]+)\.ics", made.get_data(as_text=True))
+    response = member.get(f"/calendar/{token.group(1)}.ics")
+    assert response.status_code == 200
+    events = {str(e["uid"]): e for e in Calendar.from_ical(response.data).walk("VEVENT")}
+    last = events[f"experiment-{far.id}-planned-end@nrrlab"]
+    assert last.decoded("dtstart") == date.max and "dtend" not in last
+    other = events[f"experiment-{near.id}-planned-end@nrrlab"]
+    assert (other.decoded("dtstart"), other.decoded("dtend")) == (date(2026, 12, 1),
+                                                                  date(2026, 12, 2))
