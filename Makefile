@@ -58,9 +58,9 @@ test-db: install
 lint: install
 	$(BIN)/ruff check .
 
+# Issue 18: pages under gunicorn, analyze vs DuckDB, 1M-row uploads (BENCH_ARGS=--quick: minutes).
 bench: install
-	$(BIN)/python benchmarks/bench_analyze.py
-	$(BIN)/python benchmarks/bench_upload.py
+	$(BIN)/python benchmarks/bench_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules webapp/static/vendor .pytest_cache
