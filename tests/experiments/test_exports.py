@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
+from experiments.decisions import decide, review_source
 from experiments.errors import NotFound
 from experiments.exports import cents_text, export_experiment, export_review
 from experiments.formatting import neutralise
@@ -695,16 +696,14 @@ def _note_item(session, week: str, experiment_id: int, **fields) -> None:
 
 
 def test_review_exports_parse_and_match_the_page(session, people, week_scenario):
+    win = week_scenario.experiments["win-late"]
+    # One decision record: the item's rationale is the experiment's decision (issue 17).
+    decide(session, win, {"decision": "iterate", "rationale": HOSTILE["item_rationale"]},
+           actor=people["admin"], source=review_source("2026-W48"), stop_running=True)
+    session.commit()
     review = build_review(session, people["admin"], "2026-W48", now=NOW)
     session.commit()
-    win = week_scenario.experiments["win-late"]
-    _note_item(
-        session,
-        "2026-W48",
-        win.id,
-        note=f"{HOSTILE['note']} {XSS}",
-        decision_rationale=HOSTILE["item_rationale"],
-    )
+    _note_item(session, "2026-W48", win.id, note=f"{HOSTILE['note']} {XSS}")
     session.add(Action(title=HOSTILE["action"], experiment_id=win.id, team_id=win.team_id,
                        raised_week="2026-W48"))
     session.commit()
