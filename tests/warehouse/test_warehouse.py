@@ -145,6 +145,13 @@ def test_large_query_reads_a_bounded_sample_and_says_so(session, duckdb_url):
     assert 0 <= comparison["p_value_mwu"] <= 1
     assert any("p_value_mwu from a random sample: 150 of 800 accounts" in w
                for w in comparison["warnings"])
+    # The p-value is scipy's Mann-Whitney U on exactly the stored sample.
+    sample = stored.inputs["sample"]
+    ratio = np.array(sample["end"]) / np.array(sample["start"])
+    variant = np.array(sample["variant"])
+    expected = sps.mannwhitneyu(ratio[variant == "treatment"], ratio[variant == "control"],
+                                alternative="two-sided").pvalue
+    assert comparison["p_value_mwu"] == pytest.approx(expected, rel=1e-9)
     # The sums still cover every account: the uplift is the whole frame's.
     frame = account_frame()
     end = frame.start_mrr + frame.expansion_mrr - frame.contraction_mrr - frame.churned_mrr
