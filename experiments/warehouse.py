@@ -226,7 +226,9 @@ def session_statements(dialect: str, timeout: float) -> list[str]:
     """What each read runs first on ``dialect``: read-only and a statement timeout."""
     seconds = max(1, int(timeout))
     if dialect == "postgresql":
-        return ["SET TRANSACTION READ ONLY", f"SET LOCAL statement_timeout = {seconds * 1000}"]
+        # One snapshot for every statement of the refresh (the sums and the sample agree).
+        return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                f"SET LOCAL statement_timeout = {seconds * 1000}"]
     if dialect == "snowflake":
         return [f"ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = {seconds}"]
     if dialect == "trino":
@@ -642,6 +644,12 @@ def pull_experiment(
         whole = total <= sample_limit
         sampled = connection.execute(
             sample_query(q, source.dialect, limit=sample_limit, whole=whole)).all()
+        counted = sum(extra.moments.n for extra in extras.values())
+        if counted != total or (whole and len(sampled) != total):
+            raise WarehouseError(
+                "The query's rows changed while they were being read (counted "
+                f"{total:,}, then {counted:,} and {len(sampled):,}); refresh again, or read "
+                "from a table that is not being written.")
     sample = _sample(sampled, total, with_days=q.has("days_to_value"))
     return Pulled(PushedInputs(extras, times, sample, by_segment), tuple(columns))
 

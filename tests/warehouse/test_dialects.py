@@ -65,7 +65,8 @@ def test_every_query_compiles_as_one_cte_under_group_by(name):
 
 def test_session_statements_set_a_timeout_where_the_dialect_has_one():
     assert wh.session_statements("postgresql", 30) == [
-        "SET TRANSACTION READ ONLY", "SET LOCAL statement_timeout = 30000"]
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        "SET LOCAL statement_timeout = 30000"]
     assert wh.session_statements("snowflake", 30) == [
         "ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = 30"]
     assert wh.session_statements("trino", 30) == ["SET SESSION query_max_run_time = '30s'"]
