@@ -303,6 +303,7 @@ def _register_subgroups() -> None:
     from experiments.cli_export import export
     from experiments.cli_ledger import ledger
     from experiments.cli_notify import notify_command
+    from experiments.cli_warehouse import warehouse
 
     main.add_command(export)
     main.add_command(notify_command)
@@ -311,6 +312,7 @@ def _register_subgroups() -> None:
     main.add_command(restore_command)
     main.add_command(push)
     main.add_command(pull)
+    main.add_command(warehouse)
 
 
 _register_subgroups()

@@ -121,3 +121,36 @@ def test_due_queries_are_refreshed_by_the_job(db_engine, tmp_path, duckdb_url, m
         # Refreshed just now: due again only after its hour.
         assert wh.due_queries(session) == []
         assert wh.due_queries(session, utcnow() + timedelta(minutes=60)) == [due_id]
+
+
+def test_cli_refreshes_a_query_and_reports_the_warehouses_message(
+    db_engine, database_url, duckdb_url, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from experiments.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv(ENV, duckdb_url)
+    with Session(db_engine) as session:
+        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
+        session.add(source)
+        session.flush()
+        good = make_experiment(session, "cli-good")
+        bad = make_experiment(session, "cli-bad")
+        session.add(WarehouseQuery(source_id=source.id, experiment_id=good.id,
+                                   sql_text="SELECT * FROM accounts"))
+        session.add(WarehouseQuery(source_id=source.id, experiment_id=bad.id,
+                                   sql_text="SELECT * FROM nowhere"))
+        session.commit()
+    runner = CliRunner()
+
+    listed = runner.invoke(main, ["warehouse", "sources"])
+    assert listed.exit_code == 0 and f"${ENV}\t{ENV} is set (duckdb)" in listed.output
+    ok = runner.invoke(main, ["warehouse", "refresh", "--experiment", "cli-good"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("ok: Dataset version 1: 800 accounts")
+    failed = runner.invoke(main, ["warehouse", "refresh", "--experiment", "cli-bad"])
+    assert failed.exit_code == 1 and "nowhere" in failed.stderr
+    usage = runner.invoke(main, ["warehouse", "refresh"])
+    assert usage.exit_code == 2 and "exactly one of --experiment KEY or --ledger" in usage.stderr

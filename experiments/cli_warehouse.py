@@ -1,0 +1,78 @@
+"""``nrrlab warehouse``: list data sources and refresh a warehouse query now (issue 18).
+
+The same service as the page's refresh button (:func:`experiments.warehouse.run_refresh`),
+run in the foreground: for a cron job or to see a query's error at the terminal. Exit
+status 0 when a new version was stored or nothing changed, 1 when the refresh failed
+(the warehouse's message on stderr), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"nrrlab warehouse: {message}", err=True)
+    sys.exit(code)
+
+
+def _engine():
+    from experiments.db import DatabaseConfigError, check_connection, database_url, make_engine
+
+    try:
+        engine = make_engine(database_url())
+        check_connection(engine)
+    except DatabaseConfigError as exc:
+        _fail(str(exc), 1)
+    return engine
+
+
+@click.group("warehouse")
+def warehouse() -> None:
+    """Warehouse data sources and the queries datasets and the ledger are read with."""
+
+
+@warehouse.command("sources")
+def sources_command() -> None:
+    """List the data sources and whether this process can use each one's URL."""
+    from sqlmodel import Session
+
+    from experiments.warehouse import list_sources, source_status
+
+    with Session(_engine()) as session:
+        for source in list_sources(session):
+            click.echo(f"{source.name}\t{source.dialect}\t${source.url_env}\t"
+                       f"{source_status(source)}")
+
+
+@warehouse.command("refresh")
+@click.option("--experiment", "key", default=None, metavar="KEY",
+              help="Refresh this experiment's query.")
+@click.option("--ledger", "ledger", is_flag=True, help="Refresh the revenue ledger's query.")
+def refresh_command(key: str | None, ledger: bool) -> None:
+    """Read an experiment's (or the ledger's) warehouse query now and store the result."""
+    from sqlmodel import Session, select
+
+    from experiments.models import Experiment
+    from experiments.warehouse import experiment_query, ledger_query, run_refresh
+
+    if bool(key) == ledger:
+        _fail("give exactly one of --experiment KEY or --ledger")
+    engine = _engine()
+    with Session(engine) as session:
+        if ledger:
+            query = ledger_query(session)
+        else:
+            experiment = session.exec(select(Experiment).where(Experiment.key == key)).first()
+            if experiment is None:
+                _fail(f"no experiment {key!r}")
+            query = experiment_query(session, experiment)
+        if query is None:
+            _fail("no warehouse query is saved for it yet (save one on its Warehouse page)")
+        query_id = query.id
+    outcome = run_refresh(engine, query_id)
+    if outcome.status == "failed":
+        _fail(outcome.message, 1)
+    click.echo(f"{outcome.status}: {outcome.message}")
