@@ -438,11 +438,13 @@ def sparkline(
     base, goal = _finite(baseline), _finite(target)
     everything = [v for _l, v in kept] + [v for v in (base, goal) if v is not None]
     lo, hi = (min(everything), max(everything)) if everything else (0.0, 1.0)
-    if hi == lo:
-        lo, hi = lo - (abs(lo) * 0.1 or 1.0), hi + (abs(hi) * 0.1 or 1.0)
+    # Halved: the span of two finite extremes (±1.7e308) overflows to inf, its half does
+    # not (halving a float is exact). One value alone sits in the middle.
+    half_span = hi / 2 - lo / 2
 
     def y_of(value: float) -> float:
-        return round(height - pad - (value - lo) / (hi - lo) * (height - 2 * pad), 2)
+        share = (value / 2 - lo / 2) / half_span if half_span else 0.5
+        return round(height - pad - share * (height - 2 * pad), 2)
 
     xs = _x_positions(len(kept), pad, width - pad) if kept else []
     dots = tuple(Dot(x, y_of(v), f"{label}: {value_format(v)}")

@@ -60,3 +60,29 @@ def test_two_first_entries_of_one_date_give_one_value_and_one_clear_error(db_eng
     assert "already has the value 3.5" in second["measured_on"]
     with Session(db_engine) as check:
         assert [a.value for a in check.exec(select(DriverActual)).all()] == [3.5]
+
+
+@pytest.mark.parametrize(("values", "refs"), [
+    ((1.7e308, -1.7e308, 2.0), (1.0, 2.0)),  # the span overflowed: every y was nan
+    ((-1.7e308, -1.7e308), (None, None)),  # one extreme value: its padding overflowed
+    ((0.62, 0.64, 0.61), (1.0, 2.0)),
+])
+def test_a_sparkline_of_extreme_but_finite_actuals_is_drawable(values, refs):
+    """The tree accepts any finite actual; two extremes of opposite sign made the
+    sparkline's span overflow, and its path read ``M4 nan …``, which a browser refuses
+    to draw (an SVG parse error in the console). Each point must lie in the plot and
+    keep the order of the values (checked against numpy's own min–max scaling)."""
+    import numpy as np
+
+    from experiments.charts import sparkline
+
+    line = sparkline([(f"2026-11-{i + 1:02d}", v) for i, v in enumerate(values)],
+                     title="Seats", baseline=refs[0], target=refs[1])
+    assert "nan" not in line.path and "inf" not in line.path
+    ys = np.array([d.y for d in line.dots])
+    assert np.all((ys >= 4.0) & (ys <= 36.0))
+    everything = np.array([*values, *(r for r in refs if r is not None)]) / 2  # finite span
+    span = everything.max() - everything.min()
+    expected = 36.0 - (everything[:len(values)] - everything.min()) / span * 32.0 if span \
+        else np.full(len(values), 20.0)
+    np.testing.assert_allclose(ys, expected, atol=0.01)
