@@ -328,7 +328,8 @@ def refresh_snapshot(
         "rows": dataset.row_count,
     }
     report["segments_omitted"] = len(omitted)
-    report["enrolment"] = _enrolment_dates(session, experiment, dataset, result, ratios.table)
+    report["enrolment"] = _enrolment_dates(session, experiment, dataset, result, ratios.table,
+                                           pushed)
     snapshot = AnalysisSnapshot(
         experiment_id=experiment.id,
         dataset_id=dataset.id,
@@ -358,6 +359,7 @@ def _enrolment_dates(
     dataset: Dataset,
     result: ExperimentResult,
     table: Any = None,
+    pushed: PushedInputs | None = None,
 ) -> dict[str, Any]:
     """The dated enrolment the projection may use: this upload and the one before it.
 
@@ -384,11 +386,12 @@ def _enrolment_dates(
     observed = _aware(dataset.uploaded_at)
     # Accounts dated by enrolled_on date the enrolment within one upload (DESIGN §3): the
     # smallest arm at the last enrolment day and a window before it.
-    dated = (
-        data.dated_enrolment_from_table(table, variants)
-        if table is not None
-        else data.dated_enrolment(session, dataset, variants)
-    )
+    if pushed is not None:  # counted in the warehouse
+        dated = pushed.dated_enrolment(variants)
+    elif table is not None:
+        dated = data.dated_enrolment_from_table(table, variants)
+    else:
+        dated = data.dated_enrolment(session, dataset, variants)
     if dated is not None:
         return {
             "observed_at": _midnight(dated.observed_on).isoformat(),

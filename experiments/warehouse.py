@@ -44,12 +44,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    Date,
     Double,
     case,
     column,
@@ -70,7 +71,13 @@ from sqlmodel import Session
 
 from experiments.analysis import current_plan, refresh_snapshot
 from experiments.audit import record_event
-from experiments.datasets import ArmExtras, dataset_with_content, lock_experiment, next_version
+from experiments.datasets import (
+    ENROLMENT_WINDOW_DAYS,
+    ArmExtras,
+    dataset_with_content,
+    lock_experiment,
+    next_version,
+)
 from experiments.errors import NotFound, ValidationFailed
 from experiments.imports import UPLOAD_STATUSES
 from experiments.input_rules import control_character
@@ -641,6 +648,8 @@ def pull_experiment(
                 key = (None if segment is None else str(segment), str(variant))
                 counts.setdefault(key, []).append((float(t), int(events), int(censored)))
             times = {key: TimeTable.from_counts(value) for key, value in counts.items()}
+        enrolment = (_dated_enrolment(connection, q, total) if q.has("enrolled_on")
+                     else None)
         whole = total <= sample_limit
         sampled = connection.execute(
             sample_query(q, source.dialect, limit=sample_limit, whole=whole)).all()
@@ -651,7 +660,34 @@ def pull_experiment(
                 f"{total:,}, then {counted:,} and {len(sampled):,}); refresh again, or read "
                 "from a table that is not being written.")
     sample = _sample(sampled, total, with_days=q.has("days_to_value"))
-    return Pulled(PushedInputs(extras, times, sample, by_segment), tuple(columns))
+    return Pulled(PushedInputs(extras, times, sample, by_segment, enrolment), tuple(columns))
+
+
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def _dated_enrolment(connection: Connection, q: AccountQuery, total: int) -> dict | None:
+    """Accounts per variant at the last enrolment day and before the window's start,
+    when every account has an enrolled_on date (two small aggregates; DESIGN §3)."""
+    day = func.cast(q.raw("enrolled_on"), Date())
+    dated, first, last = connection.execute(
+        select(func.count(day), func.min(day), func.max(day)).select_from(q.cte)).one()
+    if dated != total or first is None or last is None:
+        return None
+    first, last = _day(first), _day(last)
+    if last <= first:
+        return None
+    cut = max(first, last - timedelta(days=ENROLMENT_WINDOW_DAYS))
+    rows = connection.execute(
+        select(q.raw("variant"), func.count(),
+               func.sum(case((day < literal(cut, Date()), 1), else_=0)))
+        .select_from(q.cte).group_by(q.raw("variant"))).all()
+    return {"cut": cut.isoformat(), "last": last.isoformat(),
+            "now": {str(v): int(n) for v, n, _b in rows},
+            "before": {str(v): int(b or 0) for v, _n, b in rows}}
 
 
 def _sample(rows, total: int, *, with_days: bool) -> AccountSample:
@@ -797,7 +833,8 @@ def refresh_experiment(
         content_sha256=sha, status="ready", row_count=inputs.total,
         has_segment=inputs.by_segment, has_days_to_value="days_to_value" in pulled.columns,
         has_days_observed="days_observed" in pulled.columns,
-        has_pre_period="pre_start_mrr" in pulled.columns, has_enrolled_on=False,
+        has_pre_period="pre_start_mrr" in pulled.columns,
+        has_enrolled_on=inputs.enrolment is not None,
         uploaded_by_id=actor.id if actor else None, uploaded_at=utcnow())
     session.add(dataset)
     session.flush()

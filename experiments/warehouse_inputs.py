@@ -19,12 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 from sqlmodel import Session, select
 
-from experiments.datasets import AccountRatios, ArmExtras, ArmSumsRow, pool_extras
+from experiments.datasets import (
+    AccountRatios,
+    ArmExtras,
+    ArmSumsRow,
+    DatedEnrolment,
+    pool_extras,
+)
 from experiments.models import Dataset
 from experiments.warehouse_models import WarehouseResult
 from stats import Moments
@@ -122,6 +129,10 @@ class PushedInputs:
     times: Mapping[tuple[str | None, str], TimeTable]
     sample: AccountSample
     by_segment: bool = False
+    #: Enrolment counted by enrolled_on in the warehouse (every account dated): ISO
+    #: ``cut`` and ``last`` days and ``{variant: accounts}`` ``now`` and ``before`` the cut
+    #: (:func:`experiments.datasets.dated_enrolment`'s inputs); ``None`` otherwise.
+    enrolment: Mapping[str, Any] | None = None
 
     @property
     def sums(self) -> list[ArmSumsRow]:
@@ -144,6 +155,18 @@ class PushedInputs:
     @property
     def total(self) -> int:
         return self.sample.total
+
+    def dated_enrolment(self, variants: list[str]) -> DatedEnrolment | None:
+        """The smallest planned arm at the last enrolment day and at the window's start."""
+        if self.enrolment is None or not variants:
+            return None
+        now, before = self.enrolment["now"], self.enrolment["before"]
+        smallest = min(variants, key=lambda v: now.get(v, 0))
+        return DatedEnrolment(
+            date.fromisoformat(self.enrolment["cut"]), int(before.get(smallest, 0)),
+            date.fromisoformat(self.enrolment["last"]) + timedelta(days=1),
+            int(now.get(smallest, 0)),
+        )
 
     def label(self, result):
         """``result`` with the Mann-Whitney check taken on the sample when it is partial.
@@ -199,6 +222,7 @@ class PushedInputs:
                 for (segment, variant), extra in self.extras.items()
             ],
             "sample": self.sample.to_json(),
+            "enrolment": None if self.enrolment is None else dict(self.enrolment),
         }
 
     @classmethod
@@ -214,7 +238,7 @@ class PushedInputs:
                 t, e, c = group["times"]
                 times[key] = TimeTable(tuple(t), tuple(e), tuple(c))
         return cls(extras, times, AccountSample.from_json(data["sample"]),
-                   bool(data.get("by_segment")))
+                   bool(data.get("by_segment")), data.get("enrolment"))
 
 
 def stored_inputs(session: Session, dataset: Dataset) -> PushedInputs | None:

@@ -305,3 +305,44 @@ def test_a_decided_experiment_is_not_read(session, duckdb_url):
 
     assert outcome.status == "failed" and "The experiment is decided" in outcome.message
     assert session.exec(select(Dataset)).all() == []
+
+
+def test_enrolment_dates_are_counted_in_the_warehouse(session, tmp_path):
+    from datetime import date, timedelta
+
+    from sqlalchemy import create_engine
+
+    from experiments.analysis import active_dataset, refresh_snapshot
+
+    frame = account_frame(seed=11, n=150, pre=False)
+    rng = np.random.default_rng(11)
+    frame["enrolled_on"] = [date(2026, 9, 1) + timedelta(days=int(d))
+                            for d in rng.integers(0, 60, len(frame))]
+    url = f"duckdb:///{tmp_path / 'dated.duckdb'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        raw = connection.connection.driver_connection
+        raw.register("frame", frame)
+        raw.execute("CREATE TABLE accounts AS SELECT * FROM frame")
+    engine.dispose()
+    uploaded = make_experiment(session, "dated-upload")
+    store_accounts(session, uploaded, frame_csv(frame))
+    refresh_snapshot(session, uploaded, active_dataset(session, uploaded))
+    read = make_experiment(session, "dated-read")
+    query = _query(session, _source(session, "duckdb"), read)
+
+    outcome = _refresh(session, query, url)
+
+    assert outcome.status == "ok", outcome.message
+    assert session.get(Dataset, outcome.dataset_id).has_enrolled_on
+    expected = _latest(session, uploaded).result["enrolment"]
+    got = _latest(session, read).result["enrolment"]
+    assert got["source"] == "enrolled_on" and got == expected
+    # By hand: the smallest arm on the last day and 28 days before it.
+    last = frame.enrolled_on.max()
+    cut = last - timedelta(days=28)
+    sizes = frame.variant.value_counts()
+    smallest = sizes.idxmin() if sizes.min() != sizes.max() else "control"
+    assert got["observed_smallest"] == sizes[smallest]
+    assert got["earlier_smallest"] == int(((frame.variant == smallest)
+                                           & (frame.enrolled_on < cut)).sum())
