@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from experiments.access import visible_team_ids
@@ -106,7 +107,11 @@ def tree_targets(session: Session, user: User) -> Targets:
     """Targets of the visible nodes tied to ``nrr`` (the root by default) and ``grr``."""
     teams = visible_team_ids(session, user)
     found: dict[str, DriverNode] = {}
-    for node in session.exec(select(DriverNode).order_by(DriverNode.id)).all():
+    # Only the root and nodes tied to nrr/grr can qualify (node_metric): read just those,
+    # not the whole tree, on every page that shows the headline.
+    candidates = select(DriverNode).where(or_(DriverNode.parent_id.is_(None),
+                                              DriverNode.metric.in_(("nrr", "grr"))))
+    for node in session.exec(candidates.order_by(DriverNode.id)).all():
         if teams is not None and node.team_id is not None and node.team_id not in teams:
             continue
         metric = node_metric(node)
