@@ -33,7 +33,11 @@ from email.utils import format_datetime, parseaddr
 
 SMTP_TIMEOUT_SECONDS = 10.0
 SUBJECT_MAX = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0, DEL and C1 controls, and the Unicode line and paragraph separators: Python's email
+# package splits a header at every line break str.splitlines knows (U+0085, U+2028 and
+# U+2029 too) and refuses the value, so a name pasted with a soft line break would make
+# every email about it fail.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _POLICY = SMTP.clone(max_line_length=76)
 
 
@@ -109,7 +113,7 @@ def email_configured(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def clean_subject(subject: str) -> str:
-    """One line: control characters (line breaks included) become single spaces."""
+    """One line: control characters and line breaks (Unicode's too) become single spaces."""
     line = _CONTROL.sub(" ", subject).strip()
     return line if len(line) <= SUBJECT_MAX else line[:SUBJECT_MAX - 1] + "…"
 

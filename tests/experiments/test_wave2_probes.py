@@ -86,3 +86,43 @@ def test_a_sparkline_of_extreme_but_finite_actuals_is_drawable(values, refs):
     expected = 36.0 - (everything[:len(values)] - everything.min()) / span * 32.0 if span \
         else np.full(len(values), 20.0)
     np.testing.assert_allclose(ys, expected, atol=0.01)
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_an_email_about_a_name_with_a_unicode_line_break_is_sent(session, db_engine,
+                                                                 monkeypatch, separator):
+    """Experiment names may hold U+2028 (a soft line break that word processors paste),
+    U+2029 or U+0085: they are not C0 controls, so the input kit lets them through. The
+    email subject kept them and Python's email package refused the header ("may not
+    contain linefeed"), so every email about that experiment was retried and then
+    failed. Now the subject is one line and the message is handed to the server once."""
+    from experiments import notify
+    from experiments.decisions import decide
+    from experiments.models import Experiment
+    from experiments.notify_models import Delivery, NotificationPreference
+    from tests.factories import make_experiment, make_team
+
+    sent = []
+    monkeypatch.setattr(notify, "send_message", lambda settings, message: sent.append(message))
+    monkeypatch.setenv("NRRLAB_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("NRRLAB_SMTP_FROM", "NRR Lab <nrrlab@example.com>")
+    monkeypatch.setenv("NRRLAB_SMTP_STARTTLS", "0")
+    notify._dispatchers.pop(db_engine.pool, None)  # no queue: deliver by hand
+    ana = make_user(session, "ana@example.com", "admin")
+    growth = make_team(session, "growth", "Growth")
+    bob = make_user(session, "bob@example.com", "viewer", {"growth": "viewer"})
+    session.add(NotificationPreference(user_id=bob.id, decision=True, scope="all"))
+    experiment = make_experiment(session, "nudge", status="stopped", team_id=growth.id,
+                                 name=f"Onboarding nudge{separator}(Q4 pricing)")
+    session.commit()
+    decide(session, session.get(Experiment, experiment.id),
+           {"decision": "kill", "rationale": "No lift."}, actor=ana, source="experiment page")
+    session.commit()
+    [delivery] = session.exec(select(Delivery)).all()
+    outcome = notify.deliver(db_engine, delivery.id)
+    assert outcome is not None and outcome.status == "sent"
+    [message] = sent
+    assert message["Subject"] == ("[NRR Lab] Decision on Onboarding nudge (Q4 pricing) "
+                                  "(nudge): kill")
+    headers = message.as_bytes().split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert all(line.startswith((" ", "\t")) or ":" in line for line in headers.split("\r\n"))
