@@ -11,7 +11,8 @@ to ``nrr`` (the root by default) and the one tied to ``grr``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_
@@ -129,6 +130,51 @@ def tree_targets(session: Session, user: User) -> Targets:
 
 
 @dataclass(frozen=True)
+class LedgerSource:
+    """Which upload the page's figures come from (shown under the headline). The figures
+    stored with a version cover the whole current ledger at its upload (a version may
+    replace only some periods), so the periods are the figures' own."""
+
+    version: int
+    filename: str
+    uploaded_at: datetime
+    uploaded_by: str | None  # the uploader's name or email; None when the user is gone
+    first_period: str | None = None
+    last_period: str | None = None
+
+    @property
+    def text(self) -> str:
+        """One sentence, e.g. "Computed at the upload of ledger version 3 (ledger.csv) on
+        2026-11-29 by ana@example.com; the figures cover 2025-01 to 2026-10." """
+        said = f"Computed at the upload of ledger version {self.version}"
+        if self.filename:
+            said += f" ({self.filename})"
+        said += f" on {self.uploaded_at:%Y-%m-%d}"
+        if self.uploaded_by:
+            said += f" by {self.uploaded_by}"
+        if self.first_period and self.last_period:
+            said += f"; the figures cover {self.first_period} to {self.last_period}"
+        return said + "."
+
+
+def ledger_source(session: Session, figures: LedgerFigures | None = None) -> LedgerSource | None:
+    """The current ledger version (the one :func:`stored_ledger` reads), or ``None``."""
+    version = session.exec(
+        select(LedgerVersion).where(LedgerVersion.status == "ready")
+        .order_by(LedgerVersion.version.desc()).limit(1)
+    ).first()
+    if version is None or version.version is None:
+        return None
+    uploader = session.get(User, version.uploaded_by_id) if version.uploaded_by_id else None
+    periods = list(figures.periods) if figures is not None else []
+    return LedgerSource(
+        version=version.version, filename=version.filename, uploaded_at=version.uploaded_at,
+        uploaded_by=(uploader.name or uploader.email) if uploader else None,
+        first_period=periods[0] if periods else None,
+        last_period=periods[-1] if periods else None)
+
+
+@dataclass(frozen=True)
 class PeriodRow:
     """One period of the company table: the movements, the ratios and the TTM figures."""
 
@@ -194,6 +240,7 @@ class NrrPage:
     velocity: tuple[VelocityRow, ...] = ()
     warnings: tuple[str, ...] = ()
     problem: str | None = None  # why a stored ledger has no figures
+    source: LedgerSource | None = None  # the upload the figures come from
 
     @property
     def empty(self) -> bool:
@@ -376,9 +423,11 @@ def nrr_page(session: Session, user: User, *, dimension: str | None = None,
         An unknown dimension or period.
     """
     stored = stored_ledger(session)
+    source = ledger_source(session, stored if isinstance(stored, LedgerFigures) else None)
     if isinstance(stored, str):
-        return NrrPage(figures=None, problem=stored)
-    return build_page(stored, tree_targets(session, user), dimension=dimension, period=period)
+        return NrrPage(figures=None, problem=stored, source=source)
+    page = build_page(stored, tree_targets(session, user), dimension=dimension, period=period)
+    return replace(page, source=source)
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,37 @@ def test_a_planned_end_on_the_last_day_python_knows_does_not_break_the_calendar_
     other = events[f"experiment-{near.id}-planned-end@nrrlab"]
     assert (other.decoded("dtstart"), other.decoded("dtend")) == (date(2026, 12, 1),
                                                                   date(2026, 12, 2))
+
+
+def test_the_nrr_page_says_which_upload_its_figures_come_from(db_engine, admin, login_as,
+                                                              tmp_path):
+    """Where does the headline come from? The page showed NRR and GRR with no word of
+    which ledger upload computed them; after a second upload next month nothing on the
+    page changed but the numbers. Now a line under the headline names the version,
+    its file, the day and the uploader, and the periods the figures cover (read here
+    from the uploaded files with pandas)."""
+    import pandas as pd
+    from sqlmodel import Session
+
+    from experiments.ledger import import_ledger
+    from tests.ledger_gen import write_csv
+
+    admin_name = admin.name or admin.email
+    viewer = login_as("viewer")
+    files = []
+    for number, months in ((1, 13), (2, 14)):
+        path = tmp_path / f"ledger-{number}.csv"
+        write_csv(path, n_accounts=120, months=months, seed=11)
+        files.append(path)
+        with Session(db_engine, expire_on_commit=False) as session:
+            import_ledger(session, path, dimensions=("plan", "region", "size"), actor=admin,
+                          filename=path.name)
+            session.commit()
+        html = viewer.get("/nrr").get_data(as_text=True)
+        source = re.search(r'<p class="hint" id="nrr-source">([^<]*)</p>', html)
+        assert source, "the page does not say where its figures come from"
+        periods = pd.read_csv(path, usecols=["period"])["period"]
+        assert source.group(1) == (
+            f"Computed at the upload of ledger version {number} ({path.name}) on "
+            f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d} by {admin_name}; the figures cover "
+            f"{periods.min()} to {periods.max()}.")
