@@ -20,6 +20,9 @@ from werkzeug.exceptions import NotFound
 
 from experiments.input_rules import MAX_ID, control_character
 
+#: Werkzeug reads a multipart part without a name as the field ``None`` (Flask-WTF's CSRF
+#: check then fails with a 500); no form sends one.
+UNNAMED = "The request holds a form part without a name, which this site does not accept."
 REFUSED = ("{where} contains a control character ({found}), which this site does not accept."
            " Remove it and try again.")
 
@@ -33,10 +36,14 @@ def _shown(name: str) -> str:
 def _problem() -> str | None:
     for where, values in (("query parameter", request.args), ("form field", request.form)):
         for name, value in values.items(multi=True):
-            found = control_character(name) or control_character(value, multiline=True)
+            if name is None:  # a multipart part without a name: no form sends one
+                return UNNAMED
+            found = control_character(name) or control_character(value or "", multiline=True)
             if found:
                 return REFUSED.format(where=f"The {where} {_shown(name)}", found=found)
     for name, upload in request.files.items(multi=True):
+        if name is None:
+            return UNNAMED
         found = control_character(name) or control_character(upload.filename or "")
         if found:
             return REFUSED.format(where=f"The name of the file sent as {_shown(name)}",
