@@ -563,10 +563,14 @@ def create_objective(session: Session, user: User, quarter: str, data: Mapping[s
     return objective
 
 
-def _objective(session: Session, user: User, objective_id: int, needed: str) -> Objective:
+def _objective(session: Session, user: User, objective_id: int, needed: str,
+               quarter: str | None = None) -> Objective:
     objective = session.get(Objective, objective_id) if 0 < objective_id <= MAX_ID else None
     if objective is None:
         raise NotFound(f"no objective {objective_id}")
+    if quarter is not None and objective.quarter != quarter:
+        # A form posted under another quarter's address (its page would not show it).
+        raise NotFound(f"objective {objective_id} belongs to {objective.quarter}, not {quarter}")
     require(session, user, objective.team_id, needed)
     return objective
 
@@ -586,17 +590,18 @@ def _key_result_values(session: Session, user: User, objective: Objective,
 
 
 def add_key_result(session: Session, user: User, objective_id: int, data: Mapping[str, Any],
-                   *, ip: str = "") -> KeyResult:
+                   *, ip: str = "", quarter: str | None = None) -> KeyResult:
     """Add a key result (``title``, ``node_id``, ``target``, ``actual``, ``owner_id``).
 
     Raises
     ------
     NotFound, PermissionDenied
-        No such objective, another team's, or below experimenter in its team.
+        No such objective (or not in ``quarter`` when given), another team's, or below
+        experimenter in its team.
     ValidationFailed
         Malformed fields, an unknown node.
     """
-    objective = _objective(session, user, objective_id, "experimenter")
+    objective = _objective(session, user, objective_id, "experimenter", quarter)
     values = _key_result_values(session, user, objective, data)
     kr = KeyResult(objective_id=objective.id, updated_by_id=user.id, **values)
     session.add(kr)
@@ -608,7 +613,8 @@ def add_key_result(session: Session, user: User, objective_id: int, data: Mappin
 
 
 def get_key_result(session: Session, user: User, key_result_id: int, *,
-                   needed: str = "viewer") -> tuple[KeyResult, Objective]:
+                   needed: str = "viewer",
+                   quarter: str | None = None) -> tuple[KeyResult, Objective]:
     """A key result and its objective, checked against the user's role in its team.
 
     Raises
@@ -618,12 +624,12 @@ def get_key_result(session: Session, user: User, key_result_id: int, *,
     kr = session.get(KeyResult, key_result_id) if 0 < key_result_id <= MAX_ID else None
     if kr is None:
         raise NotFound(f"no key result {key_result_id}")
-    return kr, _objective(session, user, kr.objective_id, needed)
+    return kr, _objective(session, user, kr.objective_id, needed, quarter)
 
 
 def update_key_result(session: Session, user: User, key_result_id: int,
                       data: Mapping[str, Any], *, now: datetime | None = None,
-                      ip: str = "") -> KeyResult:
+                      ip: str = "", quarter: str | None = None) -> KeyResult:
     """Change a key result (its form carries the ``version`` it was made on).
 
     Raises
@@ -635,7 +641,8 @@ def update_key_result(session: Session, user: User, key_result_id: int,
     StaleVersion
         Someone else saved it since ``version`` (409).
     """
-    kr, objective = get_key_result(session, user, key_result_id, needed="experimenter")
+    kr, objective = get_key_result(session, user, key_result_id, needed="experimenter",
+                                   quarter=quarter)
     seen = parse_version(data.get("version"))
     values = _key_result_values(session, user, objective, data)
     changed = diff_fields({k: getattr(kr, k) for k in values}, values)

@@ -99,3 +99,35 @@ def test_the_nrr_page_says_which_upload_its_figures_come_from(db_engine, admin, 
             f"Computed at the upload of ledger version {number} ({path.name}) on "
             f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d} by {admin_name}; the figures cover "
             f"{periods.min()} to {periods.max()}.")
+
+
+def test_a_key_result_posted_under_another_quarters_address_is_a_404(session, login_as):
+    """The key-result routes carry the quarter in the address but ignored it: a form
+    posted under 2026-Q3 added the key result to the 2026-Q4 objective and then sent
+    the user to the Q3 page, where it is not (or to a 404 page for a quarter that does
+    not exist, after saving). Now the objective must belong to that quarter."""
+    from experiments.review_models import KeyResult, Objective
+    from tests.factories import make_node, make_team
+
+    member = login_as("viewer", teams={"growth": "experimenter"})
+    growth = make_team(session, "growth")
+    node = make_node(session, "Seats", team_id=growth.id)
+    objective = Objective(quarter="2026-Q4", title="Grow seats", team_id=growth.id)
+    session.add(objective)
+    session.commit()
+    form = {"csrf_token": member.csrf, "title": "Seats per account", "node_id": str(node.id),
+            "target": "3.2"}
+    for quarter in ("2026-Q3", "9999-Q4"):
+        wrong = member.post(f"/quarterly/{quarter}/objectives/{objective.id}/key-results",
+                            data=form)
+        assert wrong.status_code == 404, quarter
+    assert session.exec(select(KeyResult)).all() == []
+    right = member.post(f"/quarterly/2026-Q4/objectives/{objective.id}/key-results", data=form)
+    assert right.status_code == 303
+    assert right.headers["Location"].endswith(f"/quarterly/2026-Q4#objective-{objective.id}")
+    kr = session.exec(select(KeyResult)).one()
+    moved = member.post(f"/quarterly/2026-Q3/key-results/{kr.id}",
+                        data={**form, "version": str(kr.version), "target": "9"})
+    assert moved.status_code == 404
+    session.refresh(kr)
+    assert kr.target == 3.2

@@ -86,7 +86,8 @@ def add_key_result(quarter: str, objective_id: int):
     """Add a key result to an objective."""
     session = get_session()
     try:
-        save_new_key_result(session, acting_user(), objective_id, request.form, ip=client_ip())
+        save_new_key_result(session, acting_user(), objective_id, request.form, ip=client_ip(),
+                            quarter=quarter)
     except ValidationFailed as exc:
         session.rollback()
         return _page(quarter, status=422, form=f"new-kr-{objective_id}", errors=exc.errors)
@@ -102,7 +103,8 @@ def update_key_result(quarter: str, key_result_id: int):
     session = get_session()
     user = acting_user()
     try:
-        save_key_result(session, user, key_result_id, request.form, ip=client_ip())
+        save_key_result(session, user, key_result_id, request.form, ip=client_ip(),
+                        quarter=quarter)
     except Conflict as exc:
         session.rollback()
         get_key_result(session, user, key_result_id)
