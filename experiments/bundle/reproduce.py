@@ -22,7 +22,12 @@ and scipy (no `stats` import), and compared with the report's figures too:
 * logo churn: share of accounts with churned_mrr = start_mrr; expansion incidence: share
   with expansion_mrr > 0; diff = treatment - control, unpooled
   se = sqrt(p_C(1-p_C)/n_C + p_T(1-p_T)/n_T), p = 2*(1 - Phi(|diff|/se)) (Agresti 2013, 3.1);
-  no p when se = 0.
+  no p when se = 0;
+* each guardrail of the plan (non-inferiority, one-sided at alpha, margin m): GRR with d, se,
+  df of the GRR lever, p = 1 - T_df((d + m)/se), pass if d - t(1-alpha, df)*se > -m, fail if
+  d + t(1-alpha, df)*se < -m; logo churn with d, se of logo churn, p = 1 - Phi((m - d)/se),
+  pass if d + z(1-alpha)*se < m, fail if d - z(1-alpha)*se > m; else inconclusive; no p and
+  no status when se is missing or 0 (Schuirmann 1987; Wellek 2010).
 
 Text cells of accounts.csv that begin with ' are quoted against spreadsheet formula
 injection: the first ' is not part of the value.
@@ -109,40 +114,67 @@ def ratio_and_variance(arm, numerator):
 
 
 def lever(control, treatment, numerator, alpha):
+    """(the lever's figure, its se, its Welch df); se and df None without an interval."""
     ratio_c, var_c, n_c = ratio_and_variance(control, numerator)
     ratio_t, var_t, n_t = ratio_and_variance(treatment, numerator)
     out = {"control": ratio_c, "treatment": ratio_t, "uplift_abs": None,
            "ci_abs": [None, None], "p_value": None}
     if ratio_c is None or ratio_t is None:
-        return out
+        return out, None, None
     diff = ratio_t - ratio_c
     out["uplift_abs"] = diff
     if var_c is None or var_t is None or var_c + var_t == 0:
-        return out
+        return out, None, None
     var = var_c + var_t
     df = var ** 2 / (var_t ** 2 / (n_t - 1) + var_c ** 2 / (n_c - 1))
     se = math.sqrt(var)
     critical = float(distributions.t.ppf(1 - alpha / 2, df))
     out["ci_abs"] = [diff - critical * se, diff + critical * se]
     out["p_value"] = float(2 * distributions.t.sf(abs(diff) / se, df))
-    return out
+    return out, se, df
 
 
 def proportions(count_c, n_c, count_t, n_t):
+    """(the two-proportion figure, its unpooled se or None)."""
     p_c = count_c / n_c if n_c else None
     p_t = count_t / n_t if n_t else None
     out = {"control": p_c, "treatment": p_t, "diff": None, "p_value": None}
     if p_c is None or p_t is None:
-        return out
+        return out, None
     out["diff"] = p_t - p_c
     se = math.sqrt(p_c * (1 - p_c) / n_c + p_t * (1 - p_t) / n_t)
     if se > 0:
         out["p_value"] = float(2 * distributions.norm.sf(abs(out["diff"]) / se))
+        return out, se
+    return out, None
+
+
+def guardrail(metric, margin, alpha, grr, logo_churn):
+    """One non-inferiority guardrail from the GRR lever's or logo churn's (d, se, df)."""
+    out = {"diff": None, "p_value": None, "status": None}
+    if metric == "grr":
+        figure, se, df = grr
+        diff = out["diff"] = figure["uplift_abs"]
+        if diff is None or not se or df is None:
+            return out
+        out["p_value"] = float(distributions.t.sf((diff + margin) / se, df))
+        critical = float(distributions.t.ppf(1 - alpha, df))
+        low, high = diff - critical * se > -margin, diff + critical * se < -margin
+    else:
+        figure, se = logo_churn
+        diff = out["diff"] = figure["diff"]
+        if diff is None or not se:
+            return out
+        out["p_value"] = float(distributions.norm.sf((margin - diff) / se))
+        critical = float(distributions.norm.ppf(1 - alpha))
+        low, high = diff + critical * se < margin, diff - critical * se > margin
+    out["status"] = "pass" if low else ("fail" if high else "inconclusive")
     return out
 
 
-def nrr_native(arms, control, variant, alpha):
-    """The comparison's levers, logo churn and expansion incidence (DESIGN section 4b keys)."""
+def nrr_native(arms, control, variant, alpha, guardrails=()):
+    """The comparison's levers, logo churn, expansion incidence and the ``guardrails``
+    (``[{"metric", "margin"}]``) as DESIGN section 4b keys."""
     empty = {name: np.zeros(0) for name in MONEY}
     c, t = arms.get(control, empty), arms.get(variant, empty)
 
@@ -155,10 +187,14 @@ def nrr_native(arms, control, variant, alpha):
     def expanded(arm):
         return arm["expansion_mrr"] > 0
 
+    levers = {name: lever(c, t, numerator, alpha) for name, numerator in LEVERS.items()}
+    logo_churn = proportions(*share(c, churned), *share(t, churned))
     return {
-        "levers": {name: lever(c, t, numerator, alpha) for name, numerator in LEVERS.items()},
-        "logo_churn": proportions(*share(c, churned), *share(t, churned)),
-        "expansion_incidence": proportions(*share(c, expanded), *share(t, expanded)),
+        "levers": {name: figure for name, (figure, _se, _df) in levers.items()},
+        "logo_churn": logo_churn[0],
+        "expansion_incidence": proportions(*share(c, expanded), *share(t, expanded))[0],
+        "guardrails": [guardrail(g["metric"], g["margin"], alpha, levers["grr"], logo_churn)
+                       for g in guardrails],
     }
 
 
@@ -182,7 +218,10 @@ def compare_nrr_native(expected, arms):
     same = True
     for reported in expected["comparisons"]:
         variant = reported["variant"]
-        mine = nrr_native(arms, plan["control"], variant, plan["alpha"])
+        planned = [g for g in reported.get("guardrails") or []
+                   if g.get("metric") in ("grr", "logo_churn")
+                   and isinstance(g.get("margin"), int | float)]
+        mine = nrr_native(arms, plan["control"], variant, plan["alpha"], planned)
         parts = [("lever " + name, figure, (reported.get("levers") or {}).get(name))
                  for name, figure in mine["levers"].items()]
         parts += [(name, mine[name], reported.get(name))
@@ -195,6 +234,14 @@ def compare_nrr_native(expected, arms):
             agree = all(close(value, dict(flat(stored)).get(key))
                         for key, value in flat(figure))
             print(f"  {variant} {label}: {cells} {'same' if agree else 'DIFFERENT'}")
+            same = same and agree
+        for spec, figure in zip(planned, mine["guardrails"], strict=True):
+            agree = (close(figure["diff"], spec.get("diff"))
+                     and close(figure["p_value"], spec.get("p_value"))
+                     and figure["status"] == spec.get("status"))
+            cells = " ".join(f"{key}={value!r}" for key, value in figure.items())
+            print(f"  {variant} guardrail {spec['metric']}: margin={spec['margin']!r} {cells} "
+                  f"{'same' if agree else 'DIFFERENT'}")
             same = same and agree
     return same
 

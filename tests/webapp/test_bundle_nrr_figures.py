@@ -1,5 +1,6 @@
-"""The reproduce bundle re-derives the DESIGN §4b lever figures, logo churn and expansion
-incidence from its accounts.csv with numpy and scipy alone, and they equal the stored ones.
+"""The reproduce bundle re-derives the DESIGN §4b lever figures, logo churn, expansion
+incidence and guardrails from its accounts.csv with numpy and scipy alone, and they equal
+the stored ones.
 
 A generated account file (three arms: one treatment raises churn, the other has no
 contraction at all) goes through the real upload; the stored snapshot's figures come from
@@ -24,11 +25,12 @@ import numpy as np
 import pytest
 from sqlmodel import Session, select
 
-from experiments.models import AnalysisSnapshot
+from experiments.models import AnalysisSnapshot, Experiment
 from tests.experiments.test_exports import _ONLY_NUMPY_AND_SCIPY, _run_bundle
 from tests.webapp.test_results import make_experiment, upload
 
 ARMS = ("control", "churny", "steady")
+GUARDRAILS = [{"metric": "grr", "margin": 0.01}, {"metric": "logo_churn", "margin": 0.02}]
 
 
 @pytest.fixture
@@ -59,6 +61,11 @@ def accounts_csv(seed: int = 2026, n: int = 260) -> bytes:
 
 def uploaded(analyst, db_engine, key: str) -> dict:
     experiment = make_experiment(db_engine, key, variants=ARMS)
+    with Session(db_engine) as session:
+        row = session.get(Experiment, experiment.id)
+        row.guardrails = GUARDRAILS
+        session.add(row)
+        session.commit()
     response = upload(analyst, experiment.key, accounts_csv())
     assert response.status_code in (200, 303), response.status_code
     with Session(db_engine) as session:
@@ -76,11 +83,16 @@ def printed(stdout: str) -> dict[tuple[str, str], dict[str, float | None]]:
     """``{(variant, figure): {key: value}}`` from the script's re-derived lines."""
     found = {}
     for variant, label, cells in re.findall(
-            r"^  (\S+) ((?:lever )?\w+): (.*?) (?:same|DIFFERENT|\(not in the report\))$",
-            stdout, flags=re.M):
-        found[(variant, label)] = {k: None if v == "None" else float(v)
-                                   for k, v in re.findall(r"(\w+)=(\S+)", cells)}
+            r"^  (\S+) ((?:lever |guardrail )?\w+): (.*?) "
+            r"(?:same|DIFFERENT|\(not in the report\))$", stdout, flags=re.M):
+        found[(variant, label)] = {k: value(v) for k, v in re.findall(r"(\w+)=(\S+)", cells)}
     return found
+
+
+def value(text: str) -> float | str | None:
+    if text == "None":
+        return None
+    return text.strip("'") if text.startswith("'") else float(text)
 
 
 def test_the_bundle_rederives_levers_and_logo_churn_equal_to_the_stored(
@@ -90,7 +102,8 @@ def test_the_bundle_rederives_levers_and_logo_churn_equal_to_the_stored(
     assert "MATCHES the report" in stdout, stdout
     assert "DIFFERENT" not in stdout and "not in the report" not in stdout, stdout
     figures = printed(stdout)
-    assert len(figures) == 2 * 6, stdout  # two treatments × four levers and two shares
+    # two treatments × (four levers, two shares, two guardrails)
+    assert len(figures) == 2 * 8, stdout
     for comparison in report["comparisons"]:
         variant = comparison["variant"]
         for lever, stored in comparison["levers"].items():
@@ -105,6 +118,15 @@ def test_the_bundle_rederives_levers_and_logo_churn_equal_to_the_stored(
             for key in ("control", "treatment", "diff", "p_value"):
                 assert mine[key] == pytest.approx(stored[key], rel=1e-9, abs=1e-15), \
                     (variant, name, key)
+        for stored in comparison["guardrails"]:
+            mine = figures[(variant, f"guardrail {stored['metric']}")]
+            assert mine["status"] == stored["status"], (variant, stored)
+            for key in ("diff", "p_value"):
+                assert mine[key] == pytest.approx(stored[key], rel=1e-9, abs=1e-15), \
+                    (variant, stored["metric"], key)
+    # the churn-raising arm fails the logo-churn guardrail, the steady one passes it
+    assert figures[("churny", "guardrail logo_churn")]["status"] == "fail"
+    assert figures[("steady", "guardrail logo_churn")]["status"] != "fail"
     # what a user notices: the churn-raising arm loses about three times the logos, and
     # its lost share is the bundled file's own count
     with (where / "accounts.csv").open(encoding="utf-8", newline="") as handle:
