@@ -45,7 +45,12 @@ from experiments.input_rules import FieldErrors, read_date_range, read_id
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
 from experiments.nrr_page import current_ledger
 from experiments.review_items import ItemView, get_item, item_views, update_item
-from experiments.review_rows import ReviewRow, meeting_items, meeting_rows, review_rows
+from experiments.review_rows import (
+    ReviewRow,
+    meeting_items,
+    meeting_state,
+    review_rows,
+)
 from experiments.review_weeks import (
     Week,
     Window,
@@ -283,6 +288,7 @@ def build_review(
 
     mode = "range" if (first or last) else "week"
     meeting = None
+    items = None  # the meeting's items as meeting_state left them (None: read them)
     if mode == "range":
         first = first or the_week.start.date()
         last = last or the_week.last_day
@@ -297,7 +303,7 @@ def build_review(
         rows = review_rows(session, window, session.exec(select(Experiment)).all())
         frozen = False
     else:
-        meeting, rows, frozen = meeting_rows(session, the_week, now)
+        meeting, rows, frozen, items = meeting_state(session, the_week, now)
         window = Window(the_week.previous.start, the_week.end, min(now, the_week.end))
         if frozen:
             moments = [parse_moment(r.document.as_of) for r in rows]
@@ -329,7 +335,7 @@ def build_review(
             review.action_choices = action_form_choices(
                 session, user, {r.key: r.experiment.name for r in rows})
     if meeting is not None:
-        review.agenda = _agenda(session, user, meeting, review)
+        review.agenda = _agenda(session, user, meeting, review, items)
     return review
 
 
@@ -357,10 +363,11 @@ def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow]) -> li
 
 
 def _agenda(session: Session, user: User, meeting: ReviewMeeting,
-            review: Review) -> list[ItemView]:
+            review: Review, items: dict[int, ReviewItem] | None = None) -> list[ItemView]:
     """Items of experiments in the three action sections, or already noted/decided,
     in page order."""
-    items = meeting_items(session, meeting)
+    if items is None:
+        items = meeting_items(session, meeting)
     flagged = {r.experiment.id for r in (*review.needs_decision, *review.changed, *review.alerts)}
     rows = [r for r in review.rows if r.experiment.id in items and (
         r.experiment.id in flagged or _has_content(items[r.experiment.id]))]

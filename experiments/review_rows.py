@@ -314,6 +314,16 @@ def meeting_rows(session: Session, week: Week, now: datetime
     frozen copy if there is one, else a reconstruction as of its end, which becomes
     the frozen copy. A week in which no experiment existed stores nothing (``None``).
     """
+    meeting, rows, frozen, _items = meeting_state(session, week, now)
+    return meeting, rows, frozen
+
+
+def meeting_state(session: Session, week: Week, now: datetime
+                  ) -> tuple[ReviewMeeting | None, list[ReviewRow], bool,
+                             dict[int, ReviewItem] | None]:
+    """:func:`meeting_rows` and the meeting's items as they now stand (``None`` when
+    items were just inserted: read them again), so the agenda need not load every item's
+    frozen row a second time (issue 18: 300 experiments' rows are ~1 MB of JSON)."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
     existing = session.exec(
@@ -322,13 +332,14 @@ def meeting_rows(session: Session, week: Week, now: datetime
     if existing is None:
         rows = review_rows(session, window, session.exec(select(Experiment)).all())
         if not rows:
-            return None, [], False  # nothing existed that week: nothing to keep
+            return None, [], False, None  # nothing existed that week: nothing to keep
         meeting = _meeting(session, week)
     else:
         meeting = existing
     items = meeting_items(session, meeting)
     if past and any(item.seen for item in items.values()):
-        return meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen], True
+        return (meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen], True,
+                items)
     if existing is not None:
         rows = review_rows(session, window, session.exec(select(Experiment)).all())
     new = []
@@ -344,4 +355,4 @@ def meeting_rows(session: Session, week: Week, now: datetime
             session.add(item)
     insert_ignoring_duplicates(session, ReviewItem, new)
     session.flush()
-    return meeting, rows, past
+    return meeting, rows, past, None if new else items
