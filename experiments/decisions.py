@@ -231,6 +231,22 @@ def ledger_start_mrr_cents(session: Session, *, dimension: str | None = None,
     return int(Decimal(repr(float(mrr))).quantize(Decimal("0.01")) * 100)
 
 
+def ledger_base_source(session: Session) -> str:
+    """Where a defaulted eligible base came from, kept with the decision: "revenue ledger
+    v3, 2026-10" (the ledger version and the period whose start MRR it is), so the record
+    still says which upload it was after the next one; "revenue ledger" when the version
+    is not known."""
+    from experiments.nrr_page import current_ledger, ledger_source
+
+    found = ledger_source(session, current_ledger(session))
+    if found is None:
+        return "revenue ledger"
+    said = f"revenue ledger v{found.version}"
+    if found.last_period:
+        said += f", {found.last_period}"
+    return said[:40]
+
+
 # ---------------------------------------------------------------- the form
 
 
@@ -336,7 +352,7 @@ def read_decision(session: Session, experiment: Experiment,
     source = "entered"
     if base is None and "eligible_base" not in errors:
         base = ledger_start_mrr_cents(session)
-        source = "revenue ledger"
+        source = ledger_base_source(session)
         if base is None:
             errors.add("eligible_base", "a ship needs the eligible base: the monthly MRR of the "
                                         "accounts the rollout can reach, such as "

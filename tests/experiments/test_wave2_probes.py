@@ -126,3 +126,34 @@ def test_an_email_about_a_name_with_a_unicode_line_break_is_sent(session, db_eng
                                   "(nudge): kill")
     headers = message.as_bytes().split(b"\r\n\r\n", 1)[0].decode("ascii")
     assert all(line.startswith((" ", "\t")) or ":" in line for line in headers.split("\r\n"))
+
+
+def test_a_defaulted_eligible_base_names_the_ledger_version_and_period(session, tmp_path):
+    """A ship left with a blank eligible base takes the revenue ledger's latest start
+    MRR. The record only said "(revenue ledger)": after next month's upload nobody could
+    tell which upload and which month the number was. Now it names both, and the base
+    equals Σ start MRR of the file's last period (pandas on the uploaded file)."""
+    import pandas as pd
+
+    from experiments.decisions import decide
+    from experiments.ledger import import_ledger
+    from tests.factories import make_experiment, make_team
+    from tests.ledger_gen import write_csv
+
+    path = tmp_path / "ledger-nov.csv"
+    write_csv(path, n_accounts=150, months=13, seed=5)
+    ana = make_user(session, "ana@example.com", "admin")
+    growth = make_team(session, "growth")
+    import_ledger(session, path, dimensions=("plan", "region", "size"), actor=ana,
+                  filename=path.name)
+    experiment = make_experiment(session, "nudge", status="stopped", team_id=growth.id)
+    session.commit()
+    decide(session, experiment, {"decision": "ship", "rationale": "Clear win.",
+                                 "shipped_variant": "treatment", "rollout_share": "0.5",
+                                 "eligible_base": ""}, actor=ana, source="experiment page")
+    session.commit()
+    frame = pd.read_csv(path, usecols=["period", "start_mrr"])
+    last = frame["period"].max()
+    expected_cents = round(frame.loc[frame["period"] == last, "start_mrr"].sum() * 100)
+    assert experiment.eligible_base_cents == expected_cents
+    assert experiment.eligible_base_source == f"revenue ledger v1, {last}"
