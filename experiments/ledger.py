@@ -87,6 +87,7 @@ _ROW_COLUMNS = (
     "days_to_value",
     *DIMENSION_SLOTS,
 )
+_NAT = np.iinfo(np.int64).min  # datetime64's NaT as an integer
 # pg_advisory_xact_lock key of the ledger (any fixed 64-bit number; "NRRLEDGR" in ASCII).
 _PG_LOCK_KEY = 0x4E52524C45444752
 
@@ -250,14 +251,15 @@ def _write_rows(connection, raw, version_id: int, table: LedgerTable, start: int
         return
     # Only the columns the file has: each bound NULL still costs time per row.
     used = _ROW_COLUMNS[: len(_ROW_COLUMNS) - len(DIMENSION_SLOTS) + len(table.dimensions)]
-    placeholders = ", ".join("?" for _ in used)
+    # The version id is the same on every row: written once into the statement.
+    placeholders = ", ".join([str(int(version_id))] + ["?" for _ in used[1:]])
     sql = f"INSERT INTO ledger_row ({', '.join(used)}) VALUES ({placeholders})"  # noqa: S608
     if not raw.in_transaction:
         # The raw cursor bypasses the engine's begin-on-first-write hook (experiments/db.py).
         raw.execute("BEGIN IMMEDIATE")
     cursor = raw.cursor()
     for first in range(start, total, _CHUNK):
-        cursor.executemany(sql, _row_tuples(version_id, table, first, min(total, first + _CHUNK)))
+        cursor.executemany(sql, _row_tuples(None, table, first, min(total, first + _CHUNK)))
     cursor.close()
 
 
@@ -271,12 +273,26 @@ def _iso_dates(values: np.ndarray | None, start: int, stop: int, count: int) -> 
     each distinct date is formatted once."""
     if values is None:
         return [None] * count
-    distinct, inverse = np.unique(values[start:stop], return_inverse=True)
-    text_values = [None if np.isnat(day) else str(day) for day in distinct]
-    return object_array(text_values)[inverse.ravel()].tolist()
+    days = values[start:stop].view(np.int64)
+    blank = days == _NAT
+    if blank.all():
+        return [None] * count
+    low = int(days[~blank].min())
+    high = int(days[~blank].max())
+    if high - low > 4 * count:  # sparse: sort instead of a table over the range
+        distinct, inverse = np.unique(values[start:stop], return_inverse=True)
+        text_values = [None if np.isnat(day) else str(day) for day in distinct]
+        return object_array(text_values)[inverse.ravel()].tolist()
+    # One slot per day of the range (+1 for blank): each present day formatted once.
+    slot = np.where(blank, high - low + 1, days - low)
+    present = np.flatnonzero(np.bincount(slot, minlength=high - low + 2)[:-1])
+    table = np.empty(high - low + 2, dtype=object)
+    table[present] = [str(day) for day in (present + low).astype("datetime64[D]")]
+    return table[slot].tolist()
 
 
-def _row_tuples(version_id: int, table: LedgerTable, start: int, stop: int):
+def _row_tuples(version_id: int | None, table: LedgerTable, start: int, stop: int):
+    """Rows ``start:stop`` as parameter tuples (without the version id if it is None)."""
     count = stop - start
     dtv = table.days_to_value
     days = (
@@ -285,8 +301,9 @@ def _row_tuples(version_id: int, table: LedgerTable, start: int, stop: int):
         else [None] * count
     )
     dims = [values[start:stop].tolist() for _, values in table.dimensions]
+    head = [] if version_id is None else [[version_id] * count]
     return zip(
-        [version_id] * count,
+        *head,
         table.period[start:stop].tolist(),
         table.account_id[start:stop].tolist(),
         table.start_cents[start:stop].tolist(),
@@ -437,6 +454,8 @@ class CurrentLedger:
     dimensions: dict[str, np.ndarray]
     #: Account codes when already known (the whole ledger is the upload just read).
     account_code: np.ndarray | None = None
+    #: Per dimension, (codes, sorted labels) when already known (likewise).
+    dimension_codes: dict[str, tuple[np.ndarray, tuple[str, ...]]] | None = None
 
     def __len__(self) -> int:
         return len(self.month)
@@ -451,8 +470,8 @@ class CurrentLedger:
             account, _ = _factorize(self.account_id, sort=False)
         dims = {}
         for name, labels in self.dimensions.items():
-            codes, values = _factorize(labels)
-            dims[name] = (codes, values)
+            known = (self.dimension_codes or {}).get(name)
+            dims[name] = known if known is not None else _factorize(labels)
         has_since = bool(np.isfinite(self.customer_since_month).any())
         has_days = bool(np.isfinite(self.days_to_value).any())
         return LedgerArrays(
@@ -566,6 +585,12 @@ def _part_of_table(table: LedgerTable, months: list[int], names: list[str]) -> C
             dims[name] = np.where(values == None, BLANK_LABEL, values)  # noqa: E711
         else:
             dims[name] = np.full(count, BLANK_LABEL, dtype=object)
+    known = None
+    if whole and table.dimension_codes is not None and list(own) == names:
+        known = {
+            name: _sorted_codes(codes, distinct)
+            for name, (codes, distinct) in zip(names, table.dimension_codes, strict=True)
+        }
     return CurrentLedger(
         account_id=pick(table.account_id),
         month=pick(table.period).astype(np.int64),
@@ -577,7 +602,21 @@ def _part_of_table(table: LedgerTable, months: list[int], names: list[str]) -> C
         days_to_value=np.asarray(days, dtype=np.float64),
         dimensions=dims,
         account_code=table.account_code if whole else None,
+        dimension_codes=known,
     )
+
+
+def _sorted_codes(
+    codes: np.ndarray, distinct: tuple[str | None, ...]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``codes`` into ``distinct`` (None = blank) renumbered into the sorted distinct
+    labels, blank as :data:`BLANK_LABEL` — what :func:`_factorize` gives for the labels,
+    without hashing a string per row."""
+    shown = [BLANK_LABEL if value is None else value for value in distinct]
+    labels = sorted(set(shown))
+    position = {label: i for i, label in enumerate(labels)}
+    remap = np.array([position[label] for label in shown], dtype=np.int64)
+    return remap[codes], tuple(labels)
 
 
 def _read_part(

@@ -64,7 +64,6 @@ from experiments.accounts_csv.fast import (
     _fast_days,
     _fast_text,
     _is_utf8,
-    _objects_via_dictionary,
     _single_line_row,
     _to_numpy,
 )
@@ -122,7 +121,9 @@ class LedgerTable:
     ``customer_since`` is ``datetime64[D]`` with NaT for blank and
     ``days_to_value`` float with NaN for blank (either ``None`` when the file has no
     such column); ``dimensions`` pairs each declared name with its values (``None`` for
-    blank), in the declared order.
+    blank), in the declared order. ``dimension_codes`` (fast reader only) pairs each
+    dimension's values, in the same order, with ``(codes, distinct)``: ``distinct[codes]``
+    equals the values, so the figures need not hash a million strings again.
     """
 
     account_id: np.ndarray
@@ -137,6 +138,7 @@ class LedgerTable:
     dimensions: tuple[tuple[str, np.ndarray], ...]
     sha256: str = ""
     notes: tuple[str, ...] = ()
+    dimension_codes: tuple[tuple[np.ndarray, tuple[str | None, ...]], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.start_cents)
@@ -292,6 +294,9 @@ def _ledger_table(**columns) -> LedgerTable:
         elif key == "dimensions":
             for _, values in column:
                 values.flags.writeable = False
+        elif key == "dimension_codes" and column is not None:
+            for codes, _ in column:
+                codes.flags.writeable = False
     return LedgerTable(**columns)
 
 
@@ -552,7 +557,9 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
                 block_size=min(_FAST_BLOCK_SIZE, field_limit),
                 use_threads=True,
             ),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            # A line break can only sit inside a quoted value; without any quote the
+            # plain splitter is exact and ~0.4 s of CPU per million rows cheaper.
+            parse_options=pa_csv.ParseOptions(newlines_in_values=b'"' in data),
             convert_options=pa_csv.ConvertOptions(
                 include_columns=list(wanted),
                 column_types={name: pa.string() for name in wanted},
@@ -618,7 +625,7 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
         if not _same_per_account(filled, account_code, accounts):
             return None
 
-    dims = [(name, result[f"dim:{name}"]) for name, _ in layout.dimensions]
+    dims = [(name, result[f"dim:{name}"][0]) for name, _ in layout.dimensions]
     return _ledger_table(
         account_id=object_array(ids.to_pylist()),
         account_code=account_code,
@@ -631,6 +638,7 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
         days_to_value=days,
         dimensions=tuple(dims),
         notes=layout.notes,
+        dimension_codes=tuple(result[f"dim:{name}"][1] for name, _ in layout.dimensions),
     )
 
 
@@ -645,9 +653,18 @@ def _fast_account_codes(
     return ids, _to_numpy(encoded.indices, dtype=np.int64), len(encoded.dictionary)
 
 
-def _fast_dimension(values: pa.ChunkedArray) -> np.ndarray | None:
+def _fast_dimension(
+    values: pa.ChunkedArray,
+) -> tuple[np.ndarray, tuple[np.ndarray, tuple[str | None, ...]]] | None:
+    """A str object array (None for blank; repeated values share one object) and its
+    codes into the distinct values."""
     values = _fast_text(values, required=False)
-    return None if values is None else _objects_via_dictionary(values)
+    if values is None:
+        return None
+    encoded = pc.dictionary_encode(values.combine_chunks(), null_encoding="encode")
+    distinct = [value or None for value in encoded.dictionary.to_pylist()]
+    codes = _to_numpy(encoded.indices, dtype=np.intp)
+    return object_array(distinct)[codes], (codes, tuple(distinct))
 
 
 def _same_per_account(values: np.ndarray, account: np.ndarray, accounts: int) -> bool:
