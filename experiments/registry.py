@@ -59,7 +59,7 @@ from experiments.plan_input import (
 from experiments.planning import PlanningSigma, planning_sigma
 from experiments.tree import ancestry, branch_ids, team_change_problem
 from experiments.users import role_rank
-from experiments.verdict_status import VerdictStatus, latest_verdict_statuses
+from experiments.verdict_status import GuardrailStatus, VerdictStatus, latest_verdict_statuses
 from experiments.versioning import check_version, compare_and_set, expected_version
 from stats import plan_sample_sizes
 
@@ -792,7 +792,7 @@ class ExperimentRow:
     verdict_status: VerdictStatus | None = None
 
     @property
-    def guardrail(self):
+    def guardrail(self) -> GuardrailStatus | None:
         """The guardrail status shown beside the verdict (``None`` without guardrails)."""
         return self.verdict_status.guardrail if self.verdict_status else None
 

@@ -34,7 +34,7 @@ from experiments.documents import (
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
 from experiments.review_weeks import Week, Window, iso, parse_moment
 from experiments.rules import project_enrolment
-from experiments.verdict_status import VerdictStatus, verdict_status
+from experiments.verdict_status import GuardrailStatus, VerdictStatus, verdict_status
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class ReviewRow:
         return verdict_status(self.document.verdict, self.document.result)
 
     @property
-    def guardrail(self):
+    def guardrail(self) -> GuardrailStatus | None:
         """The guardrail status shown beside the verdict (``None`` without guardrails)."""
         return self.verdict_status.guardrail
 

@@ -41,6 +41,10 @@ from experiments.nrr_figures_view import (
     report_dict,
 )
 
+__all__ = ["WON_GUARDRAIL_FAILED", "GuardrailStatus", "VerdictStatus",
+           "comparison_guardrail_status", "latest_verdict_statuses", "report_guardrail_status",
+           "verdict_status"]
+
 #: The words of the quarterly review's count of wins whose guardrails failed.
 WON_GUARDRAIL_FAILED = "won — guardrail failed"
 
