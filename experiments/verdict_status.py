@@ -41,12 +41,9 @@ from experiments.nrr_figures_view import (
     report_dict,
 )
 
-__all__ = ["WON_GUARDRAIL_FAILED", "GuardrailStatus", "VerdictStatus",
+__all__ = ["GuardrailStatus", "VerdictStatus",
            "comparison_guardrail_status", "latest_verdict_statuses", "report_guardrail_status",
            "verdict_status"]
-
-#: The words of the quarterly review's count of wins whose guardrails failed.
-WON_GUARDRAIL_FAILED = "won — guardrail failed"
 
 
 def _comparisons(report: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
