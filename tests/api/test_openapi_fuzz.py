@@ -11,6 +11,8 @@ the file runs in under a minute.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -28,12 +30,14 @@ from tests.api.conftest import issue_token
 from tests.factories import accounts_csv, store_accounts
 
 pytestmark = pytest.mark.db
-EXAMPLES = 12
+#: ``NRRLAB_FUZZ_EXAMPLES=200`` runs a longer, randomised fuzz by hand (CI: 12, fixed seed).
+EXAMPLES = int(os.environ.get("NRRLAB_FUZZ_EXAMPLES", "12"))
+DERANDOMIZE = "NRRLAB_FUZZ_EXAMPLES" not in os.environ
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 #: Input that breaks the document (wrong types, missing members, bad media types): it
 #: must be refused with a 4xx problem, never a 5xx.
-NEGATIVE_EXAMPLES = 6
+NEGATIVE_EXAMPLES = max(6, EXAMPLES // 2)
 NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance]
 
 
@@ -58,7 +62,7 @@ def fuzz_world(app, factory, db_engine):
 def _fuzz(strategy, examples: int, checks: list, token: str,
           statuses: dict[str, set[int]]) -> None:
     @given(case=strategy)
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=examples, deadline=None, derandomize=DERANDOMIZE, database=None,
               suppress_health_check=list(HealthCheck))
     def call(case):
         response = case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
