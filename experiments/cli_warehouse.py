@@ -41,10 +41,14 @@ def sources_command() -> None:
 
     from experiments.warehouse import list_sources, source_status
 
-    with Session(_engine()) as session:
-        for source in list_sources(session):
-            click.echo(f"{source.name}\t{source.dialect}\t${source.url_env}\t"
-                       f"{source_status(source)}")
+    engine = _engine()
+    try:
+        with Session(engine) as session:
+            for source in list_sources(session):
+                click.echo(f"{source.name}\t{source.dialect}\t${source.url_env}\t"
+                           f"{source_status(source)}")
+    finally:
+        engine.dispose()
 
 
 @warehouse.command("refresh")
@@ -53,14 +57,24 @@ def sources_command() -> None:
 @click.option("--ledger", "ledger", is_flag=True, help="Refresh the revenue ledger's query.")
 def refresh_command(key: str | None, ledger: bool) -> None:
     """Read an experiment's (or the ledger's) warehouse query now and store the result."""
+    if bool(key) == ledger:
+        _fail("give exactly one of --experiment KEY or --ledger")
+    engine = _engine()
+    try:
+        outcome = _refresh(engine, key, ledger)
+    finally:
+        engine.dispose()
+    if outcome.status == "failed":
+        _fail(outcome.message, 1)
+    click.echo(f"{outcome.status}: {outcome.message}")
+
+
+def _refresh(engine, key: str | None, ledger: bool):
     from sqlmodel import Session, select
 
     from experiments.models import Experiment
     from experiments.warehouse import experiment_query, ledger_query, run_refresh
 
-    if bool(key) == ledger:
-        _fail("give exactly one of --experiment KEY or --ledger")
-    engine = _engine()
     with Session(engine) as session:
         if ledger:
             query = ledger_query(session)
@@ -72,7 +86,4 @@ def refresh_command(key: str | None, ledger: bool) -> None:
         if query is None:
             _fail("no warehouse query is saved for it yet (save one on its Warehouse page)")
         query_id = query.id
-    outcome = run_refresh(engine, query_id)
-    if outcome.status == "failed":
-        _fail(outcome.message, 1)
-    click.echo(f"{outcome.status}: {outcome.message}")
+    return run_refresh(engine, query_id)
