@@ -16,7 +16,7 @@ from experiments.documents import finite
 from experiments.export_formats import _dumps, _md_table, safe_name, when
 from experiments.export_html import _environment, _style
 from experiments.exports import CONTENT_TYPES, ExportFile, _audit, _check_format
-from experiments.formatting import csv_text
+from experiments.formatting import csv_text, md
 from experiments.models import User, utcnow
 from experiments.quarterly import build_quarterly
 
@@ -80,7 +80,7 @@ def quarterly_markdown(qbr: Mapping[str, Any]) -> str:
                 if t["won_guardrail_failed_keys"] else "")
              + f"), {t['lost']} lost, {t['shipped']} shipped.", ""]
     if qbr["impact_note"]:
-        lines += [qbr["impact_note"], ""]
+        lines += [md(qbr["impact_note"]), ""]
     lines += ["## Branches", ""]
     lines += _md_table(["branch", "target", "actual", "run", "won", "won — guardrail failed",
                         "lost", "shipped", "annual impact (shrunk)"], [
@@ -100,8 +100,9 @@ def quarterly_markdown(qbr: Mapping[str, Any]) -> str:
     if not qbr["objectives"]:
         lines.append("No objectives for this quarter.")
     for o in qbr["objectives"]:
-        lines += ["", f"### {o['title']}", "",
-                  f"Team: {o['team'] or 'whole company'}; owner: {o['owner'] or '—'}.", ""]
+        # User text outside a table cell is escaped too: a title is not a link or markup.
+        lines += ["", f"### {md(o['title'])}", "",
+                  f"Team: {md(o['team'] or 'whole company')}; owner: {md(o['owner'])}.", ""]
         lines += _md_table(["key result", "node", "target", "actual", "source", "owner"], [
             (kr["title"], kr["node"], _number(kr["target"]), _number(kr["actual"]),
              kr["actual_source"], kr["owner"]) for kr in o["key_results"]])

@@ -131,3 +131,31 @@ def test_a_key_result_posted_under_another_quarters_address_is_a_404(session, lo
     assert moved.status_code == 404
     session.refresh(kr)
     assert kr.target == 3.2
+
+
+def test_objective_titles_are_literal_text_in_the_quarterly_markdown(session, login_as):
+    """The quarterly review's Markdown escaped table cells but wrote each objective's
+    title as a raw heading and its team and owner as raw text, so a title such as
+    ``[Board deck](javascript:alert(1)) <img src=x onerror=alert(1)>`` became a live link
+    and raw HTML in any Markdown viewer. Now it reads as typed (CommonMark backslash
+    escapes), like every other user text in the exports."""
+    from experiments.review_models import Objective
+    from tests.factories import make_team
+
+    member = login_as("viewer", teams={"growth": "experimenter"})
+    growth = make_team(session, "growth")
+    growth.name = "Growth <b>team</b>"
+    hostile = "[Board deck](javascript:alert(1)) <img src=x onerror=alert(1)> *now*"
+    session.add(Objective(quarter="2026-Q4", title=hostile, team_id=growth.id,
+                          owner_id=member.user.id))
+    member.user.name = "Ana [x](http://evil.example)"
+    session.merge(member.user)
+    session.commit()
+    response = member.get("/quarterly/2026-Q4/export.md")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    heading = next(line for line in text.splitlines() if line.startswith("### "))
+    assert heading == ("### \\[Board deck\\](javascript:alert(1)) \\<img src=x "
+                       "onerror=alert(1)\\> \\*now\\*")
+    assert "Team: Growth \\<b\\>team\\</b\\>; owner: Ana \\[x\\](http://evil.example)." in text
+    assert "](javascript:" not in text.replace("\\](javascript:", "")
