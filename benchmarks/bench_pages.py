@@ -28,7 +28,8 @@ for everything.
   one-at-a-time block, divided by its requests (from ``/proc``). On a shared machine this
   is the steadier figure: waiting for a core is not counted. ``2 cores × 1000 / CPU ms``
   bounds the req/s two quiet cores could serve.
-* **16 clients**: ``wrk -t2 -c16 -d<seconds>s`` per page with the session cookie (``wrk``
+* **16 clients** (after all one-at-a-time figures, each run once the server is idle again):
+  ``wrk -t2 -c16 -d<seconds>s`` per page with the session cookie (``wrk``
   runs on the same two cores as the server, so it takes some of their CPU); falls back to
   a threaded Python client when ``wrk`` is not installed. Non-2xx answers are counted.
 
@@ -172,6 +173,17 @@ class Gunicorn:
                 continue
             ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until the server is idle (requests a concurrent run left queued are done)."""
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.cpu_seconds()
+            if now - before < 0.03:
+                return
+            before = now
 
     def __exit__(self, *exc) -> None:
         if self.process is not None:
@@ -328,17 +340,26 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                     print(f"\n{kind}, load before {load_before}\n\n| page | p50 one at a time"
                           f" | p95 | server CPU per request | req/s at {clients} clients | "
                           "non-2xx |\n|---|---:|---:|---:|---:|---:|", flush=True)
-                    for name, path in pages(info).items():
-                        if only and name not in only:
-                            continue
+                    wanted = {n: p for n, p in pages(info).items() if not only or n in only}
+                    # First every page one at a time, then the concurrent runs: requests a
+                    # concurrent run leaves queued must not land in a one-at-a-time figure.
+                    singles = {}
+                    for name, path in wanted.items():
+                        server.settle()
                         cpu_before = server.cpu_seconds()
                         single = one_at_a_time(server.port, path, cookie, requests)
                         # Server CPU per request (the 5 warm-up GETs included): unlike wall
                         # time it hardly changes with the machine's load.
                         single["cpu_ms"] = round(
                             (server.cpu_seconds() - cpu_before) * 1000 / (requests + 5), 1)
-                        many = rate(server.port, path, cookie, clients, seconds) \
-                            if clients else {"rps": None, "non_2xx": 0, "client": "-"}
+                        singles[name] = single
+                    for name, path in wanted.items():
+                        single = singles[name]
+                        if clients:
+                            server.settle()
+                            many = rate(server.port, path, cookie, clients, seconds)
+                        else:
+                            many = {"rps": None, "non_2xx": 0, "client": "-"}
                         row = {"workspace": spec, "server": kind, "page": name, "path": path,
                                **single, **many, "load_before": load_before,
                                "load_after": _load(), "commit": _commit(),
