@@ -6,10 +6,11 @@ Usage::
 
 Runs, one after another (never in parallel: they would share the two cores):
 
-1. ``bench_pages.py`` — the read pages under gunicorn on generated workspaces (the demo,
-   10 / 100 / 1,000 experiments, 50 / 500 tree nodes, 300 experiments with 52 weeks of
-   review history): p50 one at a time, server CPU per request, req/s at 16 clients
-   (``--quick``: the demo and 10 × 50 only, gthread only);
+1. ``bench_pages.py`` — the read pages under gunicorn: the demo workspace with both
+   server kinds (p50 one at a time, server CPU per request, req/s at 16 clients), then the
+   scaling workspaces one at a time (10 / 100 / 1,000 experiments, 50 / 500 tree nodes,
+   300 experiments with 52 weeks of review history) (``--quick``: the demo and 10 × 50,
+   gthread only);
 2. ``bench_analyze.py --duckdb`` — ``nrrlab analyze`` on 1,000,000 accounts side by side
    with DuckDB's sums query on the same file (wall, CPU, peak RSS);
 3. ``bench_upload.py`` — the 1,000,000-row upload (import service + analysis) on SQLite
@@ -61,10 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     pages = [python, str(HERE / "bench_pages.py")]
     if args.quick:
-        pages += ["--workspaces", "demo,10x50", "--servers", "gthread", "--seconds", "5",
-                  "--requests", "20"]
-    sections = [
-        ("read pages under gunicorn", pages),
+        sections = [("read pages under gunicorn", [
+            *pages, "--workspaces", "demo,10x50", "--servers", "gthread", "--seconds", "5",
+            "--requests", "20"])]
+    else:
+        sections = [
+            ("read pages under gunicorn: demo, one at a time and 16 clients",
+             [*pages, "--workspaces", "demo", "--servers", "gthread,sync4"]),
+            ("read pages under gunicorn: scaling, one at a time",
+             [*pages, "--workspaces", "10x50,100x50,100x500,300x50h,1000x50",
+              "--servers", "gthread", "--clients", "0", "--requests", "20"]),
+        ]
+    sections += [
         ("nrrlab analyze vs DuckDB, 1M accounts",
          [python, str(HERE / "bench_analyze.py"), "--duckdb", "--runs",
           "1" if args.quick else "3"]),
