@@ -63,6 +63,10 @@ def active_feed(session: Session, user: User) -> CalendarFeed | None:
 
 
 def _revoke_all(session: Session, user: User, now: datetime) -> int:
+    # One change of a user's feeds at a time: the user's row is locked first (PostgreSQL;
+    # SQLite writes are serialised anyway), so of two "new address" clicks at once the
+    # second waits and revokes the first one's feed instead of leaving two live URLs.
+    session.exec(select(User.id).where(User.id == user.id).with_for_update()).one()
     feeds = session.exec(select(CalendarFeed).where(CalendarFeed.user_id == user.id,
                                                     CalendarFeed.revoked_at.is_(None))).all()
     for feed in feeds:

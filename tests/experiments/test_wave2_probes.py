@@ -157,3 +157,40 @@ def test_a_defaulted_eligible_base_names_the_ledger_version_and_period(session, 
     expected_cents = round(frame.loc[frame["period"] == last, "start_mrr"].sum() * 100)
     assert experiment.eligible_base_cents == expected_cents
     assert experiment.eligible_base_source == f"revenue ledger v1, {last}"
+
+
+def test_two_new_calendar_addresses_at_once_leave_one_live_feed(db_engine):
+    """"A new address revokes the old one" — but two clicks at once (a double click, two
+    tabs) each revoked what it could see and each added a feed: on PostgreSQL the user
+    was left with two live secret URLs, one of them shown to nobody. Now the second
+    waits for the first and revokes it; one feed stays live, the later one."""
+    from experiments.calendar_feed import create_feed, feed_owner
+    from experiments.db import write_engine
+    from experiments.models import User
+    from experiments.notify_models import CalendarFeed
+
+    engine = write_engine(db_engine)  # as a web request that writes (SQLite: IMMEDIATE)
+    with Session(engine, expire_on_commit=False) as setup:
+        bob = make_user(setup, "bob@example.com")
+        setup.commit()
+    tokens: dict[str, str] = {}
+
+    def second_click() -> None:
+        with Session(engine) as other:
+            _feed, tokens["second"] = create_feed(other, other.get(User, bob.id))
+            other.commit()
+
+    with Session(engine) as first:
+        _feed, tokens["first"] = create_feed(first, first.get(User, bob.id))
+        writer = threading.Thread(target=second_click)
+        writer.start()
+        time.sleep(0.5)  # the second click is now in flight
+        first.commit()
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    with Session(db_engine) as check:
+        live = check.exec(select(CalendarFeed).where(CalendarFeed.revoked_at.is_(None))).all()
+        assert len(live) == 1
+        assert feed_owner(check, tokens["second"]).id == bob.id
+        with pytest.raises(Exception, match="no such calendar feed"):
+            feed_owner(check, tokens["first"])
