@@ -152,7 +152,9 @@ def test_experiment_list_filters_and_pages(api_as, factory):
     for index in range(5):
         factory.experiment(f"exp-{index}", status="running" if index % 2 else "draft")
     api = api_as("viewer")
-    first = api.get("/api/v1/experiments", query_string={"per_page": 2}).get_json()
+    answer = api.get("/api/v1/experiments", query_string={"per_page": 2})
+    first = answer.get_json()
+    assert answer.headers["Link"] == f'<{first["next"]}>; rel="next"'
     assert first["total"] == 5 and len(first["items"]) == 2
     keys = [e["key"] for e in first["items"]]
     second = api.get(first["next"]).get_json()

@@ -80,10 +80,14 @@ def as_form(model: BaseModel, *, exclude_unset: bool = False) -> dict[str, Any]:
 
 
 def answer(model: BaseModel, status: int = 200, *, etag: int | None = None,
-           location: str | None = None) -> Response:
-    """A JSON answer from an output model (with ``ETag`` and ``Location`` when given)."""
+           location: str | None = None, next_page: str | None = None) -> Response:
+    """A JSON answer from an output model (with ``ETag``, ``Location`` and a ``Link`` to the
+    next page (RFC 8288) when given)."""
     body = model.model_dump_json(by_alias=True)
     response = Response(body, status=status, mimetype="application/json")
+    if next_page is not None:
+        response.headers["Link"] = f'<{next_page}>; rel="next"'
+
     if etag is not None:
         response.headers["ETag"] = etag_of(etag)
     if location is not None:

@@ -156,7 +156,8 @@ def list_nodes():
     nodes = [t.node for root in load_tree(get_session(), api_user()) for t in root.walk()]
     chunk, total, following = page_of(nodes, query.page, query.per_page, "api.list_nodes", {})
     return answer(s.NodePage(items=[_node_out(n) for n in chunk], page=query.page,
-                             per_page=query.per_page, total=total, next=following))
+                             per_page=query.per_page, total=total, next=following),
+                  next_page=following)
 
 
 @operation(bp, "POST", "/nodes", summary="Add a driver-tree node", role="experimenter",
@@ -247,7 +248,8 @@ def list_experiments_():
     chunk, total, following = page_of(rows, query.page, query.per_page,
                                       "api.list_experiments_", filters)
     return answer(s.ExperimentPage(items=[_experiment_out(e) for e in chunk], page=query.page,
-                                   per_page=query.per_page, total=total, next=following))
+                                   per_page=query.per_page, total=total, next=following),
+                  next_page=following)
 
 
 @operation(bp, "POST", "/experiments", summary="Register a draft experiment",
