@@ -22,6 +22,7 @@ the one that activates later is the later version.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -32,6 +33,7 @@ from experiments.ledger import (
     activate_version,
     check_upload,
     discard_version,
+    figures_in_background,
     insert_rows,
     reserve_version,
 )
@@ -72,13 +74,18 @@ def store_ledger_upload(
         try:
             pause = SQLITE_YIELD_SECONDS if engine.dialect.name == "sqlite" else 0
             total = len(table)
-            for start in range(0, total, STORE_CHUNK):
-                stop = min(total, start + STORE_CHUNK)
-                insert_rows(session, version, table, start=start, stop=stop)
-                session.commit()
-                if pause and stop < total:
-                    time.sleep(pause)
-            activate_version(session, version, table, actor=actor)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # Computed while the rows are written; used if this upload then owns
+                # every current period.
+                own_figures = figures_in_background(pool, session, table)
+                for start in range(0, total, STORE_CHUNK):
+                    stop = min(total, start + STORE_CHUNK)
+                    insert_rows(session, version, table, start=start, stop=stop)
+                    session.commit()
+                    if pause and stop < total:
+                        time.sleep(pause)
+                activate_version(session, version, table, actor=actor,
+                                 own_figures=own_figures)
             session.commit()
         except BaseException:
             session.rollback()

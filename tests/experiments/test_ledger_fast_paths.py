@@ -143,3 +143,53 @@ def test_rows_written_carry_the_version_id_and_dates(session: Session):
     stored = [row.customer_since for row in rows]
     stored = [None if value is None else value.isoformat() for value in stored]
     assert stored == [value or None for value in raw["customer_since"]]
+
+
+@pytest.mark.db
+def test_figures_computed_during_the_insert_equal_a_recomputation_from_the_database(
+    db_engine, tmp_path, monkeypatch
+):
+    """First upload and a full replacement (both own every period: the figures computed
+    while the rows were written are stored), then a partial one (recomputed): each stored
+    document equals the figures of the current rows read back from the database."""
+    from experiments import ledger_import
+    from experiments.ledger import current_figures, current_ledger
+    from experiments.ledger_import import store_ledger_upload
+    from tests.ledger_gen import write_csv
+
+    path = tmp_path / "ledger.csv"
+    write_csv(path, n_accounts=120, months=13, seed=8)
+    data = path.read_bytes()
+    monkeypatch.setattr(ledger_import, "STORE_CHUNK", 500)
+    monkeypatch.setattr(ledger_import, "SQLITE_YIELD_SECONDS", 0)
+    used = []
+    real = service._figures_document
+
+    def spy(ledger):
+        used.append(len(ledger))
+        return real(ledger)
+
+    monkeypatch.setattr(service, "_figures_document", spy)
+    ahead = []
+
+    def ahead_spy(pool, session, table):
+        future = service.figures_in_background(pool, session, table)
+        ahead.append(future is not None)
+        return future
+
+    monkeypatch.setattr(ledger_import, "figures_in_background", ahead_spy)
+    changed = data.replace(b",basic,", b",pro,")
+    partial = b"\n".join(
+        [data.split(b"\n")[0]] + [line for line in changed.split(b"\n") if b",2025-" in line
+                                  and line.split(b",")[1] >= b"2025-12"]
+    ) + b"\n"
+    for body, dims in ((data, "plan,region,size"), (changed, "plan,region,size"),
+                       (partial, "plan,region,size")):
+        store_ledger_upload(db_engine, body, dimensions=dims, actor_id=None, filename="l.csv")
+        with Session(db_engine) as session:
+            stored = current_figures(session)
+            assert stored == real(current_ledger(session))
+    # One computation per upload: the partial one is not computed ahead (it cannot be
+    # the whole current ledger), the others are not recomputed.
+    assert used == [1093, 1093, 1047]
+    assert ahead == [True, True, False]
