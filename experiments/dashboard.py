@@ -35,7 +35,8 @@ def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
     read-only over the last ``RECENT_DAYS`` days (a date-range review freezes nothing).
     """
     review = build_review(
-        session, user, week_of(today), date_from=today - timedelta(days=RECENT_DAYS), date_to=today
+        session, user, week_of(today), date_from=today - timedelta(days=RECENT_DAYS),
+        date_to=today, rows_only=True,
     )
     rows = registry_rows(session, list_experiments(session, user))
     rows.sort(key=lambda r: (_STATUS_ORDER.get(r.experiment.status, 9), r.experiment.key))

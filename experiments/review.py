@@ -249,8 +249,12 @@ def build_review(
     date_from: date | str | None = None,
     date_to: date | str | None = None,
     now: datetime | None = None,
+    rows_only: bool = False,
 ) -> Review:
     """The review of ``week`` (or of the date range) as ``user`` may see it.
+
+    ``rows_only`` stops once the rows and the three action sections are known (no revenue
+    impact, summary, tree actuals, actions or agenda): what the dashboard shows.
 
     Opening a week freezes what it shows (see the module docstring); the caller
     commits. Only experiments ``user`` may see are shown, and with ``branch_id`` only
@@ -324,6 +328,8 @@ def build_review(
         summary=[], portfolio=_portfolio(rows), agenda=[],
         meeting_id=meeting.id if meeting else None,
     )
+    if rows_only:  # the dashboard: only the rows and their flags (no impact, actuals)
+        return review
     review.impact = portfolio_impact(
         [r.document for r in rows], since=midnight(review.quarter_start),
         until=review.point_in_time, company_mrr=company_start_mrr(session))
