@@ -64,7 +64,10 @@ def _decide(session: Session, experiment, ana) -> list[Delivery]:
     decide(session, experiment, {"decision": "kill", "rationale": "No lift; costs too much."},
            actor=ana, source="experiment page")
     session.commit()
-    return session.exec(select(Delivery).order_by(Delivery.id)).all()
+    # Only the decision's: a background consumer's periodic digest (every quarter hour
+    # of the wall clock) may add its own delivery while a test runs.
+    return session.exec(select(Delivery).where(Delivery.event == "decision")
+                        .order_by(Delivery.id)).all()
 
 
 def _hmac(secret: str, timestamp: str, body: bytes) -> str:
