@@ -359,7 +359,7 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                             server.settle()
                             many = rate(server.port, path, cookie, clients, seconds)
                         else:
-                            many = {"rps": None, "non_2xx": 0, "client": "-"}
+                            many = {"rps": "not run", "non_2xx": "–", "client": "-"}
                         row = {"workspace": spec, "server": kind, "page": name, "path": path,
                                **single, **many, "load_before": load_before,
                                "load_after": _load(), "commit": _commit(),
