@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -125,7 +126,16 @@ def read_text(data: Mapping[str, Any], field: str, errors: FieldErrors, *, max_l
         errors.add(field, f"must be at most {max_length:,} characters (this is {len(value):,})")
     elif required and not value:
         errors.add(field, "is required")
+    elif required and not any(_visible(c) for c in value):
+        # Only format characters and spaces (U+200B, U+202E, U+3000 …): it reads as blank.
+        errors.add(field, "is required (this has only invisible characters)")
     return value
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` shows as something: not a space, separator or format character
+    (zero-width space, bidirectional controls, BOM)."""
+    return not char.isspace() and unicodedata.category(char) not in ("Cf", "Zs", "Zl", "Zp")
 
 
 def read_email(data: Mapping[str, Any], field: str, errors: FieldErrors, *,

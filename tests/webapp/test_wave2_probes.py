@@ -159,3 +159,34 @@ def test_objective_titles_are_literal_text_in_the_quarterly_markdown(session, lo
                        "onerror=alert(1)\\> \\*now\\*")
     assert "Team: Growth \\<b\\>team\\</b\\>; owner: Ana \\[x\\](http://evil.example)." in text
     assert "](javascript:" not in text.replace("\\](javascript:", "")
+
+
+@pytest.mark.parametrize("invisible", ["\u200b\u200b", "\u202e\u202c", "\ufeff \u3000"])
+def test_a_required_text_of_only_invisible_characters_is_refused(session, login_as,
+                                                                 invisible):
+    """A rationale (or an action title) made only of zero-width spaces, direction
+    controls or a BOM passed "is required": the decision was recorded with a rationale
+    nobody can read, and the action listed with an empty title. Now it is the same
+    field error as a blank one, and nothing is stored."""
+    from experiments.models import Experiment
+    from experiments.review_models import Action
+    from tests.factories import make_experiment, make_team
+
+    member = login_as("viewer", teams={"growth": "experimenter"})
+    growth = make_team(session, "growth")
+    make_experiment(session, "nudge", status="stopped", team_id=growth.id,
+                    owner_id=member.user.id)
+    session.commit()
+    decided = member.post("/experiments/nudge/decide", data={
+        "csrf_token": member.csrf, "version": "1", "decision": "kill",
+        "rationale": invisible})
+    assert decided.status_code == 422
+    assert "is required (this has only invisible characters)" in decided.get_data(as_text=True)
+    session.expire_all()
+    assert session.exec(select(Experiment)).one().status == "stopped"
+    raised = member.post("/review/2026-W48/actions", data={
+        "csrf_token": member.csrf, "title": invisible, "experiment": "nudge",
+        "owner_id": str(member.user.id)})
+    assert raised.status_code == 422
+    assert "only invisible characters" in raised.get_data(as_text=True)
+    assert session.exec(select(Action)).all() == []
