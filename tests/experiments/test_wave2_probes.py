@@ -194,3 +194,34 @@ def test_two_new_calendar_addresses_at_once_leave_one_live_feed(db_engine):
         assert feed_owner(check, tokens["second"]).id == bob.id
         with pytest.raises(Exception, match="no such calendar feed"):
             feed_owner(check, tokens["first"])
+
+
+@pytest.mark.xfail(strict=True, reason="QA1 finding, not fixed: a past (frozen) week's tree "
+                   "summary reads today's actuals and ledger, not what the meeting saw")
+def test_a_frozen_weeks_tree_summary_keeps_the_actual_the_meeting_saw(session):
+    """What carries over: the weekly review of W47 is frozen "as the meeting saw it" —
+    its experiment rows are. Its driver-tree summary is not: an actual corrected after
+    the meeting (or a new ledger upload) rewrites the past week's page and exports."""
+    from datetime import UTC, datetime
+
+    from experiments.review import build_review
+    from tests.factories import make_experiment, make_node
+
+    ana = make_user(session, "ana@example.com", "admin")
+    node = make_node(session, "Seats per account", baseline=2.0, target=3.0)
+    make_experiment(session, "nudge", node=node,
+                    started_at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+                    created_at=datetime(2026, 11, 1, 9, tzinfo=UTC))
+    session.commit()
+    record_actual(session, node, {"measured_on": "2026-11-16", "value": "2.5"}, actor=ana)
+    session.commit()
+    meeting = build_review(session, ana, "2026-W47", now=datetime(2026, 11, 20, 12, tzinfo=UTC))
+    session.commit()
+    assert [line.actual for line in meeting.tree_actuals] == [2.5]
+    [row] = session.exec(select(DriverActual)).all()
+    record_actual(session, node, {"measured_on": "2026-11-16", "value": "2.9",
+                                  "version": str(row.version)}, actor=ana)
+    session.commit()
+    later = build_review(session, ana, "2026-W47", now=datetime(2026, 12, 10, 12, tzinfo=UTC))
+    assert later.frozen
+    assert [line.actual for line in later.tree_actuals] == [2.5]
