@@ -88,6 +88,18 @@ def _dev_secret(instance_path: Path) -> str:
     return key
 
 
+def _check_meeting_schedule(env: Mapping[str, str]) -> None:
+    """The review meeting's ``NRRLAB_REVIEW_*`` / ``NRRLAB_DIGEST_HOURS_BEFORE`` settings,
+    checked at start: read lazily, a typo made every calendar feed a 500 and every
+    digest run fail."""
+    from experiments.digest import ScheduleConfigError, meeting_schedule
+
+    try:
+        meeting_schedule(env)
+    except ScheduleConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the Flask config from the environment, then ``overrides`` (tests).
 
@@ -95,7 +107,8 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
     ------
     ConfigError
         Production mode with a missing, short, well-known or low-entropy ``SECRET_KEY``, or an
-        ``NRRLAB_*`` number that is not a whole number in range.
+        ``NRRLAB_*`` number that is not a whole number in range, or a malformed review
+        meeting schedule (``NRRLAB_REVIEW_WEEKDAY/TIME/MINUTES``).
     """
     env = os.environ
     overrides = dict(overrides or {})
@@ -110,6 +123,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
     elif not secret:
         secret = _dev_secret(instance_path)
 
+    _check_meeting_schedule(env)
     secure_cookie = _flag(env.get("NRRLAB_SECURE_COOKIES"), default=production)
     config: dict[str, Any] = {
         "NRRLAB_ENV": mode,

@@ -190,3 +190,23 @@ def test_a_required_text_of_only_invisible_characters_is_refused(session, login_
     assert raised.status_code == 422
     assert "only invisible characters" in raised.get_data(as_text=True)
     assert session.exec(select(Action)).all() == []
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [
+    ("NRRLAB_REVIEW_TIME", "10am", "NRRLAB_REVIEW_TIME must be HH:MM"),
+    ("NRRLAB_REVIEW_WEEKDAY", "mon", "NRRLAB_REVIEW_WEEKDAY must be one of"),
+    ("NRRLAB_DIGEST_HOURS_BEFORE", "two", "NRRLAB_DIGEST_HOURS_BEFORE"),
+])
+def test_a_malformed_meeting_schedule_stops_the_app_at_start(monkeypatch, database_url,
+                                                             tmp_path, name, value, words):
+    """The meeting schedule comes from the environment. A typo was read only when
+    needed: every calendar feed answered 500 and every digest run failed, with nothing
+    said at start. Now ``create_app`` refuses with one line naming the variable, like
+    the other settings."""
+    from webapp import create_app
+    from webapp.config import ConfigError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=words):
+        create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "t" * 48,
+                    "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i")})
