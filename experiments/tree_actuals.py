@@ -216,6 +216,10 @@ def record_actual(session: Session, node: DriverNode, data: Mapping[str, Any], *
     value = read_number(data, "value", errors, required=True, example="0.62")
     if measured_on is not None and measured_on > utcnow().date():
         errors.add("measured_on", "must not be in the future")
+    elif measured_on is not None and measured_on.year < 1900:
+        # The bound weeks, quarters and action due dates share: a typo (0026-11-02) is
+        # refused instead of becoming the node's oldest actual.
+        errors.add("measured_on", "must be in 1900 or later (e.g. 2026-11-30)")
     errors.raise_if_any()
     on_date = select(DriverActual).where(DriverActual.node_id == node.id,
                                          DriverActual.measured_on == measured_on)

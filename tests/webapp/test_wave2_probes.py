@@ -210,3 +210,20 @@ def test_a_malformed_meeting_schedule_stops_the_app_at_start(monkeypatch, databa
     with pytest.raises(ConfigError, match=words):
         create_app({"NRRLAB_ENV": "testing", "SECRET_KEY": "t" * 48,
                     "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i")})
+
+
+def test_an_actual_dated_in_year_26_is_a_field_error(session, login_as):
+    """A mistyped year (0026-11-02 for 2026-11-02) was stored as the node's oldest actual;
+    weeks, quarters and action due dates already refuse years before 1900."""
+    from experiments.tree_models import DriverActual
+    from tests.factories import make_node, make_team
+
+    owner = login_as("viewer", teams={"growth": "experimenter"})
+    growth = make_team(session, "growth")
+    node = make_node(session, "Seats", team_id=growth.id, owner_id=owner.user.id)
+    session.commit()
+    response = owner.post(f"/tree/{node.id}/actuals", headers=HTMX | {"X-CSRFToken": owner.csrf},
+                          data={"measured_on": "0026-11-02", "value": "3.1"})
+    assert response.status_code == 422
+    assert "must be in 1900 or later" in response.get_data(as_text=True)
+    assert session.exec(select(DriverActual)).all() == []
