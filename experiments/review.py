@@ -163,11 +163,18 @@ class Review:
                           for line in self.portfolio],
             "items": {view.key: view.to_json() for view in self.agenda},
             "actions": [view.to_json() for view in self.actions],
-            # issue 15: the headline guardrail status beside each experiment's verdict
-            "experiments": [{**row.to_json(), "guardrail_status": row.verdict_status.status,
-                             "guardrail_text": row.verdict_status.to_json()["guardrail_text"]}
-                            for row in self.rows],
+            # issue 15: the headline guardrail status beside each experiment's verdict, with
+            # the review's other annotations (the experiment document itself stays one shape)
+            "experiments": [_with_guardrail_status(row) for row in self.rows],
         }
+
+
+def _with_guardrail_status(row: ReviewRow) -> dict[str, Any]:
+    data = row.to_json()
+    status = row.verdict_status.to_json()
+    data["review"] = {**(data.get("review") or {}), "guardrail_status": status["guardrail_status"],
+                      "guardrail_text": status["guardrail_text"]}
+    return data
 
 
 def _branch_sort_key(row: ReviewRow) -> tuple[str, str]:
