@@ -79,10 +79,16 @@ def nrr_html(page: NrrPage, *, exported_at: datetime) -> str:
 
 
 def nrr_document(page: NrrPage, *, exported_at: datetime) -> dict[str, Any]:
-    """The JSON export: the stored figures as stored, the targets, and when."""
+    """The JSON export: the stored figures as stored, the targets, when, and which ledger
+    upload computed them (``source``)."""
     t = page.targets
+    src = page.source
     return {
         "exported_at": exported_at.isoformat(),
+        "source": None if src is None else {
+            "ledger_version": src.version, "filename": src.filename,
+            "uploaded_at": src.uploaded_at.isoformat(), "uploaded_by": src.uploaded_by,
+            "first_period": src.first_period, "last_period": src.last_period},
         "targets": {"nrr": t.nrr, "grr": t.grr, "nrr_baseline": t.nrr_baseline,
                     "grr_baseline": t.grr_baseline, "nrr_node": t.nrr_node,
                     "grr_node": t.grr_node},

@@ -71,9 +71,9 @@ def test_the_nrr_page_says_which_upload_its_figures_come_from(db_engine, admin, 
                                                               tmp_path):
     """Where does the headline come from? The page showed NRR and GRR with no word of
     which ledger upload computed them; after a second upload next month nothing on the
-    page changed but the numbers. Now a line under the headline names the version,
-    its file, the day and the uploader, and the periods the figures cover (read here
-    from the uploaded files with pandas)."""
+    page changed but the numbers. Now a line under the headline (and the printable page
+    and the JSON export) names the version, its file, the day and the uploader, and the
+    periods the figures cover (read here from the uploaded files with pandas)."""
     import pandas as pd
     from sqlmodel import Session
 
@@ -99,6 +99,13 @@ def test_the_nrr_page_says_which_upload_its_figures_come_from(db_engine, admin, 
             f"Computed at the upload of ledger version {number} ({path.name}) on "
             f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d} by {admin_name}; the figures cover "
             f"{periods.min()} to {periods.max()}.")
+        # The exports carry the same source: a printed page or a JSON file keeps it.
+        assert source.group(1) in viewer.get("/nrr/print").get_data(as_text=True)
+        document = viewer.get("/nrr.json").get_json()
+        assert {k: document["source"][k] for k in ("ledger_version", "filename", "uploaded_by",
+                                                   "first_period", "last_period")} == {
+            "ledger_version": number, "filename": path.name, "uploaded_by": admin_name,
+            "first_period": periods.min(), "last_period": periods.max()}
 
 
 def test_a_key_result_posted_under_another_quarters_address_is_a_404(session, login_as):
