@@ -7,24 +7,10 @@ from pathlib import Path
 
 import click
 
+from experiments.cli_common import checked_engine, fail
+
 _FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 _FORCE = click.option("--force", is_flag=True, help="Replace what is there.")
-
-
-def _fail(command: str, message: str, code: int = 1) -> None:
-    click.echo(f"nrrlab {command}: {message}", err=True)
-    sys.exit(code)
-
-
-def _engine(command: str):
-    from experiments.db import DatabaseConfigError, check_connection, database_url, make_engine
-
-    try:
-        engine = make_engine(database_url())
-        check_connection(engine)
-    except DatabaseConfigError as exc:
-        _fail(command, str(exc))
-    return engine
 
 
 @click.command("backup")
@@ -38,11 +24,11 @@ def backup_command(file: Path, force: bool) -> None:
     """
     from experiments.backup import BackupError, backup
 
-    engine = _engine("backup")
+    engine = checked_engine("backup")
     try:
         report = backup(engine, file, force=force)
     except BackupError as exc:
-        _fail("backup", str(exc))
+        fail("backup", str(exc))
     finally:
         engine.dispose()
     click.echo(f"backup written to {report.path} ({report.size_bytes:,} bytes, "
@@ -57,11 +43,11 @@ def restore_command(file: Path, force: bool) -> None:
     database without --force), then check the schema against the migration head."""
     from experiments.backup import BackupError, restore
 
-    engine = _engine("restore")
+    engine = checked_engine("restore")
     try:
         report = restore(engine, file, force=force)
     except BackupError as exc:
-        _fail("restore", str(exc))
+        fail("restore", str(exc))
     finally:
         engine.dispose()
     click.echo(f"restored {file}: schema revision {report.revision or 'none'} "

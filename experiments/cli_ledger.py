@@ -8,26 +8,19 @@ and one line per problem on stderr, with its line number; nothing is stored.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from experiments.cli_common import checked_engine, fail
+
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"nrrlab ledger: {message}", err=True)
-    sys.exit(code)
+    fail("ledger", message, code)
 
 
 def _engine():
-    from experiments.db import DatabaseConfigError, check_connection, database_url, make_engine
-
-    try:
-        engine = make_engine(database_url())
-        check_connection(engine)
-    except DatabaseConfigError as exc:
-        _fail(str(exc), 1)
-    return engine
+    return checked_engine("ledger")
 
 
 @click.group("ledger")

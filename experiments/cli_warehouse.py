@@ -8,25 +8,17 @@ status 0 when a new version was stored or nothing changed, 1 when the refresh fa
 
 from __future__ import annotations
 
-import sys
-
 import click
+
+from experiments.cli_common import checked_engine, fail
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"nrrlab warehouse: {message}", err=True)
-    sys.exit(code)
+    fail("warehouse", message, code)
 
 
 def _engine():
-    from experiments.db import DatabaseConfigError, check_connection, database_url, make_engine
-
-    try:
-        engine = make_engine(database_url())
-        check_connection(engine)
-    except DatabaseConfigError as exc:
-        _fail(str(exc), 1)
-    return engine
+    return checked_engine("warehouse")
 
 
 @click.group("warehouse")
