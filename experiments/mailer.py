@@ -38,6 +38,9 @@ SUBJECT_MAX = 200
 # U+2029 too) and refuses the value, so a name pasted with a soft line break would make
 # every email about it fail.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Bidirectional embeddings, overrides and isolates: a subject line cannot isolate a name,
+# so a name holding U+202E would show the rest of the subject (the decision) reversed.
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _POLICY = SMTP.clone(max_line_length=76)
 
 
@@ -113,8 +116,9 @@ def email_configured(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def clean_subject(subject: str) -> str:
-    """One line: control characters and line breaks (Unicode's too) become single spaces."""
-    line = _CONTROL.sub(" ", subject).strip()
+    """One line: control characters and line breaks (Unicode's too) become single spaces;
+    direction overrides are dropped."""
+    line = _BIDI.sub("", _CONTROL.sub(" ", subject)).strip()
     return line if len(line) <= SUBJECT_MAX else line[:SUBJECT_MAX - 1] + "…"
 
 

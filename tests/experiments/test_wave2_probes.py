@@ -88,14 +88,16 @@ def test_a_sparkline_of_extreme_but_finite_actuals_is_drawable(values, refs):
     np.testing.assert_allclose(ys, expected, atol=0.01)
 
 
-@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\u202e"])
 def test_an_email_about_a_name_with_a_unicode_line_break_is_sent(session, db_engine,
                                                                  monkeypatch, separator):
     """Experiment names may hold U+2028 (a soft line break that word processors paste),
     U+2029 or U+0085: they are not C0 controls, so the input kit lets them through. The
     email subject kept them and Python's email package refused the header ("may not
     contain linefeed"), so every email about that experiment was retried and then
-    failed. Now the subject is one line and the message is handed to the server once."""
+    failed. Now the subject is one line and the message is handed to the server once.
+    A right-to-left override (U+202E) is dropped from the subject: there it showed the
+    rest of the line, the decision included, reversed ("llik :)egdun(")."""
     from experiments import notify
     from experiments.decisions import decide
     from experiments.models import Experiment
@@ -122,7 +124,8 @@ def test_an_email_about_a_name_with_a_unicode_line_break_is_sent(session, db_eng
     outcome = notify.deliver(db_engine, delivery.id)
     assert outcome is not None and outcome.status == "sent"
     [message] = sent
-    assert message["Subject"] == ("[NRR Lab] Decision on Onboarding nudge (Q4 pricing) "
+    gap = "" if separator == "\u202e" else " "
+    assert message["Subject"] == (f"[NRR Lab] Decision on Onboarding nudge{gap}(Q4 pricing) "
                                   "(nudge): kill")
     headers = message.as_bytes().split(b"\r\n\r\n", 1)[0].decode("ascii")
     assert all(line.startswith((" ", "\t")) or ":" in line for line in headers.split("\r\n"))
