@@ -55,3 +55,21 @@ def test_unknown_names_and_escapes_are_404(client, path):
     response = client.get(path)
     response.close()
     assert response.status_code == 404
+
+
+def test_pages_and_the_printable_export_style_charts_from_one_stylesheet(client):
+    """The chart rules live once (experiments/templates/charts/charts.css); the pages load
+    that file, the printable export inlines it, and no other sheet repeats them."""
+    from experiments.nrr_export import print_style
+
+    source = (STATIC.parents[1] / "experiments" / "templates" / "charts" / "charts.css")
+    page = client.get("/login").get_data(as_text=True)
+    assert f"/static/charts.{_sha('charts.css')}.css" in page
+    response = client.get(f"/static/charts.{_sha('charts.css')}.css")
+    body = response.get_data()
+    response.close()
+    assert response.status_code == 200 and body == source.read_bytes()
+    assert source.read_text() in print_style()
+    for sheet in STATIC.glob("*.css"):
+        if sheet.name != "charts.css":
+            assert "svg.chart" not in sheet.read_text(), sheet.name
