@@ -58,6 +58,17 @@ DOCUMENT_KEYS: tuple[str, ...] = ("verdict", "experiment", "plan", "analysis_pla
 
 def finite(value: Any) -> Any:
     """``value`` with every NaN/inf replaced by ``None`` (JSON has no such numbers)."""
+    # Exact-type fast paths first: this walks every stored document a review or an export
+    # shows, and isinstance against the Mapping ABC was most of its cost (issue 18).
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): finite(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [finite(v) for v in value]
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
