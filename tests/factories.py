@@ -63,6 +63,17 @@ def make_node(session: Session, name: str, *, parent: DriverNode | None = None,
 # ----------------------------------------------------------------- experiments
 
 
+def team_clients(login_as, team: str = "growth", other: str = "success") -> dict:
+    """Four signed-in clients around ``team``: two experimenters (``exp`` and ``mate``, for
+    two-editor conflicts), a ``viewer``, and an experimenter of ``other`` (``other``: 404s)."""
+    return {
+        "exp": login_as("viewer", teams={team: "experimenter"}),
+        "mate": login_as("viewer", teams={team: "experimenter"}),
+        "viewer": login_as("viewer", teams={team: "viewer"}),
+        "other": login_as("viewer", teams={other: "experimenter"}),
+    }
+
+
 def make_experiment(session: Session, key: str = "exp", *, status: str = "running",
                     variants: Sequence[VariantSpec] = ("control", "treatment"),
                     control: str | None = None, node: DriverNode | None = None,

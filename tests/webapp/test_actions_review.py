@@ -16,7 +16,14 @@ from sqlmodel import select
 from experiments.models import AuditEvent, ReviewItem, ReviewMeeting
 from experiments.review import current_week
 from experiments.review_models import Action
-from tests.factories import accounts_csv, make_experiment, make_node, make_team, store_accounts
+from tests.factories import (
+    accounts_csv,
+    make_experiment,
+    make_node,
+    make_team,
+    store_accounts,
+    team_clients,
+)
 
 W45, W46, W47, W48 = "2026-W45", "2026-W46", "2026-W47", "2026-W48"
 HTMX = {"HX-Request": "true"}
@@ -25,12 +32,7 @@ XSS = '<script>alert("act")</script>'
 
 @pytest.fixture
 def world(session, login_as):
-    clients = {
-        "exp": login_as("viewer", teams={"growth": "experimenter"}),
-        "mate": login_as("viewer", teams={"growth": "experimenter"}),
-        "viewer": login_as("viewer", teams={"growth": "viewer"}),
-        "other": login_as("viewer", teams={"success": "experimenter"}),
-    }
+    clients = team_clients(login_as)
     growth = make_team(session, "growth")
     node = make_node(session, "Expansion", team_id=growth.id)
     started = datetime(2026, 10, 26, 9, tzinfo=UTC)  # W44: exists in all four weeks

@@ -10,17 +10,12 @@ import pytest
 from sqlmodel import select
 
 from experiments.review_models import KeyResult, Objective
-from tests.factories import make_node, make_team
+from tests.factories import make_node, make_team, team_clients
 
 
 @pytest.fixture
 def world(session, login_as):
-    clients = {
-        "exp": login_as("viewer", teams={"growth": "experimenter"}),
-        "mate": login_as("viewer", teams={"growth": "experimenter"}),
-        "viewer": login_as("viewer", teams={"growth": "viewer"}),
-        "other": login_as("viewer", teams={"success": "experimenter"}),
-    }
+    clients = team_clients(login_as)
     growth = make_team(session, "growth")
     node = make_node(session, "Expansion", team_id=growth.id, target=1.05)
     session.commit()
