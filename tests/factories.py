@@ -74,6 +74,17 @@ def team_clients(login_as, team: str = "growth", other: str = "success") -> dict
     }
 
 
+def store_ledger_file(session: Session, path, actor: User | None = None) -> dict:
+    """Import a ledger CSV written by :func:`tests.ledger_gen.write_csv` the service's way
+    (dimensions plan, region, size), commit, and return the stored current figures."""
+    from experiments.ledger import current_figures, import_ledger
+
+    import_ledger(session, path, dimensions=("plan", "region", "size"), actor=actor,
+                  filename="ledger.csv")
+    session.commit()
+    return current_figures(session)
+
+
 def make_experiment(session: Session, key: str = "exp", *, status: str = "running",
                     variants: Sequence[VariantSpec] = ("control", "treatment"),
                     control: str | None = None, node: DriverNode | None = None,

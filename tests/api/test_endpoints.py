@@ -188,15 +188,14 @@ def test_review_week_ledger_and_me(api_as, factory):
 def test_ledger_figures_are_the_stored_ones(api_as, session, admin, tmp_path):
     import json
 
-    from experiments.ledger import current_figures, import_ledger
+    from experiments.ledger import current_figures
     from experiments.ledger_models import LedgerVersion
+    from tests.factories import store_ledger_file
     from tests.ledger_gen import write_csv
 
     path = tmp_path / "ledger.csv"
     write_csv(path, n_accounts=200, months=6, seed=2)
-    import_ledger(session, path, dimensions=("plan", "region", "size"), filename="ledger.csv",
-                  actor=admin)
-    session.commit()
+    store_ledger_file(session, path, admin)
     api = api_as("viewer")
     figures = api.get("/api/v1/ledger/figures")
     assert figures.status_code == 200

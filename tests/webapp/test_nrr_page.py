@@ -22,8 +22,9 @@ import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
-from experiments.ledger import current_figures, import_ledger
+from experiments.ledger import import_ledger
 from experiments.models import AuditEvent, DriverNode
+from tests.factories import store_ledger_file
 from tests.ledger_gen import write_csv
 
 HX = {"HX-Request": "true"}
@@ -45,10 +46,7 @@ def ledger_file(tmp_path):
 def stored(db_engine, ledger_file, admin):
     """The generated ledger imported the service's way; returns the stored figures."""
     with Session(db_engine, expire_on_commit=False) as session:
-        import_ledger(session, ledger_file, dimensions=("plan", "region", "size"), actor=admin,
-                      filename="ledger.csv")
-        session.commit()
-        return current_figures(session)
+        return store_ledger_file(session, ledger_file, admin)
 
 
 @pytest.fixture

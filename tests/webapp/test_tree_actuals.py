@@ -12,9 +12,9 @@ from datetime import date, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from experiments.ledger import current_figures, import_ledger
 from experiments.models import AuditEvent, DriverNode
 from experiments.tree_models import DriverActual
+from tests.factories import store_ledger_file
 from tests.ledger_gen import write_csv
 
 HX = {"HX-Request": "true"}
@@ -29,10 +29,7 @@ def stored(db_engine, tmp_path, admin):
     path = tmp_path / "ledger.csv"
     write_csv(path, n_accounts=200, months=14, seed=3)
     with Session(db_engine, expire_on_commit=False) as session:
-        import_ledger(session, path, dimensions=("plan", "region", "size"), actor=admin,
-                      filename="ledger.csv")
-        session.commit()
-        return current_figures(session)
+        return store_ledger_file(session, path, admin)
 
 
 @pytest.fixture
