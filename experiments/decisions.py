@@ -262,8 +262,8 @@ class DecisionInput:
     eligible_base_source: str
 
 
-def read_share(data: Mapping[str, Any], field: str, errors: FieldErrors) -> float | None:
-    """A share in (0, 1]: ``0.25`` or ``25%``; ``None`` when blank."""
+def _filled_text(data: Mapping[str, Any], field: str, errors: FieldErrors) -> str | None:
+    """The trimmed text of ``field``; ``None`` when blank or (with an error) control characters."""
     raw = data.get(field)
     text = "" if raw is None else str(raw).strip()
     if not text:
@@ -271,13 +271,20 @@ def read_share(data: Mapping[str, Any], field: str, errors: FieldErrors) -> floa
     if control_character(text):
         errors.add(field, CONTROL_MESSAGE)
         return None
+    return text
+
+
+def read_share(data: Mapping[str, Any], field: str, errors: FieldErrors) -> float | None:
+    """A share in (0, 1]: ``0.25`` or ``25%``; ``None`` when blank."""
+    text = _filled_text(data, field, errors)
+    if text is None:
+        return None
     percent = text.endswith("%")
     try:
         value = Decimal(text.rstrip("%").strip())
     except InvalidOperation:
-        errors.add(field, f"must be a share of the eligible base such as {SHARE_EXAMPLE}")
-        return None
-    if not value.is_finite():
+        value = None
+    if value is None or not value.is_finite():
         errors.add(field, f"must be a share of the eligible base such as {SHARE_EXAMPLE}")
         return None
     if percent:
@@ -291,12 +298,8 @@ def read_share(data: Mapping[str, Any], field: str, errors: FieldErrors) -> floa
 
 def read_money_cents(data: Mapping[str, Any], field: str, errors: FieldErrors) -> int | None:
     """An amount of money (``125000``, ``125,000.50``) as whole cents; ``None`` when blank."""
-    raw = data.get(field)
-    text = "" if raw is None else str(raw).strip()
-    if not text:
-        return None
-    if control_character(text):
-        errors.add(field, CONTROL_MESSAGE)
+    text = _filled_text(data, field, errors)
+    if text is None:
         return None
     cleaned = text.replace(",", "").replace("_", "").replace(" ", "")
     message = f"must be an amount of money such as {BASE_EXAMPLE} (at most 2 decimals)"
