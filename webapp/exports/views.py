@@ -10,21 +10,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, abort, request
 
 from experiments.errors import ValidationFailed
-from experiments.exports import ExportFile, export_experiment, export_review
+from experiments.exports import export_experiment, export_review
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
+from webapp.downloads import file_response
 from webapp.security import acting_user, allow
 
 bp = Blueprint("exports", __name__)
-
-
-def _download(export: ExportFile) -> Response:
-    response = Response(export.body, content_type=export.content_type)
-    response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-    return response
 
 
 @bp.route("/experiments/<key>/export.<fmt>")
@@ -34,7 +29,7 @@ def experiment(key: str, fmt: str):
     session = get_session()
     export = export_experiment(session, acting_user(), key, fmt, ip=client_ip())
     session.commit()
-    return _download(export)
+    return file_response(export)
 
 
 @bp.route("/review/<week>/export.<fmt>")
@@ -57,4 +52,4 @@ def review(week: str, fmt: str):
         session.rollback()
         abort(422, "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
     session.commit()
-    return _download(export)
+    return file_response(export)

@@ -25,6 +25,7 @@ from experiments.nrr_export import export_nrr, print_style
 from experiments.nrr_page import nrr_page
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
+from webapp.downloads import file_response
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -67,10 +68,7 @@ def _download(fmt: str, *, inline: bool = False) -> Response:
         session.rollback()
         _missing(exc)
     session.commit()
-    response = Response(export.body, content_type=export.content_type)
-    disposition = "inline" if inline else "attachment"
-    response.headers["Content-Disposition"] = f'{disposition}; filename="{export.filename}"'
-    return response
+    return file_response(export, inline=inline)
 
 
 @bp.route("/nrr.csv")

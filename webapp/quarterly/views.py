@@ -14,7 +14,7 @@ Edits check the role again in the objective's team; another team's objective is 
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from experiments.errors import Conflict, ValidationFailed
 from experiments.quarterly import (
@@ -34,6 +34,7 @@ from experiments.quarterly import (
 from experiments.quarterly_export import export_quarterly
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
+from webapp.downloads import file_response
 from webapp.security import acting_user, allow
 
 bp = Blueprint("quarterly", __name__, url_prefix="/quarterly")
@@ -60,9 +61,7 @@ def export(quarter: str, fmt: str):
     session = get_session()
     found = export_quarterly(session, acting_user(), quarter, fmt, ip=client_ip())
     session.commit()
-    response = Response(found.body, content_type=found.content_type)
-    response.headers["Content-Disposition"] = f'attachment; filename="{found.filename}"'
-    return response
+    return file_response(found)
 
 
 @bp.route("/<quarter>/objectives", methods=["POST"])
