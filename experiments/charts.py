@@ -87,7 +87,10 @@ class Reference:
 
 
 @dataclass(frozen=True)
-class LineChart:
+class PlotFrame:
+    """What every chart with axes has: its title and text description (the SVG's title
+    and desc), its size and the plot area inside the margins, in SVG units."""
+
     title: str
     description: str
     width: int
@@ -96,6 +99,10 @@ class LineChart:
     right: float
     top: float
     bottom: float
+
+
+@dataclass(frozen=True)
+class LineChart(PlotFrame):
     series: tuple[Series, ...]
     references: tuple[Reference, ...]
     y_ticks: tuple[Tick, ...]
@@ -292,15 +299,7 @@ class WaterfallBar:
 
 
 @dataclass(frozen=True)
-class Waterfall:
-    title: str
-    description: str
-    width: int
-    height: int
-    left: float
-    right: float
-    top: float
-    bottom: float
+class Waterfall(PlotFrame):
     bars: tuple[WaterfallBar, ...]
     connectors: tuple[tuple[float, float, float], ...]  # (x1, x2, y)
     y_ticks: tuple[Tick, ...]
