@@ -256,15 +256,21 @@ def sign_in(page, base: str, email: str = ADMIN_EMAIL, password: str = TEST_PASS
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-@pytest.fixture(scope="session")
-def admin_cookies(browser, server):
-    """The admin's session cookies: one sign-in per run (the password hash is slow on purpose)."""
+def signed_in_cookies(browser, base: str) -> list:
+    """The admin's session cookies on the server at ``base``, from one sign-in in a
+    throwaway context (sign in once per scope: the password hash is slow on purpose)."""
     context = new_context(browser)
     page = context.new_page()
-    sign_in(page, server)
+    sign_in(page, base)
     cookies = context.cookies()
     context.close()
     return cookies
+
+
+@pytest.fixture(scope="session")
+def admin_cookies(browser, server):
+    """The admin's session cookies: one sign-in per run (the password hash is slow on purpose)."""
+    return signed_in_cookies(browser, server)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
     running_server,
     screenshot,
     server_env,
-    sign_in,
+    signed_in_cookies,
     watched_page,
 )
 from tests.e2e.pages import accessibility_problems, assert_no_horizontal_overflow
@@ -43,12 +43,7 @@ def ledger_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cookies(browser, ledger_server):
     """The admin's session on the ledger server: one sign-in for the module (slow hash)."""
-    context = new_context(browser)
-    page = context.new_page()
-    sign_in(page, ledger_server)
-    cookies = context.cookies()
-    context.close()
-    return cookies
+    return signed_in_cookies(browser, ledger_server)
 
 
 @pytest.fixture(scope="module")
