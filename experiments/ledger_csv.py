@@ -52,9 +52,9 @@ from experiments.accounts_csv.exact import (
     _check_utf8,
     _days_field,
     _ErrorSink,
-    _format_cents,
     _numbered_rows,
     _too_long,
+    check_loss_within_start,
 )
 from experiments.accounts_csv.fast import (
     _FAST_BLOCK_SIZE,
@@ -371,24 +371,9 @@ def _read_exact(data: bytes, declared: tuple[str, ...], max_errors: int) -> Ledg
         expansion = _optional_cents(fields, i_expansion, "expansion_mrr", line, sink)
         contraction = _optional_cents(fields, i_contraction, "contraction_mrr", line, sink)
         churned = _optional_cents(fields, i_churned, "churned_mrr", line, sink)
-        if (
-            start is not None
-            and contraction is not None
-            and churned is not None
-            and contraction + churned > start
-        ):
-            if i_contraction is not None and i_churned is not None:
-                lost, what = contraction + churned, "contraction_mrr + churned_mrr"
-            elif i_churned is not None:
-                lost, what = churned, "churned_mrr"
-            else:
-                lost, what = contraction, "contraction_mrr"
-            sink.add(
-                line,
-                "churned_mrr" if i_churned is not None else "contraction_mrr",
-                f"{what} ({_format_cents(lost)}) must not exceed start_mrr"
-                f" ({_format_cents(start)})",
-            )
+        check_loss_within_start(start, contraction, churned, line, sink,
+                                has_contraction=i_contraction is not None,
+                                has_churned=i_churned is not None)
 
         since: date | None = None
         since_ok = True

@@ -85,6 +85,27 @@ class _ErrorSink:
         return ImportValidationError(self.errors, self.total)
 
 
+
+def check_loss_within_start(start: int | None, contraction: int | None, churned: int | None,
+                            line: int, sink: _ErrorSink, *, has_contraction: bool,
+                            has_churned: bool) -> None:
+    """DESIGN §3: contraction + churned ≤ start, reported under the column(s) the file has.
+
+    Shared by the account reader and the revenue ledger's reader (§3b applies the same rule).
+    """
+    if start is None or contraction is None or churned is None or contraction + churned <= start:
+        return
+    if has_contraction and has_churned:
+        lost, what = contraction + churned, "contraction_mrr + churned_mrr"
+    elif has_churned:
+        lost, what = churned, "churned_mrr"
+    else:
+        lost, what = contraction, "contraction_mrr"
+    sink.add(line, "churned_mrr" if has_churned else "contraction_mrr",
+             f"{what} ({_format_cents(lost)}) must not exceed start_mrr"
+             f" ({_format_cents(start)})")
+
+
 def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) -> AccountTable:
     """Read row by row with the csv module; the reference for every error message."""
     sink = _ErrorSink(max_errors)
@@ -175,24 +196,9 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
         churned = _cents_field(
             fields[i_churned] if i_churned is not None else "", "churned_mrr", line, sink
         )
-        if (
-            start is not None
-            and contraction is not None
-            and churned is not None
-            and contraction + churned > start
-        ):
-            if i_contraction is not None and i_churned is not None:
-                lost, what = contraction + churned, "contraction_mrr + churned_mrr"
-            elif i_churned is not None:
-                lost, what = churned, "churned_mrr"
-            else:
-                lost, what = contraction, "contraction_mrr"
-            sink.add(
-                line,
-                "churned_mrr" if i_churned is not None else "contraction_mrr",
-                f"{what} ({_format_cents(lost)}) must not exceed start_mrr"
-                f" ({_format_cents(start)})",
-            )
+        check_loss_within_start(start, contraction, churned, line, sink,
+                                has_contraction=i_contraction is not None,
+                                has_churned=i_churned is not None)
 
         segment = None
         if i_segment is not None:
