@@ -650,6 +650,9 @@ def test_simultaneous_ship_and_kill_answer_one_303_and_one_409(world, login_as):
                 "version": version,
                 "decision": decision,
                 "rationale": f"{decision} it",
+                # a complete ship, so the only way it can lose is the race (issue 17's record)
+                **({"shipped_variant": "nudge", "rollout_share": "1",
+                    "eligible_base": "90000"} if decision == "ship" else {}),
             },
         )
         statuses[decision] = response.status_code
