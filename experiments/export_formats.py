@@ -237,6 +237,8 @@ def nrr_md_lines(figures: NrrFigures, h: str) -> list[str]:
     if figures.levers:
         lines += ["", f"{h}# Levers", ""]
         lines += [md(s) for s in figures.lever_sentences.values()] + [""]
+        lines += ["Each interval and p is raw (Welch, no multiplicity adjustment), unlike "
+                  "the verdict's.", ""]
         lines += _md_table(["treatment", "lever", figures.control, "treatment rate",
                             "difference", f"{figures.level} CI", "p"], [
             (r.variant, r.label, pct(r.control), pct(r.treatment), pts(r.uplift_abs),

@@ -321,6 +321,8 @@ def test_markdown_export_has_the_figures():
     assert "| Slow | 60 | 214 | 150,500.00 | 146,000.00 | 97.01% |" in text
     assert "p = 0.0312 from 10,000 relabellings (seed 20261130)" in text
     assert "The lever that moved is" in text
+    # the lever intervals and p are unadjusted, beside a multiplicity-adjusted verdict
+    assert "Each interval and p is raw (Welch, no multiplicity adjustment)" in text
     # no section without its inputs
     bare = experiment_markdown(document_of(nrr_report(
         velocity=False, cuped=False, guardrails=False, permutation=False)),
@@ -346,6 +348,7 @@ def test_html_export_has_the_figures_and_charts():
     assert "97.01%" in text
     figures = nrr_figures(report, style=EXPORT_STYLE)
     assert figures.lever_sentences["treatment"] in text
+    assert "Each interval and p is raw (Welch, no multiplicity adjustment)" in text
     # still self-contained: no script, no external reference
     assert "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
