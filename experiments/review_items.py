@@ -50,8 +50,6 @@ class ItemView:
     row: ReviewRow | None
     key: str
     can_edit: bool
-    owners: list[tuple[int, str]]
-    owner_label: str | None
     updated_by: str | None
     message: str | None = None
     message_kind: str = "success"
@@ -111,7 +109,6 @@ def item_views(session: Session, user: User,
         known = {i: (team, key) for i, team, key in session.exec(
             select(Experiment.id, Experiment.team_id, Experiment.key)
             .where(Experiment.id.in_(ids))).all()}
-    owners = owner_choices(session, [team for team, _ in known.values()])
     user_ids = {i.updated_by_id for i, _ in pairs}
     wanted = [i for i in user_ids if i]
     users = {u.id: u for u in session.exec(select(User).where(User.id.in_(wanted))).all()} \
@@ -123,8 +120,6 @@ def item_views(session: Session, user: User,
         views.append(ItemView(
             item=item, row=row, key=row.key if row else key,
             can_edit=role is not None and role_rank(role) >= role_rank("experimenter"),
-            owners=owners.get(team_id, []),
-            owner_label=None,
             updated_by=user_label(users.get(item.updated_by_id)),
         ))
     attach_records(session, views)

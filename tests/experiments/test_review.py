@@ -1033,3 +1033,13 @@ def test_the_agenda_lists_flagged_and_noted_items_with_edit_rights(session, scen
     review = build_review(session, people["growth_exp"], "2026-W48", now=NOW)
     assert "new-draft" in {view.key for view in review.agenda}
     assert all(view.can_edit for view in review.agenda)
+
+
+def test_an_agenda_item_view_carries_no_action_owner_fields():
+    """Owners belong to actions (experiments.actions.ActionView); the item view dropped them,
+    so building the agenda no longer loads every user and membership for nothing."""
+    from dataclasses import fields
+
+    from experiments.review_items import ItemView
+
+    assert not {"owners", "owner_label"} & {f.name for f in fields(ItemView)}
