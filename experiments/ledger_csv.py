@@ -53,7 +53,9 @@ from experiments.accounts_csv.exact import (
     _days_field,
     _ErrorSink,
     _numbered_rows,
+    _text_field,
     _too_long,
+    _width_ok,
     check_loss_within_start,
 )
 from experiments.accounts_csv.fast import (
@@ -340,21 +342,9 @@ def _read_exact(data: bytes, declared: tuple[str, ...], max_errors: int) -> Ledg
 
     for line, fields in rows:
         data_rows += 1
-        if len(fields) != layout.width:
-            sink.add(
-                line, None, f"has {len(fields)} values but the header has {layout.width} columns"
-            )
+        if not _width_ok(fields, layout.width, line, sink):
             continue
-        account_id = fields[i_id].strip(WHITESPACE)
-        if not account_id:
-            sink.add(line, "account_id", "is required")
-            account_id = None
-        elif len(account_id) > MAX_TEXT_LENGTH:
-            sink.add(line, "account_id", _too_long(account_id))
-            account_id = None
-        elif problem := cell_problem(account_id):
-            sink.add(line, "account_id", problem)
-            account_id = None
+        account_id = _text_field(fields[i_id].strip(WHITESPACE), "account_id", line, sink)
 
         month = _period_field(fields[i_period], line, sink)
         if account_id is not None and month is not None:

@@ -151,30 +151,19 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
 
     for line, fields in rows:
         data_rows += 1
-        if len(fields) != layout.width:
-            sink.add(
-                line, None, f"has {len(fields)} values but the header has {layout.width} columns"
-            )
+        if not _width_ok(fields, layout.width, line, sink):
             continue
         account_id = fields[i_id].strip(WHITESPACE)
-        if not account_id:
-            sink.add(line, "account_id", "is required")
-        elif len(account_id) > MAX_TEXT_LENGTH:
-            sink.add(line, "account_id", _too_long(account_id))
-        elif problem := cell_problem(account_id):
-            sink.add(line, "account_id", problem)
+        if _text_field(account_id, "account_id", line, sink) is None:
+            pass
         elif account_id in first_line_of:
             sink.add(line, "account_id", f"duplicate of line {first_line_of[account_id]}")
         else:
             first_line_of[account_id] = line
 
         variant = fields[i_variant].strip(WHITESPACE)
-        if not variant:
-            sink.add(line, "variant", "is required")
-        elif len(variant) > MAX_TEXT_LENGTH:
-            sink.add(line, "variant", _too_long(variant))
-        elif problem := cell_problem(variant):
-            sink.add(line, "variant", problem)
+        if _text_field(variant, "variant", line, sink) is None:
+            pass
         elif allowed_set is not None and variant not in allowed_set:
             sink.add(
                 line,
@@ -332,6 +321,27 @@ def _numbered_rows(data: bytes, sink: _ErrorSink) -> Iterator[tuple[int, list[st
             ended = reader.line_num
             if "".join(fields).strip(WHITESPACE):  # skip blank rows, such as ",,,"
                 yield line, fields
+
+
+def _width_ok(fields: list[str], width: int, line: int, sink: _ErrorSink) -> bool:
+    """Whether a row has as many values as the header has columns (a §3 error if not)."""
+    if len(fields) == width:
+        return True
+    sink.add(line, None, f"has {len(fields)} values but the header has {width} columns")
+    return False
+
+
+def _text_field(value: str, column: str, line: int, sink: _ErrorSink) -> str | None:
+    """A stripped required text cell, or None after recording why it is not valid (§3)."""
+    if not value:
+        sink.add(line, column, "is required")
+    elif len(value) > MAX_TEXT_LENGTH:
+        sink.add(line, column, _too_long(value))
+    elif problem := cell_problem(value):
+        sink.add(line, column, problem)
+    else:
+        return value
+    return None
 
 
 def _too_long(value: str) -> str:

@@ -831,3 +831,17 @@ def test_generator_makes_a_valid_two_arm_file():
     assert len(table) == 300
     assert sorted(table.variants()) == ["control", "treatment"]
     assert (table.contraction_cents + table.churned_cents <= table.start_cents).all()
+
+
+def test_shared_row_checks_used_by_the_account_and_ledger_readers():
+    """One width check and one required-text check serve both §3 readers."""
+    from experiments import ledger_csv
+    from experiments.accounts_csv import exact
+
+    assert ledger_csv._text_field is exact._text_field
+    assert ledger_csv._width_ok is exact._width_ok
+    sink = exact._ErrorSink(10)
+    assert exact._text_field("a-1", "account_id", 2, sink) == "a-1"
+    assert exact._text_field("", "account_id", 3, sink) is None
+    assert exact._width_ok(["a", "b"], 2, 4, sink)
+    assert not exact._width_ok(["a"], 2, 5, sink)
