@@ -65,7 +65,7 @@ __all__ = [
     "import_ledger",
     "insert_rows",
     "latest_start_mrr",
-    "ledger_sigma",
+    "ledger_plain_sigma",
     "read_source",
     "reserve_version",
     "versions",
@@ -840,13 +840,13 @@ def latest_start_mrr(
     return None if last is None else last.start_mrr
 
 
-def ledger_sigma(
+def ledger_plain_sigma(
     session: Session, *, dimension: str | None = None, value: str | None = None
 ) -> float | None:
     """Plain sd of account-level NRR end/start in the last period, or None (descriptive;
     the planning σ is ``sigma_lin``: :func:`experiments.planning.ledger_segment`)."""
     figures = _stored(session)
-    return None if figures is None else figures.planning_sigma(dimension, value)
+    return None if figures is None else figures.plain_sigma(dimension, value)
 
 
 @dataclass(frozen=True)

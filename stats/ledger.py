@@ -449,7 +449,7 @@ class LedgerFigures:
                 return rows[-1] if rows else None
         return None
 
-    def planning_sigma(
+    def plain_sigma(
         self, dimension: str | None = None, value: str | None = None
     ) -> float | None:
         """Plain sd of account-level end/start in the last period (overall or of one

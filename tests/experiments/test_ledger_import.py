@@ -27,7 +27,7 @@ from experiments.ledger import (
     current_ledger,
     import_ledger,
     latest_start_mrr,
-    ledger_sigma,
+    ledger_plain_sigma,
     versions,
 )
 from experiments.ledger_csv import ImportValidationError
@@ -134,7 +134,7 @@ def test_an_upload_becomes_version_1_with_exact_rows_figures_and_an_audit_event(
     # σ of account-level NRR (end/start) in the last period, ddof=1, by pandas
     ratio = (active_last.start_mrr + active_last.expansion_mrr - active_last.contraction_mrr
              - active_last.churned_mrr) / active_last.start_mrr
-    assert ledger_sigma(session) == pytest.approx(ratio.std(ddof=1), rel=1e-6)
+    assert ledger_plain_sigma(session) == pytest.approx(ratio.std(ddof=1), rel=1e-6)
 
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "ledger.upload")).one()
     assert event.actor_id == actor.id
@@ -242,7 +242,7 @@ def test_the_same_file_again_is_recognised_and_nothing_is_stored(session, actor,
 
 def test_no_ledger_yet(session):
     assert current_figures(session) is None
-    assert latest_start_mrr(session) is None and ledger_sigma(session) is None
+    assert latest_start_mrr(session) is None and ledger_plain_sigma(session) is None
     assert versions(session) == []
 
 
@@ -381,7 +381,7 @@ def test_figures_that_cannot_be_computed_are_stored_as_the_reason(
     assert current_figures(session) == {
         "error": "the figures could not be computed: an (account, period) pair appears twice"
     }
-    assert latest_start_mrr(session) is None and ledger_sigma(session) is None
+    assert latest_start_mrr(session) is None and ledger_plain_sigma(session) is None
     assert versions(session)[0].status == "current"  # the rows are stored and current
 
 

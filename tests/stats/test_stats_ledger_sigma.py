@@ -90,9 +90,9 @@ def test_sigma_lin_differs_from_plain_sd_when_mrr_varies():
     figures = ledger_figures(arrays)
     end = start + expansion
     assert figures.linearised_sigma() == pytest.approx(by_hand(start, end), rel=RTOL)
-    assert figures.planning_sigma() == pytest.approx(np.std(end / start, ddof=1), rel=RTOL)
+    assert figures.plain_sigma() == pytest.approx(np.std(end / start, ddof=1), rel=RTOL)
     # 0.577 (plain) vs 0.0535 (linearised): sizing on the plain sd would ask ~116× the accounts.
-    assert figures.planning_sigma() > 10 * figures.linearised_sigma()
+    assert figures.plain_sigma() > 10 * figures.linearised_sigma()
 
 
 def test_missing_dimension_value_counts_overall_only_and_small_groups_are_null():
@@ -139,4 +139,13 @@ def test_stored_form_keeps_sigma_lin_and_old_documents_still_load(figures):
     loaded = LedgerFigures.from_dict(old)
     assert loaded.sigma_lin is None and loaded.linearised_sigma() is None
     assert loaded.linearised_sigma("plan", "pro") is None
-    assert loaded.planning_sigma() == figures.planning_sigma()
+    assert loaded.plain_sigma() == figures.plain_sigma()
+
+
+def test_no_name_calls_the_plain_sd_a_planning_sigma():
+    """The planning σ is ``linearised_sigma`` (DESIGN §4); the plain sd is ``plain_sigma``."""
+    import experiments.ledger as service
+
+    assert not hasattr(LedgerFigures, "planning_sigma")
+    assert hasattr(LedgerFigures, "plain_sigma") and hasattr(LedgerFigures, "linearised_sigma")
+    assert not hasattr(service, "ledger_sigma") and hasattr(service, "ledger_plain_sigma")
