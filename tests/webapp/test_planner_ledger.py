@@ -82,7 +82,10 @@ def test_without_a_ledger_the_planner_is_as_before(login_as):
     client = login_as("viewer")
     body = client.get("/planner/").get_data(as_text=True)
     assert 'name="segment"' not in body and "revenue ledger" not in body
-    assert "Spread sigma = 0.25 as entered." in body and "2,454</strong> accounts" in body
+    # nothing typed: the default is said to be one, not "as entered"
+    assert ("Spread sigma = 0.25 — the planner's default (a typical B2B SaaS value), "
+            "not a measurement.") in body and "as entered" not in body
+    assert "2,454</strong> accounts" in body
     stale = client.get("/planner/?segment=all")  # a link from when a ledger existed
     assert stale.status_code == 422
     assert "No revenue ledger with a measured spread has been uploaded." in stale.get_data(
