@@ -61,11 +61,11 @@ from experiments.accounts_csv.exact import (
 from experiments.accounts_csv.fast import (
     _FAST_BLOCK_SIZE,
     _MIN_FAST_BLOCK_SIZE,
-    _all_match,
     _fast_cents,
     _fast_days,
     _fast_text,
     _is_utf8,
+    _matching,
     _single_line_row,
     _to_numpy,
 )
@@ -656,10 +656,9 @@ def _same_per_account(values: np.ndarray, account: np.ndarray, accounts: int) ->
 def _fast_months(values: pa.ChunkedArray) -> np.ndarray | None:
     if values.null_count:
         return None
-    if not _all_match(values, _PERIOD_RE2):
-        values = pc.utf8_trim(values, characters=WHITESPACE)
-        if not _all_match(values, _PERIOD_RE2):
-            return None
+    values = _matching(values, _PERIOD_RE2)
+    if values is None:
+        return None
     # In numpy: arithmetic with a Python scalar in pyarrow imports pandas (~1 s).
     year = _to_numpy(pc.cast(pc.utf8_slice_codeunits(values, 0, 4), pa.int32()), dtype=np.int64)
     month = _to_numpy(pc.cast(pc.utf8_slice_codeunits(values, 5, 7), pa.int32()), dtype=np.int64)
@@ -667,10 +666,9 @@ def _fast_months(values: pa.ChunkedArray) -> np.ndarray | None:
 
 
 def _fast_dates(values: pa.ChunkedArray) -> np.ndarray | None:
-    if not _all_match(values, _DATE_RE2):
-        values = pc.utf8_trim(values, characters=WHITESPACE)
-        if not _all_match(values, _DATE_RE2):
-            return None
+    values = _matching(values, _DATE_RE2)
+    if values is None:
+        return None
     try:
         days = pc.cast(pc.cast(pc.cast(values, pa.date32()), pa.int32()), pa.float64())
     except pa.ArrowInvalid:

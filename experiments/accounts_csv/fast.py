@@ -267,19 +267,35 @@ def _all_match(values: pa.ChunkedArray, pattern: str) -> bool:
     return pc.all(pc.match_substring_regex(values, pattern)).as_py() is not False
 
 
-def _fast_cents(values: pa.ChunkedArray, *, required: bool = False) -> np.ndarray | None:
-    if required and values.null_count:
-        return None
-    # Numbers are rarely padded: only trim (a copy) when the untrimmed check fails.
-    if not _all_match(values, _MONEY_RE2):
+def _matching(values: pa.ChunkedArray, pattern: str) -> pa.ChunkedArray | None:
+    """The values, trimmed only if needed, when every one matches; None otherwise."""
+    # Values are rarely padded: only trim (a copy) when the untrimmed check fails.
+    if not _all_match(values, pattern):
         values = pc.utf8_trim(values, characters=WHITESPACE)
-        if not _all_match(values, _MONEY_RE2):
+        if not _all_match(values, pattern):
             return None
+    return values
+
+
+def _money_units(values: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Money cells as float64 units (nulls kept) when all are valid and below the cap."""
+    values = _matching(values, _MONEY_RE2)
+    if values is None:
+        return None
     try:
         units = pc.cast(values, pa.float64())
     except pa.ArrowInvalid:
         return None
     if (pc.max(units).as_py() or 0) >= MAX_CENTS / 100:
+        return None
+    return units
+
+
+def _fast_cents(values: pa.ChunkedArray, *, required: bool = False) -> np.ndarray | None:
+    if required and values.null_count:
+        return None
+    units = _money_units(values)
+    if units is None:
         return None
     # Exact: a value with at most 2 decimals below 10^13 cents parses to within a
     # relative 2^-53 of itself, so units * 100 is within 0.003 of the integer cents.
@@ -287,10 +303,9 @@ def _fast_cents(values: pa.ChunkedArray, *, required: bool = False) -> np.ndarra
 
 
 def _fast_days(values: pa.ChunkedArray) -> np.ndarray | None:
-    if not _all_match(values, _DAYS_RE2):
-        values = pc.utf8_trim(values, characters=WHITESPACE)
-        if not _all_match(values, _DAYS_RE2):
-            return None
+    values = _matching(values, _DAYS_RE2)
+    if values is None:
+        return None
     try:
         days = _to_numpy(pc.cast(values, pa.float64()), blank=math.nan)
     except pa.ArrowInvalid:
@@ -300,25 +315,17 @@ def _fast_days(values: pa.ChunkedArray) -> np.ndarray | None:
 
 def _fast_optional_cents(values: pa.ChunkedArray) -> np.ndarray | None:
     """Pre-period money: whole cents as float64, NaN for a blank (exact below 2**53)."""
-    if not _all_match(values, _MONEY_RE2):
-        values = pc.utf8_trim(values, characters=WHITESPACE)
-        if not _all_match(values, _MONEY_RE2):
-            return None
-    try:
-        units = pc.cast(values, pa.float64())
-    except pa.ArrowInvalid:
-        return None
-    if (pc.max(units).as_py() or 0) >= MAX_CENTS / 100:
+    units = _money_units(values)
+    if units is None:
         return None
     return _to_numpy(units, blank=math.nan, scale=100)
 
 
 def _fast_dates(values: pa.ChunkedArray) -> np.ndarray | None:
     """ISO dates as ``datetime64[D]``, NaT for a blank; any doubt goes to the exact reader."""
-    if not _all_match(values, _DATE_RE2):
-        values = pc.utf8_trim(values, characters=WHITESPACE)
-        if not _all_match(values, _DATE_RE2):
-            return None
+    values = _matching(values, _DATE_RE2)
+    if values is None:
+        return None
     try:
         # date32 is whole days since 1970-01-01; the cast refuses impossible days (02-30)
         days = pc.cast(pc.cast(values, pa.date32()), pa.int32())

@@ -193,3 +193,17 @@ def test_figures_computed_during_the_insert_equal_a_recomputation_from_the_datab
     # the whole current ledger), the others are not recomputed.
     assert used == [1093, 1093, 1047]
     assert ahead == [True, True, False]
+
+
+def test_one_trim_then_match_helper_for_the_fast_readers():
+    """The fast account and ledger readers share one trim-only-if-needed pattern check."""
+    import pyarrow as pa
+
+    from experiments import ledger_csv
+    from experiments.accounts_csv import fast
+
+    assert ledger_csv._matching is fast._matching
+    padded = pa.chunked_array([[" 1.50", "2"]])
+    assert fast._matching(padded, fast._MONEY_RE2).to_pylist() == ["1.50", "2"]
+    assert fast._matching(pa.chunked_array([["x"]]), fast._MONEY_RE2) is None
+    assert fast._money_units(pa.chunked_array([["1.25", None]])).to_pylist() == [1.25, None]
