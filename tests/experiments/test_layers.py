@@ -63,3 +63,35 @@ def test_nrrlab_serve_comes_from_the_web_layer_and_has_help():
     assert "Usage: main serve [OPTIONS]" in result.output and "--port" in result.output
     listing = CliRunner().invoke(main, ["--help"]).output
     assert "serve" in listing and "analyze" in listing
+
+
+WEBAPP_DIR = EXPERIMENTS_DIR.parent / "webapp"
+VIEW_MODULES = sorted(p for p in WEBAPP_DIR.rglob("*.py")
+                      if p.name == "views.py" or p.name.endswith("_views.py"))
+STATISTICS_ROOTS = {"stats", "numpy", "scipy", "pandas", "statsmodels"}
+QUERY_NAMES = {"select", "text", "func", "update", "delete", "insert", "and_", "or_"}
+# The health check's SELECT 1 is the one query a view may run.
+SQL_ALLOWED = {"health/views.py"}
+
+
+def test_the_view_scan_sees_the_wave_two_blueprints():
+    names = {str(p.relative_to(WEBAPP_DIR)) for p in VIEW_MODULES}
+    assert {"nrr/views.py", "ledger/views.py", "me/views.py", "quarterly/views.py",
+            "notify/views.py", "warehouse/views.py", "api/views.py", "api/tokens_views.py",
+            "review/action_views.py"} <= names
+
+
+@pytest.mark.parametrize("path", VIEW_MODULES, ids=lambda p: str(p.relative_to(WEBAPP_DIR)))
+def test_views_hold_no_sql_and_no_statistics(path):
+    """DESIGN §5: SQL and statistics live in experiments/ services; views only call them."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    stats_roots = {root: line for root, line in imported_roots(path).items()
+                   if root in STATISTICS_ROOTS}
+    assert not stats_roots, f"webapp/{path.relative_to(WEBAPP_DIR)} imports {stats_roots}"
+    if str(path.relative_to(WEBAPP_DIR)) in SQL_ALLOWED:
+        return
+    query = [(alias.name, node.lineno) for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.level == 0
+             and (node.module or "").split(".")[0] in {"sqlmodel", "sqlalchemy"}
+             for alias in node.names if alias.name in QUERY_NAMES]
+    assert not query, f"webapp/{path.relative_to(WEBAPP_DIR)} builds SQL: {query}"
