@@ -81,20 +81,6 @@ def report_dict(source: Any) -> dict[str, Any] | None:
     return dict(to_dict()) if callable(to_dict) else None
 
 
-def with_nrr_keys(report: Mapping[str, Any]) -> dict[str, Any]:
-    """``report`` with every §4b comparison key present (``null``/``[]`` where missing).
-
-    DESIGN §4b: every key is always present. A snapshot stored before issue 15 lacks
-    them; an export of it says "not computed" rather than leaving the key out.
-    """
-    out = dict(report)
-    out["comparisons"] = [
-        {**NRR_COMPARISON_KEYS, **c} if isinstance(c, Mapping) else c
-        for c in report.get("comparisons") or []
-    ]
-    return out
-
-
 def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 

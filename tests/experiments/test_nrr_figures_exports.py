@@ -380,3 +380,11 @@ def test_figures_that_could_not_be_computed_read_as_dashes_everywhere():
     (row,) = csv.DictReader(io.StringIO(experiment_csv(document)))
     assert row["lever_grr_p_value"] == "" and row["cuped_variance_reduction"] == ""
     assert row["guardrail_status"] == "inconclusive"
+
+
+def test_no_dead_key_filler_is_left_behind():
+    """Exports show the stored analysis exactly as stored (no filled-in §4b keys), so the
+    filler that did it is gone rather than left unused."""
+    import experiments.nrr_figures_view as view
+
+    assert not hasattr(view, "with_nrr_keys")
