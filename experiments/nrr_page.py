@@ -442,12 +442,17 @@ class Headline:
     trend: LineChart
 
     @property
+    def ttm(self) -> bool:
+        """The targets are trailing-twelve-month figures: a monthly one is not held to them."""
+        return self.basis != "monthly"
+
+    @property
     def nrr_gap(self) -> str:
-        return _gap(self.nrr, self.targets.nrr)
+        return _gap(self.nrr, self.targets.nrr) if self.ttm else ""
 
     @property
     def grr_gap(self) -> str:
-        return _gap(self.grr, self.targets.grr)
+        return _gap(self.grr, self.targets.grr) if self.ttm else ""
 
 
 def headline(figures: LedgerFigures | None, targets: Targets) -> Headline | None:
