@@ -43,6 +43,29 @@ def _exact(value: Any) -> bool:
     return isinstance(value, int | Decimal | Fraction) and not isinstance(value, bool)
 
 
+def pool_centred(
+    n_a: int, mean_a: np.ndarray, comoment_a: np.ndarray,
+    n_b: int, mean_b: np.ndarray, comoment_b: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Pool two non-empty sets of means and centred co-moments (Chan et al.).
+
+    The one implementation of the parallel merge behind :class:`Moments` and
+    :class:`stats.sums.CoMoments`; the formulas and references are in the
+    Notes of :class:`Moments`. ``n_a`` and ``n_b`` must be positive.
+
+    Examples
+    --------
+    >>> n, mean, c = pool_centred(2, np.array([1.5]), np.array([[0.5]]),
+    ...                           1, np.array([3.0]), np.array([[0.0]]))
+    >>> n, mean.tolist(), c.tolist()
+    (3, [2.0], [[2.0]])
+    """
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    comoment = comoment_a + comoment_b + np.outer(delta, delta) * (n_a * n_b / n)
+    return n, mean_a + delta * (n_b / n), comoment
+
+
 @dataclass(frozen=True)
 class Moments:
     """Count, means and centred co-moments of named columns of one arm.
@@ -376,16 +399,13 @@ class Moments:
         order = [other.names.index(name) for name in self.names]
         mean_b = np.array([other.mean[i] for i in order])
         comoment_b = np.array(other.comoment)[np.ix_(order, order)]
-        mean_a = np.array(self.mean)
-        n = self.n + other.n
-        delta = mean_b - mean_a
-        matrix = (
-            np.array(self.comoment) + comoment_b + np.outer(delta, delta) * (self.n * other.n / n)
+        n, mean, matrix = pool_centred(
+            self.n, np.array(self.mean), np.array(self.comoment), other.n, mean_b, comoment_b
         )
         return Moments(
             n,
             self.names,
-            tuple((mean_a + delta * (other.n / n)).tolist()),
+            tuple(mean.tolist()),
             tuple(map(tuple, matrix.tolist())),
             max(self.tolerance, other.tolerance),
             tuple(

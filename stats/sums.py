@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from stats._checks import check_count, check_finite
-from stats.moments import Moments
+from stats.moments import Moments, pool_centred
 
 if TYPE_CHECKING:
     from stats.velocity import TimeTable
@@ -105,23 +105,10 @@ class CoMoments:
 
     Notes
     -----
-    Two sets pool by the parallel formula of Chan et al. With
-    :math:`n = n_a + n_b`, :math:`\\delta_x = \\bar x_b - \\bar x_a`,
-    :math:`\\delta_y = \\bar y_b - \\bar y_a`:
-
-    .. math::
-        \\bar x = \\bar x_a + \\delta_x n_b / n, \\quad
-        M_{2,x} = M_{2,x,a} + M_{2,x,b} + \\delta_x^2 n_a n_b / n, \\quad
-        C_{xy} = C_{xy,a} + C_{xy,b} + \\delta_x \\delta_y n_a n_b / n
-
-    References
-    ----------
-    .. [1] Chan, T. F., Golub, G. H. & LeVeque, R. J. (1979). Updating formulae
-       and a pairwise algorithm for computing sample variances. Stanford
-       report STAN-CS-79-773.
-    .. [2] Pébay, P. (2008). Formulas for robust, one-pass parallel computation
-       of covariances and arbitrary-order statistical moments. Sandia report
-       SAND2008-6212.
+    Two sets pool by the parallel formulas of Chan et al. through
+    :func:`stats.moments.pool_centred` (the two-column case of
+    :class:`stats.moments.Moments`, whose Notes give the formulas and references):
+    ``m2x``, ``m2y`` and ``cxy`` are the entries of the 2×2 co-moment matrix.
 
     Examples
     --------
@@ -162,17 +149,19 @@ class CoMoments:
             return self
         if self.n == 0:
             return other
-        n = self.n + other.n
-        dx = other.mean_x - self.mean_x
-        dy = other.mean_y - self.mean_y
-        weight = self.n * other.n / n
+        n, mean, c = pool_centred(
+            self.n, np.array([self.mean_x, self.mean_y]),
+            np.array([[self.m2x, self.cxy], [self.cxy, self.m2y]]),
+            other.n, np.array([other.mean_x, other.mean_y]),
+            np.array([[other.m2x, other.cxy], [other.cxy, other.m2y]]),
+        )
         return CoMoments(
             n=n,
-            mean_x=self.mean_x + dx * other.n / n,
-            mean_y=self.mean_y + dy * other.n / n,
-            m2x=self.m2x + other.m2x + dx * dx * weight,
-            m2y=self.m2y + other.m2y + dy * dy * weight,
-            cxy=self.cxy + other.cxy + dx * dy * weight,
+            mean_x=float(mean[0]),
+            mean_y=float(mean[1]),
+            m2x=float(c[0, 0]),
+            m2y=float(c[1, 1]),
+            cxy=float(c[0, 1]),
         )
 
 

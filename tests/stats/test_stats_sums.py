@@ -190,3 +190,22 @@ def test_arm_data_pools_by_addition(make_rows):
     np.testing.assert_array_equal(pooled.account_nrr, both.account_nrr)
     sums_only = ArmData(pooled.totals, pooled.sums)
     assert (sums_only + pooled).account_nrr is None
+
+
+def test_comoments_pool_through_the_one_chan_merge(monkeypatch):
+    """CoMoments and Moments share stats.moments.pool_centred (Chan et al., written once)."""
+    from stats import sums
+
+    calls = []
+    real = sums.pool_centred
+
+    def spy(*args):
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(sums, "pool_centred", spy)
+    pooled = sums.CoMoments.from_arrays([1.0, 2.0], [1.0, 1.0]) + sums.CoMoments.from_arrays(
+        [3.0], [4.0]
+    )
+    assert calls == [2]
+    assert (pooled.n, pooled.mean_x, pooled.m2x, pooled.cxy) == (3, 2.0, 2.0, 3.0)
