@@ -82,6 +82,7 @@ from experiments.errors import NotFound, ValidationFailed
 from experiments.imports import UPLOAD_STATUSES
 from experiments.input_rules import control_character
 from experiments.models import Dataset, Experiment, User, utcnow
+from experiments.versioning import compare_and_set
 from experiments.warehouse_inputs import AccountSample, PushedInputs
 from experiments.warehouse_models import (
     DIALECTS,
@@ -765,9 +766,17 @@ def save_query(
                            "your text is kept below, check the current one and save again.")
         before = {"source_id": query.source_id, "schedule": query.schedule,
                   "sql_text": query.sql_text}
-        query.source_id, query.sql_text, query.schedule = source.id, sql, schedule
-        query.version += 1
-        query.updated_at = utcnow()
+        # In SQL (WHERE version = seen): the check above reads a row that may be stale.
+        seen = query.version if version is None else version
+        try:
+            compare_and_set(session, query, seen, {
+                "source_id": source.id, "sql_text": sql, "schedule": schedule,
+                "updated_at": utcnow()}, what="This query", entity_type="warehouse_query",
+                entity_id=query.id)
+        except Conflict as exc:
+            raise Conflict("This query was changed by someone else since you opened it; "
+                           "your text is kept below, check the current one and save "
+                           "again.") from exc
     session.add(query)
     session.flush()
     after = {"source_id": source.id, "schedule": schedule, "sql_text": sql}
