@@ -84,3 +84,5 @@ def test_the_quarter_downloads_in_every_format_and_a_bad_quarter_is_404(world):
     page = clients["viewer"].get("/quarterly/2026-Q4").get_data(as_text=True)
     assert 'href="/quarterly/2026-Q4/export.csv"' in page
     assert 'href="/quarterly/2026-Q3"' in page and 'href="/quarterly/2027-Q1"' in page
+    # the shrunk impact total is a point estimate: the page says so and where its interval is
+    assert "Annual impact: the ships' shrunk annual MRR impacts added up — a point estimate" in page
