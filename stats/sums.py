@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from stats._checks import check_count, check_finite
-from stats.moments import Moments, pool_centred
+from stats.moments import Moments, _as_vector, pool_centred
 
 if TYPE_CHECKING:
     from stats.velocity import TimeTable
@@ -883,16 +883,3 @@ def sums_from_moments(moments: Moments) -> SufficientStats:
         max(moments.linear_comoment(start, start), 0.0),
         moments.linear_comoment(END_COEFFICIENTS, start),
     )
-
-
-def _as_vector(name: str, values: Any) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
-    finite = np.isfinite(array)
-    if not finite.all():
-        index = int(np.flatnonzero(~finite)[0])
-        raise ValueError(
-            f"{name} must hold finite numbers; got {float(array[index])!r} at index {index}"
-        )
-    return array

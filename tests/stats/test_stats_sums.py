@@ -209,3 +209,9 @@ def test_comoments_pool_through_the_one_chan_merge(monkeypatch):
     )
     assert calls == [2]
     assert (pooled.n, pooled.mean_x, pooled.m2x, pooled.cxy) == (3, 2.0, 2.0, 3.0)
+
+
+def test_one_vector_check_for_sums_and_moments():
+    from stats import moments, sums
+
+    assert sums._as_vector is moments._as_vector
