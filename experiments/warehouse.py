@@ -65,7 +65,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
@@ -181,8 +187,11 @@ def register_source(
     if errors:
         raise ValidationFailed(errors)
     source = DataSource(name=name, url_env=env, dialect=dialect, created_by_id=actor.id)
-    session.add(source)
-    session.flush()
+    try:
+        with session.begin_nested():  # two admins registering one name at once: not a 500
+            session.add(source)
+    except IntegrityError as exc:
+        raise ValidationFailed({"name": f"a data source named {name!r} exists already"}) from exc
     record_event(session, "warehouse.source_create", actor=actor, entity_type="data_source",
                  entity_id=source.id, diff={"name": [None, name], "url_env": [None, env],
                                             "dialect": [None, dialect]})

@@ -78,3 +78,33 @@ def test_two_saves_of_the_ledger_query_on_the_same_version_one_gets_a_conflict(d
         fast.close()
     with Session(db_engine) as session:
         assert "select 2" in ledger_query(session).sql_text
+
+
+def test_two_admins_registering_one_data_source_name_at_once_get_a_field_error(db_engine,
+                                                                                factory):
+    """The name check reads before the other admin commits; the INSERT then hit the
+    unique name and raised IntegrityError out of the request: a 500."""
+    from sqlmodel import Session
+
+    from experiments.errors import ValidationFailed
+    from experiments.warehouse import register_source
+
+    user = factory.user("wh-admin2@example.com", "admin")
+    data = {"name": "prod", "url_env": "NRRLAB_TEST_NOT_SET", "dialect": "duckdb"}
+
+    class Late(Session):
+        """A session whose name check ran before the other admin's commit."""
+
+        def scalars(self, *args, **kwargs):
+            result = super().scalars(*args, **kwargs)
+            return type("Empty", (), {"first": staticmethod(lambda: None)})() \
+                if "data_source" in str(args[0]) else result
+
+    with Session(db_engine) as first:
+        register_source(first, data, actor=user)
+        first.commit()
+    with Late(db_engine) as late:
+        with pytest.raises(ValidationFailed) as refused:
+            register_source(late, data, actor=user)
+        assert "exists already" in refused.value.errors["name"]
+        late.rollback()
