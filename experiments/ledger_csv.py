@@ -53,6 +53,7 @@ from experiments.accounts_csv.exact import (
     _days_field,
     _ErrorSink,
     _numbered_rows,
+    _raise_row_errors,
     _text_field,
     _too_long,
     _width_ok,
@@ -415,12 +416,7 @@ def _read_exact(data: bytes, declared: tuple[str, ...], max_errors: int) -> Ledg
             for bucket, value in zip(dim_values, values, strict=True):
                 bucket.append(value and shared.setdefault(value, value))
 
-    if sink.total:
-        raise sink.fail()
-    if not data_rows:
-        raise ImportValidationError(
-            [RowError(header_line, None, "the file has a header but no data rows")]
-        )
+    _raise_row_errors(sink, data_rows, header_line)
     return _ledger_table(
         account_id=object_array(ids),
         account_code=np.fromiter((codes[i] for i in ids), dtype=np.int64, count=len(ids)),

@@ -231,12 +231,7 @@ def read_exact(data: bytes, allowed: tuple[str, ...] | None, max_errors: int) ->
             pre_end_cents.append(pre_end)
             enrolled_on.append(enrolled)
 
-    if sink.total:
-        raise sink.fail()
-    if not data_rows:
-        raise ImportValidationError(
-            [RowError(header_line, None, "the file has a header but no data rows")]
-        )
+    _raise_row_errors(sink, data_rows, header_line)
     return account_table(
         account_id=object_array(list(first_line_of)),
         variant=object_array(variants),
@@ -321,6 +316,16 @@ def _numbered_rows(data: bytes, sink: _ErrorSink) -> Iterator[tuple[int, list[st
             ended = reader.line_num
             if "".join(fields).strip(WHITESPACE):  # skip blank rows, such as ",,,"
                 yield line, fields
+
+
+def _raise_row_errors(sink: _ErrorSink, data_rows: int, header_line: int) -> None:
+    """After the rows: raise the collected §3 errors, or the error for a file without rows."""
+    if sink.total:
+        raise sink.fail()
+    if not data_rows:
+        raise ImportValidationError(
+            [RowError(header_line, None, "the file has a header but no data rows")]
+        )
 
 
 def _width_ok(fields: list[str], width: int, line: int, sink: _ErrorSink) -> bool:

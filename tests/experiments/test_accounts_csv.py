@@ -845,3 +845,12 @@ def test_shared_row_checks_used_by_the_account_and_ledger_readers():
     assert exact._text_field("", "account_id", 3, sink) is None
     assert exact._width_ok(["a", "b"], 2, 4, sink)
     assert not exact._width_ok(["a"], 2, 5, sink)
+
+
+def test_one_end_of_rows_check_for_the_account_and_ledger_readers():
+    from experiments import ledger_csv
+    from experiments.accounts_csv import exact
+
+    assert ledger_csv._raise_row_errors is exact._raise_row_errors
+    with pytest.raises(exact.ImportValidationError, match="no data rows"):
+        exact._raise_row_errors(exact._ErrorSink(5), 0, 1)
