@@ -61,13 +61,11 @@ from experiments.accounts_csv.exact import (
 )
 from experiments.accounts_csv.fast import (
     _FAST_BLOCK_SIZE,
-    _MIN_FAST_BLOCK_SIZE,
     _fast_cents,
     _fast_days,
+    _fast_header,
     _fast_text,
-    _is_utf8,
     _matching,
-    _single_line_row,
     _to_numpy,
 )
 from experiments.input_rules import cell_problem
@@ -504,16 +502,10 @@ def _read_fast(data: bytes, declared: tuple[str, ...]) -> LedgerTable | None:
     import csv
 
     field_limit = csv.field_size_limit()
-    if field_limit < _MIN_FAST_BLOCK_SIZE:
+    found = _fast_header(data, field_limit)
+    if found is None:
         return None
-    bom = b"\xef\xbb\xbf"
-    start = len(bom) if data.startswith(bom) else 0
-    header_end = data.find(b"\n", start)
-    if header_end < 0 or not _is_utf8(data):
-        return None
-    header = _single_line_row(data[start:header_end].decode("utf-8"))
-    if header is None:
-        return None
+    header_end, header = found
     layout, header_errors = _resolve_header(header, 1, declared)
     if header_errors:
         return None

@@ -55,15 +55,10 @@ def read_fast(
     every rule is checked again here, and any doubt falls through to the exact reader.
     """
     field_limit = csv.field_size_limit()
-    if field_limit < _MIN_FAST_BLOCK_SIZE:
+    found = _fast_header(data, field_limit)
+    if found is None:
         return None
-    start = len(_BOM) if data.startswith(_BOM) else 0
-    header_end = data.find(b"\n", start)
-    if header_end < 0 or not _is_utf8(data):
-        return None
-    header = _single_line_row(data[start:header_end].decode("utf-8"))
-    if header is None:
-        return None
+    header_end, header = found
     layout, header_errors = resolve_header(header, 1)
     if header_errors:
         return None
@@ -260,6 +255,20 @@ def _fast_variants(values: pa.ChunkedArray, allowed: tuple[str, ...] | None) -> 
 def _fast_segments(values: pa.ChunkedArray) -> np.ndarray | None:
     values = _fast_text(values, required=False)
     return None if values is None else _objects_via_dictionary(values)
+
+
+def _fast_header(data: bytes, field_limit: int) -> tuple[int, list[str]] | None:
+    """Where the header line ends and its fields, for the fast readers; None: not fast."""
+    if field_limit < _MIN_FAST_BLOCK_SIZE:
+        return None
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    header_end = data.find(b"\n", start)
+    if header_end < 0 or not _is_utf8(data):
+        return None
+    header = _single_line_row(data[start:header_end].decode("utf-8"))
+    if header is None:
+        return None
+    return header_end, header
 
 
 def _all_match(values: pa.ChunkedArray, pattern: str) -> bool:

@@ -207,3 +207,12 @@ def test_one_trim_then_match_helper_for_the_fast_readers():
     assert fast._matching(padded, fast._MONEY_RE2).to_pylist() == ["1.50", "2"]
     assert fast._matching(pa.chunked_array([["x"]]), fast._MONEY_RE2) is None
     assert fast._money_units(pa.chunked_array([["1.25", None]])).to_pylist() == [1.25, None]
+
+
+def test_one_header_preamble_for_the_fast_readers():
+    from experiments import ledger_csv
+    from experiments.accounts_csv import fast
+
+    assert ledger_csv._fast_header is fast._fast_header
+    assert fast._fast_header(b"\xef\xbb\xbfa,b\n1,2\n", 1 << 20) == (6, ["a", "b"])
+    assert fast._fast_header(b"a,b", 1 << 20) is None
