@@ -786,6 +786,14 @@ def save_query(
             raise Conflict("This query was changed by someone else since you opened it; "
                            "your text is kept below, check the current one and save "
                            "again.") from exc
+    if before is None:  # two first saves at once: the slower one is a 409, not a 500
+        try:
+            with session.begin_nested():
+                session.add(query)
+        except IntegrityError as exc:
+            raise Conflict("This query was saved by someone else since you opened it; "
+                           "your text is kept below, check the current one and save "
+                           "again.") from exc
     session.add(query)
     session.flush()
     after = {"source_id": source.id, "schedule": schedule, "sql_text": sql}

@@ -108,3 +108,36 @@ def test_two_admins_registering_one_data_source_name_at_once_get_a_field_error(d
             register_source(late, data, actor=user)
         assert "exists already" in refused.value.errors["name"]
         late.rollback()
+
+
+def test_two_first_saves_of_an_experiments_query_at_once_the_slower_is_a_conflict(
+        db_engine, factory):
+    """Both saw no query; the slower INSERT hit the unique experiment and raised
+    IntegrityError out of the request (a 500). It is now the same 409 as a stale save."""
+    from sqlmodel import Session
+
+    from experiments.errors import Conflict
+    from experiments.models import Experiment
+    from experiments.warehouse import register_source, save_query
+
+    user = factory.user("wh-admin3@example.com", "admin")
+    experiment_id = factory.experiment("whx").id
+    with Session(db_engine) as first:
+        source = register_source(first, {"name": "prod", "url_env": "NRRLAB_TEST_NOT_SET",
+                                         "dialect": "duckdb"}, actor=user)
+        save_query(first, {"source_id": source.id, "sql_text": "select 1 as a"}, actor=user,
+                   experiment=first.get(Experiment, experiment_id))
+        first.commit()
+        source_id = source.id
+
+    class Late(Session):
+        def scalars(self, *args, **kwargs):
+            result = super().scalars(*args, **kwargs)
+            return type("Empty", (), {"first": staticmethod(lambda: None)})() \
+                if "FROM warehouse_query" in str(args[0]) else result
+
+    with Late(db_engine) as late:
+        with pytest.raises(Conflict):
+            save_query(late, {"source_id": source_id, "sql_text": "select 2 as a"},
+                       actor=user, experiment=late.get(Experiment, experiment_id))
+        late.rollback()
