@@ -1,0 +1,22 @@
+"""H4: read page speed (issue 18).
+
+Placeholder revision: no schema change yet.
+
+Revision ID: e18d4f5a6b74
+Revises: e18c3e4f5a63
+Create Date: 2026-11-30 10:00:00
+"""
+from collections.abc import Sequence
+
+revision: str = 'e18d4f5a6b74'
+down_revision: str | None = 'e18c3e4f5a63'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
