@@ -15,7 +15,10 @@ Runs, one after another (never in parallel: they would share the two cores):
    with DuckDB's sums query on the same file (wall, CPU, peak RSS);
 3. ``bench_upload.py`` — the 1,000,000-row upload (import service + analysis) on SQLite
    and, when a server is given or ``$DATABASE_URL`` names one, PostgreSQL
-   (``--quick`` skips it).
+   (``--quick`` skips it);
+4. ``profile_targets.py`` — pyinstrument profiles of the read pages (demo and 300
+   experiments × 52 weeks) and of ``nrrlab analyze`` on 1M accounts: where a missed
+   target's time goes (``--quick`` skips it).
 
 Every fixture is generated (accounts CSVs into the git-ignored ``benchmarks/data/``,
 databases in temporary folders). Each section's output is printed as it comes and the
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.postgres:
             upload += ["--postgres", args.postgres]
         sections.append(("1M-row upload (SQLite, PostgreSQL)", upload))
+        sections.append(("profiles of the page and analysis targets (pyinstrument)", [
+            python, str(HERE / "profile_targets.py"), "--workspaces", "demo,300x50h",
+            "--pages", "dashboard,experiment list,results page,tree,review", "--analyze"]))
 
     failed = []
     with log_path.open("w") as log:
