@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Text
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 #: Dialects a data source may use (the URL's backend must be the one chosen).
@@ -27,6 +27,8 @@ TARGETS: tuple[str, ...] = ("experiment", "ledger")
 SCHEDULES: tuple[str, ...] = ("manual", "hourly", "daily")
 #: Outcome of the last refresh.
 REFRESH_STATUSES: tuple[str, ...] = ("never", "queued", "ok", "unchanged", "failed")
+#: The rows of the partial unique index that allows one ledger query.
+LEDGER_ONLY = "target = 'ledger'"
 
 
 def _now() -> datetime:
@@ -72,12 +74,16 @@ class WarehouseQuery(SQLModel, table=True):
             " OR (target = 'ledger' AND experiment_id IS NULL)",
             name="target_experiment",
         ),
+        # At most one ledger query: NULL experiment ids never collide in a unique index,
+        # so the ledger's row is made unique by a partial index on its target.
+        Index("uq_warehouse_query_ledger", "target", unique=True,
+              sqlite_where=text(LEDGER_ONLY), postgresql_where=text(LEDGER_ONLY)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     source_id: int = _fk("data_source.id", "RESTRICT", nullable=False)
     target: str = Field(default="experiment", max_length=20)
-    # One query per experiment; the ledger's has none (at most one, kept by the service).
+    # One query per experiment; the ledger's has none (at most one: uq_warehouse_query_ledger).
     experiment_id: int | None = _fk("experiment.id", "CASCADE", unique=True)
     sql_text: str = Field(sa_type=Text)
     schedule: str = Field(default="manual", max_length=20)

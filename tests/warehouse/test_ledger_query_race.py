@@ -1,0 +1,118 @@
+"""Two first saves of the ledger's warehouse query at once: both saw no query, so both
+inserted one, and the ledger had two queries (the experiment's query is unique by its
+experiment; the ledger's had nothing). Now one wins, the other gets the same 409 conflict
+an experiment's query gives, and one row is stored.
+
+Runs on SQLite and, with DATABASE_URL set, on PostgreSQL (the ``db`` mark).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlmodel import Session, func, select
+
+from experiments import warehouse
+from experiments.errors import Conflict
+from experiments.models import User
+from experiments.warehouse import register_source, save_query
+from experiments.warehouse_models import WarehouseQuery
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def setup(db_engine, factory) -> tuple[int, int, int]:
+    ada = factory.user("ada@wh-race.test", "admin").id
+    bob = factory.user("bob@wh-race.test", "admin").id
+    with Session(db_engine) as session:
+        source = register_source(session, {"name": "prod", "url_env": "NRRLAB_TEST_NOT_SET",
+                                           "dialect": "duckdb"},
+                                 actor=session.get(User, ada))
+        session.commit()
+        return ada, bob, source.id
+
+
+def _ledger_rows(db_engine) -> list[str]:
+    with Session(db_engine) as session:
+        return list(session.scalars(select(WarehouseQuery.sql_text)
+                                    .where(WarehouseQuery.target == "ledger")))
+
+
+def test_two_first_saves_at_once_one_wins_the_other_is_a_conflict(db_engine, monkeypatch,
+                                                                   setup):
+    ada, bob, source_id = setup
+    barrier = threading.Barrier(2, timeout=20)
+    real = warehouse.ledger_query
+
+    def both_see_no_query(session):
+        found = real(session)
+        barrier.wait()  # neither inserts before both have looked
+        return found
+
+    monkeypatch.setattr(warehouse, "ledger_query", both_see_no_query)
+    outcomes: dict[str, str] = {}
+
+    def save(name: str, user_id: int) -> None:
+        with Session(db_engine) as session:
+            try:
+                save_query(session, {"source_id": str(source_id),
+                                     "sql_text": f"select '{name}' as who"},
+                           actor=session.get(User, user_id), experiment=None)
+                session.commit()
+                outcomes[name] = "ok"
+            except Conflict as exc:
+                session.rollback()
+                outcomes[name] = f"conflict: {exc}"
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                session.rollback()
+                outcomes[name] = f"error: {exc!r}"
+
+    threads = [threading.Thread(target=save, args=(name, user_id))
+               for name, user_id in (("ada", ada), ("bob", bob))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(o.split(":")[0] for o in outcomes.values()) == ["conflict", "ok"], outcomes
+    winner = next(name for name, outcome in outcomes.items() if outcome == "ok")
+    loser = next(outcome for outcome in outcomes.values() if outcome != "ok")
+    assert "saved by someone else since you opened it" in loser
+    assert _ledger_rows(db_engine) == [f"select '{winner}' as who"]
+    with Session(db_engine) as session:  # the loser's save left no audit row either
+        from experiments.models import AuditEvent
+        saves = session.exec(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.action == "warehouse.query_save")).one()
+    assert saves == 1
+
+
+def test_the_web_form_answers_the_late_first_save_with_a_409(login_as, db_engine,
+                                                              monkeypatch, setup):
+    """The slower of two first saves through the page: the 409 page keeps the text typed."""
+    _ada, bob, source_id = setup
+    real = warehouse.ledger_query
+
+    with Session(db_engine) as other:  # the faster save, committed meanwhile
+        save_query(other, {"source_id": str(source_id), "sql_text": "select 1 as first"},
+                   actor=other.get(User, bob), experiment=None)
+        other.commit()
+
+    def stale_read(session):
+        # The late request looked before the faster one's row was committed.
+        monkeypatch.setattr(warehouse, "ledger_query", real)
+        return None
+
+    analyst = login_as("analyst")
+    page = analyst.get("/ledger/warehouse")
+    assert page.status_code == 200
+    monkeypatch.setattr(warehouse, "ledger_query", stale_read)
+    response = analyst.post("/ledger/warehouse", data={
+        "source_id": str(source_id), "sql_text": "select 2 as late", "schedule": "manual",
+        "version": "", "csrf_token": analyst.csrf})
+    assert response.status_code == 409
+    text = response.get_data(as_text=True)
+    assert "saved by someone else since you opened it" in text
+    assert "select 2 as late" in text  # the typed text is kept in the form
+    assert _ledger_rows(db_engine) == ["select 1 as first"]
