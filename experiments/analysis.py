@@ -36,6 +36,7 @@ from experiments.models import (
 from experiments.planning import ASSUMED_SOURCE, DEFAULT_SIGMA
 from experiments.review_weeks import parse_moment
 from experiments.rules import UNDATED_ENROLMENT, headline_verdict, project_enrolment
+from experiments.stored_analyses import snapshot_key, stored_parts
 from experiments.warehouse_inputs import PushedInputs, stored_inputs
 from stats import (
     ArmData,
@@ -651,6 +652,33 @@ def _segment_rows(segments: Mapping[str, Any] | None, alpha: float) -> tuple[Seg
     return tuple(rows)
 
 
+@dataclass(frozen=True)
+class _StoredSnapshot:
+    """A snapshot as the results section reads it; the JSON parts come parsed from
+    :mod:`experiments.stored_analyses` (shared: never changed here)."""
+
+    id: int
+    computed_at: datetime
+    verdict: str | None
+    result: Mapping[str, Any]
+    segments: Mapping[str, Any] | None
+
+
+def _newest_snapshot(session: Session, dataset_id: int) -> _StoredSnapshot | None:
+    head = session.exec(
+        select(AnalysisSnapshot.id, AnalysisSnapshot.computed_at, AnalysisSnapshot.verdict)
+        .where(AnalysisSnapshot.dataset_id == dataset_id)
+        .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
+        .limit(1)
+    ).first()
+    if head is None:
+        return None
+    key = snapshot_key(head[0], head[1], dataset_id)
+    result = stored_parts(session, [key], "result").get(head[0], {})
+    segments = stored_parts(session, [key], "segments").get(head[0])
+    return _StoredSnapshot(head[0], head[1], head[2], result, segments)
+
+
 def load_results(
     session: Session,
     experiment: Experiment,
@@ -683,14 +711,7 @@ def load_results(
                 f"experiment {experiment.key!r} has no dataset version {dataset_version}"
             )
 
-    snapshot = None
-    if chosen is not None:
-        snapshot = session.exec(
-            select(AnalysisSnapshot)
-            .where(AnalysisSnapshot.dataset_id == chosen.id)
-            .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
-            .limit(1)
-        ).first()
+    snapshot = _newest_snapshot(session, chosen.id) if chosen is not None else None
 
     result = None
     verdict = None

@@ -43,6 +43,7 @@ from experiments.models import (
 )
 from experiments.review_weeks import Window, aware, iso
 from experiments.rules import stored_headline_verdict
+from experiments.stored_analyses import SnapshotKey, snapshot_key, stored_parts
 
 STATUS_ORDER: tuple[str, ...] = ("draft", "running", "stopped", "decided")
 #: The DESIGN §4 keys every stored analysis has (§4b adds more, e.g. ``required_n``).
@@ -426,6 +427,7 @@ class Facts:
         self.datasets_of: dict[int, list[Dataset]] = defaultdict(list)
         self.snapshots: dict[int, list[SnapshotHead]] = defaultdict(list)
         self._results: dict[int, dict] = {}
+        self._keys: dict[int, SnapshotKey] = {}
         if not ids:
             return
         for variant in session.exec(select(Variant).where(Variant.experiment_id.in_(ids))
@@ -446,6 +448,7 @@ class Facts:
         for experiment_id, computed_at, snapshot_id, dataset_id, verdict in heads:
             self.snapshots[experiment_id].append(
                 (aware(computed_at), snapshot_id, dataset_id, verdict))
+            self._keys[snapshot_id] = snapshot_key(snapshot_id, computed_at, dataset_id)
         for items in self.snapshots.values():
             items.sort(key=lambda head: (head[0], head[1]))
 
@@ -459,13 +462,12 @@ class Facts:
         return found
 
     def load_results(self, snapshot_ids: Iterable[int]) -> None:
-        wanted = [i for i in set(snapshot_ids) if i not in self._results]
+        """Read the stored analyses of ``snapshot_ids`` (parsed once per process:
+        :mod:`experiments.stored_analyses`)."""
+        wanted = [self._keys[i] for i in set(snapshot_ids)
+                  if i not in self._results and i in self._keys]
         if wanted:
-            for snapshot_id, result in self.session.exec(
-                select(AnalysisSnapshot.id, AnalysisSnapshot.result)
-                .where(AnalysisSnapshot.id.in_(wanted))
-            ).all():
-                self._results[snapshot_id] = result if isinstance(result, dict) else {}
+            self._results.update(stored_parts(self.session, wanted))
 
     def result(self, snapshot_id: int) -> dict:
         self.load_results([snapshot_id])
