@@ -46,6 +46,8 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; form-action 'self'"
 )
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
+#: Seconds between two refreshes of the session's last-seen time (the idle timeout's clock).
+SEEN_AT_RESOLUTION = 60
 # A user holding a temporary password may only reach these until they choose their own.
 TEMPORARY_PASSWORD_ENDPOINTS = frozenset({"auth.password", "auth.change_password", "auth.logout"})
 
@@ -193,7 +195,9 @@ def _enforce_permissions() -> Response | None:
             session.clear()
             flash("Your session timed out. Sign in again.", "warning")
             user = None
-        else:
+        elif _now() - session.get("seen_at", 0) >= SEEN_AT_RESOLUTION:
+            # Re-signing the cookie on every read cost each page a cookie write and a
+            # Set-Cookie header; a minute's resolution is plenty for a 30-minute idle limit.
             session["seen_at"] = _now()
     if user is None:
         return _to_login()
