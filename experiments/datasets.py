@@ -613,42 +613,131 @@ def arm_extras(
     return out
 
 
-def _groups(table, by_segment: bool) -> dict[tuple[str | None, str], np.ndarray]:
-    """Row masks per ``(segment, variant)`` of an ``AccountTable`` (segment None unless asked)."""
+@dataclass(frozen=True)
+class _Grouping:
+    """An ``AccountTable``'s rows grouped by ``(segment, variant)`` (segment None unless asked).
+
+    ``code`` is each row's group number (an index into ``keys``); ``order`` lists the rows
+    group after group, each group's rows in file order, so that ``order[bounds[g]:bounds[g
+    + 1]]`` are group ``g``'s rows, as a boolean mask would select them.
+    """
+
+    keys: list[tuple[str | None, str]]
+    code: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
+
+    def rows(self, group: int) -> np.ndarray:
+        return self.order[self.bounds[group]:self.bounds[group + 1]]
+
+    def sorted(self, values: np.ndarray) -> np.ndarray:
+        """``values`` in :attr:`order`: a group's values are then one slice."""
+        return values[self.order]
+
+    def part(self, values_sorted: np.ndarray, group: int) -> np.ndarray:
+        return values_sorted[self.bounds[group]:self.bounds[group + 1]]
+
+
+def _codes(values: np.ndarray, keys: list) -> np.ndarray:
+    """Each value's position in ``keys`` (every value is one of them)."""
+    code = np.zeros(len(values), dtype=np.intp)
+    for position, key in enumerate(keys[1:], start=1):
+        # np.equal compares element-wise, also with None (a blank segment)
+        code[np.equal(values, key)] = position
+    return code
+
+
+def _grouping(table, by_segment: bool) -> _Grouping:
+    """Group codes from one comparison pass per distinct value, not one mask per group."""
     variants = table.variants()
-    if not by_segment or table.segment is None:
-        return {(None, v): table.variant == v for v in variants}
-    out = {}
-    segments = dict.fromkeys(table.segment.tolist())
-    for segment in segments:
-        in_segment = table.segment == segment if segment is not None else np.array(
-            [s is None for s in table.segment.tolist()]
-        )
-        for v in variants:
-            mask = in_segment & (table.variant == v)
-            if mask.any():
-                out[(segment, v)] = mask
-    return out
+    code = _codes(table.variant, variants)
+    if by_segment and table.segment is not None:
+        segments = list(dict.fromkeys(table.segment.tolist()))
+        code += _codes(table.segment, segments) * len(variants)
+        pairs = [(segment, v) for segment in segments for v in variants]
+    else:
+        pairs = [(None, v) for v in variants]
+    counts = np.bincount(code, minlength=len(pairs))
+    present = np.flatnonzero(counts)
+    if len(present) < len(pairs):  # renumber so that every group has rows
+        renumber = np.zeros(len(pairs), dtype=np.intp)
+        renumber[present] = np.arange(len(present))
+        code = renumber[code]
+        pairs = [pairs[i] for i in present.tolist()]
+        counts = counts[present]
+    order = np.argsort(code, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    return _Grouping(pairs, code, order, bounds)
+
+
+def sums_from_table(table) -> tuple[dict[str | None, list[ArmSumsRow]] | None, list[ArmSumsRow]]:
+    """:func:`arm_sums_by_segment` (None without a segment column) and :func:`arm_sums`
+    from the arrays of an ``AccountTable``: what the import has just stored, not read back.
+
+    Money sums are exact (whole cents add up exactly in float64 below 2**53 cents) and
+    then in currency units; the products are float sums, as in SQL.
+    """
+    by_segment = table.segment is not None
+    grouping = _grouping(table, by_segment)
+    size = len(grouping.keys)
+
+    def total(values: np.ndarray) -> list[float]:
+        return np.bincount(grouping.code, weights=values, minlength=size).tolist()
+
+    start_cents = table.start_cents.astype(np.float64)
+    end_cents = (table.start_cents + table.expansion_cents - table.contraction_cents
+                 - table.churned_cents).astype(np.float64)
+    x, y = end_cents / 100.0, start_cents / 100.0
+    columns = zip(
+        np.bincount(grouping.code, minlength=size).tolist(),
+        [v / 100 for v in total(start_cents)],
+        [v / 100 for v in total(table.expansion_cents.astype(np.float64))],
+        [v / 100 for v in total(table.contraction_cents.astype(np.float64))],
+        [v / 100 for v in total(table.churned_cents.astype(np.float64))],
+        total(x),
+        total(x * x),
+        total(y * y),
+        total(x * y),
+        strict=True,
+    )
+    groups: dict[str | None, list[ArmSumsRow]] = {}
+    for (segment, variant), (n, start, expansion, contraction, churned, sx, sxx, syy,
+                             sxy) in zip(grouping.keys, columns, strict=True):
+        groups.setdefault(segment, []).append(ArmSumsRow(
+            str(variant), int(n), start, expansion, contraction, churned, sx, start, sxx,
+            syy, sxy))
+    for rows in groups.values():
+        rows.sort(key=lambda row: row.variant)
+    if by_segment:
+        return groups, pool_sums(groups.values())
+    return None, groups.get(None, [])
 
 
 def extras_from_table(
     table, *, by_segment: bool = False
 ) -> dict[tuple[str | None, str], ArmExtras]:
     """:func:`arm_extras` from the arrays of an ``AccountTable`` (two-pass moments)."""
-    money = table.money()
+    grouping = _grouping(table, by_segment)
+    money = {name: grouping.sorted(values) for name, values in table.money().items()}
+    churned_all = grouping.sorted(table.churned_cents == table.start_cents)
+    expanded_all = grouping.sorted(table.expansion_cents > 0)
     pre = table.has_pre_period
+    if pre:
+        pre_start_all = grouping.sorted(table.pre_start_cents)
+        pre_end_all = grouping.sorted(table.pre_end_cents)
     out = {}
-    for key, mask in _groups(table, by_segment).items():
-        columns = {name: money[name][mask] for name in ("start", "expansion", "contraction",
-                                                          "churned")}
+    for group, key in enumerate(grouping.keys):
+        columns = {name: grouping.part(money[name], group)
+                   for name in ("start", "expansion", "contraction", "churned")}
         if pre:
-            pre_start, pre_end = table.pre_start_cents[mask], table.pre_end_cents[mask]
+            pre_start = grouping.part(pre_start_all, group)
+            pre_end = grouping.part(pre_end_all, group)
             if not (np.isnan(pre_start).any() or np.isnan(pre_end).any()):
                 columns.update(pre_start=pre_start / 100, pre_end=pre_end / 100)
         out[key] = ArmExtras(
             Moments.from_arrays(columns),
-            int(np.count_nonzero(table.churned_cents[mask] == table.start_cents[mask])),
-            int(np.count_nonzero(table.expansion_cents[mask] > 0)),
+            int(np.count_nonzero(grouping.part(churned_all, group))),
+            int(np.count_nonzero(grouping.part(expanded_all, group))),
         )
     return out
 
@@ -661,11 +750,14 @@ def time_tables_from_table(
         return {}
     from stats.velocity import TimeTable
 
-    days = table.days_to_value
+    grouping = _grouping(table, by_segment)
+    days = None if table.days_to_value is None else grouping.sorted(table.days_to_value)
+    observed = grouping.sorted(table.days_observed)
     out = {}
-    for key, mask in _groups(table, by_segment).items():
-        reached = np.full(int(mask.sum()), np.nan) if days is None else days[mask]
-        out[key] = TimeTable.from_arrays(reached, table.days_observed[mask])
+    for group, key in enumerate(grouping.keys):
+        part = grouping.part(observed, group)
+        reached = np.full(part.size, np.nan) if days is None else grouping.part(days, group)
+        out[key] = TimeTable.from_arrays(reached, part)
     return out
 
 
