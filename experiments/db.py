@@ -19,6 +19,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+from experiments.generation import track_data_generation
+
 DEFAULT_SQLITE_NAME = "nrrlab.db"
 
 
@@ -147,6 +149,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "before_cursor_execute", _sqlite_begin_on_first_write)
+    # Every committed write moves the data generation (the page cache's key).
+    track_data_generation(engine)
     return engine
 
 
