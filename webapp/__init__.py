@@ -36,6 +36,7 @@ from webapp.db import init_db
 from webapp.errors import init_errors
 from webapp.input_guard import init_input_guard
 from webapp.logging_setup import init_logging
+from webapp.page_cache import init_page_cache
 from webapp.security import check_route_declarations, init_security
 from webapp.static_assets import init_static_assets
 from webapp.templating import init_templating
@@ -61,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_errors(app)
     init_templating(app)
     init_static_assets(app)
+    init_page_cache(app)
     for module in (auth, health, dashboard, tree, journeys, experiments, results, review, exports,
                    planner, admin, nrr, ledger, me, quarterly, notify, warehouse):
         app.register_blueprint(module.bp)

@@ -150,6 +150,11 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         # Trusted reverse proxies in front of the app (X-Forwarded-For/-Proto); 0 = none.
         "PROXY_HOPS": _whole_number(env, "NRRLAB_PROXY_HOPS", 0),
         "CHECK_DATABASE_AT_START": True,
+        # Rendered read pages kept per user and data generation (webapp.page_cache).
+        "PAGE_CACHE": _flag(env.get("NRRLAB_PAGE_CACHE"), default=True),
+        "PAGE_CACHE_TTL_SECONDS": _whole_number(env, "NRRLAB_PAGE_CACHE_TTL_SECONDS", 60,
+                                                minimum=1),
+        "PAGE_CACHE_MAX_MB": _whole_number(env, "NRRLAB_PAGE_CACHE_MB", 32, minimum=1),
         "TESTING": mode == "testing",
     }
     config.update(overrides)

@@ -8,6 +8,7 @@ from flask import Blueprint, render_template
 
 from experiments.dashboard import dashboard
 from webapp.db import get_session
+from webapp.page_cache import cached_page
 from webapp.security import acting_user, allow
 
 bp = Blueprint("dashboard", __name__)
@@ -15,6 +16,7 @@ bp = Blueprint("dashboard", __name__)
 
 @bp.route("/")
 @allow("viewer")
+@cached_page
 def index():
     """Dashboard."""
     view = dashboard(get_session(), acting_user(), today=datetime.now(UTC).date())

@@ -62,6 +62,7 @@ from webapp.experiments.forms import (
     shown_errors,
     variant_rows,
 )
+from webapp.page_cache import cached_page
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -73,6 +74,7 @@ bp = Blueprint("experiments", __name__, url_prefix="/experiments")
 
 @bp.route("/")
 @allow("viewer")
+@cached_page
 def index():
     """Experiment list, filtered by the query string."""
     session = get_session()
@@ -257,6 +259,7 @@ def _detail(
 
 @bp.route("/<key>")
 @allow("viewer")
+@cached_page
 def detail(key: str):
     """One experiment: plan, variants, lifecycle, amendments, decision and results."""
     return _detail(key)

@@ -27,6 +27,7 @@ from experiments.errors import ValidationFailed
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
 from webapp.experiments.forms import conflict_response, shown_errors
+from webapp.page_cache import cached_page
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -74,6 +75,7 @@ def _save(form_id: str, change: Callable[[], Any], anchor: str | None = None):
 
 @bp.route("/")
 @allow("viewer")
+@cached_page
 def index():
     """Every journey with its stages."""
     return _page()

@@ -26,6 +26,7 @@ from experiments.nrr_page import nrr_page
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
 from webapp.downloads import file_response
+from webapp.page_cache import cached_page
 from webapp.rendering import render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -48,6 +49,7 @@ def _page(dimension: str | None):
 
 @bp.route("/nrr")
 @allow("viewer")
+@cached_page
 def index():
     """The NRR page (``?dimension=`` adds a breakdown, ``?period=`` picks the period)."""
     return _page(request.args.get("dimension") or None)

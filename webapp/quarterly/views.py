@@ -35,6 +35,7 @@ from experiments.quarterly_export import export_quarterly
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
 from webapp.downloads import file_response
+from webapp.page_cache import cached_page
 from webapp.security import acting_user, allow
 
 bp = Blueprint("quarterly", __name__, url_prefix="/quarterly")
@@ -49,6 +50,7 @@ def current():
 
 @bp.route("/<quarter>")
 @allow("viewer")
+@cached_page
 def show(quarter: str):
     """One quarter's business review."""
     return _page(quarter)

@@ -24,6 +24,7 @@ from experiments.models import Experiment, UploadJob
 from experiments.nrr_figures_view import nrr_figures
 from experiments.registry import ResultsControls, get_experiment, results_controls
 from webapp.db import get_session
+from webapp.page_cache import cached_page
 from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.results.uploads import UploadState, queue_upload, upload_state
 from webapp.security import acting_user, allow
@@ -72,6 +73,7 @@ def _upload_response(experiment: Experiment, upload: UploadState, status: int) -
 
 @bp.get("/<key>/results")
 @allow("viewer")
+@cached_page
 def show(key: str):
     """Results of one dataset version, optionally one segment."""
     experiment = _experiment(key, "viewer")

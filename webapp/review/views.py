@@ -18,6 +18,7 @@ from experiments.review import update_item as save_item
 from experiments.versioning import StaleVersion
 from webapp.audit_hooks import client_ip
 from webapp.db import get_session
+from webapp.page_cache import cached_page
 from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -34,6 +35,7 @@ def current():
 
 @bp.route("/<week>")
 @allow("viewer")
+@cached_page
 def week(week: str):
     """One week's review (or a date range's, or one branch's)."""
     session = get_session()

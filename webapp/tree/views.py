@@ -50,6 +50,7 @@ from experiments.tree_actuals import METRIC_LABELS
 from experiments.versioning import StaleVersion
 from webapp.db import get_session
 from webapp.experiments.forms import conflict_response, shown_errors
+from webapp.page_cache import cached_page
 from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.security import acting_user, allow
 
@@ -164,6 +165,7 @@ def _back_to(node_id: int | None):
 
 @bp.route("/")
 @allow("viewer")
+@cached_page
 def index():
     """The whole tree (``?saved=<id>``: the node just saved, marked "Saved")."""
     saved = request.args.get("saved", "")
