@@ -108,3 +108,35 @@ def test_the_review_agenda_reads_every_item_s_variants_in_one_statement(app, sig
                      and "FROM variant" in s]
     assert len(variant_reads) <= 2, variant_reads  # documents' variants + the agenda's
     assert "Experiment 0008" in page  # the decided experiment is on the page
+
+
+# ------------------------------------------------------------------ the page cache (H6)
+
+
+@pytest.fixture(autouse=True)
+def _every_page_rendered(app):
+    """The counts above are of a page rendered from the database: a repeated GET would be
+    answered by the page cache (``webapp.page_cache``) and hide an N+1. Off here; the test
+    below switches it on."""
+    app.config["PAGE_CACHE"] = False
+
+
+def test_a_kept_page_costs_two_statements_the_user_and_the_data_generation(app, signed_in):
+    app.config["PAGE_CACHE"] = True
+    cache = app.extensions["nrrlab.page_cache"]
+    statements, stop = _counter(app)
+    sent: dict[str, list[str]] = {}
+    try:
+        for name, path in _pages().items():
+            signed_in.get(path)  # the review's first GET freezes its week (a write)
+            signed_in.get(path)  # rendered at the new generation and kept
+            hits = cache.hits
+            statements.clear()
+            assert signed_in.get(path).status_code == 200, path
+            assert cache.hits == hits + 1, f"{path} was not served from the cache"
+            sent[name] = list(statements)
+    finally:
+        stop()
+    over = {name: s for name, s in sent.items() if len(s) > 2}
+    assert not over, f"kept pages sending more than the user and generation reads: {over}"
+    assert all(any("data_generation" in s for s in page) for page in sent.values()), sent
