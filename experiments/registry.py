@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from sqlmodel import Session, or_, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from experiments.access import can, effective_role, require, visible_team_ids
 from experiments.audit import diff_fields, record_event
@@ -121,6 +122,23 @@ def list_experiments(
     ``node_id`` selects a branch: the node and everything under it. ``q`` matches
     the key or the name, case-insensitively.
     """
+    return list(session.exec(experiments_query(
+        session, user, status=status, team_id=team_id, owner_id=owner_id, node_id=node_id,
+        stage_id=stage_id, q=q)).all())
+
+
+def experiments_query(
+    session: Session,
+    user: User,
+    *,
+    status: str | None = None,
+    team_id: int | None = None,
+    owner_id: int | None = None,
+    node_id: int | None = None,
+    stage_id: int | None = None,
+    q: str | None = None,
+) -> SelectOfScalar[Experiment]:
+    """The statement of :func:`list_experiments` (newest first), for a caller that pages it."""
     query = select(Experiment).order_by(Experiment.created_at.desc(), Experiment.id.desc())
     teams = visible_team_ids(session, user)
     if teams is not None:
@@ -142,7 +160,7 @@ def list_experiments(
                 Experiment.name.icontains(q, autoescape=True),
             )
         )
-    return list(session.exec(query).all())
+    return query
 
 
 def get_experiment(session: Session, user: User, key: str) -> Experiment:

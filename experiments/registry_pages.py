@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
 from experiments.access import can, highest_role
 from experiments.errors import NotFound
@@ -19,14 +19,22 @@ from experiments.form_choices import owner_choices, owner_problem, team_choices
 from experiments.journeys import stage_choices
 from experiments.models import EXPERIMENT_STATUSES, Team, User
 from experiments.planning import SampleSizeHint, sample_size_hint
-from experiments.registry import ExperimentFilters, ExperimentRow, list_experiments, registry_rows
+from experiments.registry import (
+    ExperimentFilters,
+    ExperimentRow,
+    experiments_query,
+    registry_rows,
+)
 from experiments.tree import get_node, node_choices
 from experiments.users import role_rank
+
+#: Experiments per page of the list.
+PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
 class ExperimentListPage:
-    """The experiment list: its rows, the filters and their choices."""
+    """The experiment list: one page of its rows, the filters and their choices."""
 
     rows: list[ExperimentRow]
     filters: ExperimentFilters
@@ -36,14 +44,34 @@ class ExperimentListPage:
     nodes: list[tuple[int, str]]
     stages: list[tuple[int, str]]
     can_create: bool
+    total: int = 0  # experiments matching the filters, on every page
+    current_page: int = 1
+    page_count: int = 1
+    page_size: int = PAGE_SIZE
 
 
-def experiment_list_page(session: Session, user: User,
-                         filters: ExperimentFilters) -> ExperimentListPage:
-    """The experiments ``user`` may see, narrowed by ``filters``, with the filter choices."""
-    experiments = list_experiments(session, user, **filters.__dict__)
+def page_number(value: Any) -> int:
+    """``?page=`` as a page number: 1 unless it is a whole number from 1 (never an error)."""
+    text = str(value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) <= 9 \
+        and int(text) > 0 else 1
+
+
+def experiment_list_page(session: Session, user: User, filters: ExperimentFilters,
+                         page: int = 1) -> ExperimentListPage:
+    """One page (:data:`PAGE_SIZE` rows, newest first) of the experiments ``user`` may
+    see, narrowed by ``filters``, with the filter choices; a page past the last is the
+    last."""
+    query = experiments_query(session, user, **filters.__dict__)
+    total = session.exec(select(func.count()).select_from(query.order_by(None).subquery())).one()
+    page_count = max(1, -(-total // PAGE_SIZE))
+    page = min(max(page, 1), page_count)
+    experiments = session.exec(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     return ExperimentListPage(
         rows=registry_rows(session, experiments),
+        total=total,
+        current_page=page,
+        page_count=page_count,
         filters=filters,
         statuses=EXPERIMENT_STATUSES,
         teams=team_choices(session, user),

@@ -51,6 +51,7 @@ from experiments.registry_pages import (
     experiment_form_page,
     experiment_list_page,
     new_experiment_values,
+    page_number,
 )
 from experiments.versioning import StaleVersion
 from webapp.audit_hooks import client_ip
@@ -76,10 +77,11 @@ bp = Blueprint("experiments", __name__, url_prefix="/experiments")
 @allow("viewer")
 @cached_page
 def index():
-    """Experiment list, filtered by the query string."""
+    """Experiment list, filtered by the query string, one page (``?page=``) at a time."""
     session = get_session()
     user = acting_user()
-    page = experiment_list_page(session, user, ExperimentFilters.from_args(request.args))
+    page = experiment_list_page(session, user, ExperimentFilters.from_args(request.args),
+                                page_number(request.args.get("page")))
     return render_page_or_partial("experiments/index.html", "experiments/_list.html", **vars(page))
 
 
