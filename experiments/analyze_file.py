@@ -102,14 +102,20 @@ def check_variant_names(table) -> None:
         One line per offending name: a control character in it, or a name equal
         to another but for case, spaces or invisible characters.
     """
-    names = table.variants()
-    errors = []
 
     def where(name: str) -> str:
         index = int(np.flatnonzero(table.variant == name)[0])
         account = "" if table.account_id is None else f" (account {table.account_id[index]})"
         return f"line {index + 2}{account}"
 
+    errors = _variant_name_errors(table.variants(), where)
+    if errors:
+        raise UsageError("\n".join(dict.fromkeys(errors)))
+
+
+def _variant_name_errors(names: Sequence[str], where) -> list[str]:
+    """One message per offending name; ``where(name)`` words the line it is first on."""
+    errors = []
     for name in names:
         if any(unicodedata.category(ch) == "Cc" for ch in name):
             errors.append(f"{where(name)}, variant: {name!r} contains a control character")
@@ -122,8 +128,7 @@ def check_variant_names(table) -> None:
                 "spaces or invisible characters; variant names must match exactly"
             )
         seen.setdefault(key, name)
-    if errors:
-        raise UsageError("\n".join(dict.fromkeys(errors)))
+    return errors
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:
@@ -190,13 +195,44 @@ def arms_from_table(table) -> dict:
     return arms
 
 
-def _read_checked(request: AnalysisRequest):
-    """The validated table and the planned variant order (control first)."""
-    from experiments.accounts_csv import read_accounts
+def _read_arms(request: AnalysisRequest) -> tuple[dict, list[str]]:
+    """Per-variant :class:`stats.ArmData` and the planned variant order (control first).
 
-    table = read_accounts(request.path, for_storage=False)
-    check_variant_names(table)
-    observed = table.variants()
+    DuckDB reads the file (:mod:`experiments.accounts_csv.duck`); whatever it declines —
+    a file that breaks the data contract, odd variant names, or anything it is unsure
+    about — is read again by ``read_accounts``, whose errors name the lines.
+    """
+    from experiments.accounts_csv.duck import read_columns
+
+    columns = read_columns(request.path)
+    if columns is None or _variant_name_errors(list(columns), lambda name: ""):
+        from experiments.accounts_csv import read_accounts
+
+        table = read_accounts(request.path, for_storage=False)
+        check_variant_names(table)
+        variants = _planned_order(request, table.variants())
+        return arms_from_table(table), variants
+    variants = _planned_order(request, list(columns))
+    from stats import arm_from_arrays
+
+    arms = {
+        name: arm_from_arrays(
+            found.start,
+            found.expansion,
+            found.contraction,
+            found.churned,
+            pre_start=found.pre_start,
+            pre_end=found.pre_end,
+            days_to_value=found.days_to_value,
+            days_observed=found.days_observed,
+        )
+        for name, found in columns.items()
+    }
+    return arms, variants
+
+
+def _planned_order(request: AnalysisRequest, observed: list[str]) -> list[str]:
+    """The file's variants with the control first, once the flags agree with them."""
     if request.control not in observed:
         raise UsageError(
             f"--control: variant {request.control!r} is not in the file; its variants are "
@@ -217,7 +253,7 @@ def _read_checked(request: AnalysisRequest):
         missing = [v for v in observed if v not in request.weights]
         if missing:
             raise UsageError(f"--weights: no weight for variant(s) {', '.join(missing)}")
-    return table, [request.control, *[v for v in observed if v != request.control]]
+    return [request.control, *[v for v in observed if v != request.control]]
 
 
 def analyze_file(request: AnalysisRequest):
@@ -238,8 +274,7 @@ def analyze_file(request: AnalysisRequest):
     sys.setswitchinterval(0.0002)
     try:
         warm.start()
-        table, variants = _read_checked(request)
-        arms = arms_from_table(table)
+        arms, variants = _read_arms(request)
         warm.join()
     finally:
         sys.setswitchinterval(interval)

@@ -7,9 +7,12 @@ The package is split by responsibility:
 * :mod:`~experiments.accounts_csv.fast` — the fast path: pyarrow, column-wise, can only
   accept a file (``None`` means "let the exact reader decide");
 * :mod:`~experiments.accounts_csv.exact` — the exact reader: row by row, the reference for
-  every error message and line number.
+  every error message and line number;
+* :mod:`~experiments.accounts_csv.duck` — ``nrrlab analyze``'s reader: DuckDB, per-variant
+  numeric columns only; like the fast path it can only accept a file.
 
-:func:`read_accounts` is the one entry point (the web upload, the CLI and the jobs).
+:func:`read_accounts` is the one entry point of the web upload and the jobs, and the CLI's
+fallback for any file its DuckDB reader declines.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from experiments.accounts_csv.contract import (
     RowError,
 )
 from experiments.accounts_csv.exact import read_exact
-from experiments.accounts_csv.fast import read_fast
+
+# fast.py (pyarrow, ~0.15 s to import) is imported by read_accounts when first used, so
+# that importing this package for its errors and constants (as `nrrlab analyze` does,
+# whose reader is duck.py) does not load pyarrow.
 
 __all__ = [
     "COLUMNS",
@@ -75,6 +81,8 @@ def read_accounts(
     """
     if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1:
         raise ValueError(f"max_errors must be a positive integer, got {max_errors!r}")
+    from experiments.accounts_csv.fast import read_fast
+
     allowed = _allowed_variants(variants)
     data = _read_source(source)
 

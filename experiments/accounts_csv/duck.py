@@ -1,0 +1,277 @@
+"""The DuckDB reader of ``nrrlab analyze``: per-variant numeric columns straight from a file.
+
+DuckDB parses the file on every core into typed values and checks the data contract
+(DESIGN §3) in SQL; only the numeric columns the statistics need come back to Python,
+one variant at a time. No text column is turned into Python objects (a million account
+ids would cost ~80 MB) and pyarrow is not imported.
+
+Like :mod:`~experiments.accounts_csv.fast`, it can only *accept* a file: at the first
+thing it is unsure about :func:`read_columns` returns ``None``, and the caller reads the
+file with :func:`~experiments.accounts_csv.read_accounts`, whose exact reader words every
+error with its line. Accepting a file is a promise that ``read_accounts`` would accept it
+too and give the same numbers. To keep that promise cheaply the reader declines more
+than the contract refuses:
+
+* a byte scan first: not UTF-8, a double quote anywhere (DuckDB and the csv module
+  differ on odd quoting, e.g. ``x, "5"``), a control character other than the line
+  breaks, or line breaks other than all-LF or all-CRLF;
+* a value with padding (``" acct-1"``), which the contract trims; a text value over 255
+  bytes; any row DuckDB cannot read (a wrong number of values, a line longer than the
+  csv module's field size limit).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments.accounts_csv.contract import (
+    MAX_CENTS,
+    MONEY_COLUMNS,
+    PRE_PERIOD_COLUMNS,
+    WHITESPACE,
+    resolve_header,
+)
+
+_SCAN_CHUNK = 1 << 20
+# Deleted from a chunk by the byte scan: what is left over is a byte this reader declines.
+_ACCEPTED_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x22, 0x7F)) + b"\n\r"
+# The contract's formats (exact.py) for DuckDB's RE2 engine; NULL (blank) is handled apart.
+_MONEY = r"[0-9]+(\.[0-9]{1,2})?"
+_DAYS = r"[0-9]+(\.[0-9]+)?"
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+# A value starting or ending with a character the contract trims (control characters are
+# already refused by the byte scan, so only the spaces are left).
+_PADDED = "^[{0}]|[{0}]$".format("".join(ch for ch in WHITESPACE if ch >= " "))
+# DuckDB's memory for the parsed file (a million rows take ~100 MB); beyond it DuckDB
+# spills to disk rather than failing.
+_MEMORY_LIMIT = "512MB"
+
+
+@dataclass(frozen=True, eq=False)
+class VariantColumns:
+    """One variant's accounts, in file order, as ``stats.arm_from_arrays`` takes them.
+
+    Money is in currency units (cents / 100); ``pre_start``/``pre_end``,
+    ``days_to_value`` and ``days_observed`` are ``None`` when the file lacks the column
+    and hold NaN for a blank value.
+    """
+
+    start: np.ndarray
+    expansion: np.ndarray
+    contraction: np.ndarray
+    churned: np.ndarray
+    pre_start: np.ndarray | None = None
+    pre_end: np.ndarray | None = None
+    days_to_value: np.ndarray | None = None
+    days_observed: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Scan:
+    header: list[str]
+    ascii: bool
+    rows: int
+
+
+def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | None:
+    """Each variant's columns, in order of first appearance; ``None``: "ask read_accounts".
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    """
+    scan = _scan(path)
+    if scan is None:
+        return None
+    layout, header_errors = resolve_header(scan.header, 1)
+    if header_errors:
+        return None
+    import duckdb
+
+    connection = duckdb.connect(
+        config={
+            "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1,
+            "memory_limit": _MEMORY_LIMIT,
+        }
+    )
+    try:
+        return _read(connection, os.fspath(path), layout.index, layout.width, scan)
+    except duckdb.Error:
+        return None  # DuckDB could not read it: the exact reader words why
+    finally:
+        connection.close()
+
+
+def _scan(path: str | os.PathLike[str]) -> _Scan | None:
+    """The header's fields if the whole file passes the byte scan (module docstring)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    ascii_only = True
+    returns = line_feeds = crlf = 0
+    first = last = b""
+    with open(path, "rb") as file:
+        while chunk := file.read(_SCAN_CHUNK):
+            if chunk.endswith(b"\r"):
+                chunk += file.read(1)  # keep a CRLF in one chunk
+            if not first:
+                first = chunk
+            if chunk.translate(None, _ACCEPTED_BYTES):
+                return None
+            if not chunk.isascii():
+                ascii_only = False
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    return None
+            if b"\r" in chunk:  # most files have none
+                returns += chunk.count(b"\r")
+                crlf += chunk.count(b"\r\n")
+            line_feeds += int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 0x0A))
+            last = chunk
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    if returns and not (returns == line_feeds == crlf):
+        return None  # CR-only or mixed line breaks
+    first = first.removeprefix(codecs.BOM_UTF8)
+    header_end = first.find(b"\n")
+    if header_end < 0:
+        return None
+    header = first[:header_end].removesuffix(b"\r").decode("utf-8")
+    if len(header) > csv.field_size_limit():
+        return None
+    # Without quotes a CSV row is its line split at the commas.
+    # Without quotes a CSV row is its line split at the commas, and every line after the
+    # header is a row: DuckDB must give as many (a blank line among them is declined).
+    rows = line_feeds - 1 + (not last.endswith(b"\n"))
+    return _Scan(header.split(","), ascii_only, rows)
+
+
+def _read(connection, path: str, index: dict[str, int], width: int,
+          scan: _Scan) -> dict[str, VariantColumns] | None:
+    columns = ", ".join(f"'c{position}': 'VARCHAR'" for position in range(width))
+    source = (
+        f"read_csv($path, header = true, columns = {{{columns}}}, auto_detect = false,"
+        " delim = ',', quote = '\"', escape = '\"', strict_mode = true,"
+        f" max_line_size = {csv.field_size_limit()}, encoding = 'utf-8')"
+    )
+
+    def column(name: str) -> str | None:
+        return f"c{index[name]}" if name in index else None
+
+    # The inner query parses each number once; the outer one keeps what the statistics
+    # need and folds every per-row rule into one flag.
+    parsed: list[str] = []
+    selected: list[str] = []
+    checks: list[str] = []
+
+    account_id, variant = column("account_id"), column("variant")
+    padded = (
+        f"trim({account_id}) <> {account_id}"
+        if scan.ascii
+        else f"regexp_matches({account_id}, '{_PADDED}')"
+    )
+    parsed += [account_id, variant]
+    selected += [f"hash({account_id}) AS id_hash", f"{variant} AS variant"]
+    checks += [
+        f"{account_id} IS NOT NULL AND strlen({account_id}) <= 255 AND NOT {padded}",
+        f"{variant} IS NOT NULL",
+    ]
+    if "segment" in index:
+        parsed.append(column("segment"))
+        selected.append(f"{column('segment')} AS segment")
+
+    for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
+        text, key = column(name), name.removesuffix("_mrr")
+        if text is None:
+            if name in MONEY_COLUMNS:
+                selected.append(f"0::BIGINT AS {key}")
+            continue
+        parsed += [text, f"TRY_CAST({text} AS DECIMAL(18, 2)) AS {key}_units"]
+        valid = (
+            f"regexp_full_match({text}, '{_MONEY}')"
+            f" AND {key}_units IS NOT NULL AND {key}_units < {MAX_CENTS // 100}"
+        )
+        cents = f"CAST({key}_units * 100 AS BIGINT)"
+        if name in MONEY_COLUMNS:
+            selected.append(f"coalesce({cents}, 0) AS {key}")
+        else:  # whole cents as float, NaN for a blank, like AccountTable.pre_start_cents
+            selected.append(f"coalesce(CAST({cents} AS DOUBLE), 'NaN'::DOUBLE) AS {key}")
+        checks.append(f"{text} IS NOT NULL AND {valid}" if name == "start_mrr"
+                      else f"{text} IS NULL OR ({valid})")
+    for name in ("days_to_value", "days_observed"):
+        text = column(name)
+        if text is None:
+            continue
+        parsed += [text, f"TRY_CAST({text} AS DOUBLE) AS {name}_value"]
+        selected.append(f"coalesce({name}_value, 'NaN'::DOUBLE) AS {name}")
+        checks.append(
+            f"{text} IS NULL OR (regexp_full_match({text}, '{_DAYS}')"
+            f" AND isfinite({name}_value))"
+        )
+    if "days_to_value" in index and "days_observed" in index:
+        # NULL (blank) makes this unknown, hence true; DuckDB's NaN is above every number.
+        checks.append("NOT coalesce(days_to_value_value > days_observed_value, false)")
+    if "enrolled_on" in index:
+        text = column("enrolled_on")
+        parsed.append(text)
+        checks.append(
+            f"{text} IS NULL OR (regexp_full_match({text}, '{_DATE}')"
+            f" AND NOT starts_with({text}, '0000') AND TRY_CAST({text} AS DATE) IS NOT NULL)"
+        )
+
+    # Built from this module's constants and column positions only: no header name or
+    # value of the file reaches the SQL text (the path is a parameter).
+    connection.execute(
+        f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)},"  # noqa: S608
+        f" ({' AND '.join(f'({check})' for check in checks)}) AS valid"
+        f" FROM (SELECT {', '.join(parsed)} FROM {source})",
+        {"path": path},
+    )
+    rows, distinct_ids, all_valid, losses_ok = connection.execute(
+        "SELECT count(*), count(DISTINCT id_hash), bool_and(valid),"
+        " bool_and(start > 0 AND contraction + churned <= start) FROM accounts"
+    ).fetchone()
+    # Equal hashes of different ids would only send the file to the exact reader.
+    if not rows or rows != scan.rows or distinct_ids != rows or not all_valid or not losses_ok:
+        return None
+    variants = [
+        name for (name,) in connection.execute(
+            "SELECT variant FROM accounts GROUP BY variant ORDER BY min(rowid)"
+        ).fetchall()
+    ]
+    if not all(_plain_text(name) for name in variants):
+        return None
+    if "segment" in index:
+        segments = connection.execute(
+            "SELECT DISTINCT segment FROM accounts WHERE segment IS NOT NULL"
+        ).fetchall()
+        if not all(_plain_text(name) for (name,) in segments):
+            return None
+
+    wanted = ["start", "expansion", "contraction", "churned"]
+    wanted += [name.removesuffix("_mrr") for name in ("pre_start_mrr", "pre_end_mrr")
+               if name in index]
+    wanted += [name for name in ("days_to_value", "days_observed") if name in index]
+    query = f"SELECT {', '.join(wanted)} FROM accounts WHERE variant = $variant ORDER BY rowid"  # noqa: S608
+    result = {}
+    for variant in variants:
+        found = connection.execute(query, {"variant": variant}).fetchnumpy()
+        money = {key: found.pop(key) / 100 for key in ("start", "expansion", "contraction",
+                                                        "churned")}
+        pre = {key: found.pop(key) / 100 for key in ("pre_start", "pre_end") if key in found}
+        result[variant] = VariantColumns(**money, **pre, **{key: np.asarray(value)
+                                                            for key, value in found.items()})
+    return result
+
+
+def _plain_text(value: str) -> bool:
+    """A variant or segment the exact reader keeps as it is: no padding, at most 255 bytes."""
+    return bool(value) and value == value.strip(WHITESPACE) and len(value.encode()) <= 255
