@@ -22,10 +22,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, func, text
@@ -67,9 +71,14 @@ __all__ = [
     "latest_start_mrr",
     "ledger_plain_sigma",
     "read_source",
+    "readable_figures",
     "reserve_version",
+    "stored_figures",
     "versions",
 ]
+
+if TYPE_CHECKING:
+    from stats.ledger import LedgerFigures as FiguresModel
 
 log = logging.getLogger("nrrlab.ledger")
 
@@ -821,19 +830,76 @@ def current_figures(session: Session) -> dict | None:
     return row or None
 
 
-def _stored(session: Session):
+#: Parsed figures of recent ledger versions, keyed by ``(version id, figures row id,
+#: computed_at)``. A version's figures row is written once, when it becomes current, and
+#: never changed, so its parse (~20 ms for 40k accounts) is reused for the life of the
+#: process; the row id and time guard against an id reused after a restore. A new
+#: version is a new key, read at once. Bounded: the oldest entries go first.
+_PARSED: OrderedDict[tuple[int, int, str], FiguresModel | str] = OrderedDict()
+_PARSED_MAX = 4
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse_figures(version_id: int, document: object) -> FiguresModel | str:
     from stats.ledger import LedgerFigures as Figures
 
-    document = current_figures(session)
-    # None before the first upload, or when the import stored {"error": ...}
-    return Figures.from_dict(document) if document and "periods" in document else None
+    if not document:
+        return "the stored figures are empty"
+    if isinstance(document, Mapping) and "periods" not in document:
+        return str(document.get("error") or "the stored figures are empty")  # import's error
+    try:
+        if not isinstance(document, Mapping):
+            raise TypeError(f"a JSON {type(document).__name__}, not an object")
+        return Figures.from_dict(document)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # A document this code cannot read (hand-edited, or written by another version
+        # of it): the pages go on without ledger figures instead of failing.
+        log.warning("the stored figures of ledger version %s cannot be read: %r",
+                    version_id, exc)
+        return "the stored figures cannot be read (upload the ledger again to recompute them)"
+
+
+def stored_figures(session: Session) -> FiguresModel | str | None:
+    """The current ledger's figures (``stats.ledger.LedgerFigures``), parsed once per
+    version and process; the reason as text when there are none to use (the import
+    stored an error, or the stored document cannot be read — logged as a warning);
+    ``None`` before the first upload."""
+    row = session.exec(
+        select(LedgerFigures.version_id, LedgerFigures.id, LedgerFigures.computed_at)
+        .join(LedgerVersion, LedgerVersion.id == LedgerFigures.version_id)
+        .where(LedgerVersion.status == "ready")
+        .order_by(LedgerVersion.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    key = (row[0], row[1], str(row[2]))
+    with _PARSED_LOCK:
+        found = _PARSED.get(key)
+        if found is not None:
+            _PARSED.move_to_end(key)
+            return found
+    document = session.exec(select(LedgerFigures.figures).where(LedgerFigures.id == row[1])).first()
+    parsed = _parse_figures(row[0], document)
+    with _PARSED_LOCK:
+        _PARSED[key] = parsed
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    return parsed
+
+
+def readable_figures(session: Session) -> FiguresModel | None:
+    """The current ledger's figures, or ``None`` (no ledger, or none usable): see
+    :func:`stored_figures`."""
+    figures = stored_figures(session)
+    return None if figures is None or isinstance(figures, str) else figures
 
 
 def latest_start_mrr(
     session: Session, *, dimension: str | None = None, value: str | None = None
 ) -> float | None:
     """Σ start MRR of the last period (company-wide or one dimension value), or None."""
-    figures = _stored(session)
+    figures = readable_figures(session)
     if figures is None:
         return None
     last = figures.last_period(dimension, value)
@@ -845,7 +911,7 @@ def ledger_plain_sigma(
 ) -> float | None:
     """Plain sd of account-level NRR end/start in the last period, or None (descriptive;
     the planning σ is ``sigma_lin``: :func:`experiments.planning.ledger_segment`)."""
-    figures = _stored(session)
+    figures = readable_figures(session)
     return None if figures is None else figures.plain_sigma(dimension, value)
 
 

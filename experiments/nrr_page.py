@@ -1,7 +1,7 @@
 """The NRR page as one view model: the company's retention from the stored ledger figures.
 
 Every number on the page (and in its CSV, JSON and printable exports) is read from the
-figures stored with the current ledger (:func:`experiments.ledger.current_figures`,
+figures stored with the current ledger (:func:`experiments.ledger.stored_figures`,
 computed by :func:`stats.ledger.ledger_figures` when the ledger was uploaded); this
 module only selects, orders and words them, and lays out the charts
 (:mod:`experiments.charts`). Targets come from the driver tree: the visible node tied
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
+from experiments import ledger as ledger_module
 from experiments.access import visible_team_ids
 from experiments.charts import (
     LineChart,
@@ -32,8 +33,6 @@ from experiments.charts import (
 )
 from experiments.errors import ValidationFailed
 from experiments.formatting import pct, pts
-from experiments.ledger import current_figures
-from experiments.ledger_models import LedgerFigures as StoredFigures
 from experiments.ledger_models import LedgerVersion
 from experiments.models import DriverNode, User
 from experiments.tree_actuals import node_metric
@@ -48,42 +47,15 @@ VELOCITY_LABELS: Mapping[str, str] = {
 }
 
 
-#: Parsed figures by stored row: a row is written once per ledger version and never
-#: changed, so parsing it once per process is safe (a few of them, the newest win).
-_PARSED: dict[tuple[int, str], LedgerFigures | str] = {}
-_PARSED_MAX = 4
-
-
-def _current_row(session: Session) -> tuple[int, str] | None:
-    """``(id, computed_at)`` of the current ledger's stored figures (as
-    :func:`experiments.ledger.current_figures` chooses them), or ``None``."""
-    row = session.exec(
-        select(StoredFigures.id, StoredFigures.computed_at)
-        .join(LedgerVersion, LedgerVersion.id == StoredFigures.version_id)
-        .where(LedgerVersion.status == "ready")
-        .order_by(LedgerVersion.version.desc())
-        .limit(1)
-    ).first()
-    return (row[0], str(row[1])) if row else None
+# The one cache of parsed figures (:func:`experiments.ledger.stored_figures`); named
+# here too because tests that rewrite a stored row in place clear it.
+_PARSED = ledger_module._PARSED
 
 
 def stored_ledger(session: Session) -> LedgerFigures | str | None:
     """The current ledger's figures; the reason as text when they could not be computed
-    at import; ``None`` before the first upload."""
-    key = _current_row(session)
-    if key is None:
-        return None
-    if key not in _PARSED:
-        document = current_figures(session) or {}
-        parsed: LedgerFigures | str
-        if "periods" in document:
-            parsed = LedgerFigures.from_dict(document)
-        else:  # the import stored {"error": ...} instead of figures
-            parsed = str(document.get("error") or "the stored figures are empty")
-        while len(_PARSED) >= _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = parsed
-    return _PARSED[key]
+    at import (or cannot be read); ``None`` before the first upload."""
+    return ledger_module.stored_figures(session)
 
 
 def current_ledger(session: Session) -> LedgerFigures | None:

@@ -32,6 +32,7 @@ from sqlmodel import Session, select
 
 from experiments.access import visible_team_ids
 from experiments.input_rules import FieldErrors, parse_id, read_number, read_text
+from experiments.ledger import readable_figures
 from experiments.models import AnalysisSnapshot, Dataset, Experiment, User
 from experiments.tree import branch_ids
 from stats import plan_sample_sizes, required_sample_size
@@ -180,21 +181,6 @@ class LedgerSegment:
         )
 
 
-def _ledger(session: Session):
-    """The current ledger's stored figures (``stats.ledger.LedgerFigures``), or ``None``
-    before the first upload or when the import stored an error instead."""
-    from experiments.ledger import current_figures
-    from stats.ledger import LedgerFigures
-
-    document = current_figures(session)
-    if not document or "periods" not in document:
-        return None
-    try:
-        return LedgerFigures.from_dict(document)
-    except (KeyError, TypeError, ValueError):  # a document this code cannot read: no ledger σ
-        return None
-
-
 def _segment(figures, dimension: str | None, value: str | None) -> LedgerSegment | None:
     sigma = figures.linearised_sigma(dimension, value)
     last = figures.last_period(dimension, value)
@@ -209,14 +195,14 @@ def ledger_segment(
     """The ledger's planning σ for ``dimension = value`` (every account when ``dimension``
     is ``None``); ``None`` without a ledger, for an unknown segment, one with fewer than
     2 accounts in the last period, or figures stored before ``sigma_lin`` existed."""
-    figures = _ledger(session) if figures is None else figures
+    figures = readable_figures(session) if figures is None else figures
     return None if figures is None else _segment(figures, dimension, value)
 
 
 def ledger_segments(session: Session, *, figures=None) -> list[LedgerSegment]:
     """Every segment the planner can take σ from: all accounts first, then each dimension's
     values in the ledger's order (only those with a measured σ)."""
-    figures = _ledger(session) if figures is None else figures
+    figures = readable_figures(session) if figures is None else figures
     if figures is None:
         return []
     found = [_segment(figures, None, None)]
@@ -242,9 +228,19 @@ def planning_sigma(
     else on the same journey stage; else :data:`DEFAULT_SIGMA`, flagged as assumed.
     """
     segment = ledger_segment(session)
+    branch = branch_history(session, user, node_id) if node_id and segment is None else None
+    return _measured_sigma(session, user, segment, branch, stage_id)
+
+
+def _measured_sigma(
+    session: Session, user: User, segment: LedgerSegment | None, branch: History | None,
+    stage_id: int | None,
+) -> PlanningSigma:
+    """:func:`planning_sigma` from the ledger's ``segment`` and the ``branch``'s history
+    already read (the stage's is read only when both are missing)."""
     if segment is not None:
         return PlanningSigma(segment.sigma, segment.source, True)
-    history = branch_history(session, user, node_id) if node_id else None
+    history = branch
     where = "this branch"
     if history is None and stage_id:
         history = stage_history(session, user, stage_id)
@@ -496,8 +492,8 @@ def sample_size_hint(session: Session, user: User, data: Mapping[str, Any]) -> S
     """
     node_id = parse_id(data.get("node_id"))
     stage_id = parse_id(data.get("stage_id"))
-    found = planning_sigma(session, user, node_id, stage_id)
-    history = branch_history(session, user, node_id) if node_id else None
+    history = branch_history(session, user, node_id) if node_id else None  # read once
+    found = _measured_sigma(session, user, ledger_segment(session), history, stage_id)
     common = {"source": found.source, "measured": found.measured}
     errors = FieldErrors()
     mde = read_number(data, "mde", errors, required=True)
