@@ -21,13 +21,18 @@ through, and asks the database itself whether this transaction wrote anything:
   (``txid_current_if_assigned()`` is NULL until then): ORM, Core, raw cursors and
   ``COPY ... FROM STDIN`` alike. One ``SELECT`` at each commit asks.
 
-When the transaction wrote, one statement adds one::
+When the transaction wrote, one statement moves it on::
 
-    INSERT INTO data_generation (id, n) VALUES (1, <now in µs since 1970>)
-    ON CONFLICT (id) DO UPDATE SET n = data_generation.n + 1
+    INSERT INTO data_generation (id, n) VALUES (1, :now)
+    ON CONFLICT (id) DO UPDATE SET n = max(data_generation.n + 1, :now)
 
-(an upsert, so a deleted row — the tests empty every table between tests — comes back,
-numbered above anything it held before, so no kept page's number is reused).
+``now`` is the committing process's clock in microseconds since 1970, so the number
+never goes back and is never reused: not when the row was deleted (the tests empty every
+table between tests; the upsert brings it back), nor after ``nrrlab restore`` put an older
+number back (the next write jumps past every number the old timeline used; until then the
+restored number names the restored data, which is what a page kept under it showed).
+Fewer than one write a microsecond keeps ``n`` at about the clock; a slower clock on
+another machine only means ``+ 1``.
 It runs on the raw DBAPI cursor inside the commit, just before the driver's ``COMMIT``.
 
 Two writers at once. SQLite serialises writing transactions (``BEGIN IMMEDIATE``), so
@@ -71,9 +76,11 @@ data_generation = Table(
 )
 
 _INCREMENT = (
-    f"INSERT INTO {TABLE} (id, n) VALUES ({ROW_ID}, {{start}}) "  # noqa: S608 — numbers only
-    f"ON CONFLICT (id) DO UPDATE SET n = {TABLE}.n + 1"
+    f"INSERT INTO {TABLE} (id, n) VALUES ({ROW_ID}, {{now}}) "  # noqa: S608 — numbers only
+    f"ON CONFLICT (id) DO UPDATE SET n = {{larger}}({TABLE}.n + 1, {{now}})"
 )
+#: The two-argument maximum of each dialect.
+_LARGER = {"sqlite": "max", "postgresql": "GREATEST"}
 _READ = f"SELECT n FROM {TABLE} WHERE id = {ROW_ID}"  # noqa: S608 — constants only
 _SQLITE_HAS_TABLE = f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'"  # noqa: S608
 _PG_WROTE_AND_HAS_TABLE = (
@@ -98,10 +105,8 @@ def track_data_generation(engine: Engine) -> None:
         event.listen(engine, "commit", _postgresql_commit)
 
 
-def _increment() -> str:
-    # A row that was deleted comes back at the clock's microseconds, above every number
-    # it held before (fewer than one write a microsecond): no old number is reused.
-    return _INCREMENT.format(start=time.time_ns() // 1000)
+def _increment(dialect: str) -> str:
+    return _INCREMENT.format(now=time.time_ns() // 1000, larger=_LARGER[dialect])
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -116,7 +121,7 @@ def _sqlite_commit(connection: Connection) -> None:
     cursor = raw.cursor()
     try:
         if cursor.execute(_SQLITE_HAS_TABLE).fetchone() is not None:
-            cursor.execute(_increment())
+            cursor.execute(_increment("sqlite"))
     finally:
         cursor.close()
 
@@ -133,7 +138,7 @@ def _postgresql_commit(connection: Connection) -> None:
     try:
         wrote = cursor.execute(_PG_WROTE_AND_HAS_TABLE).fetchone()[0]
         if wrote:
-            cursor.execute(_increment())
+            cursor.execute(_increment("postgresql"))
     finally:
         cursor.close()
 

@@ -20,7 +20,16 @@ def generation(engine) -> int | None:
         return read_generation(connection)
 
 
-def test_a_committed_orm_write_moves_it_by_one(db_engine):
+@pytest.fixture
+def counting(monkeypatch):
+    """The clock at 0: the generation then moves by exactly one a commit (it is the larger
+    of ``n + 1`` and the clock in microseconds), so increments can be counted."""
+    import experiments.generation
+
+    monkeypatch.setattr(experiments.generation.time, "time_ns", lambda: 0)
+
+
+def test_a_committed_orm_write_moves_it_by_one(db_engine, counting):
     before = generation(db_engine)
     with Session(db_engine) as session:
         make_team(session, "growth")
@@ -43,7 +52,7 @@ def test_reads_rollbacks_and_empty_commits_leave_it(db_engine):
     assert generation(db_engine) == before
 
 
-def test_core_and_text_writes_move_it(db_engine):
+def test_core_and_text_writes_move_it(db_engine, counting):
     with Session(db_engine) as session:
         make_team(session, "growth")
         session.commit()
@@ -56,7 +65,7 @@ def test_core_and_text_writes_move_it(db_engine):
     assert generation(db_engine) == before + 3
 
 
-def test_a_raw_driver_cursor_write_moves_it(db_engine):
+def test_a_raw_driver_cursor_write_moves_it(db_engine, counting):
     """The uploads' own paths: SQLite ``executemany``, PostgreSQL ``COPY``, both on the
     driver's cursor, invisible to SQLAlchemy's statement events."""
     with Session(db_engine) as session:
@@ -78,7 +87,7 @@ def test_a_raw_driver_cursor_write_moves_it(db_engine):
     assert generation(db_engine) == before + 1
 
 
-def test_another_engine_sees_the_write_at_once(db_engine, database_url):
+def test_another_engine_sees_the_write_at_once(db_engine, database_url, counting):
     other = make_engine(database_url)
     try:
         before = generation(other)
@@ -88,6 +97,18 @@ def test_another_engine_sees_the_write_at_once(db_engine, database_url):
         assert generation(other) == before + 1
     finally:
         other.dispose()
+
+
+def test_the_number_never_goes_back_after_a_restore(db_engine):
+    """``nrrlab restore`` puts an older number back; the next write jumps past every
+    number used before, so no page kept under one of them can be taken for the new data."""
+    with Session(db_engine) as session:
+        make_team(session, "growth")
+        session.commit()
+    held = generation(db_engine)
+    with db_engine.begin() as connection:
+        connection.execute(text("UPDATE data_generation SET n = 5"))  # as a restore would
+    assert generation(db_engine) > held
 
 
 def test_a_deleted_row_comes_back_above_every_number_it_held(db_engine):
@@ -107,7 +128,7 @@ def test_no_row_reads_as_none(db_engine):
         connection.rollback()
 
 
-def test_two_writers_at_once_on_postgresql_lose_no_increment(db_engine):
+def test_two_writers_at_once_on_postgresql_lose_no_increment(db_engine, counting):
     """Both transactions have written before either commits; each commit adds one (the
     second upsert waits for the first's row lock, then adds to the committed value)."""
     if db_engine.dialect.name != "postgresql":

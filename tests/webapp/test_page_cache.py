@@ -119,7 +119,8 @@ def test_a_background_upload_job_reaches_the_experiment_page(app, login_as, fact
     page = f"/experiments/{experiment.key}"
     before = text(analyst.get(page))
     assert "cache-probe.csv" not in before
-    assert text(analyst.get(page)) == before  # kept
+    assert text(analyst.get(page)) == before
+    assert page_cache(app).hits == 1  # kept
 
     upload(analyst, experiment.key, (HEADER + GOOD_ROWS).encode(), "cache-probe.csv", htmx=True)
     queue = app.extensions["nrrlab.jobs"].queue
@@ -131,7 +132,8 @@ def test_a_background_upload_job_reaches_the_experiment_page(app, login_as, fact
 def test_a_cli_ledger_import_reaches_the_nrr_page(app, admin_client, database_url, tmp_path,
                                                    monkeypatch):
     before = text(admin_client.get("/nrr"))
-    assert text(admin_client.get("/nrr")) == before  # kept
+    assert text(admin_client.get("/nrr")) == before
+    assert page_cache(app).hits == 1  # kept
     ledger = tmp_path / "ledger.csv"
     write_csv(ledger, n_accounts=40, months=14, seed=3)
     monkeypatch.setenv("DATABASE_URL", database_url)
