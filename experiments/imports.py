@@ -8,9 +8,10 @@ Two ways in, the same rules:
 * :func:`run_upload_job` is the web upload's background job (``experiments.jobs``). It
   reads and validates the spooled file without holding any lock, reserves the next
   version in one short transaction, writes the rows of the still *importing* (invisible)
-  dataset in short transactions of :data:`STORE_CHUNK` rows, and makes it ready together
-  with its snapshot and audit event in one last short transaction, so other writers
-  never wait on an import. A failure at any step deletes what it wrote.
+  dataset in short transactions (on SQLite each holds the write lock about
+  :data:`SQLITE_HOLD_SECONDS`), and makes it ready together with its snapshot and audit
+  event in one last short transaction, so other writers never wait long on an import.
+  A failure at any step deletes what it wrote.
 
 The same bytes are one dataset per experiment (``content_sha256`` is unique per
 experiment): an identical file, even uploaded at the same moment, is recognised.
@@ -64,9 +65,12 @@ log = logging.getLogger("nrrlab.imports")
 #: a decided one is closed until its decision is reopened (experiments.decisions).
 UPLOAD_STATUSES: tuple[str, ...] = ("running", "stopped")
 MAX_REPORTED_ERRORS = 50
-#: Rows written per transaction by the background job: each holds SQLite's write lock
-#: for well under a second, far below the busy timeout of a concurrent save.
-STORE_CHUNK = 50_000
+#: Rows written per insert by the background job; its progress is saved between them.
+STORE_CHUNK = 25_000
+#: On SQLite a transaction of the background job ends (and the job pauses, see
+#: :data:`SQLITE_YIELD_SECONDS`) once it has held the write lock this long: far below the
+#: busy timeout of a concurrent save, and each pause costs the upload its length.
+SQLITE_HOLD_SECONDS = 0.5
 #: A queued or running job untouched this long was interrupted (the process died).
 STALE_AFTER = timedelta(minutes=15)
 #: Pause between chunks on SQLite. Its lock is not fair: a writer waiting in the busy
@@ -311,13 +315,17 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     dataset = reservation.dataset
     _save(session, job, dataset_id=dataset.id)  # commits the reservation: a short transaction
     try:
-        pause = SQLITE_YIELD_SECONDS if session.get_bind().dialect.name == "sqlite" else 0
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        began = time.perf_counter()
         for start in range(0, total, STORE_CHUNK):
             stop = min(total, start + STORE_CHUNK)
             bulk_insert_rows(session, dataset.id, table, start=start, stop=stop)
+            if sqlite and stop < total and time.perf_counter() - began < SQLITE_HOLD_SECONDS:
+                continue  # the same transaction: no writer has waited long yet
             _save(session, job, rows_stored=stop)
-            if pause and stop < total:
-                time.sleep(pause)
+            if sqlite and stop < total:
+                time.sleep(SQLITE_YIELD_SECONDS)
+                began = time.perf_counter()
         _save(session, job, phase="analysing")
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
         _analyse_and_record(session, experiment, dataset, table, actor=actor)
