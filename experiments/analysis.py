@@ -255,9 +255,10 @@ def refresh_snapshot(
     if pushed is not None:
         by_segment, sums, ratios = pushed.sums_by_segment, pushed.sums, pushed.sample.ratios()
     elif ratios is not None and ratios.table is not None:
-        # An import that has just written these rows: the same sums from its arrays, not a
-        # GROUP BY over a million fresh rows (seconds on SQLite, under the write lock).
-        by_segment, sums = data.sums_from_table(ratios.table)
+        # An import that has just written these rows: the same inputs from its arrays, not
+        # GROUP BYs over a million fresh rows (seconds on SQLite, under the write lock).
+        from_table = data.inputs_from_table(ratios.table)
+        by_segment, sums = from_table.sums_by_segment, from_table.sums
     else:
         by_segment = (
             data.arm_sums_by_segment(session, dataset.id) if dataset.has_segment else None
@@ -277,8 +278,7 @@ def refresh_snapshot(
     if pushed is not None:
         extras, times = dict(pushed.extras), dict(pushed.times)
     elif ratios.table is not None:  # an import that still holds the rows: no SQL read-back
-        extras = data.extras_from_table(ratios.table, by_segment=bool(by_segment))
-        times = data.time_tables_from_table(ratios.table, by_segment=bool(by_segment))
+        extras, times = from_table.extras, from_table.times
     else:
         extras = data.arm_extras(session, dataset, by_segment=bool(by_segment))
         times = data.time_tables(session, dataset, by_segment=bool(by_segment))

@@ -670,7 +670,9 @@ def _grouping(table, by_segment: bool) -> _Grouping:
     return _Grouping(pairs, code, order, bounds)
 
 
-def sums_from_table(table) -> tuple[dict[str | None, list[ArmSumsRow]] | None, list[ArmSumsRow]]:
+def sums_from_table(
+    table, *, grouping: _Grouping | None = None
+) -> tuple[dict[str | None, list[ArmSumsRow]] | None, list[ArmSumsRow]]:
     """:func:`arm_sums_by_segment` (None without a segment column) and :func:`arm_sums`
     from the arrays of an ``AccountTable``: what the import has just stored, not read back.
 
@@ -678,7 +680,7 @@ def sums_from_table(table) -> tuple[dict[str | None, list[ArmSumsRow]] | None, l
     then in currency units; the products are float sums, as in SQL.
     """
     by_segment = table.segment is not None
-    grouping = _grouping(table, by_segment)
+    grouping = grouping or _grouping(table, by_segment)
     size = len(grouping.keys)
 
     def total(values: np.ndarray) -> list[float]:
@@ -714,10 +716,10 @@ def sums_from_table(table) -> tuple[dict[str | None, list[ArmSumsRow]] | None, l
 
 
 def extras_from_table(
-    table, *, by_segment: bool = False
+    table, *, by_segment: bool = False, grouping: _Grouping | None = None
 ) -> dict[tuple[str | None, str], ArmExtras]:
     """:func:`arm_extras` from the arrays of an ``AccountTable`` (two-pass moments)."""
-    grouping = _grouping(table, by_segment)
+    grouping = grouping or _grouping(table, by_segment)
     money = {name: grouping.sorted(values) for name, values in table.money().items()}
     churned_all = grouping.sorted(table.churned_cents == table.start_cents)
     expanded_all = grouping.sorted(table.expansion_cents > 0)
@@ -743,14 +745,14 @@ def extras_from_table(
 
 
 def time_tables_from_table(
-    table, *, by_segment: bool = False
+    table, *, by_segment: bool = False, grouping: _Grouping | None = None
 ) -> dict[tuple[str | None, str], TimeTable]:
     """:func:`time_tables` from the arrays of an ``AccountTable``."""
     if table.days_observed is None:
         return {}
     from stats.velocity import TimeTable
 
-    grouping = _grouping(table, by_segment)
+    grouping = grouping or _grouping(table, by_segment)
     days = None if table.days_to_value is None else grouping.sorted(table.days_to_value)
     observed = grouping.sorted(table.days_observed)
     out = {}
@@ -759,6 +761,31 @@ def time_tables_from_table(
         reached = np.full(part.size, np.nan) if days is None else grouping.part(days, group)
         out[key] = TimeTable.from_arrays(reached, part)
     return out
+
+
+@dataclass(frozen=True)
+class TableInputs:
+    """What :func:`arm_sums_by_segment`, :func:`arm_sums`, :func:`arm_extras` and
+    :func:`time_tables` read from SQL, from the arrays of an ``AccountTable`` instead."""
+
+    sums_by_segment: dict[str | None, list[ArmSumsRow]] | None
+    sums: list[ArmSumsRow]
+    extras: dict[tuple[str | None, str], ArmExtras]
+    times: dict[tuple[str | None, str], TimeTable]
+
+
+def inputs_from_table(table) -> TableInputs:
+    """The analysis inputs of a table an import has just stored, grouped once (per segment
+    and variant when the file has segments)."""
+    by_segment = table.segment is not None and len(table) > 0
+    grouping = _grouping(table, by_segment)
+    sums_by_segment, sums = sums_from_table(table, grouping=grouping)
+    return TableInputs(
+        sums_by_segment,
+        sums,
+        extras_from_table(table, grouping=grouping),
+        time_tables_from_table(table, grouping=grouping),
+    )
 
 
 def pool_extras(extras: dict[tuple[str | None, str], ArmExtras]) -> dict[str, ArmExtras]:
