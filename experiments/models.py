@@ -480,6 +480,9 @@ class ReviewItem(SQLModel, table=True):
     decision_rationale: str = Field(default="", sa_type=Text)
     # Frozen copy of the experiment and its results as the meeting saw them.
     seen: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # SHA-256 of ``seen`` without its moment and analysis (experiments.review_rows.seen_digest):
+    # a running week's view compares it instead of loading and re-serialising every copy.
+    seen_digest: str | None = Field(default=None, max_length=64)
     version: int = Field(default=1)
     updated_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
     updated_at: datetime = Field(default_factory=utcnow)

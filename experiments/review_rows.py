@@ -11,16 +11,25 @@ final: a past week renders only from ``seen``, so later edits of experiments, ne
 uploads or recomputations never change it. A past week that was never opened is
 reconstructed from the timestamps as of its end, then frozen. Copies stored by
 earlier versions are read through :meth:`ExperimentDocument.from_json`.
+
+A running week does not reload the copies to compare them: each item keeps a digest of
+its copy (:func:`seen_digest`), and a view compares the digest of each fresh row
+(:func:`row_digest`) with it, rewriting only the copies that differ. The digest leaves out
+the moment of observation and the analysis itself, which the snapshot id fixes: a stored
+analysis snapshot is never rewritten (a recomputation is a new snapshot).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from experiments.documents import (
@@ -266,10 +275,26 @@ def review_rows(session: Session, window: Window,
 
 # -------------------------------------------------------------------- freezing
 
+#: What a stored row's digest covers: all of it but ``as_of`` (the moment of observation)
+#: and the analysis's own keys, which ``snapshot_id`` fixes. The migration that added
+#: ``review_item.seen_digest`` backfilled it with this rule.
+DIGEST_KEYS: tuple[str, ...] = ("verdict", "experiment", "plan", "analysis_plan", "amendments",
+                                "dataset", "snapshot_id", "computed_at", "review")
 
-def _content(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row without its moment of observation: what makes two views differ."""
-    return {k: v for k, v in row.items() if k != "as_of"}
+
+def seen_digest(seen: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a stored row's :data:`DIGEST_KEYS`, in canonical JSON."""
+    part = {key: seen.get(key) for key in DIGEST_KEYS}
+    text = json.dumps(part, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def row_digest(row: ReviewRow) -> str:
+    """:func:`seen_digest` of ``row.to_json()``, without serialising its analysis."""
+    shape = replace(row.document, result=None).to_json()
+    shape["review"] = row.review.to_json()
+    return seen_digest(shape)
 
 
 def insert_ignoring_duplicates(session: Session, model, values: list[dict[str, Any]]) -> None:
@@ -301,9 +326,14 @@ def _meeting(session: Session, week: Week) -> ReviewMeeting:
     return meeting
 
 
-def meeting_items(session: Session, meeting: ReviewMeeting) -> dict[int, ReviewItem]:
-    return {i.experiment_id: i for i in session.exec(
-        select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()}
+def meeting_items(session: Session, meeting: ReviewMeeting, *,
+                  with_seen: bool = True) -> dict[int, ReviewItem]:
+    """The meeting's items by experiment id; ``with_seen=False`` leaves their frozen rows
+    unloaded (read on first access)."""
+    query = select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)
+    if not with_seen:
+        query = query.options(defer(ReviewItem.seen))
+    return {i.experiment_id: i for i in session.exec(query).all()}
 
 
 def meeting_rows(session: Session, week: Week, now: datetime
@@ -323,7 +353,8 @@ def meeting_state(session: Session, week: Week, now: datetime
                              dict[int, ReviewItem] | None]:
     """:func:`meeting_rows` and the meeting's items as they now stand (``None`` when
     items were just inserted: read them again), so the agenda need not load every item's
-    frozen row a second time (issue 18: 300 experiments' rows are ~1 MB of JSON)."""
+    frozen row a second time (issue 18: 300 experiments' rows are ~1 MB of JSON). A
+    running week's items come without their frozen rows (compared by digest)."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
     existing = session.exec(
@@ -336,7 +367,7 @@ def meeting_state(session: Session, week: Week, now: datetime
         meeting = _meeting(session, week)
     else:
         meeting = existing
-    items = meeting_items(session, meeting)
+    items = meeting_items(session, meeting, with_seen=past)
     if past and any(item.seen for item in items.values()):
         return (meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen], True,
                 items)
@@ -344,14 +375,15 @@ def meeting_state(session: Session, week: Week, now: datetime
         rows = review_rows(session, window, session.exec(select(Experiment)).all())
     new = []
     for row in rows:
-        stored = row.to_json()
+        digest = row_digest(row)
         item = items.get(row.experiment.id)
         if item is None:
             new.append({"meeting_id": meeting.id, "experiment_id": row.experiment.id,
-                        "seen": stored, "note": "", "decision_rationale": "",
-                        "version": 1, "updated_at": now})
-        elif _content(item.seen or {}) != _content(stored):
-            item.seen = stored
+                        "seen": row.to_json(), "seen_digest": digest, "note": "",
+                        "decision_rationale": "", "version": 1, "updated_at": now})
+        elif item.seen_digest != digest:
+            item.seen = row.to_json()
+            item.seen_digest = digest
             session.add(item)
     insert_ignoring_duplicates(session, ReviewItem, new)
     session.flush()
