@@ -558,8 +558,10 @@ def attach_records(session: Session, views: Sequence[Any]) -> None:
             treatments[variant.experiment_id].append(variant.key)
     people = {uid for e in experiments.values()
               for uid in (e.decided_by_id, e.reopened_by_id) if uid}
-    # Held here so the identity map (weak) still has them when decision_record asks.
-    deciders = session.exec(select(User).where(User.id.in_(people))).all() if people else []
+    # Held here so the identity map (weak) still has them when decision_record asks. Read
+    # even when nobody decided yet, so the review's statement count does not depend on which
+    # items its agenda page holds (tests/webapp/test_query_counts.py).
+    deciders = session.exec(select(User).where(User.id.in_(sorted(people)))).all()
     for view in views:
         experiment = experiments.get(view.item.experiment_id)
         if experiment is None:

@@ -24,6 +24,13 @@ the window start with the one in force now (e.g. ``underpowered → win``).
 
 A review for a date range (``date_from``/``date_to``) is a read-only report built
 the same way as of the end of the range; it is neither frozen nor editable.
+
+The agenda
+----------
+One item per experiment in the three action sections or already noted/decided: those
+that need a decision first, then the rest, each group in page order. The page shows
+:data:`AGENDA_PAGE_SIZE` items at a time (``agenda_page``); every item also has a page of
+its own, which the sections link to. Exports and the API get the whole agenda.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from experiments.actions import ActionView, action_form_choices, week_actions
 from experiments.documents import STATUS_ORDER
 from experiments.errors import NotFound
 from experiments.impact import PortfolioImpact, company_start_mrr, portfolio_impact
-from experiments.input_rules import FieldErrors, read_date_range, read_id
+from experiments.input_rules import FieldErrors, read_date_range, read_id, read_page
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
 from experiments.nrr_page import current_ledger
 from experiments.review_items import ItemView, get_item, item_views, update_item
@@ -68,8 +75,12 @@ from experiments.tree_actuals import ActualLine, actuals_summary
 from experiments.verdict_status import comparison_guardrail_status
 from stats import bh_adjust
 
-__all__ = ["ItemView", "Review", "ReviewRow", "Week", "Window", "build_review", "current_week",
-           "get_item", "parse_week", "update_item", "week_of"]
+#: Agenda items (each a form) on one page of the review; the rest are a pager away, and
+#: each has a page of its own (issue 18: 300 forms made the page take a second).
+AGENDA_PAGE_SIZE = 10
+
+__all__ = ["AGENDA_PAGE_SIZE", "ItemView", "Review", "ReviewRow", "Week", "Window",
+           "build_review", "current_week", "get_item", "parse_week", "update_item", "week_of"]
 
 
 @dataclass
@@ -100,6 +111,17 @@ class Review:
     tree_actuals: list[ActualLine] = field(default_factory=list)
     # The quarter's ships: raw and shrunk revenue impact (experiments.impact, issue 15).
     impact: PortfolioImpact | None = None
+    # The meeting's item id of each experiment shown (key → id), for links to item pages.
+    item_ids: dict[str, int] = field(default_factory=dict)
+    # The whole agenda's size, and which page of it ``agenda`` is (1-based) of how many.
+    agenda_size: int = 0
+    agenda_page: int = 1
+    agenda_pages: int = 1
+
+    @property
+    def agenda_keys(self) -> set[str]:
+        """Keys of the experiments whose items are on this page of the agenda."""
+        return {view.key for view in self.agenda}
 
     @property
     def quarter_start(self) -> date:
@@ -257,11 +279,14 @@ def build_review(
     date_to: date | str | None = None,
     now: datetime | None = None,
     rows_only: bool = False,
+    agenda_page: int | str | None = None,
 ) -> Review:
     """The review of ``week`` (or of the date range) as ``user`` may see it.
 
     ``rows_only`` stops once the rows and the three action sections are known (no revenue
     impact, summary, tree actuals, actions or agenda): what the dashboard shows.
+    ``agenda_page`` (1-based; past the last gives the last) limits the agenda to that page
+    of :data:`AGENDA_PAGE_SIZE` items; ``None`` gives the whole agenda.
 
     Opening a week freezes what it shows (see the module docstring); the caller
     commits. Only experiments ``user`` may see are shown, and with ``branch_id`` only
@@ -273,7 +298,8 @@ def build_review(
     NotFound
         ``week`` is not an ISO week, or ``branch_id`` is no node the user may see.
     ValidationFailed
-        ``date_from``/``date_to``/``branch_id`` are malformed, or the range is reversed.
+        ``date_from``/``date_to``/``branch_id``/``agenda_page`` are malformed, or the range
+        is reversed.
     """
     try:
         the_week = week if isinstance(week, Week) else parse_week(week)
@@ -281,9 +307,10 @@ def build_review(
         raise NotFound(str(exc)) from None
     now = aware(now) or utcnow()
     errors = FieldErrors()
-    query = {"from": date_from, "to": date_to, "branch": branch_id}
+    query = {"from": date_from, "to": date_to, "branch": branch_id, "page": agenda_page}
     first, last = read_date_range(query, "from", "to", errors)
     branch = read_id(query, "branch", errors, what="driver-tree node")
+    page = read_page(query, errors) if agenda_page is not None else None
     for name, day in (("from", first), ("to", last)):
         if day is not None and not 1900 <= day.year <= 9998:
             errors.add(name, "must be a date between 1900 and 9998")
@@ -348,7 +375,7 @@ def build_review(
             review.action_choices = action_form_choices(
                 session, user, {r.key: r.experiment.name for r in rows})
     if meeting is not None:
-        review.agenda = _agenda(session, user, meeting, review, items)
+        _agenda(session, user, meeting, review, items, page)
     return review
 
 
@@ -375,16 +402,27 @@ def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow]) -> li
                  or current[r.experiment.id] in teams)]
 
 
-def _agenda(session: Session, user: User, meeting: ReviewMeeting,
-            review: Review, items: dict[int, ReviewItem] | None = None) -> list[ItemView]:
-    """Items of experiments in the three action sections, or already noted/decided,
-    in page order."""
+def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review,
+            items: dict[int, ReviewItem] | None = None, page: int | None = None) -> None:
+    """Set the review's agenda: items of experiments in the three action sections, or
+    already noted/decided, those needing a decision first, then in page order; with
+    ``page`` only that page of them (the last when ``page`` is past it)."""
     if items is None:
-        items = meeting_items(session, meeting)
+        items = meeting_items(session, meeting, with_seen=False)
+    review.item_ids = {r.key: items[r.experiment.id].id for r in review.rows
+                       if r.experiment.id in items}
+    due = {r.experiment.id for r in review.needs_decision}
     flagged = {r.experiment.id for r in (*review.needs_decision, *review.changed, *review.alerts)}
     rows = [r for r in review.rows if r.experiment.id in items and (
         r.experiment.id in flagged or _has_content(items[r.experiment.id]))]
-    return item_views(session, user, [(items[r.experiment.id], r) for r in rows])
+    rows.sort(key=lambda r: r.experiment.id not in due)  # stable: page order within each
+    review.agenda_size = len(rows)
+    if page is not None:
+        review.agenda_pages = max(1, -(-len(rows) // AGENDA_PAGE_SIZE))
+        review.agenda_page = min(page, review.agenda_pages)
+        start = (review.agenda_page - 1) * AGENDA_PAGE_SIZE
+        rows = rows[start:start + AGENDA_PAGE_SIZE]
+    review.agenda = item_views(session, user, [(items[r.experiment.id], r) for r in rows])
 
 
 def _has_content(item: ReviewItem) -> bool:

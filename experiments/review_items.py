@@ -109,10 +109,11 @@ def item_views(session: Session, user: User,
         known = {i: (team, key) for i, team, key in session.exec(
             select(Experiment.id, Experiment.team_id, Experiment.key)
             .where(Experiment.id.in_(ids))).all()}
-    user_ids = {i.updated_by_id for i, _ in pairs}
-    wanted = [i for i in user_ids if i]
+    # Read even when no item was edited yet: the page's statement count stays the same
+    # whichever items its agenda page holds (tests/webapp/test_query_counts.py).
+    wanted = sorted({i.updated_by_id for i, _ in pairs if i.updated_by_id})
     users = {u.id: u for u in session.exec(select(User).where(User.id.in_(wanted))).all()} \
-        if wanted else {}
+        if pairs else {}
     views = []
     for item, row in pairs:
         team_id, key = known.get(item.experiment_id, (None, row.key if row else ""))

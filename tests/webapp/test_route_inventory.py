@@ -101,6 +101,7 @@ INVENTORY: dict[str, str] = {
     "experiments.reopen": "experimenter",
     "review.current": "viewer",
     "review.week": "viewer",
+    "review.item": "viewer",
     "review.update_item": "experimenter",
     "review.create_action": "experimenter",
     "review.update_action": "experimenter",

@@ -3,7 +3,8 @@
 | method | URL                                   | role                     | view         |
 |--------|---------------------------------------|--------------------------|--------------|
 | GET    | /review/                              | viewer                   | current      |
-| GET    | /review/<week>?from=&to=&branch=      | viewer                   | week         |
+| GET    | /review/<week>?from=&to=&branch=&page=&all= | viewer             | week         |
+| GET    | /review/<week>/items/<int:item_id>    | viewer in the team       | item         |
 | POST   | /review/<week>/items/<int:item_id>    | experimenter in the team | update_item  |
 """
 
@@ -21,6 +22,9 @@ from webapp.db import get_session
 from webapp.page_cache import cached_page
 from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.security import acting_user, allow
+
+#: Rows each section of the review lists before its "Show all" link (``?all=1``).
+SECTION_ROWS = 25
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 bp.add_app_template_filter(when, "utc_when")
@@ -48,21 +52,32 @@ def week(week: str):
             branch_id=request.args.get("branch"),
             date_from=request.args.get("from"),
             date_to=request.args.get("to"),
+            agenda_page=request.args.get("page") or 1,
         )
     except ValidationFailed as exc:
         # Bad filters: the plain week, with the messages beside the filter fields.
         session.rollback()
         status, errors = 422, exc.errors
-        review = build_review(session, acting_user(), week)
+        review = build_review(session, acting_user(), week, agenda_page=1)
     session.commit()  # opening a week freezes what the meeting saw
     return render_page_or_partial(
         "review/week.html",
         "review/_review.html",
         status=status,
         review=review,
+        show_all=request.args.get("all") == "1",
+        section_rows=None if request.args.get("all") == "1" else SECTION_ROWS,
         filter_errors=errors,
         filter_values=request.args,
     )
+
+
+@bp.route("/<week>/items/<int:item_id>")
+@allow("viewer")
+def item(week: str, item_id: int):
+    """One agenda item on a page of its own (its form when the user may edit it)."""
+    view = get_item(get_session(), acting_user(), week, item_id)
+    return render_page_or_partial("review/item.html", "review/_item.html", view=view, week=week)
 
 
 @bp.route("/<week>/items/<int:item_id>", methods=["POST"])
