@@ -41,6 +41,7 @@ from experiments.models import (
     Variant,
     utcnow,
 )
+from experiments.reference_rows import by_id
 from experiments.review_weeks import Window, aware, iso
 from experiments.rules import stored_headline_verdict
 from experiments.stored_analyses import SnapshotKey, snapshot_key, stored_parts
@@ -417,10 +418,10 @@ class Facts:
     def __init__(self, session: Session, experiments: Sequence[Experiment]):
         ids = [e.id for e in experiments]
         self.session = session
-        self.nodes = {n.id: n for n in session.exec(select(DriverNode)).all()}
-        self.stages = {s.id: s for s in session.exec(select(JourneyStage)).all()}
-        self.teams = {t.id: t for t in session.exec(select(Team)).all()}
-        self.users = {u.id: u for u in session.exec(select(User)).all()}
+        self.nodes = by_id(session, DriverNode)
+        self.stages = by_id(session, JourneyStage)
+        self.teams = by_id(session, Team)
+        self.users = by_id(session, User)
         self.variants: dict[int, list[Variant]] = defaultdict(list)
         self.amendments: dict[int, list[Amendment]] = defaultdict(list)
         self.datasets: dict[int, Dataset] = {}

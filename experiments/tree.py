@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, and_, func, select
 
 from experiments.access import can, check_team_choice, require, team_roles, visible_team_ids
 from experiments.audit import diff_fields, record_event
@@ -45,6 +45,8 @@ from experiments.models import (
     utcnow,
 )
 from experiments.nrr_page import current_ledger
+from experiments.reference_rows import all_rows
+from experiments.reference_rows import by_id as rows_by_id
 from experiments.tree_actuals import NodeActuals, record_actual, tree_actuals
 from experiments.tree_models import DriverActual
 from experiments.users import role_rank
@@ -104,18 +106,19 @@ class TreeNode:
             yield from child.walk()
 
 
-def latest_verdicts(session: Session) -> dict[int, str]:
-    """``{experiment_id: verdict}`` of each experiment's newest snapshot that has one."""
-    rows = session.exec(
-        select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict).order_by(
-            AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at, AnalysisSnapshot.id
-        )
-    ).all()
-    latest: dict[int, str] = {}
-    for experiment_id, verdict in rows:
-        if verdict:
-            latest[experiment_id] = verdict
-    return latest
+def _experiments_with_latest_verdict():
+    """``(id, node_id, status, team_id, verdict)`` of every experiment, the verdict of its
+    newest snapshot that has one (``None``: none has): one statement for the roll-ups."""
+    ranked = select(
+        AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict,
+        func.row_number().over(
+            partition_by=AnalysisSnapshot.experiment_id,
+            order_by=(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc()),
+        ).label("rank"),
+    ).where(AnalysisSnapshot.verdict.is_not(None)).subquery()
+    return select(Experiment.id, Experiment.node_id, Experiment.status, Experiment.team_id,
+                  ranked.c.verdict).outerjoin(
+        ranked, and_(ranked.c.experiment_id == Experiment.id, ranked.c.rank == 1))
 
 
 def _visible(teams: set[int] | None, team_id: int | None) -> bool:
@@ -129,11 +132,11 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
     under its nearest visible ancestor, so a team's branch never floats loose.
     """
     teams = visible_team_ids(session, user)
-    nodes = session.exec(select(DriverNode).order_by(DriverNode.position, DriverNode.id)).all()
+    nodes = all_rows(session, DriverNode, DriverNode.position, DriverNode.id)
     parents = {n.id: n.parent_id for n in nodes}
-    users = {u.id: u for u in session.exec(select(User)).all()}
-    team_rows = {t.id: t for t in session.exec(select(Team)).all()}
-    memberships = team_roles(session, user)
+    users = rows_by_id(session, User)
+    team_rows = rows_by_id(session, Team)
+    memberships = team_roles(session, user) if user.role != "admin" else {}
 
     def editable(team_id: int | None) -> bool:
         role = (
@@ -154,16 +157,12 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
         for n in nodes
         if _visible(teams, n.team_id)
     }
-    verdicts = latest_verdicts(session)
-    rows = session.exec(
-        select(Experiment.id, Experiment.node_id, Experiment.status, Experiment.team_id)
-    ).all()
-    for experiment_id, node_id, status, team_id in rows:
+    for _experiment_id, node_id, status, team_id, verdict in session.exec(
+            _experiments_with_latest_verdict()).all():
         if node_id in by_id and _visible(teams, team_id):
             item = by_id[node_id]
             item.experiment_counts[status] = item.experiment_counts.get(status, 0) + 1
-            if experiment_id in verdicts:
-                verdict = verdicts[experiment_id]
+            if verdict:
                 item.verdict_counts[verdict] = item.verdict_counts.get(verdict, 0) + 1
     roots: list[TreeNode] = []
     for item in by_id.values():

@@ -1,0 +1,60 @@
+"""Small tables read once per session transaction (experiments.reference_rows, issue 18):
+the copy saves statements, and it never hides a change the session could see."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlmodel import Session
+
+from experiments.models import DriverNode, Team
+from experiments.reference_rows import all_rows, by_id
+from experiments.tree import load_tree
+from tests.factories import make_node, root_node
+
+
+def _selects(session) -> tuple[list[str], callable]:
+    seen: list[str] = []
+    engine = session.get_bind()
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_second_read_in_one_transaction_sends_no_statement(session):
+    root = root_node(session)
+    session.commit()
+    seen, stop = _selects(session)
+    try:
+        first = by_id(session, DriverNode)
+        again = by_id(session, DriverNode)
+        ordered = all_rows(session, DriverNode, DriverNode.position, DriverNode.id)
+    finally:
+        stop()
+    assert first == again and root.id in first
+    assert len(seen) == 2  # the plain read once, the ordered read once
+    assert [n.id for n in ordered] == sorted(first, key=lambda i: (first[i].position, i))
+
+
+def test_an_added_node_is_seen_at_once_flushed_or_not(session, admin):
+    root = root_node(session)
+    session.commit()
+    assert {item.node.name for item in load_tree(session, admin)[0].children} == set()
+    child = make_node(session, "Expansion", parent=root)  # flushed: the copy is dropped
+    assert [item.node.id for item in load_tree(session, admin)[0].children] == [child.id]
+    pending = DriverNode(parent_id=root.id, name="Churn", kind="lever")
+    session.add(pending)  # not flushed: the copy is not used, the query autoflushes
+    names = {item.node.name for item in load_tree(session, admin)[0].children}
+    assert names == {"Expansion", "Churn"}
+
+
+def test_a_rollback_drops_the_copy(session, db_engine):
+    before = len(all_rows(session, Team))
+    with Session(db_engine) as other:
+        other.add(Team(slug="elsewhere", name="Elsewhere"))
+        other.commit()
+    session.rollback()  # a new transaction: the other session's commit is visible now
+    assert len(all_rows(session, Team)) == before + 1
