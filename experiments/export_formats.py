@@ -14,6 +14,7 @@ as exact decimals. Markdown escapes Markdown syntax in user text with backslashe
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -86,6 +87,9 @@ EXPERIMENT_COLUMNS: tuple[str, ...] = (
     "required_n", "required_n_control",
     # Issue 15 (DESIGN §4b): levers, logo churn, guardrails, CUPED, velocity, permutation.
     *NRR_CSV_COLUMNS,
+    # The Kaplan–Meier curves of the control and of the row's treatment (stored
+    # ``velocity_curves``), one cell each: see :func:`velocity_curve_cell`.
+    "velocity_curve_control", "velocity_curve_treatment",
 )
 
 
@@ -125,9 +129,34 @@ def comparison_lines(document: ExperimentDocument) -> list[dict[str, Any]]:
     return lines or [base]
 
 
+def velocity_curve_cell(curve: Any) -> str | None:
+    """A stored Kaplan–Meier curve (``[[day, share reached], ...]``) as one CSV cell:
+    ``day:share`` steps in day order joined by ``"; "``, numbers as stored. The curve is
+    right-continuous: each share holds from its day to the next step, and the last step
+    is the arm's last follow-up. ``None`` (a blank cell) without a usable curve."""
+    steps = []
+    for point in curve if isinstance(curve, list | tuple) else ():
+        if not isinstance(point, list | tuple) or len(point) != 2:
+            continue
+        day, share = point
+        if all(type(v) in (int, float) and math.isfinite(v) for v in (day, share)):
+            steps.append((day, share))
+    return "; ".join(f"{day!r}:{share!r}" for day, share in sorted(steps)) or None
+
+
 def experiment_csv(document: ExperimentDocument) -> str:
-    """One row per comparison; money as exact decimals, rates as plain numbers."""
-    return csv_text(EXPERIMENT_COLUMNS, comparison_lines(document))
+    """One row per comparison; money as exact decimals, rates as plain numbers; the
+    velocity curves of the row's control and treatment as :func:`velocity_curve_cell`."""
+    result = document.result or {}
+    curves = result.get("velocity_curves")
+    curves = curves if isinstance(curves, Mapping) else {}
+    control = str(result.get("control"))
+    lines = [{**line,
+              "velocity_curve_control": velocity_curve_cell(curves.get(control)),
+              "velocity_curve_treatment": velocity_curve_cell(curves.get(str(line.get("variant"))))
+              if "variant" in line else None}
+             for line in comparison_lines(document)]
+    return csv_text(EXPERIMENT_COLUMNS, lines)
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
