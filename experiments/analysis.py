@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from experiments import datasets as data
 from experiments.audit import record_event
-from experiments.documents import AmendmentInfo, ExperimentDocument, document_now
+from experiments.documents import AmendmentInfo, ExperimentDocument, Facts, document_now
 from experiments.errors import NotFound
 from experiments.models import (
     AnalysisSnapshot,
@@ -233,12 +233,32 @@ def refresh_snapshot(
 ) -> AnalysisSnapshot:
     """Analyse ``dataset`` under the experiment's current plan and store an AnalysisSnapshot.
 
+    :func:`analyse_dataset`, then the snapshot added. Flushed, not committed.
+    """
+    snapshot = analyse_dataset(session, experiment, dataset, ratios=ratios, pushed=pushed)
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def analyse_dataset(
+    session: Session,
+    experiment: Experiment,
+    dataset: Dataset,
+    *,
+    ratios: data.AccountRatios | None = None,
+    pushed: PushedInputs | None = None,
+) -> AnalysisSnapshot:
+    """The AnalysisSnapshot of ``dataset`` under the experiment's current plan, not yet added
+    to the session (this only reads).
+
     Per-arm sufficient statistics come from one ``GROUP BY variant``, or, when the
     dataset has segments, from one ``GROUP BY segment, variant`` that also feeds the
     segment breakdown (pooled over segments it is the per-arm sums); the rows are read
     once, for the Mann-Whitney check — unless the caller still holds them and passes
-    ``ratios`` (the import does: it has just written those very rows). Segments beyond
-    the :data:`MAX_SEGMENTS` largest are counted but not analysed. Flushed, not committed.
+    ``ratios`` (the import does: it has just written those very rows; then nothing is
+    read back at all). Segments beyond the :data:`MAX_SEGMENTS` largest are counted but
+    not analysed.
 
     Raises
     ------
@@ -335,7 +355,7 @@ def refresh_snapshot(
     report["segments_omitted"] = len(omitted)
     report["enrolment"] = _enrolment_dates(session, experiment, dataset, result, ratios.table,
                                            pushed)
-    snapshot = AnalysisSnapshot(
+    return AnalysisSnapshot(
         experiment_id=experiment.id,
         dataset_id=dataset.id,
         computed_at=utcnow(),
@@ -343,9 +363,6 @@ def refresh_snapshot(
         result=report,
         segments=segment_results,
     )
-    session.add(snapshot)
-    session.flush()
-    return snapshot
 
 
 def _smallest_arm(report: Mapping[str, Any], variants: Sequence[str]) -> int | None:
@@ -565,26 +582,15 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
-def _dataset_infos(session: Session, experiment: Experiment) -> tuple[DatasetInfo, ...]:
-    rows = session.exec(
-        select(Dataset, User.name, User.email)
-        .join(User, User.id == Dataset.uploaded_by_id, isouter=True)
-        .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
-        .order_by(Dataset.version.desc())
-    ).all()
-    return tuple(
-        DatasetInfo(
-            d.id,
-            d.version,
-            d.source,
-            d.filename,
-            d.sha256,
-            d.row_count,
-            (name or email) if (name or email) else None,
-            _aware(d.uploaded_at),
-        )
-        for d, name, email in rows
-    )
+def _dataset_infos(facts: Facts, experiment: Experiment) -> tuple[DatasetInfo, ...]:
+    """The experiment's ready data versions, newest first (read with its document)."""
+    infos = []
+    for d in reversed(facts.datasets_of.get(experiment.id, [])):
+        user = facts.users.get(d.uploaded_by_id)
+        label = (user.name or user.email) if user is not None else None
+        infos.append(DatasetInfo(d.id, d.version, d.source, d.filename, d.sha256, d.row_count,
+                                 label or None, _aware(d.uploaded_at)))
+    return tuple(infos)
 
 
 def _expected_date(
@@ -668,19 +674,16 @@ class _StoredSnapshot:
     segments: Mapping[str, Any] | None
 
 
-def _newest_snapshot(session: Session, dataset_id: int) -> _StoredSnapshot | None:
-    head = session.exec(
-        select(AnalysisSnapshot.id, AnalysisSnapshot.computed_at, AnalysisSnapshot.verdict)
-        .where(AnalysisSnapshot.dataset_id == dataset_id)
-        .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
-        .limit(1)
-    ).first()
-    if head is None:
+def _newest_snapshot(session: Session, facts: Facts, experiment: Experiment,
+                     dataset_id: int) -> _StoredSnapshot | None:
+    heads = [h for h in facts.snapshots.get(experiment.id, ()) if h[2] == dataset_id]
+    if not heads:
         return None
-    key = snapshot_key(head[0], head[1], dataset_id)
-    result = stored_parts(session, [key], "result").get(head[0], {})
-    segments = stored_parts(session, [key], "segments").get(head[0])
-    return _StoredSnapshot(head[0], head[1], head[2], result, segments)
+    computed_at, snapshot_id, _dataset, verdict = max(heads, key=lambda h: (h[0], h[1]))
+    key = snapshot_key(snapshot_id, computed_at, dataset_id)
+    result = stored_parts(session, [key], "result").get(snapshot_id, {})
+    segments = stored_parts(session, [key], "segments").get(snapshot_id)
+    return _StoredSnapshot(snapshot_id, computed_at, verdict, result, segments)
 
 
 def load_results(
@@ -705,8 +708,9 @@ def load_results(
         plan: Plan | None = current_plan(session, experiment)
     except ValueError:
         plan = None
-    versions = _dataset_infos(session, experiment)
-    document = document_now(session, experiment)
+    facts = Facts(session, [experiment])
+    versions = _dataset_infos(facts, experiment)
+    document = document_now(session, experiment, facts=facts)
     chosen = versions[0] if versions else None
     if dataset_version is not None:
         chosen = next((v for v in versions if v.version == dataset_version), None)
@@ -715,7 +719,8 @@ def load_results(
                 f"experiment {experiment.key!r} has no dataset version {dataset_version}"
             )
 
-    snapshot = _newest_snapshot(session, chosen.id) if chosen is not None else None
+    snapshot = _newest_snapshot(session, facts, experiment, chosen.id) \
+        if chosen is not None else None
 
     result = None
     verdict = None

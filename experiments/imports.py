@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from sqlmodel import Session, select
 
 from experiments import notify
 from experiments.accounts_csv import ImportValidationError, RowError, read_accounts
-from experiments.analysis import refresh_snapshot
+from experiments.analysis import analyse_dataset, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
     AccountRatios,
@@ -141,11 +142,17 @@ def _keys_or_refuse(session: Session, experiment: Experiment) -> list[str]:
 
 
 def _analyse_and_record(session: Session, experiment: Experiment, dataset: Dataset, table, *,
-                        actor: User | None) -> AnalysisSnapshot:
-    # The rows were just written from ``table``: hand their ratios to the Mann-Whitney
-    # check instead of reading a million rows back (the sums still come from SQL).
-    snapshot = refresh_snapshot(session, experiment, dataset,
-                                ratios=AccountRatios.of_table(table))
+                        actor: User | None,
+                        analysed: AnalysisSnapshot | None = None) -> AnalysisSnapshot:
+    # The rows were just written from ``table``: the analysis takes its inputs from the
+    # arrays instead of reading a million rows back. ``analysed``: computed already.
+    if analysed is None:
+        snapshot = refresh_snapshot(session, experiment, dataset,
+                                    ratios=AccountRatios.of_table(table))
+    else:
+        snapshot = analysed
+        session.add(snapshot)
+        session.flush()
     record_event(
         session, "dataset.upload", actor=actor, entity_type="dataset", entity_id=dataset.id,
         team_id=experiment.team_id,
@@ -315,20 +322,15 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     dataset = reservation.dataset
     _save(session, job, dataset_id=dataset.id)  # commits the reservation: a short transaction
     try:
-        sqlite = session.get_bind().dialect.name == "sqlite"
-        began = time.perf_counter()
-        for start in range(0, total, STORE_CHUNK):
-            stop = min(total, start + STORE_CHUNK)
-            bulk_insert_rows(session, dataset.id, table, start=start, stop=stop)
-            if sqlite and stop < total and time.perf_counter() - began < SQLITE_HOLD_SECONDS:
-                continue  # the same transaction: no writer has waited long yet
-            _save(session, job, rows_stored=stop)
-            if sqlite and stop < total:
-                time.sleep(SQLITE_YIELD_SECONDS)
-                began = time.perf_counter()
+        analysed = None
+        if session.get_bind().dialect.name == "sqlite":
+            _store_rows(session, job, dataset.id, table)
+        else:
+            analysed = _store_while_analysing(session, job, experiment, dataset, table)
         _save(session, job, phase="analysing")
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
-        _analyse_and_record(session, experiment, dataset, table, actor=actor)
+        _analyse_and_record(session, experiment, dataset, table, actor=actor,
+                            analysed=analysed)
         activate_dataset(session, dataset)
         _save(session, job, state="done", phase="", notes=list(table.notes))
     except BaseException:
@@ -336,6 +338,64 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
         discard_dataset(session, dataset.id)
         session.commit()
         raise
+
+
+def _store_rows(session: Session, job: UploadJob, dataset_id: int, table, *,
+                stop_early: threading.Event | None = None) -> None:
+    """Write the table's rows in short transactions, saving the job's progress with each."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    total = len(table)
+    began = time.perf_counter()
+    for start in range(0, total, STORE_CHUNK):
+        if stop_early is not None and stop_early.is_set():
+            return
+        stop = min(total, start + STORE_CHUNK)
+        bulk_insert_rows(session, dataset_id, table, start=start, stop=stop)
+        if sqlite and stop < total and time.perf_counter() - began < SQLITE_HOLD_SECONDS:
+            continue  # the same transaction: no writer has waited long yet
+        _save(session, job, rows_stored=stop)
+        if sqlite and stop < total:
+            time.sleep(SQLITE_YIELD_SECONDS)
+            began = time.perf_counter()
+
+
+def _store_while_analysing(session: Session, job: UploadJob, experiment: Experiment,
+                           dataset: Dataset, table) -> AnalysisSnapshot:
+    """Store the rows on a second connection while this one analyses the table.
+
+    PostgreSQL spends most of an upload checking and indexing the rows in its own process;
+    the analysis needs only the arrays in memory, so it runs meanwhile. (Not on SQLite,
+    whose inserts run in this process and hold the GIL between rows.) Returns the
+    snapshot, not yet added; raises what the writer raised, once it has stopped.
+    """
+    failure: list[BaseException] = []
+    stop_early = threading.Event()
+    job_id, dataset_id = job.id, dataset.id
+
+    def write() -> None:
+        try:
+            with Session(session.get_bind(), expire_on_commit=False) as writer:
+                _store_rows(writer, writer.get(UploadJob, job_id), dataset_id, table,
+                            stop_early=stop_early)
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
+            failure.append(exc)
+
+    writer = threading.Thread(target=write, name=f"upload-{job_id}-rows")
+    writer.start()
+    try:
+        analysed = analyse_dataset(session, experiment, dataset,
+                                   ratios=AccountRatios.of_table(table))
+        # Done reading: end this transaction so that the writer's progress is seen.
+        session.commit()
+    except BaseException:
+        stop_early.set()
+        raise
+    finally:
+        writer.join()
+    if failure:
+        raise failure[0]
+    session.refresh(job)
+    return analysed
 
 
 def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = None,
