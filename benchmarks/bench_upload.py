@@ -13,6 +13,12 @@ breakdown, snapshot) and reports its peak RSS (``resource.getrusage``); then it 
 in through the Flask test client and times 20 GETs of the results page (the median is
 reported). Prints a Markdown table. Targets (issue #6): ≤ 15 s upload + analysis per
 backend, peak RSS ≤ 1 GB, results page ≤ 50 ms median.
+
+The background upload job (what a web upload waits for: spooled file → ready version
+with its snapshot) is timed too, with its app CPU (the job's own process; PostgreSQL's
+work runs in the server) and peak RSS; issue 18's targets for it, ≤ 5 s on SQLite and
+≤ 4 s on PostgreSQL, are marked but do not fail the run (wall-clock time on a shared
+machine is noisy; compare CPU side by side).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ if str(ROOT) not in sys.path:
 TARGET_SECONDS = 15.0
 TARGET_RSS_MB = 1024
 TARGET_PAGE_MS = 50.0
+#: Issue 18: the background job of a 1M-row upload, per backend (seconds).
+TARGET_JOB_SECONDS = {"SQLite": 5.0, "PostgreSQL": 4.0}
 PASSWORD = "bench-password-123"
 
 
@@ -186,21 +194,27 @@ def job_child(url: str, csv_path: str) -> dict:
     engine, user, experiment = _setup(url)
     folder = Path(tempfile.mkdtemp(prefix="nrrlab-bench-uploads-"))
 
-    def run(path: Path, name: str) -> tuple[UploadJob, float]:
+    def run(path: Path, name: str) -> tuple[UploadJob, float, float]:
         with Session(engine, expire_on_commit=False) as session:
             job = create_upload_job(session, experiment, filename=name, actor=user)
             session.commit()
         shutil.copyfile(path, upload_file_path(folder, job.id))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         run_upload_job(engine, job.id, folder)
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
         with Session(engine, expire_on_commit=False) as session:
-            return session.get(UploadJob, job.id), seconds
+            return session.get(UploadJob, job.id), seconds, cpu_seconds
 
-    good, good_seconds = run(Path(csv_path), "good.csv")
+    import resource
+
+    import scipy.stats  # noqa: F401  (imported before timing, as a running worker has it)
+
+    good, good_seconds, good_cpu = run(Path(csv_path), "good.csv")
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     bad_path = folder / "bad-source.csv"
     bad_last_row_copy(Path(csv_path), bad_path)
-    bad, bad_seconds = run(bad_path, "bad.csv")
+    bad, bad_seconds, bad_cpu = run(bad_path, "bad.csv")
     bad_path.unlink()
     with Session(engine) as session:
         versions = session.exec(select(Dataset.version, Dataset.status)).all()
@@ -212,6 +226,9 @@ def job_child(url: str, csv_path: str) -> dict:
     return {
         "good_state": good.state,
         "good_seconds": good_seconds,
+        "good_cpu": good_cpu,
+        "peak_rss_mb": peak_rss_mb,
+        "bad_cpu": bad_cpu,
         "bad_state": bad.state,
         "bad_errors": [
             f"line {line}, {column}: {message}" for line, column, message in bad.errors or []
@@ -360,9 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         "\nBackground upload job (the web path): the file as version 1, then the same rows "
         "with start_mrr = 0 on the last one\n"
     )
-    print("| backend | job, good file (s) | job, bad last row (s) | bad job's outcome "
+    print("| backend | job, good file (s) | its app CPU (s) | peak RSS (MB) "
+          "| job, bad last row (s) | its app CPU (s) | bad job's outcome "
           "| versions stored | active | rows stored | temp files left |")
-    print("|---|---:|---:|---|---|---|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|")
     for name, r in jobs:
         safe = (r["good_state"] == "done" and r["bad_state"] == "failed"
                 and r["versions"] == [[1, "ready"]] and r["active"] == "good.csv"
@@ -370,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         failed |= not safe
         errors = "; ".join(r["bad_errors"])
         print(
-            f"| {name} | {r['good_seconds']:.2f} | {r['bad_seconds']:.2f} | "
+            f"| {name} | {r['good_seconds']:.2f} "
+            f"{mark(r['good_seconds'] <= TARGET_JOB_SECONDS[name])} | {r['good_cpu']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['bad_seconds']:.2f} | {r['bad_cpu']:.2f} | "
             f"{r['bad_state']}: {errors} | {r['versions']} | {r['active']} | {r['rows']:,} | "
             f"{len(r['leftovers'])} {mark(safe)} |"
         )
