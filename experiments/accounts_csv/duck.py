@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,9 +48,9 @@ _DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 # A value starting or ending with a character the contract trims (control characters are
 # already refused by the byte scan, so only the spaces are left).
 _PADDED = "^[{0}]|[{0}]$".format("".join(ch for ch in WHITESPACE if ch >= " "))
-# DuckDB's memory for the parsed file (a million rows take ~100 MB); beyond it DuckDB
-# spills to disk rather than failing.
-_MEMORY_LIMIT = "512MB"
+# DuckDB's memory: the parsed table (~70 MB a million rows) and its read buffers. A larger
+# file spills to a private temporary directory rather than failing.
+_MEMORY_LIMIT = "256MB"
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +76,7 @@ class VariantColumns:
 class _Scan:
     header: list[str]
     ascii: bool
+    spaces: bool
     rows: int
 
 
@@ -94,25 +96,25 @@ def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | No
         return None
     import duckdb
 
-    connection = duckdb.connect(
-        config={
-            "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1,
-            "memory_limit": _MEMORY_LIMIT,
-        }
-    )
-    try:
-        return _read(connection, os.fspath(path), layout.index, layout.width, scan)
-    except duckdb.Error:
-        return None  # DuckDB could not read it: the exact reader words why
-    finally:
-        connection.close()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with tempfile.TemporaryDirectory(prefix="nrrlab-duckdb-") as spill:
+        connection = duckdb.connect(
+            config={"threads": cores or 1, "memory_limit": _MEMORY_LIMIT,
+                    "temp_directory": spill}
+        )
+        try:
+            return _read(connection, os.fspath(path), layout.index, layout.width, scan)
+        except duckdb.Error:
+            return None  # DuckDB could not read it: read_accounts words why
+        finally:
+            connection.close()
 
 
 def _scan(path: str | os.PathLike[str]) -> _Scan | None:
     """The header's fields if the whole file passes the byte scan (module docstring)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     ascii_only = True
+    spaces = False
     returns = line_feeds = crlf = 0
     first = last = b""
     with open(path, "rb") as file:
@@ -123,6 +125,7 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
                 first = chunk
             if chunk.translate(None, _ACCEPTED_BYTES):
                 return None
+            spaces = spaces or b" " in chunk
             if not chunk.isascii():
                 ascii_only = False
                 try:
@@ -151,7 +154,7 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
     # Without quotes a CSV row is its line split at the commas, and every line after the
     # header is a row: DuckDB must give as many (a blank line among them is declined).
     rows = line_feeds - 1 + (not last.endswith(b"\n"))
-    return _Scan(header.split(","), ascii_only, rows)
+    return _Scan(header.split(","), ascii_only, spaces, rows)
 
 
 def _read(connection, path: str, index: dict[str, int], width: int,
@@ -172,40 +175,46 @@ def _read(connection, path: str, index: dict[str, int], width: int,
     selected: list[str] = []
     checks: list[str] = []
 
+    def plain(text: str) -> str:
+        """SQL: a text value the exact reader keeps as it is (no padding, <= 255 bytes)."""
+        if not scan.ascii:
+            return f"strlen({text}) <= 255 AND NOT regexp_matches({text}, '{_PADDED}')"
+        if scan.spaces:
+            return f"strlen({text}) <= 255 AND trim({text}) = {text}"
+        return f"strlen({text}) <= 255"  # no space in the file: nothing can be padded
+
     account_id, variant = column("account_id"), column("variant")
-    padded = (
-        f"trim({account_id}) <> {account_id}"
-        if scan.ascii
-        else f"regexp_matches({account_id}, '{_PADDED}')"
-    )
     parsed += [account_id, variant]
     selected += [f"hash({account_id}) AS id_hash", f"{variant} AS variant"]
-    checks += [
-        f"{account_id} IS NOT NULL AND strlen({account_id}) <= 255 AND NOT {padded}",
-        f"{variant} IS NOT NULL",
-    ]
+    checks += [f"{account_id} IS NOT NULL AND {plain(account_id)}", f"{variant} IS NOT NULL"]
     if "segment" in index:
         parsed.append(column("segment"))
-        selected.append(f"{column('segment')} AS segment")
+        checks.append(f"{column('segment')} IS NULL OR ({plain(column('segment'))})")
 
     for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
         text, key = column(name), name.removesuffix("_mrr")
         if text is None:
             if name in MONEY_COLUMNS:
-                selected.append(f"0::BIGINT AS {key}")
+                selected.append(f"0.0::DOUBLE AS {key}")
             continue
         parsed += [text, f"TRY_CAST({text} AS DECIMAL(18, 2)) AS {key}_units"]
         valid = (
             f"regexp_full_match({text}, '{_MONEY}')"
             f" AND {key}_units IS NOT NULL AND {key}_units < {MAX_CENTS // 100}"
         )
-        cents = f"CAST({key}_units * 100 AS BIGINT)"
+        # Units as AccountTable.money() makes them: whole cents divided by 100 in float64.
+        units = f"CAST({key}_units * 100 AS BIGINT) / 100"
         if name in MONEY_COLUMNS:
-            selected.append(f"coalesce({cents}, 0) AS {key}")
-        else:  # whole cents as float, NaN for a blank, like AccountTable.pre_start_cents
-            selected.append(f"coalesce(CAST({cents} AS DOUBLE), 'NaN'::DOUBLE) AS {key}")
+            selected.append(f"coalesce({units}, 0.0) AS {key}")
+        else:
+            selected.append(f"coalesce({units}, 'NaN'::DOUBLE) AS {key}")
         checks.append(f"{text} IS NOT NULL AND {valid}" if name == "start_mrr"
                       else f"{text} IS NULL OR ({valid})")
+    # DESIGN §3 in exact decimals: start > 0 and contraction + churned <= start.
+    losses = [f"coalesce({name.removesuffix('_mrr')}_units, 0)"
+              for name in ("contraction_mrr", "churned_mrr") if name in index]
+    checks.append("start_units > 0" + (f" AND {' + '.join(losses)} <= start_units"
+                                       if losses else ""))
     for name in ("days_to_value", "days_observed"):
         text = column(name)
         if text is None:
@@ -235,12 +244,11 @@ def _read(connection, path: str, index: dict[str, int], width: int,
         f" FROM (SELECT {', '.join(parsed)} FROM {source})",
         {"path": path},
     )
-    rows, distinct_ids, all_valid, losses_ok = connection.execute(
-        "SELECT count(*), count(DISTINCT id_hash), bool_and(valid),"
-        " bool_and(start > 0 AND contraction + churned <= start) FROM accounts"
+    rows, distinct_ids, all_valid = connection.execute(
+        "SELECT count(*), count(DISTINCT id_hash), bool_and(valid) FROM accounts"
     ).fetchone()
     # Equal hashes of different ids would only send the file to the exact reader.
-    if not rows or rows != scan.rows or distinct_ids != rows or not all_valid or not losses_ok:
+    if not rows or rows != scan.rows or distinct_ids != rows or not all_valid:
         return None
     variants = [
         name for (name,) in connection.execute(
@@ -249,29 +257,23 @@ def _read(connection, path: str, index: dict[str, int], width: int,
     ]
     if not all(_plain_text(name) for name in variants):
         return None
-    if "segment" in index:
-        segments = connection.execute(
-            "SELECT DISTINCT segment FROM accounts WHERE segment IS NOT NULL"
-        ).fetchall()
-        if not all(_plain_text(name) for (name,) in segments):
-            return None
 
     wanted = ["start", "expansion", "contraction", "churned"]
     wanted += [name.removesuffix("_mrr") for name in ("pre_start_mrr", "pre_end_mrr")
                if name in index]
     wanted += [name for name in ("days_to_value", "days_observed") if name in index]
-    query = f"SELECT {', '.join(wanted)} FROM accounts WHERE variant = $variant ORDER BY rowid"  # noqa: S608
-    result = {}
-    for variant in variants:
-        found = connection.execute(query, {"variant": variant}).fetchnumpy()
-        money = {key: found.pop(key) / 100 for key in ("start", "expansion", "contraction",
-                                                        "churned")}
-        pre = {key: found.pop(key) / 100 for key in ("pre_start", "pre_end") if key in found}
-        result[variant] = VariantColumns(**money, **pre, **{key: np.asarray(value)
-                                                            for key, value in found.items()})
-    return result
+    # In file order: DuckDB keeps insertion order unless told otherwise (the default
+    # preserve_insertion_order), so the sums add up in the same order as read_accounts'.
+    query = f"SELECT {', '.join(wanted)} FROM accounts WHERE variant = $variant"  # noqa: S608
+    return {
+        variant: VariantColumns(**{
+            key: np.asarray(values)
+            for key, values in connection.execute(query, {"variant": variant}).fetchnumpy().items()
+        })
+        for variant in variants
+    }
 
 
 def _plain_text(value: str) -> bool:
-    """A variant or segment the exact reader keeps as it is: no padding, at most 255 bytes."""
+    """A variant the exact reader keeps as it is: no padding, at most 255 bytes."""
     return bool(value) and value == value.strip(WHITESPACE) and len(value.encode()) <= 255
