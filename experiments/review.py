@@ -54,9 +54,9 @@ from experiments.nrr_page import current_ledger
 from experiments.review_items import ItemView, get_item, item_views, update_item
 from experiments.review_rows import (
     ReviewRow,
+    every_review_row,
     meeting_items,
     meeting_state,
-    review_rows,
 )
 from experiments.review_weeks import (
     Week,
@@ -280,13 +280,17 @@ def build_review(
     now: datetime | None = None,
     rows_only: bool = False,
     agenda_page: int | str | None = None,
+    keep_rows: bool = False,
 ) -> Review:
     """The review of ``week`` (or of the date range) as ``user`` may see it.
 
     ``rows_only`` stops once the rows and the three action sections are known (no revenue
     impact, summary, tree actuals, actions or agenda): what the dashboard shows.
     ``agenda_page`` (1-based; past the last gives the last) limits the agenda to that page
-    of :data:`AGENDA_PAGE_SIZE` items; ``None`` gives the whole agenda.
+    of :data:`AGENDA_PAGE_SIZE` items; ``None`` gives the whole agenda. ``keep_rows`` reuses
+    the rows kept per process while no write happened
+    (:func:`experiments.review_rows.every_review_row`): only for a transaction that has
+    written nothing yet.
 
     Opening a week freezes what it shows (see the module docstring); the caller
     commits. Only experiments ``user`` may see are shown, and with ``branch_id`` only
@@ -332,16 +336,16 @@ def build_review(
         last = last or the_week.last_day
         end = midnight(last + timedelta(days=1))
         window = Window(midnight(first), end, min(now, end))
-        rows = review_rows(session, window, session.exec(select(Experiment)).all())
+        rows = every_review_row(session, window, keep=keep_rows)
         frozen = False
     elif now < the_week.start:
         # A week that has not begun is a preview, stored nowhere: a GET must not create
         # meetings for every week anyone can type.
         window = Window(the_week.previous.start, the_week.end, now)
-        rows = review_rows(session, window, session.exec(select(Experiment)).all())
+        rows = every_review_row(session, window, keep=keep_rows)
         frozen = False
     else:
-        meeting, rows, frozen, items = meeting_state(session, the_week, now)
+        meeting, rows, frozen, items = meeting_state(session, the_week, now, keep=keep_rows)
         window = Window(the_week.previous.start, the_week.end, min(now, the_week.end))
         if frozen:
             moments = [parse_moment(r.document.as_of) for r in rows]
@@ -350,6 +354,7 @@ def build_review(
                 window = Window(window.changes_from, window.changes_to,
                                 min(max(moments), the_week.end))
 
+    memo = getattr(rows, "memo", None)  # figures kept with the rows (KeptRows)
     rows = _visible_rows(session, user, rows)
     rows = sorted((r for r in rows if _in_branch(r, branch)), key=_branch_sort_key)
     review = Review(
@@ -364,9 +369,14 @@ def build_review(
     )
     if rows_only:  # the dashboard: only the rows and their flags (no impact, actuals)
         return review
-    review.impact = portfolio_impact(
-        [r.document for r in rows], since=midnight(review.quarter_start),
-        until=review.point_in_time, company_mrr=company_start_mrr(session))
+    since, company_mrr = midnight(review.quarter_start), company_start_mrr(session)
+    impact_key = ("impact", tuple(r.key for r in rows), since, company_mrr)
+    review.impact = memo.get(impact_key) if memo is not None else None
+    if review.impact is None:
+        review.impact = portfolio_impact([r.document for r in rows], since=since,
+                                         until=review.point_in_time, company_mrr=company_mrr)
+        if memo is not None:  # same rows, no write since: the same ships and estimates
+            memo[impact_key] = review.impact
     review.summary = _summary(rows, review.impact)
     review.tree_actuals = _tree_actuals(session, choices, branch, review.point_in_time)
     if mode == "week":

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -40,6 +43,7 @@ from experiments.documents import (
     document_as_of,
     exists_at,
 )
+from experiments.generation import has_generation_table, read_generation
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
 from experiments.review_weeks import Week, Window, iso, parse_moment
 from experiments.rules import project_enrolment
@@ -132,12 +136,12 @@ class ReviewFlags:
 
 @dataclass(frozen=True)
 class ReviewRow:
-    """One experiment on a review: its document then, and the review's reasons.
-
-    """
+    """One experiment on a review: its document then, and the review's reasons (and, when
+    already known, the digest of its frozen copy: :func:`row_digest`)."""
 
     document: ExperimentDocument
     review: ReviewFlags
+    digest: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def experiment(self) -> ExperimentInfo:
@@ -273,6 +277,100 @@ def review_rows(session: Session, window: Window,
     return rows
 
 
+# ------------------------------------------------------------ rows kept per process
+
+#: How long kept rows are reused at most, and how many windows are kept per process.
+KEPT_SECONDS = 60.0
+KEPT_WINDOWS = 8
+
+
+class KeptRows(list):
+    """Rows from the per-process store, with ``memo``: figures derived from them alone
+    (e.g. the portfolio's revenue impact), kept as long as the rows are."""
+
+    memo: dict[Any, Any]
+
+
+class _KeptRows:
+    """Every experiment's rows per (database, data generation, window), least recently
+    used dropped first. Thread-safe; the rows are immutable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, tuple[float, list[ReviewRow], dict]] = OrderedDict()
+        self._ready: dict[str, bool] = {}
+
+    def ready(self, session: Session) -> bool:
+        """Whether the database holds the data generation (checked once per database)."""
+        url = str(session.get_bind().url)
+        if url not in self._ready:
+            with session.get_bind().connect() as connection:
+                self._ready[url] = has_generation_table(connection)
+        return self._ready[url]
+
+    def get(self, key: tuple) -> tuple[list[ReviewRow], dict] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or time.monotonic() - entry[0] > KEPT_SECONDS:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1], entry[2]
+
+    def put(self, key: tuple, rows: list[ReviewRow], memo: dict) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic(), rows, memo)
+            self._entries.move_to_end(key)
+            while len(self._entries) > KEPT_WINDOWS:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._ready.clear()
+
+
+_kept = _KeptRows()
+
+
+def every_review_row(session: Session, window: Window, *, keep: bool = False
+                     ) -> list[ReviewRow]:
+    """:func:`review_rows` of every experiment (kept ones with their :func:`row_digest`).
+
+    With ``keep`` the rows are kept per process and reused while the database's data
+    generation (:mod:`experiments.generation`: it moves with every committed write) is the
+    one they were computed at, for the same window and the same day, for at most
+    :data:`KEPT_SECONDS`; a reused row's ``as_of`` is the window's. Kept rows come as
+    :class:`KeptRows`, whose ``memo`` the caller may fill. Only a caller whose
+    transaction has written nothing yet may ask for ``keep`` (its own uncommitted writes
+    would not move the generation): the review page, which reads first.
+    """
+    key = None
+    if keep and _kept.ready(session):
+        # Read first, in this transaction: rows read after it are at least this new.
+        generation = read_generation(session.connection())
+        if generation is not None:
+            key = (str(session.get_bind().url), generation, window.changes_from,
+                   window.changes_to, window.closed, window.as_of.date())
+            kept = _kept.get(key)
+            if kept is not None:
+                as_of = iso(window.as_of)
+                return _with_memo([ReviewRow(replace(r.document, as_of=as_of), r.review,
+                                             r.digest) for r in kept[0]], kept[1])
+    rows = review_rows(session, window, session.exec(select(Experiment)).all())
+    if key is not None:
+        rows = [ReviewRow(r.document, r.review, row_digest(r)) for r in rows]
+        memo: dict[Any, Any] = {}
+        _kept.put(key, rows, memo)
+        return _with_memo(list(rows), memo)
+    return rows
+
+
+def _with_memo(rows: list[ReviewRow], memo: dict[Any, Any]) -> KeptRows:
+    kept = KeptRows(rows)
+    kept.memo = memo
+    return kept
+
+
 # -------------------------------------------------------------------- freezing
 
 #: What a stored row's digest covers: all of it but ``as_of`` (the moment of observation)
@@ -292,6 +390,8 @@ def seen_digest(seen: Mapping[str, Any]) -> str:
 
 def row_digest(row: ReviewRow) -> str:
     """:func:`seen_digest` of ``row.to_json()``, without serialising its analysis."""
+    if row.digest is not None:
+        return row.digest
     shape = replace(row.document, result=None).to_json()
     shape["review"] = row.review.to_json()
     return seen_digest(shape)
@@ -348,20 +448,21 @@ def meeting_rows(session: Session, week: Week, now: datetime
     return meeting, rows, frozen
 
 
-def meeting_state(session: Session, week: Week, now: datetime
+def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = False
                   ) -> tuple[ReviewMeeting | None, list[ReviewRow], bool,
                              dict[int, ReviewItem] | None]:
     """:func:`meeting_rows` and the meeting's items as they now stand (``None`` when
     items were just inserted: read them again), so the agenda need not load every item's
     frozen row a second time (issue 18: 300 experiments' rows are ~1 MB of JSON). A
-    running week's items come without their frozen rows (compared by digest)."""
+    running week's items come without their frozen rows (compared by digest). ``keep``:
+    see :func:`every_review_row`."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
     existing = session.exec(
         select(ReviewMeeting).where(ReviewMeeting.iso_week == week.label)).first()
     rows: list[ReviewRow] = []
     if existing is None:
-        rows = review_rows(session, window, session.exec(select(Experiment)).all())
+        rows = every_review_row(session, window, keep=keep)
         if not rows:
             return None, [], False, None  # nothing existed that week: nothing to keep
         meeting = _meeting(session, week)
@@ -372,7 +473,7 @@ def meeting_state(session: Session, week: Week, now: datetime
         return (meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen], True,
                 items)
     if existing is not None:
-        rows = review_rows(session, window, session.exec(select(Experiment)).all())
+        rows = every_review_row(session, window, keep=keep)
     new = []
     for row in rows:
         digest = row_digest(row)

@@ -53,12 +53,13 @@ def week(week: str):
             date_from=request.args.get("from"),
             date_to=request.args.get("to"),
             agenda_page=request.args.get("page") or 1,
+            keep_rows=True,  # nothing written yet in this request
         )
     except ValidationFailed as exc:
         # Bad filters: the plain week, with the messages beside the filter fields.
         session.rollback()
         status, errors = 422, exc.errors
-        review = build_review(session, acting_user(), week, agenda_page=1)
+        review = build_review(session, acting_user(), week, agenda_page=1, keep_rows=True)
     session.commit()  # opening a week freezes what the meeting saw
     return render_page_or_partial(
         "review/week.html",
