@@ -585,11 +585,12 @@ def document_as_of(facts: Facts, experiment: Experiment, window: Window) -> Expe
 
 
 def document_now(session: Session, experiment: Experiment, *,
-                 now: datetime | None = None) -> ExperimentDocument:
-    """``experiment`` as of now, for a caller that has already checked access."""
+                 now: datetime | None = None, facts: Facts | None = None) -> ExperimentDocument:
+    """``experiment`` as of now, for a caller that has already checked access (and may
+    pass the :class:`Facts` of it it has already read)."""
     now = aware(now) or utcnow()
     window = Window(now, now + timedelta(microseconds=1), now)
-    return document_as_of(Facts(session, [experiment]), experiment, window)
+    return document_as_of(facts or Facts(session, [experiment]), experiment, window)
 
 
 def experiment_document(session: Session, user: User, key: str, *,

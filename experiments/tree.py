@@ -249,15 +249,14 @@ def branch_ids(session: Session, node_id: int) -> set[int]:
 
 def ancestry(session: Session, node_id: int) -> list[DriverNode]:
     """The path from the root down to ``node_id`` (inclusive)."""
+    nodes = rows_by_id(session, DriverNode)  # one read, shared with the page's documents
     path: list[DriverNode] = []
     seen: set[int] = set()
-    current = session.get(DriverNode, node_id)
+    current = nodes.get(node_id)
     while current is not None and current.id not in seen:
         seen.add(current.id)
         path.append(current)
-        current = (
-            session.get(DriverNode, current.parent_id) if current.parent_id is not None else None
-        )
+        current = nodes.get(current.parent_id) if current.parent_id is not None else None
     return list(reversed(path))
 
 

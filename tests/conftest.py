@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
 import experiments.models  # noqa: F401  (registers the tables)
+from experiments import stored_analyses
 from experiments.db import make_engine, normalise_url
 from experiments.setup import ensure_defaults
 from tests.factories import Factory, make_user, root_node
@@ -174,6 +175,9 @@ def _empty_all_tables(engine) -> None:
 def db_engine(engine):
     """The session-wide engine, with every table empty but the install defaults."""
     _empty_all_tables(engine)
+    # Emptied tables hand out their ids again, and tests store snapshots at fixed moments:
+    # parsed analyses kept from an earlier test would match the new rows' keys.
+    stored_analyses.clear()
     with Session(engine) as session:
         ensure_defaults(session)
         session.commit()
