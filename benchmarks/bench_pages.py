@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_pages.py [--workspaces demo,10x50,100x50,1000x50,100x500,300x50h]
                                      [--servers gthread,sync4] [--clients 16] [--seconds 10]
-                                     [--requests 60] [--json out.json]
+                                     [--requests 60] [--page-cache on,off] [--json out.json]
 
 Each workspace is a fresh SQLite database in a temporary folder, migrated with
 ``nrrlab db upgrade``:
@@ -32,6 +32,11 @@ for everything.
   ``wrk -t2 -c16 -d<seconds>s`` per page with the session cookie (``wrk``
   runs on the same two cores as the server, so it takes some of their CPU); falls back to
   a threaded Python client when ``wrk`` is not installed. Non-2xx answers are counted.
+
+``--page-cache on,off`` runs each server with the rendered-page cache (``webapp.page_cache``)
+on and then off (``NRRLAB_PAGE_CACHE``), side by side; the default is ``on`` (production's).
+With the cache on, the warm-up GETs fill it and the measured requests are repeats of an
+unchanged page.
 
 Prints Markdown tables (and the machine's load average before and after each block).
 """
@@ -127,8 +132,9 @@ def prepare(spec: str, folder: Path, env: dict[str, str]) -> dict:
 
 
 class Gunicorn:
-    def __init__(self, kind: str, env: dict[str, str], folder: Path):
-        self.kind, self.env, self.folder, self.port = kind, env, folder, free_port()
+    def __init__(self, kind: str, env: dict[str, str], folder: Path, page_cache: str = "on"):
+        self.kind, self.folder, self.port = kind, folder, free_port()
+        self.env = {**env, "NRRLAB_PAGE_CACHE": "1" if page_cache == "on" else "0"}
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Gunicorn:
@@ -323,7 +329,7 @@ def _commit() -> str:
 
 
 def run(specs: list[str], servers: list[str], clients: int, seconds: int, requests: int,
-        only: set[str] | None) -> list[dict]:
+        only: set[str] | None, page_cache: tuple[str, ...] = ("on",)) -> list[dict]:
     results = []
     for spec in specs:
         folder = Path(tempfile.mkdtemp(prefix=f"bench-pages-{spec}-"))
@@ -333,11 +339,12 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
             print(f"\n### workspace {spec}: {info['experiments']} experiments, "
                   f"{info['nodes']} tree nodes, {info.get('meetings', 0)} review meetings "
                   f"(built in {info['build_seconds']} s)", flush=True)
-            for kind in servers:
-                with Gunicorn(kind, env, folder) as server:
+            for kind, cache in [(k, c) for k in servers for c in page_cache]:
+                with Gunicorn(kind, env, folder, cache) as server:
                     cookie = sign_in(server.port, info["email"], info["password"])
                     load_before = _load()
-                    print(f"\n{kind}, load before {load_before}\n\n| page | p50 one at a time"
+                    print(f"\n{kind}, page cache {cache}, load before {load_before}\n\n"
+                          "| page | p50 one at a time"
                           f" | p95 | server CPU per request | req/s at {clients} clients | "
                           "non-2xx |\n|---|---:|---:|---:|---:|---:|", flush=True)
                     wanted = {n: p for n, p in pages(info).items() if not only or n in only}
@@ -360,7 +367,8 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                             many = rate(server.port, path, cookie, clients, seconds)
                         else:
                             many = {"rps": "not run", "non_2xx": "–", "client": "-"}
-                        row = {"workspace": spec, "server": kind, "page": name, "path": path,
+                        row = {"workspace": spec, "server": kind, "page_cache": cache,
+                               "page": name, "path": path,
                                **single, **many, "load_before": load_before,
                                "load_after": _load(), "commit": _commit(),
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -382,14 +390,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--pages", default="", help="comma-separated page names (default all)")
+    parser.add_argument("--page-cache", default="on",
+                        help="on, off or on,off: the rendered-page cache of each server run")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     # A TERM (e.g. from a time limit) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"# bench_pages: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit "
           f"{_commit()}, {os.cpu_count()} CPUs, {platform.python_version()}, load {_load()}")
+    modes = tuple(args.page_cache.split(","))
+    if not modes or set(modes) - {"on", "off"}:
+        raise SystemExit(f"--page-cache {args.page_cache!r}: on, off or on,off")
     rows = run(args.workspaces.split(","), args.servers.split(","), args.clients, args.seconds,
-               args.requests, set(args.pages.split(",")) if args.pages else None)
+               args.requests, set(args.pages.split(",")) if args.pages else None, modes)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -226,27 +226,34 @@ def _render(cache: PageCache, key: tuple, view: Callable, args: tuple,
     finally:
         if g.get(field) == cache.sentinel:
             g.pop(field)
+    if response.direct_passthrough:
+        return None, response  # a file, never rendered with the sentinel
     keepable = (
         response.status_code == 200
         and response.mimetype == "text/html"
-        and not response.direct_passthrough
         and "Set-Cookie" not in response.headers
         and not session.get("_flashes")
         and not getattr(request_ctx, "flashes", None)
+        # A token in a header (not the body) would be replayed as the sentinel.
+        and not any(cache.sentinel in value for value in response.headers.values())
     )
-    if response.direct_passthrough:
-        return None, response  # a file, never rendered with the sentinel
     body = response.get_data()
     if not keepable:
-        response.set_data(_with_token(body, cache.sentinel))
+        _put_token(response, body, cache.sentinel)
         return None, response
     headers = tuple((k, v) for k, v in response.headers.items()
                     if k.lower() not in _PER_ANSWER_HEADERS)
     return cache.put(key, body, headers), response
 
 
-def _with_token(body: bytes, sentinel: str) -> bytes:
-    return body.replace(sentinel.encode(), generate_csrf().encode())
+def _put_token(response: Response, body: bytes, sentinel: str) -> None:
+    """The request's own CSRF token where the view wrote the sentinel (body and headers)."""
+    marker = sentinel.encode()
+    if marker in body:
+        response.set_data(body.replace(marker, generate_csrf().encode()))
+    for name, value in list(response.headers.items()):
+        if sentinel in value:
+            response.headers[name] = value.replace(sentinel, generate_csrf())
 
 
 def _answer(cache: PageCache, entry: Entry) -> Response:

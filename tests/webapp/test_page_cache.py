@@ -33,6 +33,12 @@ def text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
+def secrets_of(page: str) -> set[str]:
+    """The session secrets the page's CSRF tokens carry (a token is the secret, signed and
+    timestamped: two tokens of one session differ only after the first dot)."""
+    return {token.split(".")[0] for token in _CSRF_IN_PAGE.findall(page)}
+
+
 def page_cache(app):
     return app.extensions["nrrlab.page_cache"]
 
@@ -169,10 +175,9 @@ def test_two_sessions_of_one_user_get_their_own_csrf_token_and_can_post(
     first_page = text(admin_client.get("/tree/"))
     second_page = text(second.get("/tree/"))  # the same user, page and data: a hit
     assert page_cache(app).hits >= 1
-    first_tokens = set(_CSRF_IN_PAGE.findall(first_page))
+    assert len(secrets_of(first_page)) == 1 and len(secrets_of(second_page)) == 1
+    assert secrets_of(first_page) != secrets_of(second_page)
     second_tokens = set(_CSRF_IN_PAGE.findall(second_page))
-    assert len(first_tokens) == 1 and len(second_tokens) == 1
-    assert first_tokens != second_tokens
     assert "nrrlabcsrfsentinel" not in first_page + second_page
     # A form posted with the token read off the cached page is accepted.
     response = second.post(f"/tree/{root_id(db_engine)}/children", data={
@@ -295,3 +300,45 @@ def test_anonymous_requests_are_not_cached(app, client):
 def test_csrf_token_of_a_new_session_still_works(app, client):
     """The sign-in page is not cached; the login helper's token is this session's."""
     assert csrf_token_of(client)
+
+
+# ------------------------------------------------------------ answers that are not kept
+
+
+def test_error_answers_of_a_kept_view_carry_the_real_token(app, admin_client):
+    from experiments.review_weeks import current_week
+
+    missing = admin_client.get("/experiments/no-such-experiment")
+    bad_filter = admin_client.get(f"/review/{current_week().label}?from=not-a-date")
+    assert missing.status_code == 404 and bad_filter.status_code == 422
+    for response in (missing, bad_filter):
+        page = text(response)
+        assert "nrrlabcsrfsentinel" not in page
+        assert secrets_of(page) == secrets_of(text(admin_client.get("/tree/")))
+    assert len(page_cache(app)) == 1  # only the tree page was kept
+
+
+def test_a_token_a_view_puts_in_a_header_is_this_requests_and_not_kept(app, factory):
+    from flask import make_response, render_template_string
+    from flask_wtf.csrf import generate_csrf
+
+    from webapp.page_cache import cached_page
+    from webapp.security import allow
+
+    @allow("viewer")
+    @cached_page
+    def probe():
+        response = make_response(render_template_string("<p>{{ csrf_token() }}</p>"))
+        response.headers["X-Probe-Token"] = generate_csrf()
+        return response
+
+    app.add_url_rule("/probe-token", "probe_token", probe)
+    user = factory.user("probe@example.com", "viewer")
+    client = app.test_client()
+    assert Auth(client).login(user.email).status_code == 303
+    for _ in range(2):
+        response = client.get("/probe-token")
+        token = response.headers["X-Probe-Token"]
+        assert "nrrlabcsrfsentinel" not in token
+        assert text(response) == f"<p>{token}</p>"
+    assert len(page_cache(app)) == 0
