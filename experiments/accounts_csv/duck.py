@@ -103,6 +103,8 @@ def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | No
                     "temp_directory": spill}
         )
         try:
+            # DuckDB would print its progress bar into the CLI's report on stdout.
+            connection.execute("SET enable_progress_bar = false")
             return _read(connection, os.fspath(path), layout.index, layout.width, scan)
         except duckdb.Error:
             return None  # DuckDB could not read it: read_accounts words why

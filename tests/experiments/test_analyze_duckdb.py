@@ -414,3 +414,32 @@ def test_a_valid_file_is_analysed_without_pyarrow(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"comparisons"' in done.stdout
     assert done.stdout.strip().endswith("PYARROW False"), done.stdout[-500:]
+
+
+def test_duckdb_prints_no_progress_bar_into_the_report(tmp_path):
+    """DuckDB draws a progress bar on stdout for a read over 2 s (a large file, a busy
+    machine): it would land in the middle of the JSON report. It must be off during the
+    read (in a process of its own: under pytest's capture DuckDB starts with it off)."""
+    path = _write(tmp_path, _accounts(50))
+    code = (
+        "import duckdb\n"
+        "import experiments.accounts_csv.duck as duck\n"
+        "seen = []\n"
+        "real = duckdb.connect\n"
+        "class Spy:\n"
+        "    def __init__(self, c): self.c = c\n"
+        "    def execute(self, q, *p):\n"
+        "        if q.startswith('CREATE'):\n"
+        "            seen.append(self.c.execute(\"SELECT current_setting('enable_progress_bar')\")"
+        ".fetchone()[0])\n"
+        "        return self.c.execute(q, *p)\n"
+        "    def close(self): self.c.close()\n"
+        "duckdb.connect = lambda **kw: Spy(real(**kw))\n"
+        f"assert duck.read_columns({str(path)!r}) is not None\n"
+        "print('SETTINGS', seen)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("SETTINGS [False]"), done.stdout[-500:]
