@@ -2,9 +2,12 @@
 
 Kept apart from the service layer so its import path stays lean: the CLI must
 read, validate and analyse a million accounts in well under two seconds.
-``scipy.stats`` is not imported at all (about 0.8 s of CPU): ``stats`` computes the
-large-sample Mann–Whitney and the chi-square SRM check with ``scipy.special``, and
-``stats`` itself loads in a background thread while the CSV parses.
+DuckDB reads and validates the file on every core and hands back only each variant's
+numeric columns (:mod:`experiments.accounts_csv.duck`); a file it declines is read by
+``read_accounts``, whose errors name the lines. Neither pyarrow nor ``scipy.stats`` is
+imported for a file DuckDB reads: ``stats`` computes the large-sample Mann–Whitney and
+the chi-square SRM check with ``scipy.special``, and ``stats`` itself loads in a
+background thread while the CSV parses.
 """
 
 from __future__ import annotations
@@ -268,8 +271,8 @@ def analyze_file(request: AnalysisRequest):
     """
     check_plan_numbers(request)
     warm = threading.Thread(target=_warm_statistics, daemon=True)
-    # A short switch interval lets the reader's many brief GIL holds between pyarrow
-    # calls get in quickly while the import thread runs module code.
+    # A short switch interval lets the reader's brief GIL holds (between DuckDB queries,
+    # or pyarrow calls on the fallback) get in quickly while the import thread runs.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0002)
     try:
