@@ -242,7 +242,8 @@ def _read(connection, path: str, index: dict[str, int], width: int,
     # value of the file reaches the SQL text (the path is a parameter).
     connection.execute(
         f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)},"  # noqa: S608
-        f" ({' AND '.join(f'({check})' for check in checks)}) AS valid"
+        # NULL (a rule on a value that did not parse) is a failure too: bool_and skips NULLs
+        f" coalesce({' AND '.join(f'({check})' for check in checks)}, false) AS valid"
         f" FROM (SELECT {', '.join(parsed)} FROM {source})",
         {"path": path},
     )
