@@ -2,9 +2,10 @@
 
 Usage: python benchmarks/bench_analyze.py [--rows 1000000] [--runs 5] [--nrr-columns]
                                           [--baseline DIR] [--duckdb]
-Prints wall time (min / median) and peak RSS of the CLI process; the file is
-generated once into benchmarks/data/ (git-ignored). Target (issue #3): ≤ 1.6 s wall
-and ≤ 500 MB peak RSS on the project's 2-core machines.
+Prints wall time (min / median), CPU and peak RSS of the CLI process; the file is
+generated once into benchmarks/data/ (git-ignored). Targets: issue #3, ≤ 1.6 s wall and
+≤ 500 MB peak RSS on the project's 2-core machines; issue 18, ≤ 1.5 × the DuckDB query
+below (``--duckdb``) and ≤ 250 MB.
 
 ``--nrr-columns`` adds issue 15's optional columns (days_observed, pre_start_mrr,
 pre_end_mrr), so CUPED and journey velocity are computed too. ``--baseline DIR`` runs
