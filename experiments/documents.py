@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from sqlmodel import Session, select
@@ -418,10 +419,6 @@ class Facts:
     def __init__(self, session: Session, experiments: Sequence[Experiment]):
         ids = [e.id for e in experiments]
         self.session = session
-        self.nodes = by_id(session, DriverNode)
-        self.stages = by_id(session, JourneyStage)
-        self.teams = by_id(session, Team)
-        self.users = by_id(session, User)
         self.variants: dict[int, list[Variant]] = defaultdict(list)
         self.amendments: dict[int, list[Amendment]] = defaultdict(list)
         self.datasets: dict[int, Dataset] = {}
@@ -452,6 +449,23 @@ class Facts:
             self._keys[snapshot_id] = snapshot_key(snapshot_id, computed_at, dataset_id)
         for items in self.snapshots.values():
             items.sort(key=lambda head: (head[0], head[1]))
+
+    # The names documents show, read when first needed (none without experiments).
+    @cached_property
+    def nodes(self) -> dict[int, DriverNode]:
+        return by_id(self.session, DriverNode)
+
+    @cached_property
+    def stages(self) -> dict[int, JourneyStage]:
+        return by_id(self.session, JourneyStage)
+
+    @cached_property
+    def teams(self) -> dict[int, Team]:
+        return by_id(self.session, Team)
+
+    @cached_property
+    def users(self) -> dict[int, User]:
+        return by_id(self.session, User)
 
     def snapshot_head(self, experiment_id: int,
                       happened: Callable[[datetime], bool]) -> SnapshotHead | None:

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from experiments.access import visible_team_ids
 from experiments.actions import ActionView, open_actions_of
 from experiments.models import DriverNode, Experiment, User, utcnow
+from experiments.reference_rows import all_rows
 from experiments.review_rows import ReviewRow, review_rows
 from experiments.review_weeks import Week, Window, aware, current_week
 
@@ -99,7 +100,7 @@ def my_week(session: Session, user: User, *, now: datetime | None = None) -> MyW
                    for row in rows]
     experiments.sort(key=lambda e: (not e.owes_decision, e.row.experiment.status, e.key))
 
-    nodes = session.exec(select(DriverNode)).all()
+    nodes = all_rows(session, DriverNode)
     parent = {n.id: n.parent_id for n in nodes}
     owned = [n for n in nodes if n.owner_id == user.id and visible(n.team_id)]
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -58,6 +58,7 @@ from experiments.plan_input import (
     read_reason,
 )
 from experiments.planning import PlanningSigma, planning_sigma
+from experiments.reference_rows import by_id as rows_by_id
 from experiments.tree import ancestry, branch_ids, team_change_problem
 from experiments.users import role_rank
 from experiments.verdict_status import GuardrailStatus, VerdictStatus, latest_verdict_statuses
@@ -817,10 +818,10 @@ class ExperimentRow:
 
 def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[ExperimentRow]:
     """The registry's lines for ``experiments`` (names looked up once, not per row)."""
-    nodes = dict(session.exec(select(DriverNode.id, DriverNode.name)).all())
+    nodes = {node_id: node.name for node_id, node in rows_by_id(session, DriverNode).items()}
     stages = dict(stage_choices(session))
-    users = {u.id: u for u in session.exec(select(User)).all()}
-    teams = {t.id: t for t in session.exec(select(Team)).all()}
+    users = rows_by_id(session, User)  # shared with the page's other reads of these tables
+    teams = rows_by_id(session, Team)
     verdicts = latest_verdict_statuses(session, [e.id for e in experiments])
     return [
         ExperimentRow(

@@ -166,14 +166,20 @@ def load_tree(session: Session, user: User) -> list[TreeNode]:
                 item.verdict_counts[verdict] = item.verdict_counts.get(verdict, 0) + 1
     roots: list[TreeNode] = []
     for item in by_id.values():
-        ancestor = item.node.parent_id
-        seen: set[int] = set()
-        while ancestor is not None and ancestor not in by_id and ancestor not in seen:
-            seen.add(ancestor)
-            ancestor = parents.get(ancestor)
-        parent = by_id.get(ancestor) if ancestor is not None else None
+        parent = by_id.get(_nearest_kept_ancestor(item.node, by_id, parents))
         (parent.children if parent else roots).append(item)
     return roots
+
+
+def _nearest_kept_ancestor(node: DriverNode, kept: Mapping[int, Any],
+                           parents: Mapping[int, int | None]) -> int | None:
+    """The id of ``node``'s nearest ancestor in ``kept`` (``None``: it is a root there)."""
+    ancestor = node.parent_id
+    seen: set[int] = set()
+    while ancestor is not None and ancestor not in kept and ancestor not in seen:
+        seen.add(ancestor)
+        ancestor = parents.get(ancestor)
+    return ancestor if ancestor in kept else None
 
 
 def attach_actuals(session: Session, roots: list[TreeNode], figures: Any) -> list[TreeNode]:
@@ -215,16 +221,24 @@ def node_choices(
     ``exclude_branch_of`` leaves out that node and everything under it (the
     places a node cannot be moved to).
     """
+    # The tree's shape only (load_tree's rule for hidden parents), without its roll-ups.
+    teams = visible_team_ids(session, user)
+    nodes = all_rows(session, DriverNode, DriverNode.position, DriverNode.id)
+    parents = {n.id: n.parent_id for n in nodes}
+    kept = {n.id: n for n in nodes if _visible(teams, n.team_id)}
+    children: dict[int | None, list[DriverNode]] = {}
+    for node in kept.values():
+        children.setdefault(_nearest_kept_ancestor(node, kept, parents), []).append(node)
     choices: list[tuple[int, str]] = []
 
-    def visit(items: list[TreeNode], depth: int) -> None:
-        for item in items:
-            if item.node.id == exclude_branch_of:
+    def visit(items: list[DriverNode], depth: int) -> None:
+        for node in items:
+            if node.id == exclude_branch_of:
                 continue
-            choices.append((item.node.id, "\u2003" * depth + item.node.name))
-            visit(item.children, depth + 1)
+            choices.append((node.id, "\u2003" * depth + node.name))
+            visit(children.get(node.id, []), depth + 1)
 
-    visit(load_tree(session, user), 0)
+    visit(children.get(None, []), 0)
     return choices
 
 
