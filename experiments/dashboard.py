@@ -72,16 +72,20 @@ def _rank(row: ReviewRow) -> tuple[int, str]:
             row.experiment.key)
 
 
-def dashboard(session: Session, user: User, *, today: date) -> Dashboard:
+def dashboard(session: Session, user: User, *, today: date,
+              keep_rows: bool = False) -> Dashboard:
     """What ``user`` should see first: live experiments, alerts and pending decisions.
 
     The alerts and the decision list are the weekly review's own rules, evaluated
     read-only over the last ``RECENT_DAYS`` days (a date-range review freezes nothing);
     the experiments' table is made from the same rows (no second read of the registry).
+    ``keep_rows`` is :func:`experiments.review.build_review`'s: only for a caller whose
+    transaction has written nothing yet (then the rows kept per process may serve while
+    no write has been committed).
     """
     review = build_review(
         session, user, week_of(today), date_from=today - timedelta(days=RECENT_DAYS),
-        date_to=today, rows_only=True,
+        date_to=today, rows_only=True, keep_rows=keep_rows,
     )
     ranked = sorted(review.rows, key=_rank)
     counts = Counter(r.experiment.status for r in ranked)

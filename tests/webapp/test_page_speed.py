@@ -88,6 +88,23 @@ def _measure(client, engine, path: str) -> tuple[int, str]:
     return len(statements), response.get_data(as_text=True)
 
 
+def _measure_first(client, engine, path: str) -> tuple[int, str]:
+    """Statements of a GET right after a committed write (nothing kept can serve)."""
+    with engine.begin() as connection:  # any committed write moves the data generation
+        connection.exec_driver_sql("UPDATE team SET name = name")
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.get(path)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return len(statements), response.get_data(as_text=True)
+
+
 def _table_rows(html: str, section_id: str) -> int:
     start = html.index(f'id="{section_id}"')
     body = html[start:html.index("</section>", start)]
@@ -188,3 +205,30 @@ def test_the_list_pages_keep_the_filters_and_work_without_javascript(uncached_ap
         response = client.get(f"/experiments/?{query}")
         assert response.status_code == 200, query
         assert _keys(response.get_data(as_text=True)) == keys, query
+
+
+def test_the_dashboard_shows_a_write_at_once_though_it_keeps_its_rows(uncached_app, db_engine):
+    """The dashboard reuses the review rows kept per process: a committed write (here a
+    stop, made through the service in another session) must show on the next view."""
+    from experiments.registry import stop_experiment
+
+    with Session(db_engine, expire_on_commit=False) as session:
+        build_workspace(session, experiments=10, nodes=12, weeks=4, accounts=20)
+    client = uncached_app.test_client()
+    assert Auth(client).login(ADMIN_EMAIL, PASSWORD).status_code == 303
+
+    def needs_decision() -> str:
+        html = client.get("/").get_data(as_text=True)
+        return html[html.index('id="decide-heading"'):html.index("</section>",
+                                                                 html.index('id="decide-heading"'))]
+
+    engine = uncached_app.extensions["nrrlab.engine"]
+    first, _ = _measure(client, engine, "/")  # _measure's own first GET kept the rows
+    computed, _ = _measure_first(client, engine, "/")
+    assert first < computed  # the kept rows saved this view their reads
+    assert "Experiment 0001" not in needs_decision()
+    with Session(db_engine, expire_on_commit=False) as session:
+        admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
+        stop_experiment(session, "exp-0001", actor=admin)
+        session.commit()
+    assert "Experiment 0001" in needs_decision()

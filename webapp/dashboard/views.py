@@ -19,5 +19,7 @@ bp = Blueprint("dashboard", __name__)
 @cached_page
 def index():
     """Dashboard."""
-    view = dashboard(get_session(), acting_user(), today=datetime.now(UTC).date())
+    # Nothing is written before the rows are read: the rows kept per process may serve.
+    view = dashboard(get_session(), acting_user(), today=datetime.now(UTC).date(),
+                     keep_rows=True)
     return render_template("dashboard/index.html", view=view)
