@@ -726,20 +726,30 @@ def ledger_query(session: Session) -> WarehouseQuery | None:
     ).first()
 
 
+#: The 409 of a save that someone else's save overtook (the typed text stays on the page).
+CHANGED_SINCE = ("This query was changed by someone else since you opened it; your text is "
+                 "kept below, check the current one and save again.")
+SAVED_SINCE = ("This query was saved by someone else since you opened it; your text is kept "
+               "below, check the current one and save again.")
+
+
 def save_query(
     session: Session, data: Mapping[str, Any], *, actor: User,
     experiment: Experiment | None, version: int | None = None,
 ) -> WarehouseQuery:
     """Create or change the query of ``experiment`` (``None``: the ledger's). Flushed.
 
-    ``version`` is the version the actor edited (compare-and-set; ``None`` on creation).
+    ``version`` is the version the actor edited (compare-and-set); ``0``: the actor saw
+    no query and creates one; ``None``: no check.
 
     Raises
     ------
     ValidationFailed
         Unknown source, bad SQL text or schedule.
     Conflict
-        Someone changed the query since ``version``.
+        Someone changed the query since ``version``, or saved one since the actor saw none
+        (also when both first saves run at once: the unique experiment, or the one ledger
+        query, refuses the second row).
     """
     from experiments.errors import Conflict
 
@@ -770,9 +780,10 @@ def save_query(
             experiment_id=experiment.id if experiment else None,
             source_id=source.id, sql_text=sql, schedule=schedule, created_by_id=actor.id)
     else:
+        if version == 0:  # the form was opened before this query existed
+            raise Conflict(SAVED_SINCE)
         if version is not None and version != query.version:
-            raise Conflict("This query was changed by someone else since you opened it; "
-                           "your text is kept below, check the current one and save again.")
+            raise Conflict(CHANGED_SINCE)
         before = {"source_id": query.source_id, "schedule": query.schedule,
                   "sql_text": query.sql_text}
         # In SQL (WHERE version = seen): the check above reads a row that may be stale.
@@ -783,17 +794,13 @@ def save_query(
                 "updated_at": utcnow()}, what="This query", entity_type="warehouse_query",
                 entity_id=query.id)
         except Conflict as exc:
-            raise Conflict("This query was changed by someone else since you opened it; "
-                           "your text is kept below, check the current one and save "
-                           "again.") from exc
+            raise Conflict(CHANGED_SINCE) from exc
     if before is None:  # two first saves at once: the slower one is a 409, not a 500
         try:
             with session.begin_nested():
                 session.add(query)
         except IntegrityError as exc:
-            raise Conflict("This query was saved by someone else since you opened it; "
-                           "your text is kept below, check the current one and save "
-                           "again.") from exc
+            raise Conflict(SAVED_SINCE) from exc
     session.add(query)
     session.flush()
     after = {"source_id": source.id, "schedule": schedule, "sql_text": sql}

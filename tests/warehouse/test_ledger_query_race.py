@@ -8,6 +8,7 @@ Runs on SQLite and, with DATABASE_URL set, on PostgreSQL (the ``db`` mark).
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -116,3 +117,60 @@ def test_the_web_form_answers_the_late_first_save_with_a_409(login_as, db_engine
     assert "saved by someone else since you opened it" in text
     assert "select 2 as late" in text  # the typed text is kept in the form
     assert _ledger_rows(db_engine) == ["select 1 as first"]
+
+
+def _hidden_version(body: str) -> str:
+    found = re.search(r'<input type="hidden" name="version" value="([^"]*)">', body)
+    assert found, "the form has no version field"
+    return found.group(1)
+
+
+def _save(client, url: str, source_id: int, sql: str, version: str):
+    return client.post(url, data={"source_id": str(source_id), "sql_text": sql,
+                                  "schedule": "manual", "version": version,
+                                  "csrf_token": client.csrf})
+
+
+def test_a_form_opened_before_the_first_save_does_not_overwrite_it_silently(
+        login_as, db_engine, setup):
+    """Both opened the empty form; the later save was an overwrite nobody saw. It is the
+    409 now, with the current query shown, and saving again from there is deliberate."""
+    _ada, _bob, source_id = setup
+    first, late = login_as("analyst"), login_as("analyst")
+    for client in (first, late):
+        assert _hidden_version(client.get("/ledger/warehouse").get_data(as_text=True)) == ""
+    assert _save(first, "/ledger/warehouse", source_id, "select 1 as first", "").status_code \
+        == 303
+
+    refused = _save(late, "/ledger/warehouse", source_id, "select 2 as late", "")
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 409
+    assert "saved by someone else since you opened it" in body
+    assert re.search(r'<pre class="code" id="wq-current">select 1 as first</pre>', body)
+    assert ">select 2 as late</textarea>" in body  # the typed text is kept
+    assert _ledger_rows(db_engine) == ["select 1 as first"]
+
+    again = _save(late, "/ledger/warehouse", source_id, "select 2 as late",
+                  _hidden_version(body))
+    assert again.status_code == 303
+    assert _ledger_rows(db_engine) == ["select 2 as late"]
+
+
+def test_after_a_stale_save_the_409_page_can_be_saved_again(login_as, factory, db_engine,
+                                                          setup):
+    """The 409 page kept the stale version, so every later save from it was a 409 too."""
+    _ada, _bob, source_id = setup
+    factory.experiment("wh-again")
+    url = "/experiments/wh-again/warehouse"
+    ada, bob = login_as("analyst"), login_as("analyst")
+    assert _save(ada, url, source_id, "select 1 as a", "").status_code == 303
+    assert _save(bob, url, source_id, "select 2 as a", "1").status_code == 303
+    stale = _save(ada, url, source_id, "select 3 as a", "1")
+    body = stale.get_data(as_text=True)
+    assert stale.status_code == 409 and "changed by someone else" in body
+    assert 'id="wq-current">select 2 as a</pre>' in body
+    assert _hidden_version(body) == "2"
+    assert _save(ada, url, source_id, "select 3 as a", _hidden_version(body)).status_code \
+        == 303
+    with Session(db_engine) as session:
+        assert list(session.scalars(select(WarehouseQuery.sql_text))) == ["select 3 as a"]

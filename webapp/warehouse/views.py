@@ -92,17 +92,22 @@ def _query_page(experiment: Experiment | None, *, form: dict | None = None,
                 "sql_text": query.sql_text if query else "",
                 "schedule": query.schedule if query else "manual",
                 "version": str(query.version) if query else ""}
+    elif status == 409:
+        # The typed text stays and the current query is shown beside it; saving again
+        # then replaces the query the actor has seen (the stale version would 409 forever).
+        form = {**form, "version": str(query.version) if query else ""}
     return render_page_or_partial(
         "warehouse/query.html", "warehouse/_status.html", status=status,
         experiment=experiment, query=query, sources=list_sources(session),
-        schedules=SCHEDULES, form=form, errors=errors or {},
+        schedules=SCHEDULES, form=form, errors=errors or {}, conflict=status == 409,
         refresh_open=experiment is None or experiment.status in UPLOAD_STATUSES)
 
 
 def _save(experiment: Experiment | None):
     session = get_session()
     form = {k: request.form.get(k, "") for k in ("source_id", "sql_text", "schedule", "version")}
-    version = parse_id(form["version"])
+    # A blank version: the form was opened when there was no query (0, see save_query).
+    version = parse_id(form["version"]) if form["version"].strip() else 0
     try:
         save_query(session, request.form, actor=acting_user(), experiment=experiment,
                    version=version)
