@@ -389,7 +389,10 @@ def action_form_choices(session: Session, user: User,
     the people who may own actions on them. With ``names`` (key → name as a frozen review
     saw it) only those experiments, so a past week's page never shows later renames."""
     may_edit = editor_check(session, user)
-    experiments = [e for e in session.exec(select(Experiment).order_by(Experiment.key)).all()
+    # Three columns, not whole experiments: the review page offers hundreds (issue 18).
+    experiments = [e for e in session.exec(select(Experiment.key, Experiment.name,
+                                                  Experiment.team_id)
+                                           .order_by(Experiment.key)).all()
                    if (names is None or e.key in names) and may_edit(e.team_id)]
     teams = {e.team_id for e in experiments} | {None}
     by_team = owner_choices(session, teams)

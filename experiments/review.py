@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from experiments.access import visible_team_ids
@@ -55,7 +56,6 @@ from experiments.review_items import ItemView, get_item, item_views, update_item
 from experiments.review_rows import (
     ReviewRow,
     every_review_row,
-    meeting_items,
     meeting_state,
 )
 from experiments.review_weeks import (
@@ -212,13 +212,15 @@ def _summary(rows: Sequence[ReviewRow], impact: PortfolioImpact) -> list[dict[st
         info = row.experiment
         branch_id, name = (info.branch.id, info.branch.name) if info.branch \
             else (None, "(no branch)")
-        group = groups.setdefault(branch_id, {
-            "branch_id": branch_id, "branch": name,
-            "counts": dict.fromkeys(STATUS_ORDER, 0), "total": 0,
-            "shipped": [s.key for s in impact.ships if s.branch_id == branch_id],
-            "impact_raw": impact.branch_totals(branch_id)[0].to_json(),
-            "impact_shrunk": impact.branch_totals(branch_id)[1].to_json(),
-        })
+        group = groups.get(branch_id)
+        if group is None:  # once per branch, not per experiment
+            raw, shrunk = impact.branch_totals(branch_id)
+            group = groups[branch_id] = {
+                "branch_id": branch_id, "branch": name,
+                "counts": dict.fromkeys(STATUS_ORDER, 0), "total": 0,
+                "shipped": [s.key for s in impact.ships if s.branch_id == branch_id],
+                "impact_raw": raw.to_json(), "impact_shrunk": shrunk.to_json(),
+            }
         group["counts"][info.status] = group["counts"].get(info.status, 0) + 1
         group["total"] += 1
     return list(groups.values())
@@ -417,14 +419,21 @@ def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review
     """Set the review's agenda: items of experiments in the three action sections, or
     already noted/decided, those needing a decision first, then in page order; with
     ``page`` only that page of them (the last when ``page`` is past it)."""
-    if items is None:
-        items = meeting_items(session, meeting, with_seen=False)
-    review.item_ids = {r.key: items[r.experiment.id].id for r in review.rows
-                       if r.experiment.id in items}
+    if items is None:  # each item's id and whether it holds a note or decision, then
+        # only the shown items in full (not hundreds of ORM objects per view)
+        heads = {experiment_id: (item_id, bool(note or decision))
+                 for experiment_id, item_id, note, decision in session.exec(
+                     select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.note,
+                            ReviewItem.decision).where(ReviewItem.meeting_id == meeting.id))}
+    else:
+        heads = {experiment_id: (item.id, _has_content(item))
+                 for experiment_id, item in items.items()}
+    review.item_ids = {r.key: heads[r.experiment.id][0] for r in review.rows
+                       if r.experiment.id in heads}
     due = {r.experiment.id for r in review.needs_decision}
     flagged = {r.experiment.id for r in (*review.needs_decision, *review.changed, *review.alerts)}
-    rows = [r for r in review.rows if r.experiment.id in items and (
-        r.experiment.id in flagged or _has_content(items[r.experiment.id]))]
+    rows = [r for r in review.rows if r.experiment.id in heads and (
+        r.experiment.id in flagged or heads[r.experiment.id][1])]
     rows.sort(key=lambda r: r.experiment.id not in due)  # stable: page order within each
     review.agenda_size = len(rows)
     if page is not None:
@@ -432,7 +441,13 @@ def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review
         review.agenda_page = min(page, review.agenda_pages)
         start = (review.agenda_page - 1) * AGENDA_PAGE_SIZE
         rows = rows[start:start + AGENDA_PAGE_SIZE]
-    review.agenda = item_views(session, user, [(items[r.experiment.id], r) for r in rows])
+    if items is None:
+        ids = [heads[r.experiment.id][0] for r in rows]
+        shown = {i.experiment_id: i for i in session.exec(
+            select(ReviewItem).where(ReviewItem.id.in_(ids)).options(defer(ReviewItem.seen)))}
+    else:
+        shown = items
+    review.agenda = item_views(session, user, [(shown[r.experiment.id], r) for r in rows])
 
 
 def _has_content(item: ReviewItem) -> bool:

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy.orm import defer
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from experiments.documents import (
@@ -426,14 +426,9 @@ def _meeting(session: Session, week: Week) -> ReviewMeeting:
     return meeting
 
 
-def meeting_items(session: Session, meeting: ReviewMeeting, *,
-                  with_seen: bool = True) -> dict[int, ReviewItem]:
-    """The meeting's items by experiment id; ``with_seen=False`` leaves their frozen rows
-    unloaded (read on first access)."""
-    query = select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)
-    if not with_seen:
-        query = query.options(defer(ReviewItem.seen))
-    return {i.experiment_id: i for i in session.exec(query).all()}
+def meeting_items(session: Session, meeting: ReviewMeeting) -> dict[int, ReviewItem]:
+    return {i.experiment_id: i for i in session.exec(
+        select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()}
 
 
 def meeting_rows(session: Session, week: Week, now: datetime
@@ -451,11 +446,11 @@ def meeting_rows(session: Session, week: Week, now: datetime
 def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = False
                   ) -> tuple[ReviewMeeting | None, list[ReviewRow], bool,
                              dict[int, ReviewItem] | None]:
-    """:func:`meeting_rows` and the meeting's items as they now stand (``None`` when
-    items were just inserted: read them again), so the agenda need not load every item's
-    frozen row a second time (issue 18: 300 experiments' rows are ~1 MB of JSON). A
-    running week's items come without their frozen rows (compared by digest). ``keep``:
-    see :func:`every_review_row`."""
+    """:func:`meeting_rows` and, for a frozen week, the meeting's items (so the agenda need
+    not load every item's frozen row a second time: 300 experiments' rows are ~1 MB of
+    JSON); ``None`` otherwise (the agenda reads what it shows). A running week compares
+    each item's digest, not its frozen row, and rewrites only the rows that changed
+    (issue 18). ``keep``: see :func:`every_review_row`."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
     existing = session.exec(
@@ -468,24 +463,28 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
         meeting = _meeting(session, week)
     else:
         meeting = existing
-    items = meeting_items(session, meeting, with_seen=past)
-    if past and any(item.seen for item in items.values()):
-        return (meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen], True,
-                items)
+    if past:
+        items = meeting_items(session, meeting)
+        if any(item.seen for item in items.values()):
+            return (meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen],
+                    True, items)
     if existing is not None:
         rows = every_review_row(session, window, keep=keep)
-    new = []
+    stored = {experiment_id: (item_id, digest) for experiment_id, item_id, digest in
+              session.exec(select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.seen_digest)
+                           .where(ReviewItem.meeting_id == meeting.id)).all()}
+    new, changed = [], []
     for row in rows:
         digest = row_digest(row)
-        item = items.get(row.experiment.id)
+        item = stored.get(row.experiment.id)
         if item is None:
             new.append({"meeting_id": meeting.id, "experiment_id": row.experiment.id,
                         "seen": row.to_json(), "seen_digest": digest, "note": "",
                         "decision_rationale": "", "version": 1, "updated_at": now})
-        elif item.seen_digest != digest:
-            item.seen = row.to_json()
-            item.seen_digest = digest
-            session.add(item)
+        elif item[1] != digest:
+            changed.append({"id": item[0], "seen": row.to_json(), "seen_digest": digest})
     insert_ignoring_duplicates(session, ReviewItem, new)
+    if changed:  # one executemany by primary key
+        session.exec(update(ReviewItem), params=changed)
     session.flush()
-    return meeting, rows, past, None if new else items
+    return meeting, rows, past, None
