@@ -17,6 +17,12 @@ its copy (:func:`seen_digest`), and a view compares the digest of each fresh row
 (:func:`row_digest`) with it, rewriting only the copies that differ. The digest leaves out
 the moment of observation and the analysis itself, which the snapshot id fixes: a stored
 analysis snapshot is never rewritten (a recomputation is a new snapshot).
+
+Computing every experiment's row is most of a review's work (documents from stored
+snapshots, flags, digests). The review page therefore keeps them per process
+(:func:`every_review_row`) and reuses them while no write has been committed anywhere
+(the data generation of :mod:`experiments.generation` is unchanged) for the same window
+and day, for at most a minute; who may see which row is decided per request.
 """
 
 from __future__ import annotations
