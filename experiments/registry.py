@@ -816,10 +816,12 @@ class ExperimentRow:
         return self.verdict_status.guardrail if self.verdict_status else None
 
 
-def registry_rows(session: Session, experiments: Sequence[Experiment]) -> list[ExperimentRow]:
-    """The registry's lines for ``experiments`` (names looked up once, not per row)."""
+def registry_rows(session: Session, experiments: Sequence[Experiment], *,
+                  stages: Sequence[tuple[int, str]] | None = None) -> list[ExperimentRow]:
+    """The registry's lines for ``experiments`` (names looked up once, not per row);
+    ``stages`` are :func:`stage_choices` when the caller has already read them."""
     nodes = {node_id: node.name for node_id, node in rows_by_id(session, DriverNode).items()}
-    stages = dict(stage_choices(session))
+    stages = dict(stage_choices(session) if stages is None else stages)
     users = rows_by_id(session, User)  # shared with the page's other reads of these tables
     teams = rows_by_id(session, Team)
     verdicts = latest_verdict_statuses(session, [e.id for e in experiments])

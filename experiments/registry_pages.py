@@ -67,8 +67,9 @@ def experiment_list_page(session: Session, user: User, filters: ExperimentFilter
     page_count = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 1), page_count)
     experiments = session.exec(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    stages = stage_choices(session)
     return ExperimentListPage(
-        rows=registry_rows(session, experiments),
+        rows=registry_rows(session, experiments, stages=stages),
         total=total,
         current_page=page,
         page_count=page_count,
@@ -77,7 +78,7 @@ def experiment_list_page(session: Session, user: User, filters: ExperimentFilter
         teams=team_choices(session, user),
         owners=owner_choices(session),
         nodes=node_choices(session, user),
-        stages=stage_choices(session),
+        stages=stages,
         can_create=role_rank(highest_role(session, user)) >= role_rank("experimenter"),
     )
 

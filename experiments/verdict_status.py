@@ -40,6 +40,7 @@ from experiments.nrr_figures_view import (
     guardrail_status,
     report_dict,
 )
+from experiments.stored_analyses import snapshot_key, stored_parts
 
 __all__ = ["GuardrailStatus", "VerdictStatus",
            "comparison_guardrail_status", "latest_verdict_statuses", "report_guardrail_status",
@@ -124,8 +125,8 @@ def latest_verdict_statuses(session: Session,
     """``{experiment_id: VerdictStatus}`` of each experiment's newest snapshot with a
     verdict (the registry's "latest verdict"), in one statement.
 
-    Only the snapshots' ``comparisons`` are read (not the arms and curves), through the
-    JSON path operator of SQLite and PostgreSQL; ``experiment_ids`` limits the rows.
+    The snapshots' analyses come parsed from :mod:`experiments.stored_analyses` (read
+    and parsed once per process); ``experiment_ids`` limits the rows.
     """
     ranked = select(
         AnalysisSnapshot.id.label("snapshot_id"),
@@ -141,13 +142,15 @@ def latest_verdict_statuses(session: Session,
         ranked = ranked.where(AnalysisSnapshot.experiment_id.in_(wanted))
     newest = ranked.subquery()
     rows = session.exec(
-        select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict,
-               AnalysisSnapshot.result["comparisons"])
+        select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.verdict, AnalysisSnapshot.id,
+               AnalysisSnapshot.computed_at, AnalysisSnapshot.dataset_id)
         .join(newest, newest.c.snapshot_id == AnalysisSnapshot.id)
         .where(newest.c.rank == 1)
     ).all()
+    results = stored_parts(session, [snapshot_key(i, at, d) for _e, _v, i, at, d in rows])
     out = {}
-    for experiment_id, verdict, comparisons in rows:
+    for experiment_id, verdict, snapshot_id, _at, _dataset in rows:
+        comparisons = results.get(snapshot_id, {}).get("comparisons")
         report = {"comparisons": comparisons if isinstance(comparisons, list) else []}
         out[experiment_id] = verdict_status(verdict, report)
     return out
