@@ -145,6 +145,8 @@ def test_every_figure_equals_the_read_accounts_path(tmp_path, monkeypatch, duck_
         pytest.param({"bom": True}, id="bom"),
         pytest.param({"reorder": True}, id="columns-in-another-order-and-case"),
         pytest.param({"extra": True}, id="unknown-column"),
+        pytest.param({"no_final_newline": True}, id="no-final-newline"),
+        pytest.param({"newline": "\r\n", "no_final_newline": True}, id="crlf-no-final-newline"),
     ],
 )
 def test_file_layouts_duckdb_reads_give_the_same_report(tmp_path, monkeypatch, duck_calls,
@@ -160,6 +162,8 @@ def test_file_layouts_duckdb_reads_give_the_same_report(tmp_path, monkeypatch, d
                          for i, line in enumerate(text.splitlines())) + "\n"
     if variant.get("bom"):
         text = "\ufeff" + text
+    if variant.get("no_final_newline"):
+        text = text.removesuffix("\n")
     path = _write(tmp_path, text, newline=variant.get("newline", "\n"))
     new, old = _both_paths(monkeypatch, path)
     assert duck_calls[0] is not None
@@ -176,6 +180,7 @@ def test_file_layouts_duckdb_reads_give_the_same_report(tmp_path, monkeypatch, d
         pytest.param("a,control,100,\u00a05,0,0\nb,treatment,100,0,0,0\n", id="nbsp-money"),
         pytest.param("a,control,100,0,0,0\r\nb,treatment,100,0,0,0\n", id="mixed-line-ends"),
         pytest.param("a,control,100,0,0,0\n,,,,,\nb,treatment,100,0,0,0\n", id="blank-row"),
+        pytest.param("a,control,100,0,0,0\n\nb,treatment,100,0,0,0\n", id="empty-line"),
     ],
 )
 def test_valid_files_duckdb_declines_are_read_by_read_accounts(tmp_path, monkeypatch,
