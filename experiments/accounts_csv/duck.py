@@ -17,7 +17,8 @@ than the contract refuses:
   breaks, or line breaks other than all-LF or all-CRLF;
 * a value with padding (``" acct-1"``), which the contract trims; a text value over 255
   bytes; any row DuckDB cannot read (a wrong number of values, a line longer than the
-  csv module's field size limit).
+  csv module's field size limit); an empty line (DuckDB must give one row per line);
+* two account ids with the same 64-bit hash (uniqueness is checked on the hashes).
 """
 
 from __future__ import annotations
