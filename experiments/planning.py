@@ -83,20 +83,32 @@ def _control_figures(result: Mapping[str, Any]) -> tuple[float | None, float | N
     return sigma, nrr
 
 
+#: Stored results read per round trip while looking for the newest usable sigma.
+_HISTORY_BATCH = 8
+
+
 def _latest_history(session: Session, user: User, experiments: list[Experiment]) -> History | None:
     if not experiments:
         return None
     by_id = {e.id: e for e in experiments}
     snapshots = session.exec(
-        select(AnalysisSnapshot)
+        select(AnalysisSnapshot.id, AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at)
         .where(AnalysisSnapshot.experiment_id.in_(list(by_id)))
         .order_by(AnalysisSnapshot.computed_at.desc(), AnalysisSnapshot.id.desc())
     ).all()
-    for snapshot in snapshots:
-        sigma, nrr = _control_figures(snapshot.result or {})
-        if sigma is not None:
-            experiment = by_id[snapshot.experiment_id]
-            return History(experiment.key, experiment.name, sigma, nrr, snapshot.computed_at)
+    # The stored results are large documents: read them a few at a time, newest first,
+    # and stop at the first with a usable sigma (almost always the first batch).
+    for begin in range(0, len(snapshots), _HISTORY_BATCH):
+        batch = snapshots[begin:begin + _HISTORY_BATCH]
+        results = dict(session.exec(
+            select(AnalysisSnapshot.id, AnalysisSnapshot.result)
+            .where(AnalysisSnapshot.id.in_([row[0] for row in batch]))
+        ).all())
+        for snapshot_id, experiment_id, computed_at in batch:
+            sigma, nrr = _control_figures(results.get(snapshot_id) or {})
+            if sigma is not None:
+                experiment = by_id[experiment_id]
+                return History(experiment.key, experiment.name, sigma, nrr, computed_at)
     return None
 
 
@@ -464,14 +476,21 @@ def branch_enrolment_rate(session: Session, user: User, node_id: int) -> float |
     experiments = _visible_experiments(
         session, user, select(Experiment).where(Experiment.node_id.in_(nodes))
     )
+    if not experiments:
+        return None
+    last_two: dict[int, list[tuple[datetime, int]]] = {}
+    for experiment_id, uploaded_at, rows in session.exec(  # one query, not one per experiment
+        select(Dataset.experiment_id, Dataset.uploaded_at, Dataset.row_count)
+        .where(Dataset.experiment_id.in_([e.id for e in experiments]),
+               Dataset.status == "ready")
+        .order_by(Dataset.experiment_id, Dataset.version.desc())
+    ).all():
+        found = last_two.setdefault(experiment_id, [])
+        if len(found) < 2:
+            found.append((uploaded_at, rows))
     best: tuple[datetime, float] | None = None
     for experiment in experiments:
-        uploads = session.exec(
-            select(Dataset.uploaded_at, Dataset.row_count)
-            .where(Dataset.experiment_id == experiment.id, Dataset.status == "ready")
-            .order_by(Dataset.version.desc())
-            .limit(2)
-        ).all()
+        uploads = last_two.get(experiment.id, [])
         if len(uploads) < 2:
             continue
         (last_at, last_rows), (prev_at, prev_rows) = uploads
