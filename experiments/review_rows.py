@@ -350,18 +350,13 @@ def every_review_row(session: Session, window: Window, *, keep: bool = False
     transaction has written nothing yet may ask for ``keep`` (its own uncommitted writes
     would not move the generation): the review page, which reads first.
     """
-    key = None
-    if keep and _kept.ready(session):
-        # Read first, in this transaction: rows read after it are at least this new.
-        generation = read_generation(session.connection())
-        if generation is not None:
-            key = (str(session.get_bind().url), generation, window.changes_from,
-                   window.changes_to, window.closed, window.as_of.date())
-            kept = _kept.get(key)
-            if kept is not None:
-                as_of = iso(window.as_of)
-                return _with_memo([ReviewRow(replace(r.document, as_of=as_of), r.review,
-                                             r.digest) for r in kept[0]], kept[1])
+    key = _kept_key(session, window.changes_from, window.changes_to, window.closed,
+                    window.as_of.date()) if keep else None
+    kept = _kept.get(key) if key is not None else None
+    if kept is not None:
+        as_of = iso(window.as_of)
+        return _with_memo([ReviewRow(replace(r.document, as_of=as_of), r.review, r.digest)
+                           for r in kept[0]], kept[1])
     rows = review_rows(session, window, session.exec(select(Experiment)).all())
     if key is not None:
         rows = [ReviewRow(r.document, r.review, row_digest(r)) for r in rows]
@@ -369,6 +364,18 @@ def every_review_row(session: Session, window: Window, *, keep: bool = False
         _kept.put(key, rows, memo)
         return _with_memo(list(rows), memo)
     return rows
+
+
+def _kept_key(session: Session, *parts: Any) -> tuple | None:
+    """The store's key for ``parts`` at this database's current data generation (read
+    now, in this transaction: what it reads after is at least this new), or ``None``
+    when the database keeps no generation."""
+    if not _kept.ready(session):
+        return None
+    generation = read_generation(session.connection())
+    if generation is None:
+        return None
+    return (str(session.get_bind().url), generation, *parts)
 
 
 def _with_memo(rows: list[ReviewRow], memo: dict[Any, Any]) -> KeptRows:
@@ -470,10 +477,19 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     else:
         meeting = existing
     if past:
+        # A frozen week reads every item's copy (hundreds of kilobytes of JSON): kept too.
+        key = _kept_key(session, "frozen", meeting.id) if keep else None
+        kept = _kept.get(key) if key is not None else None
+        if kept is not None:
+            return meeting, _with_memo(list(kept[0]), kept[1]), True, None
         items = meeting_items(session, meeting)
         if any(item.seen for item in items.values()):
-            return (meeting, [ReviewRow.from_json(i.seen) for i in items.values() if i.seen],
-                    True, items)
+            rows = [ReviewRow.from_json(i.seen) for i in items.values() if i.seen]
+            if key is not None:
+                memo: dict[Any, Any] = {}
+                _kept.put(key, rows, memo)
+                rows = _with_memo(list(rows), memo)
+            return meeting, rows, True, items
     if existing is not None:
         rows = every_review_row(session, window, keep=keep)
     stored = {experiment_id: (item_id, digest) for experiment_id, item_id, digest in

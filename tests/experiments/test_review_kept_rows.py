@@ -118,3 +118,41 @@ def test_a_kept_review_equals_a_fresh_one(workspace):
             experiment.pop("as_of")
     assert kept_json == fresh_json
     assert kept.impact is not None and kept.impact.to_json() == fresh.impact.to_json()
+
+
+def test_a_frozen_week_s_copies_are_read_once_until_a_write(workspace, monkeypatch):
+    reads: list[int] = []
+    real = module.meeting_items
+
+    def counting(*args, **kwargs):
+        reads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "meeting_items", counting)
+    last_week = current_week().previous.label
+    with Session(workspace) as session:
+        admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
+        build_review(session, admin, last_week)  # reconstructs and freezes the week
+        session.commit()
+    reads.clear()
+    pages = []
+    for _ in range(3):
+        with Session(workspace) as session:
+            admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
+            review = build_review(session, admin, last_week, agenda_page=1, keep_rows=True)
+            assert review.frozen
+            pages.append(([r.to_json() for r in review.rows], [v.key for v in review.agenda]))
+            session.commit()
+    assert len(reads) == 1  # the copies were read once, then reused
+    assert pages[0] == pages[1] == pages[2]
+    with Session(workspace) as session:  # a write: read again, still the frozen copy
+        experiment = session.exec(select(Experiment).where(Experiment.key == "exp-0001")).one()
+        experiment.name = "Renamed after the week"
+        session.add(experiment)
+        session.commit()
+    with Session(workspace) as session:
+        admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
+        review = build_review(session, admin, last_week, agenda_page=1, keep_rows=True)
+        assert [r.to_json() for r in review.rows] == pages[0][0]
+        session.rollback()
+    assert len(reads) == 2
