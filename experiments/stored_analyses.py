@@ -11,8 +11,9 @@ deleted row's id to the next insert, a rolled-back insert's id comes back, and o
 process (the tests) can talk to several databases; none of those repeats the moment
 of computation too (to the microsecond). Only emptying every table and storing new
 snapshots at the same fixed moments would — the test suite does that, and calls
-:func:`clear` when it empties the tables. A snapshot the cache has not seen is read in one statement with
-the others it misses, so a new snapshot is seen by the next request that asks for it.
+:func:`clear` when it empties the tables. A snapshot the cache has not seen is read in
+one statement with the others it misses, so a new snapshot is seen by the next request
+that asks for it.
 
 The cache is bounded by the size of the stored JSON text it holds
 (:data:`MAX_TEXT_BYTES`, least recently used out first) and is safe to share between
