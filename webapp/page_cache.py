@@ -154,8 +154,8 @@ class PageCache:
 
 
 def init_page_cache(app: Flask) -> None:
-    """Give the app its cache when ``PAGE_CACHE`` is on (checked again per request, so a
-    test can switch it off)."""
+    """Give the app its cache (used while ``PAGE_CACHE`` is on, which is read per request,
+    so a test can switch it off)."""
     app.extensions[_KEY] = PageCache(
         max_bytes=int(app.config.get("PAGE_CACHE_MAX_MB", 32)) * 1024 * 1024,
         ttl_seconds=float(app.config.get("PAGE_CACHE_TTL_SECONDS", 60)),
@@ -185,7 +185,7 @@ def cached_page(view: F) -> F:
     @functools.wraps(view)
     def serve(*args: Any, **kwargs: Any) -> Any:
         cache = page_cache() if request.method in _CACHEABLE_METHODS else None
-        key = _key(cache) if cache is not None else None
+        key = _key() if cache is not None else None
         if key is None:
             return view(*args, **kwargs)
         entry = cache.get(key)
@@ -198,7 +198,7 @@ def cached_page(view: F) -> F:
     return serve  # type: ignore[return-value]
 
 
-def _key(cache: PageCache) -> tuple | None:
+def _key() -> tuple | None:
     user = acting_user()
     if user is None or session.get("_flashes"):
         return None
