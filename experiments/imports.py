@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from sqlmodel import Session, select
 
 from experiments import notify
 from experiments.accounts_csv import ImportValidationError, RowError, read_accounts
+from experiments.accounts_csv.duck import read_table
 from experiments.analysis import analyse_dataset, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
@@ -107,6 +108,20 @@ def _sha256(source: str | os.PathLike[str] | bytes) -> str:
         while block := file.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _read_upload(source: Path | bytes, keys: list[str], sha256: str):
+    """The file's validated table (``sha256``: its hash, computed already).
+
+    DuckDB reads a file it is sure of, and words the errors of one whose broken rows it
+    can point at (:func:`~experiments.accounts_csv.duck.read_table`); anything else is
+    read by ``read_accounts``. Either way the table, and every error, are the same.
+    """
+    if isinstance(source, Path):
+        table = read_table(source, keys, MAX_REPORTED_ERRORS)
+        if table is not None:
+            return replace(table, sha256=sha256)
+    return read_accounts(source, variants=keys, max_errors=MAX_REPORTED_ERRORS)
 
 
 def clean_filename(filename: str | None) -> str:
@@ -203,12 +218,13 @@ def import_accounts(session: Session, experiment: Experiment,
         source = Path(source)
     name = clean_filename(filename)
 
-    twin = dataset_with_content(session, experiment.id, _sha256(source))
+    digest = _sha256(source)
+    twin = dataset_with_content(session, experiment.id, digest)
     if twin is not None:
         return ImportReport(dataset=twin, duplicate=True, rows=twin.row_count)
 
     keys = _keys_or_refuse(session, experiment)
-    table = read_accounts(source, variants=keys, max_errors=MAX_REPORTED_ERRORS)
+    table = _read_upload(source, keys, digest)
     reservation = reserve_dataset(session, experiment, table, filename=name, actor=actor,
                                   status="ready")
     if not reservation.created:
@@ -292,12 +308,13 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     try:
         _refuse_draft(experiment)
         keys = _keys_or_refuse(session, experiment)
-        twin = dataset_with_content(session, experiment.id, _sha256(path))
+        digest = _sha256(path)
+        twin = dataset_with_content(session, experiment.id, digest)
         if twin is not None:
             _save(session, job, state="duplicate", phase="", dataset_id=twin.id,
                   rows_read=twin.row_count)
             return
-        table = read_accounts(path, variants=keys, max_errors=MAX_REPORTED_ERRORS)
+        table = _read_upload(path, keys, digest)
     except ImportRefused as exc:
         _save(session, job, state="refused", phase="", message=str(exc))
         return

@@ -27,6 +27,7 @@ import codecs
 import csv
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +37,13 @@ from experiments.accounts_csv.contract import (
     MONEY_COLUMNS,
     PRE_PERIOD_COLUMNS,
     WHITESPACE,
+    AccountTable,
+    Layout,
+    account_table,
+    object_array,
     resolve_header,
 )
+from experiments.accounts_csv.exact import read_exact
 
 _SCAN_CHUNK = 1 << 20
 # Deleted from a chunk by the byte scan: what is left over is a byte this reader declines.
@@ -91,6 +97,40 @@ def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | No
     OSError
         If the file cannot be read.
     """
+    return _with_duckdb(
+        path, lambda connection, path, layout, scan: _read(
+            connection, path, layout.index, layout.width, scan)
+    )
+
+
+def read_table(
+    path: str | os.PathLike[str], allowed: Collection[str], max_errors: int
+) -> AccountTable | None:
+    """The upload's table (``sha256`` left empty), as ``read_accounts`` would build it.
+
+    ``None``: "ask read_accounts". When the contract SQL finds rows that break a rule and
+    every account id is plain and unique, the exact reader words the errors from those
+    lines alone (the others blanked out, which it skips, so every line keeps its number);
+    if it finds nothing wrong in them, ``None``.
+
+    Raises
+    ------
+    ImportValidationError
+        The file breaks the data contract (the exact reader's errors, word for word).
+    OSError
+        If the file cannot be read.
+    """
+    from experiments.accounts_csv import _allowed_variants  # as read_accounts orders them
+
+    keys = _allowed_variants(allowed)
+    return _with_duckdb(
+        path, lambda connection, path, layout, scan: _read_table(
+            connection, path, layout, scan, keys, max_errors)
+    )
+
+
+def _with_duckdb(path: str | os.PathLike[str], reader):
+    """``reader(connection, path, layout, scan)`` on a private DuckDB, or ``None``."""
     scan = _scan(path)
     if scan is None:
         return None
@@ -108,7 +148,7 @@ def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | No
         try:
             # DuckDB would print its progress bar into the CLI's report on stdout.
             connection.execute("SET enable_progress_bar = false")
-            return _read(connection, os.fspath(path), layout.index, layout.width, scan)
+            return reader(connection, os.fspath(path), layout, scan)
         except duckdb.Error:
             return None  # DuckDB could not read it: read_accounts words why
         finally:
@@ -162,57 +202,56 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
     return _Scan(header.split(","), ascii_only, spaces, rows)
 
 
-def _read(connection, path: str, index: dict[str, int], width: int,
-          scan: _Scan) -> dict[str, VariantColumns] | None:
+def _source(width: int) -> str:
+    """SQL: the file's rows, every field as text (``$path`` is a parameter)."""
     columns = ", ".join(f"'c{position}': 'VARCHAR'" for position in range(width))
-    source = (
+    return (
         f"read_csv($path, header = true, columns = {{{columns}}}, auto_detect = false,"
         " delim = ',', quote = '\"', escape = '\"', strict_mode = true,"
         f" max_line_size = {csv.field_size_limit()}, encoding = 'utf-8')"
     )
 
-    def column(name: str) -> str | None:
-        return f"c{index[name]}" if name in index else None
 
-    # The inner query parses each number once; the outer one keeps what the statistics
-    # need and folds every per-row rule into one flag.
+def _column(index: dict[str, int], name: str) -> str | None:
+    return f"c{index[name]}" if name in index else None
+
+
+def _plain(text: str, scan: _Scan) -> str:
+    """SQL: a text value the exact reader keeps as it is (no padding, <= 255 bytes)."""
+    if not scan.ascii:
+        return f"strlen({text}) <= 255 AND NOT regexp_matches({text}, '{_PADDED}')"
+    if scan.spaces:
+        return f"strlen({text}) <= 255 AND trim({text}) = {text}"
+    return f"strlen({text}) <= 255"  # no space in the file: nothing can be padded
+
+
+def _contract(index: dict[str, int], scan: _Scan) -> tuple[list[str], list[str]]:
+    """SQL: what the inner query parses (each value once) and the per-row rules.
+
+    Each money column ``name`` parses to ``<key>_units`` (exact DECIMAL(18, 2), key
+    without ``_mrr``), each day count to ``<name>_value``. A rule the exact reader might
+    not agree with is broken too, so a row that passes every rule is one it accepts.
+    """
     parsed: list[str] = []
-    selected: list[str] = []
     checks: list[str] = []
-
-    def plain(text: str) -> str:
-        """SQL: a text value the exact reader keeps as it is (no padding, <= 255 bytes)."""
-        if not scan.ascii:
-            return f"strlen({text}) <= 255 AND NOT regexp_matches({text}, '{_PADDED}')"
-        if scan.spaces:
-            return f"strlen({text}) <= 255 AND trim({text}) = {text}"
-        return f"strlen({text}) <= 255"  # no space in the file: nothing can be padded
-
-    account_id, variant = column("account_id"), column("variant")
+    account_id, variant = _column(index, "account_id"), _column(index, "variant")
     parsed += [account_id, variant]
-    selected += [f"hash({account_id}) AS id_hash", f"{variant} AS variant"]
-    checks += [f"{account_id} IS NOT NULL AND {plain(account_id)}", f"{variant} IS NOT NULL"]
+    checks += [f"{account_id} IS NOT NULL AND {_plain(account_id, scan)}",
+               f"{variant} IS NOT NULL"]
     if "segment" in index:
-        parsed.append(column("segment"))
-        checks.append(f"{column('segment')} IS NULL OR ({plain(column('segment'))})")
+        segment = _column(index, "segment")
+        parsed.append(segment)
+        checks.append(f"{segment} IS NULL OR ({_plain(segment, scan)})")
 
     for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
-        text, key = column(name), name.removesuffix("_mrr")
+        text, key = _column(index, name), name.removesuffix("_mrr")
         if text is None:
-            if name in MONEY_COLUMNS:
-                selected.append(f"0.0::DOUBLE AS {key}")
             continue
         parsed += [text, f"TRY_CAST({text} AS DECIMAL(18, 2)) AS {key}_units"]
         valid = (
             f"regexp_full_match({text}, '{_MONEY}')"
             f" AND {key}_units IS NOT NULL AND {key}_units < {MAX_CENTS // 100}"
         )
-        # Units as AccountTable.money() makes them: whole cents divided by 100 in float64.
-        units = f"CAST({key}_units * 100 AS BIGINT) / 100"
-        if name in MONEY_COLUMNS:
-            selected.append(f"coalesce({units}, 0.0) AS {key}")
-        else:
-            selected.append(f"coalesce({units}, 'NaN'::DOUBLE) AS {key}")
         checks.append(f"{text} IS NOT NULL AND {valid}" if name == "start_mrr"
                       else f"{text} IS NULL OR ({valid})")
     # DESIGN §3 in exact decimals: start > 0 and contraction + churned <= start.
@@ -221,11 +260,10 @@ def _read(connection, path: str, index: dict[str, int], width: int,
     checks.append("start_units > 0" + (f" AND {' + '.join(losses)} <= start_units"
                                        if losses else ""))
     for name in ("days_to_value", "days_observed"):
-        text = column(name)
+        text = _column(index, name)
         if text is None:
             continue
         parsed += [text, f"TRY_CAST({text} AS DOUBLE) AS {name}_value"]
-        selected.append(f"coalesce({name}_value, 'NaN'::DOUBLE) AS {name}")
         checks.append(
             f"{text} IS NULL OR (regexp_full_match({text}, '{_DAYS}')"
             f" AND isfinite({name}_value))"
@@ -234,20 +272,48 @@ def _read(connection, path: str, index: dict[str, int], width: int,
         # NULL (blank) makes this unknown, hence true; DuckDB's NaN is above every number.
         checks.append("NOT coalesce(days_to_value_value > days_observed_value, false)")
     if "enrolled_on" in index:
-        text = column("enrolled_on")
+        text = _column(index, "enrolled_on")
         parsed.append(text)
         checks.append(
             f"{text} IS NULL OR (regexp_full_match({text}, '{_DATE}')"
             f" AND NOT starts_with({text}, '0000') AND TRY_CAST({text} AS DATE) IS NOT NULL)"
         )
+    return parsed, checks
+
+
+def _valid(checks: list[str]) -> str:
+    # NULL (a rule on a value that did not parse) is a failure too: bool_and skips NULLs
+    return f"coalesce({' AND '.join(f'({check})' for check in checks)}, false) AS valid"
+
+
+def _read(connection, path: str, index: dict[str, int], width: int,
+          scan: _Scan) -> dict[str, VariantColumns] | None:
+    # The inner query parses each number once; the outer one keeps what the statistics
+    # need and folds every per-row rule into one flag.
+    parsed, checks = _contract(index, scan)
+    selected = [f"hash({_column(index, 'account_id')}) AS id_hash",
+                f"{_column(index, 'variant')} AS variant"]
+    for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
+        key = name.removesuffix("_mrr")
+        if name not in index:
+            if name in MONEY_COLUMNS:
+                selected.append(f"0.0::DOUBLE AS {key}")
+            continue
+        # Units as AccountTable.money() makes them: whole cents divided by 100 in float64.
+        units = f"CAST({key}_units * 100 AS BIGINT) / 100"
+        if name in MONEY_COLUMNS:
+            selected.append(f"coalesce({units}, 0.0) AS {key}")
+        else:
+            selected.append(f"coalesce({units}, 'NaN'::DOUBLE) AS {key}")
+    for name in ("days_to_value", "days_observed"):
+        if name in index:
+            selected.append(f"coalesce({name}_value, 'NaN'::DOUBLE) AS {name}")
 
     # Built from this module's constants and column positions only: no header name or
     # value of the file reaches the SQL text (the path is a parameter).
     connection.execute(
-        f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)},"  # noqa: S608
-        # NULL (a rule on a value that did not parse) is a failure too: bool_and skips NULLs
-        f" coalesce({' AND '.join(f'({check})' for check in checks)}, false) AS valid"
-        f" FROM (SELECT {', '.join(parsed)} FROM {source})",
+        f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)}, {_valid(checks)}"  # noqa: S608
+        f" FROM (SELECT {', '.join(parsed)} FROM {_source(width)})",
         {"path": path},
     )
     rows, distinct_ids, all_valid = connection.execute(
@@ -278,6 +344,145 @@ def _read(connection, path: str, index: dict[str, int], width: int,
         })
         for variant in variants
     }
+
+
+def _read_table(connection, path: str, layout: Layout, scan: _Scan,
+                allowed: tuple[str, ...], max_errors: int) -> AccountTable | None:
+    index = layout.index
+    parsed, checks = _contract(index, scan)
+    account_id, variant = _column(index, "account_id"), _column(index, "variant")
+    checks.append(f"list_contains($allowed, {variant})")
+    selected = [f"{account_id} AS account_id", f"hash({account_id}) AS id_hash",
+                f"{variant} AS variant",
+                # A blank id is an error of its own row; a padded one might be a duplicate.
+                f"coalesce({account_id} IS NULL OR ({_plain(account_id, scan)}), false)"
+                " AS id_plain"]
+    stored = ["account_id", "variant"]
+    for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
+        key = name.removesuffix("_mrr")
+        if name not in index:
+            continue
+        stored.append(key)
+        if name in MONEY_COLUMNS:  # whole cents, exact: the units are DECIMAL(18, 2)
+            selected.append(f"coalesce(CAST({key}_units * 100 AS BIGINT), 0) AS {key}")
+        else:  # whole cents in float64, NaN for a blank (exact below 2**53)
+            selected.append(f"coalesce(CAST({key}_units * 100 AS DOUBLE), 'NaN'::DOUBLE)"
+                            f" AS {key}")
+    for name in ("days_to_value", "days_observed"):
+        if name in index:
+            stored.append(name)
+            selected.append(f"coalesce({name}_value, 'NaN'::DOUBLE) AS {name}")
+    if "segment" in index:
+        stored.append("segment")
+        selected.append(f"{_column(index, 'segment')} AS segment")
+    if "enrolled_on" in index:
+        stored.append("enrolled_on")
+        # Whole days since 1970-01-01 (exact in float64), NaN for a blank.
+        selected.append(
+            f"coalesce(CAST(TRY_CAST({_column(index, 'enrolled_on')} AS DATE)"
+            " - DATE '1970-01-01' AS DOUBLE), 'NaN'::DOUBLE) AS enrolled_on"
+        )
+
+    # Built from this module's constants and column positions only (see _read).
+    connection.execute(
+        f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)}, {_valid(checks)}"  # noqa: S608
+        f" FROM (SELECT {', '.join(parsed)} FROM {_source(layout.width)})",
+        {"path": path, "allowed": list(allowed)},
+    )
+    rows, ids, distinct_ids, ids_plain, all_valid = connection.execute(
+        "SELECT count(*), count(account_id),"
+        " count(DISTINCT id_hash) FILTER (WHERE account_id IS NOT NULL),"
+        " bool_and(id_plain), bool_and(valid) FROM accounts"
+    ).fetchone()
+    # Equal hashes of different ids would only send the file to read_accounts.
+    if not rows or rows != scan.rows or distinct_ids != ids:
+        return None
+    if not all_valid:
+        if ids_plain:  # no id can be a duplicate of another: each row's errors are its own
+            broken = connection.execute(
+                "SELECT rowid FROM accounts WHERE NOT valid ORDER BY rowid"
+            ).fetchnumpy()["rowid"]
+            _raise_line_errors(path, broken + 2, allowed, max_errors)  # the header is line 1
+        return None
+
+    # Each distinct variant and segment becomes one str object that its rows share.
+    connection.execute(
+        "CREATE TYPE variant_keys AS ENUM"
+        " (SELECT variant FROM accounts GROUP BY variant ORDER BY min(rowid))"
+    )
+    codes = {"variant": "enum_code(variant::variant_keys)::INTEGER AS variant"}
+    if "segment" in index:
+        connection.execute(
+            "CREATE TYPE segment_names AS ENUM (SELECT segment FROM accounts"
+            " WHERE segment IS NOT NULL GROUP BY segment ORDER BY min(rowid))"
+        )
+        codes["segment"] = "coalesce(enum_code(segment::segment_names)::INTEGER, -1) AS segment"
+    variants = connection.execute("SELECT enum_range(NULL::variant_keys)").fetchone()[0]
+    if not all(_plain_text(name) for name in variants):
+        return None
+    segments = None
+    if "segment" in index:
+        segments = connection.execute("SELECT enum_range(NULL::segment_names)").fetchone()[0]
+    # In file order: DuckDB keeps insertion order (the default preserve_insertion_order).
+    fetched = connection.execute(
+        f"SELECT {', '.join(codes.get(name, name) for name in stored)} FROM accounts"  # noqa: S608
+    ).fetchnumpy()
+    connection.execute("DROP TABLE accounts")  # DuckDB's copy goes before the arrays are built
+
+    zeros = np.zeros(rows, dtype=np.int64)
+
+    def cents(key: str) -> np.ndarray:
+        return np.asarray(fetched[key], dtype=np.int64) if key in fetched else zeros.copy()
+
+    def floats(key: str) -> np.ndarray | None:
+        return np.asarray(fetched[key], dtype=np.float64) if key in fetched else None
+
+    enrolled_on = None
+    if "enrolled_on" in fetched:
+        days = np.asarray(fetched["enrolled_on"], dtype=np.float64)
+        enrolled_on = np.full(rows, np.datetime64("NaT"), dtype="datetime64[D]")
+        known = ~np.isnan(days)
+        enrolled_on[known] = days[known].astype(np.int64).astype("datetime64[D]")
+    return account_table(
+        account_id=np.asarray(fetched["account_id"], dtype=object),
+        variant=object_array(list(variants))[np.asarray(fetched["variant"], dtype=np.intp)],
+        start_cents=cents("start"),
+        expansion_cents=cents("expansion"),
+        contraction_cents=cents("contraction"),
+        churned_cents=cents("churned"),
+        # -1 (a blank) picks the None at the end
+        segment=(None if segments is None else object_array([*segments, None])[
+            np.asarray(fetched["segment"], dtype=np.intp)]),
+        days_to_value=floats("days_to_value"),
+        notes=layout.notes,
+        days_observed=floats("days_observed"),
+        pre_start_cents=floats("pre_start"),
+        pre_end_cents=floats("pre_end"),
+        enrolled_on=enrolled_on,
+    )
+
+
+def _raise_line_errors(path: str, lines: np.ndarray, allowed: tuple[str, ...],
+                       max_errors: int) -> None:
+    """Raise the exact reader's errors for a file whose only broken rows are ``lines``.
+
+    The exact reader reads the header and those lines, every other line left empty:
+    it skips empty lines but counts them, so each error keeps its line number, and
+    as no account id repeats (the caller checked), an error belongs to its own row.
+    Returns if the exact reader finds nothing wrong (a row this reader only declined).
+    """
+    with open(path, "rb") as file:
+        data = file.read()
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A) + 1  # after each LF
+    bounds = np.concatenate(([0], ends, [len(data)]))  # line n is data[bounds[n-1]:bounds[n]]
+    parts = [data[: bounds[1]]]
+    previous = 1
+    for line in lines.tolist():
+        parts.append(b"\n" * (line - previous - 1))
+        piece = data[bounds[line - 1] : bounds[line]]
+        parts.append(piece if piece.endswith(b"\n") else piece + b"\n")
+        previous = line
+    read_exact(b"".join(parts), allowed, max_errors)  # raises ImportValidationError
 
 
 def _plain_text(value: str) -> bool:
