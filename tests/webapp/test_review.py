@@ -427,10 +427,19 @@ def test_a_decision_on_the_page_decides_the_experiment(world, session):
     assert {"review.update", "experiment.decide"} <= actions
 
 
-def test_item_routes_refuse_get_and_unknown_methods(world):
+def test_an_item_is_only_found_under_its_own_week_and_refuses_unknown_methods(world, session):
+    """GET of an item shows its page (issue 18), but only under the week it belongs to,
+    and PUT/DELETE are not routes."""
     scenario, clients = world
-    week = scenario.weeks["W3"].label
-    assert clients["admin"].get(f"/review/{week}/items/1").status_code in (404, 405)
+    admin = clients["admin"]
+    week, other = scenario.weeks["W3"].label, scenario.weeks["W2"].label
+    assert admin.get(f"/review/{week}").status_code == 200  # opens the week's items
+    assert admin.get(f"/review/{other}").status_code == 200
+    item = _item(session, week, scenario.experiments["amended"].id)
+    assert admin.get(f"/review/{week}/items/{item.id}").status_code == 200
+    assert admin.get(f"/review/{other}/items/{item.id}").status_code == 404
+    for method in ("put", "delete"):
+        assert getattr(admin, method)(f"/review/{week}/items/{item.id}").status_code == 405
 
 
 def test_weeks_that_have_not_begun_or_had_no_experiments_store_nothing(login_as, session):
