@@ -3,10 +3,10 @@
 Each probe tries one way a kept page could reach the wrong eyes or outlive its data:
 another worker process (its own app, engine and cache), a change of who may see what,
 a second user in the same browser, odd bytes in the key, threads and memory. Probes
-that found nothing stay as regression tests (each was checked to fail with its guard
-removed); probes that found a defect in a file this review may not edit are marked
-``xfail(strict=True)`` with the defect named, so fixing it turns them into failures
-to un-mark.
+that found nothing stay as regression tests (those of a key part, the lock and the
+sign-in check were seen to fail with that guard removed); probes that found a defect
+in a file this review may not edit are marked ``xfail(strict=True)`` with the defect
+named, so fixing it turns them into failures to un-mark.
 """
 
 from __future__ import annotations
