@@ -47,3 +47,10 @@ def by_id(session: Session, model: type[T]) -> dict[int, T]:
 @event.listens_for(OrmSession, "after_soft_rollback")
 def _forget(session: OrmSession, *args: Any) -> None:
     session.info.pop(_KEY, None)
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _forget_on_statement_write(state: Any) -> None:
+    # An INSERT/UPDATE/DELETE sent with session.execute fires no flush: drop the copy too.
+    if not state.is_select:
+        state.session.info.pop(_KEY, None)

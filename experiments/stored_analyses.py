@@ -52,6 +52,10 @@ def snapshot_key(snapshot_id: int, computed_at: datetime | str, dataset_id: int)
     return (int(snapshot_id), str(computed_at), int(dataset_id))
 
 
+#: Bytes charged per entry beyond its JSON text (key tuple, ISO moment, slot).
+ENTRY_OVERHEAD = 256
+
+
 class _ParsedCache:
     """A thread-safe LRU of parsed JSON, bounded by the length of the text it came from."""
 
@@ -70,6 +74,9 @@ class _ParsedCache:
             return True, entry[0]
 
     def put(self, key: tuple[SnapshotKey, Part], value: Any, size: int) -> None:
+        # Each entry also costs its key and slot: an empty part (NULL or '{}') must not be
+        # free, or the entries would grow with the snapshots read.
+        size += ENTRY_OVERHEAD
         if size > self.max_text_bytes:
             return
         with self._lock:

@@ -93,10 +93,23 @@ class Entry:
     headers: tuple[tuple[str, str], ...]
     identity: str
     expires: float
+    #: What the entry counts against the byte bound: body, key text, headers, overhead.
+    cost: int = 0
+
+
+#: Bytes charged per entry beyond its body, key and headers (the entry, key tuple and
+#: dictionary slot): without it many tiny fragments under long keys escape the bound.
+ENTRY_OVERHEAD = 512
+
+
+def _cost(key: tuple, body: bytes, headers: tuple[tuple[str, str], ...]) -> int:
+    text = sum(len(part) for part in key if isinstance(part, str | bytes))
+    return len(body) + text + sum(len(k) + len(v) for k, v in headers) + ENTRY_OVERHEAD
 
 
 class PageCache:
-    """A thread-safe LRU of :class:`Entry`, bounded by the bytes of the bodies."""
+    """A thread-safe LRU of :class:`Entry`, bounded by the bytes of bodies, keys and
+    headers (:func:`_cost`)."""
 
     def __init__(self, *, max_bytes: int, ttl_seconds: float):
         if max_bytes < 1 or ttl_seconds <= 0:
@@ -125,14 +138,16 @@ class PageCache:
             return entry
 
     def put(self, key: tuple, body: bytes, headers: tuple[tuple[str, str], ...]) -> Entry:
-        entry = Entry(body, headers, secrets.token_hex(8), time.monotonic() + self.ttl_seconds)
-        if len(body) > self.max_bytes // 4:
+        cost = _cost(key, body, headers)
+        entry = Entry(body, headers, secrets.token_hex(8), time.monotonic() + self.ttl_seconds,
+                      cost)
+        if cost > self.max_bytes // 4:
             return entry
         with self._lock:
             if key in self._entries:
                 self._drop(key)
             self._entries[key] = entry
-            self._bytes += len(body)
+            self._bytes += cost
             while self._bytes > self.max_bytes:
                 self._drop(next(iter(self._entries)))
         return entry
@@ -150,7 +165,7 @@ class PageCache:
         return self._bytes
 
     def _drop(self, key: tuple) -> None:
-        self._bytes -= len(self._entries.pop(key).body)
+        self._bytes -= self._entries.pop(key).cost
 
 
 def init_page_cache(app: Flask) -> None:
@@ -206,8 +221,9 @@ def _key() -> tuple | None:
     if generation is None:
         return None
     headers = request.headers
-    return (request.endpoint, request.scheme, request.host, request.path, request.query_string,
-            user.id, generation, utcnow().date().toordinal(),
+    # root_path: one app mounted under two prefixes renders each prefix's own links.
+    return (request.endpoint, request.scheme, request.host, request.root_path, request.path,
+            request.query_string, user.id, generation, utcnow().date().toordinal(),
             *(headers.get(name) for name in _VARYING_HEADERS))
 
 

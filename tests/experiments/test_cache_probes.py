@@ -6,8 +6,8 @@ generation (experiments.review_rows), ledger figures per version
 
 A second engine on the same database stands for another worker process. Probes that
 found nothing stay as regression tests (each was seen to fail with its guard removed);
-those that found a defect in a file this review may not edit are ``xfail(strict=True)``
-with the defect named.
+the two that found a defect (empty parsed parts counted as free; a statement write not
+dropping the reference rows) failed until the fix and now guard it.
 """
 
 from __future__ import annotations
@@ -93,10 +93,6 @@ def test_read_pages_never_change_the_shared_parsed_analyses(session, admin):
     assert dict(stored_analyses._CACHE._entries) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stored_analyses counts an entry by the length of its JSON text: a snapshot without "
-    "segments (NULL, length 0) or with '{}' is kept at no cost, so the entries (key "
-    "tuples with an ISO moment, ~0.3 kB each) grow with the snapshots read, unbounded"))
 def test_the_parsed_analyses_cache_is_bounded_for_empty_parts():
     cache = stored_analyses._ParsedCache(64 * 1024)
     tracemalloc.start()
@@ -126,10 +122,6 @@ def test_reference_rows_see_another_workers_commit_in_the_next_transaction(sessi
     assert {n.name for n in all_rows(session, DriverNode)} == names | {"Elsewhere"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reference_rows drops its copy on flush/commit/rollback only: an INSERT/UPDATE/DELETE "
-    "statement run through session.execute (no flush event) leaves the copy in use, so "
-    "the same transaction reads rows without its own write (no service does this yet)"))
 def test_reference_rows_see_a_statement_written_in_the_same_transaction(session):
     root = root_node(session)
     session.commit()

@@ -113,18 +113,20 @@ def test_a_reused_id_never_serves_the_old_row(session):
 
 
 def test_the_cache_keeps_within_its_bound_and_drops_the_least_recent():
-    cache = stored_analyses._ParsedCache(max_text_bytes=100)
+    # Each entry costs its text plus ENTRY_OVERHEAD: room for three 30-byte texts.
+    bound = 3 * (30 + stored_analyses.ENTRY_OVERHEAD) + 10
+    cache = stored_analyses._ParsedCache(max_text_bytes=bound)
     key = lambda i: (stored_analyses.snapshot_key(i, "2026-11-30T00:00:00+00:00", 1), "result")  # noqa: E731
     for i in range(5):
         cache.put(key(i), {"i": i}, 30)
-        assert cache.size <= 100
-    assert len(cache) == 3  # 3 × 30 ≤ 100 < 4 × 30
+        assert cache.size <= bound
+    assert len(cache) == 3  # 3 entries fit, a fourth does not
     assert cache.get(key(0)) == (False, None) and cache.get(key(1)) == (False, None)
     assert cache.get(key(2)) == (True, {"i": 2})  # now the most recent
     cache.put(key(5), {"i": 5}, 30)
     assert cache.get(key(3)) == (False, None) and cache.get(key(2)) == (True, {"i": 2})
-    cache.put(key(6), {"too": "big"}, 101)  # larger than the bound: never kept
-    assert cache.get(key(6)) == (False, None) and cache.size <= 100
+    cache.put(key(6), {"too": "big"}, bound)  # with its overhead larger than the bound
+    assert cache.get(key(6)) == (False, None) and cache.size <= bound
 
 
 def test_naive_and_aware_moments_make_one_key():

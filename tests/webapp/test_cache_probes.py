@@ -4,9 +4,9 @@ Each probe tries one way a kept page could reach the wrong eyes or outlive its d
 another worker process (its own app, engine and cache), a change of who may see what,
 a second user in the same browser, odd bytes in the key, threads and memory. Probes
 that found nothing stay as regression tests (those of a key part, the lock and the
-sign-in check were seen to fail with that guard removed); probes that found a defect
-in a file this review may not edit are marked ``xfail(strict=True)`` with the defect
-named, so fixing it turns them into failures to un-mark.
+sign-in check were seen to fail with that guard removed); the two that found a defect
+(the mount point missing from the key; keys and headers not counted against the byte
+bound) failed until the fix and now guard it.
 """
 
 from __future__ import annotations
@@ -193,9 +193,6 @@ def test_sign_out_then_in_as_another_user_in_the_same_browser(app, factory):
 # ------------------------------------------------------------------ the key's parts
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "page_cache._key leaves out request.root_path (SCRIPT_NAME): one page served under "
-    "two mount points gets the first mount's links"))
 def test_the_mount_point_is_part_of_the_key(app, login_as):
     client = login_as("admin")
     for _ in range(2):
@@ -310,10 +307,6 @@ def test_the_lru_stays_within_its_byte_bound_under_threads():
     assert cache.size_bytes == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PageCache counts only the bodies: a signed-in user's long query strings and "
-    "HX-Target headers (up to ~8 KB each under gunicorn) and every entry's headers "
-    "are held without being counted, so the bound can be exceeded many times over"))
 def test_the_byte_bound_holds_for_long_keys_and_small_bodies():
     from webapp.page_cache import PageCache
 
