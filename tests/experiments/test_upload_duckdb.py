@@ -296,3 +296,19 @@ def test_the_upload_job_records_the_same_errors(db_engine, session, tmp_path, mo
         old.state, old.message, old.error_total, old.errors)
     assert new.error_total == 2 and [error[0] for error in new.errors] == [121, 301]
     assert session.exec(select(UploadJob).where(UploadJob.dataset_id.is_not(None))).all() == []
+
+
+@pytest.mark.parametrize("layout", ["crlf", "bom", "no-final-newline", "crlf-no-final-newline"])
+def test_broken_rows_keep_their_lines_in_every_layout(tmp_path, monkeypatch, duck_answers,
+                                                      layout):
+    lines = _accounts(300, segment=True).splitlines()
+    lines[40] = lines[40].replace(",control,", ",control,-", 1).replace(",treatment,",
+                                                                       ",treatment,-", 1)
+    lines[-1] = lines[-1].split(",", 1)[0] + ",control,5,0,9,0,SMB"
+    text = ("\ufeff" if layout == "bom" else "") + "\n".join(lines)
+    text += "" if layout.endswith("no-final-newline") else "\n"
+    path = _write(tmp_path, text, newline="\r\n" if layout.startswith("crlf") else "\n")
+    new = _errors(lambda: _read_upload(path, KEYS))
+    assert new == _errors(lambda: read_accounts(path, variants=KEYS, max_errors=50))
+    assert [error.line for error in new[0]] == [41, 301]
+    assert isinstance(duck_answers[0], ImportValidationError)
