@@ -8,11 +8,14 @@ The package is split by responsibility:
   accept a file (``None`` means "let the exact reader decide");
 * :mod:`~experiments.accounts_csv.exact` — the exact reader: row by row, the reference for
   every error message and line number;
-* :mod:`~experiments.accounts_csv.duck` — ``nrrlab analyze``'s reader: DuckDB, per-variant
-  numeric columns only; like the fast path it can only accept a file.
+* :mod:`~experiments.accounts_csv.duck` — DuckDB with the contract as SQL: ``nrrlab
+  analyze``'s first reader (per-variant numeric columns only), and the upload's second
+  (``read_upload``: the fast reader first, DuckDB for what it declines — a bad file's
+  broken lines are found in SQL and only those go to the exact reader for their wording —
+  then the exact reader whole for anything DuckDB declines). It can only accept a file or
+  point at lines; every message comes from the exact reader.
 
-:func:`read_accounts` is the one entry point of the web upload and the jobs, and the CLI's
-fallback for any file its DuckDB reader declines.
+:func:`read_accounts` is the entry point for bytes and the fallback of both DuckDB paths.
 """
 
 from __future__ import annotations
