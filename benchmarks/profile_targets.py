@@ -9,7 +9,8 @@ Usage::
   database, migrated, demo data or :func:`benchmarks.workspace.build_workspace`); the app is
   created in this process as production would (``NRRLAB_ENV=production``), an admin signs
   in through the Flask test client, then ``--requests`` GETs of each page run under one
-  pyinstrument profiler after 5 warm-up GETs. The profile therefore shows the app's own
+  pyinstrument profiler after 5 warm-up GETs, with the page cache off (``--page-cache``
+  profiles kept pages). The profile therefore shows the app's own
   work per request (routing, session, queries, rendering), not the HTTP server's.
 * **analyze** (``--analyze``): ``experiments.analyze_file.analyze_file`` on the 1,000,000-
   account file of ``bench_analyze.py`` (generated if missing), one run, profiled.
@@ -62,8 +63,12 @@ def _text(profiler) -> str:
     return profiler.output_text(unicode=True, color=False, show_all=False)
 
 
-def profile_pages(spec: str, names: list[str], requests: int, out: Path) -> list[Path]:
-    """Profile ``names`` pages of workspace ``spec``; returns the written profile files."""
+def profile_pages(spec: str, names: list[str], requests: int, out: Path, *,
+                  page_cache: bool = False) -> list[Path]:
+    """Profile ``names`` pages of workspace ``spec``; returns the written profile files.
+
+    The page cache is off unless ``page_cache``: a kept page's profile only shows the
+    cache's lookup, not the page's work."""
     from benchmarks.bench_pages import _environment, pages, prepare
 
     folder = Path(tempfile.mkdtemp(prefix=f"profile-{spec}-"))
@@ -71,6 +76,7 @@ def profile_pages(spec: str, names: list[str], requests: int, out: Path) -> list
     saved = dict(os.environ)
     try:
         env = _environment(folder)
+        env["NRRLAB_PAGE_CACHE"] = "1" if page_cache else "0"
         info = prepare(spec, folder, env)
         os.environ.clear()
         os.environ.update(env)
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated page names of bench_pages.py")
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--analyze", action="store_true", help="profile nrrlab analyze on 1M")
+    parser.add_argument("--page-cache", action="store_true",
+                        help="profile with the rendered-page cache on (kept pages)")
     parser.add_argument("--out", type=Path, default=HERE / "data" / "profiles")
     parser.add_argument("--head", type=int, default=40, help="lines of each profile to print")
     args = parser.parse_args(argv)
@@ -147,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     written: list[Path] = []
     names = [n.strip() for n in args.pages.split(",") if n.strip()]
     for spec in [s.strip() for s in args.workspaces.split(",") if s.strip()]:
-        written += profile_pages(spec, names, args.requests, args.out)
+        written += profile_pages(spec, names, args.requests, args.out,
+                                 page_cache=args.page_cache)
     if args.analyze:
         written.append(profile_analyze(args.out))
     for path in written:
