@@ -8,7 +8,7 @@ frozen copy. Existing rows are backfilled from their stored copy with the same r
 meaning if that code changes); an empty copy keeps ``NULL``.
 
 Revision ID: e18c3e4f5a63
-Revises: e18b2d3e4f52
+Revises: e18a1c2d3f41
 Create Date: 2026-11-30 10:00:00
 """
 import hashlib
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'e18c3e4f5a63'
-down_revision: str | None = 'e18b2d3e4f52'
+down_revision: str | None = 'e18a1c2d3f41'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

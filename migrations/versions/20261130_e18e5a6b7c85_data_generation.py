@@ -4,7 +4,7 @@ One row, ``data_generation(id = 1, n)``, that every writing transaction adds one
 commit (``experiments.generation``); the page cache keys rendered pages by it.
 
 Revision ID: e18e5a6b7c85
-Revises: e18d4f5a6b74
+Revises: e18c3e4f5a63
 Create Date: 2026-11-30 10:00:00
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'e18e5a6b7c85'
-down_revision: str | None = 'e18d4f5a6b74'
+down_revision: str | None = 'e18c3e4f5a63'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,7 +16,7 @@ from experiments.review_rows import seen_digest
 
 pytestmark = pytest.mark.db
 
-BEFORE = "e18b2d3e4f52"
+BEFORE = "e18a1c2d3f41"
 REVISION = "e18c3e4f5a63"
 
 SEEN = {
