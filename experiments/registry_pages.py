@@ -16,6 +16,7 @@ from sqlmodel import Session, func, select
 from experiments.access import can, highest_role
 from experiments.errors import NotFound
 from experiments.form_choices import owner_choices, owner_problem, team_choices
+from experiments.input_rules import FieldErrors, read_page
 from experiments.journeys import stage_choices
 from experiments.models import EXPERIMENT_STATUSES, Team, User
 from experiments.planning import SampleSizeHint, sample_size_hint
@@ -51,10 +52,8 @@ class ExperimentListPage:
 
 
 def page_number(value: Any) -> int:
-    """``?page=`` as a page number: 1 unless it is a whole number from 1 (never an error)."""
-    text = str(value or "").strip()
-    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) <= 9 \
-        and int(text) > 0 else 1
+    """``?page=`` as a page number: :func:`read_page`'s, but 1 instead of an error."""
+    return read_page({"page": value}, FieldErrors())
 
 
 def experiment_list_page(session: Session, user: User, filters: ExperimentFilters,
