@@ -174,3 +174,21 @@ def test_after_a_stale_save_the_409_page_can_be_saved_again(login_as, factory, d
         == 303
     with Session(db_engine) as session:
         assert list(session.scalars(select(WarehouseQuery.sql_text))) == ["select 3 as a"]
+
+
+@pytest.mark.parametrize("garbled", ["abc", "0", "-1", "99999999999999999999999", "1\x00"])
+def test_a_garbled_version_is_refused_not_taken_as_no_check(login_as, db_engine, setup,
+                                                            garbled):
+    """An unreadable version was read as None, i.e. "no check": the save replaced the
+    query whoever had changed it. It is a 422 now and the stored query stays."""
+    _ada, _bob, source_id = setup
+    client = login_as("analyst")
+    assert _save(client, "/ledger/warehouse", source_id, "select 1 as kept", "").status_code \
+        == 303
+
+    refused = _save(client, "/ledger/warehouse", source_id, "select 2 as blind", garbled)
+    assert refused.status_code == 422
+    body = refused.get_data(as_text=True)
+    # (a control character is refused earlier, by the request-wide guard)
+    assert "reload the page" in body or "contains a control character" in body
+    assert _ledger_rows(db_engine) == ["select 1 as kept"]

@@ -108,6 +108,10 @@ def _save(experiment: Experiment | None):
     form = {k: request.form.get(k, "") for k in ("source_id", "sql_text", "schedule", "version")}
     # A blank version: the form was opened when there was no query (0, see save_query).
     version = parse_id(form["version"]) if form["version"].strip() else 0
+    if version is None:  # not "no check" (None): a garbled form must not overwrite blindly
+        return _query_page(experiment, form=form, errors={
+            "": "This form's version is not readable; reload the page and save again."},
+            status=422)
     try:
         save_query(session, request.form, actor=acting_user(), experiment=experiment,
                    version=version)
