@@ -110,6 +110,15 @@ def _sha256(source: str | os.PathLike[str] | bytes) -> str:
     return digest.hexdigest()
 
 
+def _file_state(source: Path | bytes) -> tuple[int, ...] | None:
+    """A file's identity, size and modification time (``None`` for bytes): equal before the
+    hash and after the read means the rows are of the hashed bytes."""
+    if isinstance(source, bytes):
+        return None
+    found = os.stat(source)
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
 def _read_upload(source: Path | bytes, keys: list[str], sha256: str):
     """The file's validated table, as ``read_accounts`` makes it (``sha256``: its hash).
 
@@ -204,7 +213,7 @@ def import_accounts(session: Session, experiment: Experiment,
     ------
     ImportRefused
         The experiment is a draft (its plan is not locked, so there is nothing to analyse
-        under) or has no variants.
+        under) or has no variants; or the file at ``source`` changed while it was read.
     ImportValidationError
         The file breaks the data contract; ``errors`` lists the first 50 problems by line
         and column and ``total`` counts them all. Nothing was stored.
@@ -216,6 +225,7 @@ def import_accounts(session: Session, experiment: Experiment,
         source = Path(source)
     name = clean_filename(filename)
 
+    before = _file_state(source)
     digest = _sha256(source)
     twin = dataset_with_content(session, experiment.id, digest)
     if twin is not None:
@@ -223,6 +233,10 @@ def import_accounts(session: Session, experiment: Experiment,
 
     keys = _keys_or_refuse(session, experiment)
     table = _read_upload(source, keys, digest)
+    if _file_state(source) != before:
+        # The hash is of what was there before the read: the rows may be of other bytes.
+        raise ImportRefused("The file changed while it was being imported; import it again "
+                            "once nothing is writing to it.")
     reservation = reserve_dataset(session, experiment, table, filename=name, actor=actor,
                                   status="ready")
     if not reservation.created:

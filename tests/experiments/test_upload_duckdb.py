@@ -312,3 +312,23 @@ def test_broken_rows_keep_their_lines_in_every_layout(tmp_path, monkeypatch, duc
     assert new == _errors(lambda: read_accounts(path, variants=KEYS, max_errors=50))
     assert [error.line for error in new[0]] == [41, 301]
     assert isinstance(duck_answers[0], ImportValidationError)
+
+
+def test_a_file_that_changes_during_the_import_is_refused(session, tmp_path, monkeypatch):
+    # import_accounts hashes the file, then reads it: a file written to in between would
+    # store rows of other bytes under the first hash (a later upload of the first bytes
+    # would be taken for it).
+    path = tmp_path / "growing.csv"
+    path.write_bytes(_accounts(50).encode())
+    experiment = make_experiment(session)
+    real = imports.read_upload
+
+    def read_after_a_write(source, *args):
+        with open(source, "ab") as file:
+            file.write(b"late-1,control,10,0,0,0\n")
+        return real(source, *args)
+
+    monkeypatch.setattr(imports, "read_upload", read_after_a_write)
+    with pytest.raises(imports.ImportRefused, match="changed while it was being imported"):
+        imports.import_accounts(session, experiment, path, filename="growing.csv", actor=None)
+    assert session.exec(select(Dataset).where(Dataset.experiment_id == experiment.id)).all() == []
