@@ -18,6 +18,14 @@ BEFORE = "d16b3c7e9a14"
 REVISION = "e18a1c2d3f41"
 
 
+def _insert_source(connection) -> None:
+    """Data source 1, which the queries read from."""
+    connection.execute(text(
+        "INSERT INTO data_source (id, name, url_env, dialect, created_at, version) "
+        "VALUES (1, 'prod', 'NRRLAB_TEST_NOT_SET', 'duckdb', :now, 1)"),
+        {"now": datetime(2026, 11, 1)})
+
+
 def _insert_query(connection, *, query_id: int, target: str, experiment_id: int | None,
                   sql: str, updated_at: datetime) -> None:
     connection.execute(text(
@@ -34,10 +42,7 @@ def test_upgrade_keeps_the_newest_ledger_query_and_the_index_refuses_a_second(
     migrate.upgrade(url, BEFORE)
     engine = make_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO data_source (id, name, url_env, dialect, created_at, version) "
-            "VALUES (1, 'prod', 'NRRLAB_TEST_NOT_SET', 'duckdb', :now, 1)"),
-            {"now": datetime(2026, 11, 1)})
+        _insert_source(connection)
         # The newest by updated_at has neither the highest nor the lowest id.
         _insert_query(connection, query_id=1, target="ledger", experiment_id=None,
                       sql="select 1 as oldest", updated_at=datetime(2026, 11, 2))
@@ -70,10 +75,7 @@ def test_upgrade_with_one_or_no_ledger_query_changes_no_row(scratch_database):
     migrate.upgrade(url, BEFORE)
     engine = make_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO data_source (id, name, url_env, dialect, created_at, version) "
-            "VALUES (1, 'prod', 'NRRLAB_TEST_NOT_SET', 'duckdb', :now, 1)"),
-            {"now": datetime(2026, 11, 1)})
+        _insert_source(connection)
         _insert_query(connection, query_id=7, target="ledger", experiment_id=None,
                       sql="select 7", updated_at=datetime(2026, 11, 2))
     migrate.upgrade(url, REVISION)
