@@ -36,11 +36,17 @@ def ledger_warehouse(tmp_path):
     return url, path.read_bytes()
 
 
+def _duck_source(session: Session) -> DataSource:
+    """The data source whose URL is in ``ENV`` (flushed: it has its id)."""
+    source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
+    session.add(source)
+    session.flush()
+    return source
+
+
 def _ledger_query(db_engine, sql: str) -> int:
     with Session(db_engine) as session:
-        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
-        session.add(source)
-        session.flush()
+        source = _duck_source(session)
         query = WarehouseQuery(source_id=source.id, target="ledger", sql_text=sql)
         session.add(query)
         session.commit()
@@ -98,9 +104,7 @@ def test_ledger_query_over_the_row_bound_is_refused(db_engine, ledger_warehouse)
 def test_due_queries_are_refreshed_by_the_job(db_engine, tmp_path, duckdb_url, monkeypatch):
     monkeypatch.setenv(ENV, duckdb_url)
     with Session(db_engine) as session:
-        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
-        session.add(source)
-        session.flush()
+        source = _duck_source(session)
         hourly = make_experiment(session, "hourly")
         manual = make_experiment(session, "manual")
         due = WarehouseQuery(source_id=source.id, experiment_id=hourly.id, schedule="hourly",
@@ -133,9 +137,7 @@ def test_cli_refreshes_a_query_and_reports_the_warehouses_message(
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv(ENV, duckdb_url)
     with Session(db_engine) as session:
-        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
-        session.add(source)
-        session.flush()
+        source = _duck_source(session)
         good = make_experiment(session, "cli-good")
         bad = make_experiment(session, "cli-bad")
         session.add(WarehouseQuery(source_id=source.id, experiment_id=good.id,
