@@ -818,16 +818,20 @@ def _latest_version(session: Session) -> LedgerVersion | None:
     ).first()
 
 
-def current_figures(session: Session) -> dict | None:
-    """The stored figures of the current ledger (``LedgerFigures.to_dict()``), or None."""
-    row = session.exec(
-        select(LedgerFigures.figures)
+def _of_current_figures(*columns):
+    """``columns`` of the current ledger's figures row: the newest ready version's."""
+    return (
+        select(*columns)
         .join(LedgerVersion, LedgerVersion.id == LedgerFigures.version_id)
         .where(LedgerVersion.status == "ready")
         .order_by(LedgerVersion.version.desc())
         .limit(1)
-    ).first()
-    return row or None
+    )
+
+
+def current_figures(session: Session) -> dict | None:
+    """The stored figures of the current ledger (``LedgerFigures.to_dict()``), or None."""
+    return session.exec(_of_current_figures(LedgerFigures.figures)).first() or None
 
 
 #: Parsed figures of recent ledger versions, keyed by ``(version id, figures row id,
@@ -864,13 +868,8 @@ def stored_figures(session: Session) -> FiguresModel | str | None:
     version and process; the reason as text when there are none to use (the import
     stored an error, or the stored document cannot be read — logged as a warning);
     ``None`` before the first upload."""
-    row = session.exec(
-        select(LedgerFigures.version_id, LedgerFigures.id, LedgerFigures.computed_at)
-        .join(LedgerVersion, LedgerVersion.id == LedgerFigures.version_id)
-        .where(LedgerVersion.status == "ready")
-        .order_by(LedgerVersion.version.desc())
-        .limit(1)
-    ).first()
+    row = session.exec(_of_current_figures(
+        LedgerFigures.version_id, LedgerFigures.id, LedgerFigures.computed_at)).first()
     if row is None:
         return None
     key = (row[0], row[1], str(row[2]))
