@@ -235,6 +235,24 @@ def test_the_agenda_is_paged_with_decisions_first_and_loses_no_item(app, workspa
     assert "Agenda page must be a positive whole number" in bad.get_data(as_text=True)
 
 
+def test_the_agenda_pager_and_show_all_keep_each_other(app, workspace):
+    """Paging the agenda with every row shown keeps every row shown, and "Show all" (or
+    back) on page 2 of the agenda stays on page 2: neither link resets the other choice."""
+    client = _sign_in(app)
+    both = parse(client.get(_week() + "?all=1&page=2"))
+    assert len(both.rows["changed"]) == 54
+    for text in ("Next items", "← Previous items"):
+        href = link(both, text)
+        assert "all=1" in href, href
+        assert len(parse(client.get(href)).rows["changed"]) == 54
+    short = link(both, "Show the first rows only")
+    assert "page=2" in short and "all=" not in short, short
+    paged = parse(client.get(_week() + "?page=2"))
+    show_all = link(paged, "Show all 54")
+    assert "page=2" in show_all and "all=1" in show_all, show_all
+    assert parse(client.get(show_all)).forms == paged.forms
+
+
 def test_each_item_has_its_own_page_that_works_without_javascript(app, workspace):
     client = _sign_in(app)
     page = parse(client.get(_week()))
