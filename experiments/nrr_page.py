@@ -47,11 +47,6 @@ VELOCITY_LABELS: Mapping[str, str] = {
 }
 
 
-# The one cache of parsed figures (:func:`experiments.ledger.stored_figures`); named
-# here too because tests that rewrite a stored row in place clear it.
-_PARSED = ledger_module._PARSED
-
-
 def stored_ledger(session: Session) -> LedgerFigures | str | None:
     """The current ledger's figures; the reason as text when they could not be computed
     at import (or cannot be read); ``None`` before the first upload."""
