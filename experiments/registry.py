@@ -107,25 +107,10 @@ class ExperimentFilters:
         return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-def list_experiments(
-    session: Session,
-    user: User,
-    *,
-    status: str | None = None,
-    team_id: int | None = None,
-    owner_id: int | None = None,
-    node_id: int | None = None,
-    stage_id: int | None = None,
-    q: str | None = None,
-) -> list[Experiment]:
-    """Experiments visible to ``user``, newest first, narrowed by the given filters.
-
-    ``node_id`` selects a branch: the node and everything under it. ``q`` matches
-    the key or the name, case-insensitively.
-    """
-    return list(session.exec(experiments_query(
-        session, user, status=status, team_id=team_id, owner_id=owner_id, node_id=node_id,
-        stage_id=stage_id, q=q)).all())
+def list_experiments(session: Session, user: User, **filters: Any) -> list[Experiment]:
+    """Experiments visible to ``user``, newest first, narrowed by ``filters`` (the
+    keywords of :func:`experiments_query`)."""
+    return list(session.exec(experiments_query(session, user, **filters)).all())
 
 
 def experiments_query(
@@ -139,7 +124,12 @@ def experiments_query(
     stage_id: int | None = None,
     q: str | None = None,
 ) -> SelectOfScalar[Experiment]:
-    """The statement of :func:`list_experiments` (newest first), for a caller that pages it."""
+    """The statement of the experiments visible to ``user``, newest first, narrowed by the
+    given filters (:func:`list_experiments` runs it; the list page pages it).
+
+    ``node_id`` selects a branch: the node and everything under it. ``q`` matches
+    the key or the name, case-insensitively.
+    """
     query = select(Experiment).order_by(Experiment.created_at.desc(), Experiment.id.desc())
     teams = visible_team_ids(session, user)
     if teams is not None:
