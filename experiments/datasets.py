@@ -638,8 +638,18 @@ class _Grouping:
         return values_sorted[self.bounds[group]:self.bounds[group + 1]]
 
 
+#: Up to this many distinct values, one comparison pass each is faster than a look-up per row.
+_COMPARISON_PASSES = 8
+
+
 def _codes(values: np.ndarray, keys: list) -> np.ndarray:
     """Each value's position in ``keys`` (every value is one of them)."""
+    if len(keys) > _COMPARISON_PASSES:
+        # One pass per key would be rows x keys (a segment per account: hours); one dict
+        # look-up per row instead.
+        position = {key: index for index, key in enumerate(keys)}
+        return np.fromiter(map(position.__getitem__, values.tolist()), dtype=np.intp,
+                           count=len(values))
     code = np.zeros(len(values), dtype=np.intp)
     for position, key in enumerate(keys[1:], start=1):
         # np.equal compares element-wise, also with None (a blank segment)

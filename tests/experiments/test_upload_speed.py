@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 
 import numpy as np
 import pytest
@@ -209,3 +210,31 @@ def test_a_failure_on_either_side_of_the_job_keeps_nothing(db_engine, session, t
     assert versions == [(1, "ready")]
     assert session.exec(select(func.count()).select_from(AccountRow)).one() == 300
     assert not upload_file_path(tmp_path, job_id).exists()
+
+
+def _segment_per_pair(n: int):
+    """Two accounts (one per variant) in each segment, every seventh account without one."""
+    rows = ["account_id,variant,start_mrr,expansion_mrr,contraction_mrr,churned_mrr,segment"]
+    rows += [f"a{i},{VARIANTS[i % 2]},10,1,0,0,{'' if i % 7 == 0 else f's{i // 2}'}"
+             for i in range(n)]
+    return read_accounts(("\n".join(rows) + "\n").encode(), variants=VARIANTS)
+
+
+def test_many_segments_are_grouped_in_linear_time():
+    # A segment per account or two: one comparison pass per segment was rows x segments
+    # (40,000 rows: ~8 s of CPU; a million: hours) in the upload's analysis.
+    table = _segment_per_pair(40_000)
+    started = time.process_time()
+    grouping = datasets._grouping(table, True)
+    assert time.process_time() - started < 1.0
+    assert len(grouping.keys) == len(set(grouping.keys)) > 20_000
+
+
+def test_the_look_up_and_the_comparison_passes_group_alike(monkeypatch):
+    table = _segment_per_pair(3000)
+    by_look_up = datasets._grouping(table, True)
+    monkeypatch.setattr(datasets, "_COMPARISON_PASSES", 10**9)
+    by_passes = datasets._grouping(table, True)
+    assert by_look_up.keys == by_passes.keys and (None, "control") in by_look_up.keys
+    assert np.array_equal(by_look_up.code, by_passes.code)
+    assert np.array_equal(by_look_up.order, by_passes.order)
