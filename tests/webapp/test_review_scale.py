@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
-from benchmarks.workspace import ADMIN_EMAIL, PASSWORD, build_workspace
-from experiments.models import Experiment, ReviewItem, ReviewMeeting
+from benchmarks.workspace import ADMIN_EMAIL, PASSWORD, TEAMS, build_workspace
+from experiments.models import Experiment, ReviewItem, ReviewMeeting, Team
 from experiments.review import AGENDA_PAGE_SIZE
 from experiments.review_rows import seen_digest
 from experiments.review_weeks import current_week
@@ -314,3 +314,26 @@ def test_an_item_page_is_read_only_for_a_viewer_and_hidden_from_other_teams(
     for bad in (f"{_week()}/items/{2**31}", f"/review/2026-W01/items/{item.id}",
                 f"/review/not-a-week/items/{item.id}"):
         assert admin.get(bad).status_code == 404, bad
+
+
+def test_an_item_page_of_another_team_is_not_found_and_cannot_be_saved(app, workspace):
+    """The item page (issue 18) is checked against the team: an experimenter of one team
+    gets their own team's items, and a 404 for another team's, to GET and to POST."""
+    _sign_in(app).get(_week())  # opens the week: its items exist
+    client = _sign_in(app, f"owner-{TEAMS[0]}@example.com")
+    with Session(workspace) as session:
+        meeting = session.exec(select(ReviewMeeting)
+                               .where(ReviewMeeting.iso_week == current_week().label)).one()
+        own = session.exec(select(Team.id).where(Team.slug == TEAMS[0])).one()
+        teams = dict(session.exec(select(ReviewItem.id, Experiment.team_id)
+                                  .join(Experiment, Experiment.id == ReviewItem.experiment_id)
+                                  .where(ReviewItem.meeting_id == meeting.id)).all())
+    mine = next(i for i, team in teams.items() if team == own)
+    theirs = next(i for i, team in teams.items() if team not in (own, None))
+    assert client.get(f"{_week()}/items/{mine}").status_code == 200
+    assert client.get(f"{_week()}/items/{theirs}").status_code == 404
+    saved = client.post(f"{_week()}/items/{theirs}",
+                        data={"version": "1", "note": "not mine", "csrf_token": client.csrf})
+    assert saved.status_code == 404
+    with Session(workspace) as session:
+        assert session.get(ReviewItem, theirs).note == ""
