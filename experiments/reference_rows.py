@@ -6,11 +6,14 @@ used to send its own ``SELECT`` of the whole table; :func:`all_rows` keeps the f
 answer in the session for the others.
 
 The copy is only used while it is certainly current for this session: it is dropped
-whenever the session flushes, commits or rolls back, and it is not used while the
-session holds unflushed changes (a plain query would autoflush them first and see
-them). Another transaction's commit is not seen before this session's transaction
-ends, exactly as with a repeated query inside one transaction on PostgreSQL; on SQLite
-a read transaction's snapshot behaves the same way.
+whenever the session flushes or its transaction ends (commit, rollback, close), and it
+is not used while the session holds unflushed changes (a plain query would autoflush
+them first and see them). A commit by another transaction after the first read is not
+seen until this session's transaction ends, though a plain second query could see it
+(PostgreSQL's READ COMMITTED; SQLite, where a web request reads outside a transaction
+until it first writes, ``experiments.db``): the copy shows the table as this transaction
+first read it. Callers look rows up with ``.get``, so a row added in between is shown
+without its name, never an error.
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def by_id(session: Session, model: type[T]) -> dict[int, T]:
 
 
 @event.listens_for(OrmSession, "after_flush")
-@event.listens_for(OrmSession, "after_commit")
-@event.listens_for(OrmSession, "after_rollback")
-@event.listens_for(OrmSession, "after_soft_rollback")
+# Every end of a transaction: commit, rollback, and close (which rolls back without
+# firing the rollback events, and leaves the session usable for a new transaction).
+@event.listens_for(OrmSession, "after_transaction_end")
 def _forget(session: OrmSession, *args: Any) -> None:
     session.info.pop(_KEY, None)
 
