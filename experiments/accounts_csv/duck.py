@@ -233,7 +233,6 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
     header = first[:header_end].removesuffix(b"\r").decode("utf-8")
     if len(header) > csv.field_size_limit():
         return None
-    # Without quotes a CSV row is its line split at the commas.
     # Without quotes a CSV row is its line split at the commas, and every line after the
     # header is a row: DuckDB must give as many (a blank line among them is declined).
     rows = line_feeds - 1 + (not last.endswith(b"\n"))
