@@ -450,6 +450,7 @@ class SampleSizeHint:
 
     allocation: Allocation | None
     sigma: float
+    #: The branch's history, read only when the ledger gives no sigma (else ``None``).
     history: History | None
     message: str = ""
     variant_keys: tuple[str, ...] = ()
@@ -507,12 +508,16 @@ def sample_size_hint(session: Session, user: User, data: Mapping[str, Any]) -> S
 
     ``data``: ``mde``, ``alpha``, ``power``, ``node_id``, ``stage_id`` and the form's
     variant rows (``variants`` with ``weight``, ``control`` as their index). Sigma is
-    measured on the branch, else on the journey stage, else assumed and flagged as such.
+    measured on the revenue ledger, else on the branch, else on the journey stage, else
+    assumed and flagged as such (:func:`planning_sigma`).
     """
     node_id = parse_id(data.get("node_id"))
     stage_id = parse_id(data.get("stage_id"))
-    history = branch_history(session, user, node_id) if node_id else None  # read once
-    found = _measured_sigma(session, user, ledger_segment(session), history, stage_id)
+    segment = ledger_segment(session)
+    # The branch's stored results are read only when the ledger gives no sigma (the hint
+    # runs on every keystroke of the form).
+    history = branch_history(session, user, node_id) if node_id and segment is None else None
+    found = _measured_sigma(session, user, segment, history, stage_id)
     common = {"source": found.source, "measured": found.measured}
     errors = FieldErrors()
     mde = read_number(data, "mde", errors, required=True)
