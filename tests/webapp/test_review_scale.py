@@ -235,6 +235,21 @@ def test_the_agenda_is_paged_with_decisions_first_and_loses_no_item(app, workspa
     assert "Agenda page must be a positive whole number" in bad.get_data(as_text=True)
 
 
+def test_show_all_offers_the_first_rows_only_where_a_section_was_cut(app, workspace):
+    """With every row shown, "Show the first rows only" sits under the sections that are
+    longer than the cut (a link under a short section would change nothing)."""
+    client = _sign_in(app)
+    response = client.get(_week() + "?all=1")
+    everything = parse(response)
+    long = [s for s in ("needs-decision", "changed", "alerts", "portfolio")
+            if len(everything.rows[s]) > SECTION_ROWS]
+    short = [s for s in ("needs-decision", "changed", "alerts", "portfolio")
+             if 0 < len(everything.rows[s]) <= SECTION_ROWS]
+    assert long and short  # the workspace has both kinds
+    html = response.get_data(as_text=True)
+    assert html.count("Show the first rows only") == len(long)
+
+
 def test_the_agenda_pager_and_show_all_keep_each_other(app, workspace):
     """Paging the agenda with every row shown keeps every row shown, and "Show all" (or
     back) on page 2 of the agenda stays on page 2: neither link resets the other choice."""

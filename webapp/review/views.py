@@ -67,7 +67,7 @@ def week(week: str):
         status=status,
         review=review,
         show_all=request.args.get("all") == "1",
-        section_rows=None if request.args.get("all") == "1" else SECTION_ROWS,
+        section_rows=SECTION_ROWS,
         filter_errors=errors,
         filter_values=request.args,
     )
