@@ -332,3 +332,40 @@ def test_a_file_that_changes_during_the_import_is_refused(session, tmp_path, mon
     with pytest.raises(imports.ImportRefused, match="changed while it was being imported"):
         imports.import_accounts(session, experiment, path, filename="growing.csv", actor=None)
     assert session.exec(select(Dataset).where(Dataset.experiment_id == experiment.id)).all() == []
+
+
+HOSTILE = {
+    "nul-in-id": HEADER.encode() + b"\na,control,5,0,0,0\nb\x00,treatment,5,0,0,0\n",
+    "nul-in-header": HEADER.replace("variant", "vari\x00ant").encode() + b"\na,control,5,0,0,0\n",
+    "not-utf8": HEADER.encode() + b"\na,control,5,0,0,0\nb\xff,treatment,5,0,0,0\n",
+    "header-only": HEADER.encode() + b"\n",
+    "line-over-the-field-limit": HEADER.encode() + b"\na,control,5,0,0,0\n"
+    + b"x" * 131_073 + b",treatment,5,0,0,0\n",
+    "quotes-inside-ids": HEADER.encode() + b'\na"1,control,5,0,0,0\n"b""2",treatment,5,0,0,0\n'
+    + b'"c,3",treatment,-5,0,0,0\n',
+    "quoted-ids-good": HEADER.encode() + b'\na"1,control,5,0,0,0\n"b""2",treatment,5,0,0,0\n',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_files_at_an_odd_path_get_the_exact_readers_answer(tmp_path, monkeypatch,
+                                                                     name):
+    # Every reader DuckDB's path can take (fast reader declined too): the exact reader's
+    # errors word for word, never a traceback; the same table when the file is good.
+    folder = tmp_path / "odd 'dir\"; $x é"
+    folder.mkdir()
+    path = folder / "up;load 'x\".csv"
+    path.write_bytes(HOSTILE[name])
+    for fast_first in (True, False):
+        with monkeypatch.context() as patch:
+            if not fast_first:
+                patch.setattr(fast, "read_fast", lambda *args, **kwargs: None)
+            try:
+                expected = read_accounts(path, variants=KEYS, max_errors=50)
+            except ImportValidationError:
+                expected = None
+            if expected is None:
+                assert _errors(lambda: duck.read_upload(path, KEYS, 50, "h")) == _errors(
+                    lambda: read_accounts(path, variants=KEYS, max_errors=50))
+            else:
+                _same_table(duck.read_upload(path, KEYS, 50, expected.sha256), expected)
