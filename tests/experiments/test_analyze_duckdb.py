@@ -234,6 +234,8 @@ BAD = {
                     "line 2, account_id: is too long (256 characters; at most 255)"),
     "id-control": (HEADER + "\na\x01,control,5,0,0,0\nb,treatment,5,0,0,0\n",
                    "line 2, account_id: contains a control character (U+0001)"),
+    "id-nul": (HEADER + "\na,control,5,0,0,0\nb\x00,treatment,5,0,0,0\n",
+               "line 3, account_id: contains a control character (U+0000)"),
     "variant-blank": (HEADER + "\na,,5,0,0,0\nb,treatment,5,0,0,0\n",
                       "line 2, variant: is required"),
     "start-blank": (HEADER + "\na,control,,0,0,0\nb,treatment,5,0,0,0\n",
