@@ -342,3 +342,16 @@ def test_a_token_a_view_puts_in_a_header_is_this_requests_and_not_kept(app, fact
         assert "nrrlabcsrfsentinel" not in token
         assert text(response) == f"<p>{token}</p>"
     assert len(page_cache(app)) == 0
+
+
+def test_a_head_request_fills_the_cache_with_the_whole_page(app, admin_client):
+    # HEAD and GET share a key: the body kept by a HEAD must be the page, not the empty
+    # answer HEAD sends, or the next GET would be served a blank page.
+    head = admin_client.head("/tree/")
+    assert head.status_code == 200 and head.get_data() == b"" and len(page_cache(app)) == 1
+    page = admin_client.get("/tree/")
+    assert page_cache(app).hits == 1
+    assert page.status_code == 200 and "<html" in text(page)
+    assert int(head.headers["Content-Length"]) == len(page.get_data())
+    revalidated = admin_client.head("/tree/", headers={"If-None-Match": page.headers["ETag"]})
+    assert revalidated.status_code == 304
