@@ -34,6 +34,7 @@ from experiments.access import visible_team_ids
 from experiments.input_rules import FieldErrors, parse_id, read_number, read_text
 from experiments.ledger import readable_figures
 from experiments.models import AnalysisSnapshot, Dataset, Experiment, User
+from experiments.plan_input import MAX_WEIGHT
 from experiments.tree import branch_ids
 from stats import plan_sample_sizes, required_sample_size
 
@@ -582,7 +583,8 @@ def _weights(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[float, ...
     weights = []
     for row in rows:
         weight = read_number(row, "weight", FieldErrors())
-        weights.append(weight if weight is not None and weight > 0 else None)
+        # A weight the form would refuse is not usable yet (1e308 overflowed the sizing).
+        weights.append(weight if weight is not None and 0 < weight <= MAX_WEIGHT else None)
     if len(rows) < 2 or index is None or index >= len(rows) or any(w is None for w in weights):
         count = max(len(rows), 2)
         return tuple(f"arm {i + 1}" for i in range(count)), (1.0,) * count
