@@ -86,7 +86,7 @@ from experiments.datasets import (
 )
 from experiments.errors import NotFound, ValidationFailed
 from experiments.imports import UPLOAD_STATUSES
-from experiments.input_rules import control_character
+from experiments.input_rules import control_character, parse_id
 from experiments.models import Dataset, Experiment, User, utcnow
 from experiments.versioning import compare_and_set
 from experiments.warehouse_inputs import AccountSample, PushedInputs
@@ -759,12 +759,8 @@ def save_query(
     except ValidationFailed as error:
         errors.update(error.errors)
         sql = ""
-    source = None
-    try:
-        source_id = int(str(data.get("source_id") or ""))
-        source = session.get(DataSource, source_id)
-    except ValueError:
-        pass
+    source_id = parse_id(data.get("source_id"))  # bounded: a huge id never reaches the DB
+    source = session.get(DataSource, source_id) if source_id is not None else None
     if source is None:
         errors["source_id"] = "choose a registered data source"
     schedule = str(data.get("schedule") or "manual")

@@ -192,3 +192,13 @@ def test_a_garbled_version_is_refused_not_taken_as_no_check(login_as, db_engine,
     # (a control character is refused earlier, by the request-wide guard)
     assert "reload the page" in body or "contains a control character" in body
     assert _ledger_rows(db_engine) == ["select 1 as kept"]
+
+
+@pytest.mark.parametrize("source_id", ["99999999999999999999", "-1", "1.5", "x"])
+def test_an_unknown_source_id_is_a_422_not_a_500(login_as, db_engine, setup, source_id):
+    """A source id past the database's integer range reached the database (a 500)."""
+    client = login_as("analyst")
+    refused = _save(client, "/ledger/warehouse", source_id, "select 1", "")
+    assert refused.status_code == 422
+    assert "choose a registered data source" in refused.get_data(as_text=True)
+    assert _ledger_rows(db_engine) == []
