@@ -53,7 +53,9 @@ def test_the_planner_opens_on_the_ledger_sigma_and_names_its_source(ledger, logi
     assert 'value="plan=basic"' not in body  # one account: no σ to offer
     for field_id in re.findall(r'<(?:input|select|textarea)[^>]* id="([^"]+)"', body):
         assert f'for="{field_id}"' in body, field_id
-    assert f"Spread sigma = {sigma:.3f} and baseline NRR {nrr * 100:.1f}%, {SOURCE_ALL}" in body
+    # the ledger's baseline is its last month's NRR, not the trailing-twelve-month headline
+    assert (f"Spread sigma = {sigma:.3f} and baseline monthly NRR {nrr * 100:.1f}%, "
+            f"{SOURCE_ALL}") in body
     assert f"{solve(0.02, sigma):,}</strong> accounts" in body
     assert "2,454</strong>" not in body  # not the assumed 0.25 any more
 
