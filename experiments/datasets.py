@@ -9,7 +9,6 @@ and rows are read only for the Mann-Whitney check.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from stats.sums import pool_common
 if TYPE_CHECKING:
     from stats.velocity import TimeTable
 
-_COLUMNS = (
+ROW_COLUMNS = (
     "dataset_id",
     "account_id",
     "variant",
@@ -42,7 +41,6 @@ _COLUMNS = (
     "pre_end_cents",
     "enrolled_on",
 )
-_CHUNK = 100_000
 _RESERVE_ATTEMPTS = 5
 
 
@@ -263,131 +261,25 @@ def discard_dataset(session: Session, dataset_id: int) -> None:
     session.flush()
 
 
-def _blank_as_none(values: np.ndarray | None, count: int) -> list:
-    if values is None:
-        return [None] * count
-    return [value or None for value in values.tolist()]
-
-
-def _nan_as_none(values: np.ndarray | None, start: int, stop: int, *, whole: bool = False):
-    """A float column's slice as Python values, NaN (blank) → None; whole cents as int."""
-    if values is None:
-        return [None] * (stop - start)
-    if whole:
-        return [None if v != v else int(v) for v in values[start:stop].tolist()]
-    return [None if v != v else v for v in values[start:stop].tolist()]
-
-
-def _iso_dates(values: np.ndarray | None, start: int, stop: int) -> list[str | None]:
-    """A ``datetime64[D]`` slice as ISO text (SQLAlchemy's SQLite date format), NaT → None."""
-    if values is None:
-        return [None] * (stop - start)
-    part = values[start:stop]
-    text = np.datetime_as_string(part, unit="D").tolist()
-    return [None if blank else day for blank, day in zip(np.isnat(part).tolist(), text,
-                                                         strict=True)]
-
-
-def _row_tuples(dataset_id: int, table, start: int, stop: int):
-    count = stop - start
-    days = _nan_as_none(table.days_to_value, start, stop)
-    return zip(
-        [dataset_id] * count,
-        table.account_id[start:stop].tolist(),
-        table.variant[start:stop].tolist(),
-        table.start_cents[start:stop].tolist(),
-        table.expansion_cents[start:stop].tolist(),
-        table.contraction_cents[start:stop].tolist(),
-        table.churned_cents[start:stop].tolist(),
-        _blank_as_none(None if table.segment is None else table.segment[start:stop], count),
-        days,
-        _nan_as_none(table.days_observed, start, stop),
-        _nan_as_none(table.pre_start_cents, start, stop, whole=True),
-        _nan_as_none(table.pre_end_cents, start, stop, whole=True),
-        _iso_dates(table.enrolled_on, start, stop),
-        strict=True,
-    )
-
-
-def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
-    """Rows ``start:stop`` as CSV for ``COPY … (FORMAT csv)``: text quoted, NULL unquoted empty."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    count = stop - start
-    segment = table.segment
-    segments = pa.array(
-        _blank_as_none(None if segment is None else segment[start:stop], count), pa.string()
-    )
-    days = table.days_to_value
-
-    def floats(values):
-        # from_pandas=True turns NaN (blank) into NULL
-        if values is None:
-            return pa.nulls(count, pa.float64())
-        return pa.array(values[start:stop], pa.float64(), from_pandas=True)
-
-    def cents(values):
-        return floats(values).cast(pa.int64())  # whole cents held in float64: exact
-
-    enrolled = table.enrolled_on
-    block = pa.table(
-        {
-            "dataset_id": pa.array(np.full(count, dataset_id, dtype=np.int64)),
-            "account_id": pa.array(table.account_id[start:stop], pa.string()),
-            "variant": pa.array(table.variant[start:stop], pa.string()),
-            "start_cents": pa.array(table.start_cents[start:stop]),
-            "expansion_cents": pa.array(table.expansion_cents[start:stop]),
-            "contraction_cents": pa.array(table.contraction_cents[start:stop]),
-            "churned_cents": pa.array(table.churned_cents[start:stop]),
-            "segment": segments,
-            # from_pandas=True turns NaN (value not reached) into NULL
-            "days_to_value": (
-                pa.array(days[start:stop], pa.float64(), from_pandas=True)
-                if days is not None
-                else pa.nulls(count, pa.float64())
-            ),
-            "days_observed": floats(table.days_observed),
-            "pre_start_cents": cents(table.pre_start_cents),
-            "pre_end_cents": cents(table.pre_end_cents),
-            "enrolled_on": (
-                pa.array(enrolled[start:stop], pa.date32(), from_pandas=True)
-                if enrolled is not None
-                else pa.nulls(count, pa.date32())
-            ),
-        }
-    )
-    out = io.BytesIO()
-    pa_csv.write_csv(block, out, write_options=pa_csv.WriteOptions(include_header=False))
-    return out.getvalue()
-
-
 def bulk_insert_rows(
     session: Session, dataset_id: int, table, *, start: int = 0, stop: int | None = None
 ) -> None:
-    """Insert rows ``start:stop`` (default all) of ``table`` (an ``AccountTable``)."""
+    """Insert rows ``start:stop`` (default all) of ``table`` (an ``AccountTable``).
+
+    In the caller's transaction, by the backend's own writer
+    (:mod:`experiments.rows_postgres`, :mod:`experiments.rows_sqlite`).
+    """
     connection = session.connection()
-    dialect = connection.dialect.name
     raw = connection.connection.driver_connection
     total = len(table) if stop is None else min(stop, len(table))
-    columns = ", ".join(_COLUMNS)
-    if dialect == "postgresql":
-        cursor = raw.cursor()
-        with cursor.copy(f"COPY account_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-            for first in range(start, total, _CHUNK):
-                copy.write(_csv_block(dataset_id, table, first, min(total, first + _CHUNK)))
-        cursor.close()
-        return
-    placeholders = ", ".join("?" for _ in _COLUMNS)
-    sql = f"INSERT INTO account_row ({columns}) VALUES ({placeholders})"  # noqa: S608
-    if not raw.in_transaction:
-        # The raw cursor bypasses the engine's begin-on-first-write hook (experiments/db.py):
-        # without this every row would be its own autocommitted transaction (~40 µs a row).
-        raw.execute("BEGIN IMMEDIATE")
-    cursor = raw.cursor()
-    for first in range(start, total, _CHUNK):
-        cursor.executemany(sql, _row_tuples(dataset_id, table, first, min(total, first + _CHUNK)))
-    cursor.close()
+    if connection.dialect.name == "postgresql":
+        from experiments.rows_postgres import copy_rows
+
+        copy_rows(raw, dataset_id, table, start, total)
+    else:
+        from experiments.rows_sqlite import insert_rows
+
+        insert_rows(raw, dataset_id, table, start, total)
 
 
 def store_dataset(

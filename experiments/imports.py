@@ -9,9 +9,9 @@ Two ways in, the same rules:
   reads and validates the spooled file without holding any lock, reserves the next
   version in one short transaction, writes the rows of the still *importing* (invisible)
   dataset in short transactions (on SQLite each holds the write lock about
-  :data:`SQLITE_HOLD_SECONDS`), and makes it ready together with its snapshot and audit
-  event in one last short transaction, so other writers never wait long on an import.
-  A failure at any step deletes what it wrote.
+  :data:`~experiments.rows_sqlite.SQLITE_HOLD_SECONDS`), and makes it ready together
+  with its snapshot and audit event in one last short transaction, so other writers
+  never wait long on an import. A failure at any step deletes what it wrote.
 
 The same bytes are one dataset per experiment (``content_sha256`` is unique per
 experiment): an identical file, even uploaded at the same moment, is recognised.
@@ -22,20 +22,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from experiments import notify
+from experiments import notify, rows_postgres, rows_sqlite
 from experiments.accounts_csv import ImportValidationError, RowError, read_accounts
 from experiments.accounts_csv.duck import read_upload
-from experiments.analysis import analyse_dataset, refresh_snapshot
+from experiments.analysis import refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
     AccountRatios,
@@ -70,16 +67,8 @@ UPLOAD_STATUSES: tuple[str, ...] = ("running", "stopped")
 MAX_REPORTED_ERRORS = 50
 #: Rows written per insert by the background job; its progress is saved between them.
 STORE_CHUNK = 25_000
-#: On SQLite a transaction of the background job ends (and the job pauses, see
-#: :data:`SQLITE_YIELD_SECONDS`) once it has held the write lock this long: far below the
-#: busy timeout of a concurrent save, and each pause costs the upload its length.
-SQLITE_HOLD_SECONDS = 0.5
 #: A queued or running job untouched this long was interrupted (the process died).
 STALE_AFTER = timedelta(minutes=15)
-#: Pause between chunks on SQLite. Its lock is not fair: a writer waiting in the busy
-#: handler polls every ~100 ms and would keep missing the instant between one chunk's
-#: COMMIT and the next BEGIN; the pause lets it in.
-SQLITE_YIELD_SECONDS = 0.15
 FINISHED_STATES: tuple[str, ...] = ("done", "duplicate", "failed", "refused")
 _HASH_BLOCK = 1 << 20
 
@@ -354,9 +343,12 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     try:
         analysed = None
         if session.get_bind().dialect.name == "sqlite":
-            _store_rows(session, job, dataset.id, table)
+            rows_sqlite.store_rows(session, job, dataset.id, table, chunk=STORE_CHUNK,
+                                   insert=bulk_insert_rows, save=_save)
         else:
-            analysed = _store_while_analysing(session, job, experiment, dataset, table)
+            analysed = rows_postgres.store_while_analysing(
+                session, job, experiment, dataset, table, chunk=STORE_CHUNK,
+                insert=bulk_insert_rows, save=_save)
         _save(session, job, phase="analysing")
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
         _analyse_and_record(session, experiment, dataset, table, actor=actor,
@@ -368,69 +360,6 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
         discard_dataset(session, dataset.id)
         session.commit()
         raise
-
-
-def _store_rows(session: Session, job: UploadJob, dataset_id: int, table, *,
-                stop_early: threading.Event | None = None) -> None:
-    """Write the table's rows in short transactions, saving the job's progress with each."""
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    total = len(table)
-    began = time.perf_counter()
-    for start in range(0, total, STORE_CHUNK):
-        if stop_early is not None and stop_early.is_set():
-            return
-        stop = min(total, start + STORE_CHUNK)
-        if not sqlite:
-            # Rows of a dataset nobody sees yet: their commit need not wait for the disk.
-            # A crash loses at most these (the sweep removes the dataset), and the commit
-            # that makes the version visible is synchronous, flushing everything before it.
-            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        bulk_insert_rows(session, dataset_id, table, start=start, stop=stop)
-        if sqlite and stop < total and time.perf_counter() - began < SQLITE_HOLD_SECONDS:
-            continue  # the same transaction: no writer has waited long yet
-        _save(session, job, rows_stored=stop)
-        if sqlite and stop < total:
-            time.sleep(SQLITE_YIELD_SECONDS)
-            began = time.perf_counter()
-
-
-def _store_while_analysing(session: Session, job: UploadJob, experiment: Experiment,
-                           dataset: Dataset, table) -> AnalysisSnapshot:
-    """Store the rows on a second connection while this one analyses the table.
-
-    PostgreSQL spends most of an upload checking and indexing the rows in its own process;
-    the analysis needs only the arrays in memory, so it runs meanwhile. (Not on SQLite,
-    whose inserts run in this process and hold the GIL between rows.) Returns the
-    snapshot, not yet added; raises what the writer raised, once it has stopped.
-    """
-    failure: list[BaseException] = []
-    stop_early = threading.Event()
-    job_id, dataset_id = job.id, dataset.id
-
-    def write() -> None:
-        try:
-            with Session(session.get_bind(), expire_on_commit=False) as writer:
-                _store_rows(writer, writer.get(UploadJob, job_id), dataset_id, table,
-                            stop_early=stop_early)
-        except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
-            failure.append(exc)
-
-    writer = threading.Thread(target=write, name=f"upload-{job_id}-rows")
-    writer.start()
-    try:
-        analysed = analyse_dataset(session, experiment, dataset,
-                                   ratios=AccountRatios.of_table(table))
-        # Done reading: end this transaction so that the writer's progress is seen.
-        session.commit()
-    except BaseException:
-        stop_early.set()
-        raise
-    finally:
-        writer.join()
-    if failure:
-        raise failure[0]
-    session.refresh(job)
-    return analysed
 
 
 def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = None,

@@ -186,7 +186,6 @@ def test_a_failure_on_either_side_of_the_job_keeps_nothing(db_engine, session, t
         def broken(*args, **kwargs):
             raise RuntimeError("analysis bug")
 
-        monkeypatch.setattr(imports, "analyse_dataset", broken)
         monkeypatch.setattr(analysis, "analyse_dataset", broken)
     else:
         real, calls = imports.bulk_insert_rows, []

@@ -1,0 +1,146 @@
+"""Writing a dataset's account rows to PostgreSQL, and the upload job's row phase there.
+
+``COPY … FROM STDIN (FORMAT csv)`` fed whole CSV blocks that pyarrow writes from the
+table's arrays (no Python object per value). The background upload writes the rows on a
+second connection while this one analyses the arrays (:func:`store_while_analysing`).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+from sqlalchemy import text
+from sqlmodel import Session
+
+from experiments.datasets import ROW_COLUMNS
+from experiments.rows_sqlite import _blank_as_none
+
+#: Rows per CSV block handed to COPY.
+COPY_CHUNK = 100_000
+
+
+def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
+    """Rows ``start:stop`` as CSV for ``COPY … (FORMAT csv)``: text quoted, NULL unquoted empty."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    count = stop - start
+    segment = table.segment
+    segments = pa.array(
+        _blank_as_none(None if segment is None else segment[start:stop], count), pa.string()
+    )
+    days = table.days_to_value
+
+    def floats(values):
+        # from_pandas=True turns NaN (blank) into NULL
+        if values is None:
+            return pa.nulls(count, pa.float64())
+        return pa.array(values[start:stop], pa.float64(), from_pandas=True)
+
+    def cents(values):
+        return floats(values).cast(pa.int64())  # whole cents held in float64: exact
+
+    enrolled = table.enrolled_on
+    block = pa.table(
+        {
+            "dataset_id": pa.array(np.full(count, dataset_id, dtype=np.int64)),
+            "account_id": pa.array(table.account_id[start:stop], pa.string()),
+            "variant": pa.array(table.variant[start:stop], pa.string()),
+            "start_cents": pa.array(table.start_cents[start:stop]),
+            "expansion_cents": pa.array(table.expansion_cents[start:stop]),
+            "contraction_cents": pa.array(table.contraction_cents[start:stop]),
+            "churned_cents": pa.array(table.churned_cents[start:stop]),
+            "segment": segments,
+            # from_pandas=True turns NaN (value not reached) into NULL
+            "days_to_value": (
+                pa.array(days[start:stop], pa.float64(), from_pandas=True)
+                if days is not None
+                else pa.nulls(count, pa.float64())
+            ),
+            "days_observed": floats(table.days_observed),
+            "pre_start_cents": cents(table.pre_start_cents),
+            "pre_end_cents": cents(table.pre_end_cents),
+            "enrolled_on": (
+                pa.array(enrolled[start:stop], pa.date32(), from_pandas=True)
+                if enrolled is not None
+                else pa.nulls(count, pa.date32())
+            ),
+        }
+    )
+    out = io.BytesIO()
+    pa_csv.write_csv(block, out, write_options=pa_csv.WriteOptions(include_header=False))
+    return out.getvalue()
+
+
+def copy_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
+    """COPY rows ``start:total`` of ``table`` on the psycopg connection ``raw``."""
+    columns = ", ".join(ROW_COLUMNS)
+    cursor = raw.cursor()
+    with cursor.copy(f"COPY account_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+        for first in range(start, total, COPY_CHUNK):
+            copy.write(_csv_block(dataset_id, table, first, min(total, first + COPY_CHUNK)))
+    cursor.close()
+
+
+def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, insert, save,
+               stop_early: threading.Event | None = None) -> None:
+    """Write the table's rows in transactions of ``chunk`` rows, saving the job's progress.
+
+    ``insert`` is :func:`experiments.datasets.bulk_insert_rows`, ``save`` the job's saver
+    (``experiments.imports._save``): passed in so that tests can replace them there.
+    """
+    total = len(table)
+    for start in range(0, total, chunk):
+        if stop_early is not None and stop_early.is_set():
+            return
+        stop = min(total, start + chunk)
+        # Rows of a dataset nobody sees yet: their commit need not wait for the disk.
+        # A crash loses at most these (the sweep removes the dataset), and the commit
+        # that makes the version visible is synchronous, flushing everything before it.
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        insert(session, dataset_id, table, start=start, stop=stop)
+        save(session, job, rows_stored=stop)
+
+
+def store_while_analysing(session: Session, job, experiment, dataset, table, *, chunk: int,
+                          insert, save):
+    """Store the rows on a second connection while this one analyses the table.
+
+    PostgreSQL spends most of an upload checking and indexing the rows in its own process;
+    the analysis needs only the arrays in memory, so it runs meanwhile. Returns the
+    snapshot, not yet added; raises what the writer raised, once it has stopped.
+    """
+    from experiments.analysis import analyse_dataset
+    from experiments.datasets import AccountRatios
+    from experiments.models import UploadJob
+
+    failure: list[BaseException] = []
+    stop_early = threading.Event()
+    job_id, dataset_id = job.id, dataset.id
+
+    def write() -> None:
+        try:
+            with Session(session.get_bind(), expire_on_commit=False) as writer:
+                store_rows(writer, writer.get(UploadJob, job_id), dataset_id, table,
+                           chunk=chunk, insert=insert, save=save, stop_early=stop_early)
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
+            failure.append(exc)
+
+    writer = threading.Thread(target=write, name=f"upload-{job_id}-rows")
+    writer.start()
+    try:
+        analysed = analyse_dataset(session, experiment, dataset,
+                                   ratios=AccountRatios.of_table(table))
+        # Done reading: end this transaction so that the writer's progress is seen.
+        session.commit()
+    except BaseException:
+        stop_early.set()
+        raise
+    finally:
+        writer.join()
+    if failure:
+        raise failure[0]
+    session.refresh(job)
+    return analysed
