@@ -36,7 +36,8 @@ reader                   gives
 =======================  ==================================================================
 
 Control characters: C0 (U+0000–U+001F) and DEL (U+007F) are refused everywhere, except
-tab and line ends in multi-line fields (hypotheses, notes, reasons).
+tab and line ends in multi-line fields (hypotheses, notes, reasons). One-line text also
+refuses the bidirectional embeddings, overrides and isolates (:data:`BIDI_CONTROL`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: Control characters refused in one-line text: every C0 character and DEL.
 CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
 CONTROL_MESSAGE = "must not contain control characters"
+#: Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069),
+#: refused in one-line text: a name or title is shown inside sentences, table rows and
+#: email subjects, where U+202E would show what follows it reversed ("Decision by
+#: <name>: ship" could read as something else). Right-to-left text needs none of them
+#: (the Unicode bidi algorithm orders it); the marks U+200E/U+200F stay allowed.
+BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 
 def control_character(text: str, *, multiline: bool = False) -> str | None:
@@ -88,6 +95,21 @@ def control_character(text: str, *, multiline: bool = False) -> str | None:
     """
     match = (CONTROL_MULTILINE if multiline else CONTROL_ONE_LINE).search(text)
     return None if match is None else f"U+{ord(match.group()):04X}"
+
+
+def bidi_problem(text: str) -> str | None:
+    """Why one-line ``text`` is refused for a direction control (:data:`BIDI_CONTROL`).
+
+    >>> bidi_problem("Ana"), bidi_problem("שרה Levi") is None
+    (None, True)
+    >>> bidi_problem("Ana\u202e pihs").split(":")[0]
+    'must not contain an invisible direction-changing character (U+202E)'
+    """
+    found = BIDI_CONTROL.search(text)
+    if found is None:
+        return None
+    return ("must not contain an invisible direction-changing character"
+            f" (U+{ord(found.group()):04X}): it would reorder the text around it")
 
 
 def cell_problem(value: str) -> str | None:
@@ -129,6 +151,8 @@ def read_text(data: Mapping[str, Any], field: str, errors: FieldErrors, *, max_l
     elif required and not any(_visible(c) for c in value):
         # Only format characters and spaces (U+200B, U+202E, U+3000 …): it reads as blank.
         errors.add(field, "is required (this has only invisible characters)")
+    elif not multiline and (problem := bidi_problem(value)):
+        errors.add(field, problem)
     return value
 
 

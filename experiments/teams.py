@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from experiments.audit import diff_fields, record_event
 from experiments.errors import NotFound, ValidationFailed
-from experiments.input_rules import CONTROL_MESSAGE, control_character, parse_id
+from experiments.input_rules import CONTROL_MESSAGE, bidi_problem, control_character, parse_id
 from experiments.models import ROLES, Team, TeamMembership, User
 
 NAME_MAX_LENGTH = 200
@@ -35,7 +35,7 @@ def name_problem(name: str) -> str | None:
         return f"must be at most {NAME_MAX_LENGTH} characters"
     if control_character(name):
         return CONTROL_MESSAGE
-    return None
+    return bidi_problem(name)
 
 
 def role_problem(role: str) -> str | None:

@@ -485,3 +485,32 @@ def test_audit_rows_without_an_address_say_why(admin, factory, db_engine):
     body = admin.get("/admin/audit?action=job.run").get_data(as_text=True)
     assert "not recorded: made outside a web request" in body
     assert re.search(r'<td><span class="muted">not recorded: made outside a web request', body)
+
+
+@pytest.mark.parametrize("name", ["Ana \u202ekcab", "Ana \u2067x\u2069", "Ana\u202d"])
+def test_a_name_with_a_direction_control_is_refused_and_nothing_stored(admin, db_engine,
+                                                                      name):
+    """A user or team named with U+202E (and the other embeddings, overrides, isolates)
+    showed every sentence naming it — "Decision by …: ship" — reordered after the name.
+    Refused with the character named; a right-to-left name needs none of them."""
+    users = post(admin, "/admin/users", email="bidi@example.com", name=name, role="viewer")
+    teams = post(admin, "/admin/teams", slug="bidi", name=name)
+    for response in (users, teams):
+        body = response.get_data(as_text=True)
+        assert response.status_code == 422
+        assert "must not contain an invisible direction-changing character (U+" in body
+    with Session(db_engine) as session:
+        assert session.exec(select(User).where(User.email == "bidi@example.com")).first() is None
+        assert session.exec(select(Team).where(Team.slug == "bidi")).first() is None
+
+
+def test_a_right_to_left_name_is_kept_as_typed(admin, db_engine):
+    hebrew = "\u05e9\u05e8\u05d4 \u05dc\u05d5\u05d9"
+    arabic = "\u0641\u0631\u064a\u0642 \u0627\u0644\u0646\u0645\u0648"
+    assert post(admin, "/admin/users", email="sara@example.com", name=hebrew,
+                role="viewer").status_code in (201, 303)
+    assert post(admin, "/admin/teams", slug="growth-ar", name=arabic).status_code in (201, 303)
+    with Session(db_engine) as session:
+        assert session.exec(
+            select(User.name).where(User.email == "sara@example.com")).one() == hebrew
+        assert session.exec(select(Team.name).where(Team.slug == "growth-ar")).one() == arabic

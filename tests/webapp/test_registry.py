@@ -235,6 +235,9 @@ BAD_FORMS = [
     ({"key": "k" * 65}, "key", "at most 64"),
     ({"name": ""}, "name", "is required"),
     ({"name": "n" * 10_001}, "name", "at most 200"),
+    # U+202E would show the rest of every sentence naming the experiment reversed.
+    ({"name": "Seat nudge \u202etsol"}, "name", "direction-changing character (U+202E)"),
+    ({"name": "Seat \u2066nudge\u2069"}, "name", "direction-changing character (U+2066)"),
     ({"hypothesis": "h" * 10_001}, "hypothesis", "at most 10,000"),
     ({"hypothesis": ""}, "hypothesis", "is required"),
     ({"node_id": "999999"}, "node_id", "unknown driver node"),

@@ -17,7 +17,7 @@ HTMX = {"HX-Request": "true"}
 @pytest.mark.parametrize(("url", "words"), [
     ("https://[::1/hook", "is not a valid address"),  # urlsplit raised: a 500
     ("https://hooks.example.com:99999/h", "is not a valid address"),  # failed only when sent
-    ("https://hooks.example.com\u202e/moc.live", "invisible characters (U+202E)"),
+    ("https://hooks.example.com\u202e/moc.live", "direction-changing character (U+202E)"),
     ("https://hooks.exa\u200bmple.com/h", "invisible characters (U+200B)"),
     ("https://hooks.example.com/a b", "must not contain spaces"),
 ])
