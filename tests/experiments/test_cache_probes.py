@@ -104,8 +104,7 @@ def test_the_parsed_analyses_cache_is_bounded_for_empty_parts():
         held = tracemalloc.get_traced_memory()[0] - start
     finally:
         tracemalloc.stop()
-    # ten times the text bound: the docstring's own parse factor, generously
-    assert held <= 10 * cache.max_text_bytes, f"{len(cache)} entries, {held} bytes"
+    assert held <= 2 * cache.max_bytes, f"{len(cache)} entries, {held} bytes"
 
 
 # ------------------------------------------------------------------ reference rows

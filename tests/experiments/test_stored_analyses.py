@@ -113,9 +113,10 @@ def test_a_reused_id_never_serves_the_old_row(session):
 
 
 def test_the_cache_keeps_within_its_bound_and_drops_the_least_recent():
-    # Each entry costs its text plus ENTRY_OVERHEAD: room for three 30-byte texts.
-    bound = 3 * (30 + stored_analyses.ENTRY_OVERHEAD) + 10
-    cache = stored_analyses._ParsedCache(max_text_bytes=bound)
+    # Each entry costs its charged text plus ENTRY_OVERHEAD: room for three 30-byte texts.
+    per_entry = 30 * stored_analyses.PARSED_BYTES_PER_TEXT_BYTE + stored_analyses.ENTRY_OVERHEAD
+    bound = 3 * per_entry + 10
+    cache = stored_analyses._ParsedCache(max_bytes=bound)
     key = lambda i: (stored_analyses.snapshot_key(i, "2026-11-30T00:00:00+00:00", 1), "result")  # noqa: E731
     for i in range(5):
         cache.put(key(i), {"i": i}, 30)
@@ -125,7 +126,7 @@ def test_the_cache_keeps_within_its_bound_and_drops_the_least_recent():
     assert cache.get(key(2)) == (True, {"i": 2})  # now the most recent
     cache.put(key(5), {"i": 5}, 30)
     assert cache.get(key(3)) == (False, None) and cache.get(key(2)) == (True, {"i": 2})
-    cache.put(key(6), {"too": "big"}, bound)  # with its overhead larger than the bound
+    cache.put(key(6), {"too": "big"}, bound)  # charged more than the bound
     assert cache.get(key(6)) == (False, None) and cache.size <= bound
 
 
@@ -135,3 +136,30 @@ def test_naive_and_aware_moments_make_one_key():
     naive = datetime(2026, 11, 30, 9, 0, 0, 123456)
     assert stored_analyses.snapshot_key(1, naive, 2) == \
         stored_analyses.snapshot_key(1, naive.replace(tzinfo=UTC), 2)
+
+
+def test_a_full_cache_holds_about_its_bound_in_memory(session):
+    """The bound is of memory, not of JSON text: parsed analyses cost several times their
+    text (dicts, floats, short strings), so a bound charged by text alone held ~3.8× its
+    figure per worker. Filled with real stored analyses, the cache's parsed values now
+    take at most its bound (and not far below it: the charge is not wildly pessimistic)."""
+    import json
+    import tracemalloc
+
+    experiment = make_experiment(session, started_at=utcnow() - timedelta(days=3))
+    snapshot = _upload(session, experiment, 1)
+    texts = [json.dumps(snapshot.result), json.dumps(snapshot.segments)]
+    bound = 2 * 1024 * 1024
+    cache = stored_analyses._ParsedCache(bound)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for n in range(4 * bound // min(len(t) for t in texts)):
+            text = texts[n % 2]
+            key = stored_analyses.snapshot_key(n, "2026-11-30T00:00:00+00:00", n)
+            cache.put((key, "result" if n % 2 == 0 else "segments"), json.loads(text), len(text))
+        held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert cache.size <= bound
+    assert 0.5 * bound <= held <= 1.1 * bound, f"{len(cache)} entries hold {held:,} bytes"
