@@ -112,7 +112,7 @@ def _sort_key(view: ActionView) -> tuple:
 def editor_check(session: Session, user: User) -> Callable[[int | None], bool]:
     """``team_id -> may user act as experimenter there``, reading the user's roles once
     (the same rule as :func:`experiments.access.can`, without a query per object)."""
-    roles = team_roles(session, user)
+    roles = {} if user.role == "admin" else team_roles(session, user)  # admins: no read
 
     def check(team_id: int | None) -> bool:
         if user.role == "admin":

@@ -52,6 +52,7 @@ from experiments.input_rules import (
     read_text,
 )
 from experiments.models import DECISIONS, Experiment, User, Variant, utcnow
+from experiments.reference_rows import by_id
 from experiments.versioning import check_version, compare_and_set, expected_version
 
 #: Where a decision was made (``DecisionEvent.source``, ``Experiment.decision_source``).
@@ -542,26 +543,28 @@ def upload_refusal(experiment: Experiment) -> str | None:
 REVIEW_FIELDS: dict[str, str] = {"rationale": "decision_rationale"}
 
 
-def attach_records(session: Session, views: Sequence[Any]) -> None:
+def attach_records(session: Session, views: Sequence[Any],
+                   experiments: Mapping[int, Experiment] | None = None) -> None:
     """Give each review item view (``.item.experiment_id``) the experiment's decision
-    record, the treatments a ship may name and the experiment's version."""
+    record, the treatments a ship may name and the experiment's version (``experiments``:
+    the views' experiments by id when the caller has read them already)."""
     ids = {view.item.experiment_id for view in views}
     if not ids:
         return
-    experiments = {e.id: e for e in session.exec(select(Experiment)
-                                                 .where(Experiment.id.in_(ids))).all()}
-    # One query for every item's variants and one for the deciders (not one per item).
+    if experiments is None:
+        experiments = {e.id: e for e in session.exec(select(Experiment)
+                                                     .where(Experiment.id.in_(ids))).all()}
+    # One query for every item's variants (not one per item).
     treatments: dict[int, list[str]] = {i: [] for i in experiments}
     for variant in session.exec(select(Variant).where(Variant.experiment_id.in_(ids))
                                 .order_by(Variant.position, Variant.id)).all():
-        if not variant.is_control:
+        if not variant.is_control and variant.experiment_id in treatments:
             treatments[variant.experiment_id].append(variant.key)
-    people = {uid for e in experiments.values()
-              for uid in (e.decided_by_id, e.reopened_by_id) if uid}
-    # Held here so the identity map (weak) still has them when decision_record asks. Read
-    # even when nobody decided yet, so the review's statement count does not depend on which
-    # items its agenda page holds (tests/webapp/test_query_counts.py).
-    deciders = session.exec(select(User).where(User.id.in_(sorted(people)))).all()
+    # The transaction's copy of the users (experiments.reference_rows), held here so the
+    # identity map (weak) still has them when decision_record asks: one read whichever
+    # items the review's agenda page holds (tests/webapp/test_query_counts.py), shared
+    # with the page's other lookups of people.
+    deciders = by_id(session, User)
     for view in views:
         experiment = experiments.get(view.item.experiment_id)
         if experiment is None:

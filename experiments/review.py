@@ -52,6 +52,7 @@ from experiments.impact import PortfolioImpact, company_start_mrr, portfolio_imp
 from experiments.input_rules import FieldErrors, read_date_range, read_id, read_page
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
 from experiments.nrr_page import current_ledger
+from experiments.reference_rows import all_rows
 from experiments.review_items import ItemView, get_item, item_views, update_item
 from experiments.review_rows import (
     ReviewRow,
@@ -70,10 +71,10 @@ from experiments.review_weeks import (
     quarter_start,
     week_of,
 )
-from experiments.tree import branch_ids
 from experiments.tree_actuals import ActualLine, actuals_summary
 from experiments.verdict_status import comparison_guardrail_status
 from stats import bh_adjust
+from stats.ledger import LedgerFigures
 
 #: Agenda items (each a form) on one page of the review; the rest are a pager away, and
 #: each has a page of its own (issue 18: 300 forms made the page take a second).
@@ -249,10 +250,19 @@ def _in_branch(row: ReviewRow, branch_id: int | None) -> bool:
     return branch_id is None or branch_id in row.experiment.path_ids
 
 
-def _branch_choices(session: Session, user: User) -> list[tuple[int, str]]:
+def _visible_nodes(session: Session, user: User) -> list[DriverNode]:
+    """The driver-tree nodes ``user`` may see, in tree order (position, id): the tree's own
+    read of the table (:func:`experiments.reference_rows.all_rows`), shared with the branch
+    filter, the branch lookup and the tree actuals."""
     teams = visible_team_ids(session, user)
-    nodes = session.exec(select(DriverNode).order_by(DriverNode.position, DriverNode.id)).all()
-    visible = {n.id: n for n in nodes if teams is None or n.team_id is None or n.team_id in teams}
+    nodes = all_rows(session, DriverNode, DriverNode.position, DriverNode.id)
+    return [n for n in nodes if teams is None or n.team_id is None or n.team_id in teams]
+
+
+def _branch_choices(nodes: Sequence[DriverNode]) -> list[tuple[int, str]]:
+    """``(id, indented name)`` of ``nodes`` depth first; a node whose parent is not among
+    them starts a tree of its own."""
+    visible = {n.id: n for n in nodes}
     children: dict[int | None, list[DriverNode]] = defaultdict(list)
     for node in visible.values():
         parent = node.parent_id if node.parent_id in visible else None
@@ -270,6 +280,20 @@ def _branch_choices(session: Session, user: User) -> list[tuple[int, str]]:
 
     walk(None, 0)
     return out
+
+
+def _below(nodes: Sequence[DriverNode], node_id: int) -> set[int]:
+    """``node_id`` and every node under it among ``nodes``."""
+    children: dict[int | None, list[int]] = defaultdict(list)
+    for node in nodes:
+        children[node.parent_id].append(node.id)
+    found, todo = set(), [node_id]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(children.get(current, []))
+    return found
 
 def build_review(
     session: Session,
@@ -322,17 +346,18 @@ def build_review(
             errors.add(name, "must be a date between 1900 and 9998")
     errors.raise_if_any()
 
-    choices = _branch_choices(session, user)
+    nodes = _visible_nodes(session, user)
+    choices = _branch_choices(nodes)
     branch_info = None
     if branch is not None:
-        node = session.get(DriverNode, branch) if branch in {c[0] for c in choices} else None
-        if node is None:
+        node = next((n for n in nodes if n.id == branch), None)
+        if node is None or branch not in {c[0] for c in choices}:
             raise NotFound(f"no driver-tree node {branch}")
         branch_info = {"id": node.id, "name": node.name}
 
     mode = "range" if (first or last) else "week"
     meeting = None
-    items = None  # the meeting's items as meeting_state left them (None: read them)
+    items = heads = None  # what meeting_state knows of the items (None: the agenda reads it)
     if mode == "range":
         first = first or the_week.start.date()
         last = last or the_week.last_day
@@ -347,7 +372,9 @@ def build_review(
         rows = every_review_row(session, window, keep=keep_rows)
         frozen = False
     else:
-        meeting, rows, frozen, items = meeting_state(session, the_week, now, keep=keep_rows)
+        state = meeting_state(session, the_week, now, keep=keep_rows)
+        meeting, rows, frozen, items, heads = (state.meeting, state.rows, state.frozen,
+                                               state.items, state.heads)
         window = Window(the_week.previous.start, the_week.end, min(now, the_week.end))
         if frozen:
             moments = [parse_moment(r.document.as_of) for r in rows]
@@ -380,27 +407,30 @@ def build_review(
         if memo is not None:  # same rows, no write since: the same ships and estimates
             memo[impact_key] = review.impact
     review.summary = _summary(rows, review.impact)
-    review.tree_actuals = _tree_actuals(session, choices, branch, review.point_in_time)
+    review.tree_actuals = _tree_actuals(session, nodes, choices, branch,
+                                        current_ledger(session), review.point_in_time)
     if mode == "week":
         review.actions = week_actions(session, user, the_week)
         if now >= the_week.start:
             review.action_choices = action_form_choices(
                 session, user, {r.key: r.experiment.name for r in rows})
     if meeting is not None:
-        _agenda(session, user, meeting, review, items, page)
+        _agenda(session, user, meeting, review, items, heads, page)
     return review
 
 
-def _tree_actuals(session: Session, choices: Sequence[tuple[int, str]], branch: int | None,
-                  point_in_time: datetime) -> list[ActualLine]:
+def _tree_actuals(session: Session, nodes: Sequence[DriverNode],
+                  choices: Sequence[tuple[int, str]], branch: int | None,
+                  ledger: LedgerFigures | None, point_in_time: datetime) -> list[ActualLine]:
     """The visible nodes' (or the branch's) latest actuals as of the review, in tree order."""
     ids = [node_id for node_id, _label in choices]
     if branch is not None:
-        inside = branch_ids(session, branch)
+        # under the branch in the whole tree, as the review's rows are (path_ids)
+        inside = _below(all_rows(session, DriverNode, DriverNode.position, DriverNode.id), branch)
         ids = [node_id for node_id in ids if node_id in inside]
-    nodes = {n.id: n for n in session.exec(select(DriverNode).where(DriverNode.id.in_(ids)))}
-    return actuals_summary(session, [nodes[i] for i in ids if i in nodes],
-                           current_ledger(session), point_in_time.date())
+    by_id = {n.id: n for n in nodes}
+    return actuals_summary(session, [by_id[i] for i in ids if i in by_id], ledger,
+                           point_in_time.date())
 
 
 def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow]) -> list[ReviewRow]:
@@ -415,19 +445,22 @@ def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow]) -> li
 
 
 def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review,
-            items: dict[int, ReviewItem] | None = None, page: int | None = None) -> None:
+            items: dict[int, ReviewItem] | None = None,
+            heads: dict[int, tuple[int, bool]] | None = None, page: int | None = None) -> None:
     """Set the review's agenda: items of experiments in the three action sections, or
     already noted/decided, those needing a decision first, then in page order; with
-    ``page`` only that page of them (the last when ``page`` is past it)."""
-    if items is None:  # each item's id and whether it holds a note or decision, then
+    ``page`` only that page of them (the last when ``page`` is past it). ``items`` (a frozen
+    week's, loaded) or ``heads`` (each item's id and whether it holds a note or decision,
+    from meeting_state's read) spare reading them again."""
+    if items is not None:
+        heads = {experiment_id: (item.id, _has_content(item))
+                 for experiment_id, item in items.items()}
+    elif heads is None:  # each item's id and whether it holds a note or decision, then
         # only the shown items in full (not hundreds of ORM objects per view)
         heads = {experiment_id: (item_id, bool(note or decision))
                  for experiment_id, item_id, note, decision in session.exec(
                      select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.note,
                             ReviewItem.decision).where(ReviewItem.meeting_id == meeting.id))}
-    else:
-        heads = {experiment_id: (item.id, _has_content(item))
-                 for experiment_id, item in items.items()}
     review.item_ids = {r.key: heads[r.experiment.id][0] for r in review.rows
                        if r.experiment.id in heads}
     due = {r.experiment.id for r in review.needs_decision}

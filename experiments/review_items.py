@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from experiments.access import effective_role, require
+from experiments.access import require
 from experiments.audit import diff_fields, record_event
 from experiments.decisions import attach_records, decide_in_review, review_wants_decision
 from experiments.documents import user_label
@@ -31,9 +31,9 @@ from experiments.models import (
     User,
     utcnow,
 )
+from experiments.reference_rows import all_rows, by_id
 from experiments.review_rows import ReviewRow
 from experiments.review_weeks import aware, iso, parse_week
-from experiments.users import role_rank
 from experiments.versioning import parse_version
 
 MAX_TEXT = 10_000
@@ -86,11 +86,12 @@ class ItemView:
 def owner_choices(session: Session, team_ids: Iterable[int | None]
                   ) -> dict[int | None, list[tuple[int, str]]]:
     """Who may own an action on an item of each team: its members and the admins
-    (all users for no team)."""
-    users = session.exec(select(User).where(User.is_active).order_by(User.name, User.email)).all()
-    memberships = session.exec(select(TeamMembership)).all()
+    (all users for no team). The users and memberships are the transaction's shared copy
+    (:mod:`experiments.reference_rows`): the review asks twice (its actions and the
+    "raise an action" form)."""
+    users = [u for u in all_rows(session, User, User.name, User.email) if u.is_active]
     members: dict[int, set[int]] = defaultdict(set)
-    for membership in memberships:
+    for membership in all_rows(session, TeamMembership):
         members[membership.team_id].add(membership.user_id)
     choices = {}
     for team_id in set(team_ids):
@@ -102,28 +103,32 @@ def owner_choices(session: Session, team_ids: Iterable[int | None]
 
 def item_views(session: Session, user: User,
                pairs: Sequence[tuple[ReviewItem, ReviewRow | None]]) -> list[ItemView]:
-    """The page's view of each (item, row it belongs to) pair, with the user's edit right."""
-    ids = [item.experiment_id for item, _ in pairs]
-    known: dict[int, tuple[int | None, str]] = {}
-    if ids:
-        known = {i: (team, key) for i, team, key in session.exec(
-            select(Experiment.id, Experiment.team_id, Experiment.key)
-            .where(Experiment.id.in_(ids))).all()}
-    # Read even when no item was edited yet: the page's statement count stays the same
-    # whichever items its agenda page holds (tests/webapp/test_query_counts.py).
-    wanted = sorted({i.updated_by_id for i, _ in pairs if i.updated_by_id})
-    users = {u.id: u for u in session.exec(select(User).where(User.id.in_(wanted))).all()} \
-        if pairs else {}
+    """The page's view of each (item, row it belongs to) pair, with the user's edit right.
+
+    The statements do not depend on how many items there are, nor on which (the page's
+    count stays the same whichever items its agenda page holds:
+    tests/webapp/test_query_counts.py): the items' experiments in full (shared with their
+    decision records), their variants, the users (the transaction's shared copy) and, for
+    a user who is no admin, their team roles once."""
+    from experiments.actions import editor_check  # actions imports this module
+
+    ids = sorted({item.experiment_id for item, _ in pairs})
+    experiments = {e.id: e for e in session.exec(
+        select(Experiment).where(Experiment.id.in_(ids))).all()} if ids else {}
+    users = by_id(session, User) if pairs else {}
+    may_edit = editor_check(session, user) if pairs else None
     views = []
     for item, row in pairs:
-        team_id, key = known.get(item.experiment_id, (None, row.key if row else ""))
-        role = effective_role(session, user, team_id)
+        experiment = experiments.get(item.experiment_id)
+        team_id = experiment.team_id if experiment is not None else None
+        key = row.key if row else (experiment.key if experiment is not None else "")
         views.append(ItemView(
-            item=item, row=row, key=row.key if row else key,
-            can_edit=role is not None and role_rank(role) >= role_rank("experimenter"),
+            item=item, row=row, key=key,
+            # experimenter or above in the experiment's team (experiments.access)
+            can_edit=may_edit(team_id),
             updated_by=user_label(users.get(item.updated_by_id)),
         ))
-    attach_records(session, views)
+    attach_records(session, views, experiments)
     return views
 
 

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
 from experiments.documents import (
@@ -452,18 +452,33 @@ def meeting_rows(session: Session, week: Week, now: datetime
     frozen copy if there is one, else a reconstruction as of its end, which becomes
     the frozen copy. A week in which no experiment existed stores nothing (``None``).
     """
-    meeting, rows, frozen, _items = meeting_state(session, week, now)
-    return meeting, rows, frozen
+    state = meeting_state(session, week, now)
+    return state.meeting, state.rows, state.frozen
+
+
+@dataclass
+class MeetingState:
+    """What :func:`meeting_state` found: the meeting (``None``: nothing existed that week),
+    every experiment's row, whether they are the frozen copy, and what the agenda needs
+    of the items when it is known already (else ``None``: the agenda reads it)."""
+
+    meeting: ReviewMeeting | None
+    rows: list[ReviewRow]
+    frozen: bool
+    # A frozen week: every item, loaded with its frozen row.
+    items: dict[int, ReviewItem] | None = None
+    # A running week: experiment id → (item id, whether it holds a note or a decision).
+    heads: dict[int, tuple[int, bool]] | None = None
 
 
 def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = False
-                  ) -> tuple[ReviewMeeting | None, list[ReviewRow], bool,
-                             dict[int, ReviewItem] | None]:
+                  ) -> MeetingState:
     """:func:`meeting_rows` and, for a frozen week, the meeting's items (so the agenda need
     not load every item's frozen row a second time: 300 experiments' rows are ~1 MB of
-    JSON); ``None`` otherwise (the agenda reads what it shows). A running week compares
-    each item's digest, not its frozen row, and rewrites only the rows that changed
-    (issue 18). ``keep``: see :func:`every_review_row`."""
+    JSON). A running week compares each item's digest, not its frozen row, and rewrites
+    only the rows that changed (issue 18); the same read tells each item's id and whether
+    it holds a note or decision (``heads``, unless it added items). ``keep``: see
+    :func:`every_review_row`."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
     existing = session.exec(
@@ -472,7 +487,7 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     if existing is None:
         rows = every_review_row(session, window, keep=keep)
         if not rows:
-            return None, [], False, None  # nothing existed that week: nothing to keep
+            return MeetingState(None, [], False)  # nothing existed that week: nothing to keep
         meeting = _meeting(session, week)
     else:
         meeting = existing
@@ -481,7 +496,7 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
         key = _kept_key(session, "frozen", meeting.id) if keep else None
         kept = _kept.get(key) if key is not None else None
         if kept is not None:
-            return meeting, _with_memo(list(kept[0]), kept[1]), True, None
+            return MeetingState(meeting, _with_memo(list(kept[0]), kept[1]), True)
         items = meeting_items(session, meeting)
         if any(item.seen for item in items.values()):
             rows = [ReviewRow.from_json(i.seen) for i in items.values() if i.seen]
@@ -489,12 +504,14 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
                 memo: dict[Any, Any] = {}
                 _kept.put(key, rows, memo)
                 rows = _with_memo(list(rows), memo)
-            return meeting, rows, True, items
+            return MeetingState(meeting, rows, True, items=items)
     if existing is not None:
         rows = every_review_row(session, window, keep=keep)
-    stored = {experiment_id: (item_id, digest) for experiment_id, item_id, digest in
-              session.exec(select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.seen_digest)
-                           .where(ReviewItem.meeting_id == meeting.id)).all()}
+    has_content = or_(ReviewItem.note != "", ReviewItem.decision.is_not(None))
+    stored = {experiment_id: (item_id, digest, bool(content))
+              for experiment_id, item_id, digest, content in session.exec(
+                  select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.seen_digest,
+                         has_content).where(ReviewItem.meeting_id == meeting.id)).all()}
     new, changed = [], []
     for row in rows:
         digest = row_digest(row)
@@ -509,4 +526,6 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     if changed:  # one executemany by primary key
         session.exec(update(ReviewItem), params=changed)
     session.flush()
-    return meeting, rows, past, None
+    heads = None if new else {experiment_id: (item_id, content)
+                              for experiment_id, (item_id, _digest, content) in stored.items()}
+    return MeetingState(meeting, rows, past, heads=heads)
