@@ -26,6 +26,7 @@ from experiments.registry import ResultsControls, get_experiment, results_contro
 from webapp.db import get_session
 from webapp.page_cache import cached_page
 from webapp.rendering import is_htmx, render_page_or_partial
+from webapp.results.body import results_body
 from webapp.results.uploads import UploadState, queue_upload, upload_state
 from webapp.security import acting_user, allow
 
@@ -44,6 +45,7 @@ def results_upload_limit_mb() -> int:
 
 bp.add_app_template_global(forest_plot, "forest_plot")
 bp.add_app_template_global(nrr_figures, "nrr_figures")
+bp.add_app_template_global(results_body, "results_body")
 
 
 def _controls(experiment: Experiment) -> ResultsControls:
@@ -86,7 +88,7 @@ def show(key: str):
     )
     return render_page_or_partial(
         "results/page.html",
-        "results/_body.html",
+        "results/_body_kept.html",
         experiment=experiment,
         results=results,
         controls=_controls(experiment),
@@ -168,7 +170,7 @@ def recompute(key: str):
     if is_htmx():
         return render_page_or_partial(
             "results/page.html",
-            "results/_body.html",
+            "results/_body_kept.html",
             experiment=experiment,
             results=load_results(session, experiment),
             controls=_controls(experiment),
