@@ -348,7 +348,7 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
         else:
             analysed = rows_postgres.store_while_analysing(
                 session, job, experiment, dataset, table, chunk=STORE_CHUNK,
-                insert=bulk_insert_rows, save=_save)
+                insert=bulk_insert_rows)
         _save(session, job, phase="analysing")
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
         _analyse_and_record(session, experiment, dataset, table, actor=actor,

@@ -1,8 +1,10 @@
 """Writing a dataset's account rows to PostgreSQL, and the upload job's row phase there.
 
 ``COPY … FROM STDIN (FORMAT csv)`` fed whole CSV blocks that pyarrow writes from the
-table's arrays (no Python object per value). The background upload writes the rows on a
-second connection while this one analyses the arrays (:func:`store_while_analysing`).
+table's arrays (no Python object per value). The background upload writes the rows on
+:data:`WRITERS` more connections at once while its own analyses the arrays
+(:func:`store_while_analysing`). The foreign key to ``dataset`` is kept by
+statement-level triggers here (:mod:`experiments.account_row_link`), not checked per row.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import threading
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlmodel import Session
 
 from experiments.datasets import ROW_COLUMNS
@@ -19,6 +21,10 @@ from experiments.rows_sqlite import _blank_as_none
 
 #: Rows per CSV block handed to COPY.
 COPY_CHUNK = 100_000
+#: Connections writing one upload's rows at once (:func:`store_while_analysing`). The
+#: server's work per row (constraints, two indexes) is most of an upload; two writers
+#: spread it over the two cores of the machine measured (BENCHMARKS.md, issue 18).
+WRITERS = 2
 
 
 def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
@@ -84,63 +90,77 @@ def copy_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
     cursor.close()
 
 
-def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, insert, save,
-               stop_early: threading.Event | None = None) -> None:
-    """Write the table's rows in transactions of ``chunk`` rows, saving the job's progress.
-
-    ``insert`` is :func:`experiments.datasets.bulk_insert_rows`, ``save`` the job's saver
-    (``experiments.imports._save``): passed in so that tests can replace them there.
-    """
-    total = len(table)
-    for start in range(0, total, chunk):
-        if stop_early is not None and stop_early.is_set():
-            return
-        stop = min(total, start + chunk)
-        # Rows of a dataset nobody sees yet: their commit need not wait for the disk.
-        # A crash loses at most these (the sweep removes the dataset), and the commit
-        # that makes the version visible is synchronous, flushing everything before it.
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        insert(session, dataset_id, table, start=start, stop=stop)
-        save(session, job, rows_stored=stop)
-
-
 def store_while_analysing(session: Session, job, experiment, dataset, table, *, chunk: int,
-                          insert, save):
-    """Store the rows on a second connection while this one analyses the table.
+                          insert, writers: int | None = None):
+    """Store the rows on ``writers`` more connections while this one analyses the table.
 
-    PostgreSQL spends most of an upload checking and indexing the rows in its own process;
-    the analysis needs only the arrays in memory, so it runs meanwhile. Returns the
-    snapshot, not yet added; raises what the writer raised, once it has stopped.
+    PostgreSQL spends most of an upload checking and indexing the rows in its own
+    processes; several connections COPYing disjoint chunks at once spread that over the
+    cores, and the analysis needs only the arrays in memory, so it runs meanwhile. Each
+    chunk is its own transaction, which also adds its rows to the job's ``rows_stored``
+    (so the progress is monotone and counts committed rows only). The first failure of
+    any writer stops the others after their current chunk and is raised here once all
+    have stopped (the caller discards the dataset); the dataset stays invisible
+    throughout. Returns the snapshot, not yet added.
+
+    ``insert`` is :func:`experiments.datasets.bulk_insert_rows`, passed in so that tests
+    can replace it.
     """
     from experiments.analysis import analyse_dataset
     from experiments.datasets import AccountRatios
-    from experiments.models import UploadJob
 
+    total = len(table)
+    starts = iter(range(0, total, chunk))
+    taking = threading.Lock()
     failure: list[BaseException] = []
     stop_early = threading.Event()
-    job_id, dataset_id = job.id, dataset.id
+    job_id, dataset_id, bind = job.id, dataset.id, session.get_bind()
+
+    def next_start() -> int | None:
+        with taking:
+            return next(starts, None)
 
     def write() -> None:
         try:
-            with Session(session.get_bind(), expire_on_commit=False) as writer:
-                store_rows(writer, writer.get(UploadJob, job_id), dataset_id, table,
-                           chunk=chunk, insert=insert, save=save, stop_early=stop_early)
+            with Session(bind) as writer:
+                while not stop_early.is_set() and (start := next_start()) is not None:
+                    stop = min(total, start + chunk)
+                    # Rows of a dataset nobody sees yet: their commit need not wait for the
+                    # disk. A crash loses at most these (the sweep removes the dataset), and
+                    # the commit that makes the version visible is synchronous, flushing
+                    # everything before it.
+                    writer.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                    insert(writer, dataset_id, table, start=start, stop=stop)
+                    _count_stored(writer, job_id, stop - start)
+                    writer.commit()
         except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
             failure.append(exc)
+            stop_early.set()
 
-    writer = threading.Thread(target=write, name=f"upload-{job_id}-rows")
-    writer.start()
+    threads = [threading.Thread(target=write, name=f"upload-{job_id}-rows-{n}")
+               for n in range(max(1, WRITERS if writers is None else writers))]
+    for thread in threads:
+        thread.start()
     try:
         analysed = analyse_dataset(session, experiment, dataset,
                                    ratios=AccountRatios.of_table(table))
-        # Done reading: end this transaction so that the writer's progress is seen.
+        # Done reading: end this transaction so that the writers' progress is seen.
         session.commit()
     except BaseException:
         stop_early.set()
         raise
     finally:
-        writer.join()
+        for thread in threads:
+            thread.join()
     if failure:
         raise failure[0]
     session.refresh(job)
     return analysed
+
+
+def _count_stored(session: Session, job_id: int, rows: int) -> None:
+    """Add ``rows`` to the job's progress in the transaction that stores them."""
+    from experiments.models import UploadJob, utcnow
+
+    session.execute(update(UploadJob).where(UploadJob.id == job_id)
+                    .values(rows_stored=UploadJob.rows_stored + rows, updated_at=utcnow()))
