@@ -100,7 +100,7 @@ class NodeActuals:
     source: str  # "ledger" or "entered"
     label: str  # what the actuals measure
     points: tuple[tuple[str, float], ...]  # defined values only, oldest first
-    spark: Sparkline
+    spark: Sparkline | None  # None: not drawn (the review's summary shows no chart)
     entries: tuple[Entry, ...] = ()
     note: str = ""  # why there is nothing to draw, when there is nothing
 
@@ -113,7 +113,7 @@ class NodeActuals:
 
 
 def _ledger_actuals(node: DriverNode, metric: str,
-                    figures: LedgerFigures | None) -> NodeActuals:
+                    figures: LedgerFigures | None, draw: bool = True) -> NodeActuals:
     series = ledger_series(figures, metric)
     points = tuple((p, v) for p, v in series if v is not None)[-SPARK_POINTS:]
     label = METRIC_LABELS[metric]
@@ -127,17 +127,17 @@ def _ledger_actuals(node: DriverNode, metric: str,
     else:
         note = ""
     spark = sparkline(points, title=f"{node.name}: {label}", baseline=node.baseline,
-                      target=node.target, value_format=metric_format(metric))
+                      target=node.target, value_format=metric_format(metric)) if draw else None
     return NodeActuals(node.id, metric, "ledger", label, points, spark, note=note)
 
 
 def _entered_actuals(node: DriverNode, rows: list[DriverActual],
-                     names: Mapping[int, str]) -> NodeActuals:
+                     names: Mapping[int, str], draw: bool = True) -> NodeActuals:
     rows = sorted(rows, key=lambda r: r.measured_on)
     points = tuple((r.measured_on.isoformat(), r.value) for r in rows)[-SPARK_POINTS:]
     label = node.leading_metric or "Leading metric"
     spark = sparkline(points, title=f"{node.name}: {label}", baseline=node.baseline,
-                      target=node.target)
+                      target=node.target) if draw else None
     entries = tuple(
         Entry(r.id, r.measured_on, r.value, r.version, names.get(r.entered_by_id or 0, "—"))
         for r in reversed(rows[-LISTED_ENTRIES:])
@@ -147,8 +147,9 @@ def _entered_actuals(node: DriverNode, rows: list[DriverActual],
 
 
 def tree_actuals(session: Session, nodes: Iterable[DriverNode],
-                 figures: LedgerFigures | None) -> dict[int, NodeActuals]:
-    """Actuals of each of ``nodes`` (already filtered to what the user may see)."""
+                 figures: LedgerFigures | None, *, draw: bool = True) -> dict[int, NodeActuals]:
+    """Actuals of each of ``nodes`` (already filtered to what the user may see); without
+    ``draw`` no sparklines and no entries' authors (a summary that shows neither)."""
     nodes = list(nodes)
     entered_ids = [n.id for n in nodes if node_metric(n) is None]
     rows: dict[int, list[DriverActual]] = {}
@@ -159,14 +160,14 @@ def tree_actuals(session: Session, nodes: Iterable[DriverNode],
         ).all():
             rows.setdefault(row.node_id, []).append(row)
         user_ids = {r.entered_by_id for group in rows.values() for r in group if r.entered_by_id}
-        if user_ids:
+        if user_ids and draw:
             names = {u.id: (u.name or u.email)
                      for u in session.exec(select(User).where(User.id.in_(user_ids))).all()}
     out: dict[int, NodeActuals] = {}
     for node in nodes:
         metric = node_metric(node)
-        out[node.id] = (_ledger_actuals(node, metric, figures) if metric
-                        else _entered_actuals(node, rows.get(node.id, []), names))
+        out[node.id] = (_ledger_actuals(node, metric, figures, draw) if metric
+                        else _entered_actuals(node, rows.get(node.id, []), names, draw))
     return out
 
 
@@ -305,7 +306,7 @@ def actuals_summary(session: Session, nodes: Iterable[DriverNode],
     """Each of ``nodes`` that has an actual dated on or before ``as_of`` (a ledger period
     counts from its month), with its baseline and target, in the given order."""
     nodes = list(nodes)
-    found = tree_actuals(session, nodes, figures)
+    found = tree_actuals(session, nodes, figures, draw=False)  # the summary draws nothing
     lines = []
     for node in nodes:
         actuals = found[node.id]
