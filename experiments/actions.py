@@ -384,15 +384,19 @@ def week_experiment_names(session: Session, week: Week | str) -> dict[str, str] 
 
 
 def action_form_choices(session: Session, user: User,
-                        names: Mapping[str, str] | None = None) -> dict[str, Any]:
+                        names: Mapping[str, str] | None = None,
+                        catalogue: Sequence[Any] | None = None) -> dict[str, Any]:
     """What the "raise an action" form offers ``user``: the experiments they may act on and
     the people who may own actions on them. With ``names`` (key → name as a frozen review
-    saw it) only those experiments, so a past week's page never shows later renames."""
+    saw it) only those experiments, so a past week's page never shows later renames.
+    ``catalogue``: every experiment's ``key``, ``name`` and ``team_id`` by key, when the
+    caller has read them already."""
     may_edit = editor_check(session, user)
     # Three columns, not whole experiments: the review page offers hundreds (issue 18).
-    experiments = [e for e in session.exec(select(Experiment.key, Experiment.name,
-                                                  Experiment.team_id)
-                                           .order_by(Experiment.key)).all()
+    if catalogue is None:
+        catalogue = session.exec(select(Experiment.key, Experiment.name, Experiment.team_id)
+                                 .order_by(Experiment.key)).all()
+    experiments = [e for e in catalogue
                    if (names is None or e.key in names) and may_edit(e.team_id)]
     teams = {e.team_id for e in experiments} | {None}
     by_team = owner_choices(session, teams)

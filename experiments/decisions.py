@@ -544,10 +544,12 @@ REVIEW_FIELDS: dict[str, str] = {"rationale": "decision_rationale"}
 
 
 def attach_records(session: Session, views: Sequence[Any],
-                   experiments: Mapping[int, Experiment] | None = None) -> None:
+                   experiments: Mapping[int, Experiment] | None = None,
+                   users: Mapping[int, User] | None = None) -> None:
     """Give each review item view (``.item.experiment_id``) the experiment's decision
-    record, the treatments a ship may name and the experiment's version (``experiments``:
-    the views' experiments by id when the caller has read them already)."""
+    record, the treatments a ship may name and the experiment's version (``experiments``
+    and ``users``: the views' experiments and the users by id, when the caller has read
+    them already)."""
     ids = {view.item.experiment_id for view in views}
     if not ids:
         return
@@ -564,7 +566,7 @@ def attach_records(session: Session, views: Sequence[Any],
     # identity map (weak) still has them when decision_record asks: one read whichever
     # items the review's agenda page holds (tests/webapp/test_query_counts.py), shared
     # with the page's other lookups of people.
-    deciders = by_id(session, User)
+    deciders = users if users is not None else by_id(session, User)
     for view in views:
         experiment = experiments.get(view.item.experiment_id)
         if experiment is None:

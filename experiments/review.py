@@ -384,7 +384,11 @@ def build_review(
                                 min(max(moments), the_week.end))
 
     memo = getattr(rows, "memo", None)  # figures kept with the rows (KeptRows)
-    rows = _visible_rows(session, user, rows)
+    # Every experiment's id, key, name and team now: which rows still exist and may be
+    # seen, and what the "raise an action" form offers (one read for both).
+    catalogue = session.exec(select(Experiment.id, Experiment.key, Experiment.name,
+                                    Experiment.team_id).order_by(Experiment.key)).all()
+    rows = _visible_rows(session, user, rows, catalogue)
     rows = sorted((r for r in rows if _in_branch(r, branch)), key=_branch_sort_key)
     review = Review(
         week=the_week, window=window, mode=mode, frozen=frozen,
@@ -413,7 +417,7 @@ def build_review(
         review.actions = week_actions(session, user, the_week)
         if now >= the_week.start:
             review.action_choices = action_form_choices(
-                session, user, {r.key: r.experiment.name for r in rows})
+                session, user, {r.key: r.experiment.name for r in rows}, catalogue)
     if meeting is not None:
         _agenda(session, user, meeting, review, items, heads, page)
     return review
@@ -433,11 +437,11 @@ def _tree_actuals(session: Session, nodes: Sequence[DriverNode],
                            point_in_time.date())
 
 
-def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow]) -> list[ReviewRow]:
-    """Rows of experiments that still exist and that ``user`` may see (by their team *now*)."""
-    ids = [r.experiment.id for r in rows]
-    current = dict(session.exec(select(Experiment.id, Experiment.team_id)
-                                .where(Experiment.id.in_(ids))).all()) if ids else {}
+def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow],
+                  catalogue: Sequence[Any]) -> list[ReviewRow]:
+    """Rows of experiments that still exist (in ``catalogue``: every experiment's id and
+    team now) and that ``user`` may see (by their team *now*)."""
+    current = {e.id: e.team_id for e in catalogue}
     teams = visible_team_ids(session, user)
     return [r for r in rows if r.experiment.id in current
             and (teams is None or current[r.experiment.id] is None

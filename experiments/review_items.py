@@ -31,7 +31,7 @@ from experiments.models import (
     User,
     utcnow,
 )
-from experiments.reference_rows import all_rows, by_id
+from experiments.reference_rows import all_rows
 from experiments.review_rows import ReviewRow
 from experiments.review_weeks import aware, iso, parse_week
 from experiments.versioning import parse_version
@@ -89,7 +89,7 @@ def owner_choices(session: Session, team_ids: Iterable[int | None]
     (all users for no team). The users and memberships are the transaction's shared copy
     (:mod:`experiments.reference_rows`): the review asks twice (its actions and the
     "raise an action" form)."""
-    users = [u for u in all_rows(session, User, User.name, User.email) if u.is_active]
+    users = [u for u in _people(session).values() if u.is_active]
     members: dict[int, set[int]] = defaultdict(set)
     for membership in all_rows(session, TeamMembership):
         members[membership.team_id].add(membership.user_id)
@@ -99,6 +99,12 @@ def owner_choices(session: Session, team_ids: Iterable[int | None]
                             if team_id is None or u.role == "admin"
                             or u.id in members.get(team_id, set())]
     return choices
+
+
+def _people(session: Session) -> dict[int, User]:
+    """Every user by id, in name order: the transaction's one copy of the users table for
+    the review's owner lists, item editors and deciders."""
+    return {u.id: u for u in all_rows(session, User, User.name, User.email)}
 
 
 def item_views(session: Session, user: User,
@@ -115,7 +121,7 @@ def item_views(session: Session, user: User,
     ids = sorted({item.experiment_id for item, _ in pairs})
     experiments = {e.id: e for e in session.exec(
         select(Experiment).where(Experiment.id.in_(ids))).all()} if ids else {}
-    users = by_id(session, User) if pairs else {}
+    users = _people(session) if pairs else {}
     may_edit = editor_check(session, user) if pairs else None
     views = []
     for item, row in pairs:
@@ -128,7 +134,7 @@ def item_views(session: Session, user: User,
             can_edit=may_edit(team_id),
             updated_by=user_label(users.get(item.updated_by_id)),
         ))
-    attach_records(session, views, experiments)
+    attach_records(session, views, experiments, users)
     return views
 
 
