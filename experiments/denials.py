@@ -6,6 +6,9 @@ So within :data:`DENIAL_WINDOW` a client — the actor, or the address when nobo
 signed in — gets at most one row per path and at most :data:`DENIALS_PER_WINDOW` rows
 in all. The bound is read from the audit log itself, so it holds across worker
 processes; two requests racing in the same instant may each write one row.
+
+The row is written as an :func:`~experiments.generation.unseen_write`: a transaction that
+only records a denial leaves the data generation, and so every kept page, as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from experiments.audit import record_event
+from experiments.generation import unseen_write
 from experiments.models import AuditEvent, User, utcnow
 
 DENIAL_ACTION = "authz.denied"
@@ -51,7 +55,10 @@ def record_denial(
         return None
     if any((diff or {}).get("path", [None, None])[1] == path for diff in recent):
         return None
-    return record_event(
-        session, DENIAL_ACTION, actor=actor, entity_type="route", entity_id=endpoint[:64],
-        diff={"path": [None, path], "reason": [None, reason[:200]]}, ip=ip,
-    )
+    # No cached page shows the audit log, so a refusal alone does not empty the page
+    # cache for everyone (experiments.generation, "Writes no cached page shows").
+    with unseen_write(session, AuditEvent.__tablename__):
+        return record_event(
+            session, DENIAL_ACTION, actor=actor, entity_type="route", entity_id=endpoint[:64],
+            diff={"path": [None, path], "reason": [None, reason[:200]]}, ip=ip,
+        )

@@ -50,11 +50,50 @@ that drops it.
 Connection writes outside any transaction are not seen: on SQLite every write starts
 ``BEGIN IMMEDIATE`` (``experiments.db``), so none happens; warehouse engines
 (``experiments.warehouse``) are other databases and are never tracked.
+
+**Writes no cached page shows** (issue 18: a probe must not keep everyone's pages cold).
+A few frequent writes only append rows to tables that no cached view reads, so moving the
+number for them only empties the page cache. The code making such a write wraps it in
+:func:`unseen_write`, naming the tables; a transaction moves nothing when *everything* it
+wrote was written inside such blocks, which the commit hook checks with the database
+rather than trusting the mark:
+
+* **SQLite**: the rows each block changed are counted (``total_changes`` before and after
+  the block's flush; the session is flushed before the block, so pending writes of
+  other code land outside it) and must equal the rows it appended to the named tables
+  (their largest ``rowid`` before and after); at commit the transaction's count since
+  ``begin`` must equal the blocks' sum. Anything else moves the number as any write.
+* **PostgreSQL**: the same counts from the backend's statistics of the transaction
+  (``pg_stat_xact_all_tables``: rows inserted, updated or deleted in every table, catalogs
+  and TOAST tables included, so DDL and ``TRUNCATE`` count too): each block's change in
+  the total must equal its change in the rows inserted into the named tables; the
+  transaction must have had no id before its first block (nothing written yet); at
+  commit the total since that block must equal the blocks' sum. (The view may include
+  earlier transactions' counts not yet reported, which do not change inside this one;
+  with ``track_counts = off`` nothing counts, and a transaction with an id but no counted
+  change moves the number.) One query before and after each block and one at commit,
+  only in transactions that hold a mark.
+
+The mark lives on the connection for one transaction: ``begin``, ``commit`` and
+``rollback`` all drop it. What is marked, and why no cached page (``webapp.page_cache``:
+dashboard, experiments, results, tree, review, NRR, My week, quarter, journeys) shows it:
+
+* ``authz.denied`` audit rows (``experiments.denials``), one per refused request: the
+  audit log is read only by the admin audit pages, the sign-in and API-token checks and
+  edit-conflict messages, none of them cached.
+
+Not marked, and so still moving the number: the upload's row-chunk transactions (rows of
+a not yet visible dataset plus the job's progress, ~40 per 1M-row upload), sign-in
+counters and failures (``login_throttle``), API token stamps (at most once a minute per
+token), export audit rows and notification deliveries (see BENCHMARKS.md, issue 18).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, Integer, PrimaryKeyConstraint, Table, event
 from sqlalchemy.engine import Connection, Engine
@@ -87,6 +126,19 @@ _PG_WROTE_AND_HAS_TABLE = (
     f"SELECT txid_current_if_assigned() IS NOT NULL AND to_regclass('{TABLE}') IS NOT NULL"
 )
 _CHANGES_AT_BEGIN = "nrrlab_total_changes_at_begin"
+#: ``connection.info`` key of this transaction's :func:`unseen_write` mark.
+_UNSEEN = "nrrlab_unseen_writes"
+#: Rows this backend inserted, updated or deleted in every table (catalogs and TOAST
+#: included) as its statistics count them within the transaction, the rows inserted into
+#: the named tables, and whether the transaction has written before (it has an id).
+_PG_COUNTS = (
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0), "
+    "coalesce(sum(n_tup_ins) FILTER (WHERE relname = ANY(%s) AND schemaname NOT IN "
+    "('pg_catalog', 'pg_toast', 'information_schema')), 0), "
+    "txid_current_if_assigned() IS NOT NULL FROM pg_stat_xact_all_tables"
+)
+#: A change count no transaction reaches: a block that wrote something else.
+_SPOILT = -(10**18)
 #: Dialects whose writes :func:`track_data_generation` can see.
 TRACKED_DIALECTS = frozenset({"sqlite", "postgresql"})
 
@@ -102,7 +154,72 @@ def track_data_generation(engine: Engine) -> None:
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "commit", _sqlite_commit)
     elif dialect == "postgresql":
+        event.listen(engine, "begin", _drop_mark)
         event.listen(engine, "commit", _postgresql_commit)
+    if dialect in TRACKED_DIALECTS:
+        event.listen(engine, "rollback", _drop_mark)
+
+
+@contextmanager
+def unseen_write(session: Any, *tables: str) -> Iterator[None]:
+    """Mark the rows ``session`` appends to ``tables`` inside the block as shown by no
+    cached page.
+
+    The block may only *insert* into ``tables`` (the check counts new rows); use it only
+    for tables no view under ``webapp.page_cache`` reads, and list the write in the module
+    docstring. The session is flushed before and after the block; an exception inside
+    leaves nothing marked. The mark only spares the transaction from moving the
+    generation when the database confirms it wrote nothing else (module docstring).
+    """
+    session.flush()
+    connection = session.connection()
+    if connection.dialect.name not in TRACKED_DIALECTS:
+        yield
+        return
+    counts = _sqlite_counts if connection.dialect.name == "sqlite" else _postgresql_counts
+    total, appended, wrote_before = counts(connection, tables)
+    yield
+    session.flush()
+    total_after, appended_after, _ = counts(connection, tables)
+    mark = connection.info.get(_UNSEEN)
+    if mark is None:
+        # PostgreSQL counts from the first block on, so nothing may have been written
+        # before it (SQLite counts from ``begin``).
+        mark = connection.info[_UNSEEN] = {"base": total,
+                                           "changes": _SPOILT if wrote_before else 0}
+    made = total_after - total
+    # Every row the block changed must be a row appended to a named table.
+    mark["changes"] += made if made == appended_after - appended else _SPOILT
+
+
+def _sqlite_counts(connection: Connection, tables: tuple[str, ...]) -> tuple[int, int, bool]:
+    """Rows the connection changed so far, and the named tables' largest rowids summed
+    (one B-tree descent each: an insert-only block moves it by the rows it appended)."""
+    raw = connection.connection.dbapi_connection
+    quote = connection.dialect.identifier_preparer.quote
+    cursor = raw.cursor()
+    try:
+        ends = sum(cursor.execute(f"SELECT coalesce(max(rowid), 0) FROM {quote(t)}")  # noqa: S608
+                   .fetchone()[0] for t in tables)
+    finally:
+        cursor.close()
+    return raw.total_changes, ends, False
+
+
+def _postgresql_counts(connection: Connection, tables: tuple[str, ...]) -> tuple[int, int, bool]:
+    """The backend's row counts of this transaction (``_PG_COUNTS``). Pending counts of
+    earlier transactions may be included, but they do not change inside this one: only
+    differences are compared."""
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        total, appended, wrote = cursor.execute(_PG_COUNTS, (list(tables),)).fetchone()
+    finally:
+        cursor.close()
+    return int(total), int(appended), bool(wrote)
+
+
+def _drop_mark(connection: Connection) -> None:
+    connection.info.pop(_UNSEEN, None)
 
 
 def _increment(dialect: str) -> str:
@@ -110,14 +227,20 @@ def _increment(dialect: str) -> str:
 
 
 def _sqlite_begin(connection: Connection) -> None:
+    connection.info.pop(_UNSEEN, None)
     connection.info[_CHANGES_AT_BEGIN] = connection.connection.dbapi_connection.total_changes
 
 
 def _sqlite_commit(connection: Connection) -> None:
     raw = connection.connection.dbapi_connection
+    mark = connection.info.pop(_UNSEEN, None)
+    at_begin = connection.info.pop(_CHANGES_AT_BEGIN, None)
     # No count from begin (a listener added mid-transaction): assume it wrote.
-    if raw.total_changes == connection.info.pop(_CHANGES_AT_BEGIN, None):
+    if raw.total_changes == at_begin:
         return
+    if mark is not None and at_begin is not None \
+            and raw.total_changes - at_begin == mark["changes"]:
+        return  # every row it changed was changed inside an unseen_write block
     cursor = raw.cursor()
     try:
         if cursor.execute(_SQLITE_HAS_TABLE).fetchone() is not None:
@@ -130,6 +253,7 @@ def _postgresql_commit(connection: Connection) -> None:
     raw = connection.connection.dbapi_connection
     from psycopg.pq import TransactionStatus
 
+    mark = connection.info.pop(_UNSEEN, None)
     # An aborted transaction's COMMIT is a rollback: nothing to count (and no statement
     # could run in it).
     if raw.info.transaction_status != TransactionStatus.INTRANS:
@@ -137,6 +261,9 @@ def _postgresql_commit(connection: Connection) -> None:
     cursor = raw.cursor()
     try:
         wrote = cursor.execute(_PG_WROTE_AND_HAS_TABLE).fetchone()[0]
+        if wrote and mark is not None:
+            total = _postgresql_counts(connection, ())[0]
+            wrote = total - mark["base"] != mark["changes"]
         if wrote:
             cursor.execute(_increment("postgresql"))
     finally:

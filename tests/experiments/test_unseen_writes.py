@@ -1,0 +1,103 @@
+"""Writes no cached page shows leave the data generation alone, and only they
+(``experiments.generation.unseen_write``): the commit hook checks with the database that
+the transaction wrote nothing else. Runs on SQLite and, in the PostgreSQL pass, there."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, func, select
+
+from experiments.audit import record_event
+from experiments.denials import DENIAL_ACTION, record_denial
+from experiments.generation import unseen_write
+from experiments.models import AuditEvent, Team
+from tests.experiments.test_generation import generation
+from tests.factories import make_team
+
+pytestmark = pytest.mark.db
+AUDIT = AuditEvent.__tablename__
+
+
+def _deny(session: Session, path: str = "/experiments/other-team") -> None:
+    assert record_denial(session, actor=None, ip="192.0.2.7", path=path,
+                         endpoint="experiments.detail", reason="not visible") is not None
+
+
+def _audit_rows(engine) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(AuditEvent)).one()
+
+
+def test_a_denial_alone_is_stored_and_leaves_the_generation(db_engine):
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        _deny(session)
+        session.commit()
+        _deny(session, "/experiments/another")
+        session.commit()
+    assert generation(db_engine) == before
+    with Session(db_engine) as session:
+        actions = session.exec(select(AuditEvent.action)).all()
+    assert actions == [DENIAL_ACTION, DENIAL_ACTION]
+
+
+@pytest.mark.parametrize("order", ["visible first", "visible after"])
+def test_a_denial_and_a_visible_write_in_one_transaction_move_it(db_engine, order):
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        if order == "visible first":
+            make_team(session, "growth")
+        _deny(session)
+        if order == "visible after":
+            make_team(session, "growth")
+        session.commit()
+    assert generation(db_engine) != before
+
+
+def test_a_visible_write_inside_the_block_moves_it(db_engine):
+    """The mark is checked, not trusted: a team written inside an unseen block."""
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        with unseen_write(session, AUDIT):
+            record_event(session, "probe.denied", actor=None, entity_type="route")
+            session.add(Team(slug="inside", name="Inside"))
+        session.commit()
+    assert generation(db_engine) != before
+
+
+def test_changing_a_marked_table_beyond_appending_moves_it(db_engine):
+    with Session(db_engine) as session:
+        _deny(session)
+        session.commit()
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        with unseen_write(session, AUDIT):
+            session.exec(text("UPDATE audit_event SET ip = '198.51.100.1'"))
+        session.commit()
+    assert generation(db_engine) != before
+
+
+def test_a_core_write_after_the_block_moves_it(db_engine):
+    with Session(db_engine) as session:
+        make_team(session, "growth")
+        session.commit()
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        _deny(session)
+        session.exec(text("UPDATE team SET name = name || '!'"))
+        session.commit()
+    assert generation(db_engine) != before
+
+
+def test_a_mark_does_not_outlive_its_transaction(db_engine):
+    """A rolled-back denial's mark must not spare the next transaction of the connection,
+    whose write (unmarked) must move the generation."""
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        _deny(session)
+        session.rollback()
+        record_event(session, "probe.visible", actor=None, entity_type="route")
+        session.commit()
+    assert generation(db_engine) != before
+    assert _audit_rows(db_engine) == 1
