@@ -6,14 +6,13 @@ DuckDB reads and validates the file on every core and hands back only each varia
 numeric columns (:mod:`experiments.accounts_csv.duck`); a file it declines is read by
 ``read_accounts``, whose errors name the lines. Neither pyarrow nor ``scipy.stats`` is
 imported for a file DuckDB reads: ``stats`` computes the large-sample Mann–Whitney and
-the chi-square SRM check with ``scipy.special``, and ``stats`` itself loads in a
-background thread while the CSV parses.
+the chi-square SRM check with ``scipy.special``, and ``stats`` itself is imported while
+DuckDB parses the file on a thread of its own (``read_columns(..., meanwhile=...)``).
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,6 +75,8 @@ def parse_guardrails(texts: Sequence[str]) -> tuple[Any, ...]:
     UsageError
         Naming the flag and the malformed value.
     """
+    if not texts:
+        return ()  # without importing stats: the CLI imports it while DuckDB reads the file
     from stats.levers import GuardrailSpec
 
     specs = []
@@ -169,9 +170,10 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
     return weights
 
 
-def _warm_statistics() -> None:
-    # Load stats (numpy, scipy.special) off the main thread while the file parses; the
-    # Mann–Whitney and chi-square checks of a file's size no longer need scipy.stats.
+def _import_statistics() -> None:
+    # Run while DuckDB parses the file on its own thread (it releases the GIL): stats
+    # (numpy, scipy.special) is ~0.3 s of imports. The Mann–Whitney and chi-square
+    # checks of a file's size need no scipy.stats.
     import stats  # noqa: F401
 
 
@@ -207,7 +209,7 @@ def _read_arms(request: AnalysisRequest) -> tuple[dict, list[str]]:
     """
     from experiments.accounts_csv.duck import read_columns
 
-    columns = read_columns(request.path)
+    columns = read_columns(request.path, meanwhile=_import_statistics)
     if columns is None or _variant_name_errors(list(columns), lambda name: ""):
         from experiments.accounts_csv import read_accounts
 
@@ -270,15 +272,12 @@ def analyze_file(request: AnalysisRequest):
         A flag contradicts the file (unknown control, weights naming unknown variants).
     """
     check_plan_numbers(request)
-    warm = threading.Thread(target=_warm_statistics, daemon=True)
-    # A short switch interval lets the reader's brief GIL holds (between DuckDB queries,
-    # or pyarrow calls on the fallback) get in quickly while the import thread runs.
+    # A short switch interval lets the reader's thread get the GIL back quickly between
+    # its DuckDB calls while this thread imports the statistics.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0002)
     try:
-        warm.start()
         arms, variants = _read_arms(request)
-        warm.join()
     finally:
         sys.setswitchinterval(interval)
     from stats import analyze

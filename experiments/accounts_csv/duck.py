@@ -1,9 +1,14 @@
 """The DuckDB reader of ``nrrlab analyze``: per-variant numeric columns straight from a file.
 
-DuckDB parses the file on every core into typed values and checks the data contract
-(DESIGN §3) in SQL; only the numeric columns the statistics need come back to Python,
-one variant at a time. No text column is turned into Python objects (a million account
-ids would cost ~80 MB) and pyarrow is not imported.
+DuckDB parses the file on every core and checks the data contract (DESIGN §3) in SQL;
+for ``nrrlab analyze`` (:func:`read_columns`) that is one pass over the file: a row that
+breaks a rule is dropped by the query's ``WHERE`` (so fewer rows than lines means
+"declined"), and only the numeric columns the statistics need come back to Python, with
+a 64-bit hash of each account id (uniqueness is checked on the hashes in numpy) and a
+small variant code. No text column is turned into Python objects (a million account ids
+would cost ~80 MB), no table is materialised inside DuckDB, and pyarrow is not imported.
+The query runs on a thread of its own (DuckDB releases the GIL), so the caller's
+``meanwhile`` work — the CLI's statistics imports — overlaps it.
 
 Like :mod:`~experiments.accounts_csv.fast`, it can only *accept* a file: at the first
 thing it is unsure about :func:`read_columns` returns ``None``, and the caller reads the
@@ -18,7 +23,12 @@ than the contract refuses:
 * a value with padding (``" acct-1"``), which the contract trims; a text value over 255
   bytes; any row DuckDB cannot read (a wrong number of values, a line longer than the
   csv module's field size limit); an empty line (DuckDB must give one row per line);
-* two account ids with the same 64-bit hash (uniqueness is checked on the hashes).
+* two account ids with the same 64-bit hash (uniqueness is checked on the hashes);
+* more than 64 variants (the variant code is a byte; such a file is no experiment).
+
+Every value is read as text and checked against the contract's own format (the regular
+expressions of ``exact.py``) before its typed value is used: DuckDB's casts accept
+``+5``, ``1e2``, ``5.``, `` 5``, ``1_000`` and round ``5.123``, which the contract refuses.
 
 The upload's reader, :func:`read_upload`, uses it where it pays: pyarrow's fast reader
 accepts a good file for less CPU than DuckDB's full table (:func:`read_table`: ~1.1 s
@@ -33,7 +43,8 @@ import codecs
 import csv
 import os
 import tempfile
-from collections.abc import Collection
+import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -52,8 +63,9 @@ from experiments.accounts_csv.contract import (
 from experiments.accounts_csv.exact import read_exact
 
 _SCAN_CHUNK = 1 << 20
-# Deleted from a chunk by the byte scan: what is left over is a byte this reader declines.
-_ACCEPTED_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x22, 0x7F)) + b"\n\r"
+# Deleted from a chunk by the byte scan: what is left over is a line break (counted, as
+# there are only a few per hundred bytes) or a byte this reader declines.
+_PLAIN_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x22, 0x7F))
 # The contract's formats (exact.py) for DuckDB's RE2 engine; NULL (blank) is handled apart.
 _MONEY = r"[0-9]+(\.[0-9]{1,2})?"
 _DAYS = r"[0-9]+(\.[0-9]+)?"
@@ -67,6 +79,9 @@ _PADDED = "^[{0}]|[{0}]$".format("".join(ch for ch in WHITESPACE if ch >= " "))
 # 4 alternating runs): 128 MB spills (wall 1.50–1.64 s), 160 MB does not (1.20–1.29 s)
 # at the same peak RSS (~250 MiB); 192/256 MB only keep spent read buffers (+25/+45 MiB).
 _MEMORY_LIMIT = "160MB"
+# At most this many variants in a file read_columns accepts: the code is one byte, and the
+# rows are matched against the names in SQL (list_position), which costs per name.
+_MAX_VARIANTS = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,20 +109,114 @@ class _Scan:
     ascii: bool
     spaces: bool
     rows: int
+    #: The file's first chunk (up to 1 MiB): its complete lines name the first variants.
+    head: bytes = b""
 
 
-def read_columns(path: str | os.PathLike[str]) -> dict[str, VariantColumns] | None:
+def read_columns(
+    path: str | os.PathLike[str], *, meanwhile: Callable[[], object] | None = None
+) -> dict[str, VariantColumns] | None:
     """Each variant's columns, in order of first appearance; ``None``: "ask read_accounts".
+
+    ``meanwhile`` (e.g. the caller's imports) runs once on the calling thread while
+    DuckDB reads the file on a thread of its own (or before returning, if no read
+    starts). The query starts from the file's first chunk (the header, the first
+    variants); the byte scan of the whole file runs beside it and decides at the end.
 
     Raises
     ------
     OSError
         If the file cannot be read.
     """
-    return _with_duckdb(
-        path, lambda connection, path, layout, scan: _read(
-            connection, path, layout.index, layout.width, scan)
+    head = _head(path)
+    layout = None
+    if head is not None:
+        layout, header_errors = resolve_header(head.header, 1)
+        if header_errors:
+            layout = None
+    if layout is None:
+        if meanwhile is not None:
+            meanwhile()
+        return None
+    import duckdb
+
+    path = os.fspath(path)
+    with tempfile.TemporaryDirectory(prefix="nrrlab-duckdb-") as spill:
+        query = _Query(_connect(spill), lambda connection: _read(connection, path, layout, head))
+        query.start()
+        try:
+            scan = _scan(path)
+            if meanwhile is not None:
+                meanwhile()
+            query.join()
+        except BaseException:  # an error or ^C here: stop DuckDB before the spill goes
+            query.cancel()
+            query.join()
+            raise
+        if isinstance(query.error, duckdb.Error):
+            return None  # DuckDB could not read it: read_accounts words why
+        if query.error is not None:
+            raise query.error
+        if scan is None or scan.header != head.header:
+            return None
+        found = query.found
+        if (scan.spaces and not head.spaces) or (head.ascii and not scan.ascii):
+            # The query checked padding as the first chunk allowed (no space, or ASCII
+            # only, makes it cheaper): the rest of the file needs the full check.
+            connection = _connect(spill)
+            try:
+                found = _read(connection, path, layout, scan)
+            except duckdb.Error:
+                return None
+            finally:
+                connection.close()
+    if found is None:
+        return None
+    rows, columns = found
+    # Every line after the header must be a row that kept every rule: a row that broke
+    # one is not in the result (the WHERE dropped it), and a blank line is no row.
+    return columns if rows == scan.rows else None
+
+
+def _connect(spill: str):
+    """A private DuckDB on every core the process may use, spilling into ``spill``."""
+    import duckdb
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    connection = duckdb.connect(
+        config={"threads": cores or 1, "memory_limit": _MEMORY_LIMIT, "temp_directory": spill}
     )
+    # DuckDB would print its progress bar into the CLI's report on stdout.
+    connection.execute("SET enable_progress_bar = false")
+    return connection
+
+
+class _Query(threading.Thread):
+    """``reader(connection)`` on a thread of its own; the connection is closed after.
+
+    DuckDB releases the GIL while a query runs, so the calling thread can do other
+    Python work (imports) meanwhile. ``found`` is the reader's result, ``error`` what it
+    raised (kept for the calling thread).
+    """
+
+    def __init__(self, connection, reader) -> None:
+        super().__init__(name="nrrlab-duckdb", daemon=True)
+        self._connection = connection
+        self._reader = reader
+        self.found = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.found = self._reader(self._connection)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            self.error = exc
+        finally:
+            self._connection.close()
+
+    def cancel(self) -> None:
+        """Interrupt the running query (DuckDB's interrupt may be called from any thread)."""
+        self._connection.interrupt()
 
 
 def read_upload(path: str | os.PathLike[str], variants: Collection[str], max_errors: int,
@@ -177,20 +286,42 @@ def _with_duckdb(path: str | os.PathLike[str], reader):
         return None
     import duckdb
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="nrrlab-duckdb-") as spill:
-        connection = duckdb.connect(
-            config={"threads": cores or 1, "memory_limit": _MEMORY_LIMIT,
-                    "temp_directory": spill}
-        )
+        connection = _connect(spill)
         try:
-            # DuckDB would print its progress bar into the CLI's report on stdout.
-            connection.execute("SET enable_progress_bar = false")
             return reader(connection, os.fspath(path), layout, scan)
         except duckdb.Error:
             return None  # DuckDB could not read it: read_accounts words why
         finally:
             connection.close()
+
+
+def _head(path: str | os.PathLike[str]) -> _Scan | None:
+    """The first chunk's header and text, enough to start the query (``rows``: -1).
+
+    Only a start: :func:`_scan` checks the whole file, this chunk included.
+    """
+    with open(path, "rb") as file:
+        first = file.read(_SCAN_CHUNK)
+    header = _header(first)
+    if header is None:
+        return None
+    return _Scan(header, first.isascii(), b" " in first, -1, first)
+
+
+def _header(first: bytes) -> list[str] | None:
+    """The header's fields from the file's first chunk (``None``: none to read)."""
+    first = first.removeprefix(codecs.BOM_UTF8)
+    header_end = first.find(b"\n")
+    if header_end < 0:
+        return None
+    try:
+        header = first[:header_end].removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(header) > csv.field_size_limit():
+        return None
+    return header.split(",")
 
 
 def _scan(path: str | os.PathLike[str]) -> _Scan | None:
@@ -206,7 +337,10 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
                 chunk += file.read(1)  # keep a CRLF in one chunk
             if not first:
                 first = chunk
-            if chunk.translate(None, _ACCEPTED_BYTES):
+            # What the translation leaves is a line break or a byte this reader declines:
+            # one pass finds both (bytes.count is slower than this delete).
+            breaks = chunk.translate(None, _PLAIN_BYTES)
+            if breaks.translate(None, b"\n\r"):
                 return None
             spaces = spaces or b" " in chunk
             if not chunk.isascii():
@@ -215,10 +349,10 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
                     return None
-            if b"\r" in chunk:  # most files have none
-                returns += chunk.count(b"\r")
+            line_feeds += breaks.count(b"\n")
+            if b"\r" in breaks:  # most files have none
+                returns += breaks.count(b"\r")
                 crlf += chunk.count(b"\r\n")
-            line_feeds += int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 0x0A))
             last = chunk
     try:
         decoder.decode(b"", final=True)
@@ -226,17 +360,13 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
         return None
     if returns and not (returns == line_feeds == crlf):
         return None  # CR-only or mixed line breaks
-    first = first.removeprefix(codecs.BOM_UTF8)
-    header_end = first.find(b"\n")
-    if header_end < 0:
-        return None
-    header = first[:header_end].removesuffix(b"\r").decode("utf-8")
-    if len(header) > csv.field_size_limit():
+    header = _header(first)
+    if header is None:
         return None
     # Without quotes a CSV row is its line split at the commas, and every line after the
     # header is a row: DuckDB must give as many (a blank line among them is declined).
     rows = line_feeds - 1 + (not last.endswith(b"\n"))
-    return _Scan(header.split(","), ascii_only, spaces, rows)
+    return _Scan(header, ascii_only, spaces, rows, first)
 
 
 def _source(width: int) -> str:
@@ -323,64 +453,165 @@ def _valid(checks: list[str]) -> str:
     return f"coalesce({' AND '.join(f'({check})' for check in checks)}, false) AS valid"
 
 
-def _read(connection, path: str, index: dict[str, int], width: int,
-          scan: _Scan) -> dict[str, VariantColumns] | None:
-    # The inner query parses each number once; the outer one keeps what the statistics
-    # need and folds every per-row rule into one flag.
-    parsed, checks = _contract(index, scan)
-    selected = [f"hash({_column(index, 'account_id')}) AS id_hash",
-                f"{_column(index, 'variant')} AS variant"]
-    for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
-        key = name.removesuffix("_mrr")
-        if name not in index:
-            if name in MONEY_COLUMNS:
-                selected.append(f"0.0::DOUBLE AS {key}")
-            continue
-        # Units as AccountTable.money() makes them: whole cents divided by 100 in float64.
-        units = f"CAST({key}_units * 100 AS BIGINT) / 100"
-        if name in MONEY_COLUMNS:
-            selected.append(f"coalesce({units}, 0.0) AS {key}")
-        else:
-            selected.append(f"coalesce({units}, 'NaN'::DOUBLE) AS {key}")
-    for name in ("days_to_value", "days_observed"):
-        if name in index:
-            selected.append(f"coalesce({name}_value, 'NaN'::DOUBLE) AS {name}")
+def _read(connection, path: str, layout: Layout,
+          scan: _Scan) -> tuple[int, dict[str, VariantColumns]] | None:
+    """One pass: the rows whose text keeps the contract's formats, their numbers, id
+    hashes and variant codes; the numeric rules are then checked on the arrays.
 
-    # Built from this module's constants and column positions only: no header name or
-    # value of the file reaches the SQL text (the path is a parameter).
-    connection.execute(
-        f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)}, {_valid(checks)}"  # noqa: S608
-        f" FROM (SELECT {', '.join(parsed)} FROM {_source(width)})",
-        {"path": path},
-    )
-    rows, distinct_ids, all_valid = connection.execute(
-        "SELECT count(*), count(DISTINCT id_hash), bool_and(valid) FROM accounts"
-    ).fetchone()
+    Returns how many rows kept every rule (the caller compares it with the file's line
+    count) and each variant's columns; ``None`` if a rule is broken.
+
+    The variant code is the 1-based position of the row's variant among ``names`` (0:
+    not among them). The names are first taken from the file's first chunk, so the
+    query needs no pass of its own to find them; a file with a variant beyond it (one
+    sorted by variant) costs a second pass for the full list and a third for the codes.
+    """
+    index = layout.index
+    names = _first_variants(scan.head, layout)
+    found = _rows(connection, path, layout, scan, names)
+    codes = found["variant"]
+    if not codes.size:
+        return None
+    if not codes.all():  # a variant first seen after the first chunk
+        names = [name for (name,) in connection.execute(
+            f"SELECT {_column(index, 'variant')} FROM {_source(layout.width)}"  # noqa: S608
+            f" WHERE {_column(index, 'variant')} IS NOT NULL GROUP BY 1"
+            f" LIMIT {_MAX_VARIANTS + 1}",
+            {"path": path},
+        ).fetchall()]
+        if len(names) > _MAX_VARIANTS:
+            return None
+        found = _rows(connection, path, layout, scan, names)
+        codes = found["variant"]
+        if not codes.all():  # the file changed between the passes
+            return None
+    if not _numbers_keep_the_rules(found):
+        return None
     # Equal hashes of different ids would only send the file to the exact reader.
-    if not rows or rows != scan.rows or distinct_ids != rows or not all_valid:
+    hashes = np.sort(found.pop("id_hash"))
+    if np.any(hashes[1:] == hashes[:-1]):
         return None
-    variants = [
-        name for (name,) in connection.execute(
-            "SELECT variant FROM accounts GROUP BY variant ORDER BY min(rowid)"
-        ).fetchall()
-    ]
-    if not all(_plain_text(name) for name in variants):
-        return None
+    del hashes
 
-    wanted = ["start", "expansion", "contraction", "churned"]
-    wanted += [name.removesuffix("_mrr") for name in ("pre_start_mrr", "pre_end_mrr")
-               if name in index]
-    wanted += [name for name in ("days_to_value", "days_observed") if name in index]
+    # Rows grouped by variant, each group in file order (a stable sort of one-byte codes
+    # is a radix sort); a group's first row tells the order in which the variants appear.
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes, minlength=len(names) + 1))
+    groups = sorted(
+        (int(order[ends[code - 1]]), names[code - 1], order[ends[code - 1]:ends[code]])
+        for code in range(1, len(names) + 1) if ends[code] > ends[code - 1]
+    )
+    if not all(_plain_text(name) for _, name, _ in groups):
+        return None
+    columns: dict[str, dict[str, np.ndarray]] = {name: {} for _, name, _ in groups}
+    for key in [key for key in found if key != "variant"]:
+        values = found.pop(key)
+        for _, name, rows in groups:
+            columns[name][key] = values[rows]
+    for _, name, rows in groups:
+        for key in ("start", "expansion", "contraction", "churned"):
+            columns[name].setdefault(key, np.zeros(rows.size))  # a column the file lacks
+    return codes.size, {name: VariantColumns(**arrays) for name, arrays in columns.items()}
+
+
+def _rows(connection, path: str, layout: Layout, scan: _Scan,
+          names: list[str]) -> dict[str, np.ndarray]:
+    """Per row whose text keeps the formats: id_hash, variant (code), the numbers.
+
+    Money is in currency units, 0 for a blank (NaN in the pre-period columns); day
+    counts are NaN for a blank. Only the text rules are SQL (a regular expression per
+    value, the cost of the pass beside the parse itself); the numeric ones are numpy's,
+    on the arrays (:func:`_numbers_keep_the_rules`), where they cost next to nothing.
+    """
+    index = layout.index
+    account_id, variant = _column(index, "account_id"), _column(index, "variant")
+    rules = [f"{account_id} IS NOT NULL AND {_plain(account_id, scan)}",
+             f"{variant} IS NOT NULL"]
+    selected = [f"hash({account_id}) AS id_hash",
+                f"coalesce(list_position($names, {variant}), 0)::UTINYINT AS variant"]
+    if "segment" in index:
+        segment = _column(index, "segment")
+        rules.append(f"{segment} IS NULL OR ({_plain(segment, scan)})")
+    for name in MONEY_COLUMNS + PRE_PERIOD_COLUMNS:
+        text, key = _column(index, name), name.removesuffix("_mrr")
+        if text is None:
+            continue
+        rules.append(f"{text} IS NOT NULL AND regexp_full_match({text}, '{_MONEY}')"
+                     if name == "start_mrr" else
+                     f"{text} IS NULL OR regexp_full_match({text}, '{_MONEY}')")
+        # A digit string with at most two decimals read as DOUBLE is its value correctly
+        # rounded, as whole cents / 100 in float64 is (AccountTable.money()). A plain CAST:
+        # text that does not parse fails the query (declined), it never becomes a blank.
+        blank = "0.0" if name in MONEY_COLUMNS else "'NaN'"
+        selected.append(f"coalesce(CAST({text} AS DOUBLE), {blank}::DOUBLE) AS {key}")
+    for name in ("days_to_value", "days_observed"):
+        text = _column(index, name)
+        if text is not None:
+            rules.append(f"{text} IS NULL OR regexp_full_match({text}, '{_DAYS}')")
+            selected.append(f"coalesce(CAST({text} AS DOUBLE), 'NaN'::DOUBLE) AS {name}")
+    if "enrolled_on" in index:
+        text = _column(index, "enrolled_on")
+        rules.append(
+            f"{text} IS NULL OR (regexp_full_match({text}, '{_DATE}')"
+            f" AND NOT starts_with({text}, '0000') AND TRY_CAST({text} AS DATE) IS NOT NULL)"
+        )
+    # Built from this module's constants and column positions only: no header name or
+    # value of the file reaches the SQL text (the path and the names are parameters).
     # In file order: DuckDB keeps insertion order unless told otherwise (the default
     # preserve_insertion_order), so the sums add up in the same order as read_accounts'.
-    query = f"SELECT {', '.join(wanted)} FROM accounts WHERE variant = $variant"  # noqa: S608
-    return {
-        variant: VariantColumns(**{
-            key: np.asarray(values)
-            for key, values in connection.execute(query, {"variant": variant}).fetchnumpy().items()
-        })
-        for variant in variants
-    }
+    # One expression (coalesce keeps the optimizer from splitting it and pushing copies
+    # of its parts below the projection: that evaluated some rules twice).
+    query = (
+        f"SELECT {', '.join(selected)} FROM {_source(layout.width)}"  # noqa: S608
+        f" WHERE coalesce({' AND '.join(f'({rule})' for rule in rules)}, false)"
+    )
+    # An empty list would be typed INTEGER[]; [""] matches no row (a blank value is NULL).
+    return connection.execute(query, {"path": path, "names": names or [""]}).fetchnumpy()
+
+
+def _numbers_keep_the_rules(found: dict[str, np.ndarray]) -> bool:
+    """DESIGN §3's numeric rules on :func:`_rows`' arrays, exactly as the exact reader's.
+
+    Money below ``MAX_CENTS`` (a DOUBLE of a value below 10^11 is below 10^11: rounding
+    is monotonic and 10^11 is a double), start above 0, contraction + churned at most
+    start in whole cents (``round(units * 100)`` is the exact cent count below 10^13, and
+    sums of such integers are exact in float64), day counts finite (a digit string too
+    long for a double reads as inf), days_to_value at most days_observed.
+    """
+    limit = MAX_CENTS / 100
+    for key in ("start", "expansion", "contraction", "churned", "pre_start", "pre_end"):
+        if key in found and np.any(found[key] >= limit):  # NaN (a blank) compares False
+            return False
+    start = found["start"]
+    if not np.all(start > 0):
+        return False
+    losses = [np.round(found[key] * 100) for key in ("contraction", "churned") if key in found]
+    if losses and np.any(sum(losses) > np.round(start * 100)):
+        return False
+    for key in ("days_to_value", "days_observed"):
+        if key in found and np.any(np.isinf(found[key])):
+            return False
+    if "days_to_value" in found and "days_observed" in found:
+        return not np.any(found["days_to_value"] > found["days_observed"])  # NaN: False
+    return True
+
+
+def _first_variants(head: bytes, layout: Layout) -> list[str]:
+    """The variants on the complete lines of ``head``, in order, as DuckDB reads them.
+
+    Only a head start: the query checks every row against these names exactly.
+    """
+    end = head.rfind(b"\n")
+    lines = head[:end].removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace").split("\n")
+    position, width = layout.index["variant"], layout.width
+    names: dict[str, None] = {}
+    for line in lines[1:]:  # after the header
+        fields = line.removesuffix("\r").split(",")
+        if len(fields) == width and fields[position]:
+            names[fields[position]] = None
+            if len(names) == _MAX_VARIANTS:
+                break
+    return list(names)
 
 
 def _read_table(connection, path: str, layout: Layout, scan: _Scan,
