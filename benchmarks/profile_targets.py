@@ -4,14 +4,17 @@ Usage::
 
     python benchmarks/profile_targets.py [--workspaces demo,300x50h] [--pages review,dashboard]
                                          [--requests 20] [--analyze] [--out DIR]
+                                         [--page-cache] [--results-body-cache on|off]
 
 * **pages**: each workspace is built as ``bench_pages.py`` builds it (a fresh SQLite
   database, migrated, demo data or :func:`benchmarks.workspace.build_workspace`); the app is
   created in this process as production would (``NRRLAB_ENV=production``), an admin signs
   in through the Flask test client, then ``--requests`` GETs of each page run under one
   pyinstrument profiler after 5 warm-up GETs, with the page cache off (``--page-cache``
-  profiles kept pages). The profile therefore shows the app's own
-  work per request (routing, session, queries, rendering), not the HTTP server's.
+  profiles kept pages) and the results body cache on (``--results-body-cache off``
+  profiles the body's render; the pair is the body cache's gain). The profile therefore
+  shows the app's own work per request (routing, session, queries, rendering), not the
+  HTTP server's.
 * **analyze** (``--analyze``): ``experiments.analyze_file.analyze_file`` on the 1,000,000-
   account file of ``bench_analyze.py`` (generated if missing), one run, profiled.
 
@@ -64,7 +67,7 @@ def _text(profiler) -> str:
 
 
 def profile_pages(spec: str, names: list[str], requests: int, out: Path, *,
-                  page_cache: bool = False) -> list[Path]:
+                  page_cache: bool = False, results_body_cache: bool = True) -> list[Path]:
     """Profile ``names`` pages of workspace ``spec``; returns the written profile files.
 
     The page cache is off unless ``page_cache``: a kept page's profile only shows the
@@ -83,6 +86,7 @@ def profile_pages(spec: str, names: list[str], requests: int, out: Path, *,
         from webapp import create_app
 
         app = create_app()
+        app.config["RESULTS_BODY_CACHE"] = results_body_cache
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
         token = _CSRF.search(page).group(1)
@@ -105,7 +109,8 @@ def profile_pages(spec: str, names: list[str], requests: int, out: Path, *,
             profiler.stop()
             cpu_ms = (time.process_time() - started) / requests * 1000
             target = out / f"page-{spec}-{name.replace(' ', '_').replace('/', '')}.txt"
-            target.write_text(f"# {spec} {name} {path}: {requests} GETs, CPU "
+            body = "" if results_body_cache else ", results body cache off"
+            target.write_text(f"# {spec} {name} {path}: {requests} GETs{body}, CPU "
                               f"{cpu_ms:.1f} ms per request (in-process, profiler on)\n"
                               + _text(profiler))
             written.append(target)
@@ -146,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analyze", action="store_true", help="profile nrrlab analyze on 1M")
     parser.add_argument("--page-cache", action="store_true",
                         help="profile with the rendered-page cache on (kept pages)")
+    parser.add_argument("--results-body-cache", choices=("on", "off"), default="on",
+                        help="keep rendered results bodies (webapp/results/body.py); "
+                             "'off' profiles the body's render on every miss")
     parser.add_argument("--out", type=Path, default=HERE / "data" / "profiles")
     parser.add_argument("--head", type=int, default=40, help="lines of each profile to print")
     args = parser.parse_args(argv)
@@ -156,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.pages.split(",") if n.strip()]
     for spec in [s.strip() for s in args.workspaces.split(",") if s.strip()]:
         written += profile_pages(spec, names, args.requests, args.out,
-                                 page_cache=args.page_cache)
+                                 page_cache=args.page_cache,
+                                 results_body_cache=args.results_body_cache == "on")
     if args.analyze:
         written.append(profile_analyze(args.out))
     for path in written:
