@@ -55,7 +55,7 @@ def test_the_root_reads_ttm_nrr_unless_told_otherwise():
 def test_a_short_ledger_says_ttm_needs_twelve_periods():
     node = DriverNode(id=1, name="NRR", kind="root", baseline=1.0, target=1.1)
     actuals = _ledger_actuals(node, "nrr", figures(6))
-    assert actuals.points == () and actuals.spark.empty
+    assert actuals.points == () and actuals.spark is None  # nothing to draw: no chart
     assert actuals.note == ("Needs 12 periods of ledger for a trailing-twelve-month figure "
                             "(the ledger has 6).")
     monthly = _ledger_actuals(node, "nrr_monthly", figures(6))

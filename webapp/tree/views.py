@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, g, make_response, redirect, render_template, request, url_for
 
 from experiments.errors import ValidationFailed
 from experiments.models import NODE_STATUSES
@@ -55,6 +55,23 @@ from webapp.rendering import is_htmx, render_page_or_partial
 from webapp.security import acting_user, allow
 
 bp = Blueprint("tree", __name__, url_prefix="/tree")
+
+#: An id no node has: where a node's id goes in an endpoint's URL built once (node_url).
+_MARK = 918_273_645_546
+
+
+@bp.app_template_global()
+def node_url(endpoint: str, node_id: int) -> str:
+    """``url_for(endpoint, node_id=node_id)``, with ``url_for`` run once per endpoint and
+    request around a marker id and each node's id put in its place: a 500-node tree draws
+    ~3,500 node links, and ``url_for`` costs 10-30 µs each."""
+    built: dict[str, list[str]] = g.setdefault("tree_node_urls", {})
+    parts = built.get(endpoint)
+    if parts is None:
+        parts = built[endpoint] = url_for(endpoint, node_id=_MARK).split(str(_MARK))
+    if len(parts) != 2:  # the marker is not where the id goes: build this one in full
+        return url_for(endpoint, node_id=node_id)
+    return f"{parts[0]}{int(node_id)}{parts[1]}"
 
 
 def _tree(
