@@ -1,7 +1,7 @@
 """Benchmark `nrrlab analyze` on a generated 1,000,000-account, two-arm CSV.
 
 Usage: python benchmarks/bench_analyze.py [--rows 1000000] [--runs 5] [--nrr-columns]
-                                          [--baseline DIR] [--duckdb]
+                                          [--baseline DIR] [--duckdb] [--floor]
 Prints wall time (min / median), CPU and peak RSS of the CLI process; the file is
 generated once into benchmarks/data/ (git-ignored). Targets: issue #3, ≤ 1.6 s wall and
 ≤ 500 MB peak RSS on the project's 2-core machines; issue 18, ≤ 1.5 × the DuckDB query
@@ -13,7 +13,10 @@ the same file through another checkout of the code (e.g. ``git archive <commit>`
 unpacked into DIR) alternately with this one, on the same interpreter, and prints the
 ratio of the medians: on a shared machine only a side-by-side ratio is comparable.
 ``--duckdb`` does the same with DuckDB's per-arm sums query on the file (issue 18's
-reference: the CLI within 1.5 × of it, peak RSS ≤ 250 MB).
+reference: the CLI within 1.5 × of it, peak RSS ≤ 250 MB). ``--floor`` adds the least a
+Python CLI computing these statistics with numpy/scipy can cost: a fresh interpreter
+that imports duckdb, numpy, scipy.special and ``stats`` (one after the other, as a
+plain script would) and runs the same DuckDB query.
 """
 
 from __future__ import annotations
@@ -124,12 +127,16 @@ FROM read_csv(?, header = true) GROUP BY variant ORDER BY variant
 """
 
 
-def run_duckdb(path: Path) -> tuple[float, int, float]:
+def run_duckdb(path: Path, *, floor: bool = False) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (KiB) and CPU seconds of the DuckDB sums query on ``path``,
     in a fresh process (interpreter start and ``import duckdb`` included, as the CLI's
-    imports are)."""
+    imports are).
+
+    ``floor``: first import numpy, scipy.special and ``stats`` too (``--floor``).
+    """
     query = " ".join(DUCKDB_SUMS.split())
-    inner = ("import duckdb, sys; c = duckdb.connect(); "
+    imports = "duckdb, numpy, scipy.special, stats, sys" if floor else "duckdb, sys"
+    inner = (f"import {imports}; c = duckdb.connect(); "
              "c.execute('SET enable_progress_bar = false'); "
              f"c.execute({query!r}, [sys.argv[1]]).fetchall()")
     code = (
@@ -141,7 +148,7 @@ def run_duckdb(path: Path) -> tuple[float, int, float]:
         "print(w, u.ru_maxrss, r.returncode, u.ru_utime + u.ru_stime)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1].split()
+                         check=True, cwd=HERE.parent).stdout.strip().splitlines()[-1].split()
     if out[2] != "0":
         raise SystemExit("the DuckDB query failed")
     return float(out[0]), int(out[1]), float(out[3])
@@ -181,6 +188,9 @@ def main() -> None:
     parser.add_argument("--duckdb", action="store_true",
                         help="also time DuckDB's per-arm sums query on the same file, "
                              "alternating with the CLI (issue 18: CLI ≤ 1.5 × DuckDB)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the floor: the same query after importing duckdb, "
+                             "numpy, scipy.special and stats in a fresh interpreter")
     args = parser.parse_args()
     suffix = "_nrr" if args.nrr_columns else ""
     path = HERE / "data" / f"accounts_{args.rows}{suffix}.csv"
@@ -191,7 +201,7 @@ def main() -> None:
             f"generated {path.name} ({path.stat().st_size / 1e6:.1f} MB)"
             f" in {time.perf_counter() - t:.1f} s"
         )
-    results, baseline, duck = [], [], []
+    results, baseline, duck, floor = [], [], [], []
     load_before = os.getloadavg()
     for _ in range(args.runs):
         results.append(run_once(path))
@@ -199,6 +209,8 @@ def main() -> None:
             baseline.append(run_once(path, args.baseline.resolve()))
         if args.duckdb:
             duck.append(run_duckdb(path))
+        if args.floor:
+            floor.append(run_duckdb(path, floor=True))
     print(f"load average before {' / '.join(f'{x:.1f}' for x in load_before)}, after "
           f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     walls = [w for w, _, _ in results]
@@ -213,7 +225,8 @@ def main() -> None:
         f" median {statistics.median(walls):.2f} s over {args.runs} runs"
     )
     print(f"CPU (user + system): median {statistics.median(cpus):.2f} s")
-    print(f"peak RSS: {peak_mb:.0f} MB")
+    print(f"peak RSS: {peak_mb:.0f} MB"
+          f" (runs: {' / '.join(f'{r / 1024:.0f}' for _, r, _ in results)} MB)")
     if baseline:
         old = [w for w, _, _ in baseline]
         old_cpu = [c for _, _, c in baseline]
@@ -244,6 +257,17 @@ def main() -> None:
               f"{statistics.median(walls) / statistics.median(d_wall):.2f}, CPU "
               f"{statistics.median(cpus) / statistics.median(d_cpu):.2f} (target wall ≤ 1.5; "
               f"peak RSS target ≤ 250 MB)")
+    if floor:
+        f_wall = [w for w, _, _ in floor]
+        f_cpu = [c for _, _, c in floor]
+        print(f"floor (imports + DuckDB query): wall min {min(f_wall):.2f} s, median "
+              f"{statistics.median(f_wall):.2f} s; CPU median {statistics.median(f_cpu):.2f} s;"
+              f" peak RSS {max(r for _, r, _ in floor) / 1024:.0f} MB")
+        print(f"runs wall (floor): {' / '.join(f'{w:.2f}' for w in f_wall)}")
+        print(f"runs CPU (floor): {' / '.join(f'{c:.2f}' for c in f_cpu)}")
+        print(f"ratio CLI/floor (medians): wall "
+              f"{statistics.median(walls) / statistics.median(f_wall):.2f}, CPU "
+              f"{statistics.median(cpus) / statistics.median(f_cpu):.2f}")
     median_ms, p95_ms = time_from_sums()
     print(
         "stats.analyze from sufficient statistics (2 arms):"
