@@ -558,10 +558,11 @@ def attach_records(session: Session, views: Sequence[Any],
                                                      .where(Experiment.id.in_(ids))).all()}
     # One query for every item's variants (not one per item).
     treatments: dict[int, list[str]] = {i: [] for i in experiments}
-    for variant in session.exec(select(Variant).where(Variant.experiment_id.in_(ids))
-                                .order_by(Variant.position, Variant.id)).all():
-        if not variant.is_control and variant.experiment_id in treatments:
-            treatments[variant.experiment_id].append(variant.key)
+    for experiment_id, key, is_control in session.exec(
+            select(Variant.experiment_id, Variant.key, Variant.is_control)
+            .where(Variant.experiment_id.in_(ids)).order_by(Variant.position, Variant.id)).all():
+        if not is_control and experiment_id in treatments:
+            treatments[experiment_id].append(key)
     # The transaction's copy of the users (experiments.reference_rows), held here so the
     # identity map (weak) still has them when decision_record asks: one read whichever
     # items the review's agenda page holds (tests/webapp/test_query_counts.py), shared

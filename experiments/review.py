@@ -478,13 +478,21 @@ def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review
         review.agenda_page = min(page, review.agenda_pages)
         start = (review.agenda_page - 1) * AGENDA_PAGE_SIZE
         rows = rows[start:start + AGENDA_PAGE_SIZE]
-    if items is None:
+    experiments = None
+    if items is None:  # the shown items with their experiments, in one statement
         ids = [heads[r.experiment.id][0] for r in rows]
-        shown = {i.experiment_id: i for i in session.exec(
-            select(ReviewItem).where(ReviewItem.id.in_(ids)).options(defer(ReviewItem.seen)))}
+        shown, experiments = {}, {}
+        for item, experiment in session.exec(
+                select(ReviewItem, Experiment)
+                .outerjoin(Experiment, Experiment.id == ReviewItem.experiment_id)
+                .where(ReviewItem.id.in_(ids)).options(defer(ReviewItem.seen))):
+            shown[item.experiment_id] = item
+            if experiment is not None:
+                experiments[experiment.id] = experiment
     else:
         shown = items
-    review.agenda = item_views(session, user, [(shown[r.experiment.id], r) for r in rows])
+    review.agenda = item_views(session, user, [(shown[r.experiment.id], r) for r in rows],
+                               experiments)
 
 
 def _has_content(item: ReviewItem) -> bool:

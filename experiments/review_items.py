@@ -108,19 +108,22 @@ def _people(session: Session) -> dict[int, User]:
 
 
 def item_views(session: Session, user: User,
-               pairs: Sequence[tuple[ReviewItem, ReviewRow | None]]) -> list[ItemView]:
+               pairs: Sequence[tuple[ReviewItem, ReviewRow | None]],
+               experiments: Mapping[int, Experiment] | None = None) -> list[ItemView]:
     """The page's view of each (item, row it belongs to) pair, with the user's edit right.
 
     The statements do not depend on how many items there are, nor on which (the page's
     count stays the same whichever items its agenda page holds:
     tests/webapp/test_query_counts.py): the items' experiments in full (shared with their
     decision records), their variants, the users (the transaction's shared copy) and, for
-    a user who is no admin, their team roles once."""
+    a user who is no admin, their team roles once. ``experiments``: the items'
+    experiments by id when the caller has read them (with the items)."""
     from experiments.actions import editor_check  # actions imports this module
 
     ids = sorted({item.experiment_id for item, _ in pairs})
-    experiments = {e.id: e for e in session.exec(
-        select(Experiment).where(Experiment.id.in_(ids))).all()} if ids else {}
+    if experiments is None:
+        experiments = {e.id: e for e in session.exec(
+            select(Experiment).where(Experiment.id.in_(ids))).all()} if ids else {}
     users = _people(session) if pairs else {}
     may_edit = editor_check(session, user) if pairs else None
     views = []
