@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+from experiments import sqlite_waiters
 from experiments.generation import track_data_generation
 
 DEFAULT_SQLITE_NAME = "nrrlab.db"
@@ -77,11 +78,14 @@ def normalise_url(url: str) -> str:
 #: Milliseconds a writer waits for another to finish before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_BEGIN_OPTION = "sqlite_begin"
+_SQLITE_FILE = "nrrlab_sqlite_file"
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "SAVEPOINT")
 
 
-def _sqlite_connect(dbapi_connection, _record) -> None:
+def _sqlite_connect(dbapi_connection, record) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see above)
+    # Where a BEGIN IMMEDIATE announces that it waits (experiments.sqlite_waiters).
+    record.info[_SQLITE_FILE] = sqlite_waiters.database_file(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     # WAL: readers never block the writer and the writer never blocks readers.
@@ -98,17 +102,19 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
 def _sqlite_begin(connection) -> None:
     mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
     if mode == "immediate":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        with sqlite_waiters.announced(connection.connection.info.get(_SQLITE_FILE)):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
     elif mode == "snapshot":
         connection.exec_driver_sql("BEGIN")
     elif mode is not None:
         raise ValueError(f"{SQLITE_BEGIN_OPTION} must be 'immediate' or 'snapshot', not {mode!r}")
 
 
-def _sqlite_begin_on_first_write(_conn, cursor, statement, _params, _context, _many) -> None:
+def _sqlite_begin_on_first_write(conn, cursor, statement, _params, _context, _many) -> None:
     dbapi_connection = cursor.connection
     if not dbapi_connection.in_transaction and statement.lstrip()[:9].upper().startswith(_WRITES):
-        dbapi_connection.execute("BEGIN IMMEDIATE")
+        sqlite_waiters.begin_immediate(dbapi_connection,
+                                       conn.connection.info.get(_SQLITE_FILE))
 
 
 def write_engine(engine: Engine) -> Engine:
