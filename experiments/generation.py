@@ -81,11 +81,14 @@ dashboard, experiments, results, tree, review, NRR, My week, quarter, journeys) 
 * ``authz.denied`` audit rows (``experiments.denials``), one per refused request: the
   audit log is read only by the admin audit pages, the sign-in and API-token checks and
   edit-conflict messages, none of them cached.
+* the sign-in limiter's counters (``login_throttle``, updated and swept: ``rewrites``)
+  and its ``auth.login_failed`` / ``auth.login_throttled`` rows (``experiments.signin``),
+  one or two per attempt, anonymous ones included: read only by the limiter.
 
-Not marked, and so still moving the number: the upload's row-chunk transactions (rows of
-a not yet visible dataset plus the job's progress, ~40 per 1M-row upload), sign-in
-counters and failures (``login_throttle``), API token stamps (at most once a minute per
-token), export audit rows and notification deliveries (see BENCHMARKS.md, issue 18).
+Not marked, and so still moving the number: a successful sign-in (it changes the user
+row), the upload's row-chunk transactions (rows of a not yet visible dataset plus the
+job's progress, ~40 per 1M-row upload), API token stamps (at most once a minute per
+token), export audit rows and notification deliveries.
 """
 
 from __future__ import annotations
@@ -130,13 +133,17 @@ _CHANGES_AT_BEGIN = "nrrlab_total_changes_at_begin"
 _UNSEEN = "nrrlab_unseen_writes"
 #: Rows this backend inserted, updated or deleted in every table (catalogs and TOAST
 #: included) as its statistics count them within the transaction, the rows inserted into
-#: the named tables, and whether the transaction has written before (it has an id).
-_PG_COUNTS = (
-    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0), "
-    "coalesce(sum(n_tup_ins) FILTER (WHERE relname = ANY(%s) AND schemaname NOT IN "
-    "('pg_catalog', 'pg_toast', 'information_schema')), 0), "
-    "txid_current_if_assigned() IS NOT NULL FROM pg_stat_xact_all_tables"
-)
+#: the named tables, the rows changed in them, and whether the transaction has written
+#: before (it has an id).
+_PG_COUNTS = """
+SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0),
+       coalesce(sum(n_tup_ins) FILTER (WHERE named), 0),
+       coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del) FILTER (WHERE named), 0),
+       txid_current_if_assigned() IS NOT NULL
+FROM (SELECT *, relname = ANY(%s) AND schemaname NOT IN
+             ('pg_catalog', 'pg_toast', 'information_schema') AS named
+      FROM pg_stat_xact_all_tables) AS counts
+"""
 #: A change count no transaction reaches: a block that wrote something else.
 _SPOILT = -(10**18)
 #: Dialects whose writes :func:`track_data_generation` can see.
@@ -161,15 +168,19 @@ def track_data_generation(engine: Engine) -> None:
 
 
 @contextmanager
-def unseen_write(session: Any, *tables: str) -> Iterator[None]:
-    """Mark the rows ``session`` appends to ``tables`` inside the block as shown by no
+def unseen_write(session: Any, *tables: str, rewrites: bool = False) -> Iterator[None]:
+    """Mark the rows ``session`` writes to ``tables`` inside the block as shown by no
     cached page.
 
-    The block may only *insert* into ``tables`` (the check counts new rows); use it only
-    for tables no view under ``webapp.page_cache`` reads, and list the write in the module
-    docstring. The session is flushed before and after the block; an exception inside
-    leaves nothing marked. The mark only spares the transaction from moving the
-    generation when the database confirms it wrote nothing else (module docstring).
+    The block may only *insert* into ``tables`` (checked: the changes must be new rows of
+    those tables), unless ``rewrites``: then it may also update or delete rows of them
+    (checked on PostgreSQL; SQLite cannot tell one table's changes from another's, so
+    there only "nothing outside the block" is checked: keep such a block to statements on
+    the named tables). Use it only for tables no view under ``webapp.page_cache`` reads,
+    and list the write in the module docstring. The session is flushed before and after
+    the block; an exception inside leaves nothing marked. The mark only spares the
+    transaction from moving the generation when the database confirms it wrote nothing
+    else (module docstring).
     """
     session.flush()
     connection = session.connection()
@@ -177,10 +188,10 @@ def unseen_write(session: Any, *tables: str) -> Iterator[None]:
         yield
         return
     counts = _sqlite_counts if connection.dialect.name == "sqlite" else _postgresql_counts
-    total, appended, wrote_before = counts(connection, tables)
+    total, named, wrote_before = counts(connection, tables, rewrites)
     yield
     session.flush()
-    total_after, appended_after, _ = counts(connection, tables)
+    total_after, named_after, _ = counts(connection, tables, rewrites)
     mark = connection.info.get(_UNSEEN)
     if mark is None:
         # PostgreSQL counts from the first block on, so nothing may have been written
@@ -188,14 +199,20 @@ def unseen_write(session: Any, *tables: str) -> Iterator[None]:
         mark = connection.info[_UNSEEN] = {"base": total,
                                            "changes": _SPOILT if wrote_before else 0}
     made = total_after - total
-    # Every row the block changed must be a row appended to a named table.
-    mark["changes"] += made if made == appended_after - appended else _SPOILT
+    # Every row the block changed must be a row of a named table (appended unless
+    # ``rewrites``); SQLite's rewriting blocks have no per-table count (``None``).
+    checked = named is None or made == named_after - named
+    mark["changes"] += made if checked else _SPOILT
 
 
-def _sqlite_counts(connection: Connection, tables: tuple[str, ...]) -> tuple[int, int, bool]:
+def _sqlite_counts(connection: Connection, tables: tuple[str, ...],
+                   rewrites: bool) -> tuple[int, int | None, bool]:
     """Rows the connection changed so far, and the named tables' largest rowids summed
-    (one B-tree descent each: an insert-only block moves it by the rows it appended)."""
+    (one B-tree descent each: an insert-only block moves it by the rows it appended;
+    ``None`` for a block that may rewrite rows)."""
     raw = connection.connection.dbapi_connection
+    if rewrites:
+        return raw.total_changes, None, False
     quote = connection.dialect.identifier_preparer.quote
     cursor = raw.cursor()
     try:
@@ -206,16 +223,18 @@ def _sqlite_counts(connection: Connection, tables: tuple[str, ...]) -> tuple[int
     return raw.total_changes, ends, False
 
 
-def _postgresql_counts(connection: Connection, tables: tuple[str, ...]) -> tuple[int, int, bool]:
+def _postgresql_counts(connection: Connection, tables: tuple[str, ...],
+                       rewrites: bool = False) -> tuple[int, int, bool]:
     """The backend's row counts of this transaction (``_PG_COUNTS``). Pending counts of
     earlier transactions may be included, but they do not change inside this one: only
     differences are compared."""
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        total, appended, wrote = cursor.execute(_PG_COUNTS, (list(tables),)).fetchone()
+        total, appended, changed, wrote = cursor.execute(
+            _PG_COUNTS, (list(tables),)).fetchone()
     finally:
         cursor.close()
-    return int(total), int(appended), bool(wrote)
+    return int(total), int(changed if rewrites else appended), bool(wrote)
 
 
 def _drop_mark(connection: Connection) -> None:

@@ -18,7 +18,9 @@ Three keys, each counted over a fixed window that starts at its first attempt:
 
 A refused attempt (HTTP 429) writes one ``auth.login_throttled`` audit row per key and
 window (the first refusal), so a flood cannot flood the log; every wrong password
-writes ``auth.login_failed`` as before.
+writes ``auth.login_failed`` as before. Both are written as
+:func:`~experiments.generation.unseen_write`: a transaction that only counts an attempt
+or a failure leaves the data generation, and so every kept page, as it was.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from sqlmodel import Session
 from sqlmodel import select as sm_select
 
 from experiments.audit import record_event
-from experiments.models import LoginThrottle, User, utcnow
+from experiments.generation import unseen_write
+from experiments.models import AuditEvent, LoginThrottle, User, utcnow
 from experiments.passwords import (
     burn_verification_time,
     hash_password,
@@ -146,6 +149,15 @@ def admit_sign_in(
     ``auth.login_throttled`` event per key and window.
     """
     now = now or utcnow()
+    # No cached page shows these counters or audit rows: counting an attempt leaves the
+    # page cache as it was (experiments.generation, "Writes no cached page shows").
+    with unseen_write(session, LoginThrottle.__tablename__, AuditEvent.__tablename__,
+                      rewrites=True):
+        return _admit(session, email=email, ip=ip, limits=limits, now=now)
+
+
+def _admit(session: Session, *, email: str, ip: str, limits: SignInLimits,
+           now: datetime) -> SignInGate:
     account_key, pair_key, address_key = _keys(email, ip)
     refusals = []
     for key, limit in ((account_key, limits.account_limit), (pair_key, limits.pair_limit)):
@@ -175,10 +187,13 @@ def record_login_failure(
 ) -> None:
     """``auth.login_failed`` (the attempted email, normalised, is the entity); the address
     counts one more failure for the slowing."""
-    record_event(session, "auth.login_failed", actor=None, entity_type="user",
-                 entity_id=failure_key(email), ip=ip)
-    if ip:
-        _bump(session, _keys(email, ip)[2], now or utcnow(), (limits or SignInLimits()).window)
+    with unseen_write(session, LoginThrottle.__tablename__, AuditEvent.__tablename__,
+                      rewrites=True):
+        record_event(session, "auth.login_failed", actor=None, entity_type="user",
+                     entity_id=failure_key(email), ip=ip)
+        if ip:
+            _bump(session, _keys(email, ip)[2], now or utcnow(),
+                  (limits or SignInLimits()).window)
 
 
 def give_back_attempt(session: Session, *, email: str, ip: str) -> None:

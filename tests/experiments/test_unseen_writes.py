@@ -101,3 +101,47 @@ def test_a_mark_does_not_outlive_its_transaction(db_engine):
         session.commit()
     assert generation(db_engine) != before
     assert _audit_rows(db_engine) == 1
+
+
+# ------------------------------------------------------------------ sign-in counters
+
+
+def test_counting_sign_in_attempts_and_failures_leaves_it(db_engine):
+    from experiments.signin import SignInLimits, admit_sign_in, record_login_failure
+
+    limits = SignInLimits(pair_limit=1)
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        for _ in range(3):  # a new counter, a bumped one, a refusal (audited once)
+            admit_sign_in(session, email="a@example.com", ip="192.0.2.7", limits=limits)
+            session.commit()
+            record_login_failure(session, email="a@example.com", ip="192.0.2.7")
+            session.commit()
+    assert generation(db_engine) == before
+    with Session(db_engine) as session:
+        actions = session.exec(select(AuditEvent.action)).all()
+    assert "auth.login_throttled" in actions and "auth.login_failed" in actions
+
+
+def test_a_sign_in_failure_beside_a_visible_write_moves_it(db_engine):
+    from experiments.signin import record_login_failure
+
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        record_login_failure(session, email="a@example.com", ip="192.0.2.7")
+        make_team(session, "growth")
+        session.commit()
+    assert generation(db_engine) != before
+
+
+def test_a_visible_write_inside_a_rewriting_block_moves_it_on_postgresql(db_engine):
+    """PostgreSQL counts per table; SQLite cannot (``unseen_write``: rewriting blocks are
+    checked there only for writes outside them)."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no per-table change count")
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        with unseen_write(session, "login_throttle", rewrites=True):
+            session.add(Team(slug="inside", name="Inside"))
+        session.commit()
+    assert generation(db_engine) != before

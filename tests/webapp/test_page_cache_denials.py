@@ -1,6 +1,7 @@
 """Refused requests do not empty the page cache (issue 18): each writes an ``authz.denied``
-audit row, which no cached page shows, so one user probing other teams' URLs (or an
-anonymous client probing the API) must leave everyone's kept pages kept
+audit row (a wrong password: sign-in counters and ``auth.login_failed``), which no cached
+page shows, so one user probing other teams' URLs, an anonymous client probing the API or
+guessing passwords must leave everyone's kept pages kept
 (``experiments.generation.unseen_write``). Runs on SQLite and in the PostgreSQL pass."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from sqlmodel import Session, select
 
 from experiments.denials import DENIAL_ACTION
 from experiments.models import AuditEvent
+from experiments.signin import THROTTLED_ACTION
+from tests.helpers import Auth
 from tests.webapp.test_results import make_experiment
 from tests.webapp.test_results_body_cache import without_tokens
 
@@ -36,10 +39,11 @@ def statements_of(app, read) -> list[str]:
     return seen
 
 
-def denials(engine) -> list[str]:
+def recorded(engine) -> list[str]:
+    """Audit rows of refusals: denials and failed or throttled sign-ins."""
     with Session(engine) as session:
-        return list(session.exec(select(AuditEvent.diff).where(
-            AuditEvent.action == DENIAL_ACTION)).all())
+        return list(session.exec(select(AuditEvent.action).where(AuditEvent.action.in_(
+            (DENIAL_ACTION, "auth.login_failed", THROTTLED_ACTION)))).all())
 
 
 def _probe_another_teams_experiment(app, prober):
@@ -55,12 +59,22 @@ def _probe_the_api_without_a_token(app, prober):
         assert anonymous.get(path).status_code == 401
 
 
+def _guess_passwords(app, prober):
+    """An anonymous client guessing passwords (counted, throttled and audited) and a
+    signed-in user getting their current password wrong."""
+    guesser = Auth(app.test_client())
+    for attempt in range(12):  # past the pair limit (10): refusals, throttle audit rows
+        assert guesser.login(prober.user.email, f"wrong-{attempt}").status_code in (401, 429)
+    assert guesser.login("nobody@example.com", "wrong").status_code == 401
+
+
 def _post_without_a_csrf_token(app, prober):
     assert prober.post("/experiments/seat-nudge/recompute").status_code == 400
 
 
 @pytest.mark.parametrize("probe", [_probe_another_teams_experiment,
-                                   _probe_the_api_without_a_token, _post_without_a_csrf_token],
+                                   _probe_the_api_without_a_token, _post_without_a_csrf_token,
+                                   _guess_passwords],
                          ids=lambda p: p.__name__.strip("_"))
 @pytest.mark.parametrize("path", ["/", "/experiments/seat-nudge", "/tree/"])
 def test_a_denial_leaves_kept_pages_kept(app, login_as, factory, db_engine, probe, path):
@@ -74,11 +88,11 @@ def test_a_denial_leaves_kept_pages_kept(app, login_as, factory, db_engine, prob
     assert first.status_code == 200
     cache = page_cache(app)
     hit = statements_of(app, lambda: reader.get(path))  # a hit: the user and the generation
-    before = len(denials(db_engine))
+    before = len(recorded(db_engine))
 
     probe(app, prober)
 
-    assert len(denials(db_engine)) > before  # the refusals were recorded
+    assert len(recorded(db_engine)) > before  # the refusals were recorded
     hits, misses = cache.hits, cache.misses
     again: list = []
     after = statements_of(app, lambda: again.append(reader.get(path)))
