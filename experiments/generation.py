@@ -134,15 +134,20 @@ _UNSEEN = "nrrlab_unseen_writes"
 #: Rows this backend inserted, updated or deleted in every table (catalogs and TOAST
 #: included) as its statistics count them within the transaction, the rows inserted into
 #: the named tables, the rows changed in them, and whether the transaction has written
-#: before (it has an id).
+#: before (it has an id). The relations and functions of ``pg_stat_xact_all_tables``,
+#: without its index join and grouping (1.6 ms instead of 2.5 ms here).
 _PG_COUNTS = """
-SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0),
-       coalesce(sum(n_tup_ins) FILTER (WHERE named), 0),
-       coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del) FILTER (WHERE named), 0),
+SELECT coalesce(sum(changed), 0),
+       coalesce(sum(inserted) FILTER (WHERE named), 0),
+       coalesce(sum(changed) FILTER (WHERE named), 0),
        txid_current_if_assigned() IS NOT NULL
-FROM (SELECT *, relname = ANY(%s) AND schemaname NOT IN
-             ('pg_catalog', 'pg_toast', 'information_schema') AS named
-      FROM pg_stat_xact_all_tables) AS counts
+FROM (SELECT pg_stat_get_xact_tuples_inserted(c.oid) AS inserted,
+             pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+             + pg_stat_get_xact_tuples_deleted(c.oid) AS changed,
+             c.relname = ANY(%s) AND c.relnamespace NOT IN
+             ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace,
+              'information_schema'::regnamespace) AS named
+      FROM pg_class AS c WHERE c.relkind IN ('r', 't', 'm', 'p')) AS counts
 """
 #: A change count no transaction reaches: a block that wrote something else.
 _SPOILT = -(10**18)
