@@ -3,7 +3,9 @@
 Usage::
 
     python benchmarks/bench_upload.py [--rows 1000000] [--postgres URL | --no-postgres]
-                                      [--page-runs 20]
+                                      [--page-runs 20] [--jobs-only] [--no-sqlite]
+                                      [--csv FILE] [--runs N] [--baseline DIR]
+                                      [--pg-writers N]
 
 For each backend (SQLite in a temporary file; PostgreSQL in a scratch database that
 is created and dropped on the server of ``--postgres``, default ``$DATABASE_URL`` when
@@ -18,7 +20,17 @@ The background upload job (what a web upload waits for: spooled file → ready v
 with its snapshot) is timed too, with its app CPU (the job's own process; PostgreSQL's
 work runs in the server) and peak RSS; issue 18's targets for it, ≤ 5 s on SQLite and
 ≤ 4 s on PostgreSQL, are marked but do not fail the run (wall-clock time on a shared
-machine is noisy; compare CPU side by side).
+machine is noisy; compare CPU side by side). On PostgreSQL the job's table also gives the
+CPU of the server backends that served it (``/proc/<pid>/stat`` of the database's
+connections, which the job's pool keeps open to the end), so the rows' checking and
+indexing is counted too.
+
+Comparing PostgreSQL jobs side by side: ``--jobs-only --no-sqlite --runs 5 --baseline
+DIR`` runs the good-file job ``--runs`` times with this checkout's code and with the
+code of ``DIR`` (e.g. ``git worktree add /tmp/base <commit>``) alternately, each in a
+fresh process and scratch database, and prints each run and the medians; ``--csv``
+reuses a generated file (generating 1M rows takes ~20 s) and ``--pg-writers`` sets
+``experiments.rows_postgres.WRITERS`` (the writer connections of this checkout's job).
 """
 
 from __future__ import annotations
@@ -168,6 +180,10 @@ def child(url: str, csv_path: str, page_runs: int) -> dict:
     }
 
 
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def bad_last_row_copy(source: Path, target: Path) -> None:
     """``source`` with the last row's start_mrr set to 0, which the contract forbids."""
     data = source.read_bytes().rstrip(b"\n")
@@ -194,15 +210,26 @@ def job_child(url: str, csv_path: str) -> dict:
     engine, user, experiment = _setup(url)
     folder = Path(tempfile.mkdtemp(prefix="nrrlab-bench-uploads-"))
 
+    writers = os.environ.get("NRRLAB_BENCH_PG_WRITERS")
+    if writers:
+        from experiments import rows_postgres
+
+        rows_postgres.WRITERS = int(writers)
+    server_cpu: list[float] = []
+
     def run(path: Path, name: str) -> tuple[UploadJob, float, float]:
         with Session(engine, expire_on_commit=False) as session:
             job = create_upload_job(session, experiment, filename=name, actor=user)
             session.commit()
         shutil.copyfile(path, upload_file_path(folder, job.id))
+        before = _backend_cpu(url)
         started, cpu_started = time.perf_counter(), time.process_time()
         run_upload_job(engine, job.id, folder)
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
+        after = _backend_cpu(url)
+        if after is not None and before is not None:
+            server_cpu.append(sum(after.values()) - sum(before.get(pid, 0.0) for pid in after))
         with Session(engine, expire_on_commit=False) as session:
             return session.get(UploadJob, job.id), seconds, cpu_seconds
 
@@ -227,6 +254,7 @@ def job_child(url: str, csv_path: str) -> dict:
         "good_state": good.state,
         "good_seconds": good_seconds,
         "good_cpu": good_cpu,
+        "good_server_cpu": server_cpu[0] if server_cpu else None,
         "peak_rss_mb": peak_rss_mb,
         "bad_cpu": bad_cpu,
         "bad_state": bad.state,
@@ -241,13 +269,46 @@ def job_child(url: str, csv_path: str) -> dict:
     }
 
 
-def _run_job_child(url: str, csv_path: Path) -> dict:
+def _backend_cpu(url: str) -> dict[int, float] | None:
+    """CPU seconds (user + system) so far of each server backend connected to ``url``'s
+    database, by pid; ``None`` for SQLite or when the server's ``/proc`` is not ours."""
+    if not url.startswith("postgresql"):
+        return None
+    from sqlalchemy import text
+
+    from experiments.db import make_engine
+
+    probe = make_engine(url)
+    try:
+        with probe.connect() as connection:
+            pids = connection.execute(text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalars().all()
+    finally:
+        probe.dispose()
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        found[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def _run_job_child(url: str, csv_path: Path, code: Path = ROOT,
+                   writers: int | None = None) -> dict:
+    env = dict(os.environ)
+    if writers is not None:
+        env["NRRLAB_BENCH_PG_WRITERS"] = str(writers)
     completed = subprocess.run(
-        [sys.executable, __file__, "--job-child", url, str(csv_path)],
+        [sys.executable, __file__, "--job-child", url, str(csv_path), "--code", str(code)],
         capture_output=True,
         text=True,
         check=False,
-        cwd=ROOT,
+        cwd=code,
+        env=env,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"job benchmark failed for {url}:\n{completed.stderr[-4000:]}")
@@ -307,7 +368,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-child", nargs=2, metavar=("URL", "CSV"), help=argparse.SUPPRESS)
     parser.add_argument("--jobs-only", action="store_true",
                         help="only the background-job runs (good file, then bad last row)")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="use this account CSV (variants control, treatment) instead of "
+                             "generating one; --rows must be its row count")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="PostgreSQL background-job runs per code version (medians)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout whose code runs the PostgreSQL job too, alternating")
+    parser.add_argument("--pg-writers", type=int, default=None,
+                        help="writer connections of this checkout's PostgreSQL job")
+    parser.add_argument("--code", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.code != ROOT:
+        sys.path.insert(0, str(args.code.resolve()))  # the code under test (a baseline)
 
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.page_runs)))
@@ -317,25 +391,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     results = []
+    compared: dict[str, list[dict]] = {"now": [], "baseline": []}
     with tempfile.TemporaryDirectory(prefix="nrrlab-bench-") as folder:
-        csv_path = Path(folder) / f"accounts_{args.rows}.csv"
-        t = time.perf_counter()
-        generate_csv(csv_path, args.rows)
-        print(
-            f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
-            f"{time.perf_counter() - t:.1f} s",
-            file=sys.stderr,
-        )
+        if args.csv is not None:
+            csv_path = args.csv.resolve()
+        else:
+            csv_path = Path(folder) / f"accounts_{args.rows}.csv"
+            t = time.perf_counter()
+            generate_csv(csv_path, args.rows)
+            print(
+                f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
+                f"{time.perf_counter() - t:.1f} s",
+                file=sys.stderr,
+            )
 
         jobs = []
-        if not args.jobs_only:
-            results.append(
-                (
-                    "SQLite",
-                    _run_child(f"sqlite:///{Path(folder) / 'bench.db'}", csv_path, args.page_runs),
+        if not args.no_sqlite:
+            if not args.jobs_only:
+                results.append(
+                    (
+                        "SQLite",
+                        _run_child(f"sqlite:///{Path(folder) / 'bench.db'}", csv_path,
+                                   args.page_runs),
+                    )
                 )
-            )
-        jobs.append(("SQLite", _run_job_child(f"sqlite:///{Path(folder) / 'jobs.db'}", csv_path)))
+            jobs.append(("SQLite",
+                         _run_job_child(f"sqlite:///{Path(folder) / 'jobs.db'}", csv_path)))
         server = None if args.no_postgres else _postgres_server(args.postgres)
         if server:
             url, drop = _scratch_postgres(server)
@@ -344,11 +425,23 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(("PostgreSQL", _run_child(url, csv_path, args.page_runs)))
             finally:
                 drop()
-            url, drop = _scratch_postgres(server)
-            try:
-                jobs.append(("PostgreSQL", _run_job_child(url, csv_path)))
-            finally:
-                drop()
+            codes = [("now", ROOT)]
+            if args.baseline is not None:
+                codes.append(("baseline", args.baseline.resolve()))
+            for run in range(max(1, args.runs)):
+                for label, code in codes:
+                    url, drop = _scratch_postgres(server)
+                    try:
+                        outcome = _run_job_child(url, csv_path, code,
+                                                 args.pg_writers if label == "now" else None)
+                    finally:
+                        drop()
+                    compared[label].append(outcome)
+                    if label == "now" and run == 0:
+                        jobs.append(("PostgreSQL", outcome))
+                    print(f"run {run + 1} {label}: job {outcome['good_seconds']:.2f} s, "
+                          f"app CPU {outcome['good_cpu']:.2f} s, server CPU "
+                          f"{_seconds(outcome.get('good_server_cpu'))}", file=sys.stderr)
 
     def mark(ok: bool) -> str:
         return "✓" if ok else "✗"
@@ -377,10 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         "\nBackground upload job (the web path): the file as version 1, then the same rows "
         "with start_mrr = 0 on the last one\n"
     )
-    print("| backend | job, good file (s) | its app CPU (s) | peak RSS (MB) "
+    print("| backend | job, good file (s) | its app CPU (s) | server CPU (s) | peak RSS (MB) "
           "| job, bad last row (s) | its app CPU (s) | bad job's outcome "
           "| versions stored | active | rows stored | temp files left |")
-    print("|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|")
     for name, r in jobs:
         safe = (r["good_state"] == "done" and r["bad_state"] == "failed"
                 and r["versions"] == [[1, "ready"]] and r["active"] == "good.csv"
@@ -390,10 +483,27 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {r['good_seconds']:.2f} "
             f"{mark(r['good_seconds'] <= TARGET_JOB_SECONDS[name])} | {r['good_cpu']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['bad_seconds']:.2f} | {r['bad_cpu']:.2f} | "
+            f"{_seconds(r.get('good_server_cpu'))} | {r['peak_rss_mb']:.0f} | "
+            f"{r['bad_seconds']:.2f} | {r['bad_cpu']:.2f} | "
             f"{r['bad_state']}: {errors} | {r['versions']} | {r['active']} | {r['rows']:,} | "
             f"{len(r['leftovers'])} {mark(safe)} |"
         )
+    if len(compared["now"]) > 1 or compared["baseline"]:
+        print(f"\nPostgreSQL job, good file, {max(1, args.runs)} run(s) per code version "
+              "(alternating; fresh process and database each):\n")
+        print("| code | job wall (s), each run | median | app CPU median (s) "
+              "| server CPU median (s) |")
+        print("|---|---|---:|---:|---:|")
+        for label, runs in compared.items():
+            if not runs:
+                continue
+            walls = [r["good_seconds"] for r in runs]
+            servers = [r["good_server_cpu"] for r in runs if r.get("good_server_cpu") is not None]
+            name = "this checkout" if label == "now" else f"baseline {args.baseline}"
+            print(f"| {name} | {' / '.join(f'{w:.2f}' for w in walls)} "
+                  f"| {statistics.median(walls):.2f} "
+                  f"| {statistics.median(r['good_cpu'] for r in runs):.2f} "
+                  f"| {_seconds(statistics.median(servers) if servers else None)} |")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"\nTargets: ≤ {TARGET_SECONDS:g} s, ≤ {TARGET_RSS_MB} MB, ≤ {TARGET_PAGE_MS:g} ms "

@@ -262,12 +262,15 @@ def discard_dataset(session: Session, dataset_id: int) -> None:
 
 
 def bulk_insert_rows(
-    session: Session, dataset_id: int, table, *, start: int = 0, stop: int | None = None
+    session: Session, dataset_id: int, table, *, start: int = 0, stop: int | None = None,
+    ids_by_line: bool = False,
 ) -> None:
     """Insert rows ``start:stop`` (default all) of ``table`` (an ``AccountTable``).
 
     In the caller's transaction, by the backend's own writer
-    (:mod:`experiments.rows_postgres`, :mod:`experiments.rows_sqlite`).
+    (:mod:`experiments.rows_postgres`, :mod:`experiments.rows_sqlite`). ``ids_by_line``
+    (PostgreSQL; only for a dataset whose rows are all of ``table``): ids from the rows'
+    places in the table, so that chunks written by several connections keep file order.
     """
     connection = session.connection()
     raw = connection.connection.driver_connection
@@ -275,7 +278,7 @@ def bulk_insert_rows(
     if connection.dialect.name == "postgresql":
         from experiments.rows_postgres import copy_rows
 
-        copy_rows(raw, dataset_id, table, start, total)
+        copy_rows(raw, dataset_id, table, start, total, ids_by_line=ids_by_line)
     else:
         from experiments.rows_sqlite import insert_rows
 

@@ -25,10 +25,18 @@ COPY_CHUNK = 100_000
 #: server's work per row (constraints, two indexes) is most of an upload; two writers
 #: spread it over the two cores of the machine measured (BENCHMARKS.md, issue 18).
 WRITERS = 2
+#: The upload job's rows get ids ``dataset_id << ROW_ID_BITS`` plus their index in the
+#: file (``ids_by_line``): they stay in file order by id (the export bundle reads them
+#: so) however the writers interleave their chunks, and the server draws no sequence
+#: value per row. Dataset ids are below 2**31 (INTEGER), so these ids stay below 2**63
+#: and above every sequence value short of 2**32 rows; a file would need 2**32 rows to
+#: reach the next dataset's ids.
+ROW_ID_BITS = 32
 
 
-def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
-    """Rows ``start:stop`` as CSV for ``COPY … (FORMAT csv)``: text quoted, NULL unquoted empty."""
+def _csv_block(dataset_id: int, table, start: int, stop: int, *, ids_by_line: bool) -> bytes:
+    """Rows ``start:stop`` as CSV for ``COPY … (FORMAT csv)``: text quoted, NULL unquoted
+    empty; with ``ids_by_line`` the first column is each row's id (:data:`ROW_ID_BITS`)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -49,8 +57,13 @@ def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
         return floats(values).cast(pa.int64())  # whole cents held in float64: exact
 
     enrolled = table.enrolled_on
+    ids = {}
+    if ids_by_line:
+        first_id = (dataset_id << ROW_ID_BITS) + start
+        ids["id"] = pa.array(np.arange(first_id, first_id + count, dtype=np.int64))
     block = pa.table(
         {
+            **ids,
             "dataset_id": pa.array(np.full(count, dataset_id, dtype=np.int64)),
             "account_id": pa.array(table.account_id[start:stop], pa.string()),
             "variant": pa.array(table.variant[start:stop], pa.string()),
@@ -80,13 +93,16 @@ def _csv_block(dataset_id: int, table, start: int, stop: int) -> bytes:
     return out.getvalue()
 
 
-def copy_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
-    """COPY rows ``start:total`` of ``table`` on the psycopg connection ``raw``."""
-    columns = ", ".join(ROW_COLUMNS)
+def copy_rows(raw, dataset_id: int, table, start: int, total: int, *,
+              ids_by_line: bool = False) -> None:
+    """COPY rows ``start:total`` of ``table`` on the psycopg connection ``raw``
+    (``ids_by_line``: see :data:`ROW_ID_BITS`)."""
+    columns = ", ".join(("id", *ROW_COLUMNS) if ids_by_line else ROW_COLUMNS)
     cursor = raw.cursor()
     with cursor.copy(f"COPY account_row ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
         for first in range(start, total, COPY_CHUNK):
-            copy.write(_csv_block(dataset_id, table, first, min(total, first + COPY_CHUNK)))
+            copy.write(_csv_block(dataset_id, table, first, min(total, first + COPY_CHUNK),
+                                  ids_by_line=ids_by_line))
     cursor.close()
 
 
@@ -130,7 +146,8 @@ def store_while_analysing(session: Session, job, experiment, dataset, table, *, 
                     # the commit that makes the version visible is synchronous, flushing
                     # everything before it.
                     writer.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                    insert(writer, dataset_id, table, start=start, stop=stop)
+                    insert(writer, dataset_id, table, start=start, stop=stop,
+                           ids_by_line=True)
                     _count_stored(writer, job_id, stop - start)
                     writer.commit()
         except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
