@@ -86,6 +86,7 @@ INVENTORY: dict[str, str] = {
     "tree.delete_form": "experimenter",
     "tree.delete": "experimenter",
     "tree.add_actual": "viewer",  # the node's owner, whatever their role; else experimenter
+    "tree.actual_form": "viewer",  # add_actual's form on demand: offered to whom add_actual allows
     "experiments.index": "viewer",
     "experiments.detail": "viewer",
     "experiments.export_json": "viewer",

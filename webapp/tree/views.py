@@ -19,11 +19,14 @@ A refused form re-renders the whole ``#tree`` (``HX-Retarget``) with the form op
 | POST   | /tree/<id>/move              | experimenter | move        |
 | GET    | /tree/<id>/delete            | experimenter | delete_form |
 | POST   | /tree/<id>/delete            | experimenter | delete      |
+| GET    | /tree/<id>/actuals           | owner/exp.   | actual_form |
 | POST   | /tree/<id>/actuals           | owner/exp.   | add_actual  |
 
 A node tied to a ledger metric shows its actuals from the revenue ledger; any other
 node's editors enter dated actuals of its leading metric inline (``add_actual``; the
-same form with a date that has a value and its version changes that value).
+same form with a date that has a value and its version changes that value). That form is
+drawn on demand: the node shows an "Enter an actual" link whose htmx GET swaps the form
+in (``actual_form``); without JavaScript the link opens the tree with the form open.
 """
 
 from __future__ import annotations
@@ -293,6 +296,23 @@ def delete(node_id: int):
         ),
         lambda: parent_id,
     )
+
+
+@bp.route("/<int:node_id>/actuals")
+@allow("viewer")  # the node's owner may; the form is offered only to whom add_actual allows
+def actual_form(node_id: int):
+    """One node's "enter an actual" form, drawn on demand (a 500-node tree drew 500 of
+    them on every view): for htmx the form alone, swapped in place of the node's "Enter an
+    actual" link; without JavaScript the tree with that form open."""
+    get_node(get_session(), acting_user(), node_id, "viewer")  # another team's: 404
+    if not is_htmx():
+        return _tree("actual", node_id)
+    item = _find(tree_page(get_session(), acting_user()).roots, node_id)
+    if item is None or item.actuals is None or item.actuals.source != "entered" \
+            or not (item.editable or item.owned):
+        return make_response("This node takes no actuals from you.", 404)
+    panel = {"mode": "actual", "node_id": node_id, "values": {}, "errors": {}}
+    return make_response(render_template("tree/_actual.html", item=item, panel=panel))
 
 
 @bp.route("/<int:node_id>/actuals", methods=["POST"])
