@@ -343,8 +343,9 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
     try:
         analysed = None
         if session.get_bind().dialect.name == "sqlite":
-            rows_sqlite.store_rows(session, job, dataset.id, table, chunk=STORE_CHUNK,
-                                   insert=bulk_insert_rows, save=_save)
+            analysed = rows_sqlite.store_while_analysing(
+                session, job, experiment, dataset, table, chunk=STORE_CHUNK,
+                insert=bulk_insert_rows, save=_save)
         else:
             analysed = rows_postgres.store_while_analysing(
                 session, job, experiment, dataset, table, chunk=STORE_CHUNK,

@@ -25,6 +25,7 @@ than pausing blindly.
 
 from __future__ import annotations
 
+import threading
 import time
 from itertools import chain
 
@@ -51,6 +52,9 @@ SQLITE_BLIND_SECONDS = 2.0
 #: That pause. A writer waiting in SQLite's busy handler retries every 100 ms at most,
 #: so a pause longer than that cannot be missed.
 SQLITE_YIELD_SECONDS = 0.15
+#: The job analyses the arrays while its rows are written (:func:`store_while_analysing`);
+#: off: one after the other (``benchmarks/bench_upload_sqlite.py --overlap on,off``).
+OVERLAP_ANALYSIS = True
 
 # Optional columns: (column, AccountTable attribute, placeholder). Floats are bound as
 # they are (NaN → NULL, see above).
@@ -127,7 +131,7 @@ def insert_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
 
 
 def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, insert,
-               save) -> None:
+               save, stop_early: threading.Event | None = None) -> None:
     """Write the table's rows in short transactions, saving the job's progress with each.
 
     A transaction ends after :data:`SQLITE_HOLD_SECONDS`, or at once when another
@@ -142,6 +146,9 @@ def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, ins
         blind_after = SQLITE_BLIND_SECONDS if watch.fd is not None else SQLITE_HOLD_SECONDS
         began = last_turn = time.perf_counter()
         for start in range(0, total, chunk):
+            if stop_early is not None and stop_early.is_set():
+                session.rollback()
+                return
             stop = min(total, start + chunk)
             insert(session, dataset_id, table, start=start, stop=stop)
             if stop == total:
@@ -160,3 +167,49 @@ def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, ins
             began = time.perf_counter()
             if waiting or blind:
                 last_turn = began
+
+
+def store_while_analysing(session: Session, job, experiment, dataset, table, *, chunk: int,
+                          insert, save):
+    """:func:`store_rows` on a second connection while this one analyses the table.
+
+    sqlite3 lets go of the GIL inside each statement's step and numpy in its bulk
+    operations, so on two cores the analysis of the arrays runs mostly beside the
+    inserts (WAL: this connection's reads do not wait for the writer). Returns the
+    snapshot, not yet added (None when :data:`OVERLAP_ANALYSIS` is off: the caller
+    analyses); raises what the writer raised, once it has stopped.
+    """
+    if not OVERLAP_ANALYSIS:
+        store_rows(session, job, dataset.id, table, chunk=chunk, insert=insert, save=save)
+        return None  # the caller analyses
+    from experiments.analysis import analyse_dataset
+    from experiments.datasets import AccountRatios
+    from experiments.models import UploadJob
+
+    failure: list[BaseException] = []
+    stop_early = threading.Event()
+    job_id, dataset_id = job.id, dataset.id
+
+    def write() -> None:
+        try:
+            with Session(session.get_bind(), expire_on_commit=False) as writer:
+                store_rows(writer, writer.get(UploadJob, job_id), dataset_id, table,
+                           chunk=chunk, insert=insert, save=save, stop_early=stop_early)
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
+            failure.append(exc)
+
+    writer = threading.Thread(target=write, name=f"upload-{job_id}-rows")
+    writer.start()
+    try:
+        analysed = analyse_dataset(session, experiment, dataset,
+                                   ratios=AccountRatios.of_table(table))
+        session.commit()  # done reading: the writer's progress is seen from here on
+    except BaseException:
+        stop_early.set()
+        raise
+    finally:
+        writer.join()
+    if failure:
+        raise failure[0]
+    session.refresh(job)
+    return analysed

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 import experiments.imports as imports
 from experiments import rows_sqlite, sqlite_waiters
@@ -226,3 +226,61 @@ def test_a_writer_outside_the_app_still_gets_in(database_url, db_engine, session
     with Session(db_engine) as fresh:
         assert fresh.get(UploadJob, job_id).state == "done"
 
+
+
+def _snapshot_result(session, experiment_key: str) -> dict:
+    from experiments.analysis import active_dataset
+    from experiments.models import AnalysisSnapshot, Experiment
+
+    experiment = session.exec(select(Experiment).where(Experiment.key == experiment_key)).one()
+    dataset = active_dataset(session, experiment)
+    snapshot = session.exec(select(AnalysisSnapshot)
+                            .where(AnalysisSnapshot.dataset_id == dataset.id)).one()
+    return snapshot.result
+
+
+def test_the_analysis_beside_the_inserts_records_the_same_snapshot(db_engine, session, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setattr(imports, "STORE_CHUNK", 2_000)  # the analysis runs while rows go in
+    data = full_csv(9_000, shuffled=True)[0]
+    for key, overlap in (("beside", True), ("after", False)):
+        monkeypatch.setattr(rows_sqlite, "OVERLAP_ANALYSIS", overlap)
+        experiment = make_experiment(session, key)
+        job_id = spool(session, experiment, tmp_path, data, f"{key}.csv")
+        run_upload_job(db_engine, job_id, tmp_path)
+        assert session.get(UploadJob, job_id).state == "done"
+    session.expire_all()
+    beside, after = _snapshot_result(session, "beside"), _snapshot_result(session, "after")
+    # Which dataset and experiment, and when: the rest is the analysis.
+    own = {"dataset", "enrolment", "experiment", "computed_at"}
+    compared = [k for k in beside if k not in own]
+    assert len(compared) > 10
+    assert [k for k in compared if beside[k] != after[k]] == []
+
+
+def test_the_analysis_failing_stops_the_inserts_and_keeps_nothing(db_engine, session, tmp_path,
+                                                                  monkeypatch):
+    import experiments.analysis as analysis
+    from experiments.models import Dataset
+
+    monkeypatch.setattr(imports, "STORE_CHUNK", 500)
+
+    def broken(*args, **kwargs):
+        time.sleep(0.05)
+        raise RuntimeError("analysis bug")
+
+    monkeypatch.setattr(analysis, "analyse_dataset", broken)
+    _slow_inserts(monkeypatch, 0.01)
+    calls = []
+    slow = imports.bulk_insert_rows
+    monkeypatch.setattr(imports, "bulk_insert_rows",
+                        lambda *a, **k: (calls.append(1), slow(*a, **k)))
+    experiment = make_experiment(session)
+    job_id = spool(session, experiment, tmp_path, plain_csv(50_000), "x.csv")  # 100 chunks
+    run_upload_job(db_engine, job_id, tmp_path)
+    session.expire_all()
+    job = session.get(UploadJob, job_id)
+    assert job.state == "failed" and "unexpected error" in job.message
+    assert len(calls) < 50, "the inserts went on after the analysis failed"
+    assert session.exec(select(func.count()).select_from(Dataset)).one() == 0
+    assert session.exec(select(func.count()).select_from(AccountRow)).one() == 0
