@@ -1,14 +1,17 @@
 """The DuckDB reader of ``nrrlab analyze``: per-variant numeric columns straight from a file.
 
-DuckDB parses the file on every core and checks the data contract (DESIGN §3) in SQL;
-for ``nrrlab analyze`` (:func:`read_columns`) that is one pass over the file: a row that
-breaks a rule is dropped by the query's ``WHERE`` (so fewer rows than lines means
+DuckDB parses the file on every core and checks the data contract (DESIGN §3); for
+``nrrlab analyze`` (:func:`read_columns`) that is one pass over the file: a row whose text
+breaks a format rule is dropped by the query's ``WHERE`` (so fewer rows than lines means
 "declined"), and only the numeric columns the statistics need come back to Python, with
-a 64-bit hash of each account id (uniqueness is checked on the hashes in numpy) and a
-small variant code. No text column is turned into Python objects (a million account ids
-would cost ~80 MB), no table is materialised inside DuckDB, and pyarrow is not imported.
-The query runs on a thread of its own (DuckDB releases the GIL), so the caller's
-``meanwhile`` work — the CLI's statistics imports — overlaps it.
+a 64-bit hash of each account id and a one-byte variant code. The numeric rules (money
+below the cap, start above 0, the loss rule in whole cents, days finite and within
+days_observed) and id uniqueness (on the hashes) are checked on those arrays in numpy,
+where they cost next to nothing. No text column is turned into Python objects (a
+million account ids would cost ~80 MB), no table is materialised inside DuckDB, and
+pyarrow is not imported. The query runs on a thread of its own (DuckDB releases the
+GIL), so the byte scan and the caller's ``meanwhile`` work (the CLI's statistics
+imports) overlap it.
 
 Like :mod:`~experiments.accounts_csv.fast`, it can only *accept* a file: at the first
 thing it is unsure about :func:`read_columns` returns ``None``, and the caller reads the
@@ -17,7 +20,7 @@ error with its line. Accepting a file is a promise that ``read_accounts`` would 
 too and give the same numbers. To keep that promise cheaply the reader declines more
 than the contract refuses:
 
-* a byte scan first: not UTF-8, a double quote anywhere (DuckDB and the csv module
+* a byte scan of the whole file: not UTF-8, a double quote anywhere (DuckDB and the csv module
   differ on odd quoting, e.g. ``x, "5"``), a control character other than the line
   breaks, or line breaks other than all-LF or all-CRLF;
 * a value with padding (``" acct-1"``), which the contract trims; a text value over 255
@@ -694,7 +697,7 @@ def _read_table(connection, path: str, layout: Layout, scan: _Scan,
             " - DATE '1970-01-01' AS DOUBLE), 'NaN'::DOUBLE) AS enrolled_on"
         )
 
-    # Built from this module's constants and column positions only (see _read).
+    # Built from this module's constants and column positions only (see _rows).
     connection.execute(
         f"CREATE TEMP TABLE accounts AS SELECT {', '.join(selected)}, {_valid(checks)}"  # noqa: S608
         f" FROM (SELECT {', '.join(parsed)} FROM {_source(layout.width)})",
