@@ -71,6 +71,7 @@ from experiments.review_weeks import (
     quarter_start,
     week_of,
 )
+from experiments.tree import branch_ids
 from experiments.tree_actuals import ActualLine, actuals_summary
 from experiments.verdict_status import comparison_guardrail_status
 from stats import bh_adjust
@@ -282,19 +283,6 @@ def _branch_choices(nodes: Sequence[DriverNode]) -> list[tuple[int, str]]:
     return out
 
 
-def _below(nodes: Sequence[DriverNode], node_id: int) -> set[int]:
-    """``node_id`` and every node under it among ``nodes``."""
-    children: dict[int | None, list[int]] = defaultdict(list)
-    for node in nodes:
-        children[node.parent_id].append(node.id)
-    found, todo = set(), [node_id]
-    while todo:
-        current = todo.pop()
-        if current not in found:
-            found.add(current)
-            todo.extend(children.get(current, []))
-    return found
-
 def build_review(
     session: Session,
     user: User,
@@ -429,8 +417,7 @@ def _tree_actuals(session: Session, nodes: Sequence[DriverNode],
     """The visible nodes' (or the branch's) latest actuals as of the review, in tree order."""
     ids = [node_id for node_id, _label in choices]
     if branch is not None:
-        # under the branch in the whole tree, as the review's rows are (path_ids)
-        inside = _below(all_rows(session, DriverNode, DriverNode.position, DriverNode.id), branch)
+        inside = branch_ids(session, branch)
         ids = [node_id for node_id in ids if node_id in inside]
     by_id = {n.id: n for n in nodes}
     return actuals_summary(session, [by_id[i] for i in ids if i in by_id], ledger,
