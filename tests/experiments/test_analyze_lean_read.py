@@ -178,13 +178,26 @@ def _big_rows(count: int, *, sorted_by_variant: bool = False) -> list[list[str]]
 
 
 def test_a_file_sorted_by_variant_is_read_by_duckdb(tmp_path, monkeypatch):
-    # "treatment" and "variant-c" first appear after the first chunk: a second pass finds
-    # the names, a third reads the codes.
+    # "treatment" and "variant-c" first appear after the first chunk: the lines sampled
+    # across the file name them.
     rows = _big_rows(60_000, sorted_by_variant=True)
     path = _file(tmp_path, rows)
     assert b"treatment" not in path.read_bytes()[: 1 << 20]
     found = _same_answer(path, monkeypatch)
     assert found is not None and list(found) == ["control", "treatment", "variant-c"]
+
+
+def test_a_variant_neither_in_the_first_chunk_nor_sampled_costs_a_pass_more(tmp_path,
+                                                                             monkeypatch):
+    rows = _big_rows(60_000, sorted_by_variant=True)
+    for row in rows[41_000:41_040]:  # 40 lines: less than 1/256 of the file
+        row[1] = "tiny"
+    path = _file(tmp_path, rows)
+    head = duck._head(path)
+    layout = duck.resolve_header(head.header, 1)[0]
+    assert "tiny" not in duck._first_variants(head, layout)
+    found = _same_answer(path, monkeypatch)
+    assert found is not None and list(found) == ["control", "treatment", "variant-c", "tiny"]
 
 
 @pytest.mark.parametrize(("cell", "accepted"), [
