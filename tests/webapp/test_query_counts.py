@@ -31,7 +31,7 @@ BOUNDS: dict[str, int] = {
     "experiment list": 16,  # 18 before; one more for the page count since the list is paged
     "results page": 20,  # 23 before the versions and snapshot came from the document's facts
     "tree": 8,  # 9 before the roll-up's one statement
-    "review": 36,
+    "review": 26,  # 23 now; 36 before the review shared its reads (fourth pass)
     "nrr": 5,
     "me": 10,  # 12 before
 }
