@@ -12,8 +12,9 @@ transaction, shaped to cost SQLite and the sqlite3 module little per row (measur
   float64 land in INTEGER columns as integers (column affinity); a blank segment ``''``
   and a missing date ``'NaT'`` become NULL in the statement (``NULLIF``).
 * rows in file order whose account ids ascend are inserted :data:`ROWS_PER_STATEMENT`
-  to a statement (one step, one bind call for many rows); other rows one to a
-  statement, which measured faster for ids in random order (3.9 vs 6.3 s per 1M rows).
+  to a statement (one step, one bind call for many rows; fewer where the SQLite library
+  allows fewer parameters a statement); other rows one to a statement, which measured
+  faster for ids in random order (3.9 vs 6.3 s per 1M rows).
 * a larger page cache (:data:`CACHE_KIB`) while inserting: rows in random account-id
   order touch index pages all over (1M rows: 9 → 4 s of CPU).
 
@@ -25,6 +26,7 @@ than pausing blindly.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from itertools import chain
@@ -103,8 +105,11 @@ def insert_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
     row = f"({int(dataset_id)}, " + ", ".join(mark for _, _, mark in columns) + ")"
     head = f"INSERT INTO account_row ({names}) VALUES "  # noqa: S608  (names are ours)
     single = head + row
-    many = head + ", ".join([row] * ROWS_PER_STATEMENT)
-    width = len(columns) * ROWS_PER_STATEMENT
+    # SQLite before 3.32 (still the system library of some hosts) allows 999 parameters.
+    per_statement = min(ROWS_PER_STATEMENT,
+                        raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns))
+    many = head + ", ".join([row] * per_statement)
+    width = len(columns) * per_statement
     if not raw.in_transaction:
         # The raw cursor bypasses the engine's begin-on-first-write hook (experiments/db.py):
         # without this every row would be its own autocommitted transaction (~40 µs a row).
@@ -116,7 +121,7 @@ def insert_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
         for first in range(start, total, INSERT_CHUNK):
             stop = min(total, first + INSERT_CHUNK)
             lists = [_values(table, attribute, first, stop) for _, attribute, _ in columns]
-            if not _ascending(table.account_id[first:stop]):
+            if per_statement < 2 or not _ascending(table.account_id[first:stop]):
                 cursor.executemany(single, zip(*lists, strict=True))
                 continue
             flat = list(chain.from_iterable(zip(*lists, strict=True)))
@@ -169,6 +174,20 @@ def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, ins
                 last_turn = began
 
 
+def _second_connection_sees_it(session: Session) -> bool:
+    """Whether another pooled connection opens the same database as ``session``'s.
+
+    Not so in memory (``sqlite://``: each connection is a database of its own) nor for a
+    temporary database; and a StaticPool would hand this very connection to the writer's
+    thread.
+    """
+    from sqlalchemy.pool import StaticPool
+
+    raw = session.connection().connection.driver_connection
+    return (sqlite_waiters.database_file(raw) is not None
+            and not isinstance(getattr(session.get_bind(), "pool", None), StaticPool))
+
+
 def store_while_analysing(session: Session, job, experiment, dataset, table, *, chunk: int,
                           insert, save):
     """:func:`store_rows` on a second connection while this one analyses the table.
@@ -176,10 +195,10 @@ def store_while_analysing(session: Session, job, experiment, dataset, table, *, 
     sqlite3 lets go of the GIL inside each statement's step and numpy in its bulk
     operations, so on two cores the analysis of the arrays runs mostly beside the
     inserts (WAL: this connection's reads do not wait for the writer). Returns the
-    snapshot, not yet added (None when :data:`OVERLAP_ANALYSIS` is off: the caller
-    analyses); raises what the writer raised, once it has stopped.
+    snapshot, not yet added (None when :data:`OVERLAP_ANALYSIS` is off or the database is
+    in memory: the caller analyses); raises what the writer raised, once it has stopped.
     """
-    if not OVERLAP_ANALYSIS:
+    if not OVERLAP_ANALYSIS or not _second_connection_sees_it(session):
         store_rows(session, job, dataset.id, table, chunk=chunk, insert=insert, save=save)
         return None  # the caller analyses
     from experiments.analysis import analyse_dataset

@@ -12,6 +12,9 @@ whether anyone holds that lock (:func:`someone_waiting`); if so it commits and w
 until every announced writer has had its turn (:func:`let_waiters_in`). Nobody waiting
 costs it one system call per check. ``flock`` locks belong to an open file description,
 so threads of one process announce independently; a process that dies drops its lock.
+A forked child closes the announcements it inherited (:func:`_forget_in_child`): they
+are its parent's threads' waits, and the child's copies would keep them held for as long
+as it lives.
 
 Where ``flock`` is missing (not POSIX) or the file cannot be opened, nothing is announced
 and :func:`someone_waiting` answers True: the long writer pauses as it did before.
@@ -42,6 +45,23 @@ def database_file(dbapi_connection) -> str | None:
     return None
 
 
+#: Descriptors of announcements being held in this process (see _forget_in_child).
+_HELD: set[int] = set()
+
+
+def _forget_in_child() -> None:
+    # Closing a copy drops nothing the parent holds: the lock goes once every copy is
+    # closed, so the parent's thread still releases it when its BEGIN is through.
+    for fd in list(_HELD):
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _open(database: str | None) -> int | None:
     if fcntl is None or not database:
         return None
@@ -59,10 +79,12 @@ def announced(database: str | None):
     if fd is None:
         yield
         return
+    _HELD.add(fd)  # before the lock is taken: a fork from now on leaves the child's copy
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # drops the lock
 
 
