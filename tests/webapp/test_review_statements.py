@@ -59,7 +59,7 @@ def _review(client, statements: list[str]) -> tuple[int, list[str]]:
 def test_a_team_member_s_review_sends_as_many_statements_for_a_full_agenda(app, db_engine):
     with Session(db_engine, expire_on_commit=False) as session:
         build_workspace(session, experiments=3, nodes=8, weeks=4, accounts=20)
-        make_user(session, MEMBER, "viewer", {slug: "experimenter" for slug in TEAMS})
+        make_user(session, MEMBER, "viewer", dict.fromkeys(TEAMS, "experimenter"))
         session.commit()
     client = app.test_client()
     assert Auth(client).login(MEMBER).status_code == 303
