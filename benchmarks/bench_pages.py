@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/bench_pages.py [--workspaces demo,10x50,100x50,1000x50,100x500,300x50h]
                                      [--servers gthread,sync4] [--clients 16] [--seconds 10]
-                                     [--requests 60] [--page-cache on,off] [--json out.json]
+                                     [--requests 60] [--page-cache on,off,after-write]
+                                     [--json out.json]
 
 Each workspace is a fresh SQLite database in a temporary folder, migrated with
 ``nrrlab db upgrade``:
@@ -36,7 +37,13 @@ for everything.
 ``--page-cache on,off`` runs each server with the rendered-page cache (``webapp.page_cache``)
 on and then off (``NRRLAB_PAGE_CACHE``), side by side; the default is ``on`` (production's).
 With the cache on, the warm-up GETs fill it and the measured requests are repeats of an
-unchanged page.
+unchanged page. ``after-write`` runs the cache on, as production does, but before every
+GET (outside its timing) commits a write that moves the data generation
+(``UPDATE data_generation SET n = n + 1`` on the workspace's database, as any committed
+write of the app does): each measured GET is then the first view after a write, which
+renders the page and rebuilds whatever is kept per data generation (the review's rows),
+while what is kept by its own inputs (parsed analyses, results bodies) is reused, as after
+a write that did not touch them. ``off`` turns the page cache off but keeps the rest.
 
 Prints Markdown tables (and the machine's load average before and after each block).
 """
@@ -241,14 +248,33 @@ def _quote(value: str) -> str:
     return quote(value, safe="")
 
 
-def one_at_a_time(port: int, path: str, cookie: str, requests: int) -> dict:
+def _write_between(database: Path | None):
+    """A callable committing a write that moves the data generation (``None``: no-op)."""
+    if database is None:
+        return lambda: None
+    import sqlite3
+
+    def write() -> None:
+        with sqlite3.connect(database, timeout=30) as connection:
+            connection.execute("UPDATE data_generation SET n = n + 1 WHERE id = 1")
+        connection.close()
+
+    return write
+
+
+def one_at_a_time(port: int, path: str, cookie: str, requests: int,
+                  database: Path | None = None) -> dict:
+    """p50/p95 of ``requests`` GETs; with ``database`` each after a write (outside timing)."""
+    write = _write_between(database)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for _ in range(5):
+        write()
         status, _, _ = _get(port, path, cookie, connection)
         if status != 200:
             raise RuntimeError(f"{path} answered {status}")
     times = []
     for _ in range(requests):
+        write()
         started = time.perf_counter()
         _get(port, path, cookie, connection)
         times.append((time.perf_counter() - started) * 1000)
@@ -340,7 +366,7 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                   f"{info['nodes']} tree nodes, {info.get('meetings', 0)} review meetings "
                   f"(built in {info['build_seconds']} s)", flush=True)
             for kind, cache in [(k, c) for k in servers for c in page_cache]:
-                with Gunicorn(kind, env, folder, cache) as server:
+                with Gunicorn(kind, env, folder, "off" if cache == "off" else "on") as server:
                     cookie = sign_in(server.port, info["email"], info["password"])
                     load_before = _load()
                     print(f"\n{kind}, page cache {cache}, load before {load_before}\n\n"
@@ -354,7 +380,9 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                     for name, path in wanted.items():
                         server.settle()
                         cpu_before = server.cpu_seconds()
-                        single = one_at_a_time(server.port, path, cookie, requests)
+                        single = one_at_a_time(
+                            server.port, path, cookie, requests,
+                            folder / "bench.db" if cache == "after-write" else None)
                         # Server CPU per request (the 5 warm-up GETs included): unlike wall
                         # time it hardly changes with the machine's load.
                         single["cpu_ms"] = round(
@@ -362,7 +390,7 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                         singles[name] = single
                     for name, path in wanted.items():
                         single = singles[name]
-                        if clients:
+                        if clients and cache != "after-write":
                             server.settle()
                             many = rate(server.port, path, cookie, clients, seconds)
                         else:
@@ -391,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--pages", default="", help="comma-separated page names (default all)")
     parser.add_argument("--page-cache", default="on",
-                        help="on, off or on,off: the rendered-page cache of each server run")
+                        help="comma-separated: on, off, after-write (the cache on, a write "
+                         "before each timed GET: the first view after a write)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     # A TERM (e.g. from a time limit) unwinds normally, so every gunicorn started is stopped.
@@ -399,8 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# bench_pages: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit "
           f"{_commit()}, {os.cpu_count()} CPUs, {platform.python_version()}, load {_load()}")
     modes = tuple(args.page_cache.split(","))
-    if not modes or set(modes) - {"on", "off"}:
-        raise SystemExit(f"--page-cache {args.page_cache!r}: on, off or on,off")
+    if not modes or set(modes) - {"on", "off", "after-write"}:
+        raise SystemExit(f"--page-cache {args.page_cache!r}: on, off, after-write or a list")
     rows = run(args.workspaces.split(","), args.servers.split(","), args.clients, args.seconds,
                args.requests, set(args.pages.split(",")) if args.pages else None, modes)
     if args.json:
