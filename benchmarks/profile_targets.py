@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/profile_targets.py [--workspaces demo,300x50h] [--pages review,dashboard]
                                          [--requests 20] [--analyze] [--out DIR]
-                                         [--page-cache] [--results-body-cache on|off]
+                                         [--page-cache | --after-write]
+                                         [--results-body-cache on|off]
 
 * **pages**: each workspace is built as ``bench_pages.py`` builds it (a fresh SQLite
   database, migrated, demo data or :func:`benchmarks.workspace.build_workspace`); the app is
@@ -67,19 +68,23 @@ def _text(profiler) -> str:
 
 
 def profile_pages(spec: str, names: list[str], requests: int, out: Path, *,
-                  page_cache: bool = False, results_body_cache: bool = True) -> list[Path]:
+                  page_cache: bool = False, results_body_cache: bool = True,
+                  after_write: bool = False) -> list[Path]:
     """Profile ``names`` pages of workspace ``spec``; returns the written profile files.
 
     The page cache is off unless ``page_cache``: a kept page's profile only shows the
-    cache's lookup, not the page's work."""
-    from benchmarks.bench_pages import _environment, pages, prepare
+    cache's lookup, not the page's work. ``after_write``: the page cache on and a write
+    moving the data generation before each GET (``bench_pages.py --page-cache
+    after-write``; the write's own ~1 ms shows as ``write`` in the profile)."""
+    from benchmarks.bench_pages import _environment, _write_between, pages, prepare
 
     folder = Path(tempfile.mkdtemp(prefix=f"profile-{spec}-"))
     written = []
     saved = dict(os.environ)
     try:
         env = _environment(folder)
-        env["NRRLAB_PAGE_CACHE"] = "1" if page_cache else "0"
+        env["NRRLAB_PAGE_CACHE"] = "1" if page_cache or after_write else "0"
+        write = _write_between(folder / "bench.db" if after_write else None)
         info = prepare(spec, folder, env)
         os.environ.clear()
         os.environ.update(env)
@@ -105,11 +110,13 @@ def profile_pages(spec: str, names: list[str], requests: int, out: Path, *,
             started = time.process_time()
             profiler.start()
             for _ in range(requests):
+                write()
                 client.get(path)
             profiler.stop()
             cpu_ms = (time.process_time() - started) / requests * 1000
             target = out / f"page-{spec}-{name.replace(' ', '_').replace('/', '')}.txt"
             body = "" if results_body_cache else ", results body cache off"
+            body += ", each after a write" if after_write else ""
             target.write_text(f"# {spec} {name} {path}: {requests} GETs{body}, CPU "
                               f"{cpu_ms:.1f} ms per request (in-process, profiler on)\n"
                               + _text(profiler))
@@ -154,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-body-cache", choices=("on", "off"), default="on",
                         help="keep rendered results bodies (webapp/results/body.py); "
                              "'off' profiles the body's render on every miss")
+    parser.add_argument("--after-write", action="store_true",
+                        help="the page cache on and a write moving the data generation before "
+                             "each GET: the first view after a write")
     parser.add_argument("--out", type=Path, default=HERE / "data" / "profiles")
     parser.add_argument("--head", type=int, default=40, help="lines of each profile to print")
     args = parser.parse_args(argv)
@@ -165,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in [s.strip() for s in args.workspaces.split(",") if s.strip()]:
         written += profile_pages(spec, names, args.requests, args.out,
                                  page_cache=args.page_cache,
-                                 results_body_cache=args.results_body_cache == "on")
+                                 results_body_cache=args.results_body_cache == "on",
+                                 after_write=args.after_write)
     if args.analyze:
         written.append(profile_analyze(args.out))
     for path in written:
