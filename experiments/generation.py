@@ -61,8 +61,9 @@ rather than trusting the mark:
 * **SQLite**: the rows each block changed are counted (``total_changes`` before and after
   the block's flush; the session is flushed before the block, so pending writes of
   other code land outside it) and must equal the rows it appended to the named tables
-  (their largest ``rowid`` before and after); at commit the transaction's count since
-  ``begin`` must equal the blocks' sum. Anything else moves the number as any write.
+  (their largest ``rowid`` before and after, read under the write lock, which the block
+  takes first: no other connection appends meanwhile); at commit the transaction's count
+  since ``begin`` must equal the blocks' sum. Anything else moves the number as any write.
 * **PostgreSQL**: the same counts from the backend's statistics of the transaction
   (``pg_stat_xact_all_tables``: rows inserted, updated or deleted in every table, catalogs
   and TOAST tables included, so DDL and ``TRUNCATE`` count too): each block's change in
@@ -70,8 +71,8 @@ rather than trusting the mark:
   transaction must have had no id before its first block (nothing written yet); at
   commit the total since that block must equal the blocks' sum. (The view may include
   earlier transactions' counts not yet reported, which do not change inside this one;
-  with ``track_counts = off`` nothing counts, and a transaction with an id but no counted
-  change moves the number.) One query before and after each block and one at commit,
+  with ``track_counts = off`` nothing counts, so a transaction with an id whose blocks
+  counted no row moves the number.) One query before and after each block and one at commit,
   only in transactions that hold a mark.
 
 The mark lives on the connection for one transaction: ``begin``, ``commit`` and
@@ -192,7 +193,11 @@ def unseen_write(session: Any, *tables: str, rewrites: bool = False) -> Iterator
     if connection.dialect.name not in TRACKED_DIALECTS:
         yield
         return
-    counts = _sqlite_counts if connection.dialect.name == "sqlite" else _postgresql_counts
+    if connection.dialect.name == "sqlite":
+        _sqlite_write_lock(connection)
+        counts = _sqlite_counts
+    else:
+        counts = _postgresql_counts
     total, named, wrote_before = counts(connection, tables, rewrites)
     yield
     session.flush()
@@ -208,6 +213,18 @@ def unseen_write(session: Any, *tables: str, rewrites: bool = False) -> Iterator
     # ``rewrites``); SQLite's rewriting blocks have no per-table count (``None``).
     checked = named is None or made == named_after - named
     mark["changes"] += made if checked else _SPOILT
+
+
+def _sqlite_write_lock(connection: Connection) -> None:
+    """Take SQLite's write lock before the block is counted, as ``experiments.db`` does at
+    a first write (announced to a long upload). Until then another connection may append
+    to the named tables, and its rows would pass for rows of the block."""
+    raw = connection.connection.dbapi_connection
+    if not raw.in_transaction:
+        from experiments import sqlite_waiters
+        from experiments.db import _SQLITE_FILE
+
+        sqlite_waiters.begin_immediate(raw, connection.connection.info.get(_SQLITE_FILE))
 
 
 def _sqlite_counts(connection: Connection, tables: tuple[str, ...],
@@ -285,7 +302,9 @@ def _postgresql_commit(connection: Connection) -> None:
     cursor = raw.cursor()
     try:
         wrote = cursor.execute(_PG_WROTE_AND_HAS_TABLE).fetchone()[0]
-        if wrote and mark is not None:
+        # A mark that counted no row proves nothing: with ``track_counts = off`` nothing
+        # counts, the blocks' rows and any write after them alike.
+        if wrote and mark is not None and mark["changes"] > 0:
             total = _postgresql_counts(connection, ())[0]
             wrote = total - mark["base"] != mark["changes"]
         if wrote:

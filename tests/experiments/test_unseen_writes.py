@@ -4,6 +4,8 @@ the transaction wrote nothing else. Runs on SQLite and, in the PostgreSQL pass, 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session, func, select
@@ -143,5 +145,60 @@ def test_a_visible_write_inside_a_rewriting_block_moves_it_on_postgresql(db_engi
     with Session(db_engine) as session:
         with unseen_write(session, "login_throttle", rewrites=True):
             session.add(Team(slug="inside", name="Inside"))
+        session.commit()
+    assert generation(db_engine) != before
+
+
+# ------------------------------------------------------------------ the check's blind spots
+
+
+def test_a_visible_write_in_the_block_moves_it_while_another_connection_appends(db_engine):
+    """Another connection's append to the named table after the block's first count must
+    not pass for one of the block's own rows. (SQLite took its write lock only at the
+    block's first write, and the largest rowid is the database's: the other denial got
+    in, and the team below went unnoticed.) Now the other writer waits for this
+    transaction on SQLite; on PostgreSQL it is another backend, whose rows are not counted
+    here."""
+    with Session(db_engine) as session:
+        _deny(session, "/first")
+        session.commit()
+    before = generation(db_engine)
+    failures: list[Exception] = []
+
+    def deny_elsewhere() -> None:
+        try:
+            with Session(db_engine) as other:
+                _deny(other, "/meanwhile")
+                other.commit()
+        except Exception as exc:  # noqa: BLE001 - reported by the test thread below
+            failures.append(exc)
+
+    with Session(db_engine) as session:
+        with unseen_write(session, AUDIT):
+            elsewhere = threading.Thread(target=deny_elsewhere)
+            elsewhere.start()
+            elsewhere.join(timeout=2.0)  # done by now, unless it waits for the write lock
+            record_event(session, "probe.denied", actor=None, entity_type="route")
+            session.add(Team(slug="inside", name="Inside"))
+        session.commit()
+    elsewhere.join()
+    assert not failures
+    assert generation(db_engine) != before
+    assert _audit_rows(db_engine) == 3
+
+
+def test_a_write_after_the_block_moves_it_when_the_server_counts_nothing(db_engine):
+    """With ``track_counts = off`` PostgreSQL counts no rows at all: the block then
+    proves nothing, and a team renamed after it must still move the generation."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's statistics switch")
+    with Session(db_engine) as session:
+        make_team(session, "growth")
+        session.commit()
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        session.exec(text("SET LOCAL track_counts = off"))  # the test role is a superuser
+        _deny(session)
+        session.exec(text("UPDATE team SET name = name || '!'"))
         session.commit()
     assert generation(db_engine) != before
