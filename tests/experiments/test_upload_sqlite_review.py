@@ -263,3 +263,42 @@ def test_an_announced_wait_costs_little(tmp_path):
         with sqlite_waiters.announced(database):
             pass
     assert (time.process_time() - began) / 2_000 < 100e-6  # measured ~4 µs
+
+
+def test_a_wait_is_announced_for_its_own_database_only(tmp_path, monkeypatch):
+    # Two databases in one process, one named relatively and by a URL with query
+    # arguments: each engine announces on the file beside its own database.
+    monkeypatch.chdir(tmp_path)
+    first = make_engine("sqlite:///one.db?timeout=3")
+    second = make_engine(f"sqlite:///{tmp_path / 'two.db'}")
+    try:
+        with first.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert sqlite_waiters.database_file(raw) == str(tmp_path / "one.db")
+        inside, leave = threading.Event(), threading.Event()
+
+        def save_on_first():
+            with first.begin() as connection:  # the first write announces, then waits
+                connection.execute(text("CREATE TABLE IF NOT EXISTS t (x)"))
+                inside.set()
+                leave.wait(5)
+
+        with sqlite_waiters.Watch(str(tmp_path / "one.db")) as one, \
+                sqlite_waiters.Watch(str(tmp_path / "two.db")) as two:
+            blocker = sqlite3.connect(tmp_path / "one.db", isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the save waits
+            saver = threading.Thread(target=save_on_first)
+            saver.start()
+            deadline = time.monotonic() + 5
+            while not one.someone_waiting() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert one.someone_waiting() and not two.someone_waiting()
+            blocker.execute("COMMIT")
+            assert inside.wait(5)
+            assert not one.someone_waiting()  # it holds the lock now: no longer waiting
+            leave.set()
+            saver.join()
+            blocker.close()
+    finally:
+        first.dispose()
+        second.dispose()
