@@ -7,12 +7,15 @@ Usage::
 Runs, one after another (never in parallel: they would share the two cores):
 
 1. ``bench_pages.py`` — the read pages under gunicorn: the demo workspace with both
-   server kinds (p50 one at a time, server CPU per request, req/s at 16 clients), then the
-   scaling workspaces one at a time (10 / 100 / 1,000 experiments, 50 / 500 tree nodes,
-   300 experiments with 52 weeks of review history) (``--quick``: the demo and 10 × 50,
-   gthread only);
-2. ``bench_analyze.py --duckdb`` — ``nrrlab analyze`` on 1,000,000 accounts side by side
-   with DuckDB's sums query on the same file (wall, CPU, peak RSS);
+   server kinds (p50 one at a time, server CPU per request, req/s at 16 clients), the
+   demo's first view after a write (``--page-cache off,after-write``), then the scaling
+   workspaces one at a time, kept pages and first views after a write (10 / 100 / 1,000
+   experiments, 50 / 500 tree nodes, 300 experiments with 52 weeks of review history)
+   (``--quick``: the demo and 10 × 50, gthread only);
+2. ``bench_analyze.py --duckdb --floor`` — ``nrrlab analyze`` on 1,000,000 accounts side
+   by side with DuckDB's sums query on the same file and with the floor of a Python CLI
+   computing the statistics (interpreter, the imports, the same query) (wall, CPU, peak
+   RSS);
 3. ``bench_upload.py`` — the 1,000,000-row upload (import service + analysis) on SQLite
    and, when a server is given or ``$DATABASE_URL`` names one, PostgreSQL
    (``--quick`` skips it);
@@ -72,13 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         sections = [
             ("read pages under gunicorn: demo, one at a time and 16 clients",
              [*pages, "--workspaces", "demo", "--servers", "gthread,sync4"]),
+            ("read pages under gunicorn: demo, the first view after a write",
+             [*pages, "--workspaces", "demo", "--servers", "gthread", "--clients", "0",
+              "--page-cache", "off,after-write"]),
             ("read pages under gunicorn: scaling, one at a time",
              [*pages, "--workspaces", "10x50,100x50,100x500,300x50h,1000x50",
-              "--servers", "gthread", "--clients", "0", "--requests", "20"]),
+              "--servers", "gthread", "--clients", "0", "--requests", "20",
+              "--page-cache", "on,after-write"]),
         ]
     sections += [
         ("nrrlab analyze vs DuckDB, 1M accounts",
-         [python, str(HERE / "bench_analyze.py"), "--duckdb", "--runs",
+         [python, str(HERE / "bench_analyze.py"), "--duckdb", "--floor", "--runs",
           "1" if args.quick else "3"]),
     ]
     if not args.quick:
