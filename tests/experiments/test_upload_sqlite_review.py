@@ -5,7 +5,8 @@ contract's extremes, and the export bundle reads back the same file; the cheaper
 multi-row INSERT works on an SQLite built with a low parameter limit; the upload job
 works on an in-memory database; a failing writer leaves nothing and a clear job
 message; the page cache is given back after a failed insert; a process forked while a
-thread waits for the write lock does not keep that wait announced.
+thread waits for the write lock does not keep that wait announced; a wait is announced
+beside its own database only.
 """
 
 from __future__ import annotations
