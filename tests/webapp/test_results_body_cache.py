@@ -149,3 +149,79 @@ def test_the_body_templates_read_only_what_the_key_holds():
         assert set(re.findall(r"\bexperiment\.(\w+)", source)) <= {"key", "status"}, name
         assert set(re.findall(r"\bcontrols\.(\w+)", source)) <= {"may_upload"}, name
         assert not re.search(r"\b(current_user|request|session|config)\b[.\[]", source), name
+
+
+#: Names the body templates may read without defining them: their three inputs, the
+#: names ``_body.html`` sets for the partials it includes, and pure template globals.
+_BODY_NAMES = frozenset({
+    "experiment", "results", "controls",
+    "r", "res", "nf", "d", "k", "adjusted", "seq", "sp", "key", "fp", "ch", "v",
+    "csrf_token", "url_for", "nrr_figures", "forest_plot", "range", "dict", "namespace",
+})
+_BODY_TEMPLATES = ("results/_body.html", "results/_nrr_figures.html", "results/_forest.html",
+                   "results/_progress.html", "results/_macros.html")
+
+
+def body_free_names(env, source: str) -> set[str]:
+    """The names a template reads from its context or the globals (Jinja's own scoping:
+    a loop variable called ``g`` is not Flask's ``g``). Parsed by a bare environment of
+    the app's extensions: Jinja does not report names the app's environment holds as
+    globals (``request``, ``g``, ``config``, ...); filters are pure."""
+    from jinja2 import Environment, meta
+
+    bare = Environment(extensions=list(env.extensions))
+    bare.filters.update(env.filters)
+    bare.tests.update(env.tests)
+    return meta.find_undeclared_variables(bare.parse(source))
+
+
+def test_the_body_templates_read_no_request_user_or_config(app):
+    """Anything per request or user (``request``, ``g``, ``session``, ``config``, ``me``,
+    flashed messages, other globals) read by the body would be served to the next reader
+    of the same inputs: only the key's inputs and pure globals may be named."""
+    env = app.jinja_env
+    for name in _BODY_TEMPLATES:
+        source = env.loader.get_source(env, name)[0]
+        assert body_free_names(env, source) <= _BODY_NAMES, name
+
+
+def test_the_body_reads_of_experiment_and_controls_only_what_the_key_holds(
+        app, analyst, experiment, db_engine):
+    """Rendered, the body asks the experiment for its key and status only and the controls
+    for may_upload only (the key holds those, not the objects): checked on the objects
+    themselves, whatever the templates' syntax (``x.a``, ``x['a']``, ``x|attr('a')``)."""
+    from experiments.analysis import load_results
+    from experiments.models import Experiment
+    from experiments.registry import ResultsControls
+    from webapp.results.body import TEMPLATE
+
+    upload(analyst, experiment.key, known_effect_csv())
+
+    class Recorder:
+        def __init__(self, real, seen):
+            object.__setattr__(self, "_real", real)
+            object.__setattr__(self, "_seen", seen)
+
+        def __getattr__(self, name):
+            self._seen.add(name)
+            return getattr(self._real, name)
+
+        def __getitem__(self, name):
+            self._seen.add(name)
+            return getattr(self._real, name)
+
+    from flask import render_template
+    with Session(db_engine) as session, app.test_request_context("/"):
+        stored = session.exec(select(Experiment)).one()
+        for segment in (None, "SMB"):
+            results = load_results(session, stored, segment=segment)
+            for may_upload in (True, False):
+                read_of_experiment: set[str] = set()
+                read_of_controls: set[str] = set()
+                render_template(TEMPLATE, results=results,
+                                experiment=Recorder(stored, read_of_experiment),
+                                controls=Recorder(ResultsControls(may_upload, []),
+                                                  read_of_controls))
+                assert "key" in read_of_experiment  # the recorder sees the reads
+                assert read_of_experiment <= {"key", "status"}
+                assert read_of_controls <= {"may_upload"}
