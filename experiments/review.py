@@ -51,7 +51,6 @@ from experiments.errors import NotFound
 from experiments.impact import PortfolioImpact, company_start_mrr, portfolio_impact
 from experiments.input_rules import FieldErrors, read_date_range, read_id, read_page
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
-from experiments.nrr_page import current_ledger
 from experiments.reference_rows import all_rows
 from experiments.review_items import ItemView, get_item, item_views, update_item
 from experiments.review_rows import (
@@ -59,6 +58,7 @@ from experiments.review_rows import (
     every_review_row,
     meeting_state,
 )
+from experiments.review_tree import TreeCopy, tree_now, week_tree
 from experiments.review_weeks import (
     Week,
     Window,
@@ -72,10 +72,9 @@ from experiments.review_weeks import (
     week_of,
 )
 from experiments.tree import branch_ids
-from experiments.tree_actuals import ActualLine, actuals_summary
+from experiments.tree_actuals import ActualLine
 from experiments.verdict_status import comparison_guardrail_status
 from stats import bh_adjust
-from stats.ledger import LedgerFigures
 
 #: Agenda items (each a form) on one page of the review; the rest are a pager away, and
 #: each has a page of its own (issue 18: 300 forms made the page take a second).
@@ -111,6 +110,9 @@ class Review:
     action_choices: dict[str, Any] | None = None
     # Tree nodes' latest actuals as of the review against their targets (issue 16).
     tree_actuals: list[ActualLine] = field(default_factory=list)
+    # A week's kept tree summary (experiments.review_tree): the day its actuals are dated
+    # by, and whether it was reconstructed after the week (None: a range or a preview).
+    tree_kept: TreeCopy | None = None
     # The quarter's ships: raw and shrunk revenue impact (experiments.impact, issue 15).
     impact: PortfolioImpact | None = None
     # The meeting's item id of each experiment shown (key → id), for links to item pages.
@@ -172,6 +174,7 @@ class Review:
             "driver_tree_summary": self.summary,
             "impact": self.impact.to_json() if self.impact else None,
             "driver_tree_actuals": [line.to_json() for line in self.tree_actuals],
+            "driver_tree_actuals_kept": self.tree_kept.kept_json() if self.tree_kept else None,
             "portfolio": [{"key": line["row"].key, "branch": line["branch"],
                            "variant": line["comparison"].get("variant"),
                            "uplift_abs": line["comparison"].get("uplift_abs"),
@@ -251,13 +254,13 @@ def _in_branch(row: ReviewRow, branch_id: int | None) -> bool:
     return branch_id is None or branch_id in row.experiment.path_ids
 
 
-def _visible_nodes(session: Session, user: User) -> list[DriverNode]:
-    """The driver-tree nodes ``user`` may see, in tree order (position, id): the tree's own
-    read of the table (:func:`experiments.reference_rows.all_rows`), shared with the branch
-    filter, the branch lookup and the tree actuals."""
+def _tree_nodes(session: Session, user: User) -> tuple[list[DriverNode], list[DriverNode]]:
+    """Every driver-tree node and those ``user`` may see, in tree order (position, id): the
+    tree's own read of the table (:func:`experiments.reference_rows.all_rows`), shared with
+    the branch filter, the branch lookup and the tree actuals (a week keeps every node's)."""
     teams = visible_team_ids(session, user)
     nodes = all_rows(session, DriverNode, DriverNode.position, DriverNode.id)
-    return [n for n in nodes if teams is None or n.team_id is None or n.team_id in teams]
+    return nodes, [n for n in nodes if teams is None or n.team_id is None or n.team_id in teams]
 
 
 def _branch_choices(nodes: Sequence[DriverNode]) -> list[tuple[int, str]]:
@@ -334,7 +337,7 @@ def build_review(
             errors.add(name, "must be a date between 1900 and 9998")
     errors.raise_if_any()
 
-    nodes = _visible_nodes(session, user)
+    every_node, nodes = _tree_nodes(session, user)
     choices = _branch_choices(nodes)
     branch_info = None
     if branch is not None:
@@ -371,6 +374,12 @@ def build_review(
                 window = Window(window.changes_from, window.changes_to,
                                 min(max(moments), the_week.end))
 
+    tree = None
+    if meeting is not None:  # the week keeps the tree summary its views show (review_tree)
+        point = window.as_of - timedelta(microseconds=1) if window.closed else window.as_of
+        tree = week_tree(session, meeting.id, frozen=frozen, stored=state.tree_seen,
+                         stored_digest=state.tree_digest, stored_at=state.tree_at,
+                         nodes=every_node, dated_by=point.date(), now=now)
     memo = getattr(rows, "memo", None)  # figures kept with the rows (KeptRows)
     # Every experiment's id, key, name and team now: which rows still exist and may be
     # seen, and what the "raise an action" form offers (one read for both).
@@ -390,7 +399,8 @@ def build_review(
     )
     if rows_only:  # the dashboard: only the rows and their flags (no impact, actuals)
         return review
-    since, company_mrr = midnight(review.quarter_start), company_start_mrr(session)
+    since = midnight(review.quarter_start)
+    company_mrr = tree.company_start_mrr if tree is not None else company_start_mrr(session)
     impact_key = ("impact", tuple(r.key for r in rows), since, company_mrr)
     review.impact = memo.get(impact_key) if memo is not None else None
     if review.impact is None:
@@ -399,8 +409,14 @@ def build_review(
         if memo is not None:  # same rows, no write since: the same ships and estimates
             memo[impact_key] = review.impact
     review.summary = _summary(rows, review.impact)
-    review.tree_actuals = _tree_actuals(session, nodes, choices, branch,
-                                        current_ledger(session), review.point_in_time)
+    ids = _shown_node_ids(session, choices, branch)
+    if tree is None:  # a range or a preview: today's actuals as of its point in time
+        by_id = {n.id: n for n in nodes}
+        tree = tree_now(session, [by_id[i] for i in ids if i in by_id],
+                        review.point_in_time.date())
+    else:
+        review.tree_kept = tree
+    review.tree_actuals = tree.shown(ids)
     if mode == "week":
         review.actions = week_actions(session, user, the_week)
         if now >= the_week.start:
@@ -411,17 +427,14 @@ def build_review(
     return review
 
 
-def _tree_actuals(session: Session, nodes: Sequence[DriverNode],
-                  choices: Sequence[tuple[int, str]], branch: int | None,
-                  ledger: LedgerFigures | None, point_in_time: datetime) -> list[ActualLine]:
-    """The visible nodes' (or the branch's) latest actuals as of the review, in tree order."""
+def _shown_node_ids(session: Session, choices: Sequence[tuple[int, str]],
+                    branch: int | None) -> list[int]:
+    """The visible nodes' (or the branch's) ids in tree order: whose actuals are shown."""
     ids = [node_id for node_id, _label in choices]
     if branch is not None:
         inside = branch_ids(session, branch)
         ids = [node_id for node_id in ids if node_id in inside]
-    by_id = {n.id: n for n in nodes}
-    return actuals_summary(session, [by_id[i] for i in ids if i in by_id], ledger,
-                           point_in_time.date())
+    return ids
 
 
 def _visible_rows(session: Session, user: User, rows: Sequence[ReviewRow],

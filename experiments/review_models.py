@@ -1,5 +1,6 @@
-"""Tables of the review loop (issue 17): actions that carry from week to week, and the
-quarter's objectives with key results linked to driver-tree nodes.
+"""Tables of the review loop (issue 17): actions that carry from week to week, the
+quarter's objectives with key results linked to driver-tree nodes, and the driver-tree
+actuals a week's review showed (kept with the week like its experiment rows).
 
 Imported at the bottom of :mod:`experiments.models`, so every table is on the metadata.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Text
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Text
 from sqlmodel import Field, SQLModel
 
 from experiments.models import _fk, _in, utcnow
@@ -88,3 +89,29 @@ class KeyResult(SQLModel, table=True):
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     updated_by_id: int | None = _fk("user_account.id", ondelete="SET NULL")
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReviewTreeSeen(SQLModel, table=True):
+    """The driver-tree summary one week's review showed: every node's latest actual against
+    its target, and the company start MRR its revenue impact used
+    (:mod:`experiments.review_tree`).
+
+    One row per meeting, refreshed by the views of the running week and final once the
+    week is over, as the items' ``seen`` rows are: hand-entered actuals are corrected in
+    place and the ledger's figures are only kept for its current version, so what the
+    meeting saw cannot be recomputed later.
+    """
+
+    __tablename__ = "review_tree_seen"
+
+    meeting_id: int = Field(
+        sa_column=Column(ForeignKey("review_meeting.id", ondelete="CASCADE"), primary_key=True,
+                         autoincrement=False)
+    )
+    # {"dated_by", "company_start_mrr", "reconstructed", "lines": [ActualLine.to_json()]}
+    seen: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # SHA-256 of ``seen`` (experiments.review_tree.tree_digest): a running week's view
+    # compares it and rewrites the row only when the figures changed.
+    seen_digest: str = Field(max_length=64)
+    # The moment of the view that wrote it: an older view finishing later never overwrites.
+    seen_at: datetime

@@ -10,7 +10,9 @@ is running that copy is refreshed on every view, and once the week is over it is
 final: a past week renders only from ``seen``, so later edits of experiments, new
 uploads or recomputations never change it. A past week that was never opened is
 reconstructed from the timestamps as of its end, then frozen. Copies stored by
-earlier versions are read through :meth:`ExperimentDocument.from_json`.
+earlier versions are read through :meth:`ExperimentDocument.from_json`. The week's
+driver-tree summary is kept beside the rows on the same terms
+(:mod:`experiments.review_tree`; :func:`meeting_state` reads it with the meeting).
 
 A running week does not reload the copies to compare them: each item keeps a digest of
 its copy (:func:`seen_digest`), and a view compares the digest of each fresh row
@@ -52,6 +54,7 @@ from experiments.documents import (
 )
 from experiments.generation import has_generation_table, read_generation
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
+from experiments.review_models import ReviewTreeSeen
 from experiments.review_weeks import Week, Window, iso, parse_moment
 from experiments.rules import project_enrolment
 from experiments.verdict_status import GuardrailStatus, VerdictStatus, verdict_status
@@ -479,6 +482,11 @@ class MeetingState:
     items: dict[int, ReviewItem] | None = None
     # A running week: experiment id → (item id, whether it holds a note or a decision).
     heads: dict[int, tuple[int, bool]] | None = None
+    # The meeting's kept tree summary (experiments.review_tree), read with the meeting: a
+    # past week's copy and when it was written, a running week's digest (None: none yet).
+    tree_seen: dict | None = None
+    tree_at: datetime | None = None
+    tree_digest: str | None = None
 
 
 def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = False
@@ -491,8 +499,17 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     :func:`every_review_row`."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
-    existing = session.exec(
-        select(ReviewMeeting).where(ReviewMeeting.iso_week == week.label)).first()
+    # The meeting with its tree copy in one statement: the whole copy for a past week (it
+    # renders from it), only its digest for a running one (compared, not parsed).
+    tree = (ReviewTreeSeen.seen, ReviewTreeSeen.seen_at) if past \
+        else (ReviewTreeSeen.seen_digest,)
+    found = session.exec(
+        select(ReviewMeeting, *tree)
+        .outerjoin(ReviewTreeSeen, ReviewTreeSeen.meeting_id == ReviewMeeting.id)
+        .where(ReviewMeeting.iso_week == week.label)).first()
+    existing = found[0] if found is not None else None
+    kept_tree = dict(zip(("tree_seen", "tree_at") if past else ("tree_digest",),
+                         found[1:], strict=True)) if found is not None else {}
     rows: list[ReviewRow] = []
     if existing is None:
         rows = every_review_row(session, window, keep=keep)
@@ -506,7 +523,8 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
         key = _kept_key(session, "frozen", meeting.id) if keep else None
         kept = _kept.get(key) if key is not None else None
         if kept is not None:
-            return MeetingState(meeting, _with_memo(list(kept[0]), kept[1]), True)
+            return MeetingState(meeting, _with_memo(list(kept[0]), kept[1]), True,
+                                **kept_tree)
         items = meeting_items(session, meeting)
         if any(item.seen for item in items.values()):
             rows = [ReviewRow.from_json(i.seen) for i in items.values() if i.seen]
@@ -514,7 +532,7 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
                 memo: dict[Any, Any] = {}
                 _kept.put(key, rows, memo)
                 rows = _with_memo(list(rows), memo)
-            return MeetingState(meeting, rows, True, items=items)
+            return MeetingState(meeting, rows, True, items=items, **kept_tree)
     if existing is not None:
         rows = every_review_row(session, window, keep=keep)
     has_content = or_(ReviewItem.note != "", ReviewItem.decision.is_not(None))
@@ -538,4 +556,4 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     session.flush()
     heads = None if new else {experiment_id: (item_id, content)
                               for experiment_id, (item_id, _digest, content) in stored.items()}
-    return MeetingState(meeting, rows, past, heads=heads)
+    return MeetingState(meeting, rows, past, heads=heads, **kept_tree)

@@ -301,6 +301,13 @@ class ActualLine:
                 "actual": self.actual, "baseline": self.baseline, "target": self.target,
                 "gap": self.gap}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActualLine:
+        """Inverse of :meth:`to_json` (a review's kept copy; ``gap`` is derived again)."""
+        return cls(int(data["node_id"]), str(data["node"]), str(data["measure"]),
+                   str(data["source"]), data.get("metric"), str(data["period"]),
+                   float(data["actual"]), data.get("baseline"), data.get("target"))
+
 
 def actuals_summary(session: Session, nodes: Iterable[DriverNode],
                     figures: LedgerFigures | None, as_of: date) -> list[ActualLine]:

@@ -199,12 +199,11 @@ def test_two_new_calendar_addresses_at_once_leave_one_live_feed(db_engine):
             feed_owner(check, tokens["first"])
 
 
-@pytest.mark.xfail(strict=True, reason="QA1 finding, not fixed: a past (frozen) week's tree "
-                   "summary reads today's actuals and ledger, not what the meeting saw")
 def test_a_frozen_weeks_tree_summary_keeps_the_actual_the_meeting_saw(session):
     """What carries over: the weekly review of W47 is frozen "as the meeting saw it" —
-    its experiment rows are. Its driver-tree summary is not: an actual corrected after
-    the meeting (or a new ledger upload) rewrites the past week's page and exports."""
+    its experiment rows were, its driver-tree summary was not: an actual corrected after
+    the meeting (or a new ledger upload) rewrote the past week's page and exports. The
+    week now keeps the summary with its meeting (experiments.review_tree)."""
     from datetime import UTC, datetime
 
     from experiments.review import build_review
