@@ -202,3 +202,21 @@ def test_a_write_after_the_block_moves_it_when_the_server_counts_nothing(db_engi
         session.exec(text("UPDATE team SET name = name || '!'"))
         session.commit()
     assert generation(db_engine) != before
+
+
+def test_a_denial_rolled_back_to_a_savepoint_then_a_visible_write_moves_it(db_engine):
+    """Rows undone by ``ROLLBACK TO SAVEPOINT`` stay counted (SQLite's total_changes;
+    PostgreSQL adds an aborted subtransaction's counts to the transaction's), so the
+    write after it is still seen; a HOT update of a team counts as an update."""
+    with Session(db_engine) as session:
+        make_team(session, "growth")
+        session.commit()
+    before = generation(db_engine)
+    with Session(db_engine) as session:
+        savepoint = session.begin_nested()
+        _deny(session)
+        savepoint.rollback()
+        session.exec(text("UPDATE team SET name = name || '!'"))
+        session.commit()
+    assert generation(db_engine) != before
+    assert _audit_rows(db_engine) == 0
