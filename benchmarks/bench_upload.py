@@ -235,7 +235,9 @@ def job_child(url: str, csv_path: str) -> dict:
 
     import resource
 
-    import scipy.stats  # noqa: F401  (imported before timing, as a running worker has it)
+    from experiments.imports import warm_up
+
+    warm_up()  # before timing, as a running worker has done at its start (experiments.jobs)
 
     good, good_seconds, good_cpu = run(Path(csv_path), "good.csv")
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -241,6 +241,19 @@ def import_accounts(session: Session, experiment: Experiment,
 # --- the background upload -------------------------------------------------------------
 
 
+def warm_up() -> None:
+    """Import what an upload job reads and analyses with (pyarrow's CSV reader, DuckDB,
+    ``scipy.stats``, the statistics), so that a worker's first upload after a start does
+    not wait ~0.5 s for them. The job worker runs it in a daemon thread when it starts
+    (:meth:`experiments.jobs.Jobs.consumer`); calling it again costs nothing."""
+    import duckdb  # noqa: F401
+    import pyarrow.compute
+    import pyarrow.csv  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    import stats  # noqa: F401
+
+
 def create_upload_job(session: Session, experiment: Experiment, *, filename: str | None,
                       actor: User | None) -> UploadJob:
     """A queued upload job for ``experiment`` (flushed, so it has an id; not committed).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from huey.consumer import Consumer
 from sqlalchemy.engine import Engine
 
 from experiments import notify
-from experiments.imports import run_upload_job, sweep_stale_uploads
+from experiments.imports import run_upload_job, sweep_stale_uploads, warm_up
 
 log = logging.getLogger("nrrlab.jobs")
 
@@ -172,6 +173,8 @@ class Jobs:
     def consumer(self, workers: int = 2) -> Consumer:
         """A thread consumer of this queue (``nrrlab worker`` runs it in the foreground),
         with its scheduler running the periodic notification tasks."""
+        # The first upload after a start should not wait for the readers' imports.
+        threading.Thread(target=warm_up, name="nrrlab-warm-up", daemon=True).start()
         return self.queue.create_consumer(workers=workers, worker_type="thread", periodic=True,
                                           check_worker_health=False)
 
