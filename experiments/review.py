@@ -22,6 +22,11 @@ ever missed, whatever day it was held — at the price that a change can be list
 two consecutive weeks' pages. The verdict change compares the snapshot in force at
 the window start with the one in force now (e.g. ``underpowered → win``).
 
+The driver-tree summary (each node's latest actual against its target, and the company
+start MRR the revenue impact uses) is kept with the week on the same terms as its rows
+(:mod:`experiments.review_tree`): a past week shows what its views showed, not today's
+corrected actuals or ledger.
+
 A review for a date range (``date_from``/``date_to``) is a read-only report built
 the same way as of the end of the range; it is neither frozen nor editable.
 
