@@ -12,7 +12,9 @@ keep everything that key gave, once per statement:
   insert fail;
 * deleting a dataset deletes its rows (``ON DELETE CASCADE``); truncating ``dataset``
   truncates them too (the key would have demanded ``CASCADE``);
-* changing the id of a dataset that has rows is refused (the key's ``NO ACTION``).
+* changing the id of a dataset that has rows is refused (the key's ``NO ACTION``);
+* they act on the tables of the schema they are installed in, whatever the search_path
+  of the session that fires them (the key named its tables exactly).
 
 SQLite keeps the real foreign key (its check costs ~0.3 s per million rows). The
 migration that installs these (``e19b2d4f6a80``) holds its own copy of this SQL, as
@@ -89,6 +91,26 @@ END
 $$;
 """
 
+# Each function names its tables unqualified, so it runs with the search_path pinned to
+# the schema it is installed in (where the migration or create_all put the tables):
+# otherwise a session with another search_path (psql, pg_restore's empty one, another
+# install's) resolves them elsewhere, where the key would not have. pg_temp last, so that
+# a temporary table cannot stand in for them either.
+_PIN_SEARCH_PATH = r"""
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['account_row_dataset_exists', 'dataset_delete_rows',
+                                'dataset_truncate_rows', 'dataset_keep_id'] LOOP
+        EXECUTE 'ALTER FUNCTION ' || quote_ident(current_schema()) || '.'
+                || quote_ident(name) || '() SET search_path = '
+                || quote_ident(current_schema()) || ', pg_temp';
+    END LOOP;
+END
+$$;
+"""
+
 _TRIGGERS = (
     "CREATE TRIGGER account_row_dataset_inserted AFTER INSERT ON account_row"
     " REFERENCING NEW TABLE AS new_rows"
@@ -107,7 +129,7 @@ _TRIGGERS = (
 )
 
 #: Statements that install the triggers (after both tables exist).
-INSTALL: tuple[str, ...] = (_FUNCTIONS, *_TRIGGERS)
+INSTALL: tuple[str, ...] = (_FUNCTIONS, _PIN_SEARCH_PATH, *_TRIGGERS)
 
 #: The triggers' names, by table (what the tests and the downgrade look for).
 TRIGGERS: dict[str, tuple[str, ...]] = {

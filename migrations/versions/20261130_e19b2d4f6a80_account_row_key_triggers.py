@@ -87,6 +87,22 @@ END
 $$;
 """
 
+# Run with the search_path pinned to the schema the functions (and tables) are in.
+PIN_SEARCH_PATH = r"""
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['account_row_dataset_exists', 'dataset_delete_rows',
+                                'dataset_truncate_rows', 'dataset_keep_id'] LOOP
+        EXECUTE 'ALTER FUNCTION ' || quote_ident(current_schema()) || '.'
+                || quote_ident(name) || '() SET search_path = '
+                || quote_ident(current_schema()) || ', pg_temp';
+    END LOOP;
+END
+$$;
+"""
+
 TRIGGERS = (
     ('account_row', 'account_row_dataset_inserted',
      'AFTER INSERT ON account_row REFERENCING NEW TABLE AS new_rows'
@@ -114,6 +130,7 @@ def upgrade() -> None:
         return
     op.drop_constraint(CONSTRAINT, 'account_row', type_='foreignkey')
     op.execute(FUNCTIONS)
+    op.execute(PIN_SEARCH_PATH)
     for _table, name, body in TRIGGERS:
         op.execute(f'CREATE TRIGGER {name} {body}')
 

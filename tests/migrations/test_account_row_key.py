@@ -35,7 +35,7 @@ def _installed(engine) -> tuple[list, list]:
             "SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger"
             " WHERE NOT tgisinternal ORDER BY 2")).all()
         functions = connection.execute(text(
-            "SELECT proname, prosrc FROM pg_proc"
+            "SELECT proname, prosrc, proconfig FROM pg_proc"
             " WHERE pronamespace = 'public'::regnamespace ORDER BY 1")).all()
     return [tuple(t) for t in triggers], [tuple(f) for f in functions]
 
@@ -54,7 +54,10 @@ def test_migrated_and_model_schemas_keep_the_key_alike(scratch_database):
         assert {(table, name) for table, name, _ in triggers} == {
             (table, name) for table, names in account_row_link.TRIGGERS.items()
             for name in names}
-        assert [name for name, _ in functions] == sorted(account_row_link.FUNCTIONS)
+        assert [name for name, _, _ in functions] == sorted(account_row_link.FUNCTIONS)
+        # each runs on its own schema's tables, whatever the caller's search_path
+        assert {tuple(config) for _, _, config in functions} == {
+            ("search_path=public, pg_temp",)}
     finally:
         migrated.dispose()
         modelled.dispose()
