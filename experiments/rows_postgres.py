@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 from sqlalchemy import text, update
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
 from experiments.datasets import ROW_COLUMNS
@@ -117,7 +118,10 @@ def store_while_analysing(session: Session, job, experiment, dataset, table, *, 
     (so the progress is monotone and counts committed rows only). The first failure of
     any writer stops the others after their current chunk and is raised here once all
     have stopped (the caller discards the dataset); the dataset stays invisible
-    throughout. Returns the snapshot, not yet added.
+    throughout. A writer takes a connection from the engine's pool for each chunk; one
+    that waits for it in vain (the pool's timeout) stops without failing, and chunks no
+    writer took are written on this connection at the end. Returns the snapshot, not
+    yet added.
 
     ``insert`` is :func:`experiments.datasets.bulk_insert_rows`, passed in so that tests
     can replace it.
@@ -136,24 +140,37 @@ def store_while_analysing(session: Session, job, experiment, dataset, table, *, 
         with taking:
             return next(starts, None)
 
+    def store(on: Session, start: int) -> None:
+        stop = min(total, start + chunk)
+        # Rows of a dataset nobody sees yet: their commit need not wait for the disk. A
+        # crash loses at most these (the sweep removes the dataset), and the commit that
+        # makes the version visible is synchronous, flushing everything before it.
+        on.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        insert(on, dataset_id, table, start=start, stop=stop, ids_by_line=True)
+        _count_stored(on, job_id, stop - start)
+        on.commit()
+
     def write() -> None:
         try:
             with Session(bind) as writer:
-                while not stop_early.is_set() and (start := next_start()) is not None:
-                    stop = min(total, start + chunk)
-                    # Rows of a dataset nobody sees yet: their commit need not wait for the
-                    # disk. A crash loses at most these (the sweep removes the dataset), and
-                    # the commit that makes the version visible is synchronous, flushing
-                    # everything before it.
-                    writer.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                    insert(writer, dataset_id, table, start=start, stop=stop,
-                           ids_by_line=True)
-                    _count_stored(writer, job_id, stop - start)
-                    writer.commit()
+                while not stop_early.is_set():
+                    # The connection before the chunk: a writer the app's pool has no
+                    # connection for (several uploads and requests at once) leaves its
+                    # chunks to the others rather than failing the upload.
+                    try:
+                        writer.connection()
+                    except PoolTimeout:
+                        return
+                    if (start := next_start()) is None:
+                        return
+                    store(writer, start)
         except BaseException as exc:  # noqa: BLE001  (handed to the caller below)
             failure.append(exc)
             stop_early.set()
 
+    # The analysis's connection before the writers start, so that they cannot leave it
+    # waiting for one (they can wait, and leave their chunks to it).
+    session.connection()
     threads = [threading.Thread(target=write, name=f"upload-{job_id}-rows-{n}")
                for n in range(max(1, WRITERS if writers is None else writers))]
     for thread in threads:
@@ -171,7 +188,12 @@ def store_while_analysing(session: Session, job, experiment, dataset, table, *, 
             thread.join()
     if failure:
         raise failure[0]
+    # Chunks left by writers that got no connection: written on the job's own.
+    while (start := next_start()) is not None:
+        store(session, start)
     session.refresh(job)
+    if job.rows_stored != total:  # every chunk counts its rows as it commits them
+        raise RuntimeError(f"upload job {job_id}: {job.rows_stored} of {total} rows stored")
     return analysed
 
 
