@@ -16,6 +16,14 @@ keep everything that key gave, once per statement:
 * they act on the tables of the schema they are installed in, whatever the search_path
   of the session that fires them (the key named its tables exactly).
 
+One thing the key gave is not kept: its cascade saw, and refused with a serialization
+failure, rows committed after the snapshot of a ``REPEATABLE READ`` or ``SERIALIZABLE``
+delete; ``dataset_delete_rows`` sees only that snapshot's rows, so such a delete racing an
+insert into the same dataset would leave the insert's rows behind. The app deletes
+datasets under ``READ COMMITTED`` only (each statement's snapshot is new, so the rows of
+an insert the delete waited for are deleted), and only an importing dataset gets rows
+from another transaction.
+
 SQLite keeps the real foreign key (its check costs ~0.3 s per million rows). The
 migration that installs these (``e19b2d4f6a80``) holds its own copy of this SQL, as
 migrations do; ``tests/migrations`` checks that the two install the same thing.
