@@ -114,6 +114,18 @@ def test_the_running_week_follows_the_corrections_until_it_ends(session, ana, se
     assert [line["actual"] for line in kept.seen["lines"]] == [2.7]
 
 
+def test_an_older_view_committing_later_does_not_overwrite_a_newer_copy(session, ana, seats):
+    """Two views of the running week at once: the one that started later read the newer
+    figures, so its copy stays whichever commits last."""
+    later = datetime(2026, 11, 21, 12, tzinfo=UTC)
+    correct(session, seats, "2.7", ana)
+    assert actuals(session, ana, now=later) == [2.7]
+    correct(session, seats, "2.5", ana)  # what the slower, earlier view had read
+    assert actuals(session, ana, now=DURING) == [2.5]
+    [kept] = session.exec(select(ReviewTreeSeen).execution_options(populate_existing=True)).all()
+    assert [line["actual"] for line in kept.seen["lines"]] == [2.7]
+
+
 def test_a_new_ledger_version_leaves_the_past_week_as_it_was(session, ana, tmp_path):
     root = root_node(session)
     root.baseline, root.target = 1.0, 1.08
