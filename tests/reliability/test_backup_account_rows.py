@@ -42,7 +42,7 @@ def _key_holds(url: str, dataset_id: int) -> None:
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM account_row WHERE"
                                            " dataset_id = :d"), {"d": dataset_id}).scalar() == 3
-            with pytest.raises(IntegrityError, match="(?i)foreign key"):
+            with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
                 connection.execute(text(
                     "INSERT INTO account_row (dataset_id, account_id, variant, start_cents,"
                     " expansion_cents, contraction_cents, churned_cents)"
