@@ -383,6 +383,10 @@ def _scan(path: str | os.PathLike[str]) -> _Scan | None:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
                     return None
+            elif decoder.getstate()[0]:
+                # A character begun at the end of the last chunk and never finished: the
+                # decoder, which skips ASCII chunks, would finish it in a later one.
+                return None
             line_feeds += breaks.count(b"\n")
             if b"\r" in breaks:  # most files have none
                 returns += breaks.count(b"\r")
