@@ -6,16 +6,15 @@ accepts, with the same numbers; anything else is declined (``None``) and
 columns in random order, case and padding, unknown and unnamed columns, repeated
 columns; valid, near-valid and hostile values (loss exactly at start or a cent over,
 money near the cap, long digit strings, impossible dates); repeated and padded ids, odd
-variants; BOM, CRLF, a lone CR, blank lines, rows of commas, a missing final line
-break, a quote, a stray byte. For each file it requires: DuckDB declines, or both
+variants, control characters; BOM, CRLF, a lone CR, blank lines, rows of commas, a
+missing final line break, a quote, a stray byte. For each file it requires: DuckDB declines, or both
 readers accept it with bit-identical per-variant arrays (NaN in the same places) and
 the CLI prints the same report as a run forced onto the exact reader.
 
-Each file is read twice by DuckDB: as it is, and with a scan chunk just past the
-header and two or three sampled lines, so that small files reach what only large ones
-would otherwise: the byte scan's chunk boundaries, the first chunk's cheaper padding
-check (and the full re-check after it), and the extra passes for a variant that is
-neither in the first chunk nor sampled.
+Half the files are read with a scan chunk just past the header and two or three sampled
+lines, so that small files reach what only large ones would otherwise: the byte scan's
+chunk boundaries, the first chunk's cheaper padding check (and the full re-check after
+it), and the extra passes for a variant neither in the first chunk nor sampled.
 
 ``derandomize=True``: the same examples on every run, so CI is repeatable.
 """
