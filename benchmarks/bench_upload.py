@@ -235,7 +235,11 @@ def job_child(url: str, csv_path: str) -> dict:
 
     import resource
 
-    from experiments.imports import warm_up
+    try:
+        from experiments.imports import warm_up
+    except ImportError:  # a baseline from before the worker warmed up (--baseline)
+        def warm_up() -> None:
+            import scipy.stats  # noqa: F401
 
     warm_up()  # before timing, as a running worker has done at its start (experiments.jobs)
 
