@@ -1,0 +1,91 @@
+"""Review of H6 (a week keeps the tree summary its views showed): a viewer who sees only
+some nodes still stores every node's line; a running week's view writes once per change,
+then settles (the write moves the data generation, the next view must not write again);
+a node's name or target changing refreshes the running week's copy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from experiments.generation import read_generation
+from experiments.models import DriverNode
+from experiments.review import build_review
+from experiments.review_models import ReviewTreeSeen
+from experiments.tree_actuals import record_actual
+from tests.factories import make_experiment, make_node, make_team, make_user
+
+pytestmark = pytest.mark.db
+
+WEEK = "2026-W47"
+DURING = datetime(2026, 11, 20, 12, tzinfo=UTC)
+LATER = datetime(2026, 11, 20, 13, tzinfo=UTC)
+AFTER = datetime(2026, 12, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def tree(session):
+    """Two hand-entered nodes, one per team, each with an actual on the week's Monday."""
+    admin = make_user(session, "chair@example.com", "admin")
+    growth, success = make_team(session, "growth"), make_team(session, "success")
+    mine = make_node(session, "Seats per account", team_id=growth.id, baseline=2.0, target=3.0)
+    theirs = make_node(session, "Tickets per account", team_id=success.id, baseline=5.0,
+                       target=4.0)
+    make_experiment(session, "nudge", node=mine, started_at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+                    created_at=datetime(2026, 11, 1, 9, tzinfo=UTC))
+    viewer = make_user(session, "g@example.com", "viewer", {"growth": "viewer"})
+    session.commit()
+    for node, value in ((mine, "2.5"), (theirs, "4.5")):
+        record_actual(session, node, {"measured_on": "2026-11-16", "value": value}, actor=admin)
+    session.commit()
+    return admin, viewer, mine, theirs
+
+
+def kept(session) -> dict:
+    [row] = session.exec(select(ReviewTreeSeen)
+                         .execution_options(populate_existing=True)).all()
+    return row.seen
+
+
+def test_a_viewer_seeing_some_nodes_keeps_every_node_for_the_others(session, tree):
+    admin, viewer, mine, theirs = tree
+    review = build_review(session, viewer, WEEK, now=DURING)
+    session.commit()
+    assert [line.node_id for line in review.tree_actuals] == [mine.id]  # filtered view
+    assert {line["node_id"] for line in kept(session)["lines"]} == {mine.id, theirs.id}
+    past = build_review(session, admin, WEEK, now=AFTER)
+    session.commit()
+    assert {line.node_id: line.actual for line in past.tree_actuals} == \
+        {mine.id: 2.5, theirs.id: 4.5}
+    assert not past.tree_kept.reconstructed
+
+
+def test_a_running_week_writes_its_copy_once_then_settles(session, tree):
+    admin, _viewer, _mine, _theirs = tree
+    build_review(session, admin, WEEK, now=DURING)
+    session.commit()
+    first = session.exec(select(ReviewTreeSeen.seen_at)).one()
+    generation = read_generation(session.connection())
+    session.commit()
+    build_review(session, admin, WEEK, now=LATER)  # nothing changed since
+    session.commit()
+    assert session.exec(select(ReviewTreeSeen.seen_at)).one() == first
+    assert read_generation(session.connection()) == generation  # no write: page cache stays warm
+    session.commit()
+
+
+@pytest.mark.parametrize("change", [{"name": "Seats per paying account"}, {"target": 3.5}])
+def test_a_node_s_name_or_target_refreshes_the_running_week(session, tree, change):
+    admin, _viewer, mine, _theirs = tree
+    build_review(session, admin, WEEK, now=DURING)
+    session.commit()
+    session.exec(update(DriverNode).where(DriverNode.id == mine.id).values(**change))
+    session.commit()
+    build_review(session, admin, WEEK, now=LATER)
+    session.commit()
+    [line] = [line for line in kept(session)["lines"] if line["node_id"] == mine.id]
+    key, value = next(iter(change.items()))
+    assert line["node" if key == "name" else key] == value
