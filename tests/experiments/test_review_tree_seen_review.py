@@ -89,3 +89,67 @@ def test_a_node_s_name_or_target_refreshes_the_running_week(session, tree, chang
     [line] = [line for line in kept(session)["lines"] if line["node_id"] == mine.id]
     key, value = next(iter(change.items()))
     assert line["node" if key == "name" else key] == value
+
+
+def test_two_views_of_the_running_week_at_once_both_answer_and_keep_the_later(
+        db_engine, monkeypatch):
+    """A view that computed its copy, then waited while a later view stored a corrected
+    one, commits without an error (no unique violation, no lock error) and leaves the
+    later view's copy."""
+    import threading
+
+    from sqlalchemy import delete
+    from sqlmodel import Session
+
+    import experiments.review_tree as review_tree
+    from tests.experiments.test_review_tree_kept import correct
+
+    with Session(db_engine, expire_on_commit=False) as setup:
+        admin = make_user(setup, "chair@example.com", "admin")
+        node = make_node(setup, "Seats per account", baseline=2.0, target=3.0)
+        make_experiment(setup, "nudge", node=node,
+                        started_at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+                        created_at=datetime(2026, 11, 1, 9, tzinfo=UTC))
+        setup.commit()
+        record_actual(setup, node, {"measured_on": "2026-11-16", "value": "2.5"}, actor=admin)
+        setup.commit()
+        build_review(setup, admin, WEEK, now=DURING)  # the meeting and its rows exist
+        setup.exec(delete(ReviewTreeSeen))  # but no tree copy yet: both views will write
+        setup.commit()
+
+    computed, go_on = threading.Event(), threading.Event()
+    store_newer = review_tree._store_newer
+
+    def slow_store_newer(*args, **kwargs):
+        if threading.current_thread().name == "slow-view":
+            computed.set()  # its copy (2.5) is computed, not stored yet
+            assert go_on.wait(30)
+        return store_newer(*args, **kwargs)
+
+    monkeypatch.setattr(review_tree, "_store_newer", slow_store_newer)
+    shown: dict[str, object] = {}
+
+    def slow_view() -> None:
+        with Session(db_engine) as mine:
+            try:
+                review = build_review(mine, mine.get(type(admin), admin.id), WEEK,
+                                      now=DURING)
+                mine.commit()
+                shown["slow"] = [line.actual for line in review.tree_actuals]
+            except Exception as exc:  # noqa: BLE001 - reported below
+                shown["slow"] = exc
+
+    viewer = threading.Thread(target=slow_view, name="slow-view")
+    viewer.start()
+    assert computed.wait(30)
+    with Session(db_engine, expire_on_commit=False) as other:
+        correct(other, other.get(type(node), node.id), "2.9", other.get(type(admin), admin.id))
+        later = build_review(other, other.get(type(admin), admin.id), WEEK, now=LATER)
+        other.commit()
+    go_on.set()
+    viewer.join(30)
+    assert not viewer.is_alive()
+    assert [line.actual for line in later.tree_actuals] == [2.9]
+    assert shown["slow"] == [2.5], shown["slow"]  # the running week shows its own read
+    with Session(db_engine) as check:
+        assert [line["actual"] for line in kept(check)["lines"]] == [2.9]
