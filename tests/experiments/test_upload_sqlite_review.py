@@ -242,11 +242,16 @@ def test_a_fork_does_not_keep_a_threads_wait_announced(tmp_path):
     waiter = threading.Thread(target=announce)
     waiter.start()
     assert inside.wait(5)
+    ready, said = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child only lives on for a while
+        # os.fork has returned here, so the child's after-fork hooks have run: say so. (The
+        # parent checked too early otherwise, before a busy machine ran the child at all.)
+        os.write(said, b"x")
         time.sleep(3)
         os._exit(0)
     try:
+        assert os.read(ready, 1) == b"x"
         leave.set()
         waiter.join()
         with sqlite_waiters.Watch(database) as watch:
@@ -254,6 +259,8 @@ def test_a_fork_does_not_keep_a_threads_wait_announced(tmp_path):
     finally:
         os.kill(child, 9)
         os.waitpid(child, 0)
+        os.close(ready)
+        os.close(said)
 
 
 def test_an_announced_wait_costs_little(tmp_path):
