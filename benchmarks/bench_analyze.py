@@ -177,6 +177,19 @@ def time_from_sums(repeats: int = 200) -> tuple[float, float]:
     return statistics.median(laps), laps[int(0.95 * len(laps)) - 1]
 
 
+def _peer_report(title: str, label: str, runs: list[tuple[float, int, float]]
+                 ) -> tuple[list[float], list[float]]:
+    """Print a peer program's wall, CPU and RSS lines; returns its walls and CPU times."""
+    wall = [w for w, _, _ in runs]
+    cpu = [c for _, _, c in runs]
+    print(f"{title}: wall min {min(wall):.2f} s, median {statistics.median(wall):.2f} s; "
+          f"CPU median {statistics.median(cpu):.2f} s; peak RSS "
+          f"{max(r for _, r, _ in runs) / 1024:.0f} MB")
+    print(f"runs wall ({label}): {' / '.join(f'{w:.2f}' for w in wall)}")
+    print(f"runs CPU ({label}): {' / '.join(f'{c:.2f}' for c in cpu)}")
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -244,27 +257,15 @@ def main() -> None:
         cpu_ratio = statistics.median(cpus) / statistics.median(old_cpu)
         print(f"ratio new/baseline (medians): wall {ratio:.3f}, CPU {cpu_ratio:.3f}")
     if duck:
-        d_wall = [w for w, _, _ in duck]
-        d_cpu = [c for _, _, c in duck]
-        print(f"DuckDB sums query: wall min {min(d_wall):.2f} s, median "
-              f"{statistics.median(d_wall):.2f} s; CPU median {statistics.median(d_cpu):.2f} s;"
-              f" peak RSS {max(r for _, r, _ in duck) / 1024:.0f} MB")
-        print(f"runs wall (DuckDB): {' / '.join(f'{w:.2f}' for w in d_wall)}")
+        d_wall, d_cpu = _peer_report("DuckDB sums query", "DuckDB", duck)
         print(f"runs wall (CLI): {' / '.join(f'{w:.2f}' for w in walls)}")
-        print(f"runs CPU (DuckDB): {' / '.join(f'{c:.2f}' for c in d_cpu)}")
         print(f"runs CPU (CLI): {' / '.join(f'{c:.2f}' for c in cpus)}")
         print(f"ratio CLI/DuckDB (medians): wall "
               f"{statistics.median(walls) / statistics.median(d_wall):.2f}, CPU "
               f"{statistics.median(cpus) / statistics.median(d_cpu):.2f} (target wall ≤ 1.5; "
               f"peak RSS target ≤ 250 MB)")
     if floor:
-        f_wall = [w for w, _, _ in floor]
-        f_cpu = [c for _, _, c in floor]
-        print(f"floor (imports + DuckDB query): wall min {min(f_wall):.2f} s, median "
-              f"{statistics.median(f_wall):.2f} s; CPU median {statistics.median(f_cpu):.2f} s;"
-              f" peak RSS {max(r for _, r, _ in floor) / 1024:.0f} MB")
-        print(f"runs wall (floor): {' / '.join(f'{w:.2f}' for w in f_wall)}")
-        print(f"runs CPU (floor): {' / '.join(f'{c:.2f}' for c in f_cpu)}")
+        f_wall, f_cpu = _peer_report("floor (imports + DuckDB query)", "floor", floor)
         print(f"ratio CLI/floor (medians): wall "
               f"{statistics.median(walls) / statistics.median(f_wall):.2f}, CPU "
               f"{statistics.median(cpus) / statistics.median(f_cpu):.2f}")
