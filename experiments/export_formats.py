@@ -9,6 +9,9 @@ CSV cells of text that a spreadsheet would run as a formula (starting with ``=``
 numbers are written as plain numbers, so a negative uplift stays a number, and money
 as exact decimals. Markdown escapes Markdown syntax in user text with backslashes
 (never HTML entities), so no link or image can come from it.
+
+A past week whose driver-tree actuals were reconstructed after it ended says so in its
+Markdown and HTML exports, as its review page and JSON do (:func:`tree_reconstructed`).
 """
 
 from __future__ import annotations
@@ -377,6 +380,23 @@ def _impact_md_lines(impact: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def tree_reconstructed(review: Mapping[str, Any]) -> str | None:
+    """The mark of a past week whose driver-tree actuals were reconstructed after it ended
+    (:mod:`experiments.review_tree`: frozen before the summary was kept, or never opened
+    while it ran), in the review page's words; ``None`` for any other review.
+
+    The company start MRR behind the revenue impact's company NRR points comes from the
+    same reconstruction, so the mark says so too. The review CSV carries neither the tree
+    actuals nor the impact (one row per comparison), so it has no mark."""
+    kept = review.get("driver_tree_actuals_kept") or {}
+    if not (review["review"].get("frozen") and kept.get("reconstructed")):
+        return None
+    return ("This week kept no copy of its tree actuals while it ran, so these were "
+            "reconstructed from the actuals and revenue ledger as they stood on "
+            f"{when(kept.get('kept_at'))}, and kept from then on. The company NRR points "
+            "of the revenue impact use the company start MRR of the same reconstruction.")
+
+
 def review_json(review: Mapping[str, Any]) -> str:
     return _dumps(finite(review))
 
@@ -464,12 +484,15 @@ def review_markdown(review: Mapping[str, Any]) -> str:
     def name(key: str) -> str:
         return f"{docs[key].experiment.name} ({key})"
 
+    reconstructed = tree_reconstructed(review)
     title = info["title"] + (f" · {info['branch']['name']}" if info.get("branch") else "")
     window = info["changes_window"]
     lines = [f"# {md(title)}", "",
              f"Changes from {when(window['from'])} to {when(window['to'])}; "
              f"as of {when(info['as_of'])}"
              + (" (as the meeting saw it)" if info["frozen"] else "")
+             + ("; driver-tree actuals reconstructed later, see the driver tree summary"
+                if reconstructed else "")
              + f"; exported {when(review['exported_at'])}.", ""]
     lines += ["## Needs a decision", ""]
     lines += _md_table(["experiment", "branch", "status", "why", "verdict"], [
@@ -496,6 +519,8 @@ def review_markdown(review: Mapping[str, Any]) -> str:
          _total_cell(s.get("impact_shrunk")))
         for s in review["driver_tree_summary"]])
     lines += _actuals_md_lines(review.get("driver_tree_actuals") or [])
+    if reconstructed:
+        lines += ["", f"**Reconstructed:** {reconstructed}"]
     lines += _impact_md_lines(review.get("impact"))
     lines += ["", "## Portfolio", "",
               f"p (BH) is Benjamini-Hochberg adjusted across the {len(review['portfolio'])} "

@@ -16,7 +16,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from experiments.documents import ExperimentDocument, finite
-from experiments.export_formats import detail_documents, review_documents, verdict_text, when
+from experiments.export_formats import (
+    detail_documents,
+    review_documents,
+    tree_reconstructed,
+    verdict_text,
+    when,
+)
 from experiments.forest import forest_plot
 from experiments.formatting import count, interval, money, pct, points, pts, pvalue
 from experiments.nrr_figures_view import EXPORT_STYLE, nrr_figures
@@ -50,4 +56,5 @@ def experiment_html(document: ExperimentDocument, *, exported_at: datetime) -> s
 def review_html(review: Mapping[str, Any]) -> str:
     return _environment().get_template("review.html").render(
         rv=review, exps=review_documents(review), details=detail_documents(review),
-        css=_style(), exported_at=when(review["exported_at"]))
+        css=_style(), exported_at=when(review["exported_at"]),
+        reconstructed=tree_reconstructed(review))
