@@ -12,7 +12,8 @@ A token acts as its user and never above them: every request is checked against 
 user's roles and teams as they are *now* (a token outlives no demotion and no
 disabling), and a ``read`` token may only read. Making, revoking and using a token are
 audited (``api_token.create``/``.revoke``/``.use``); reads are recorded at most once per
-:data:`READ_AUDIT_INTERVAL` per token, writes every time.
+:data:`READ_AUDIT_INTERVAL` per token, writes every time. A use's stamp and audit row
+leave the data generation as it was (:func:`record_use`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlmodel import Session, select
 from experiments.api_models import TOKEN_SCOPES, ApiToken
 from experiments.audit import record_event
 from experiments.errors import DomainError, NotFound, ValidationFailed
+from experiments.generation import unseen_write
 from experiments.input_rules import FieldErrors, read_choice, read_int, read_text
 from experiments.models import AuditEvent, User, utcnow
 
@@ -187,24 +189,29 @@ def record_use(session: Session, token: ApiToken, user: User, *, method: str, pa
                ip: str, writes: bool, now: datetime | None = None) -> bool:
     """Stamp the token's last use and audit it (see the module docstring); flushed.
 
-    Returns whether anything was written.
+    Returns whether anything was written. Written as an
+    :func:`~experiments.generation.unseen_write`: the stamp and the ``api_token.use`` row
+    are shown only by the owner's token list and the admin audit pages, neither of them
+    cached, so a pipeline calling the API every few seconds keeps no page cold.
     """
     now = now or utcnow()
-    wrote = False
     last = _aware(token.last_used_at)
-    if last is None or now - last >= USE_STAMP_INTERVAL or token.last_used_ip != ip[:64]:
-        token.last_used_at, token.last_used_ip = now, ip[:64]
-        session.add(token)
-        wrote = True
+    stamp = last is None or now - last >= USE_STAMP_INTERVAL or token.last_used_ip != ip[:64]
     audited = None if writes else _last_audited(session, token)
-    if writes or audited is None or now - audited >= READ_AUDIT_INTERVAL:
-        record_event(session, "api_token.use", actor=user, entity_type="api_token",
-                     entity_id=token.id, ip=ip,
-                     diff={"request": [None, f"{method} {path}"[:300]],
-                           "token": [None, token.prefix]})
-        wrote = True
-    session.flush()
-    return wrote
+    audit = writes or audited is None or now - audited >= READ_AUDIT_INTERVAL
+    if not (stamp or audit):
+        return False  # no write, so no write lock either
+    with unseen_write(session, ApiToken.__tablename__, AuditEvent.__tablename__,
+                      rewrites=True):
+        if stamp:
+            token.last_used_at, token.last_used_ip = now, ip[:64]
+            session.add(token)
+        if audit:
+            record_event(session, "api_token.use", actor=user, entity_type="api_token",
+                         entity_id=token.id, ip=ip,
+                         diff={"request": [None, f"{method} {path}"[:300]],
+                               "token": [None, token.prefix]})
+    return True
 
 
 def _last_audited(session: Session, token: ApiToken) -> datetime | None:

@@ -4,7 +4,9 @@ Markdown, a self-contained printable HTML page, or a "reproduce" ZIP bundle.
 :func:`export_experiment` and :func:`export_review` are the services the web page and
 the CLI call: they check access, build the document (one
 :class:`~experiments.documents.ExperimentDocument` per experiment), format it, name
-the file and write the ``export.<format>`` audit event. The formats live beside this
+the file and write the ``export.<format>`` audit event (an
+:func:`~experiments.generation.unseen_write`: a download leaves the data generation, and
+so every kept page, as it was). The formats live beside this
 module: text in :mod:`experiments.export_formats`, HTML in
 :mod:`experiments.export_html`, the reproduce bundle in :mod:`experiments.export_bundle`.
 
@@ -40,7 +42,8 @@ from experiments.export_formats import (
 )
 from experiments.export_html import experiment_html, review_html
 from experiments.formatting import EXPORT_FORMATS
-from experiments.models import User, utcnow
+from experiments.generation import unseen_write
+from experiments.models import AuditEvent, User, utcnow
 from experiments.review import build_review
 
 __all__ = ["CONTENT_TYPES", "FORMATS", "ExportFile", "cents_text", "export_experiment",
@@ -68,9 +71,12 @@ class ExportFile:
 def _audit(session: Session, user: User | None, fmt: str, *, entity_type: str, entity_id: str,
            team_id: int | None, details: Mapping[str, Any], ip: str) -> None:
     actor = user if user is not None and user.id is not None else None
-    record_event(session, f"export.{fmt}", actor=actor, entity_type=entity_type,
-                 entity_id=entity_id, team_id=team_id,
-                 diff={k: [None, v] for k, v in details.items()}, ip=ip)
+    # Read only by the admin audit pages (not cached): an export leaves every kept page
+    # kept (experiments.generation, "Writes no cached page shows").
+    with unseen_write(session, AuditEvent.__tablename__):
+        record_event(session, f"export.{fmt}", actor=actor, entity_type=entity_type,
+                     entity_id=entity_id, team_id=team_id,
+                     diff={k: [None, v] for k, v in details.items()}, ip=ip)
 
 
 def _check_format(fmt: str) -> str:

@@ -85,11 +85,28 @@ dashboard, experiments, results, tree, review, NRR, My week, quarter, journeys) 
 * the sign-in limiter's counters (``login_throttle``, updated and swept: ``rewrites``)
   and its ``auth.login_failed`` / ``auth.login_throttled`` rows (``experiments.signin``),
   one or two per attempt, anonymous ones included: read only by the limiter.
+* an API token's use (``experiments.api_tokens.record_use``): its ``last_used_at``/``_ip``
+  stamp (``rewrites``; at most once a minute per token) and ``api_token.use`` row, shown
+  only by the owner's token list (``/account/tokens``) and the admin audit log, neither
+  cached. Without the mark a pipeline calling the API kept every page uncached.
+* ``export.<format>`` audit rows of every download (``experiments.exports``,
+  ``experiments.nrr_export``, the audit log's own CSV in ``experiments.audit``): read only
+  by the admin audit log. (A review export that freezes a week also writes the week:
+  that write is outside the mark, so the number moves.)
+* a notification being sent (``experiments.notify.deliver``): the claim and the outcome
+  (``rewrites`` of ``notification_delivery``), shown only by the admin delivery log.
+* the background upload before its version is visible (``experiments.imports._save``,
+  ``rows_sqlite.store_rows``, ``rows_postgres.store_while_analysing``): the job's state and
+  progress (``upload_job``, ``rewrites``), shown only by the upload's status component
+  and the API's job resource, never by a cached page (they render the upload form idle),
+  and the row chunks of the still importing dataset (``account_row``), which every reader
+  leaves out (``Dataset.status``). The transactions that reserve the version and make it
+  ready write other tables and move the number as any write.
 
 Not marked, and so still moving the number: a successful sign-in (it changes the user
-row), the upload's row-chunk transactions (rows of a not yet visible dataset plus the
-job's progress, ~40 per 1M-row upload), API token stamps (at most once a minute per
-token), export audit rows and notification deliveries.
+row); rare admin actions on deliveries (a test message, a retry: audited, and the
+delivery's creation is a write of the action itself); deliveries made by an event (in the
+event's own transaction).
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ Two ways in, the same rules:
   dataset in short transactions (on SQLite each holds the write lock about
   :data:`~experiments.rows_sqlite.SQLITE_HOLD_SECONDS`), and makes it ready together
   with its snapshot and audit event in one last short transaction, so other writers
-  never wait long on an import. A failure at any step deletes what it wrote.
+  never wait long on an import. A failure at any step deletes what it wrote. Until that
+  last transaction the job's commits (its state and progress, rows of the invisible
+  dataset) change nothing a cached page shows, and leave the data generation as it was
+  (``unseen_write``, :mod:`experiments.generation`).
 
 The same bytes are one dataset per experiment (``content_sha256`` is unique per
 experiment): an identical file, even uploaded at the same moment, is recognised.
@@ -44,6 +47,7 @@ from experiments.datasets import (
 )
 from experiments.decisions import upload_refusal
 from experiments.errors import Conflict, DomainError
+from experiments.generation import unseen_write
 from experiments.models import (
     AnalysisSnapshot,
     Dataset,
@@ -278,10 +282,14 @@ def upload_file_path(folder: Path, job_id: int) -> Path:
 
 
 def _save(session: Session, job: UploadJob, **changes) -> None:
-    for name, value in changes.items():
-        setattr(job, name, value)
-    job.updated_at = utcnow()
-    session.add(job)
+    """Change the job and commit (with whatever the transaction wrote before)."""
+    # The job's state and progress are shown only by its status component and the API
+    # (neither cached): a commit of nothing else leaves the data generation as it was.
+    with unseen_write(session, UploadJob.__tablename__, rewrites=True):
+        for name, value in changes.items():
+            setattr(job, name, value)
+        job.updated_at = utcnow()
+        session.add(job)
     session.commit()
 
 

@@ -14,7 +14,10 @@
    ``sent``; ``skipped`` (no SMTP configured, webhook switched off); or ``retrying`` with
    exponential backoff (30 s, 1, 2, 4, 8 min) until :data:`MAX_ATTEMPTS`, then ``failed``.
    An admin can retry a failed one from the delivery log. A sweep (every minute) re-queues
-   anything due whose queue entry was lost.
+   anything due whose queue entry was lost. The job's two writes (the claim, the outcome)
+   are marked :func:`~experiments.generation.unseen_write`: a delivery's state is shown only by
+   the admin's delivery log, which is not cached, so sending leaves the data generation,
+   and every kept page, as it was.
 
 Links in messages use ``NRRLAB_BASE_URL`` (e.g. ``https://nrrlab.example.com``); without
 it, messages name things without links.
@@ -40,6 +43,7 @@ from sqlmodel import Session, select
 from experiments.access import effective_role
 from experiments.audit import record_event
 from experiments.errors import Conflict, NotFound
+from experiments.generation import unseen_write
 from experiments.input_rules import FieldErrors, parse_id, read_choice, read_flag
 from experiments.mailer import (
     MailConfigError,
@@ -475,17 +479,23 @@ def retry_delay(attempts: int, base: float = RETRY_BASE_SECONDS) -> float:
     return min(base * 2 ** max(attempts - 1, 0), RETRY_CAP_SECONDS)
 
 
-def _send(session: Session, delivery: Delivery, now: datetime,
+def _webhook(session: Session, delivery: Delivery) -> WebhookEndpoint | None:
+    """The endpoint a webhook delivery goes to (``None`` for an email); raises ``_Skip``."""
+    if delivery.channel != "webhook":
+        return None
+    endpoint = session.get(WebhookEndpoint, delivery.webhook_id) \
+        if delivery.webhook_id else None
+    if endpoint is None:
+        raise _Skip("the webhook was deleted")
+    if not endpoint.active and delivery.event != "ping":
+        raise _Skip("the webhook is switched off")
+    return endpoint
+
+
+def _send(delivery: Delivery, endpoint: WebhookEndpoint | None, now: datetime,
           environ: Mapping[str, str] | None) -> int | None:
     """Send once; the HTTP status for a webhook. Raises what :func:`deliver` sorts out."""
-    if delivery.channel == "webhook":
-        endpoint = session.get(WebhookEndpoint, delivery.webhook_id) \
-            if delivery.webhook_id else None
-        if endpoint is None:
-            raise _Skip("the webhook was deleted")
-        if not endpoint.active and delivery.event != "ping":
-            raise _Skip("the webhook is switched off")
-        delivery.recipient = endpoint.url
+    if endpoint is not None:
         return post(endpoint.url, delivery.body.encode("utf-8"),
                     secret=endpoint_secret(endpoint, environ), event=delivery.event,
                     delivery_id=delivery.id, timestamp=int(now.timestamp()))
@@ -519,21 +529,24 @@ def deliver(engine: Engine, delivery_id: int, *, now: datetime | None = None,
     """
     now = aware(now) or utcnow()
     with Session(engine, expire_on_commit=False) as session:
-        claimed = session.exec(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status.in_(("queued", "retrying")),
-                   or_(Delivery.next_attempt_at.is_(None),
-                       Delivery.next_attempt_at <= now + timedelta(seconds=1)))
-            .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now)
-            .execution_options(synchronize_session=False))
+        with unseen_write(session, Delivery.__tablename__, rewrites=True):
+            claimed = session.exec(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status.in_(("queued", "retrying")),
+                       or_(Delivery.next_attempt_at.is_(None),
+                           Delivery.next_attempt_at <= now + timedelta(seconds=1)))
+                .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now)
+                .execution_options(synchronize_session=False))
         session.commit()
         if claimed.rowcount != 1:
             return None
         delivery = session.get(Delivery, delivery_id)
         outcome: Outcome
-        error, code = "", None
+        error, code, recipient = "", None, delivery.recipient
         try:
-            code = _send(session, delivery, now, environ)
+            endpoint = _webhook(session, delivery)
+            recipient = endpoint.url if endpoint is not None else recipient
+            code = _send(delivery, endpoint, now, environ)
             outcome = Outcome("sent")
         except (_Skip, MailNotConfigured) as exc:
             outcome, error = Outcome("skipped"), str(exc)
@@ -544,14 +557,18 @@ def deliver(engine: Engine, delivery_id: int, *, now: datetime | None = None,
             log.exception("delivery %s failed unexpectedly", delivery_id)
             error = f"{type(exc).__name__}: {exc}"[:500]
             outcome = _failure(delivery.attempts, retry_base)
-        delivery.status = outcome.status
-        delivery.last_error = error
-        delivery.response_code = code
-        delivery.updated_at = utcnow()
-        delivery.sent_at = delivery.updated_at if outcome.status == "sent" else None
-        delivery.next_attempt_at = (now + timedelta(seconds=outcome.retry_in)
-                                    if outcome.retry_in is not None else None)
-        session.add(delivery)
+        # Set inside the block: unseen_write flushes before it, and a change made before
+        # would be written outside the block (and move the generation).
+        with unseen_write(session, Delivery.__tablename__, rewrites=True):
+            delivery.recipient = recipient
+            delivery.status = outcome.status
+            delivery.last_error = error
+            delivery.response_code = code
+            delivery.updated_at = utcnow()
+            delivery.sent_at = delivery.updated_at if outcome.status == "sent" else None
+            delivery.next_attempt_at = (now + timedelta(seconds=outcome.retry_in)
+                                        if outcome.retry_in is not None else None)
+            session.add(delivery)
         session.commit()
         if outcome.status != "sent":
             log.info("delivery %s %s: %s", delivery_id, outcome.status, error)

@@ -35,6 +35,7 @@ import numpy as np
 from sqlmodel import Session
 
 from experiments import sqlite_waiters
+from experiments.generation import unseen_write
 
 #: Rows per ``executemany`` call.
 INSERT_CHUNK = 100_000
@@ -155,7 +156,9 @@ def store_rows(session: Session, job, dataset_id: int, table, *, chunk: int, ins
                 session.rollback()
                 return
             stop = min(total, start + chunk)
-            insert(session, dataset_id, table, start=start, stop=stop)
+            # Rows of an invisible dataset: no cached page shows them (imports._save).
+            with unseen_write(session, "account_row"):
+                insert(session, dataset_id, table, start=start, stop=stop)
             if stop == total:
                 save(session, job, rows_stored=stop)
                 break

@@ -14,8 +14,9 @@ user, the request and the clock. The key holds each:
   counted at the engine's commit, not in the views. It is read (one primary-key
   ``SELECT``) *before* the view runs, so a body kept under generation *g* shows data at
   least as new as *g*; a body can only be reused by a request that read *g* too. (Writes
-  no cached view reads — refused requests' audit rows, sign-in counters — are exempted
-  there, checked at commit: ``unseen_write``.)
+  no cached view reads — refused requests' audit rows, sign-in counters, API token
+  stamps, export audit rows, notification deliveries, a background upload's progress and
+  rows — are exempted there, checked at commit: ``unseen_write``.)
   Reading it on every request (instead of trusting a recent read) keeps "my next page
   shows my write": the write committed before its response was sent.
 * the user: their id (roles, team memberships and the user row are data, so a change

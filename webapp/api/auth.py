@@ -8,7 +8,8 @@ their roles and teams as they are now; a ``read`` token may only read.
 
 The token is looked up, stamped and audited in a short transaction of its own, committed
 before the view opens the request's session, so a view's write lock (SQLite) is never
-waited on by the bookkeeping.
+waited on by the bookkeeping; it leaves the data generation, and so every kept page, as
+it was (``experiments.api_tokens.record_use``).
 
 References
 ----------
@@ -19,7 +20,9 @@ RFC 6750, The OAuth 2.0 Authorization Framework: Bearer Token Usage, §2.1 (the 
 from __future__ import annotations
 
 import logging
+import sqlite3
 
+import psycopg
 from flask import Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -87,7 +90,8 @@ def authenticate_request() -> Response | None:
             record_use(stamp, stamp.get(type(token), token.id), user, method=request.method,
                        path=request.path, ip=request.remote_addr or "", writes=writes)
             stamp.commit()
-    except SQLAlchemyError:
+    # The stamp's unseen_write check runs on the driver's cursor: its errors are the driver's.
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error):
         if writes:  # a write is not done unaudited
             raise
         log.warning("could not stamp the use of API token %s", token.id, exc_info=True)
