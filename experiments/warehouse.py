@@ -29,6 +29,14 @@ statement timeout (PostgreSQL ``statement_timeout``, Snowflake
 timer; BigQuery: set ``job_timeout`` / a byte cap on the URL). Elsewhere a read-only
 credential is the guarantee. A failed or timed-out query raises :class:`WarehouseError`
 with the warehouse's own message (the password, if any, blanked out).
+
+DuckDB runs inside this process and spills what does not fit in memory to a temporary
+directory beside the database file, by default up to 90% of that disk: a runaway query
+(a cross join under ``count(DISTINCT …)``) could fill it. So its reads open with a
+``memory_limit`` and a ``max_temp_directory_size`` (:data:`DUCKDB_LIMITS`, from the
+environment, or per source from its URL's query string); a query that needs more stops
+with DuckDB's "Out of Memory" error, worded as which limit it hit, and DuckDB deletes its
+spill files when the query fails and the directory when the connection closes.
 """
 
 from __future__ import annotations
@@ -133,6 +141,16 @@ _MOMENT_COLUMNS = {
     "pre_end": "pre_end_mrr",
 }
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+#: DuckDB settings of every warehouse read: the environment variable that sets each, and
+#: its default. DuckDB's own defaults are 80% of the machine's memory and 90% of the free
+#: disk, per process; a warehouse read only brings back sums, a sample or a ledger's rows
+#: (streamed), so it needs neither. A source's URL may set either itself
+#: (``duckdb:///w.duckdb?memory_limit=4GB``), which wins.
+DUCKDB_LIMITS: Mapping[str, tuple[str, str]] = {
+    "memory_limit": ("NRRLAB_WAREHOUSE_DUCKDB_MEMORY", "1GB"),
+    "max_temp_directory_size": ("NRRLAB_WAREHOUSE_DUCKDB_SPILL", "4GB"),
+}
+_SIZE = re.compile(r"(\d{1,12}(?:\.\d{1,6})?) ?(?:[KMGT]i?B|B)", re.IGNORECASE)
 
 
 class WarehouseError(Exception):
@@ -253,18 +271,42 @@ def session_statements(dialect: str, timeout: float) -> list[str]:
     return []  # duckdb: read_only connection + interrupt timer; bigquery: job_timeout on URL
 
 
+def duckdb_limits(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """DuckDB's ``memory_limit`` and ``max_temp_directory_size`` for warehouse reads, from
+    the environment (:data:`DUCKDB_LIMITS`).
+
+    Raises
+    ------
+    WarehouseError
+        A value that is not a size such as ``512MB`` or ``4GB`` (or a zero memory limit).
+    """
+    environ = os.environ if environ is None else environ
+    limits: dict[str, str] = {}
+    for setting, (variable, default) in DUCKDB_LIMITS.items():
+        value = environ.get(variable, "").strip() or default
+        size = _SIZE.fullmatch(value)
+        if size is None or (setting == "memory_limit" and float(size.group(1)) == 0):
+            raise WarehouseError(
+                f"The environment variable {variable} must be a size such as 512MB or 4GB "
+                f"(DuckDB's {setting} for warehouse reads), not {value[:40]!r}.")
+        limits[setting] = value
+    return limits
+
+
 def open_engine(source: DataSource, environ: Mapping[str, str] | None = None) -> Engine:
     """An engine on the source (no pool: reads are rare and long).
 
     Raises
     ------
     WarehouseError
-        No usable URL, or the dialect's driver is not installed.
+        No usable URL, a malformed DuckDB limit, or the dialect's driver is not installed.
     """
     url = source_url(source, environ)
     connect_args: dict[str, Any] = {}
     if source.dialect == "duckdb":
         connect_args["read_only"] = True
+        # duckdb-engine lays the URL's query string over this config: the URL's wins.
+        connect_args["config"] = duckdb_limits(environ)
     try:
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)
     except (NoSuchModuleError, ImportError) as error:
@@ -280,6 +322,27 @@ def _message(error: BaseException, secret: str | None) -> str:
     if secret:
         text_ = text_.replace(secret, "***")
     return text_[:1000]
+
+
+def _duckdb_limit_hit(error: BaseException, engine: Engine,
+                      environ: Mapping[str, str] | None) -> str | None:
+    """What a DuckDB "Out of Memory" error means for the user: which limit the query
+    needed more than, and how to raise it; ``None`` for any other error."""
+    orig = getattr(error, "orig", None) or error
+    words = str(orig).strip()
+    if not words.startswith("Out of Memory"):
+        return None
+    first = words.splitlines()[0][:300]
+    url_settings = {key: str(value) for key, value in engine.url.query.items()}
+    spill = "max_temp_directory_size" in words
+    setting = "max_temp_directory_size" if spill else "memory_limit"
+    variable, default = DUCKDB_LIMITS[setting]
+    environ = os.environ if environ is None else environ
+    size = url_settings.get(setting) or environ.get(variable, "").strip() or default
+    what = "temporary disk space" if spill else "memory"
+    return (f"the query needed more than {size} of {what} and was stopped ({first}). "
+            "Aggregate or filter more in the query, or raise the limit: "
+            f"{variable} on the server, or {setting} on the source's URL")
 
 
 @contextmanager
@@ -315,7 +378,9 @@ def reading(
     except (DBAPIError, SQLAlchemyError) as error:
         detail = _message(error, secret)
         if timer is not None and not timer.is_alive() and "interrupt" in detail.lower():
-            detail = f"the query ran longer than {int(timeout)} s and was stopped ({detail})"
+            detail = f"the query ran longer than {timeout:g} s and was stopped ({detail})"
+        elif source.dialect == "duckdb":
+            detail = _duckdb_limit_hit(error, engine, environ) or detail
         raise WarehouseError(f"The warehouse refused the query: {detail}") from None
     except Exception as error:  # noqa: BLE001 - drivers (BigQuery) raise outside DBAPI
         raise WarehouseError(f"The warehouse could not be read: {_message(error, secret)}"

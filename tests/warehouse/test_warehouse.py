@@ -9,6 +9,8 @@ hand; errors are checked for the warehouse's own message and for nothing stored.
 from __future__ import annotations
 
 import math
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,16 +262,119 @@ def test_a_long_postgresql_query_is_stopped_by_the_statement_timeout(session, pg
     assert "canceling statement due to statement timeout" in outcome.message
 
 
+def _spilled(duckdb_url: str) -> Path:
+    """Where DuckDB spills for the warehouse file (its default: ``<file>.tmp`` beside it)."""
+    return Path(duckdb_url.removeprefix("duckdb:///").split("?")[0] + ".tmp")
+
+
+class _SpillWatch:
+    """The largest size the spill directory reached while the block ran (polled)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.peak, self._done = folder, 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _size(self) -> int:
+        try:
+            return sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
+        except OSError:  # not there (yet), or a file deleted while listed
+            return 0
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, self._size())
+            self._done.wait(0.01)
+
+    def __enter__(self) -> _SpillWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def test_a_long_duckdb_query_is_interrupted(session, duckdb_url):
+    """64 billion rows: the timer stops it. Its state (640,000 distinct ids) fits in the
+    memory limit, so it does not spill; were it to, at most the bound set here."""
     experiment = make_experiment(session, "slow")
     sql = ("SELECT a.account_id || b.account_id AS account_id, a.variant, a.start_mrr "
            "FROM accounts a, accounts b, range(100000) r")
     query = _query(session, _source(session, "duckdb"), experiment, sql)
 
-    outcome = _refresh(session, query, duckdb_url, timeout=0.5)
+    with _SpillWatch(_spilled(duckdb_url)) as spill:
+        outcome = wh.refresh_experiment(session, query, actor=None, timeout=0.5, environ={
+            ENV: duckdb_url, "NRRLAB_WAREHOUSE_DUCKDB_SPILL": "64MB"})
 
     assert outcome.status == "failed"
-    assert "ran longer than" in outcome.message or "nterrupt" in outcome.message
+    assert "ran longer than 0.5 s and was stopped" in outcome.message
+    assert spill.peak <= 64 * 2**20
+    assert not _spilled(duckdb_url).exists()
+
+
+@pytest.mark.parametrize("where", ["environment", "url"])
+def test_a_duckdb_query_needing_more_disk_than_the_bound_stops_and_leaves_no_spill(
+        session, duckdb_url, where):
+    """12.8 million distinct ids under count(DISTINCT …): with 32 MB of memory DuckDB
+    spills, and 16 MB of temporary disk is not enough. The refresh fails with the limit
+    named, stores nothing, and DuckDB's spill is gone (it never grew past the bound)."""
+    experiment = make_experiment(session, "wide")
+    sql = ("SELECT a.account_id || b.account_id || r.range AS account_id, a.variant, "
+           "a.start_mrr FROM accounts a, accounts b, range(20) r")
+    query = _query(session, _source(session, "duckdb"), experiment, sql)
+    limits = {"memory_limit": "32MB", "max_temp_directory_size": "16MB"}
+    if where == "url":  # the source's own URL wins over the server's defaults
+        environ = {ENV: f"{duckdb_url}?memory_limit=32MB&max_temp_directory_size=16MB"}
+    else:
+        environ = {ENV: duckdb_url, "NRRLAB_WAREHOUSE_DUCKDB_MEMORY": limits["memory_limit"],
+                   "NRRLAB_WAREHOUSE_DUCKDB_SPILL": limits["max_temp_directory_size"]}
+
+    with _SpillWatch(_spilled(duckdb_url)) as spill:
+        outcome = wh.refresh_experiment(session, query, actor=None, environ=environ)
+
+    assert outcome.status == "failed"
+    assert outcome.message.startswith(
+        "The warehouse refused the query: the query needed more than 16MB of temporary disk "
+        "space and was stopped (Out of Memory Error: failed to offload data block")
+    assert ("raise the limit: NRRLAB_WAREHOUSE_DUCKDB_SPILL on the server, or "
+            "max_temp_directory_size on the source's URL") in outcome.message
+    assert "PRAGMA" not in outcome.message  # DuckDB's advice on its own settings is left out
+    assert 0 < spill.peak <= 16 * 2**20
+    assert not _spilled(duckdb_url).exists()
+    assert session.exec(select(Dataset)).all() == []
+
+
+def test_duckdb_reads_open_with_bounded_memory_and_spill(duckdb_url):
+    source = DataSource(name="w", url_env=ENV, dialect="duckdb")
+    setting = ("SELECT current_setting('memory_limit'), "
+               "current_setting('max_temp_directory_size')")
+    with wh.reading(source, environ={ENV: duckdb_url}) as connection:
+        memory, spill = connection.exec_driver_sql(setting).one()
+    # The defaults (1GB, 4GB), not DuckDB's 80% of memory and 90% of the disk.
+    assert (memory, spill) == ("953.6 MiB", "3.7 GiB")
+    environ = {ENV: duckdb_url, "NRRLAB_WAREHOUSE_DUCKDB_MEMORY": "256MB",
+               "NRRLAB_WAREHOUSE_DUCKDB_SPILL": "2GiB"}
+    with wh.reading(source, environ=environ) as connection:
+        assert connection.exec_driver_sql(setting).one() == ("244.1 MiB", "2.0 GiB")
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("NRRLAB_WAREHOUSE_DUCKDB_MEMORY", "lots"), ("NRRLAB_WAREHOUSE_DUCKDB_MEMORY", "0GB"),
+    ("NRRLAB_WAREHOUSE_DUCKDB_SPILL", "4 GB; DROP"), ("NRRLAB_WAREHOUSE_DUCKDB_SPILL", "-1GB"),
+])
+def test_a_malformed_duckdb_limit_is_named(session, duckdb_url, variable, value):
+    experiment = make_experiment(session, "limits")
+    query = _query(session, _source(session, "duckdb"), experiment)
+
+    outcome = wh.refresh_experiment(session, query, actor=None,
+                                    environ={ENV: duckdb_url, variable: value})
+
+    assert outcome.status == "failed"
+    assert outcome.message == (
+        f"The environment variable {variable} must be a size such as 512MB or 4GB (DuckDB's "
+        f"{'memory_limit' if variable.endswith('MEMORY') else 'max_temp_directory_size'} for "
+        f"warehouse reads), not {value!r}.")
+    assert session.exec(select(Dataset)).all() == []
 
 
 def test_reads_are_read_only(warehouse):
