@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
 from experiments.datasets import ROW_COLUMNS
+from experiments.generation import unseen_write
 from experiments.rows_sqlite import _blank_as_none
 
 #: Rows per CSV block handed to COPY.
@@ -146,8 +147,10 @@ def store_while_analysing(session: Session, job, experiment, dataset, table, *, 
         # crash loses at most these (the sweep removes the dataset), and the commit that
         # makes the version visible is synchronous, flushing everything before it.
         on.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        insert(on, dataset_id, table, start=start, stop=stop, ids_by_line=True)
-        _count_stored(on, job_id, stop - start)
+        # Rows of an invisible dataset and the job's progress: no cached page shows them.
+        with unseen_write(on, "account_row", "upload_job", rewrites=True):
+            insert(on, dataset_id, table, start=start, stop=stop, ids_by_line=True)
+            _count_stored(on, job_id, stop - start)
         on.commit()
 
     def write() -> None:
