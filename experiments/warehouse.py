@@ -221,9 +221,12 @@ def list_sources(session: Session) -> list[DataSource]:
 
 
 def source_status(source: DataSource, environ: Mapping[str, str] | None = None) -> str:
-    """Whether the server can use ``source`` now, in words (the URL itself is never shown)."""
+    """Whether the server can use ``source`` now, in words (the URL itself is never shown;
+    a malformed DuckDB limit is named)."""
     try:
         source_url(source, environ)
+        if source.dialect == "duckdb":
+            duckdb_limits(environ)
     except WarehouseError as error:
         return str(error)
     return f"{source.url_env} is set ({source.dialect})"

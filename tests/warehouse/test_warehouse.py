@@ -369,12 +369,16 @@ def test_a_malformed_duckdb_limit_is_named(session, duckdb_url, variable, value)
     outcome = wh.refresh_experiment(session, query, actor=None,
                                     environ={ENV: duckdb_url, variable: value})
 
-    assert outcome.status == "failed"
-    assert outcome.message == (
+    message = (
         f"The environment variable {variable} must be a size such as 512MB or 4GB (DuckDB's "
         f"{'memory_limit' if variable.endswith('MEMORY') else 'max_temp_directory_size'} for "
         f"warehouse reads), not {value!r}.")
+    assert outcome.status == "failed" and outcome.message == message
     assert session.exec(select(Dataset)).all() == []
+    # The data sources page (and `nrrlab warehouse sources`) says so before any refresh.
+    source = session.get(DataSource, query.source_id)
+    assert wh.source_status(source, {ENV: duckdb_url, variable: value}) == message
+    assert wh.source_status(source, {ENV: duckdb_url}) == f"{ENV} is set (duckdb)"
 
 
 def test_reads_are_read_only(warehouse):
