@@ -344,6 +344,26 @@ def test_a_duckdb_query_needing_more_disk_than_the_bound_stops_and_leaves_no_spi
     assert session.exec(select(Dataset)).all() == []
 
 
+def test_a_duckdb_query_needing_more_memory_than_the_bound_names_it(session, duckdb_url):
+    """One string of 640,000 joined ids is held whole (it cannot spill): over 16 MB."""
+    experiment = make_experiment(session, "long-string")
+    sql = ("SELECT a.account_id, a.variant, a.start_mrr + 0 * length(t.s) AS start_mrr "
+           "FROM accounts a, (SELECT string_agg(x.account_id || y.account_id, ',') AS s "
+           "FROM accounts x, accounts y) t")
+    query = _query(session, _source(session, "duckdb"), experiment, sql)
+
+    outcome = wh.refresh_experiment(session, query, actor=None, environ={
+        ENV: duckdb_url, "NRRLAB_WAREHOUSE_DUCKDB_MEMORY": "16MB"})
+
+    assert outcome.status == "failed"
+    assert outcome.message.startswith(
+        "The warehouse refused the query: the query needed more than 16MB of memory and was "
+        "stopped (Out of Memory Error: failed to allocate data")
+    assert ("raise the limit: NRRLAB_WAREHOUSE_DUCKDB_MEMORY on the server, or memory_limit "
+            "on the source's URL") in outcome.message
+    assert session.exec(select(Dataset)).all() == []
+
+
 def test_duckdb_reads_open_with_bounded_memory_and_spill(duckdb_url):
     source = DataSource(name="w", url_env=ENV, dialect="duckdb")
     setting = ("SELECT current_setting('memory_limit'), "
