@@ -1,7 +1,7 @@
 """Storing account datasets and reading per-arm sums back with one GROUP BY.
 
-Rows are written with the driver's fastest bulk path (PostgreSQL ``COPY`` fed
-whole CSV blocks, SQLite ``executemany``) inside the caller's transaction, so a
+Rows are written with the driver's fastest bulk path (PostgreSQL binary ``COPY`` of
+whole blocks built from the arrays, SQLite ``executemany``) inside the caller's transaction, so a
 failed import leaves nothing behind. Reads push the aggregation down: the
 delta-method inputs come from one ``GROUP BY variant`` (or ``segment, variant``),
 and rows are read only for the Mann-Whitney check.
