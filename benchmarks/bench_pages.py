@@ -5,7 +5,8 @@ Usage::
     python benchmarks/bench_pages.py [--workspaces demo,10x50,100x50,1000x50,100x500,300x50h]
                                      [--servers gthread,sync4] [--clients 16] [--seconds 10]
                                      [--requests 60] [--page-cache on,off,after-write]
-                                     [--json out.json]
+                                     [--write generation,experiment]
+                                     [--workspaces-kept DIR] [--json out.json]
 
 Each workspace is a fresh SQLite database in a temporary folder, migrated with
 ``nrrlab db upgrade``:
@@ -43,7 +44,11 @@ GET (outside its timing) commits a write that moves the data generation
 write of the app does): each measured GET is then the first view after a write, which
 renders the page and rebuilds whatever is kept per data generation (the review's rows),
 while what is kept by its own inputs (parsed analyses, results bodies) is reused, as after
-a write that did not touch them. ``off`` turns the page cache off but keeps the rest.
+a write that did not touch them. ``--write experiment`` makes each of those writes also
+edit one experiment's hypothesis (the next experiment each time), the common write: the
+review's rows kept by their inputs are then rebuilt for that one experiment only
+(``--write generation,experiment`` runs both kinds side by side). ``off`` turns the page
+cache off but keeps the rest.
 
 Prints Markdown tables (and the machine's load average before and after each block).
 """
@@ -65,6 +70,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,14 +254,37 @@ def _quote(value: str) -> str:
     return quote(value, safe="")
 
 
-def _write_between(database: Path | None):
-    """A callable committing a write that moves the data generation (``None``: no-op)."""
+#: What ``--write`` commits before each GET of ``--page-cache after-write``.
+WRITE_KINDS = ("generation", "experiment")
+
+
+def _write_between(database: Path | None, kind: str = "generation"):
+    """A callable committing a write that moves the data generation (``None``: no-op).
+
+    ``generation`` moves the number alone (a write no page shows, or one to another table);
+    ``experiment`` also edits one experiment's hypothesis, the next experiment each time
+    (cycling through them): the common write, which changes one row of the review."""
     if database is None:
         return lambda: None
+    if kind not in WRITE_KINDS:
+        raise SystemExit(f"--write {kind!r}: one of {', '.join(WRITE_KINDS)}")
     import sqlite3
+
+    ids: list[int] = []
+    count = [0]
 
     def write() -> None:
         with sqlite3.connect(database, timeout=30) as connection:
+            if kind == "experiment":
+                if not ids:
+                    ids.extend(r[0] for r in connection.execute(
+                        "SELECT id FROM experiment ORDER BY id"))
+                count[0] += 1
+                connection.execute(
+                    "UPDATE experiment SET hypothesis = ?, updated_at = ? WHERE id = ?",
+                    (f"bench edit {count[0]}",
+                     datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),  # as SQLAlchemy does
+                     ids[count[0] % len(ids)]))
             connection.execute("UPDATE data_generation SET n = n + 1 WHERE id = 1")
         connection.close()
 
@@ -263,9 +292,10 @@ def _write_between(database: Path | None):
 
 
 def one_at_a_time(port: int, path: str, cookie: str, requests: int,
-                  database: Path | None = None) -> dict:
-    """p50/p95 of ``requests`` GETs; with ``database`` each after a write (outside timing)."""
-    write = _write_between(database)
+                  database: Path | None = None, write_kind: str = "generation") -> dict:
+    """p50/p95 of ``requests`` GETs; with ``database`` each after a write of ``write_kind``
+    (:func:`_write_between`; outside timing)."""
+    write = _write_between(database, write_kind)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for _ in range(5):
         write()
@@ -354,22 +384,48 @@ def _commit() -> str:
     return done.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
+def prepared(spec: str, folder: Path, env: dict[str, str], kept: Path | None) -> dict:
+    """:func:`prepare`, or with ``kept`` a copy of the workspace built there before (built
+    and kept there first if it is not): a workspace of thousands of experiments takes
+    minutes to build, and a baseline and a change are best measured on the same one."""
+    if kept is None:
+        return prepare(spec, folder, env)
+    import sqlite3
+
+    source = kept / spec
+    if not (source / "info.json").exists():
+        source.mkdir(parents=True, exist_ok=True)
+        info = prepare(spec, source, {**env, **_environment(source)})
+        (source / "info.json").write_text(json.dumps(info))
+    with sqlite3.connect(source / "bench.db") as original, \
+            sqlite3.connect(folder / "bench.db") as copy:
+        original.backup(copy)  # a consistent copy, whatever its write-ahead log holds
+    original.close()
+    copy.close()
+    _nrrlab(env, "db", "upgrade")  # a no-op unless the kept one is older than the code
+    return {**json.loads((source / "info.json").read_text()), "build_seconds": 0.0}
+
+
 def run(specs: list[str], servers: list[str], clients: int, seconds: int, requests: int,
-        only: set[str] | None, page_cache: tuple[str, ...] = ("on",)) -> list[dict]:
+        only: set[str] | None, page_cache: tuple[str, ...] = ("on",),
+        writes: tuple[str, ...] = ("generation",), kept: Path | None = None) -> list[dict]:
     results = []
     for spec in specs:
         folder = Path(tempfile.mkdtemp(prefix=f"bench-pages-{spec}-"))
         try:
             env = _environment(folder)
-            info = prepare(spec, folder, env)
+            info = prepared(spec, folder, env, kept)
             print(f"\n### workspace {spec}: {info['experiments']} experiments, "
                   f"{info['nodes']} tree nodes, {info.get('meetings', 0)} review meetings "
                   f"(built in {info['build_seconds']} s)", flush=True)
-            for kind, cache in [(k, c) for k in servers for c in page_cache]:
+            runs = [(k, c, w) for k in servers for c in page_cache
+                    for w in (writes if c == "after-write" else ("",))]
+            for kind, cache, write_kind in runs:
                 with Gunicorn(kind, env, folder, "off" if cache == "off" else "on") as server:
                     cookie = sign_in(server.port, info["email"], info["password"])
                     load_before = _load()
-                    print(f"\n{kind}, page cache {cache}, load before {load_before}\n\n"
+                    shown = f"{cache} ({write_kind} write)" if write_kind else cache
+                    print(f"\n{kind}, page cache {shown}, load before {load_before}\n\n"
                           "| page | p50 one at a time"
                           f" | p95 | server CPU per request | req/s at {clients} clients | "
                           "non-2xx |\n|---|---:|---:|---:|---:|---:|", flush=True)
@@ -382,7 +438,8 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                         cpu_before = server.cpu_seconds()
                         single = one_at_a_time(
                             server.port, path, cookie, requests,
-                            folder / "bench.db" if cache == "after-write" else None)
+                            folder / "bench.db" if cache == "after-write" else None,
+                            write_kind or "generation")
                         # Server CPU per request (the 5 warm-up GETs included): unlike wall
                         # time it hardly changes with the machine's load.
                         single["cpu_ms"] = round(
@@ -396,7 +453,7 @@ def run(specs: list[str], servers: list[str], clients: int, seconds: int, reques
                         else:
                             many = {"rps": "not run", "non_2xx": "–", "client": "-"}
                         row = {"workspace": spec, "server": kind, "page_cache": cache,
-                               "page": name, "path": path,
+                               "write": write_kind or None, "page": name, "path": path,
                                **single, **many, "load_before": load_before,
                                "load_after": _load(), "commit": _commit(),
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -421,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-cache", default="on",
                         help="comma-separated: on, off, after-write (the cache on, a write "
                          "before each timed GET: the first view after a write)")
+    parser.add_argument("--write", default="generation",
+                        help="comma-separated, for after-write: generation (the number alone) "
+                        "and/or experiment (one experiment's hypothesis edited, the next one "
+                        "each time)")
+    parser.add_argument("--workspaces-kept", type=Path, metavar="DIR",
+                        help="build each workspace once into DIR/<spec> and measure a copy of "
+                        "it (reused by later runs with the same DIR)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     # A TERM (e.g. from a time limit) unwinds normally, so every gunicorn started is stopped.
@@ -430,8 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     modes = tuple(args.page_cache.split(","))
     if not modes or set(modes) - {"on", "off", "after-write"}:
         raise SystemExit(f"--page-cache {args.page_cache!r}: on, off, after-write or a list")
+    writes = tuple(args.write.split(","))
+    if not writes or set(writes) - set(WRITE_KINDS):
+        raise SystemExit(f"--write {args.write!r}: {', '.join(WRITE_KINDS)} or a list")
     rows = run(args.workspaces.split(","), args.servers.split(","), args.clients, args.seconds,
-               args.requests, set(args.pages.split(",")) if args.pages else None, modes)
+               args.requests, set(args.pages.split(",")) if args.pages else None, modes,
+               writes, args.workspaces_kept)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

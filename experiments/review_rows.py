@@ -25,11 +25,31 @@ snapshots, flags, digests). The review page therefore keeps them per process
 (:func:`every_review_row`) and reuses them while no write has been committed anywhere
 (the data generation of :mod:`experiments.generation` is unchanged) for the same window
 and day, for at most a minute; who may see which row is decided per request.
+
+Rows kept by their inputs
+-------------------------
+Any committed write moves the generation, so the first view after it would compute every
+row again (issue 18: most of the review's time at 300 experiments). Each experiment's row is
+therefore also kept with its *inputs* (:func:`_inputs`): the experiment's own columns
+(:data:`EXPERIMENT_COLUMNS`), variants, amendments, ready datasets, analysis snapshot heads
+and the stored analysis in force (fixed by its snapshot: never rewritten), and the names
+its document shows (its node's path, team, stage, owner, decider, amendments' authors).
+They are the rows the view reads in bulk anyway (:class:`~experiments.documents.Facts`);
+a row is reused, with its digest, when they are equal — so a write rebuilds only the rows
+of the experiments it changed, and a write that changed none rebuilds none. The rest
+of the key is the database, the window (``changes_from``, ``changes_to``, whether it is
+closed and then its point in time) and the day (a running experiment's planned end is
+compared with it). The moment of observation (``as_of``) is set on each reused row;
+it matters otherwise only through the timestamps of the inputs, so a live window reuses a
+row only when none of them lies between the point in time the row was computed at and
+this one (a moment still to come, once it has passed, computes the row again). Kept rows
+are bounded per database (:data:`KEPT_ROWS_PER_DATABASE`) and in windows
+(:data:`KEPT_INPUT_WINDOWS`); a window's rows are replaced whole, which drops experiments
+that vanished.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import threading
@@ -55,7 +75,7 @@ from experiments.documents import (
 from experiments.generation import has_generation_table, read_generation
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
 from experiments.review_models import ReviewTreeSeen
-from experiments.review_weeks import Week, Window, iso, parse_moment
+from experiments.review_weeks import Week, Window, aware, iso, parse_moment
 from experiments.rules import project_enrolment
 from experiments.verdict_status import GuardrailStatus, VerdictStatus, verdict_status
 
@@ -273,13 +293,21 @@ def review_flags(facts: Facts, experiment: Experiment, document: ExperimentDocum
         smallest_arm=smallest, required_n=required, projection=projection)
 
 
-def review_rows(session: Session, window: Window,
-                experiments: Sequence[Experiment]) -> list[ReviewRow]:
-    """Every experiment that existed at the window's point in time, as a review row."""
+def review_rows(session: Session, window: Window, experiments: Sequence[Experiment], *,
+                kept: tuple | None = None) -> list[ReviewRow]:
+    """Every experiment that existed at the window's point in time, as a review row.
+
+    ``kept`` (:func:`every_review_row`'s, with ``experiments`` read as
+    :data:`EXPERIMENT_COLUMNS` rows) names the window's rows kept per process by each
+    experiment's own inputs (:func:`_inputs`): an experiment whose inputs are those of its
+    kept row gets that row back (digest included) instead of a new document, flags and
+    digest; the others are computed (with their digest) and kept."""
     existing = [e for e in experiments if exists_at(e, window)]
     facts = Facts(session, existing)
     heads = [facts.snapshot_head(e.id, window.happened) for e in existing]
     facts.load_results(h[1] for h in heads if h is not None)
+    if kept is not None:
+        return _rows_by_inputs(facts, window, existing, heads, kept)
     rows = []
     for experiment in existing:
         document = document_as_of(facts, experiment, window)
@@ -307,7 +335,8 @@ class _KeptRows:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple, tuple[float, list[ReviewRow], dict]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[float, list[ReviewRow], dict, tuple]] = \
+            OrderedDict()
         self._ready: dict[str, bool] = {}
 
     def ready(self, session: Session) -> bool:
@@ -318,17 +347,26 @@ class _KeptRows:
                 self._ready[url] = has_generation_table(connection)
         return self._ready[url]
 
-    def get(self, key: tuple) -> tuple[list[ReviewRow], dict] | None:
+    def get(self, key: tuple, as_of: datetime | None = None
+            ) -> tuple[list[ReviewRow], dict] | None:
+        """The rows kept under ``key``, if they were computed at most :data:`KEPT_SECONDS`
+        ago and (``as_of`` given) no moment of their inputs lies between the point in
+        time they were computed at and ``as_of``."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or time.monotonic() - entry[0] > KEPT_SECONDS:
                 return None
+            since, until = entry[3]
+            if as_of is not None and ((since is not None and as_of < since)
+                                      or (until is not None and as_of >= until)):
+                return None
             self._entries.move_to_end(key)
             return entry[1], entry[2]
 
-    def put(self, key: tuple, rows: list[ReviewRow], memo: dict) -> None:
+    def put(self, key: tuple, rows: list[ReviewRow], memo: dict,
+            span: tuple[Any, Any] = (None, None)) -> None:
         with self._lock:
-            self._entries[key] = (time.monotonic(), rows, memo)
+            self._entries[key] = (time.monotonic(), rows, memo, span)
             self._entries.move_to_end(key)
             while len(self._entries) > KEPT_WINDOWS:
                 self._entries.popitem(last=False)
@@ -337,6 +375,7 @@ class _KeptRows:
         with self._lock:
             self._entries.clear()
             self._ready.clear()
+        _by_inputs.clear()  # the rows kept by their inputs too
 
 
 _kept = _KeptRows()
@@ -346,35 +385,46 @@ def every_review_row(session: Session, window: Window, *, keep: bool = False
                      ) -> list[ReviewRow]:
     """:func:`review_rows` of every experiment (kept ones with their :func:`row_digest`).
 
-    With ``keep`` the rows are kept per process and reused while the database's data
-    generation (:mod:`experiments.generation`: it moves with every committed write) is the
-    one they were computed at, for the same window and the same day, for at most
-    :data:`KEPT_SECONDS`; a reused row's ``as_of`` is the window's. Kept rows come as
+    With ``keep`` the rows are kept per process at two levels. The whole list is reused
+    while the database's data generation (:mod:`experiments.generation`: it moves with
+    every committed write) is the one it was computed at, for the same window and the same
+    day, for at most :data:`KEPT_SECONDS`; a reused row's ``as_of`` is the window's. After a
+    write, each experiment's row is reused while that experiment's own inputs are those it
+    was computed from (:func:`_inputs`; see "Rows kept by their inputs" in the module
+    docstring), so a write rebuilds only the rows it changed. Kept rows come as
     :class:`KeptRows`, whose ``memo`` the caller may fill. Only a caller whose
     transaction has written nothing yet may ask for ``keep`` (its own uncommitted writes
     would not move the generation): the review page, which reads first.
     """
+    day = window.as_of.date()
     key = _kept_key(session, window.changes_from, window.changes_to, window.closed,
-                    window.as_of.date()) if keep else None
-    kept = _kept.get(key) if key is not None else None
+                    day) if keep else None
+    kept = _kept.get(key, None if window.closed else window.as_of) if key is not None \
+        else None
     if kept is not None:
         as_of = iso(window.as_of)
         return _with_memo([ReviewRow(_observed(r.document, as_of), r.review, r.digest)
                            for r in kept[0]], kept[1])
-    rows = review_rows(session, window, session.exec(select(Experiment)).all())
-    if key is not None:
-        rows = [ReviewRow(r.document, r.review, row_digest(r)) for r in rows]
-        memo: dict[Any, Any] = {}
-        _kept.put(key, rows, memo)
-        return _with_memo(list(rows), memo)
-    return rows
+    if not keep:
+        return review_rows(session, window, session.exec(select(Experiment)).all())
+    closed = window.closed
+    by_inputs = (str(session.get_bind().url), window.changes_from, window.changes_to, closed,
+                 window.as_of if closed else None, day)
+    rows = review_rows(session, window, session.exec(select(*EXPERIMENT_COLUMNS)).all(),
+                       kept=by_inputs)
+    if key is None:
+        return rows
+    memo: dict[Any, Any] = {}
+    _kept.put(key, rows, memo, getattr(rows, "span", (None, None)))
+    return _with_memo(list(rows), memo)
 
 
 def _observed(document: ExperimentDocument, as_of: str | None) -> ExperimentDocument:
     """``replace(document, as_of=as_of)`` without re-running the dataclass's ``__init__``
     (a shallow copy, as ``replace`` makes): a third of the time, for every kept row of
     every view."""
-    observed = copy.copy(document)
+    observed = object.__new__(type(document))  # copy.copy, without its reduce protocol
+    observed.__dict__.update(document.__dict__)
     object.__setattr__(observed, "as_of", as_of)  # the copy's own field: frozen to others
     return observed
 
@@ -395,6 +445,187 @@ def _with_memo(rows: list[ReviewRow], memo: dict[Any, Any]) -> KeptRows:
     kept = KeptRows(rows)
     kept.memo = memo
     return kept
+
+
+# ------------------------------------------------ rows kept by each experiment's inputs
+
+#: The experiment's columns the rows read (:func:`~experiments.documents.exists_at`,
+#: :func:`~experiments.documents.status_at`, :func:`~experiments.documents.document_as_of`,
+#: :func:`review_flags`). :func:`every_review_row` reads these, not whole models: a row of
+#: them reads as the model does (a column added to what a row shows must be added here,
+#: or reading it fails), and it is the experiment's own part of its row's inputs.
+EXPERIMENT_COLUMNS = tuple(getattr(Experiment, name) for name in (
+    "id", "key", "name", "node_id", "stage_id", "team_id", "owner_id", "hypothesis",
+    "primary_metric", "mde", "alpha", "power", "planned_start", "planned_end", "status",
+    "started_at", "stopped_at", "decided_at", "decision", "decision_rationale",
+    "decided_by_id", "shipped_variant", "rollout_share", "eligible_base_cents",
+    "decision_source", "reopened_at", "reopen_reason", "created_at"))
+
+#: The most rows kept by their inputs per database (over all its windows), and the most
+#: windows kept in all; least recently used windows are dropped first.
+KEPT_ROWS_PER_DATABASE = 4000
+KEPT_INPUT_WINDOWS = 8
+
+
+class _Names:
+    """The names documents show, resolved once per view (each node's path, each user's
+    name and email, each team and stage) from the tables :class:`Facts` has loaded."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self._paths: dict[Any, tuple] = {}
+        self._users: dict[Any, tuple | None] = {}
+        self._teams: dict[Any, tuple | None] = {}
+        self._stages: dict[Any, str | None] = {}
+
+    def path(self, node_id: Any) -> tuple:
+        found = self._paths.get(node_id)
+        if found is None:
+            found = self._paths[node_id] = tuple(
+                (n.id, n.name) for n in self.facts.path(node_id))
+        return found
+
+    def user(self, user_id: Any) -> tuple | None:
+        if user_id not in self._users:
+            user = self.facts.users.get(user_id)
+            self._users[user_id] = None if user is None else (user.name, user.email)
+        return self._users[user_id]
+
+    def team(self, team_id: Any) -> tuple | None:
+        if team_id not in self._teams:
+            team = self.facts.teams.get(team_id)
+            self._teams[team_id] = None if team is None else (team.id, team.name)
+        return self._teams[team_id]
+
+    def stage(self, stage_id: Any) -> str | None:
+        if stage_id not in self._stages:
+            stage = self.facts.stages.get(stage_id)
+            self._stages[stage_id] = None if stage is None else stage.name
+        return self._stages[stage_id]
+
+
+def _inputs(facts: Facts, names: _Names, experiment: Any, head: Any) -> tuple:
+    """Everything ``experiment``'s review row is computed from, for equality: its columns,
+    variants, amendments, ready datasets and snapshot heads, the stored analysis in force,
+    the names its document shows (its node's path, team, stage, owner, decider, the
+    amendments' authors), which are read from the rows the view has loaded anyway. The
+    window, the day and the moment of observation are the caller's (see the module
+    docstring). Rows are compared as plain tuples (a ``Row`` compares seven times slower),
+    and a parsed analysis by identity first, so equal inputs cost little to compare."""
+    eid = experiment.id
+    amendments = facts.amendments.get(eid, ())
+    dataset = facts.datasets.get(head[2]) if head is not None else None
+    return (
+        tuple(experiment), tuple(map(tuple, facts.variants.get(eid, ()))),
+        tuple(map(tuple, amendments)), tuple(names.user(a.actor_id) for a in amendments),
+        tuple(map(tuple, facts.datasets_of.get(eid, ()))), tuple(facts.snapshots.get(eid, ())),
+        (tuple(dataset) if dataset is not None else None, facts.result(head[1]))
+        if head is not None else None,
+        names.path(experiment.node_id), names.team(experiment.team_id),
+        names.stage(experiment.stage_id), names.user(experiment.owner_id),
+        names.user(experiment.decided_by_id),
+    )
+
+
+def _span(facts: Facts, experiment: Any, as_of: datetime) -> tuple[Any, Any]:
+    """Of the moments of ``experiment``'s inputs that a row compares with the window's
+    point in time: the latest at or before ``as_of`` and the earliest after it (``None``:
+    none). A point in time from the first (included) to the second (excluded) sees the
+    same of them happened, so the same row."""
+    eid = experiment.id
+    moments = [experiment.started_at, experiment.stopped_at, experiment.decided_at,
+               experiment.reopened_at]
+    moments += [a.created_at for a in facts.amendments.get(eid, ())]
+    moments += [d.uploaded_at for d in facts.datasets_of.get(eid, ())]
+    found = [aware(m) for m in moments if m is not None]
+    found += [head[0] for head in facts.snapshots.get(eid, ())]  # already aware
+    return (max((m for m in found if m <= as_of), default=None),
+            min((m for m in found if m > as_of), default=None))
+
+
+def _rows_by_inputs(facts: Facts, window: Window, existing: Sequence[Any],
+                    heads: Sequence[Any], key: tuple) -> list[ReviewRow]:
+    """:func:`review_rows` with the rows kept under ``key`` (the database and the window):
+    an experiment's kept row is reused when its :func:`_inputs` are equal and, in a live
+    window, no moment of those inputs lies between the point in time it was computed at
+    and this one (:func:`_span`); a closed window's point in time is part of ``key``."""
+    before = _by_inputs.get(key) or {}
+    as_of = window.as_of
+    observed = iso(as_of)
+    names = _Names(facts)
+    kept: dict[int, tuple[tuple, ReviewRow, Any, Any]] = {}
+    rows = _Spanned()
+    for experiment, head in zip(existing, heads, strict=True):
+        inputs = _inputs(facts, names, experiment, head)
+        old = before.get(experiment.id)
+        if old is not None and (old[2] is None or old[2] <= as_of) \
+                and (old[3] is None or as_of < old[3]) and old[0] == inputs:
+            row = old[1]
+            rows.append(ReviewRow(_observed(row.document, observed), row.review, row.digest))
+            kept[experiment.id] = old
+            continue
+        document = document_as_of(facts, experiment, window)
+        row = ReviewRow(document, review_flags(facts, experiment, document, window))
+        row = ReviewRow(document, row.review, row_digest(row))
+        rows.append(row)
+        since, until = (None, None) if window.closed else _span(facts, experiment, as_of)
+        kept[experiment.id] = (inputs, row, since, until)
+    _by_inputs.put(key, kept)
+    # Where all of them stay the same: the span of the whole list (kept per generation).
+    rows.span = (max((k[2] for k in kept.values() if k[2] is not None), default=None),
+                 min((k[3] for k in kept.values() if k[3] is not None), default=None))
+    return rows
+
+
+class _Spanned(list):
+    """Rows with ``span``: from when to when (excluded) the point in time sees each of their
+    inputs' moments as it did (``None``: unbounded)."""
+
+    span: tuple[Any, Any] = (None, None)
+
+
+class _ByInputs:
+    """Per (database URL, window, day): each experiment's row with its inputs. A window's
+    rows are replaced whole (so experiments that vanished are dropped); entries are bounded
+    by :data:`KEPT_ROWS_PER_DATABASE` and :data:`KEPT_INPUT_WINDOWS`. Thread-safe; rows and
+    inputs are immutable once kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, dict[int, tuple]] = OrderedDict()
+
+    def get(self, key: tuple) -> dict[int, tuple] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple, rows: dict[int, tuple]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+            if len(rows) > KEPT_ROWS_PER_DATABASE:
+                return
+            self._entries[key] = rows
+            url = key[0]
+            total = sum(len(v) for k, v in self._entries.items() if k[0] == url)
+            for other in [k for k in self._entries if k[0] == url and k != key]:
+                if total <= KEPT_ROWS_PER_DATABASE:
+                    break
+                total -= len(self._entries.pop(other))
+            while len(self._entries) > KEPT_INPUT_WINDOWS:
+                self._entries.popitem(last=False)
+
+    def rows(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._entries.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_by_inputs = _ByInputs()
 
 
 # -------------------------------------------------------------------- freezing
