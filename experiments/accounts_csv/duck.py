@@ -32,6 +32,8 @@ than the contract refuses:
 Every value is read as text and checked against the contract's own format (the regular
 expressions of ``exact.py``) before its typed value is used: DuckDB's casts accept
 ``+5``, ``1e2``, ``5.``, `` 5``, ``1_000`` and round ``5.123``, which the contract refuses.
+In the expansion, contraction and churn columns the exact texts ``0``, ``0.0`` and
+``0.00`` (most rows) skip the regular expression, which they match.
 
 The upload's reader, :func:`read_upload`, uses it where it pays: pyarrow's fast reader
 accepts a good file for less CPU than DuckDB's full table (:func:`read_table`: ~1.1 s
@@ -73,6 +75,11 @@ _PLAIN_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x22, 0x7F))
 _MONEY = r"[0-9]+(\.[0-9]{1,2})?"
 _DAYS = r"[0-9]+(\.[0-9]+)?"
 _DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+# The usual spellings of zero, each of which keeps _MONEY's format: in the columns where
+# zero is the common value (_MOSTLY_ZERO) the query skips the regular expression for them
+# (~0.13 s of DuckDB's CPU on a million rows, a third of its text checks).
+_ZEROS = "('0', '0.0', '0.00')"
+_MOSTLY_ZERO = ("expansion_mrr", "contraction_mrr", "churned_mrr")
 # A value starting or ending with a character the contract trims (control characters are
 # already refused by the byte scan, so only the spaces are left).
 _PADDED = "^[{0}]|[{0}]$".format("".join(ch for ch in WHITESPACE if ch >= " "))
@@ -599,9 +606,14 @@ def _rows(connection, path: str, layout: Layout, scan: _Scan,
         text, key = _column(index, name), name.removesuffix("_mrr")
         if text is None:
             continue
-        rules.append(f"{text} IS NOT NULL AND regexp_full_match({text}, '{_MONEY}')"
-                     if name == "start_mrr" else
-                     f"{text} IS NULL OR regexp_full_match({text}, '{_MONEY}')")
+        money = f"regexp_full_match({text}, '{_MONEY}')"
+        if name in _MOSTLY_ZERO:
+            # Most accounts neither expand, contract nor churn: a zero written as usual
+            # keeps the format, and CASE runs the regular expression on the other rows
+            # only (an OR would run it on every row: the filter is one expression).
+            money = f"CASE WHEN {text} IN {_ZEROS} THEN true ELSE {money} END"
+        rules.append(f"{text} IS NOT NULL AND {money}" if name == "start_mrr" else
+                     f"{text} IS NULL OR {money}")
         # A digit string with at most two decimals read as DOUBLE is its value correctly
         # rounded, as whole cents / 100 in float64 is (AccountTable.money()). A plain CAST:
         # text that does not parse fails the query (declined), it never becomes a blank.
