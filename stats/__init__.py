@@ -1,11 +1,13 @@
 """NRR Lab statistics: pure functions over arrays and sufficient statistics.
 
-No Flask, SQL or file I/O lives here. ``scipy.stats`` is imported lazily inside
-the functions that need it, so ``import stats`` is cheap (numpy and
-``scipy.special`` only). Sample size, power and the p-value adjustments are the
-figures of pingouin's ``power_ttest``, ``power_ttest2n`` and ``multicomp``
-(DESIGN §4), computed without importing pingouin; the tests check them against
-pingouin and statsmodels.
+No Flask, SQL or file I/O lives here. ``scipy.stats`` is imported lazily inside the
+functions that need it, so ``import stats`` is cheap (numpy and ``scipy.special`` only);
+``stats.impact`` and ``stats.ledger`` (the portfolio views, ~40 ms of imports that
+``nrrlab analyze`` never uses) are imported when one of their names is first used
+(``stats.ledger_figures``, ``from stats import shrink``). Sample size, power and the
+p-value adjustments are the figures of pingouin's ``power_ttest``, ``power_ttest2n`` and
+``multicomp`` (DESIGN §4), computed without importing pingouin; the tests check them
+against pingouin and statsmodels.
 
 Examples
 --------
@@ -24,8 +26,6 @@ from stats.analysis import (
     summary_sentence,
 )
 from stats.cuped import CupedResult, cuped
-from stats.impact import Impact, Shrinkage, between_variance, revenue_impact, shrink
-from stats.ledger import LedgerArrays, LedgerFigures, ledger_figures
 from stats.levers import (
     GuardrailResult,
     GuardrailSpec,
@@ -130,3 +130,30 @@ __all__ = [
     "velocity_groups",
     "welch_satterthwaite_df",
 ]
+
+#: Names imported from their module when first used (module ``__getattr__``, PEP 562).
+_LAZY = {
+    "Impact": "stats.impact",
+    "Shrinkage": "stats.impact",
+    "between_variance": "stats.impact",
+    "revenue_impact": "stats.impact",
+    "shrink": "stats.impact",
+    "LedgerArrays": "stats.ledger",
+    "LedgerFigures": "stats.ledger",
+    "ledger_figures": "stats.ledger",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stats' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
