@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, select
 
 from experiments.access import can, require, team_roles, visible_team_ids
@@ -155,6 +155,12 @@ def _visible(query, session: Session, user: User):
     return query.where(or_(Action.team_id.is_(None), Action.team_id.in_(teams or {-1})))
 
 
+#: The actions on a week's (``week``) review, built once (every view of the review asks).
+_OF_WEEK = select(Action).where(
+    Action.raised_week <= bindparam("week"),
+    or_(Action.closed_week.is_(None), Action.closed_week >= bindparam("week")))
+
+
 def week_actions(session: Session, user: User, week: Week | str) -> list[ActionView]:
     """The actions on ``week``'s review that ``user`` may see: raised that week or earlier and
     open then, or closed in that very week. Open ones first, overdue first, then by due date.
@@ -165,10 +171,8 @@ def week_actions(session: Session, user: User, week: Week | str) -> list[ActionV
         ``week`` is not an ISO week.
     """
     the_week = _week(week)
-    query = select(Action).where(
-        Action.raised_week <= the_week.label,
-        or_(Action.closed_week.is_(None), Action.closed_week >= the_week.label))
-    actions = session.exec(_visible(query, session, user)).all()
+    actions = session.exec(_visible(_OF_WEEK, session, user),
+                           params={"week": the_week.label}).all()
     return _views(session, user, actions, the_week)
 
 

@@ -15,8 +15,9 @@ from datetime import date, timedelta
 from sqlmodel import Session
 
 from experiments.documents import ExperimentInfo
-from experiments.models import User
+from experiments.models import DriverNode, User
 from experiments.nrr_page import Headline, current_ledger, headline, tree_targets
+from experiments.reference_rows import all_rows
 from experiments.review import build_review, week_of
 from experiments.review_rows import ReviewRow
 from experiments.tree import TreeNode, attach_actuals, load_tree
@@ -105,5 +106,7 @@ def dashboard(session: Session, user: User, *, today: date,
         alerts=review.alerts[:SHOWN],
         alerts_count=len(review.alerts),
         changed=review.changed,
-        nrr=headline(figures, tree_targets(session, user)),
+        # every node, as the review's branch list read them (the transaction's copy)
+        nrr=headline(figures, tree_targets(session, user, all_rows(
+            session, DriverNode, DriverNode.position, DriverNode.id))),
     )

@@ -35,6 +35,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from experiments import notify
@@ -543,6 +544,13 @@ def upload_refusal(experiment: Experiment) -> str | None:
 REVIEW_FIELDS: dict[str, str] = {"rationale": "decision_rationale"}
 
 
+#: Some experiments' (``ids``) variant keys in form order, built once (the review's
+#: agenda asks on every view).
+_VARIANT_KEYS = (select(Variant.experiment_id, Variant.key, Variant.is_control)
+                 .where(Variant.experiment_id.in_(bindparam("ids", expanding=True)))
+                 .order_by(Variant.position, Variant.id))
+
+
 def attach_records(session: Session, views: Sequence[Any],
                    experiments: Mapping[int, Experiment] | None = None,
                    users: Mapping[int, User] | None = None) -> None:
@@ -559,8 +567,7 @@ def attach_records(session: Session, views: Sequence[Any],
     # One query for every item's variants (not one per item).
     treatments: dict[int, list[str]] = {i: [] for i in experiments}
     for experiment_id, key, is_control in session.exec(
-            select(Variant.experiment_id, Variant.key, Variant.is_control)
-            .where(Variant.experiment_id.in_(ids)).order_by(Variant.position, Variant.id)).all():
+            _VARIANT_KEYS, params={"ids": list(ids)}).all():
         if not is_control and experiment_id in treatments:
             treatments[experiment_id].append(key)
     # The transaction's copy of the users (experiments.reference_rows), held here so the

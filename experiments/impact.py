@@ -61,7 +61,18 @@ def company_start_mrr(session: Session) -> float | None:
     """The company's start MRR (the revenue ledger's latest period), or ``None``."""
     from experiments.ledger import latest_start_mrr
 
-    value = latest_start_mrr(session)
+    return _positive(latest_start_mrr(session))
+
+
+def start_mrr_of(session: Session, figures: Any) -> float | None:
+    """:func:`company_start_mrr` from the current ledger's figures already read
+    (``stats.ledger.LedgerFigures``, or ``None``: no ledger, none usable): no second read."""
+    from experiments.ledger import latest_start_mrr
+
+    return _positive(latest_start_mrr(session, figures=figures))
+
+
+def _positive(value: float | None) -> float | None:
     if value is None or not math.isfinite(value) or value <= 0:
         return None
     return float(value)

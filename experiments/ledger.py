@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, func, text
@@ -829,6 +829,12 @@ def _of_current_figures(*columns):
     )
 
 
+#: The current figures row's key columns: built once (every read page with the headline or
+#: the tree asks; building it cost about as much as running it).
+_CURRENT_FIGURES_KEY = _of_current_figures(
+    LedgerFigures.version_id, LedgerFigures.id, LedgerFigures.computed_at)
+
+
 def current_figures(session: Session) -> dict | None:
     """The stored figures of the current ledger (``LedgerFigures.to_dict()``), or None."""
     return session.exec(_of_current_figures(LedgerFigures.figures)).first() or None
@@ -868,8 +874,7 @@ def stored_figures(session: Session) -> FiguresModel | str | None:
     version and process; the reason as text when there are none to use (the import
     stored an error, or the stored document cannot be read — logged as a warning);
     ``None`` before the first upload."""
-    row = session.exec(_of_current_figures(
-        LedgerFigures.version_id, LedgerFigures.id, LedgerFigures.computed_at)).first()
+    row = session.exec(_CURRENT_FIGURES_KEY).first()
     if row is None:
         return None
     key = (row[0], row[1], str(row[2]))
@@ -894,11 +899,17 @@ def readable_figures(session: Session) -> FiguresModel | None:
     return None if figures is None or isinstance(figures, str) else figures
 
 
+_UNREAD = object()
+
+
 def latest_start_mrr(
-    session: Session, *, dimension: str | None = None, value: str | None = None
+    session: Session, *, dimension: str | None = None, value: str | None = None,
+    figures: Any = _UNREAD,
 ) -> float | None:
-    """Σ start MRR of the last period (company-wide or one dimension value), or None."""
-    figures = readable_figures(session)
+    """Σ start MRR of the last period (company-wide or one dimension value), or None
+    (``figures``: :func:`readable_figures` when the caller has read them already)."""
+    if figures is _UNREAD:
+        figures = readable_figures(session)
     if figures is None:
         return None
     last = figures.last_period(dimension, value)

@@ -71,15 +71,24 @@ class Targets:
     grr_node: str | None = None
 
 
-def tree_targets(session: Session, user: User) -> Targets:
-    """Targets of the visible nodes tied to ``nrr`` (the root by default) and ``grr``."""
+_TARGET_CANDIDATES = select(DriverNode).where(
+    or_(DriverNode.parent_id.is_(None), DriverNode.metric.in_(("nrr", "grr")))
+).order_by(DriverNode.id)
+
+
+def tree_targets(session: Session, user: User,
+                 nodes: Sequence[DriverNode] | None = None) -> Targets:
+    """Targets of the visible nodes tied to ``nrr`` (the root by default) and ``grr``
+    (``nodes``: every node of the tree, when the caller has read them already)."""
     teams = visible_team_ids(session, user)
     found: dict[str, DriverNode] = {}
-    # Only the root and nodes tied to nrr/grr can qualify (node_metric): read just those,
-    # not the whole tree, on every page that shows the headline.
-    candidates = select(DriverNode).where(or_(DriverNode.parent_id.is_(None),
-                                              DriverNode.metric.in_(("nrr", "grr"))))
-    for node in session.exec(candidates.order_by(DriverNode.id)).all():
+    if nodes is None:
+        # Only the root and nodes tied to nrr/grr can qualify (node_metric): read just
+        # those, not the whole tree, on every page that shows the headline.
+        nodes = session.exec(_TARGET_CANDIDATES).all()
+    else:
+        nodes = sorted(nodes, key=lambda n: n.id)
+    for node in nodes:
         if teams is not None and node.team_id is not None and node.team_id not in teams:
             continue
         metric = node_metric(node)

@@ -14,6 +14,12 @@ seen until this session's transaction ends, though a plain second query could se
 until it first writes, ``experiments.db``): the copy shows the table as this transaction
 first read it. Callers look rows up with ``.get``, so a row added in between is shown
 without its name, never an error.
+
+A lookup by id (:func:`by_id`) needs no order: it uses whichever copy of the table the
+transaction already holds, and when there is none it reads the table in the order the
+pages list it (:data:`USUAL_ORDER`), so a later ordered read of the same table is the same
+copy (the review page read nodes and users twice before: once for the documents' lookups
+by id, once in tree or name order).
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
+from experiments.models import DriverNode, User
+
 T = TypeVar("T")
 _KEY = "nrrlab.reference_rows"
+
+#: The order in which pages list a table (tree order; people by name): what
+#: :func:`by_id` reads a table in when the transaction holds no copy of it yet.
+USUAL_ORDER: dict[type, tuple[Any, ...]] = {
+    DriverNode: (DriverNode.position, DriverNode.id),
+    User: (User.name, User.email),
+}
 
 
 def all_rows(session: Session, model: type[T], *order_by: Any) -> list[T]:
@@ -40,8 +55,13 @@ def all_rows(session: Session, model: type[T], *order_by: Any) -> list[T]:
 
 
 def by_id(session: Session, model: type[T]) -> dict[int, T]:
-    """``{id: row}`` of every row of ``model``."""
-    return {row.id: row for row in all_rows(session, model)}
+    """``{id: row}`` of every row of ``model``: from any copy of the table the transaction
+    already holds (in whatever order), else read in its :data:`USUAL_ORDER`."""
+    if not (session.new or session.dirty or session.deleted):
+        for (kept, _order), rows in session.info.get(_KEY, {}).items():
+            if kept is model:
+                return {row.id: row for row in rows}
+    return {row.id: row for row in all_rows(session, model, *USUAL_ORDER.get(model, ()))}
 
 
 @event.listens_for(OrmSession, "after_flush")

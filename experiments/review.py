@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
@@ -53,7 +54,7 @@ from experiments.access import visible_team_ids
 from experiments.actions import ActionView, action_form_choices, week_actions
 from experiments.documents import STATUS_ORDER
 from experiments.errors import NotFound
-from experiments.impact import PortfolioImpact, company_start_mrr, portfolio_impact
+from experiments.impact import PortfolioImpact, portfolio_impact
 from experiments.input_rules import FieldErrors, read_date_range, read_id, read_page
 from experiments.models import DriverNode, Experiment, ReviewItem, ReviewMeeting, User, utcnow
 from experiments.reference_rows import all_rows
@@ -87,6 +88,21 @@ AGENDA_PAGE_SIZE = 10
 
 __all__ = ["AGENDA_PAGE_SIZE", "ItemView", "Review", "ReviewRow", "Week", "Window",
            "build_review", "current_week", "get_item", "parse_week", "update_item", "week_of"]
+
+
+# Statements every view sends, built once (issue 18: building a statement per view cost
+# about as much as running it on the demo).
+#: Every experiment's id, key, name and team now.
+_CATALOGUE = select(Experiment.id, Experiment.key, Experiment.name,
+                    Experiment.team_id).order_by(Experiment.key)
+#: The shown agenda items (``ids``) with their experiments.
+_SHOWN_ITEMS = (select(ReviewItem, Experiment)
+                .outerjoin(Experiment, Experiment.id == ReviewItem.experiment_id)
+                .where(ReviewItem.id.in_(bindparam("ids", expanding=True)))
+                .options(defer(ReviewItem.seen)))
+#: Each item of a meeting (``meeting_id``): experiment, id, note and decision.
+_ITEM_HEADS = select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.note,
+                     ReviewItem.decision).where(ReviewItem.meeting_id == bindparam("meeting_id"))
 
 
 @dataclass
@@ -388,8 +404,7 @@ def build_review(
     memo = getattr(rows, "memo", None)  # figures kept with the rows (KeptRows)
     # Every experiment's id, key, name and team now: which rows still exist and may be
     # seen, and what the "raise an action" form offers (one read for both).
-    catalogue = session.exec(select(Experiment.id, Experiment.key, Experiment.name,
-                                    Experiment.team_id).order_by(Experiment.key)).all()
+    catalogue = session.exec(_CATALOGUE).all()
     rows = _visible_rows(session, user, rows, catalogue)
     rows = sorted((r for r in rows if _in_branch(r, branch)), key=_branch_sort_key)
     review = Review(
@@ -404,16 +419,6 @@ def build_review(
     )
     if rows_only:  # the dashboard: only the rows and their flags (no impact, actuals)
         return review
-    since = midnight(review.quarter_start)
-    company_mrr = tree.company_start_mrr if tree is not None else company_start_mrr(session)
-    impact_key = ("impact", tuple(r.key for r in rows), since, company_mrr)
-    review.impact = memo.get(impact_key) if memo is not None else None
-    if review.impact is None:
-        review.impact = portfolio_impact([r.document for r in rows], since=since,
-                                         until=review.point_in_time, company_mrr=company_mrr)
-        if memo is not None:  # same rows, no write since: the same ships and estimates
-            memo[impact_key] = review.impact
-    review.summary = _summary(rows, review.impact)
     ids = _shown_node_ids(session, choices, branch)
     if tree is None:  # a range or a preview: today's actuals as of its point in time
         by_id = {n.id: n for n in nodes}
@@ -422,6 +427,16 @@ def build_review(
     else:
         review.tree_kept = tree
     review.tree_actuals = tree.shown(ids)
+    since = midnight(review.quarter_start)
+    company_mrr = tree.company_start_mrr  # the ledger's, read once with the actuals
+    impact_key = ("impact", tuple(r.key for r in rows), since, company_mrr)
+    review.impact = memo.get(impact_key) if memo is not None else None
+    if review.impact is None:
+        review.impact = portfolio_impact([r.document for r in rows], since=since,
+                                         until=review.point_in_time, company_mrr=company_mrr)
+        if memo is not None:  # same rows, no write since: the same ships and estimates
+            memo[impact_key] = review.impact
+    review.summary = _summary(rows, review.impact)
     if mode == "week":
         review.actions = week_actions(session, user, the_week)
         if now >= the_week.start:
@@ -468,8 +483,7 @@ def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review
         # only the shown items in full (not hundreds of ORM objects per view)
         heads = {experiment_id: (item_id, bool(note or decision))
                  for experiment_id, item_id, note, decision in session.exec(
-                     select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.note,
-                            ReviewItem.decision).where(ReviewItem.meeting_id == meeting.id))}
+                     _ITEM_HEADS, params={"meeting_id": meeting.id})}
     review.item_ids = {r.key: heads[r.experiment.id][0] for r in review.rows
                        if r.experiment.id in heads}
     due = {r.experiment.id for r in review.needs_decision}
@@ -487,10 +501,7 @@ def _agenda(session: Session, user: User, meeting: ReviewMeeting, review: Review
     if items is None:  # the shown items with their experiments, in one statement
         ids = [heads[r.experiment.id][0] for r in rows]
         shown, experiments = {}, {}
-        for item, experiment in session.exec(
-                select(ReviewItem, Experiment)
-                .outerjoin(Experiment, Experiment.id == ReviewItem.experiment_id)
-                .where(ReviewItem.id.in_(ids)).options(defer(ReviewItem.seen))):
+        for item, experiment in session.exec(_SHOWN_ITEMS, params={"ids": ids}):
             shown[item.experiment_id] = item
             if experiment is not None:
                 experiments[experiment.id] = experiment

@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from experiments.impact import company_start_mrr
+from experiments.impact import start_mrr_of
 from experiments.models import DriverNode
 from experiments.nrr_page import current_ledger
 from experiments.review_models import ReviewTreeSeen
@@ -89,8 +89,9 @@ def tree_now(session: Session, nodes: Sequence[DriverNode], dated_by: date, *,
              reconstructed: bool = False) -> TreeCopy:
     """The summary of ``nodes`` from today's actuals and ledger, dated on or before
     ``dated_by``."""
-    lines = actuals_summary(session, nodes, current_ledger(session), dated_by)
-    return TreeCopy(tuple(lines), company_start_mrr(session), dated_by,
+    figures = current_ledger(session)  # one read for the actuals and the start MRR
+    lines = actuals_summary(session, nodes, figures, dated_by)
+    return TreeCopy(tuple(lines), start_mrr_of(session, figures), dated_by,
                     reconstructed=reconstructed)
 
 

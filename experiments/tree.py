@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from sqlmodel import Session, and_, func, select
@@ -106,6 +107,7 @@ class TreeNode:
             yield from child.walk()
 
 
+@cache  # built once: constructing this window query cost more than running it (demo)
 def _experiments_with_latest_verdict():
     """``(id, node_id, status, team_id, verdict)`` of every experiment, the verdict of its
     newest snapshot that has one (``None``: none has): one statement for the roll-ups."""

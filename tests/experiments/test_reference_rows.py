@@ -6,10 +6,10 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlmodel import Session
 
-from experiments.models import DriverNode, Team
+from experiments.models import DriverNode, Team, User
 from experiments.reference_rows import all_rows, by_id
 from experiments.tree import load_tree
-from tests.factories import make_node, root_node
+from tests.factories import make_node, make_user, root_node
 
 
 def _selects(session) -> tuple[list[str], callable]:
@@ -35,8 +35,31 @@ def test_a_second_read_in_one_transaction_sends_no_statement(session):
     finally:
         stop()
     assert first == again and root.id in first
-    assert len(seen) == 2  # the plain read once, the ordered read once
+    # by_id reads the nodes in tree order, so the ordered read is the same copy
+    assert len(seen) == 1
     assert [n.id for n in ordered] == sorted(first, key=lambda i: (first[i].position, i))
+
+
+def test_a_lookup_by_id_uses_the_copy_in_any_order_and_reads_people_by_name(session):
+    """The review page looks nodes and users up by id (the documents) and lists them in
+    tree and name order (branch filter, owner lists): one statement per table."""
+    root_node(session)
+    make_user(session, "zed@example.com")
+    make_user(session, "amy@example.com")
+    session.commit()
+    seen, stop = _selects(session)
+    try:
+        ordered_nodes = all_rows(session, DriverNode, DriverNode.position, DriverNode.id)
+        nodes = by_id(session, DriverNode)
+        users = by_id(session, User)
+        by_name = all_rows(session, User, User.name, User.email)
+    finally:
+        stop()
+    assert [s.split("FROM")[1].split()[0] for s in seen] == ["driver_node", "user_account"]
+    assert list(nodes) == [n.id for n in ordered_nodes]
+    assert [u.id for u in by_name] == list(users)
+    assert [u.email for u in by_name].index("amy@example.com") < \
+        [u.email for u in by_name].index("zed@example.com")
 
 
 def test_an_added_node_is_seen_at_once_flushed_or_not(session, admin):
