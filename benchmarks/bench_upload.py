@@ -445,9 +445,11 @@ def main(argv: list[str] | None = None) -> int:
                     compared[label].append(outcome)
                     if label == "now" and run == 0:
                         jobs.append(("PostgreSQL", outcome))
+                    outcome["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                     print(f"run {run + 1} {label}: job {outcome['good_seconds']:.2f} s, "
                           f"app CPU {outcome['good_cpu']:.2f} s, server CPU "
-                          f"{_seconds(outcome.get('good_server_cpu'))}", file=sys.stderr)
+                          f"{_seconds(outcome.get('good_server_cpu'))}, load "
+                          f"{_seconds(outcome['load'])}", file=sys.stderr)
 
     def mark(ok: bool) -> str:
         return "✓" if ok else "✗"
@@ -510,6 +512,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {statistics.median(walls):.2f} "
                   f"| {statistics.median(r['good_cpu'] for r in runs):.2f} "
                   f"| {_seconds(statistics.median(servers) if servers else None)} |")
+        if compared["now"] and compared["baseline"]:
+            # On a busy machine the wall times mostly measure the others' load; the CPU
+            # of the app and of the server, side by side, is the comparison that holds.
+            def ratio(key: str) -> str:
+                values = {label: [r[key] for r in runs if r.get(key) is not None]
+                          for label, runs in compared.items()}
+                if not values["now"] or not values["baseline"]:
+                    return "–"
+                share = statistics.median(values["now"]) / statistics.median(values["baseline"])
+                return f"{share:.2f}"
+
+            loads = [r["load"] for runs in compared.values() for r in runs if r["load"] is not None]
+            print(f"\nthis checkout / baseline, medians: job wall {ratio('good_seconds')}, "
+                  f"app CPU {ratio('good_cpu')}, server CPU {ratio('good_server_cpu')}; "
+                  f"load after each run {_seconds(min(loads, default=None))}–"
+                  f"{_seconds(max(loads, default=None))}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"\nTargets: ≤ {TARGET_SECONDS:g} s, ≤ {TARGET_RSS_MB} MB, ≤ {TARGET_PAGE_MS:g} ms "

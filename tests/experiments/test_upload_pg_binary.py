@@ -201,3 +201,34 @@ def test_an_upload_with_every_optional_column_stores_the_files_values(db_engine,
                          cents(pre_start), cents(pre_end),
                          date.fromisoformat(enrolled) if enrolled else None))
     assert [tuple(row) for row in got] == expected
+
+
+def test_a_segment_per_account_is_sent_as_text(db_engine, session, monkeypatch):
+    """More (variant, segment) pairs in a block than are encoded once each: the segments
+    go as text, blanks still NULL."""
+    monkeypatch.setattr(rows_postgres, "_FEW_PAIRS", 8)
+    count = 40
+    segments = [None if i % 9 == 0 else "" if i % 9 == 1 else f"seg-{i}-ü" for i in range(count)]
+    table = account_table(
+        account_id=object_array([f"a{i}" for i in range(count)]),
+        variant=object_array([VARIANTS[i % 2] for i in range(count)]),
+        start_cents=np.full(count, 100),
+        expansion_cents=np.zeros(count, dtype=np.int64),
+        contraction_cents=np.zeros(count, dtype=np.int64),
+        churned_cents=np.zeros(count, dtype=np.int64),
+        segment=object_array(segments),
+        days_to_value=None,
+        notes=(),
+    )
+    connection = session.connection()
+    connection.execute(text("CREATE TEMP TABLE account_row"
+                            " (LIKE public.account_row INCLUDING DEFAULTS) ON COMMIT DROP"))
+    raw = connection.connection.driver_connection
+
+    rows_postgres.copy_rows(raw, 1, table, 0, count, ids_by_line=True)
+    reference_copy(raw, 2, table)
+
+    ours = stored(connection, 1)
+    assert ours == stored(connection, 2)
+    assert [row[7] for row in ours] == [value or None for value in segments]
+    assert [row[2] for row in ours] == [VARIANTS[i % 2] for i in range(count)]
