@@ -501,8 +501,11 @@ class Facts:
             self._results.update(stored_parts(self.session, wanted))
 
     def result(self, snapshot_id: int) -> dict:
-        self.load_results([snapshot_id])
-        return self._results.get(snapshot_id, {})
+        found = self._results.get(snapshot_id)  # loaded already: once per experiment per view
+        if found is None:
+            self.load_results([snapshot_id])
+            found = self._results.get(snapshot_id, {})
+        return found
 
     def path(self, node_id: int | None) -> list[DriverNode]:
         """Root first, down to ``node_id`` (cycle-safe)."""
