@@ -323,7 +323,7 @@ def build_review(
     """The review of ``week`` (or of the date range) as ``user`` may see it.
 
     ``rows_only`` stops once the rows and the three action sections are known (no revenue
-    impact, summary, tree actuals, actions or agenda): what the dashboard shows.
+    impact, summary, portfolio, tree actuals, actions or agenda): what the dashboard shows.
     ``agenda_page`` (1-based; past the last gives the last) limits the agenda to that page
     of :data:`AGENDA_PAGE_SIZE` items; ``None`` gives the whole agenda. ``keep_rows`` reuses
     the rows kept per process while no write happened
@@ -414,7 +414,7 @@ def build_review(
         needs_decision=[r for r in rows if r.review.needs_decision],
         changed=[r for r in rows if r.review.changes],
         alerts=[r for r in rows if r.review.alerts],
-        summary=[], portfolio=_portfolio(rows), agenda=[],
+        summary=[], portfolio=[] if rows_only else _portfolio(rows), agenda=[],
         meeting_id=meeting.id if meeting else None,
     )
     if rows_only:  # the dashboard: only the rows and their flags (no impact, actuals)

@@ -65,7 +65,8 @@ class ItemView:
         """The form value of ``name``: what was submitted (after an error), else what is stored."""
         if self.values is not None and name in self.values:
             return self.values[name]
-        current = getattr(self.item, name, None)
+        # Only the item's own columns hold a value (a pydantic miss costs an exception).
+        current = getattr(self.item, name, None) if hasattr(type(self.item), name) else None
         if current is None:
             return ""
         return current.isoformat() if isinstance(current, date) else str(current)
