@@ -12,6 +12,14 @@ account when the query returns no more than that). The result becomes a dataset 
 with ``source = "warehouse"``, its inputs stored in ``warehouse_result``, and a snapshot
 made by :func:`experiments.analysis.refresh_snapshot` — the upload's code path.
 
+The query's columns follow the upload's rules (DESIGN §3): ``account_id``, ``variant`` and
+``start_mrr`` are required; a lever column left out, or NULL, is 0, so a query of only the
+required columns gives the figures an upload of the same file gives (the moments always
+hold start and the three levers). Rows breaking a rule are counted with an example; a
+money value above the upload's cap, NaN or ±Infinity is refused; a value that does not
+convert (text in ``start_mrr``, a malformed ``enrolled_on``) fails with its column named
+(:func:`_execute_naming_casts`).
+
 The **ledger** cannot be reduced to per-period sums: TTM NRR follows each account across
 twelve periods, cohorts need each account's first active month and customer_since, and
 the velocity cohorts need per-account terciles. So its query's rows are pulled in chunks
@@ -83,6 +91,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+from experiments.accounts_csv.contract import MAX_CENTS
 from experiments.analysis import current_plan, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
@@ -131,6 +140,10 @@ OPTIONAL = (*MONEY_OPTIONAL, "segment", "days_to_value", "days_observed", "pre_s
 CONTRACT = (*REQUIRED, *OPTIONAL)
 LEDGER_REQUIRED = ("account_id", "period", "start_mrr")
 LEDGER_KNOWN = (*LEDGER_REQUIRED, *MONEY_OPTIONAL, "customer_since", "days_to_value")
+#: Money columns every account has (an absent lever column is 0, DESIGN §3).
+_ACCOUNT_MONEY = ("start_mrr", *MONEY_OPTIONAL)
+#: The largest money value of an account row, as an upload's (currency units).
+_MAX_MONEY = (MAX_CENTS - 1) / 100
 #: Moment columns in the order of :func:`experiments.datasets.arm_extras`.
 _MOMENT_COLUMNS = {
     "start": "start_mrr",
@@ -511,11 +524,18 @@ def check_query(q: AccountQuery):
     rules: list[tuple[str, Any]] = [
         ("account_id is blank", account.is_(None)),
         ("variant is blank", q.raw("variant").is_(None)),
-        ("start_mrr must be greater than 0", or_(start.is_(None), start <= 0)),
+        ("start_mrr is blank", start.is_(None)),
+        ("start_mrr must be greater than 0", start <= 0),
     ]
     for name in MONEY_OPTIONAL:
         if q.has(name):
             rules.append((f"{name} must be 0 or more", q.money(name) < 0))
+    # The upload's cap (MAX_CENTS); NaN is above every number in PostgreSQL and DuckDB,
+    # so it is caught here too, and so is Infinity (-Infinity is below 0 above).
+    for name in (*_ACCOUNT_MONEY, "pre_start_mrr", "pre_end_mrr"):
+        if q.has(name):
+            rules.append((f"{name} must be a number of at most {_MAX_MONEY:,.2f}",
+                          q.money(name) > _MAX_MONEY))
     if q.has("contraction_mrr") or q.has("churned_mrr"):
         rules.append(("contraction_mrr + churned_mrr must not exceed start_mrr",
                       q.money("contraction_mrr") + q.money("churned_mrr") > start))
@@ -531,22 +551,88 @@ def check_query(q: AccountQuery):
                       pre_start.is_(None) != pre_end.is_(None)))
         rules.append(("pre_start_mrr and pre_end_mrr must be 0 or more",
                       or_(pre_start < 0, pre_end < 0)))
-    aggregates = [func.count(), func.count(func.distinct(account))]
+    # rows, distinct and non-blank account ids (a blank id is not a repeat)
+    aggregates = [func.count(), func.count(func.distinct(account)), func.count(account)]
     for _, condition in rules:
         aggregates.append(func.sum(case((condition, 1), else_=0)))
         aggregates.append(func.min(case((condition, account), else_=None)))
-    names = [n for n in _MOMENT_COLUMNS.values() if n == "start_mrr" or q.has(n)]
+    # start and the three levers always (an absent lever is 0 on every row, as in an
+    # upload without the column: the analysis reads all four); the pre-period if given.
+    names = [n for n in _MOMENT_COLUMNS.values() if n in _ACCOUNT_MONEY or q.has(n)]
     aggregates += [func.avg(q.money(n)) for n in names]
     return select(*aggregates).select_from(q.cte), [m for m, _ in rules], names
 
 
+#: Contract columns the aggregates cast, and what each must hold.
+_CAST_KINDS = {**dict.fromkeys((*_ACCOUNT_MONEY, "pre_start_mrr", "pre_end_mrr",
+                                "days_to_value", "days_observed"), "number"),
+               "enrolled_on": "date (YYYY-MM-DD)"}
+#: PostgreSQL's SQLSTATEs for a value that does not convert (text to number or date).
+_PG_CONVERSION = ("22P02", "22007", "22008", "22003")
+_DUCKDB_CAST_COLUMN = re.compile(r"Conversion Error:.*?when casting from source column (\w+)")
+
+
+def _execute_naming_casts(connection: Connection, q: AccountQuery, statement, dialect: str):
+    """``connection.execute(statement)``; a value that does not convert to the contract's
+    type (text in ``start_mrr``, a malformed ``enrolled_on``) fails the refresh with the
+    column named, as an upload names it. PostgreSQL does not say which column: the
+    statement runs in a savepoint, and each cast column is then tried alone."""
+    if dialect != "postgresql":
+        try:
+            return connection.execute(statement).all()
+        except DBAPIError as error:
+            found = _DUCKDB_CAST_COLUMN.search(str(getattr(error, "orig", error)))
+            by_name = {v.lower(): k for k, v in q.columns.items()}
+            name = by_name.get(found.group(1).lower()) if found else None
+            if name in _CAST_KINDS:
+                raise _not_convertible([name], error) from None
+            raise
+    savepoint = connection.begin_nested()
+    try:
+        rows = connection.execute(statement).all()
+    except DBAPIError as error:
+        savepoint.rollback()
+        if getattr(getattr(error, "orig", None), "sqlstate", None) not in _PG_CONVERSION:
+            raise
+        bad = []
+        # The query itself first (its own casts may be what failed), then each column.
+        for name, kind in [(None, None), *_CAST_KINDS.items()]:
+            if name is not None and not q.has(name):
+                continue
+            target = Date() if kind and kind.startswith("date") else Double()
+            probe = connection.begin_nested()
+            try:
+                counted = (func.count() if name is None
+                           else func.count(func.cast(q.raw(name), target)))
+                connection.execute(select(counted).select_from(q.cte)).all()
+                probe.commit()
+            except DBAPIError:
+                probe.rollback()
+                if name is None:
+                    raise error from None
+                bad.append(name)
+        if bad:
+            raise _not_convertible(bad, error) from None
+        raise
+    savepoint.commit()
+    return rows
+
+
+def _not_convertible(names: list[str], error: BaseException) -> RowsRejected:
+    said = " ".join(str(getattr(error, "orig", error)).strip().splitlines()[:1])[:300]
+    return RowsRejected([
+        *(f"{name} holds a value that is not a {_CAST_KINDS[name]}" for name in names),
+        f"the warehouse said: {said}",
+    ])
+
+
 def _problems(row, messages: list[str]) -> tuple[list[str], int]:
-    total, distinct = int(row[0] or 0), int(row[1] or 0)
+    total, distinct, named = int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
     problems = []
-    if total and distinct < total:
-        problems.append(f"{total - distinct:,} repeated account_id values: one row per account")
+    if distinct < named:
+        problems.append(f"{named - distinct:,} repeated account_id values: one row per account")
     for i, message in enumerate(messages):
-        count, example = row[2 + 2 * i], row[3 + 2 * i]
+        count, example = row[3 + 2 * i], row[4 + 2 * i]
         if count:
             where = f" (e.g. account_id {example})" if example is not None else ""
             problems.append(f"{int(count):,} row{'s' if count != 1 else ''}: {message}{where}")
@@ -610,7 +696,7 @@ def _extras_from_rows(rows, names: list[str], shifts: list[float]):
 
 def times_query(q: AccountQuery, *, by_segment: bool):
     """``GROUP BY [segment,] variant, time``: events and censored accounts per day."""
-    reached = q.number("days_to_value") if q.has("days_to_value") else literal(None, Double())
+    reached = q.number("days_to_value") if q.has("days_to_value") else func.cast(null(), Double())
     time = func.coalesce(reached, q.number("days_observed"))
     keys = [q.raw("segment"), q.raw("variant"), time] if by_segment else [q.raw("variant"), time]
     return (
@@ -634,7 +720,7 @@ def random_order(dialect: str):
 
 def sample_query(q: AccountQuery, dialect: str, *, limit: int, whole: bool):
     """Per-account values for the rank checks: every row, or ``limit`` rows at random."""
-    days = q.number("days_to_value") if q.has("days_to_value") else literal(None, Double())
+    days = q.number("days_to_value") if q.has("days_to_value") else func.cast(null(), Double())
     query = select(q.raw("variant"), q.segment(), q.end, q.money("start_mrr"), days
                    ).select_from(q.cte)
     # Every row in account order (a stable input for the seeded permutation test), or a
@@ -699,13 +785,13 @@ def pull_experiment(
         columns = map_columns(query_columns(connection, sql), known=CONTRACT, required=REQUIRED)
         q = AccountQuery.of(sql, columns)
         check, messages, mean_columns = check_query(q)
-        row = connection.execute(check).one()
+        (row,) = _execute_naming_casts(connection, q, check, source.dialect)
         problems, total = _problems(row, messages)
         if problems:
             raise RowsRejected(problems)
         if total == 0:
             raise WarehouseError("The query returned no rows.")
-        means = [float(v or 0.0) for v in row[2 + 2 * len(messages):]]
+        means = [float(v or 0.0) for v in row[3 + 2 * len(messages):]]
         names = [n for n, c in _MOMENT_COLUMNS.items() if c in mean_columns]
         by_segment = q.has("segment")
         rows = connection.execute(extras_query(q, names, means, by_segment=by_segment)).all()
@@ -726,8 +812,8 @@ def pull_experiment(
                 key = (None if segment is None else str(segment), str(variant))
                 counts.setdefault(key, []).append((float(t), int(events), int(censored)))
             times = {key: TimeTable.from_counts(value) for key, value in counts.items()}
-        enrolment = (_dated_enrolment(connection, q, total) if q.has("enrolled_on")
-                     else None)
+        enrolment = (_dated_enrolment(connection, q, total, source.dialect)
+                     if q.has("enrolled_on") else None)
         whole = total <= sample_limit
         sampled = connection.execute(
             sample_query(q, source.dialect, limit=sample_limit, whole=whole)).all()
@@ -747,12 +833,14 @@ def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _dated_enrolment(connection: Connection, q: AccountQuery, total: int) -> dict | None:
+def _dated_enrolment(connection: Connection, q: AccountQuery, total: int,
+                     dialect: str) -> dict | None:
     """Accounts per variant at the last enrolment day and before the window's start,
     when every account has an enrolled_on date (two small aggregates; DESIGN §3)."""
     day = func.cast(q.raw("enrolled_on"), Date())
-    dated, first, last = connection.execute(
-        select(func.count(day), func.min(day), func.max(day)).select_from(q.cte)).one()
+    ((dated, first, last),) = _execute_naming_casts(
+        connection, q, select(func.count(day), func.min(day), func.max(day)).select_from(q.cte),
+        dialect)
     if dated != total or first is None or last is None:
         return None
     first, last = _day(first), _day(last)
