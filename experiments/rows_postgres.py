@@ -2,11 +2,12 @@
 
 ``COPY … FROM STDIN (FORMAT binary)`` fed whole blocks built from the table's arrays with
 numpy and pyarrow, no Python object per value (:func:`_binary_block`): the server then
-parses no text (measured on 1M rows against the CSV blocks this replaced: BENCHMARKS.md,
-issue 18). The background upload writes the rows on :data:`WRITERS` more connections at
-once while its own analyses the arrays (:func:`store_while_analysing`). The foreign key
-to ``dataset`` is kept by statement-level triggers here
-(:mod:`experiments.account_row_link`), not checked per row.
+parses no text. Against the CSV blocks this replaced (issue 18; 1M rows in 25,000-row
+transactions on one connection, alternating, load ~4 on 2 cores): building the blocks
+1.16 → 0.65 s of CPU, the server's CPU 6.71 → 5.84 s. The background upload writes the
+rows on :data:`WRITERS` more connections at once while its own analyses the arrays
+(:func:`store_while_analysing`). The foreign key to ``dataset`` is kept by
+statement-level triggers here (:mod:`experiments.account_row_link`), not checked per row.
 
 The binary format (PostgreSQL's "COPY" page, "Binary Format"): a signature, then per row
 the number of fields (int16) and per field its length in bytes (int32; -1 is NULL, with
