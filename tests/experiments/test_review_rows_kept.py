@@ -8,12 +8,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
 from benchmarks.workspace import ADMIN_EMAIL, build_workspace
-from experiments import documents, review_rows as module
+from experiments import documents
+from experiments import review_rows as module
 from experiments.dashboard import dashboard
 from experiments.demo import Behaviour, generate_accounts_csv
 from experiments.imports import import_accounts
@@ -167,7 +169,7 @@ def _amend(session):
 def _upload(session):
     experiment = _experiment(session)
     owner = session.get(User, experiment.owner_id)
-    data = generate_accounts_csv(__import__("numpy").random.default_rng(7), {
+    data = generate_accounts_csv(np.random.default_rng(7), {
         "control": (20, Behaviour()), "treatment": (20, Behaviour(p_expand=0.5))},
         prefix="again")
     import_accounts(session, experiment, data, filename="again.csv", actor=owner)
