@@ -42,7 +42,9 @@ closed and then its point in time) and the day (a running experiment's planned e
 compared with it). The moment of observation (``as_of``) is set on each reused row;
 it matters otherwise only through the timestamps of the inputs, so a live window reuses a
 row only when none of them lies between the point in time the row was computed at and
-this one (a moment still to come, once it has passed, computes the row again). Kept rows
+this one (a moment still to come, once it has passed, computes the row again); the whole
+list kept per generation is bounded the same way, and by the births of the experiments it
+holds and of those it left out (:func:`_with_births`). Kept rows
 are bounded per database (:data:`KEPT_ROWS_PER_DATABASE`) and in windows
 (:data:`KEPT_INPUT_WINDOWS`); a window's rows are replaced whole, which drops experiments
 that vanished.
@@ -307,7 +309,10 @@ def review_rows(session: Session, window: Window, experiments: Sequence[Experime
     heads = [facts.snapshot_head(e.id, window.happened) for e in existing]
     facts.load_results(h[1] for h in heads if h is not None)
     if kept is not None:
-        return _rows_by_inputs(facts, window, existing, heads, kept)
+        rows = _rows_by_inputs(facts, window, existing, heads, kept)
+        if not window.closed:  # which experiments exist moves with the point in time too
+            rows.span = _with_births(rows.span, experiments, window.as_of)
+        return rows
     rows = []
     for experiment in existing:
         document = document_as_of(facts, experiment, window)
@@ -575,6 +580,27 @@ def _rows_by_inputs(facts: Facts, window: Window, existing: Sequence[Any],
     rows.span = (max((k[2] for k in kept.values() if k[2] is not None), default=None),
                  min((k[3] for k in kept.values() if k[3] is not None), default=None))
     return rows
+
+
+def _with_births(span: tuple[Any, Any], experiments: Sequence[Any], as_of: datetime
+                 ) -> tuple[Any, Any]:
+    """``span`` narrowed by the experiments' births (:func:`~experiments.documents.exists_at`:
+    the earlier of ``created_at`` and ``started_at``): a kept list holds the experiments
+    that existed at its point in time, so it is reused neither before the birth of one it
+    holds nor at or after the birth of one it left out (a creation stamped later than
+    the view's "now": another host's clock, or a commit after the request began)."""
+    since, until = span
+    for experiment in experiments:
+        born = [aware(m) for m in (experiment.created_at, experiment.started_at)
+                if m is not None]
+        if not born:
+            continue
+        moment = min(born)
+        if moment <= as_of:
+            since = moment if since is None or moment > since else since
+        elif until is None or moment < until:
+            until = moment
+    return since, until
 
 
 class _Spanned(list):
