@@ -75,13 +75,21 @@ def expected_version(row: Any, raw: Any) -> int:
     return row.version if raw is None else parse_version(raw)
 
 
+#: Audit actions that record a read, not a change (a download: ``export.csv``, ...).
+READ_ONLY_PREFIX = "export."
+
+
 def last_change(
     session: Session, entity_type: str, entity_id: object
 ) -> tuple[str | None, datetime | None]:
-    """Who made the newest audited change to an entity, and when (``None`` when unknown)."""
+    """Who made the newest audited change to an entity, and when (``None`` when unknown).
+
+    A download's ``export.<format>`` row names the entity too but changed nothing: left
+    out, so a conflict never names the last person who downloaded the experiment."""
     event = session.exec(
         select(AuditEvent)
-        .where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == str(entity_id)[:64])
+        .where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == str(entity_id)[:64],
+               AuditEvent.action.not_like(f"{READ_ONLY_PREFIX}%"))
         .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
     ).first()
     if event is None:
