@@ -59,7 +59,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -589,17 +589,28 @@ def _with_births(span: tuple[Any, Any], experiments: Sequence[Any], as_of: datet
     that existed at its point in time, so it is reused neither before the birth of one it
     holds nor at or after the birth of one it left out (a creation stamped later than
     the view's "now": another host's clock, or a commit after the request began)."""
-    since, until = span
+    plain = as_of.astimezone(UTC).replace(tzinfo=None)  # compared as the rows spell them
+    latest = earliest = None
     for experiment in experiments:
-        born = [aware(m) for m in (experiment.created_at, experiment.started_at)
-                if m is not None]
-        if not born:
+        moment, started = experiment.created_at, experiment.started_at
+        if moment is None or (started is not None and started < moment):
+            moment = started
+        if moment is None:
             continue
-        moment = min(born)
-        if moment <= as_of:
-            since = moment if since is None or moment > since else since
-        elif until is None or moment < until:
-            until = moment
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        if moment <= plain:
+            if latest is None or moment > latest:
+                latest = moment
+        elif earliest is None or moment < earliest:
+            earliest = moment
+    since, until = span
+    if latest is not None:
+        latest = latest.replace(tzinfo=UTC)
+        since = latest if since is None or latest > since else since
+    if earliest is not None:
+        earliest = earliest.replace(tzinfo=UTC)
+        until = earliest if until is None or earliest < until else until
     return since, until
 
 
