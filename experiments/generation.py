@@ -149,6 +149,8 @@ _PG_WROTE_AND_HAS_TABLE = (
 _CHANGES_AT_BEGIN = "nrrlab_total_changes_at_begin"
 #: ``connection.info`` key of this transaction's :func:`unseen_write` mark.
 _UNSEEN = "nrrlab_unseen_writes"
+#: ``connection.info`` key of this transaction's :func:`read_generation`: (transaction, n).
+_READ_IN = "nrrlab_generation_read"
 #: Rows this backend inserted, updated or deleted in every table (catalogs and TOAST
 #: included) as its statistics count them within the transaction, the rows inserted into
 #: the named tables, the rows changed in them, and whether the transaction has written
@@ -278,6 +280,7 @@ def _postgresql_counts(connection: Connection, tables: tuple[str, ...],
 
 def _drop_mark(connection: Connection) -> None:
     connection.info.pop(_UNSEEN, None)
+    connection.info.pop(_READ_IN, None)
 
 
 def _increment(dialect: str) -> str:
@@ -286,11 +289,13 @@ def _increment(dialect: str) -> str:
 
 def _sqlite_begin(connection: Connection) -> None:
     connection.info.pop(_UNSEEN, None)
+    connection.info.pop(_READ_IN, None)
     connection.info[_CHANGES_AT_BEGIN] = connection.connection.dbapi_connection.total_changes
 
 
 def _sqlite_commit(connection: Connection) -> None:
     raw = connection.connection.dbapi_connection
+    connection.info.pop(_READ_IN, None)
     mark = connection.info.pop(_UNSEEN, None)
     at_begin = connection.info.pop(_CHANGES_AT_BEGIN, None)
     # No count from begin (a listener added mid-transaction): assume it wrote.
@@ -311,6 +316,7 @@ def _postgresql_commit(connection: Connection) -> None:
     raw = connection.connection.dbapi_connection
     from psycopg.pq import TransactionStatus
 
+    connection.info.pop(_READ_IN, None)
     mark = connection.info.pop(_UNSEEN, None)
     # An aborted transaction's COMMIT is a rollback: nothing to count (and no statement
     # could run in it).
@@ -333,10 +339,30 @@ def _postgresql_commit(connection: Connection) -> None:
 def read_generation(connection: Connection) -> int | None:
     """The current generation, one primary-key read; ``None`` when it cannot be trusted
     (an untracked dialect, or no row yet: nothing has been written since the table was
-    emptied)."""
+    emptied).
+
+    Read once per transaction: a second call in the transaction of the first answers the
+    first read (issue 18: the page cache and the kept review rows both ask on every first
+    view after a write). The first read is the right answer for every later caller in the
+    transaction: each keys something computed from data it reads *after* asking, and
+    that data is at least as new as the first read (the number only moves when a write
+    commits, which is also when its data becomes visible), so "kept under *g* shows data
+    at least as new as *g*" holds for both. A newer number read later (PostgreSQL's READ
+    COMMITTED can see another commit mid-transaction) would not be safe for the page
+    cache, whose key is read before the page's data. The memo is the transaction's: it
+    names the transaction object it was read in and is dropped at ``begin``, ``commit``
+    and ``rollback``, so a new transaction reads the row again.
+    """
     if connection.dialect.name not in TRACKED_DIALECTS:
         return None
-    return connection.exec_driver_sql(_READ).scalar()
+    seen = connection.info.get(_READ_IN)
+    if seen is not None and seen[0] is connection.get_transaction():
+        return seen[1]
+    n = connection.exec_driver_sql(_READ).scalar()  # begins the transaction if none has
+    transaction = connection.get_transaction()
+    if transaction is not None:
+        connection.info[_READ_IN] = (transaction, n)
+    return n
 
 
 def has_generation_table(connection: Connection) -> bool:

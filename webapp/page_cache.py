@@ -13,7 +13,11 @@ user, the request and the clock. The key holds each:
   background jobs, the CLI, other processes and other engines alike, because it is
   counted at the engine's commit, not in the views. It is read (one primary-key
   ``SELECT``) *before* the view runs, so a body kept under generation *g* shows data at
-  least as new as *g*; a body can only be reused by a request that read *g* too. (Writes
+  least as new as *g*; a body can only be reused by a request that read *g* too. The
+  read is the transaction's: the review rows kept per generation (``experiments.review_rows``)
+  ask later in the same request and get this first read, which is right for them too
+  (their rows are computed after it) and saves a statement per first view after a write;
+  a newer number read later would not be right for this key. (Writes
   no cached view reads — refused requests' audit rows, sign-in counters, API token
   stamps, export audit rows, notification deliveries, a background upload's progress and
   rows — are exempted there, checked at commit: ``unseen_write``.)
