@@ -26,7 +26,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, bindparam
 from sqlmodel import Session, select
 
 from experiments.access import effective_role
@@ -423,6 +423,22 @@ _DATASET_COLUMNS = (Dataset.id, Dataset.experiment_id, Dataset.version, Dataset.
                     Dataset.filename, Dataset.sha256, Dataset.row_count, Dataset.uploaded_at,
                     Dataset.uploaded_by_id)
 
+# The statements :class:`Facts` sends on every view, built once (issue 18: building a
+# statement per view cost about as much as running it on the demo); ``ids`` is an
+# expanding IN list, rendered per call with one parameter per id, as ``in_(list)`` was.
+_IDS = bindparam("ids", expanding=True)
+_VARIANTS = (select(*_VARIANT_COLUMNS).where(Variant.experiment_id.in_(_IDS))
+             .order_by(Variant.position, Variant.id))
+_AMENDMENTS = (select(*_AMENDMENT_COLUMNS).where(Amendment.experiment_id.in_(_IDS))
+               .order_by(Amendment.created_at, Amendment.id))
+_READY_DATASETS = (select(*_DATASET_COLUMNS)
+                   .where(Dataset.experiment_id.in_(_IDS), Dataset.status == "ready")
+                   .order_by(Dataset.version))
+_SNAPSHOT_HEADS = (select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at,
+                          AnalysisSnapshot.id, AnalysisSnapshot.dataset_id,
+                          AnalysisSnapshot.verdict)
+                   .where(AnalysisSnapshot.experiment_id.in_(_IDS)))
+
 
 class Facts:
     """The rows documents are built from, loaded in a handful of bulk queries."""
@@ -441,24 +457,15 @@ class Facts:
         self._keys: dict[int, SnapshotKey] = {}
         if not ids:
             return
-        for variant in session.exec(select(*_VARIANT_COLUMNS)
-                                    .where(Variant.experiment_id.in_(ids))
-                                    .order_by(Variant.position, Variant.id)).all():
+        by_ids = {"ids": ids}
+        for variant in session.exec(_VARIANTS, params=by_ids).all():
             self.variants[variant.experiment_id].append(variant)
-        for amendment in session.exec(select(*_AMENDMENT_COLUMNS)
-                                      .where(Amendment.experiment_id.in_(ids))
-                                      .order_by(Amendment.created_at, Amendment.id)).all():
+        for amendment in session.exec(_AMENDMENTS, params=by_ids).all():
             self.amendments[amendment.experiment_id].append(amendment)
-        ready = select(*_DATASET_COLUMNS).where(Dataset.experiment_id.in_(ids),
-                                                Dataset.status == "ready")
-        for dataset in session.exec(ready.order_by(Dataset.version)).all():
+        for dataset in session.exec(_READY_DATASETS, params=by_ids).all():
             self.datasets[dataset.id] = dataset
             self.datasets_of[dataset.experiment_id].append(dataset)
-        heads = session.exec(
-            select(AnalysisSnapshot.experiment_id, AnalysisSnapshot.computed_at,
-                   AnalysisSnapshot.id, AnalysisSnapshot.dataset_id, AnalysisSnapshot.verdict)
-            .where(AnalysisSnapshot.experiment_id.in_(ids))
-        ).all()
+        heads = session.exec(_SNAPSHOT_HEADS, params=by_ids).all()
         for experiment_id, computed_at, snapshot_id, dataset_id, verdict in heads:
             self.snapshots[experiment_id].append(
                 (aware(computed_at), snapshot_id, dataset_id, verdict))
