@@ -15,10 +15,15 @@ made by :func:`experiments.analysis.refresh_snapshot` — the upload's code path
 The query's columns follow the upload's rules (DESIGN §3): ``account_id``, ``variant`` and
 ``start_mrr`` are required; a lever column left out, or NULL, is 0, so a query of only the
 required columns gives the figures an upload of the same file gives (the moments always
-hold start and the three levers). Rows breaking a rule are counted with an example; a
-money value above the upload's cap, NaN or ±Infinity is refused; a value that does not
-convert (text in ``start_mrr``, a malformed ``enrolled_on``) fails with its column named
-(:func:`_execute_naming_casts`).
+hold start and the three levers); other columns are ignored with the upload's note. Text
+is trimmed as the upload trims a file's cells (ids, variants, segments; text money, days
+and dates before their cast), a blank one is NULL. Rows breaking a rule are counted with
+an example; a money value above the upload's cap, NaN or ±Infinity is refused, and so is
+money with more than 2 decimal places (exactly for DECIMAL columns, beyond a hundredth of
+a cent for binary floats: :meth:`AccountQuery.too_precise`) and a day count that is NaN
+or infinite; a value that does not convert (text in ``start_mrr``, a malformed
+``enrolled_on``) fails with its column named (a counted rule on DuckDB, else
+:func:`_execute_naming_casts`).
 
 The **ledger** cannot be reduced to per-period sums: TTM NRR follows each account across
 twelve periods, cohorts need each account's first active month and customer_since, and
@@ -59,7 +64,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,6 +73,8 @@ import numpy as np
 from sqlalchemy import (
     Date,
     Double,
+    String,
+    and_,
     case,
     column,
     create_engine,
@@ -79,6 +86,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    try_cast,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
@@ -88,10 +96,12 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     SQLAlchemyError,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
-from experiments.accounts_csv.contract import MAX_CENTS
+from experiments.accounts_csv.contract import MAX_CENTS, WHITESPACE, show
 from experiments.analysis import current_plan, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
@@ -144,6 +154,8 @@ LEDGER_KNOWN = (*LEDGER_REQUIRED, *MONEY_OPTIONAL, "customer_since", "days_to_va
 _ACCOUNT_MONEY = ("start_mrr", *MONEY_OPTIONAL)
 #: The largest money value of an account row, as an upload's (currency units).
 _MAX_MONEY = (MAX_CENTS - 1) / 100
+#: The largest finite double (a day count above it is Infinity or NaN).
+_MAX_DOUBLE = 1.7976931348623157e308
 #: Moment columns in the order of :func:`experiments.datasets.arm_extras`.
 _MOMENT_COLUMNS = {
     "start": "start_mrr",
@@ -434,20 +446,59 @@ def check_sql(sql: str) -> str:
 
 def query_columns(connection: Connection, sql: str) -> list[str]:
     """The column names the query returns (run with ``WHERE 1 = 0``: no rows are read)."""
+    return [name for name, _kind in probe_columns(connection, sql)]
+
+
+def probe_columns(connection: Connection, sql: str) -> list[tuple[str, str | None]]:
+    """The query's columns and the kind of each (``WHERE 1 = 0``: no rows are read).
+
+    A kind is ``"float"`` (DOUBLE, REAL), ``"decimal"`` (DECIMAL, NUMERIC), ``"integer"``
+    or ``"text"``, read from the driver's description on PostgreSQL and DuckDB; ``None``
+    (unknown) elsewhere or for any other type.
+    """
     rows = text(sql).columns().subquery("warehouse_probe")
     probe = select(literal_column("*")).select_from(rows).where(false())
-    return list(connection.execute(probe).keys())
+    result = connection.execute(probe)
+    dialect = connection.dialect.name
+    description = result.cursor.description if result.cursor is not None else None
+    codes = [d[1] for d in description] if description else [None] * len(result.keys())
+    return [(str(name), _kind(code, dialect)) for name, code in zip(result.keys(), codes,
+                                                                    strict=True)]
+
+
+#: PostgreSQL type OIDs by kind (float4/8, numeric, int2/4/8, text/varchar/bpchar).
+_PG_KINDS = {700: "float", 701: "float", 1700: "decimal", 20: "integer", 21: "integer",
+             23: "integer", 25: "text", 1043: "text", 1042: "text"}
+_DUCKDB_KINDS = {"DOUBLE": "float", "FLOAT": "float", "REAL": "float", "VARCHAR": "text",
+                 **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+                                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "integer")}
+
+
+def _kind(code: Any, dialect: str) -> str | None:
+    if dialect == "postgresql":
+        return _PG_KINDS.get(code) if isinstance(code, int) else None
+    if dialect == "duckdb" and code is not None:
+        name = str(code).upper()
+        return "decimal" if name.startswith("DECIMAL") else _DUCKDB_KINDS.get(name)
+    return None
 
 
 def map_columns(names: list[str], *, known: tuple[str, ...], required: tuple[str, ...],
-                allow_extra: bool = False) -> dict[str, str]:
+                allow_extra: bool = False, ignore_extra: bool = False) -> dict[str, str]:
     """``{contract name: the query's column name}`` (names compared case-insensitively).
+
+    ``allow_extra``: other columns are mapped too (the ledger's dimensions);
+    ``ignore_extra``: they are left out of the mapping (an account query, as the upload
+    ignores unknown columns; :func:`ignored_columns` words the note), unless a required
+    column is missing: then they are named beside it, likely its misspelling. A column DuckDB
+    renamed because the query repeats a contract name (``start_mrr_1`` beside
+    ``start_mrr``) is the repeat it is, never ignored.
 
     Raises
     ------
     WarehouseError
         Missing required columns, columns the contract does not know (unless
-        ``allow_extra``), or two columns with one name.
+        ``allow_extra`` or ``ignore_extra``), or two columns with one name.
     """
     mapping: dict[str, str] = {}
     problems = []
@@ -460,7 +511,14 @@ def map_columns(names: list[str], *, known: tuple[str, ...], required: tuple[str
             mapping[key] = str(name)
         else:
             extra.append(str(name))
+    lowered = {str(n).strip().lower() for n in names}
+    renamed = [n for n in extra if (m := _RENAMED.fullmatch(n.strip().lower()))
+               and m.group(1) in known and m.group(1) in lowered]
+    problems += [f"the column {_RENAMED.fullmatch(n.strip().lower()).group(1)} appears twice "
+                 f"(the second was renamed {n})" for n in renamed]
     missing = [name for name in required if name not in mapping]
+    # Ignored only when nothing is missing: else the unknown names are likely the cause.
+    extra = [n for n in extra if n not in renamed and not (ignore_extra and not missing)]
     if missing:
         problems.append(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
     if extra:
@@ -475,17 +533,95 @@ def map_columns(names: list[str], *, known: tuple[str, ...], required: tuple[str
     return mapping
 
 
+#: A repeated column name as DuckDB renames it in a subquery (``start_mrr_1``).
+_RENAMED = re.compile(r"(.+)_[0-9]+")
+
+
+def ignored_columns(names: list[str], mapping: Mapping[str, str]) -> tuple[str, ...]:
+    """The note of an account query's columns outside the contract, as the upload's."""
+    used = set(mapping.values())
+    unknown = [str(n) for n in names if str(n) not in used]
+    if not unknown:
+        return ()
+    return (f"ignored unknown column{'s' if len(unknown) > 1 else ''}: "
+            + ", ".join(show(n) for n in unknown),)
+
+
+class _Trimmed(FunctionElement):
+    """``NULLIF(TRIM(value, <the upload's WHITESPACE>), '')``: a text value trimmed as the
+    upload trims it, blank as NULL. The characters are written into the SQL text, not
+    bound, so that the same expression in a select list and its ``GROUP BY`` is one."""
+
+    type = String()
+    inherit_cache = True
+    name = "trim"
+
+
+#: :data:`WHITESPACE` as a SQL literal (no quote or backslash among them).
+_WHITESPACE_SQL = "'" + WHITESPACE + "'"
+#: BigQuery's string literals hold no raw line breaks: its escapes instead.
+_WHITESPACE_BIGQUERY = "'" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "'"
+
+
+@compiles(_Trimmed)
+def _trimmed(element, compiler, **kw):  # trim(x, chars): Snowflake and others
+    (value,) = list(element.clauses)
+    return f"nullif(trim({compiler.process(value, **kw)}, {_WHITESPACE_SQL}), '')"
+
+
+@compiles(_Trimmed, "postgresql")
+@compiles(_Trimmed, "duckdb")
+def _trimmed_when_padded(element, compiler, **kw):
+    """Trimmed only when the first or last character is whitespace (or the value is
+    empty): most ids are not padded, and trimming each of a million ids by a set of
+    characters cost DuckDB ~1.2 s of CPU per aggregate, against ~0.1 s for this test."""
+    (value,) = list(element.clauses)
+    x = compiler.process(value, **kw)
+    padded = (f"strpos({_WHITESPACE_SQL}, left({x}, 1)) > 0 OR "
+              f"strpos({_WHITESPACE_SQL}, right({x}, 1)) > 0")
+    return f"CASE WHEN {padded} THEN nullif(trim({x}, {_WHITESPACE_SQL}), '') ELSE {x} END"
+
+
+@compiles(_Trimmed, "bigquery")
+def _trimmed_bigquery(element, compiler, **kw):
+    (value,) = list(element.clauses)
+    return f"nullif(trim({compiler.process(value, **kw)}, {_WHITESPACE_BIGQUERY}), '')"
+
+
+@compiles(_Trimmed, "trino")
+def _trimmed_trino(element, compiler, **kw):  # Trino has only the standard form
+    (value,) = list(element.clauses)
+    return f"nullif(trim(BOTH {_WHITESPACE_SQL} FROM {compiler.process(value, **kw)}), '')"
+
+
+def _trim(value):
+    """A text value trimmed as the upload trims (DESIGN §3), blank as NULL."""
+    return _Trimmed(value)
+
+
+#: Money and day values within this many cents of a whole cent are taken as that cent in
+#: a binary float column: the float nearest to 0.10 is not 0.10, and at the upload's cap
+#: (10^13 cents) two roundings move a value by ~0.002 cents.
+_CENT_TOLERANCE = 0.01
+
+
 @dataclass(frozen=True)
 class AccountQuery:
     """The user's query as a CTE and the SQL expressions of the contract's columns."""
 
     cte: Any
     columns: Mapping[str, str]
+    #: ``{contract name: kind}`` (:func:`probe_columns`; absent: unknown).
+    kinds: Mapping[str, str | None] = field(default_factory=dict)
+    #: The warehouse's dialect: on DuckDB text is converted with TRY_CAST and a value
+    #: that does not convert is counted as a rule (:func:`check_query`).
+    dialect: str = ""
 
     @classmethod
-    def of(cls, sql: str, columns: Mapping[str, str]) -> AccountQuery:
+    def of(cls, sql: str, columns: Mapping[str, str],
+           kinds: Mapping[str, str | None] | None = None, dialect: str = "") -> AccountQuery:
         rows = text(sql).columns(*(column(name) for name in columns.values()))
-        return cls(rows.cte("warehouse_rows"), dict(columns))
+        return cls(rows.cte("warehouse_rows"), dict(columns), dict(kinds or {}), dialect)
 
     def has(self, name: str) -> bool:
         return name in self.columns
@@ -493,16 +629,70 @@ class AccountQuery:
     def raw(self, name: str):
         return self.cte.c[self.columns[name]]
 
+    def kind(self, name: str) -> str | None:
+        return self.kinds.get(name)
+
+    def text(self, name: str):
+        """A text column (account_id, variant, segment) trimmed as the upload trims it
+        (DESIGN §3's :data:`WHITESPACE`), blank as NULL; any other type as its text."""
+        raw = self.raw(name)
+        return _trim(raw if self.kind(name) == "text" else func.cast(raw, String()))
+
     def money(self, name: str):
         """A money column as float (an absent lever column is 0; blank is 0, DESIGN §3)."""
         if name not in self.columns:
             return literal(0.0)
-        value = func.cast(self.raw(name), Double())
+        value = self.number(name)
         return value if name in ("start_mrr", "pre_start_mrr", "pre_end_mrr") else (
             func.coalesce(value, 0.0))
 
     def number(self, name: str):
-        return func.cast(self.raw(name), Double())
+        """A number column as float; text is trimmed first (blank is NULL), as uploaded."""
+        return self._converted(name, Double())
+
+    def day(self):
+        """``enrolled_on`` as a date (text trimmed first, blank is NULL)."""
+        return self._converted("enrolled_on", Date())
+
+    def _converted(self, name: str, target):
+        if self.kind(name) != "text":
+            return func.cast(self.raw(name), target)
+        if self.dialect == "duckdb":  # trimmed text names no source column in its error
+            return try_cast(_trim(self.raw(name)), target)
+        return func.cast(_trim(self.raw(name)), target)
+
+    def blank(self, name: str):
+        """Whether a value is blank (NULL, or text of whitespace only), not whether it
+        failed to convert."""
+        if self.kind(name) == "text":
+            return _trim(self.raw(name)).is_(None)
+        return self.raw(name).is_(None)
+
+    def unconvertible(self, name: str):
+        """Whether a text value does not convert (DuckDB only; ``None`` elsewhere, where
+        :func:`_execute_naming_casts` names the column after the warehouse's error)."""
+        if self.dialect != "duckdb" or self.kind(name) != "text":
+            return None
+        target = Date() if name == "enrolled_on" else Double()
+        return and_(_trim(self.raw(name)).is_not(None), self._converted(name, target).is_(None))
+
+    def too_precise(self, name: str):
+        """Whether a money value has more than 2 decimal places (the upload refuses it).
+
+        DECIMAL/NUMERIC: exactly, in the column's own arithmetic (``x <> round(x, 2)``);
+        an integer never. A binary float (and text or an unknown type, read as one) has
+        no exact decimals: refused when more than :data:`_CENT_TOLERANCE` of a cent away
+        from a whole cent. Negative, NaN, infinite or too large values break other rules.
+        """
+        kind = self.kind(name)
+        if kind == "integer":
+            return None
+        if kind == "decimal":
+            return self.raw(name) != func.round(self.raw(name), 2)
+        value = self.number(name)
+        cents = value * 100.0
+        return and_(value >= 0, value <= _MAX_MONEY,
+                    func.abs(cents - func.round(cents)) > _CENT_TOLERANCE)
 
     @property
     def end(self):
@@ -520,11 +710,16 @@ def check_query(q: AccountQuery):
     money columns whose means follow.
     """
     start = q.money("start_mrr")
-    account = q.raw("account_id")
+    account = q.text("account_id")
     rules: list[tuple[str, Any]] = [
+        (f"{name} holds a value that is not a {kind}", condition)
+        for name, kind in _CAST_KINDS.items()
+        if q.has(name) and (condition := q.unconvertible(name)) is not None
+    ]
+    rules += [
         ("account_id is blank", account.is_(None)),
-        ("variant is blank", q.raw("variant").is_(None)),
-        ("start_mrr is blank", start.is_(None)),
+        ("variant is blank", q.text("variant").is_(None)),
+        ("start_mrr is blank", q.blank("start_mrr")),
         ("start_mrr must be greater than 0", start <= 0),
     ]
     for name in MONEY_OPTIONAL:
@@ -536,26 +731,34 @@ def check_query(q: AccountQuery):
         if q.has(name):
             rules.append((f"{name} must be a number of at most {_MAX_MONEY:,.2f}",
                           q.money(name) > _MAX_MONEY))
+    for name in (*_ACCOUNT_MONEY, "pre_start_mrr", "pre_end_mrr"):
+        if q.has(name) and (condition := q.too_precise(name)) is not None:
+            rules.append((f"{name} must have at most 2 decimal places", condition))
     if q.has("contraction_mrr") or q.has("churned_mrr"):
         rules.append(("contraction_mrr + churned_mrr must not exceed start_mrr",
                       q.money("contraction_mrr") + q.money("churned_mrr") > start))
     for name in ("days_to_value", "days_observed"):
         if q.has(name):
             rules.append((f"{name} must be 0 or more", q.number(name) < 0))
+            # NaN is above every number in PostgreSQL and DuckDB, as Infinity is; the
+            # upload reads digits only (12.5 days is fine), never NaN or Infinity.
+            rules.append((f"{name} must be a finite number (not NaN or Infinity)",
+                          q.number(name) > _MAX_DOUBLE))
     if q.has("days_to_value") and q.has("days_observed"):
+        reached = q.number("days_to_value")  # a NaN one is named above, not here again
         rules.append(("days_to_value must not exceed days_observed",
-                      q.number("days_to_value") > q.number("days_observed")))
+                      and_(reached <= _MAX_DOUBLE, reached > q.number("days_observed"))))
     if q.has("pre_start_mrr"):
         pre_start, pre_end = q.money("pre_start_mrr"), q.money("pre_end_mrr")
         rules.append(("pre_start_mrr and pre_end_mrr must both be given or both be blank",
-                      pre_start.is_(None) != pre_end.is_(None)))
+                      q.blank("pre_start_mrr") != q.blank("pre_end_mrr")))
         rules.append(("pre_start_mrr and pre_end_mrr must be 0 or more",
                       or_(pre_start < 0, pre_end < 0)))
     # rows, distinct and non-blank account ids (a blank id is not a repeat)
     aggregates = [func.count(), func.count(func.distinct(account)), func.count(account)]
-    for _, condition in rules:
+    for _, condition in rules:  # the example as it is (trimmed in Python: cheaper)
         aggregates.append(func.sum(case((condition, 1), else_=0)))
-        aggregates.append(func.min(case((condition, account), else_=None)))
+        aggregates.append(func.min(case((condition, q.raw("account_id")), else_=None)))
     # start and the three levers always (an absent lever is 0 on every row, as in an
     # upload without the column: the analysis reads all four); the pre-period if given.
     names = [n for n in _MOMENT_COLUMNS.values() if n in _ACCOUNT_MONEY or q.has(n)]
@@ -599,11 +802,10 @@ def _execute_naming_casts(connection: Connection, q: AccountQuery, statement, di
         for name, kind in [(None, None), *_CAST_KINDS.items()]:
             if name is not None and not q.has(name):
                 continue
-            target = Date() if kind and kind.startswith("date") else Double()
             probe = connection.begin_nested()
             try:
-                counted = (func.count() if name is None
-                           else func.count(func.cast(q.raw(name), target)))
+                counted = (func.count() if name is None else func.count(
+                    q.day() if kind.startswith("date") else q.number(name)))
                 connection.execute(select(counted).select_from(q.cte)).all()
                 probe.commit()
             except DBAPIError:
@@ -634,6 +836,7 @@ def _problems(row, messages: list[str]) -> tuple[list[str], int]:
     for i, message in enumerate(messages):
         count, example = row[3 + 2 * i], row[4 + 2 * i]
         if count:
+            example = _key(example)
             where = f" (e.g. account_id {example})" if example is not None else ""
             problems.append(f"{int(count):,} row{'s' if count != 1 else ''}: {message}{where}")
     return problems[:MAX_LISTED], total
@@ -650,11 +853,13 @@ def extras_query(q: AccountQuery, names: list[str], shifts: list[float], *, by_s
                                                                           strict=True)]
     pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
     pre_missing = (
-        func.sum(case((or_(q.raw("pre_start_mrr").is_(None), q.raw("pre_end_mrr").is_(None)),
-                       1), else_=0))
+        func.sum(case((or_(q.money("pre_start_mrr").is_(None),
+                           q.money("pre_end_mrr").is_(None)), 1), else_=0))
         if q.has("pre_start_mrr") else literal(0)
     )
     start = q.money("start_mrr")
+    # Grouped by the values as they are (cheap: few distinct); :func:`_extras_from_rows`
+    # adds up the groups whose trimmed keys are equal ('control ' is 'control').
     keys = [q.raw("segment"), q.raw("variant")] if by_segment else [q.raw("variant")]
     return select(
         q.raw("segment") if by_segment else null(),
@@ -668,11 +873,22 @@ def extras_query(q: AccountQuery, names: list[str], shifts: list[float], *, by_s
     ).select_from(q.cte).group_by(*keys)
 
 
+def _key(value: Any) -> str | None:
+    """A segment or variant as the upload reads its cell: trimmed, blank is ``None``."""
+    return None if value is None else (str(value).strip(WHITESPACE) or None)
+
+
 def _extras_from_rows(rows, names: list[str], shifts: list[float]):
     pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
     k = len(names)
+    merged: dict[tuple[str | None, str | None], list] = {}
+    for segment, variant, *counts in rows:  # every field is a sum: groups add up
+        key = (_key(segment), _key(variant))
+        values = [0 if v is None else v for v in counts]
+        merged[key] = values if key not in merged else [
+            a + b for a, b in zip(merged[key], values, strict=True)]
     out: dict[tuple[str | None, str], ArmExtras] = {}
-    for segment, variant, n, churned, expanded, pre_missing, *rest in rows:
+    for (segment, variant), (n, churned, expanded, pre_missing, *rest) in merged.items():
         n = int(n)
         sums = {name: float(rest[i] or 0.0) for i, name in enumerate(names)}
         products = {(names[i], names[j]): float(rest[k + index] or 0.0)
@@ -689,8 +905,7 @@ def _extras_from_rows(rows, names: list[str], shifts: list[float]):
                                                                     strict=True)),
             shifted.comoment, shifted.tolerance,
         )
-        key = (None if segment is None else str(segment), str(variant))
-        out[key] = ArmExtras(moments, int(churned or 0), int(expanded or 0))
+        out[segment, str(variant)] = ArmExtras(moments, int(churned or 0), int(expanded or 0))
     return out
 
 
@@ -698,7 +913,8 @@ def times_query(q: AccountQuery, *, by_segment: bool):
     """``GROUP BY [segment,] variant, time``: events and censored accounts per day."""
     reached = q.number("days_to_value") if q.has("days_to_value") else func.cast(null(), Double())
     time = func.coalesce(reached, q.number("days_observed"))
-    keys = [q.raw("segment"), q.raw("variant"), time] if by_segment else [q.raw("variant"), time]
+    keys = ([q.raw("segment"), q.raw("variant"), time] if by_segment
+            else [q.raw("variant"), time])  # trimmed in Python, as the extras' keys
     return (
         select(
             q.raw("segment") if by_segment else null(),
@@ -722,7 +938,7 @@ def sample_query(q: AccountQuery, dialect: str, *, limit: int, whole: bool):
     """Per-account values for the rank checks: every row, or ``limit`` rows at random."""
     days = q.number("days_to_value") if q.has("days_to_value") else func.cast(null(), Double())
     query = select(q.raw("variant"), q.segment(), q.end, q.money("start_mrr"), days
-                   ).select_from(q.cte)
+                   ).select_from(q.cte)  # variant and segment trimmed in Python
     # Every row in account order (a stable input for the seeded permutation test), or a
     # uniform random sample.
     if whole:
@@ -739,6 +955,8 @@ class Pulled:
 
     inputs: PushedInputs
     columns: tuple[str, ...]
+    #: What the user is told besides the figures (unknown columns ignored).
+    notes: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -782,8 +1000,13 @@ def pull_experiment(
     """
     sql = check_sql(sql)
     with reading(source, environ=environ, timeout=timeout) as connection:
-        columns = map_columns(query_columns(connection, sql), known=CONTRACT, required=REQUIRED)
-        q = AccountQuery.of(sql, columns)
+        probed = probe_columns(connection, sql)
+        returned = [name for name, _kind in probed]
+        columns = map_columns(returned, known=CONTRACT, required=REQUIRED, ignore_extra=True)
+        notes = ignored_columns(returned, columns)
+        kinds = dict(probed)
+        q = AccountQuery.of(sql, columns, {key: kinds[name] for key, name in columns.items()},
+                            source.dialect)
         check, messages, mean_columns = check_query(q)
         (row,) = _execute_naming_casts(connection, q, check, source.dialect)
         problems, total = _problems(row, messages)
@@ -809,7 +1032,7 @@ def pull_experiment(
             for segment, variant, t, events, censored in connection.execute(
                 times_query(q, by_segment=by_segment)
             ):
-                key = (None if segment is None else str(segment), str(variant))
+                key = (_key(segment), str(_key(variant)))
                 counts.setdefault(key, []).append((float(t), int(events), int(censored)))
             times = {key: TimeTable.from_counts(value) for key, value in counts.items()}
         enrolment = (_dated_enrolment(connection, q, total, source.dialect)
@@ -824,7 +1047,8 @@ def pull_experiment(
                 f"{total:,}, then {counted:,} and {len(sampled):,}); refresh again, or read "
                 "from a table that is not being written.")
     sample = _sample(sampled, total, with_days=q.has("days_to_value"))
-    return Pulled(PushedInputs(extras, times, sample, by_segment, enrolment), tuple(columns))
+    return Pulled(PushedInputs(extras, times, sample, by_segment, enrolment), tuple(columns),
+                  notes)
 
 
 def _day(value: Any) -> date:
@@ -837,7 +1061,7 @@ def _dated_enrolment(connection: Connection, q: AccountQuery, total: int,
                      dialect: str) -> dict | None:
     """Accounts per variant at the last enrolment day and before the window's start,
     when every account has an enrolled_on date (two small aggregates; DESIGN §3)."""
-    day = func.cast(q.raw("enrolled_on"), Date())
+    day = q.day()
     ((dated, first, last),) = _execute_naming_casts(
         connection, q, select(func.count(day), func.min(day), func.max(day)).select_from(q.cte),
         dialect)
@@ -851,14 +1075,17 @@ def _dated_enrolment(connection: Connection, q: AccountQuery, total: int,
         select(q.raw("variant"), func.count(),
                func.sum(case((day < literal(cut, Date()), 1), else_=0)))
         .select_from(q.cte).group_by(q.raw("variant"))).all()
-    return {"cut": cut.isoformat(), "last": last.isoformat(),
-            "now": {str(v): int(n) for v, n, _b in rows},
-            "before": {str(v): int(b or 0) for v, _n, b in rows}}
+    now: dict[str, int] = {}
+    before: dict[str, int] = {}
+    for v, n, b in rows:  # trimmed in Python: groups of one variant add up
+        now[str(_key(v))] = now.get(str(_key(v)), 0) + int(n)
+        before[str(_key(v))] = before.get(str(_key(v)), 0) + int(b or 0)
+    return {"cut": cut.isoformat(), "last": last.isoformat(), "now": now, "before": before}
 
 
 def _sample(rows, total: int, *, with_days: bool) -> AccountSample:
-    variant = np.array([str(r[0]) for r in rows], dtype=object)
-    segment = np.array([None if r[1] is None else str(r[1]) for r in rows], dtype=object)
+    variant = np.array([str(_key(r[0])) for r in rows], dtype=object)
+    segment = np.array([_key(r[1]) for r in rows], dtype=object)
     end = np.array([float(r[2]) for r in rows], dtype=np.float64)
     start = np.array([float(r[3]) for r in rows], dtype=np.float64)
     days = (np.array([np.nan if r[4] is None else float(r[4]) for r in rows], dtype=np.float64)
@@ -1005,12 +1232,13 @@ def refresh_experiment(
     except (WarehouseError, ValidationFailed, ValueError) as error:
         return _finish(session, query, RefreshOutcome("failed", str(error)))
     sha = pulled.sha256
+    noted = "".join(f" Note: {note}." for note in pulled.notes)
     lock_experiment(session, experiment.id)
     twin = dataset_with_content(session, experiment.id, sha)
     if twin is not None:
         return _finish(session, query, RefreshOutcome(
             "unchanged", f"The warehouse returned the same sums as dataset version "
-            f"{twin.version}; nothing new was stored.", twin.id))
+            f"{twin.version}; nothing new was stored.{noted}", twin.id))
     inputs = pulled.inputs
     dataset = Dataset(
         experiment_id=experiment.id, version=next_version(session, experiment),
@@ -1037,7 +1265,7 @@ def refresh_experiment(
         f"; rank checks on a random sample of {len(inputs.sample.variant):,}")
     return _finish(session, query, RefreshOutcome(
         "ok", f"Dataset version {dataset.version}: {inputs.total:,} accounts summed in the "
-        f"warehouse{sampled}.", dataset.id))
+        f"warehouse{sampled}.{noted}", dataset.id))
 
 
 def _finish(session: Session, query: WarehouseQuery, outcome: RefreshOutcome) -> RefreshOutcome:
