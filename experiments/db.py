@@ -127,6 +127,49 @@ def snapshot_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_BEGIN_OPTION: "snapshot"})
 
 
+# ------------------------------------------------------------- PostgreSQL time zone
+#
+# Moments are ``timestamp with time zone`` through SQLModel's ``UTCDateTime``, which
+# binds and returns UTC, so the models do not depend on the session's zone. What does:
+# a ``text()`` statement's moments come back in the session's ``TimeZone`` (on a server
+# whose initdb took the host's zone, 18:14+01:00 for 17:14Z, which ``isoformat`` and
+# string comparisons then carry), and a moment bound to a ``timestamp`` without zone is
+# shifted by it. Each connection therefore asks for UTC at start-up (libpq ``options``,
+# no round trip; options given in the URL are kept, ours last so they win), and one that
+# still reports another zone — a pooler such as PgBouncer drops start-up options — gets
+# ``SET TIME ZONE 'UTC'`` before first use. Behind a transaction-pooling PgBouncer, set
+# the database's own zone as well: ``ALTER DATABASE … SET timezone TO 'UTC'`` (README).
+
+UTC_OPTION = "-c TimeZone=UTC"
+#: The names PostgreSQL reports for UTC itself.
+UTC_NAMES = frozenset({"utc", "etc/utc", "uct", "etc/uct", "gmt", "etc/gmt", "zulu",
+                       "etc/zulu", "universal", "etc/universal", "gmt0", "etc/gmt0",
+                       "etc/gmt+0", "etc/gmt-0", "greenwich", "etc/greenwich"})
+
+
+def _utc_options(parsed) -> str:
+    """The URL's own libpq ``options`` (if any) followed by :data:`UTC_OPTION`."""
+    given = parsed.query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return f"{given} {UTC_OPTION}" if given else UTC_OPTION
+
+
+def session_time_zone_is_utc(name: str | None) -> bool:
+    """Whether PostgreSQL's reported ``TimeZone`` is UTC itself."""
+    return bool(name) and name.strip().lower() in UTC_NAMES
+
+
+def _postgres_connect(dbapi_connection, _record) -> None:
+    info = getattr(dbapi_connection, "info", None)
+    reported = info.parameter_status("TimeZone") if info is not None else None
+    if session_time_zone_is_utc(reported):
+        return
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.commit()  # a SET in a rolled-back transaction would not stay
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url``; SQLite is set up for concurrent use (see above).
 
@@ -146,7 +189,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
-        kwargs["connect_args"] = {"connect_timeout": 5}
+        kwargs["connect_args"] = {"connect_timeout": 5, "options": _utc_options(parsed)}
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, ImportError) as exc:
@@ -155,6 +198,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "before_cursor_execute", _sqlite_begin_on_first_write)
+    else:
+        event.listen(engine, "connect", _postgres_connect)
     # Every committed write moves the data generation (the page cache's key).
     track_data_generation(engine)
     return engine
