@@ -73,13 +73,6 @@ _REQUIRED = ("account_id", "variant", "start_cents", "expansion_cents", "contrac
              "churned_cents")
 
 
-def _blank_as_none(values: np.ndarray | None, count: int) -> list:
-    """A text column as a list, blank (``''`` or ``None``) → None (PostgreSQL's writer)."""
-    if values is None:
-        return [None] * count
-    return [value or None for value in values.tolist()]
-
-
 def _columns(table) -> list[tuple[str, str, str]]:
     """(column, attribute, placeholder) of the columns ``table`` has, in ROW_COLUMNS order."""
     present = [(name, name, "?") for name in _REQUIRED]
