@@ -84,6 +84,9 @@ from webapp.security import acting_user
 F = TypeVar("F", bound=Callable[..., Any])
 _KEY = "nrrlab.page_cache"
 _CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+#: Set on a view :func:`cached_page` wraps (found again through any outer decorator that
+#: keeps ``__wrapped__``'s attributes, as ``functools.wraps`` does).
+_MARK = "_nrrlab_cached_page"
 #: Request headers a view may branch on (``webapp.rendering.is_htmx`` and htmx targets).
 _VARYING_HEADERS = ("HX-Request", "HX-History-Restore-Request", "HX-Target")
 #: Response headers never replayed from a kept entry (set per answer, or not keepable).
@@ -177,11 +180,34 @@ class PageCache:
 
 def init_page_cache(app: Flask) -> None:
     """Give the app its cache (used while ``PAGE_CACHE`` is on, which is read per request,
-    so a test can switch it off)."""
+    so a test can switch it off), and read a cached view's generation before anything
+    else of its request (:func:`_generation_first`)."""
     app.extensions[_KEY] = PageCache(
         max_bytes=int(app.config.get("PAGE_CACHE_MAX_MB", 32)) * 1024 * 1024,
         ttl_seconds=float(app.config.get("PAGE_CACHE_TTL_SECONDS", 60)),
     )
+    # First of the app's before-request hooks: one that reads the signed-in user (or any
+    # data) must come after the generation is read.
+    app.before_request_funcs.setdefault(None, []).insert(0, _generation_first)
+
+
+def _generation_first() -> None:
+    """Read the data generation of a cached view's request before its user is loaded.
+
+    The key's number must be read before every piece of data the page shows, and the
+    signed-in user (name, roles, teams) is such data — loaded by Flask-Login when
+    :func:`webapp.security.allow` first asks, before :func:`cached_page` runs. On
+    PostgreSQL (READ COMMITTED) a role or name change committed between the two reads
+    would otherwise be kept for that user under the *new* number with the *old* user
+    (R1, issue 18), and served until the entry's time to live. Reading here makes
+    :func:`_key`'s later read the transaction's first (``read_generation`` answers it
+    again in the same transaction). SQLite reads one snapshot per transaction anyway."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if view is None or not getattr(view, _MARK, False):
+        return
+    if request.method not in _CACHEABLE_METHODS or page_cache() is None:
+        return
+    read_generation(get_session().connection())
 
 
 def page_cache(app: Flask | None = None) -> PageCache | None:
@@ -217,6 +243,7 @@ def cached_page(view: F) -> F:
                 return response
         return _answer(cache, entry)
 
+    setattr(serve, _MARK, True)
     return serve  # type: ignore[return-value]
 
 
