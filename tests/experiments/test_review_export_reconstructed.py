@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import delete
-from sqlmodel import select
 
 from experiments.exports import export_review
 from experiments.review import build_review
 from experiments.review_models import ReviewTreeSeen
 from experiments.tree_actuals import record_actual
-from experiments.tree_models import DriverActual
+from tests.experiments.test_review_tree_kept import correct
 from tests.factories import make_experiment, make_node, make_user
 
 pytestmark = pytest.mark.db
@@ -59,14 +58,6 @@ def seats(session, ana):
     build_review(session, ana, WEEK, now=DURING)
     session.commit()
     return node
-
-
-def correct(session, node, value: str, ana) -> None:
-    row = session.exec(select(DriverActual).where(DriverActual.node_id == node.id)
-                       .execution_options(populate_existing=True)).one()
-    record_actual(session, node, {"measured_on": "2026-11-16", "value": value,
-                                  "version": str(row.version)}, actor=ana)
-    session.commit()
 
 
 def exports(session, user) -> dict[str, str]:
