@@ -23,7 +23,10 @@ money with more than 2 decimal places (exactly for DECIMAL columns, beyond a hun
 a cent for binary floats: :meth:`AccountQuery.too_precise`) and a day count that is NaN
 or infinite; a value that does not convert (text in ``start_mrr``, a malformed
 ``enrolled_on``) fails with its column named (a counted rule on DuckDB, else
-:func:`_execute_naming_casts`).
+:func:`_execute_naming_casts`), and so does a column whose type cannot hold its values
+(a BOOLEAN, DATE or INTERVAL money column: :func:`wrong_types`, before any row is read).
+An id, variant or segment of another type (UUID, JSON, BOOLEAN) is read as its text, and
+a segment the upload refuses (a control character, over 255 characters) is refused.
 
 The **ledger** cannot be reduced to per-period sums: TTM NRR follows each account across
 twelve periods, cohorts need each account's first active month and customer_since, and
@@ -101,7 +104,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
-from experiments.accounts_csv.contract import MAX_CENTS, WHITESPACE, show
+from experiments.accounts_csv.contract import MAX_CENTS, MAX_TEXT_LENGTH, WHITESPACE, show
 from experiments.analysis import current_plan, refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
@@ -113,7 +116,7 @@ from experiments.datasets import (
 )
 from experiments.errors import NotFound, ValidationFailed
 from experiments.imports import UPLOAD_STATUSES
-from experiments.input_rules import control_character, parse_id
+from experiments.input_rules import cell_problem, control_character, parse_id
 from experiments.models import Dataset, Experiment, User, utcnow
 from experiments.versioning import compare_and_set
 from experiments.warehouse_inputs import AccountSample, PushedInputs
@@ -452,9 +455,11 @@ def query_columns(connection: Connection, sql: str) -> list[str]:
 def probe_columns(connection: Connection, sql: str) -> list[tuple[str, str | None]]:
     """The query's columns and the kind of each (``WHERE 1 = 0``: no rows are read).
 
-    A kind is ``"float"`` (DOUBLE, REAL), ``"decimal"`` (DECIMAL, NUMERIC), ``"integer"``
-    or ``"text"``, read from the driver's description on PostgreSQL and DuckDB; ``None``
-    (unknown) elsewhere or for any other type.
+    A kind is ``"float"`` (DOUBLE, REAL), ``"decimal"`` (DECIMAL, NUMERIC), ``"integer"``,
+    ``"text"``, ``"boolean"``, ``"date"`` (DATE, TIMESTAMP) or ``"other"`` (INTERVAL, JSON,
+    UUID, bytes, lists: neither a number, a date nor text), read from the driver's
+    description on PostgreSQL and DuckDB; ``None`` (unknown) elsewhere or for any other
+    type.
     """
     rows = text(sql).columns().subquery("warehouse_probe")
     probe = select(literal_column("*")).select_from(rows).where(false())
@@ -466,12 +471,19 @@ def probe_columns(connection: Connection, sql: str) -> list[tuple[str, str | Non
                                                                     strict=True)]
 
 
-#: PostgreSQL type OIDs by kind (float4/8, numeric, int2/4/8, text/varchar/bpchar).
+#: PostgreSQL type OIDs by kind (float4/8, numeric, int2/4/8, text/varchar/bpchar, bool,
+#: date/timestamp/timestamptz, interval/json/jsonb/uuid/bytea).
 _PG_KINDS = {700: "float", 701: "float", 1700: "decimal", 20: "integer", 21: "integer",
-             23: "integer", 25: "text", 1043: "text", 1042: "text"}
+             23: "integer", 25: "text", 1043: "text", 1042: "text", 16: "boolean",
+             1082: "date", 1114: "date", 1184: "date",
+             **dict.fromkeys((1186, 114, 3802, 2950, 17), "other")}
 _DUCKDB_KINDS = {"DOUBLE": "float", "FLOAT": "float", "REAL": "float", "VARCHAR": "text",
                  **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-                                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "integer")}
+                                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "integer"),
+                 "BOOLEAN": "boolean",
+                 **dict.fromkeys(("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE",
+                                  "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"), "date"),
+                 **dict.fromkeys(("INTERVAL", "JSON", "UUID", "BLOB"), "other")}
 
 
 def _kind(code: Any, dialect: str) -> str | None:
@@ -479,8 +491,31 @@ def _kind(code: Any, dialect: str) -> str | None:
         return _PG_KINDS.get(code) if isinstance(code, int) else None
     if dialect == "duckdb" and code is not None:
         name = str(code).upper()
-        return "decimal" if name.startswith("DECIMAL") else _DUCKDB_KINDS.get(name)
+        if name.startswith("DECIMAL"):
+            return "decimal"
+        if name.endswith("]") or name.startswith(("STRUCT", "MAP", "UNION")):
+            return "other"
+        return _DUCKDB_KINDS.get(name)
     return None
+
+
+#: Kinds a contract column cannot hold whatever its values (the refresh names the column
+#: before any row is read): a number is never true/false, a date, an interval or JSON
+#: (DuckDB would read true as 1.00; PostgreSQL's refusal names no column).
+_WRONG_KINDS = {"number": ("boolean", "date", "other"),
+                "date (YYYY-MM-DD)": ("boolean", "integer", "float", "decimal", "other")}
+_KIND_WORDS = {"boolean": "true/false", "date": "a date or timestamp", "integer": "a number",
+               "float": "a number", "decimal": "a number",
+               "other": "neither a number, a date nor text"}
+
+
+def wrong_types(kinds: Mapping[str, str | None]) -> list[str]:
+    """The contract's columns whose type cannot hold what they must (``{contract name:
+    kind}`` of :func:`probe_columns`), as problems naming each."""
+    return [f"{name} holds a value that is not a {must} (the query returns it as "
+            f"{_KIND_WORDS[kinds[name]]})"
+            for name, must in _CAST_KINDS.items()
+            if kinds.get(name) in _WRONG_KINDS[must]]
 
 
 def map_columns(names: list[str], *, known: tuple[str, ...], required: tuple[str, ...],
@@ -629,6 +664,16 @@ class AccountQuery:
     def raw(self, name: str):
         return self.cte.c[self.columns[name]]
 
+    def key(self, name: str):
+        """A column to group, order or take the least of (account_id, variant, segment):
+        as it is, but as its text when of a kind that is neither text nor a number
+        (PostgreSQL has no equality or ordering for JSON, no min() of a UUID; a file holds
+        ``true``, not ``True``). An unknown kind is left as it is."""
+        raw = self.raw(name)
+        if self.kind(name) in ("boolean", "date", "other"):
+            return func.cast(raw, String())
+        return raw
+
     def kind(self, name: str) -> str | None:
         return self.kinds.get(name)
 
@@ -700,7 +745,7 @@ class AccountQuery:
                 - self.money("contraction_mrr") - self.money("churned_mrr"))
 
     def segment(self):
-        return self.raw("segment") if self.has("segment") else null()
+        return self.key("segment") if self.has("segment") else null()
 
 
 def check_query(q: AccountQuery):
@@ -758,7 +803,7 @@ def check_query(q: AccountQuery):
     aggregates = [func.count(), func.count(func.distinct(account)), func.count(account)]
     for _, condition in rules:  # the example as it is (trimmed in Python: cheaper)
         aggregates.append(func.sum(case((condition, 1), else_=0)))
-        aggregates.append(func.min(case((condition, q.raw("account_id")), else_=None)))
+        aggregates.append(func.min(case((condition, q.key("account_id")), else_=None)))
     # start and the three levers always (an absent lever is 0 on every row, as in an
     # upload without the column: the analysis reads all four); the pre-period if given.
     names = [n for n in _MOMENT_COLUMNS.values() if n in _ACCOUNT_MONEY or q.has(n)]
@@ -860,10 +905,10 @@ def extras_query(q: AccountQuery, names: list[str], shifts: list[float], *, by_s
     start = q.money("start_mrr")
     # Grouped by the values as they are (cheap: few distinct); :func:`_extras_from_rows`
     # adds up the groups whose trimmed keys are equal ('control ' is 'control').
-    keys = [q.raw("segment"), q.raw("variant")] if by_segment else [q.raw("variant")]
+    keys = [q.key("segment"), q.key("variant")] if by_segment else [q.key("variant")]
     return select(
-        q.raw("segment") if by_segment else null(),
-        q.raw("variant"),
+        q.key("segment") if by_segment else null(),
+        q.key("variant"),
         func.count(),
         func.sum(case((q.money("churned_mrr") == start, 1), else_=0)),
         func.sum(case((q.money("expansion_mrr") > 0, 1), else_=0)),
@@ -876,6 +921,23 @@ def extras_query(q: AccountQuery, names: list[str], shifts: list[float], *, by_s
 def _key(value: Any) -> str | None:
     """A segment or variant as the upload reads its cell: trimmed, blank is ``None``."""
     return None if value is None else (str(value).strip(WHITESPACE) or None)
+
+
+def _segment_problems(extras: Mapping[tuple[str | None, str], ArmExtras]) -> list[str]:
+    """The upload's rules of a segment's text (DESIGN §3: at most MAX_TEXT_LENGTH
+    characters, no control character), checked once per group."""
+    rows: dict[str, int] = {}
+    for (segment, _variant), extra in extras.items():
+        if segment is not None:
+            rows[segment] = rows.get(segment, 0) + extra.moments.n
+    problems = []
+    for segment, n in rows.items():
+        problem = (f"is too long ({len(segment):,} characters; at most {MAX_TEXT_LENGTH})"
+                   if len(segment) > MAX_TEXT_LENGTH else cell_problem(segment))
+        if problem:
+            problems.append(f"{n:,} row{'s' if n != 1 else ''}: segment {problem} "
+                            f"(segment {show(segment)})")
+    return problems[:MAX_LISTED]
 
 
 def _extras_from_rows(rows, names: list[str], shifts: list[float]):
@@ -913,12 +975,12 @@ def times_query(q: AccountQuery, *, by_segment: bool):
     """``GROUP BY [segment,] variant, time``: events and censored accounts per day."""
     reached = q.number("days_to_value") if q.has("days_to_value") else func.cast(null(), Double())
     time = func.coalesce(reached, q.number("days_observed"))
-    keys = ([q.raw("segment"), q.raw("variant"), time] if by_segment
-            else [q.raw("variant"), time])  # trimmed in Python, as the extras' keys
+    keys = ([q.key("segment"), q.key("variant"), time] if by_segment
+            else [q.key("variant"), time])  # trimmed in Python, as the extras' keys
     return (
         select(
-            q.raw("segment") if by_segment else null(),
-            q.raw("variant"),
+            q.key("segment") if by_segment else null(),
+            q.key("variant"),
             time,
             func.sum(case((reached.is_not(None), 1), else_=0)),
             func.sum(case((reached.is_(None), 1), else_=0)),
@@ -937,12 +999,12 @@ def random_order(dialect: str):
 def sample_query(q: AccountQuery, dialect: str, *, limit: int, whole: bool):
     """Per-account values for the rank checks: every row, or ``limit`` rows at random."""
     days = q.number("days_to_value") if q.has("days_to_value") else func.cast(null(), Double())
-    query = select(q.raw("variant"), q.segment(), q.end, q.money("start_mrr"), days
+    query = select(q.key("variant"), q.segment(), q.end, q.money("start_mrr"), days
                    ).select_from(q.cte)  # variant and segment trimmed in Python
     # Every row in account order (a stable input for the seeded permutation test), or a
     # uniform random sample.
     if whole:
-        return query.order_by(q.raw("account_id"))
+        return query.order_by(q.key("account_id"))
     return query.order_by(random_order(dialect)).limit(limit)
 
 
@@ -1007,6 +1069,8 @@ def pull_experiment(
         kinds = dict(probed)
         q = AccountQuery.of(sql, columns, {key: kinds[name] for key, name in columns.items()},
                             source.dialect)
+        if wrong := wrong_types(q.kinds):
+            raise RowsRejected(wrong)
         check, messages, mean_columns = check_query(q)
         (row,) = _execute_naming_casts(connection, q, check, source.dialect)
         problems, total = _problems(row, messages)
@@ -1019,6 +1083,8 @@ def pull_experiment(
         by_segment = q.has("segment")
         rows = connection.execute(extras_query(q, names, means, by_segment=by_segment)).all()
         extras = _extras_from_rows(rows, names, means)
+        if segment_problems := _segment_problems(extras):
+            raise RowsRejected(segment_problems)
         unknown = sorted({v for _s, v in extras} - set(variants))
         if unknown:
             counts = {v: sum(e.moments.n for (_s, w), e in extras.items() if w == v)
@@ -1072,9 +1138,9 @@ def _dated_enrolment(connection: Connection, q: AccountQuery, total: int,
         return None
     cut = max(first, last - timedelta(days=ENROLMENT_WINDOW_DAYS))
     rows = connection.execute(
-        select(q.raw("variant"), func.count(),
+        select(q.key("variant"), func.count(),
                func.sum(case((day < literal(cut, Date()), 1), else_=0)))
-        .select_from(q.cte).group_by(q.raw("variant"))).all()
+        .select_from(q.cte).group_by(q.key("variant"))).all()
     now: dict[str, int] = {}
     before: dict[str, int] = {}
     for v, n, b in rows:  # trimmed in Python: groups of one variant add up
