@@ -17,16 +17,19 @@ The query's columns follow the upload's rules (DESIGN §3): ``account_id``, ``va
 required columns gives the figures an upload of the same file gives (the moments always
 hold start and the three levers); other columns are ignored with the upload's note. Text
 is trimmed as the upload trims a file's cells (ids, variants, segments; text money, days
-and dates before their cast), a blank one is NULL. Rows breaking a rule are counted with
-an example; a money value above the upload's cap, NaN or ±Infinity is refused, and so is
-money with more than 2 decimal places (exactly for DECIMAL columns, beyond a hundredth of
-a cent for binary floats: :meth:`AccountQuery.too_precise`) and a day count that is NaN
-or infinite; a value that does not convert (text in ``start_mrr``, a malformed
-``enrolled_on``) fails with its column named (a counted rule on DuckDB, else
-:func:`_execute_naming_casts`), and so does a column whose type cannot hold its values
-(a BOOLEAN, DATE or INTERVAL money column: :func:`wrong_types`, before any row is read).
-An id, variant or segment of another type (UUID, JSON, BOOLEAN) is read as its text, and
-a segment the upload refuses (a control character, over 255 characters) is refused.
+and dates before their cast), a blank one is NULL; text money and days must then be
+written as a file writes them (digits and a decimal point: not ``1e3``, ``+5`` or ``.5``,
+which the casts take) and a text date as YYYY-MM-DD (:meth:`AccountQuery.not_plain`). Rows
+breaking a rule are counted with an example; a money value above the upload's cap, NaN or
+±Infinity is refused, and so is money with more than 2 decimal places (exactly for DECIMAL
+columns, beyond a hundredth of a cent for binary floats: :meth:`AccountQuery.too_precise`)
+and a day count that is NaN or infinite; a value that does not convert (text in
+``start_mrr``, a malformed ``enrolled_on``) fails with its column named (a counted rule on
+DuckDB, else :func:`_execute_naming_casts`), and so does a column whose type cannot hold
+its values (a BOOLEAN, DATE or INTERVAL money column: :func:`wrong_types`, before any row
+is read). An id, variant or segment of another type (UUID, JSON, BOOLEAN) is read as its
+text, and a segment the upload refuses (a control character, over 255 characters) is
+refused.
 
 The **ledger** cannot be reduced to per-period sums: TTM NRR follows each account across
 twelve periods, cohorts need each account's first active month and customer_since, and
@@ -85,6 +88,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    not_,
     null,
     or_,
     select,
@@ -634,6 +638,11 @@ def _trim(value):
     return _Trimmed(value)
 
 
+#: How a file writes a number and a date (the upload's readers, DESIGN §3): a text value
+#: of a number or date column must look so (:meth:`AccountQuery.not_plain`).
+_PLAIN_NUMBER = "^-?[0-9]+([.][0-9]+)?$"
+_PLAIN_DATE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
 #: Money and day values within this many cents of a whole cent are taken as that cent in
 #: a binary float column: the float nearest to 0.10 is not 0.10, and at the upload's cap
 #: (10^13 cents) two roundings move a value by ~0.002 cents.
@@ -721,6 +730,24 @@ class AccountQuery:
         target = Date() if name == "enrolled_on" else Double()
         return and_(_trim(self.raw(name)).is_not(None), self._converted(name, target).is_(None))
 
+    def not_plain(self, name: str):
+        """Whether a text value that converts is not written as the upload reads it
+        (DESIGN §3): digits with an optional decimal point (a sign only to be refused as
+        negative), a date as YYYY-MM-DD; the casts also take ``1e3``, ``+5``, ``.5``,
+        ``0x10`` or ``2026/01/05``, which a file may not hold. ``None`` unless text.
+        A value that does not convert at all is :meth:`unconvertible`'s (DuckDB) or
+        fails the cast (PostgreSQL)."""
+        if self.kind(name) != "text":
+            return None
+        trimmed = _trim(self.raw(name))
+        date_ = name == "enrolled_on"
+        condition = and_(trimmed.is_not(None),
+                         not_(trimmed.regexp_match(_PLAIN_DATE if date_ else _PLAIN_NUMBER)))
+        if self.dialect == "duckdb":  # one rule per value: not the unconvertible ones
+            condition = and_(condition, self._converted(name, Date() if date_ else Double())
+                             .is_not(None))
+        return condition
+
     def too_precise(self, name: str):
         """Whether a money value has more than 2 decimal places (the upload refuses it).
 
@@ -760,6 +787,13 @@ def check_query(q: AccountQuery):
         (f"{name} holds a value that is not a {kind}", condition)
         for name, kind in _CAST_KINDS.items()
         if q.has(name) and (condition := q.unconvertible(name)) is not None
+    ]
+    rules += [
+        (f"{name} is not a plain number (use digits with an optional decimal point, e.g. "
+         "1234.50)" if kind == "number" else f"{name} is not a date such as 2026-12-01 "
+         "(YYYY-MM-DD)", condition)
+        for name, kind in _CAST_KINDS.items()
+        if q.has(name) and (condition := q.not_plain(name)) is not None
     ]
     rules += [
         ("account_id is blank", account.is_(None)),

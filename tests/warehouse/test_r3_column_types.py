@@ -26,6 +26,7 @@ from tests.warehouse.test_warehouse import warehouse as warehouse  # the fixture
 from tests.warehouse.test_warehouse_contract import _agree, _strings, _upload
 
 BASE = "account_id, variant, start_mrr"
+ONE = "a-000003"  # the account a case changes
 
 #: (query, the column, what the file holds in it on every row)
 WRONG_TYPES = {
@@ -148,4 +149,46 @@ def test_a_segment_the_upload_refuses_is_refused(session, warehouse, case):
     assert outcome.status == "failed"
     smb = int((frame.segment == "SMB").sum())
     assert f"{smb:,} rows: {says}" in outcome.message, outcome.message
+    assert _stored(session) == before
+
+
+#: (the text the query returns for account a-000003, the column) - each converts in the
+#: warehouse (a cast takes an exponent, a sign, a bare point, 0x…, 1_000 on DuckDB, a
+#: date with slashes) but a file may not hold it.
+NOT_PLAIN = {
+    "exponent": ("1e3", "expansion_mrr", "is not a plain number"),
+    "plus sign": ("+5", "start_mrr", "is not a plain number"),
+    "bare point": (".5", "churned_mrr", "is not a plain number"),
+    "trailing point": ("5.", "days_observed", "is not a plain number"),
+    "slashed date": ("2026/01/05", "enrolled_on", "is not a date such as 2026-12-01"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_PLAIN))
+def test_text_a_file_may_not_hold_is_refused_as_the_upload_refuses_it(
+        session, warehouse, case):
+    dialect, url = warehouse
+    cell, name, says = NOT_PLAIN[case]
+    cells = _strings(account_frame())
+    if name == "enrolled_on":
+        cells["enrolled_on"] = "2026-01-05"
+    cells.loc[cells.account_id == ONE, name] = cell
+    uploaded = make_experiment(session, "uploaded")
+    with pytest.raises(ImportValidationError) as refused:
+        _upload(session, uploaded, cells)
+    assert [e.column for e in refused.value.errors] == [name]
+    read = make_experiment(session, "read")
+    query = _query(session, _source(session, dialect), read)
+    assert _refresh(session, query, url).status == "ok"
+    before = _stored(session)
+    others = "'2026-01-05'" if name == "enrolled_on" else f"CAST({name} AS VARCHAR)"
+    query.sql_text = (f"SELECT {BASE if name != 'start_mrr' else 'account_id, variant'}, "
+                      f"CASE WHEN account_id = '{ONE}' THEN '{cell}' ELSE {others} END AS {name}"
+                      " FROM accounts")
+
+    outcome = _refresh(session, query, url)
+
+    assert outcome.status == "failed"
+    assert f"1 row: {name} {says}" in outcome.message, outcome.message
+    assert outcome.message.count(" row: ") == 1, outcome.message
     assert _stored(session) == before
