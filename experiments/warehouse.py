@@ -748,6 +748,15 @@ class AccountQuery:
                              .is_not(None))
         return condition
 
+    def negative(self, name: str):
+        """Whether a money or day value is below 0; text written with a minus sign too
+        (``-0`` and ``-0.00`` are negative numbers to the upload, which refuses them)."""
+        value = self.number(name)
+        if self.kind(name) != "text":
+            return value < 0
+        return or_(value < 0, and_(value.is_not(None),
+                                   _trim(self.raw(name)).startswith("-", autoescape=True)))
+
     def too_precise(self, name: str):
         """Whether a money value has more than 2 decimal places (the upload refuses it).
 
@@ -803,7 +812,7 @@ def check_query(q: AccountQuery):
     ]
     for name in MONEY_OPTIONAL:
         if q.has(name):
-            rules.append((f"{name} must be 0 or more", q.money(name) < 0))
+            rules.append((f"{name} must be 0 or more", q.negative(name)))
     # The upload's cap (MAX_CENTS); NaN is above every number in PostgreSQL and DuckDB,
     # so it is caught here too, and so is Infinity (-Infinity is below 0 above).
     for name in (*_ACCOUNT_MONEY, "pre_start_mrr", "pre_end_mrr"):
@@ -818,7 +827,7 @@ def check_query(q: AccountQuery):
                       q.money("contraction_mrr") + q.money("churned_mrr") > start))
     for name in ("days_to_value", "days_observed"):
         if q.has(name):
-            rules.append((f"{name} must be 0 or more", q.number(name) < 0))
+            rules.append((f"{name} must be 0 or more", q.negative(name)))
             # NaN is above every number in PostgreSQL and DuckDB, as Infinity is; the
             # upload reads digits only (12.5 days is fine), never NaN or Infinity.
             rules.append((f"{name} must be a finite number (not NaN or Infinity)",
@@ -828,11 +837,10 @@ def check_query(q: AccountQuery):
         rules.append(("days_to_value must not exceed days_observed",
                       and_(reached <= _MAX_DOUBLE, reached > q.number("days_observed"))))
     if q.has("pre_start_mrr"):
-        pre_start, pre_end = q.money("pre_start_mrr"), q.money("pre_end_mrr")
         rules.append(("pre_start_mrr and pre_end_mrr must both be given or both be blank",
                       q.blank("pre_start_mrr") != q.blank("pre_end_mrr")))
         rules.append(("pre_start_mrr and pre_end_mrr must be 0 or more",
-                      or_(pre_start < 0, pre_end < 0)))
+                      or_(q.negative("pre_start_mrr"), q.negative("pre_end_mrr"))))
     # rows, distinct and non-blank account ids (a blank id is not a repeat)
     aggregates = [func.count(), func.count(func.distinct(account)), func.count(account)]
     for _, condition in rules:  # the example as it is (trimmed in Python: cheaper)

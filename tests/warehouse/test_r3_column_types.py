@@ -192,3 +192,29 @@ def test_text_a_file_may_not_hold_is_refused_as_the_upload_refuses_it(
     assert f"1 row: {name} {says}" in outcome.message, outcome.message
     assert outcome.message.count(" row: ") == 1, outcome.message
     assert _stored(session) == before
+
+
+@pytest.mark.parametrize(("cell", "name"), [("-0", "expansion_mrr"), ("-0.00", "churned_mrr"),
+                                            (" -0 ", "days_to_value")])
+def test_text_minus_zero_is_negative_as_in_the_upload(session, warehouse, cell, name):
+    dialect, url = warehouse
+    cells = _strings(account_frame())
+    cells.loc[cells.account_id == ONE, name] = cell
+    uploaded = make_experiment(session, "uploaded")
+    with pytest.raises(ImportValidationError) as refused:
+        _upload(session, uploaded, cells)
+    assert [e.column for e in refused.value.errors] == [name]
+    assert "must be 0 or greater" in refused.value.errors[0].message
+    read = make_experiment(session, "read")
+    query = _query(session, _source(session, dialect), read)
+    assert _refresh(session, query, url).status == "ok"
+    before = _stored(session)
+    query.sql_text = (f"SELECT {BASE}, CASE WHEN account_id = '{ONE}' THEN '{cell}' "
+                      f"ELSE CAST({name} AS VARCHAR) END AS {name} FROM accounts")
+
+    outcome = _refresh(session, query, url)
+
+    assert outcome.status == "failed"
+    assert f"1 row: {name} must be 0 or more (e.g. account_id {ONE})" in outcome.message
+    assert outcome.message.count(" row: ") == 1, outcome.message
+    assert _stored(session) == before
