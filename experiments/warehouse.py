@@ -895,10 +895,15 @@ def _execute_naming_casts(connection: Connection, q: AccountQuery, statement, di
                     q.day() if kind.startswith("date") else q.number(name)))
                 connection.execute(select(counted).select_from(q.cte)).all()
                 probe.commit()
-            except DBAPIError:
+            except DBAPIError as failed:
                 probe.rollback()
                 if name is None:
                     raise error from None
+                # Another error of the query itself (division by zero, a timeout) when
+                # this column is computed: the warehouse's words, not "not a number".
+                if getattr(getattr(failed, "orig", None), "sqlstate", None) not in (
+                        _PG_CONVERSION):
+                    raise failed from None
                 bad.append(name)
         if bad:
             raise _not_convertible(bad, error) from None

@@ -218,3 +218,22 @@ def test_text_minus_zero_is_negative_as_in_the_upload(session, warehouse, cell, 
     assert f"1 row: {name} must be 0 or more (e.g. account_id {ONE})" in outcome.message
     assert outcome.message.count(" row: ") == 1, outcome.message
     assert _stored(session) == before
+
+
+def test_another_error_of_a_column_is_not_blamed_on_its_type(session, pg_warehouse):
+    """PostgreSQL: the statement fails on start_mrr's text; retried alone, days_observed
+    fails by a division by zero in the query. It was named 'not a number' as well."""
+    url, _schema = pg_warehouse
+    experiment = make_experiment(session, "two-errors")
+    query = _query(session, _source(session, "postgresql"), experiment,
+                   f"SELECT account_id, variant, CASE WHEN account_id = '{ONE}' THEN 'abc' "
+                   "ELSE CAST(start_mrr AS VARCHAR) END AS start_mrr, "
+                   f"CASE WHEN account_id = '{ONE}' THEN 1 / (days_observed - days_observed) "
+                   "ELSE days_observed END AS days_observed FROM accounts")
+
+    outcome = _refresh(session, query, url)
+
+    assert outcome.status == "failed"
+    assert "days_observed holds" not in outcome.message, outcome.message
+    assert outcome.message == "The warehouse refused the query: division by zero"
+    assert _stored(session) == (0, 0, 0)
