@@ -8,11 +8,13 @@ Runs, one after another (never in parallel: they would share the two cores):
 
 1. ``bench_pages.py`` — the read pages under gunicorn: the demo workspace with both
    server kinds (p50 one at a time, server CPU per request, req/s at 16 clients), the
-   demo's first view after a write (``--page-cache off,after-write``), then the scaling
+   demo's first view after a write (``--page-cache off,after-write``; the write moves
+   the data generation only, or edits one experiment: ``--write``), then the scaling
    workspaces one at a time, kept pages and first views after a write (10 / 100 / 1,000
    experiments, 50 / 500 tree nodes, 300 experiments with 52 weeks of review history)
    (``--quick``: the demo and 10 × 50, gthread only);
-2. ``bench_analyze.py --duckdb --floor`` — ``nrrlab analyze`` on 1,000,000 accounts side
+2. ``bench_analyze.py --duckdb --floor --bytecode`` — ``nrrlab analyze`` (with its
+   bytecode cached, as installed) on 1,000,000 accounts side
    by side with DuckDB's sums query on the same file and with the floor of a Python CLI
    computing the statistics (interpreter, the imports, the same query) (wall, CPU, peak
    RSS);
@@ -77,16 +79,16 @@ def main(argv: list[str] | None = None) -> int:
              [*pages, "--workspaces", "demo", "--servers", "gthread,sync4"]),
             ("read pages under gunicorn: demo, the first view after a write",
              [*pages, "--workspaces", "demo", "--servers", "gthread", "--clients", "0",
-              "--page-cache", "off,after-write"]),
+              "--page-cache", "off,after-write", "--write", "generation,experiment"]),
             ("read pages under gunicorn: scaling, one at a time",
              [*pages, "--workspaces", "10x50,100x50,100x500,300x50h,1000x50",
               "--servers", "gthread", "--clients", "0", "--requests", "20",
-              "--page-cache", "on,after-write"]),
+              "--page-cache", "on,after-write", "--write", "generation,experiment"]),
         ]
     sections += [
         ("nrrlab analyze vs DuckDB, 1M accounts",
-         [python, str(HERE / "bench_analyze.py"), "--duckdb", "--floor", "--runs",
-          "1" if args.quick else "3"]),
+         [python, str(HERE / "bench_analyze.py"), "--duckdb", "--floor", "--bytecode",
+          "--runs", "1" if args.quick else "3"]),
     ]
     if not args.quick:
         upload = [python, str(HERE / "bench_upload.py")]
