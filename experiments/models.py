@@ -411,13 +411,13 @@ class AccountRow(SQLModel, table=True):
         ),
     )
     dataset_id: int = Field(sa_column=Column(Integer, nullable=False))
-    account_id: str = Field(max_length=200)
+    account_id: str = Field(max_length=255)  # MAX_TEXT_LENGTH (DESIGN §3)
     variant: str = Field(max_length=64)
     start_cents: int = Field(sa_type=BigInteger)
     expansion_cents: int = Field(default=0, sa_type=BigInteger)
     contraction_cents: int = Field(default=0, sa_type=BigInteger)
     churned_cents: int = Field(default=0, sa_type=BigInteger)
-    segment: str | None = Field(default=None, max_length=200)
+    segment: str | None = Field(default=None, max_length=255)
     days_to_value: float | None = None
     # Issue 15 (DESIGN §3): follow-up days, the pre-period MRR (CUPED) and the enrolment date.
     days_observed: float | None = None
