@@ -10,10 +10,17 @@ by doing the same steps it does:
 
 1. read and validate the file, holding no lock;
 2. reserve an *importing* version (invisible, unnumbered) — one short transaction;
-3. write its rows in transactions of :data:`STORE_CHUNK` rows (on SQLite with a pause
-   between them, so a waiting writer gets the lock);
+3. write its rows in transactions of :data:`STORE_CHUNK` rows (on SQLite, between them,
+   a writer waiting for the lock is let in first: :mod:`experiments.sqlite_waiters`, as
+   the background upload does; nobody waiting, no pause);
 4. make it current in one transaction (:func:`experiments.ledger.activate_version`:
    number, pointers, figures, audit).
+
+Steps 2 and 3 leave the data generation as it was (:func:`experiments.generation.unseen_write`):
+an *importing* version and its rows are read by no page until step 4 (every reader of
+``ledger_version`` asks for ``status = 'ready'``, and ``ledger_row`` is read only through
+the periods' pointers, which step 4 moves), so kept pages stay kept during an import.
+Step 4 moves it, and the pages that show the ledger show the new version at once.
 
 A failure at any step deletes what it wrote; two uploads at once each finish whole, and
 the one that activates later is the later version.
@@ -27,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from experiments import sqlite_waiters
 from experiments.db import write_engine
+from experiments.generation import unseen_write
 from experiments.ledger import (
     MAX_REPORTED_ERRORS,
     activate_version,
@@ -38,12 +47,17 @@ from experiments.ledger import (
     reserve_version,
 )
 from experiments.ledger_csv import read_ledger
-from experiments.ledger_models import LedgerVersion
+from experiments.ledger_models import LedgerRow, LedgerVersion
 from experiments.models import User
 
 #: Rows written per transaction: each holds SQLite's write lock well under a second.
 STORE_CHUNK = 100_000
-#: Pause between chunks on SQLite, whose lock is not fair (see experiments.imports).
+#: SQLite's lock is not fair (experiments.sqlite_waiters): writers of the app announce
+#: their wait and are let in between chunks. Writers outside the app cannot announce it:
+#: after this long without letting anyone in, the import pauses
+#: :data:`SQLITE_YIELD_SECONDS` anyway (as the background upload: experiments.rows_sqlite).
+SQLITE_BLIND_SECONDS = 2.0
+#: That pause: longer than the 100 ms a busy handler sleeps between tries.
 SQLITE_YIELD_SECONDS = 0.15
 
 
@@ -69,21 +83,30 @@ def store_ledger_upload(
     with Session(write_engine(engine), expire_on_commit=False) as session:
         actor = session.get(User, actor_id) if actor_id is not None else None
         check_upload(session, table)
-        version = reserve_version(session, table, filename=filename, actor=actor)
+        # Invisible until activated: no page reads an importing version (module docstring).
+        with unseen_write(session, LedgerVersion.__tablename__):
+            version = reserve_version(session, table, filename=filename, actor=actor)
+        sqlite_file = sqlite_waiters.database_file(
+            session.connection().connection.driver_connection
+        ) if engine.dialect.name == "sqlite" else None
         session.commit()
+        watch = sqlite_waiters.Watch(sqlite_file) if engine.dialect.name == "sqlite" else None
         try:
-            pause = SQLITE_YIELD_SECONDS if engine.dialect.name == "sqlite" else 0
             total = len(table)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 # Computed while the rows are written; used if this upload then owns
                 # every current period.
                 own_figures = figures_in_background(pool, session, table)
+                last_turn = time.perf_counter()
                 for start in range(0, total, STORE_CHUNK):
                     stop = min(total, start + STORE_CHUNK)
-                    insert_rows(session, version, table, start=start, stop=stop)
+                    # Rows of the importing version and its row-id range.
+                    with unseen_write(session, LedgerRow.__tablename__,
+                                      LedgerVersion.__tablename__, rewrites=True):
+                        insert_rows(session, version, table, start=start, stop=stop)
                     session.commit()
-                    if pause and stop < total:
-                        time.sleep(pause)
+                    if watch is not None:
+                        last_turn = _let_writers_in(watch, last_turn)
                 activate_version(session, version, table, actor=actor,
                                  own_figures=own_figures)
             session.commit()
@@ -92,4 +115,22 @@ def store_ledger_upload(
             discard_version(session, version.id)
             session.commit()
             raise
+        finally:
+            if watch is not None:
+                watch.close()
         return version
+
+
+def _let_writers_in(watch: sqlite_waiters.Watch, last_turn: float) -> float:
+    """After a chunk's COMMIT on SQLite: let waiting writers take the lock before the next
+    transaction (no pause when nobody waits); returns when a writer last had its turn.
+
+    Where waits cannot be seen, ``someone_waiting`` is always True and ``let_waiters_in``
+    pauses 0.15 s: the old fixed pause."""
+    if watch.someone_waiting():
+        watch.let_waiters_in()
+        return time.perf_counter()
+    if time.perf_counter() - last_turn >= SQLITE_BLIND_SECONDS:
+        time.sleep(SQLITE_YIELD_SECONDS)  # for writers outside the app
+        return time.perf_counter()
+    return last_turn
