@@ -372,6 +372,12 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
                 session, job, experiment, dataset, table, chunk=STORE_CHUNK,
                 insert=bulk_insert_rows)
         _save(session, job, phase="analysing")
+        # Loaded when the job started and kept across its commits (expire_on_commit=False):
+        # read again, so that the audit event and the notification name the experiment
+        # and the uploader as they are now (renamed during a long upload).
+        session.expire(experiment)
+        if actor is not None:
+            session.expire(actor)
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
         _analyse_and_record(session, experiment, dataset, table, actor=actor,
                             analysed=analysed)
