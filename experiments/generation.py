@@ -102,6 +102,11 @@ dashboard, experiments, results, tree, review, NRR, My week, quarter, journeys) 
   and the row chunks of the still importing dataset (``account_row``), which every reader
   leaves out (``Dataset.status``). The transactions that reserve the version and make it
   ready write other tables and move the number as any write.
+* the ledger upload before its version is current (``experiments.ledger_import``): the
+  *importing* ``ledger_version`` row and its row chunks (``ledger_row``, and the
+  version's row-id range: ``rewrites``). Every reader of versions asks for
+  ``status = 'ready'``; rows are read only through the periods' pointers, which the
+  activating transaction moves (and that one moves the number).
 
 Not marked, and so still moving the number: a successful sign-in (it changes the user
 row); rare admin actions on deliveries (a test message, a retry: audited, and the
