@@ -27,9 +27,12 @@ and a day count that is NaN or infinite; a value that does not convert (text in
 ``start_mrr``, a malformed ``enrolled_on``) fails with its column named (a counted rule on
 DuckDB, else :func:`_execute_naming_casts`), and so does a column whose type cannot hold
 its values (a BOOLEAN, DATE or INTERVAL money column: :func:`wrong_types`, before any row
-is read). An id, variant or segment of another type (UUID, JSON, BOOLEAN) is read as its
-text, and a segment the upload refuses (a control character, over 255 characters) is
-refused.
+is read; a PostgreSQL MONEY column is named with the fix, a cast to numeric). An id,
+variant or segment of another type (UUID, JSON, BOOLEAN) is read as its text, and one the
+upload refuses (a control character, over 255 characters) is refused in the upload's
+words (:func:`_text_problem`). An ``enrolled_on`` timestamp with a time zone is an
+instant: its date is its date in UTC, whatever the warehouse session's time zone (a
+plain timestamp keeps its own date).
 
 The **ledger** cannot be reduced to per-period sums: TTM NRR follows each account across
 twelve periods, cohorts need each account's first active month and customer_since, and
@@ -44,10 +47,13 @@ Safety: the URL is read from the environment variable the data source names, nev
 stored or shown. Each statement runs in a transaction set read-only where the dialect
 has one (PostgreSQL ``SET TRANSACTION READ ONLY``; DuckDB opened ``read_only``), with a
 statement timeout (PostgreSQL ``statement_timeout``, Snowflake
-``STATEMENT_TIMEOUT_IN_SECONDS``, Trino ``query_max_run_time``; DuckDB is interrupted by a
-timer; BigQuery: set ``job_timeout`` / a byte cap on the URL). Elsewhere a read-only
-credential is the guarantee. A failed or timed-out query raises :class:`WarehouseError`
-with the warehouse's own message (the password, if any, blanked out).
+``STATEMENT_TIMEOUT_IN_SECONDS``, Trino ``query_max_run_time``; BigQuery: set
+``job_timeout`` / a byte cap on the URL). On PostgreSQL and DuckDB the timeout bounds the
+whole read, every statement together (:class:`_Deadline` cancels what runs once it is
+up, 1 s later on PostgreSQL so that one long statement meets its own timeout first).
+Elsewhere a read-only credential is the guarantee. A failed or timed-out query raises
+:class:`WarehouseError` with the warehouse's own message (the password, if any, blanked
+out).
 
 DuckDB runs inside this process and spills what does not fit in memory to a temporary
 directory beside the database file, by default up to 90% of that disk: a runaway query
@@ -303,7 +309,7 @@ def session_statements(dialect: str, timeout: float) -> list[str]:
         return [f"ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = {seconds}"]
     if dialect == "trino":
         return [f"SET SESSION query_max_run_time = '{seconds}s'"]
-    return []  # duckdb: read_only connection + interrupt timer; bigquery: job_timeout on URL
+    return []  # duckdb: read_only connection + _Deadline; bigquery: job_timeout on URL
 
 
 def duckdb_limits(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -380,6 +386,58 @@ def _duckdb_limit_hit(error: BaseException, engine: Engine,
             f"{variable} on the server, or {setting} on the source's URL")
 
 
+#: Seconds between two stops of whatever runs once the refresh's time is up.
+_STOP_EVERY = 0.2
+#: Seconds a PostgreSQL read may run beyond its timeout before it is stopped: a statement
+#: that alone runs too long meets its own statement timeout first (the warehouse's words).
+_DEADLINE_GRACE = 1.0
+
+
+class _Deadline:
+    """The time limit of one read, all its statements together (a statement timeout
+    bounds each statement alone: a refresh runs up to ~15, counting the per-column
+    probes after a conversion error). When ``timeout`` seconds have passed, ``stop``
+    (cancel the statement running) is called, and again every :data:`_STOP_EVERY`
+    seconds until :meth:`close`, so a statement started after the deadline is stopped
+    too."""
+
+    def __init__(self, timeout: float, stop):
+        self.timeout = timeout
+        self.expired = False
+        self._stop = stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="warehouse-deadline",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self._done.wait(self.timeout):
+            return
+        self.expired = True
+        while True:
+            try:
+                self._stop()
+            except Exception:  # a failed cancel: try again
+                log.debug("warehouse deadline: stopping the statement failed", exc_info=True)
+            if self._done.wait(_STOP_EVERY):
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _stopper(dialect: str, raw: Any):
+    """How to stop the statement running on the driver connection ``raw``, or ``None``
+    (other dialects: their statement timeout bounds each statement)."""
+    if dialect == "duckdb":
+        return raw.interrupt
+    if dialect == "postgresql":
+        cancel = getattr(raw, "cancel_safe", None)  # psycopg >= 3.2
+        return (lambda: cancel(timeout=2.0)) if cancel is not None else raw.cancel
+    return None
+
+
 @contextmanager
 def reading(
     source: DataSource, *, environ: Mapping[str, str] | None = None,
@@ -391,29 +449,29 @@ def reading(
     """
     engine = open_engine(source, environ)
     secret = engine.url.password
-    timer: threading.Timer | None = None
+    deadline: _Deadline | None = None
     try:
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
                 for statement in session_statements(source.dialect, timeout):
                     connection.exec_driver_sql(statement)
-                if source.dialect == "duckdb":
-                    raw = connection.connection.driver_connection
-                    timer = threading.Timer(timeout, raw.interrupt)
-                    timer.daemon = True
-                    timer.start()
+                stop = _stopper(source.dialect, connection.connection.driver_connection)
+                if stop is not None:
+                    grace = _DEADLINE_GRACE if source.dialect == "postgresql" else 0.0
+                    deadline = _Deadline(timeout + grace, stop)
                 yield connection
             finally:
-                if timer is not None:
-                    timer.cancel()
+                if deadline is not None:
+                    deadline.close()
                 transaction.rollback()
     except WarehouseError:
         raise
     except (DBAPIError, SQLAlchemyError) as error:
         detail = _message(error, secret)
-        if timer is not None and not timer.is_alive() and "interrupt" in detail.lower():
-            detail = f"the query ran longer than {timeout:g} s and was stopped ({detail})"
+        if deadline is not None and deadline.expired:
+            detail = (f"the query ran longer than {timeout:g} s and was stopped (the time "
+                      f"limit of the whole refresh, all its statements together: {detail})")
         elif source.dialect == "duckdb":
             detail = _duckdb_limit_hit(error, engine, environ) or detail
         raise WarehouseError(f"The warehouse refused the query: {detail}") from None
@@ -460,8 +518,9 @@ def probe_columns(connection: Connection, sql: str) -> list[tuple[str, str | Non
     """The query's columns and the kind of each (``WHERE 1 = 0``: no rows are read).
 
     A kind is ``"float"`` (DOUBLE, REAL), ``"decimal"`` (DECIMAL, NUMERIC), ``"integer"``,
-    ``"text"``, ``"boolean"``, ``"date"`` (DATE, TIMESTAMP) or ``"other"`` (INTERVAL, JSON,
-    UUID, bytes, lists: neither a number, a date nor text), read from the driver's
+    ``"text"``, ``"boolean"``, ``"date"`` (DATE, TIMESTAMP), ``"instant"`` (TIMESTAMP WITH
+    TIME ZONE), ``"money"`` (PostgreSQL's MONEY) or ``"other"`` (INTERVAL, JSON, UUID,
+    bytes, lists: neither a number, a date nor text), read from the driver's
     description on PostgreSQL and DuckDB; ``None`` (unknown) elsewhere or for any other
     type.
     """
@@ -476,17 +535,18 @@ def probe_columns(connection: Connection, sql: str) -> list[tuple[str, str | Non
 
 
 #: PostgreSQL type OIDs by kind (float4/8, numeric, int2/4/8, text/varchar/bpchar, bool,
-#: date/timestamp/timestamptz, interval/json/jsonb/uuid/bytea).
+#: date/timestamp, timestamptz, money, interval/json/jsonb/uuid/bytea).
 _PG_KINDS = {700: "float", 701: "float", 1700: "decimal", 20: "integer", 21: "integer",
              23: "integer", 25: "text", 1043: "text", 1042: "text", 16: "boolean",
-             1082: "date", 1114: "date", 1184: "date",
+             1082: "date", 1114: "date", 1184: "instant", 790: "money",
              **dict.fromkeys((1186, 114, 3802, 2950, 17), "other")}
 _DUCKDB_KINDS = {"DOUBLE": "float", "FLOAT": "float", "REAL": "float", "VARCHAR": "text",
                  **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
                                   "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "integer"),
                  "BOOLEAN": "boolean",
-                 **dict.fromkeys(("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE",
-                                  "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"), "date"),
+                 **dict.fromkeys(("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS",
+                                  "TIMESTAMP_NS"), "date"),
+                 "TIMESTAMP WITH TIME ZONE": "instant",
                  **dict.fromkeys(("INTERVAL", "JSON", "UUID", "BLOB"), "other")}
 
 
@@ -505,10 +565,14 @@ def _kind(code: Any, dialect: str) -> str | None:
 
 #: Kinds a contract column cannot hold whatever its values (the refresh names the column
 #: before any row is read): a number is never true/false, a date, an interval or JSON
-#: (DuckDB would read true as 1.00; PostgreSQL's refusal names no column).
-_WRONG_KINDS = {"number": ("boolean", "date", "other"),
-                "date (YYYY-MM-DD)": ("boolean", "integer", "float", "decimal", "other")}
-_KIND_WORDS = {"boolean": "true/false", "date": "a date or timestamp", "integer": "a number",
+#: (DuckDB would read true as 1.00; PostgreSQL's refusal names no column). PostgreSQL's
+#: MONEY does not cast to a float either: the user is told to cast it to numeric.
+_WRONG_KINDS = {"number": ("boolean", "date", "instant", "other", "money"),
+                "date (YYYY-MM-DD)": ("boolean", "integer", "float", "decimal", "other",
+                                      "money")}
+_KIND_WORDS = {"boolean": "true/false", "date": "a date or timestamp",
+               "instant": "a date or timestamp", "money": "PostgreSQL's money type",
+               "integer": "a number",
                "float": "a number", "decimal": "a number",
                "other": "neither a number, a date nor text"}
 
@@ -516,8 +580,11 @@ _KIND_WORDS = {"boolean": "true/false", "date": "a date or timestamp", "integer"
 def wrong_types(kinds: Mapping[str, str | None]) -> list[str]:
     """The contract's columns whose type cannot hold what they must (``{contract name:
     kind}`` of :func:`probe_columns`), as problems naming each."""
-    return [f"{name} holds a value that is not a {must} (the query returns it as "
-            f"{_KIND_WORDS[kinds[name]]})"
+    return [(f"{name} is of PostgreSQL's money type, which the refresh does not read: "
+             f"cast it to numeric in the query ({name}::numeric AS {name})"
+             if kinds[name] == "money" and must == "number" else
+             f"{name} holds a value that is not a {must} (the query returns it as "
+             f"{_KIND_WORDS[kinds[name]]})")
             for name, must in _CAST_KINDS.items()
             if kinds.get(name) in _WRONG_KINDS[must]]
 
@@ -679,7 +746,7 @@ class AccountQuery:
         (PostgreSQL has no equality or ordering for JSON, no min() of a UUID; a file holds
         ``true``, not ``True``). An unknown kind is left as it is."""
         raw = self.raw(name)
-        if self.kind(name) in ("boolean", "date", "other"):
+        if self.kind(name) in ("boolean", "date", "instant", "other"):
             return func.cast(raw, String())
         return raw
 
@@ -705,7 +772,11 @@ class AccountQuery:
         return self._converted(name, Double())
 
     def day(self):
-        """``enrolled_on`` as a date (text trimmed first, blank is NULL)."""
+        """``enrolled_on`` as a date (text trimmed first, blank is NULL). A timestamp with
+        a time zone is an instant: its date in UTC, whatever the warehouse session's time
+        zone (a plain timestamp keeps its own date)."""
+        if self.kind("enrolled_on") == "instant":
+            return func.cast(func.timezone("UTC", self.raw("enrolled_on")), Date())
         return self._converted("enrolled_on", Date())
 
     def _converted(self, name: str, target):
@@ -804,6 +875,12 @@ def check_query(q: AccountQuery):
         for name, kind in _CAST_KINDS.items()
         if q.has(name) and (condition := q.not_plain(name)) is not None
     ]
+    # The upload's rules of an id's text (DESIGN §3): the words come from the example
+    # (:func:`_text_problem`); a value too long is not also counted for a control character.
+    too_long = func.length(account) > MAX_TEXT_LENGTH
+    rules.append((_ID_TOO_LONG, too_long))
+    if q.dialect in ("postgresql", "duckdb"):  # elsewhere no tested regular expression
+        rules.append((_ID_CONTROL, and_(not_(too_long), account.regexp_match(_CONTROL_SQL))))
     rules += [
         ("account_id is blank", account.is_(None)),
         ("variant is blank", q.text("variant").is_(None)),
@@ -851,6 +928,21 @@ def check_query(q: AccountQuery):
     names = [n for n in _MOMENT_COLUMNS.values() if n in _ACCOUNT_MONEY or q.has(n)]
     aggregates += [func.avg(q.money(n)) for n in names]
     return select(*aggregates).select_from(q.cte), [m for m, _ in rules], names
+
+
+#: The rules of an account_id's text, worded from their example by :func:`_problems`.
+_ID_TOO_LONG = "account_id is too long"
+_ID_CONTROL = "account_id contains a control character"
+#: The upload's control characters (C0 and DEL, ``CONTROL_ONE_LINE``) as a regular
+#: expression PostgreSQL's and DuckDB's (RE2) both read.
+_CONTROL_SQL = "[\\x00-\\x1f\\x7f]"
+
+
+def _text_problem(value: str) -> str | None:
+    """Why the upload refuses a (trimmed) id, variant or segment, in its words."""
+    if len(value) > MAX_TEXT_LENGTH:
+        return f"is too long ({len(value):,} characters; at most {MAX_TEXT_LENGTH})"
+    return cell_problem(value)
 
 
 #: Contract columns the aggregates cast, and what each must hold.
@@ -929,6 +1021,10 @@ def _problems(row, messages: list[str]) -> tuple[list[str], int]:
         count, example = row[3 + 2 * i], row[4 + 2 * i]
         if count:
             example = _key(example)
+            if message in (_ID_TOO_LONG, _ID_CONTROL) and example is not None:
+                message = f"account_id {_text_problem(example)}"
+            if example is not None and _text_problem(example):
+                example = show(example)  # escaped and shortened, as the upload shows it
             where = f" (e.g. account_id {example})" if example is not None else ""
             problems.append(f"{int(count):,} row{'s' if count != 1 else ''}: {message}{where}")
     return problems[:MAX_LISTED], total
@@ -971,19 +1067,18 @@ def _key(value: Any) -> str | None:
 
 
 def _segment_problems(extras: Mapping[tuple[str | None, str], ArmExtras]) -> list[str]:
-    """The upload's rules of a segment's text (DESIGN §3: at most MAX_TEXT_LENGTH
-    characters, no control character), checked once per group."""
-    rows: dict[str, int] = {}
-    for (segment, _variant), extra in extras.items():
-        if segment is not None:
-            rows[segment] = rows.get(segment, 0) + extra.moments.n
+    """The upload's rules of a variant's and a segment's text (DESIGN §3: at most
+    MAX_TEXT_LENGTH characters, no control character), checked once per group."""
     problems = []
-    for segment, n in rows.items():
-        problem = (f"is too long ({len(segment):,} characters; at most {MAX_TEXT_LENGTH})"
-                   if len(segment) > MAX_TEXT_LENGTH else cell_problem(segment))
-        if problem:
-            problems.append(f"{n:,} row{'s' if n != 1 else ''}: segment {problem} "
-                            f"(segment {show(segment)})")
+    for position, name in ((1, "variant"), (0, "segment")):
+        rows: dict[str, int] = {}
+        for key, extra in extras.items():
+            if key[position] is not None:
+                rows[key[position]] = rows.get(key[position], 0) + extra.moments.n
+        for value, n in rows.items():
+            if problem := _text_problem(value):
+                problems.append(f"{n:,} row{'s' if n != 1 else ''}: {name} {problem} "
+                                f"({name} {show(value)})")
     return problems[:MAX_LISTED]
 
 
