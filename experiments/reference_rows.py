@@ -24,6 +24,8 @@ by id, once in tree or name order).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -62,6 +64,28 @@ def by_id(session: Session, model: type[T]) -> dict[int, T]:
             if kept is model:
                 return {row.id: row for row in rows}
     return {row.id: row for row in all_rows(session, model, *USUAL_ORDER.get(model, ()))}
+
+
+@contextmanager
+def kept_across(session: Session, *models: type) -> Iterator[None]:
+    """Keep the transaction's copies across the block, which writes only ``models``' tables.
+
+    A flush or an ORM write statement drops every copy (:func:`_forget`): it cannot know
+    which tables it wrote. A caller that writes only other tables (the review's frozen
+    rows, ``review_item``) keeps them, so a read after its write sends no second
+    ``SELECT`` of the users. Raises ``ValueError`` when a copy is of one of ``models``;
+    nothing is kept when the session held unflushed changes before the block (their
+    flush may write any table) or when the block raises (its transaction may end)."""
+    copies = session.info.get(_KEY)
+    written = {model.__table__.name for model in models}
+    for model, _order in copies or {}:
+        if model.__table__.name in written:
+            raise ValueError(f"kept_across: {model.__name__} has a copy and is written")
+    if session.new or session.dirty or session.deleted:
+        copies = None
+    yield
+    if copies is not None and not (session.new or session.dirty or session.deleted):
+        session.info[_KEY] = {**copies, **session.info.get(_KEY, {})}
 
 
 @event.listens_for(OrmSession, "after_flush")

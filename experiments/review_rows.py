@@ -63,7 +63,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlmodel import Session, select
 
 from experiments.documents import (
@@ -76,6 +76,7 @@ from experiments.documents import (
 )
 from experiments.generation import has_generation_table, read_generation
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
+from experiments.reference_rows import kept_across
 from experiments.review_models import ReviewTreeSeen
 from experiments.review_weeks import Week, Window, aware, iso, parse_moment
 from experiments.rules import project_enrolment
@@ -757,6 +758,22 @@ class MeetingState:
     tree_digest: str | None = None
 
 
+# The statements every view of a week sends, built once (issue 18: building them cost
+# about as much as running them on the demo). The meeting with its tree copy: the whole
+# copy for a past week (it renders from it), only its digest for a running one (compared,
+# not parsed).
+_MEETING_PAST, _MEETING_RUNNING = (
+    select(ReviewMeeting, *tree)
+    .outerjoin(ReviewTreeSeen, ReviewTreeSeen.meeting_id == ReviewMeeting.id)
+    .where(ReviewMeeting.iso_week == bindparam("iso_week"))
+    for tree in ((ReviewTreeSeen.seen, ReviewTreeSeen.seen_at), (ReviewTreeSeen.seen_digest,)))
+#: Each item of a meeting: experiment, id, digest of its copy, whether it holds content.
+_ITEM_DIGESTS = select(
+    ReviewItem.experiment_id, ReviewItem.id, ReviewItem.seen_digest,
+    or_(ReviewItem.note != "", ReviewItem.decision.is_not(None)),
+).where(ReviewItem.meeting_id == bindparam("meeting_id"))
+
+
 def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = False
                   ) -> MeetingState:
     """:func:`meeting_rows` and, for a frozen week, the meeting's items (so the agenda need
@@ -767,14 +784,8 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     :func:`every_review_row`."""
     past = now >= week.end
     window = Window(week.previous.start, week.end, min(now, week.end))
-    # The meeting with its tree copy in one statement: the whole copy for a past week (it
-    # renders from it), only its digest for a running one (compared, not parsed).
-    tree = (ReviewTreeSeen.seen, ReviewTreeSeen.seen_at) if past \
-        else (ReviewTreeSeen.seen_digest,)
-    found = session.exec(
-        select(ReviewMeeting, *tree)
-        .outerjoin(ReviewTreeSeen, ReviewTreeSeen.meeting_id == ReviewMeeting.id)
-        .where(ReviewMeeting.iso_week == week.label)).first()
+    found = session.exec(_MEETING_PAST if past else _MEETING_RUNNING,
+                         params={"iso_week": week.label}).first()
     existing = found[0] if found is not None else None
     kept_tree = dict(zip(("tree_seen", "tree_at") if past else ("tree_digest",),
                          found[1:], strict=True)) if found is not None else {}
@@ -803,11 +814,9 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
             return MeetingState(meeting, rows, True, items=items, **kept_tree)
     if existing is not None:
         rows = every_review_row(session, window, keep=keep)
-    has_content = or_(ReviewItem.note != "", ReviewItem.decision.is_not(None))
     stored = {experiment_id: (item_id, digest, bool(content))
               for experiment_id, item_id, digest, content in session.exec(
-                  select(ReviewItem.experiment_id, ReviewItem.id, ReviewItem.seen_digest,
-                         has_content).where(ReviewItem.meeting_id == meeting.id)).all()}
+                  _ITEM_DIGESTS, params={"meeting_id": meeting.id}).all()}
     new, changed = [], []
     for row in rows:
         digest = row_digest(row)
@@ -818,10 +827,13 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
                         "decision_rationale": "", "version": 1, "updated_at": now})
         elif item[1] != digest:
             changed.append({"id": item[0], "seen": row.to_json(), "seen_digest": digest})
-    insert_ignoring_duplicates(session, ReviewItem, new)
-    if changed:  # one executemany by primary key
-        session.exec(update(ReviewItem), params=changed)
-    session.flush()
+    # Only review_item is written: the transaction's copies of the small tables stay (the
+    # agenda's owner choices read the users after this).
+    with kept_across(session, ReviewItem):
+        insert_ignoring_duplicates(session, ReviewItem, new)
+        if changed:  # one executemany by primary key
+            session.exec(update(ReviewItem), params=changed)
+        session.flush()
     heads = None if new else {experiment_id: (item_id, content)
                               for experiment_id, (item_id, _digest, content) in stored.items()}
     return MeetingState(meeting, rows, past, heads=heads, **kept_tree)
