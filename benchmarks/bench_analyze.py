@@ -207,7 +207,13 @@ def _peer_report(title: str, label: str, runs: list[tuple[float, int, float]]
           f"{max(r for _, r, _ in runs) / 1024:.0f} MB")
     print(f"runs wall ({label}): {' / '.join(f'{w:.2f}' for w in wall)}")
     print(f"runs CPU ({label}): {' / '.join(f'{c:.2f}' for c in cpu)}")
+    print(f"runs peak RSS ({label}): {_rss_runs(runs)} MB")
     return wall, cpu
+
+
+def _rss_runs(runs: list[tuple[float, int, float]]) -> str:
+    """Each run's peak RSS in MB (a target met in one run only is not met)."""
+    return " / ".join(f"{r / 1024:.0f}" for _, r, _ in runs)
 
 
 def main() -> None:
@@ -271,8 +277,7 @@ def main() -> None:
         f" median {statistics.median(walls):.2f} s over {args.runs} runs"
     )
     print(f"CPU (user + system): median {statistics.median(cpus):.2f} s")
-    print(f"peak RSS: {peak_mb:.0f} MB"
-          f" (runs: {' / '.join(f'{r / 1024:.0f}' for _, r, _ in results)} MB)")
+    print(f"peak RSS: {peak_mb:.0f} MB (runs: {_rss_runs(results)} MB)")
     if baseline:
         old = [w for w, _, _ in baseline]
         old_cpu = [c for _, _, c in baseline]
@@ -286,6 +291,8 @@ def main() -> None:
         print(f"runs wall (baseline): {' / '.join(f'{w:.2f}' for w in old)}")
         print(f"runs CPU (new): {' / '.join(f'{c:.2f}' for c in cpus)}")
         print(f"runs CPU (baseline): {' / '.join(f'{c:.2f}' for c in old_cpu)}")
+        print(f"runs peak RSS (new): {_rss_runs(results)} MB")
+        print(f"runs peak RSS (baseline): {_rss_runs(baseline)} MB")
         ratio = statistics.median(walls) / statistics.median(old)
         cpu_ratio = statistics.median(cpus) / statistics.median(old_cpu)
         print(f"ratio new/baseline (medians): wall {ratio:.3f}, CPU {cpu_ratio:.3f}")

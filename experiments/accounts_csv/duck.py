@@ -7,11 +7,12 @@ breaks a format rule is dropped by the query's ``WHERE`` (so fewer rows than lin
 a 64-bit hash of each account id and a one-byte variant code. The numeric rules (money
 below the cap, start above 0, the loss rule in whole cents, days finite and within
 days_observed) and id uniqueness (on the hashes) are checked on those arrays in numpy,
-where they cost next to nothing. No text column is turned into Python objects (a
-million account ids would cost ~80 MB), no table is materialised inside DuckDB, and
-pyarrow is not imported. The query runs on a thread of its own (DuckDB releases the
-GIL), so the byte scan and the caller's ``meanwhile`` work (the CLI's statistics
-imports) overlap it.
+where they cost next to nothing: in blocks of 65,536 rows, on the calling thread, once
+DuckDB is closed (its ~40 MB go first; issue 18's peak RSS). No text column is turned
+into Python objects (a million account ids would cost ~80 MB), no table is materialised
+inside DuckDB, and pyarrow is not imported. The query runs on a thread of its own
+(DuckDB releases the GIL), so the byte scan and the caller's ``meanwhile`` work (the
+CLI's statistics imports) overlap it.
 
 Like :mod:`~experiments.accounts_csv.fast`, it can only *accept* a file: at the first
 thing it is unsure about :func:`read_columns` returns ``None``, and the caller reads the
@@ -94,6 +95,8 @@ _MEMORY_LIMIT = "160MB"
 _MAX_VARIANTS = 64
 # Lines sampled across a file for its variant names (_head).
 _SAMPLES = 256
+# Rows per block of the numeric checks (_numbers_keep_the_rules).
+_CHECK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +159,7 @@ def read_columns(
 
     path = os.fspath(path)
     with tempfile.TemporaryDirectory(prefix="nrrlab-duckdb-") as spill:
-        query = _Query(spill, lambda connection: _read(connection, path, layout, head))
+        query = _Query(spill, lambda connection: _fetch(connection, path, layout, head))
         query.start()
         try:
             scan = _scan(path)
@@ -171,25 +174,31 @@ def read_columns(
             return None  # DuckDB could not read it: read_accounts words why
         if query.error is not None:
             raise query.error
+        # The thread keeps no reference: _checked frees each fetched array once used.
+        fetched, query.found = query.found, None
         if scan is None or scan.header != head.header:
             return None
-        found = query.found
         if (scan.spaces and not head.spaces) or (head.ascii and not scan.ascii):
             # The query checked padding as the first chunk allowed (no space, or ASCII
             # only, makes it cheaper): the rest of the file needs the full check.
+            fetched = None
             connection = _connect(spill)
             try:
-                found = _read(connection, path, layout, scan)
+                fetched = _fetch(connection, path, layout, scan)
             except duckdb.Error:
                 return None
             finally:
                 connection.close()
-    if found is None:
+    if fetched is None:
         return None
-    rows, columns = found
     # Every line after the header must be a row that kept every rule: a row that broke
     # one is not in the result (the WHERE dropped it), and a blank line is no row.
-    return columns if rows == scan.rows else None
+    if fetched[0]["variant"].size != scan.rows:
+        return None
+    # On this thread, after DuckDB is closed (its memory is gone by then): the arrays
+    # built here are freed into this thread's malloc arena, where the statistics'
+    # temporaries reuse them (freed on DuckDB's thread, they would stay resident beside).
+    return _checked(*fetched)
 
 
 def _connect(spill: str):
@@ -505,13 +514,12 @@ def _valid(checks: list[str]) -> str:
     return f"coalesce({' AND '.join(f'({check})' for check in checks)}, false) AS valid"
 
 
-def _read(connection, path: str, layout: Layout,
-          scan: _Scan) -> tuple[int, dict[str, VariantColumns]] | None:
+def _fetch(connection, path: str, layout: Layout,
+           scan: _Scan) -> tuple[dict[str, np.ndarray], list[str]] | None:
     """One pass: the rows whose text keeps the contract's formats, their numbers, id
-    hashes and variant codes; the numeric rules are then checked on the arrays.
-
-    Returns how many rows kept every rule (the caller compares it with the file's line
-    count) and each variant's columns; ``None`` if a rule is broken.
+    hashes and variant codes, and the variant names the codes stand for; ``None``: no
+    row. The numeric rules are then checked on the arrays (:func:`_checked`), once the
+    connection is closed.
 
     The variant code is the 1-based position of the row's variant among ``names`` (0:
     not among them). The names are first taken from the file's first chunk, so the
@@ -525,6 +533,7 @@ def _read(connection, path: str, layout: Layout,
     if not codes.size:
         return None
     if not codes.all():  # a variant first seen after the first chunk
+        del found, codes  # the first pass's arrays go before the third pass's come
         names = [name for (name,) in connection.execute(
             f"SELECT {_column(index, 'variant')} FROM {_source(layout.width)}"  # noqa: S608
             f" WHERE {_column(index, 'variant')} IS NOT NULL GROUP BY 1"
@@ -534,28 +543,37 @@ def _read(connection, path: str, layout: Layout,
         if len(names) > _MAX_VARIANTS:
             return None
         found = _rows(connection, path, layout, scan, names)
-        codes = found["variant"]
-        if not codes.all():  # the file changed between the passes
+        if not found["variant"].all():  # the file changed between the passes
             return None
+    return found, names
+
+
+def _checked(found: dict[str, np.ndarray],
+             names: list[str]) -> dict[str, VariantColumns] | None:
+    """Each variant's columns of :func:`_fetch`'s arrays (``found`` is emptied as it
+    goes); ``None`` if a numeric rule is broken, two ids share a hash or a variant name
+    is one the exact reader would not keep as it is."""
     if not _numbers_keep_the_rules(found):
         return None
     # Equal hashes of different ids would only send the file to the exact reader. The
-    # sort (~0.05 s for a million) releases the GIL: it runs beside the grouping below.
+    # sort (~0.05 s for a million, in place: nothing else reads the hashes) releases the
+    # GIL: it runs beside the grouping below.
     hashes = found.pop("id_hash")
     distinct: list[bool] = []
     uniqueness = threading.Thread(target=lambda: distinct.append(_all_distinct(hashes)))
     uniqueness.start()
     try:
-        columns = _grouped(found, codes, names)
+        columns = _grouped(found, found.pop("variant"), names)
     finally:
         uniqueness.join()
     if columns is None or distinct != [True]:
         return None
-    return codes.size, columns
+    return columns
 
 
 def _all_distinct(values: np.ndarray) -> bool:
-    values = np.sort(values)
+    """Whether ``values`` (sorted in place) are all different."""
+    values.sort()
     return not np.any(values[1:] == values[:-1])
 
 
@@ -574,7 +592,7 @@ def _grouped(found: dict[str, np.ndarray], codes: np.ndarray,
     if not all(_plain_text(name) for _, name, _ in groups):
         return None
     columns: dict[str, dict[str, np.ndarray]] = {name: {} for _, name, _ in groups}
-    for key in [key for key in found if key != "variant"]:
+    for key in list(found):
         values = found.pop(key)
         for _, name, rows in groups:
             columns[name][key] = values[rows]
@@ -645,6 +663,18 @@ def _rows(connection, path: str, layout: Layout, scan: _Scan,
 
 
 def _numbers_keep_the_rules(found: dict[str, np.ndarray]) -> bool:
+    """:func:`_block_keeps_the_rules` on every block of ``_CHECK_ROWS`` rows: each rule
+    is one row's, and a block's temporaries (~0.5 MiB each) cost no memory to speak of,
+    where a million rows' cost ~40 MiB at once."""
+    rows = found["start"].size
+    return all(
+        _block_keeps_the_rules({key: values[first:first + _CHECK_ROWS]
+                                for key, values in found.items()})
+        for first in range(0, rows, _CHECK_ROWS)
+    )
+
+
+def _block_keeps_the_rules(found: dict[str, np.ndarray]) -> bool:
     """DESIGN §3's numeric rules on :func:`_rows`' arrays, exactly as the exact reader's.
 
     Money below ``MAX_CENTS`` (a DOUBLE of a value below 10^11 is below 10^11: rounding
