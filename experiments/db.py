@@ -170,6 +170,10 @@ def _postgres_connect(dbapi_connection, _record) -> None:
     dbapi_connection.commit()  # a SET in a rolled-back transaction would not stay
 
 
+#: Seconds a PostgreSQL connection attempt may take.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url``; SQLite is set up for concurrent use (see above).
 
@@ -189,7 +193,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
-        kwargs["connect_args"] = {"connect_timeout": 5, "options": _utc_options(parsed)}
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                                  "options": _utc_options(parsed)}
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, ImportError) as exc:
@@ -260,19 +265,60 @@ def run_transaction(engine: Engine, work: Callable[[Session], T], *,
 def check_connection(engine: Engine) -> None:
     """Open one connection, so a bad ``DATABASE_URL`` fails at start, not on a first request.
 
+    A PostgreSQL database must keep text as UTF8: VARCHAR(n) counts characters only in a
+    multi-byte encoding (SQL_ASCII counts bytes: 255 × é is 510 "characters" and refused),
+    and LATIN1 cannot hold most scripts; the readers count characters as UTF8 does.
+
     Raises
     ------
     DatabaseConfigError
-        With one line naming the host (never the password) and the driver's reason.
+        With one line naming the host (never the password) and the driver's reason, or
+        the database's text encoding when it is not UTF8.
     """
+    where = engine.url.render_as_string(hide_password=True)
+    postgres = engine.dialect.name == "postgresql"
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
+            encodings = connection.execute(text(_ENCODINGS)).one() if postgres else None
+    except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as exc:
         message = str(getattr(exc, "orig", exc)).strip()
         reason = message.splitlines()[0] if message else type(exc).__name__
-        where = engine.url.render_as_string(hide_password=True)
         raise DatabaseConfigError(f"cannot connect to the database {where}: {reason}") from None
+    except Exception:
+        if postgres:
+            # On SQL_ASCII, SQLAlchemy's first connection fails reading the server version
+            # (text comes back as bytes, a TypeError): ask the driver alone.
+            _refuse_encoding(where, *_raw_encodings(engine))
+        raise
+    if encodings is not None:
+        _refuse_encoding(where, *encodings)
+
+
+_ENCODINGS = "SELECT current_setting('server_encoding'), current_setting('client_encoding')"
+
+
+def _raw_encodings(engine: Engine) -> tuple[str, str]:
+    """The server's and the client's text encodings, read without SQLAlchemy."""
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    connection = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+    try:
+        found = connection.execute(_ENCODINGS).fetchone()
+    finally:
+        connection.close()
+    server, client = (v.decode("ascii") if isinstance(v, bytes) else v for v in found)
+    return server, client
+
+
+def _refuse_encoding(where: str, server: str, client: str) -> None:
+    """A PostgreSQL database (or client) whose text encoding is not UTF8 is refused."""
+    if (server, client) != ("UTF8", "UTF8"):
+        raise DatabaseConfigError(
+            f"the database {where} keeps text as {server} (client {client}); NRR Lab needs"
+            " UTF8 for both (otherwise a 255-character id or name with accents does not fit"
+            " its column, or cannot be stored at all): create the database with ENCODING 'UTF8'"
+            " TEMPLATE template0, and leave PGCLIENTENCODING unset")
 
 
 @contextmanager
