@@ -43,6 +43,7 @@ from experiments.datasets import (
     bulk_insert_rows,
     dataset_with_content,
     discard_dataset,
+    lock_experiment,
     reserve_dataset,
 )
 from experiments.decisions import upload_refusal
@@ -149,6 +150,24 @@ def _refuse_draft(experiment: Experiment) -> None:
         )
 
 
+_VARIANTS_CHANGED = ("The experiment's variants changed while this file was being stored, so "
+                     "its rows may not match them; nothing from it was kept. Upload it again.")
+
+
+def _changed_while_storing(session: Session, experiment: Experiment,
+                           keys: list[str]) -> str | None:
+    """Why a file read and stored for ``experiment`` (variant ``keys``) cannot be made
+    visible after all: the experiment was decided, or its variants changed, meanwhile.
+    Read under the experiment's lock, so that no decision can slip in before the commit."""
+    closed = upload_refusal(experiment)
+    if closed is not None:
+        return ("The experiment was decided while this file was being stored; nothing from "
+                f"it was kept. {closed}")
+    if set(variant_keys(session, experiment)) != set(keys):
+        return _VARIANTS_CHANGED
+    return None
+
+
 def _keys_or_refuse(session: Session, experiment: Experiment) -> list[str]:
     keys = variant_keys(session, experiment)
     if not keys:
@@ -230,6 +249,13 @@ def import_accounts(session: Session, experiment: Experiment,
         # The hash is of what was there before the read: the rows may be of other bytes.
         raise ImportRefused("The file changed while it was being imported; import it again "
                             "once nothing is writing to it.")
+    # The experiment as it is now, under its lock (held to the commit): decided or its
+    # variants changed since the request loaded it, the file is refused, not stored.
+    lock_experiment(session, experiment.id)
+    session.refresh(experiment)
+    _refuse_draft(experiment)
+    if set(variant_keys(session, experiment)) != set(keys):
+        raise ImportRefused(_VARIANTS_CHANGED)
     reservation = reserve_dataset(session, experiment, table, filename=name, actor=actor,
                                   status="ready")
     if not reservation.created:
@@ -321,6 +347,7 @@ def run_upload_job(engine: Engine, job_id: int, folder: Path) -> None:
 
 def _run(session: Session, job: UploadJob, path: Path) -> None:
     experiment = session.get(Experiment, job.experiment_id)
+    version_at_start = experiment.version
     actor = session.get(User, job.created_by_id) if job.created_by_id else None
     if not path.exists():
         _save(session, job, state="failed", phase="",
@@ -372,12 +399,26 @@ def _run(session: Session, job: UploadJob, path: Path) -> None:
                 session, job, experiment, dataset, table, chunk=STORE_CHUNK,
                 insert=bulk_insert_rows)
         _save(session, job, phase="analysing")
+        # The one transaction that makes the version visible, under the experiment's lock.
         # Loaded when the job started and kept across its commits (expire_on_commit=False):
         # read again, so that the audit event and the notification name the experiment
-        # and the uploader as they are now (renamed during a long upload).
-        session.expire(experiment)
+        # and the uploader as they are now (renamed during a long upload), and so that a
+        # decision or a plan change made meanwhile is seen (below).
+        lock_experiment(session, experiment.id)
+        session.refresh(experiment)
         if actor is not None:
             session.expire(actor)
+        refused = _changed_while_storing(session, experiment, keys)
+        if refused is not None:
+            session.rollback()
+            discard_dataset(session, dataset.id)
+            session.commit()
+            _save(session, job, state="refused", phase="", dataset_id=None, message=refused)
+            return
+        if experiment.version != version_at_start:
+            # The plan was amended (or the experiment edited) while the rows were written:
+            # the analysis made meanwhile may be under the old plan; made again now.
+            analysed = None
         # The one transaction that makes the version visible: snapshot, flip, audit, job.
         _analyse_and_record(session, experiment, dataset, table, actor=actor,
                             analysed=analysed)
