@@ -416,8 +416,7 @@ def every_review_row(session: Session, window: Window, *, keep: bool = False
     closed = window.closed
     by_inputs = (str(session.get_bind().url), window.changes_from, window.changes_to, closed,
                  window.as_of if closed else None, day)
-    rows = review_rows(session, window, session.exec(select(*EXPERIMENT_COLUMNS)).all(),
-                       kept=by_inputs)
+    rows = review_rows(session, window, session.exec(_EXPERIMENT_ROWS).all(), kept=by_inputs)
     if key is None:
         return rows
     memo: dict[Any, Any] = {}
@@ -466,6 +465,10 @@ EXPERIMENT_COLUMNS = tuple(getattr(Experiment, name) for name in (
     "started_at", "stopped_at", "decided_at", "decision", "decision_rationale",
     "decided_by_id", "shipped_variant", "rollout_share", "eligible_base_cents",
     "decision_source", "reopened_at", "reopen_reason", "created_at"))
+
+#: Every experiment as :data:`EXPERIMENT_COLUMNS`, built once (28 columns: building the
+#: statement and its cache key cost ~0.2 ms a view, as much as running it on the demo).
+_EXPERIMENT_ROWS = select(*EXPERIMENT_COLUMNS)
 
 #: The most rows kept by their inputs per database (over all its windows), and the most
 #: windows kept in all; least recently used windows are dropped first.
@@ -721,9 +724,13 @@ def _meeting(session: Session, week: Week) -> ReviewMeeting:
     return meeting
 
 
+#: Every item of a meeting (``meeting_id``), in full: a past week renders from their copies.
+_MEETING_ITEMS = select(ReviewItem).where(ReviewItem.meeting_id == bindparam("meeting_id"))
+
+
 def meeting_items(session: Session, meeting: ReviewMeeting) -> dict[int, ReviewItem]:
     return {i.experiment_id: i for i in session.exec(
-        select(ReviewItem).where(ReviewItem.meeting_id == meeting.id)).all()}
+        _MEETING_ITEMS, params={"meeting_id": meeting.id}).all()}
 
 
 def meeting_rows(session: Session, week: Week, now: datetime
