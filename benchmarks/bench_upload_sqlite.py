@@ -4,7 +4,8 @@ inserts or after them) and, optionally, another checkout; with a concurrent save
 Usage::
 
     python benchmarks/bench_upload_sqlite.py [--rows 1000000] [--runs 3]
-        [--overlap on,off] [--baseline /path/to/other/checkout] [--shuffled] [--saves]
+        [--overlap on,off] [--baseline /path/to/other/checkout ...] [--shuffled]
+        [--every-column] [--saves]
 
 Each run of each program is a fresh process and database (``bench_upload.py``'s set-up
 and file generator); the programs alternate within a run. Reports per program the
@@ -12,7 +13,10 @@ median wall time, the job's CPU time (user + system of its process: SQLite's wor
 in-process) and peak RSS; with ``--saves``, a thread saving every 20 ms during the job
 (an UPDATE through the app's engine), its number of saves, failures and longest wait.
 ``--shuffled``: account ids in random order (file order unchanged otherwise), which
-costs SQLite's unique index far more than ids that ascend. Load average before/after.
+costs SQLite's unique index far more than ids that ascend. ``--every-column``: the
+optional columns of issue 15 too (days_observed, pre_start_mrr, pre_end_mrr,
+enrolled_on), each blank in about 1 row in 10. ``--baseline`` may be repeated. Load
+average before/after.
 """
 
 from __future__ import annotations
@@ -107,14 +111,38 @@ def shuffled_copy(source: Path, target: Path, seed: int = 7) -> None:
                                              for i, row in zip(ids, rows, strict=True)]) + b"\n")
 
 
+def every_column_copy(source: Path, target: Path, seed: int = 3) -> None:
+    """``source`` with the optional columns of issue 15 added (blanks included)."""
+    import numpy as np
+
+    lines = source.read_bytes().rstrip(b"\n").split(b"\n")
+    rng = np.random.default_rng(seed)
+    count = len(lines) - 1
+    blank = rng.random((count, 3)) < 0.1
+    observed = rng.integers(400, 800, count)
+    pre = rng.integers(1_000, 300_000, count)
+    day = np.datetime64("2025-01-01") + rng.integers(0, 365, count)
+    out = [lines[0] + b",days_observed,pre_start_mrr,pre_end_mrr,enrolled_on"]
+    for i, row in enumerate(lines[1:]):
+        extra = ("" if blank[i, 0] else f"{observed[i]}.5",
+                 "" if blank[i, 1] else f"{pre[i] / 100:.2f}",
+                 "" if blank[i, 1] else f"{pre[i] * 11 // 10 / 100:.2f}",
+                 "" if blank[i, 2] else str(day[i]))
+        out.append(row + b"," + ",".join(extra).encode())
+    target.write_bytes(b"\n".join(out) + b"\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--overlap", default="on",
                         help="on, off or on,off: analysis beside the inserts (this checkout)")
-    parser.add_argument("--baseline", help="another checkout whose job runs alternate")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="another checkout whose job runs alternate (repeatable)")
     parser.add_argument("--shuffled", action="store_true", help="account ids in random order")
+    parser.add_argument("--every-column", action="store_true",
+                        help="the optional columns of issue 15 too")
     parser.add_argument("--saves", action="store_true", help="a concurrent saver during the job")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -129,13 +157,16 @@ def main(argv: list[str] | None = None) -> int:
 
     programs = [(f"this checkout, overlap {mode}", str(ROOT), mode)
                 for mode in args.overlap.split(",")]
-    if args.baseline:
-        programs.append((f"baseline {args.baseline}", str(Path(args.baseline).resolve()), "-"))
+    for baseline in args.baseline:
+        programs.append((f"baseline {baseline}", str(Path(baseline).resolve()), "-"))
     results: dict[str, list[dict]] = {name: [] for name, _, _ in programs}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="nrrlab-bench-") as folder:
         csv_path = Path(folder) / "accounts.csv"
         generate_csv(csv_path, args.rows)
+        if args.every_column:
+            every_column_copy(csv_path, Path(folder) / "every.csv")
+            csv_path = Path(folder) / "every.csv"
         if args.shuffled:
             shuffled_copy(csv_path, Path(folder) / "shuffled.csv")
             csv_path = Path(folder) / "shuffled.csv"
@@ -149,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"{name} failed:\n{completed.stderr[-4000:]}")
                 results[name].append(json.loads(completed.stdout.strip().splitlines()[-1]))
                 print(name, results[name][-1], file=sys.stderr)
-    print(f"\nSQLite upload job, {args.rows:,} rows{' (ids shuffled)' if args.shuffled else ''},"
+    shape = "".join((" (ids shuffled)" if args.shuffled else "",
+                     " (every optional column)" if args.every_column else ""))
+    print(f"\nSQLite upload job, {args.rows:,} rows{shape},"
           f" {args.runs} runs alternating; load average {load_before:.1f} → "
           f"{os.getloadavg()[0]:.1f}\n")
     print("| program | wall median (runs) | CPU median | peak RSS "

@@ -17,6 +17,11 @@ transaction, shaped to cost SQLite and the sqlite3 module little per row (measur
   faster for ids in random order (3.9 vs 6.3 s per 1M rows).
 * a larger page cache (:data:`CACHE_KIB`) while inserting: rows in random account-id
   order touch index pages all over (1M rows: 9 → 4 s of CPU).
+* the columns become Python values through one object array per chunk (:func:`_grid`),
+  not by zipping and slicing lists, and a date column through its distinct days
+  (:func:`_dates`): 1M rows of every column, 0.6 → 0.2 s of CPU before SQLite's own
+  ~1.1 s. SQLite's part (two B-trees, constraints, the foreign key) and the commits
+  (~0.25 s: pages written to the WAL and checkpointed) are what is left.
 
 The background upload (:func:`store_rows`) ends its transaction every
 :data:`SQLITE_HOLD_SECONDS` (its progress becomes visible) and lets a concurrent save
@@ -29,7 +34,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from itertools import chain
 
 import numpy as np
 from sqlmodel import Session
@@ -80,11 +84,26 @@ def _columns(table) -> list[tuple[str, str, str]]:
     return present
 
 
-def _values(table, attribute: str, start: int, stop: int) -> list:
-    values = getattr(table, attribute)[start:stop]
-    if attribute == "enrolled_on":
-        return np.datetime_as_string(values, unit="D").tolist()  # NaT → 'NaT'
-    return values.tolist()
+def _dates(values: np.ndarray) -> np.ndarray:
+    """``datetime64[D]`` values as the ISO text ``np.datetime_as_string`` writes ('NaT' for
+    a blank), formatting each distinct day once (1M rows: 0.4 → 0.09 s of CPU)."""
+    days, at = np.unique(values, return_inverse=True)  # NaT sorts last, formats as 'NaT'
+    return np.array(np.datetime_as_string(days, unit="D").tolist(), dtype=object)[at]
+
+
+def _grid(table, columns, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` as an object array (row, column) of Python values.
+
+    Assigning a numpy column into an object array makes the same ``int``, ``float`` and
+    ``str`` objects as ``tolist`` would; the grid's ``tolist`` then hands out the rows
+    (or many rows a statement, by a reshape) without Python zipping and slicing them:
+    1M rows of 8 columns, 0.19 → 0.10 s of CPU.
+    """
+    grid = np.empty((stop - start, len(columns)), dtype=object)
+    for at, (_, attribute, _) in enumerate(columns):
+        values = getattr(table, attribute)[start:stop]
+        grid[:, at] = _dates(values) if attribute == "enrolled_on" else values
+    return grid
 
 
 def _ascending(ids: np.ndarray) -> bool:
@@ -114,16 +133,15 @@ def insert_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
     try:
         for first in range(start, total, INSERT_CHUNK):
             stop = min(total, first + INSERT_CHUNK)
-            lists = [_values(table, attribute, first, stop) for _, attribute, _ in columns]
+            grid = _grid(table, columns, first, stop)
             if per_statement < 2 or not _ascending(table.account_id[first:stop]):
-                cursor.executemany(single, zip(*lists, strict=True))
+                cursor.executemany(single, grid.tolist())
                 continue
-            flat = list(chain.from_iterable(zip(*lists, strict=True)))
-            whole = len(flat) - len(flat) % width
-            cursor.executemany(many, (flat[at:at + width] for at in range(0, whole, width)))
-            rest = (len(flat) - whole) // len(columns)
-            if rest:
-                cursor.execute(head + ", ".join([row] * rest), flat[whole:])
+            whole = len(grid) - len(grid) % per_statement
+            cursor.executemany(many, grid[:whole].reshape(-1, width).tolist())
+            if whole < len(grid):
+                cursor.execute(head + ", ".join([row] * (len(grid) - whole)),
+                               grid[whole:].ravel().tolist())
     finally:
         cursor.close()
         raw.execute(f"PRAGMA cache_size={int(cache)}")
