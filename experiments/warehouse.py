@@ -42,6 +42,14 @@ the ledger upload's own code (:func:`experiments.ledger_import.store_ledger_uplo
 which validates them by the same rules and computes the same figures. A ledger is
 company-wide and about a million rows (L16 stores that in seconds), so this costs one
 upload's worth of work, without a second implementation of TTM and cohorts in SQL.
+Its rows' time is the pull's: ~30-50 s per million rows measured on a loaded PostgreSQL,
+so a ledger of a few million rows meets the time limit, and its message says which
+setting to raise (:data:`TIMEOUT_VARIABLE`). A timestamp with a time zone is written as
+its date (or month) in UTC (:func:`_cell`), as ``enrolled_on``.
+
+No transaction of the app's database stays open while a warehouse is read
+(:func:`run_refresh`, :func:`refresh_ledger`): what is stored afterwards (the source's
+name, the experiment's status) is read again then.
 
 Safety: the URL is read from the environment variable the data source names, never
 stored or shown. Each statement runs in a transaction set read-only where the dialect
@@ -50,7 +58,8 @@ statement timeout (PostgreSQL ``statement_timeout``, Snowflake
 ``STATEMENT_TIMEOUT_IN_SECONDS``, Trino ``query_max_run_time``; BigQuery: set
 ``job_timeout`` / a byte cap on the URL). On PostgreSQL and DuckDB the timeout bounds the
 whole read, every statement together (:class:`_Deadline` cancels what runs once it is
-up, 1 s later on PostgreSQL so that one long statement meets its own timeout first).
+up, 1 s later on PostgreSQL so that one long statement meets its own timeout first);
+it is :data:`DEFAULT_TIMEOUT_SECONDS` unless :data:`TIMEOUT_VARIABLE` says otherwise.
 Elsewhere a read-only credential is the guarantee. A failed or timed-out query raises
 :class:`WarehouseError` with the warehouse's own message (the password, if any, blanked
 out).
@@ -71,13 +80,14 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -146,8 +156,13 @@ log = logging.getLogger("nrrlab.warehouse")
 #: Equal to stats.robust.MAX_PERMUTATION_ACCOUNTS: any dataset small enough for the
 #: permutation test is read whole, so the test sees every account.
 SAMPLE_LIMIT = 20_000
-#: Seconds one warehouse statement may run.
+#: Seconds one refresh may read the warehouse, all its statements together, unless
+#: :data:`TIMEOUT_VARIABLE` says otherwise.
 DEFAULT_TIMEOUT_SECONDS = 120
+#: The environment variable of the refresh's time limit in seconds (where the jobs run).
+TIMEOUT_VARIABLE = "NRRLAB_WAREHOUSE_TIMEOUT"
+#: The largest time limit it may set (a day).
+MAX_TIMEOUT_SECONDS = 86_400
 #: Rows a ledger query may return (they are pulled through this process).
 LEDGER_MAX_ROWS = 5_000_000
 #: Rows fetched per round trip when pulling a ledger.
@@ -196,6 +211,32 @@ class WarehouseError(Exception):
 
     The message is meant for the user (the warehouse's own message where there is one).
     """
+
+
+class TimedOut(WarehouseError):
+    """The read was stopped by the refresh's time limit (or a statement's timeout)."""
+
+
+def refresh_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The refresh's time limit: :data:`TIMEOUT_VARIABLE` in seconds, else
+    :data:`DEFAULT_TIMEOUT_SECONDS`.
+
+    Raises
+    ------
+    WarehouseError
+        The variable holds no number of seconds from 1 to :data:`MAX_TIMEOUT_SECONDS`.
+    """
+    raw = (os.environ if environ is None else environ).get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 1 <= seconds <= MAX_TIMEOUT_SECONDS:  # NaN fails too
+        raise WarehouseError(f"{TIMEOUT_VARIABLE} must be a number of seconds from 1 to "
+                             f"{MAX_TIMEOUT_SECONDS}, not {show(raw)}.")
+    return seconds
 
 
 class RowsRejected(WarehouseError):
@@ -469,12 +510,16 @@ def reading(
         raise
     except (DBAPIError, SQLAlchemyError) as error:
         detail = _message(error, secret)
-        if deadline is not None and deadline.expired:
+        expired = deadline is not None and deadline.expired
+        if expired:
             detail = (f"the query ran longer than {timeout:g} s and was stopped (the time "
                       f"limit of the whole refresh, all its statements together: {detail})")
         elif source.dialect == "duckdb":
             detail = _duckdb_limit_hit(error, engine, environ) or detail
-        raise WarehouseError(f"The warehouse refused the query: {detail}") from None
+        # 57014: PostgreSQL's query_canceled (its statement_timeout, or the deadline's cancel)
+        stopped = expired or getattr(getattr(error, "orig", None), "sqlstate", None) == "57014"
+        raise (TimedOut if stopped else WarehouseError)(
+            f"The warehouse refused the query: {detail}") from None
     except Exception as error:  # noqa: BLE001 - drivers (BigQuery) raise outside DBAPI
         raise WarehouseError(f"The warehouse could not be read: {_message(error, secret)}"
                              ) from None
@@ -1410,38 +1455,88 @@ class RefreshOutcome:
 
 def refresh_experiment(
     session: Session, query: WarehouseQuery, *, actor: User | None,
-    environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    environ: Mapping[str, str] | None = None, timeout: float | None = None,
     sample_limit: int | None = None,
 ) -> RefreshOutcome:
     """Read the experiment's query and store a new dataset version with its snapshot.
 
-    ``sample_limit`` bounds the per-account rows read (default :data:`SAMPLE_LIMIT`).
+    ``sample_limit`` bounds the per-account rows read (default :data:`SAMPLE_LIMIT`);
+    ``timeout`` the seconds of the whole read (default :func:`refresh_timeout`).
 
     The warehouse is read before anything is written here (no lock is held while it
-    works); then, under the experiment's lock, the sums become a ``warehouse`` dataset
-    version, its ``warehouse_result`` and a snapshot. Sums identical to a stored
-    version's leave the data as it is (``unchanged``). A failure stores nothing but the
-    query's status and the warehouse's message. Flushed, not committed.
+    works); then, under the experiment's lock, the experiment and the data source are
+    read again (renamed, or no longer running, during the read) and the sums become a
+    ``warehouse`` dataset version, its ``warehouse_result`` and a snapshot. Sums
+    identical to a stored version's leave the data as it is (``unchanged``). A failure
+    stores nothing but the query's status and the warehouse's message. Flushed, not
+    committed. The caller's session stays open during the read: the job
+    (:func:`run_refresh`) ends its read transaction before the pull instead.
     """
+    planned = _plan_refresh(session, query)
+    if isinstance(planned, RefreshOutcome):
+        return _finish(session, query, planned)
+    pulled = _pull_planned(planned, environ=environ, timeout=timeout,
+                           sample_limit=sample_limit)
+    if isinstance(pulled, RefreshOutcome):
+        return _finish(session, query, pulled)
+    return _store_pulled(session, query, planned, pulled, actor=actor)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What an experiment's refresh reads from the app's database before the pull."""
+
+    experiment_id: int
+    source: DataSource  # its name is read again when the result is stored
+    sql: str
+    variants: tuple[str, ...]
+
+
+def _not_running(experiment: Experiment, during: bool = False) -> RefreshOutcome:
+    return RefreshOutcome(
+        "failed", f"The experiment is {experiment.status}: data is read while it is "
+        "running or stopped." + (" It changed while the warehouse was read; nothing was "
+                                 "stored." if during else ""))
+
+
+def _plan_refresh(session: Session, query: WarehouseQuery) -> _Planned | RefreshOutcome:
     experiment = session.get(Experiment, query.experiment_id)
     source = session.get(DataSource, query.source_id)
     if experiment is None or source is None:
         raise NotFound("the query's experiment or data source no longer exists")
     if experiment.status not in UPLOAD_STATUSES:  # as an upload: the plan must be locked
-        return _finish(session, query, RefreshOutcome(
-            "failed", f"The experiment is {experiment.status}: data is read while it is "
-            "running or stopped."))
+        return _not_running(experiment)
+    plan = current_plan(session, experiment)
+    return _Planned(experiment.id, source, query.sql_text, tuple(plan.variants))
+
+
+def _pull_planned(planned: _Planned, *, environ: Mapping[str, str] | None,
+                  timeout: float | None, sample_limit: int | None) -> Pulled | RefreshOutcome:
     try:
-        plan = current_plan(session, experiment)
-        pulled = pull_experiment(source, query.sql_text, plan.variants, environ=environ,
-                                 timeout=timeout,
-                                 sample_limit=SAMPLE_LIMIT if sample_limit is None
-                                 else sample_limit)
+        return pull_experiment(planned.source, planned.sql, planned.variants,
+                               environ=environ,
+                               timeout=refresh_timeout(environ) if timeout is None else timeout,
+                               sample_limit=SAMPLE_LIMIT if sample_limit is None
+                               else sample_limit)
     except (WarehouseError, ValidationFailed, ValueError) as error:
-        return _finish(session, query, RefreshOutcome("failed", str(error)))
+        return RefreshOutcome("failed", str(error))
+
+
+def _store_pulled(session: Session, query: WarehouseQuery, planned: _Planned, pulled: Pulled,
+                  *, actor: User | None) -> RefreshOutcome:
     sha = pulled.sha256
     noted = "".join(f" Note: {note}." for note in pulled.notes)
-    lock_experiment(session, experiment.id)
+    lock_experiment(session, planned.experiment_id)
+    # Read again under the lock: a pull may take minutes, and the experiment may have been
+    # stopped for good or the source renamed meanwhile (objects kept from before the pull
+    # are not refreshed by a plain get).
+    experiment = session.get(Experiment, planned.experiment_id, populate_existing=True)
+    source = session.get(DataSource, planned.source.id, populate_existing=True)
+    if experiment is None:
+        raise NotFound("the query's experiment no longer exists")
+    if experiment.status not in UPLOAD_STATUSES:
+        return _finish(session, query, _not_running(experiment, during=True))
+    source_name = source.name if source is not None else planned.source.name
     twin = dataset_with_content(session, experiment.id, sha)
     if twin is not None:
         return _finish(session, query, RefreshOutcome(
@@ -1450,7 +1545,7 @@ def refresh_experiment(
     inputs = pulled.inputs
     dataset = Dataset(
         experiment_id=experiment.id, version=next_version(session, experiment),
-        source="warehouse", filename=f"{source.name} (warehouse query)"[:255], sha256=sha,
+        source="warehouse", filename=f"{source_name} (warehouse query)"[:255], sha256=sha,
         content_sha256=sha, status="ready", row_count=inputs.total,
         has_segment=inputs.by_segment, has_days_to_value="days_to_value" in pulled.columns,
         has_days_observed="days_observed" in pulled.columns,
@@ -1488,8 +1583,15 @@ def _finish(session: Session, query: WarehouseQuery, outcome: RefreshOutcome) ->
 
 
 def _cell(value: Any, name: str) -> str:
+    """One ledger cell as the §3b CSV writes it. A timestamp with a time zone (the
+    driver returns it aware, in the warehouse session's zone) is an instant: its date
+    and its month are those in UTC, as an experiment's ``enrolled_on`` (the same query
+    gives the same ledger on a Berlin- or LA-zoned warehouse); a plain timestamp keeps
+    its own date."""
     if value is None:
         return ""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC)
     if name == "period" and isinstance(value, date | datetime):
         return f"{value.year:04d}-{value.month:02d}"
     if isinstance(value, datetime):
@@ -1518,72 +1620,112 @@ def pull_ledger(
     sql = check_sql(sql)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    with reading(source, environ=environ, timeout=timeout) as connection:
-        columns = map_columns(query_columns(connection, sql), known=LEDGER_KNOWN,
-                              required=LEDGER_REQUIRED, allow_extra=True)
-        names = list(columns)
-        writer.writerow(names)
-        result = connection.execution_options(stream_results=True, yield_per=LEDGER_CHUNK
-                                              ).execute(text(sql))
-        count = 0
-        for chunk in result.partitions(LEDGER_CHUNK):
-            count += len(chunk)
-            if count > max_rows:
-                raise WarehouseError(
-                    f"The ledger query returned more than {max_rows:,} rows; aggregate to one "
-                    "row per account and period, or narrow the periods.")
-            index = {key: list(result.keys()).index(columns[key]) for key in names}
-            writer.writerows([_cell(row[index[k]], k) for k in names] for row in chunk)
+    count = 0
+    try:
+        with reading(source, environ=environ, timeout=timeout) as connection:
+            columns = map_columns(query_columns(connection, sql), known=LEDGER_KNOWN,
+                                  required=LEDGER_REQUIRED, allow_extra=True)
+            names = list(columns)
+            writer.writerow(names)
+            result = connection.execution_options(stream_results=True,
+                                                  yield_per=LEDGER_CHUNK).execute(text(sql))
+            for chunk in result.partitions(LEDGER_CHUNK):
+                count += len(chunk)
+                if count > max_rows:
+                    raise WarehouseError(
+                        f"The ledger query returned more than {max_rows:,} rows; aggregate "
+                        "to one row per account and period, or narrow the periods.")
+                index = {key: list(result.keys()).index(columns[key]) for key in names}
+                writer.writerows([_cell(row[index[k]], k) for k in names] for row in chunk)
+    except TimedOut as error:
+        # Every row comes through this process (~30-50 s per million rows measured on a
+        # loaded PostgreSQL, docs/DESIGN.md): a large ledger meets the limit first.
+        raise TimedOut(
+            f"{error} The ledger query had returned {count:,} rows by then: a ledger "
+            "refresh reads every row, which takes far longer than an experiment's sums. "
+            f"Raise {TIMEOUT_VARIABLE} (seconds; now {timeout:g}) where the refresh jobs "
+            "run, or return fewer rows (one per account and period, fewer periods)."
+        ) from None
     dimensions = tuple(name for name in names if name not in LEDGER_KNOWN)
     return out.getvalue().encode(), dimensions
 
 
 def refresh_ledger(
     engine: Engine, query_id: int, *, actor_id: int | None,
-    environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    environ: Mapping[str, str] | None = None, timeout: float | None = None,
     max_rows: int = LEDGER_MAX_ROWS,
 ) -> RefreshOutcome:
     """Pull the ledger query's rows and store them as the next ledger version (committed).
 
     Errors of the rows are the ledger upload's, by line: line 1 is the header, so line
-    *n* is the query's row *n − 1*.
+    *n* is the query's row *n − 1*. ``timeout``: seconds for the whole read (default
+    :func:`refresh_timeout`).
     """
     from experiments.accounts_csv.contract import ImportValidationError
     from experiments.ledger import DuplicateLedger
     from experiments.ledger_import import store_ledger_upload
 
+    # Read what the pull needs, then end the transaction: the app's database holds no
+    # transaction (on SQLite maybe the write lock) while the warehouse works.
     with Session(engine) as session:
         query = session.get(WarehouseQuery, query_id)
         if query is None or query.target != "ledger":
             raise NotFound(f"no ledger query {query_id}")
         source = session.get(DataSource, query.source_id)
-        sql, source_name = query.sql_text, source.name
-        try:
-            data, dimensions = pull_ledger(source, sql, environ=environ, timeout=timeout,
-                                           max_rows=max_rows)
-            version = store_ledger_upload(engine, data, dimensions=dimensions, actor_id=actor_id,
-                                          filename=f"{source_name} (warehouse query)")
-            rows = data.count(b"\n") - 1
-            outcome = RefreshOutcome("ok", f"Ledger version stored from {source_name} "
-                                     f"({rows:,} rows).", None)
-            log.info("ledger refreshed from %s: version id %s", source_name, version.id)
-        except ImportValidationError as error:
-            outcome = RefreshOutcome("failed", "The query's rows break the ledger contract "
-                                     "(line n = the query's row n − 1): " + str(error)
-                                     .replace("\n", "; "))
-        except DuplicateLedger as error:
-            outcome = RefreshOutcome("unchanged", str(error))
-        except (WarehouseError, ValidationFailed) as error:
-            outcome = RefreshOutcome("failed", str(error))
+        if source is None:
+            raise NotFound(f"the data source of ledger query {query_id} no longer exists")
+        sql, source_id = query.sql_text, source.id
+    stored: int | None = None
+    try:
+        data, dimensions = pull_ledger(
+            source, sql, environ=environ, max_rows=max_rows,
+            timeout=refresh_timeout(environ) if timeout is None else timeout)
+        # The name as it is after the pull (renamed meanwhile: the version shows the new one).
+        name = _source_name(engine, source_id, source.name)
+        version = store_ledger_upload(engine, data, dimensions=dimensions, actor_id=actor_id,
+                                      filename=f"{name} (warehouse query)")
+        stored = data.count(b"\n") - 1
+        log.info("ledger refreshed from %s: version id %s", name, version.id)
+        outcome = None
+    except ImportValidationError as error:
+        outcome = RefreshOutcome("failed", "The query's rows break the ledger contract "
+                                 "(line n = the query's row n − 1): " + str(error)
+                                 .replace("\n", "; "))
+    except DuplicateLedger as error:
+        outcome = RefreshOutcome("unchanged", str(error))
+    except (WarehouseError, ValidationFailed) as error:
+        outcome = RefreshOutcome("failed", str(error))
+    with Session(engine) as session:
+        if outcome is None:  # the source's name in the transaction that reports it
+            name = _source_name(session, source_id, source.name)
+            outcome = RefreshOutcome("ok", f"Ledger version stored from {name} "
+                                     f"({stored:,} rows).", None)
         query = session.get(WarehouseQuery, query_id)
+        if query is None:  # deleted during the refresh: nothing to report on
+            return outcome
         _finish(session, query, outcome)
         session.commit()
         return outcome
 
 
+def _source_name(bind: Engine | Session, source_id: int, known: str) -> str:
+    """The data source's name as it is now (``known`` if it was deleted meanwhile)."""
+    if isinstance(bind, Session):
+        name = bind.scalar(select(DataSource.name).where(DataSource.id == source_id))
+    else:
+        with Session(bind) as session:
+            name = session.scalar(select(DataSource.name).where(DataSource.id == source_id))
+    return known if name is None else name
+
+
 def run_refresh(engine: Engine, query_id: int, *, actor_id: int | None = None,
                 environ: Mapping[str, str] | None = None) -> RefreshOutcome:
-    """Refresh one query in its own transactions (the job's body; committed)."""
+    """Refresh one query in its own transactions (the job's body; committed).
+
+    No transaction of the app's database is open while the warehouse is read: the query,
+    its experiment and its source are read first, the pull runs, and a new transaction
+    stores the result (reading the experiment and the source again under its lock).
+    """
     with Session(engine) as session:
         query = session.get(WarehouseQuery, query_id)
         if query is None:
@@ -1591,16 +1733,32 @@ def run_refresh(engine: Engine, query_id: int, *, actor_id: int | None = None,
         target = query.target
     if target == "ledger":
         return refresh_ledger(engine, query_id, actor_id=actor_id, environ=environ)
-    with Session(engine) as session:
-        query = session.get(WarehouseQuery, query_id)
-        actor = session.get(User, actor_id) if actor_id is not None else None
-        try:
-            outcome = refresh_experiment(session, query, actor=actor, environ=environ)
-            session.commit()
-        except Exception as error:
-            session.rollback()
-            log.exception("warehouse refresh %s failed", query_id)
+    try:
+        with Session(engine) as session:
             query = session.get(WarehouseQuery, query_id)
+            planned = _plan_refresh(session, query)
+            if isinstance(planned, RefreshOutcome):
+                outcome = _finish(session, query, planned)
+                session.commit()
+                return outcome
+        pulled = _pull_planned(planned, environ=environ, timeout=None, sample_limit=None)
+        with Session(engine) as session:
+            query = session.get(WarehouseQuery, query_id)
+            if query is None:
+                raise NotFound(f"no warehouse query {query_id}")
+            if isinstance(pulled, RefreshOutcome):
+                outcome = _finish(session, query, pulled)
+            else:
+                actor = session.get(User, actor_id) if actor_id is not None else None
+                outcome = _store_pulled(session, query, planned, pulled, actor=actor)
+            session.commit()
+            return outcome
+    except Exception as error:
+        log.exception("warehouse refresh %s failed", query_id)
+        with Session(engine) as session:
+            query = session.get(WarehouseQuery, query_id)
+            if query is None:
+                raise
             outcome = _finish(session, query, RefreshOutcome(
                 "failed", f"The refresh failed and stored nothing: {error}"))
             session.commit()
