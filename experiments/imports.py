@@ -439,6 +439,8 @@ def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = 
     their importing dataset deleted; importing datasets no live job owns, older than
     that, are deleted; spooled files of finished or unknown jobs are removed (unknown
     ones only once stale, so a request still writing its file is left alone).
+    Importing ledger versions of uploads cut off mid-import are deleted too
+    (:func:`experiments.ledger_import.sweep_stale_ledger_imports`).
     ``only_worker``: the caller is starting the one consumer there is (``nrrlab serve``),
     so a job still marked running was cut off whatever its age.
     """
@@ -479,7 +481,9 @@ def sweep_stale_uploads(engine: Engine, folder: Path, *, now: datetime | None = 
                 continue
             path.unlink(missing_ok=True)
             removed += 1
-    return removed
+    from experiments.ledger_import import sweep_stale_ledger_imports
+
+    return removed + sweep_stale_ledger_imports(engine, now=now)
 
 
 def _is_pending(engine: Engine, job_id: str) -> bool:

@@ -23,16 +23,20 @@ the periods' pointers, which step 4 moves), so kept pages stay kept during an im
 Step 4 moves it, and the pages that show the ledger show the new version at once.
 
 A failure at any step deletes what it wrote; two uploads at once each finish whole, and
-the one that activates later is the later version.
+the one that activates later is the later version. A process that dies mid-import (a
+killed web worker, a restart) cannot: its importing version and the chunks it committed
+stay, invisible but never removed, until :func:`sweep_stale_ledger_imports` deletes them
+(at the next ledger upload, and with the upload sweep when a job worker starts).
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from experiments import sqlite_waiters
 from experiments.db import write_engine
@@ -59,6 +63,42 @@ STORE_CHUNK = 100_000
 SQLITE_BLIND_SECONDS = 2.0
 #: That pause: longer than the 100 ms a busy handler sleeps between tries.
 SQLITE_YIELD_SECONDS = 0.15
+#: An importing version reserved this long ago belongs to an upload whose process died:
+#: a web request is cut off after 60 s (webapp.gunicorn_conf) and the largest file takes
+#: minutes, so a live import is never this old.
+STALE_AFTER = timedelta(hours=1)
+
+
+def sweep_stale_ledger_imports(engine: Engine, *, now: datetime | None = None) -> int:
+    """Delete the importing versions reserved before :data:`STALE_AFTER` and their rows:
+    what an upload cut off mid-import left (its own clean-up never ran). Returns how many
+    versions were removed; one short transaction each, none when there is nothing stale."""
+    cutoff = (now or datetime.now(UTC)) - STALE_AFTER
+    with Session(engine) as session:
+        found = session.exec(select(LedgerVersion.id, LedgerVersion.uploaded_at)
+                             .where(LedgerVersion.status == "importing")).all()
+    removed = 0
+    for version_id, uploaded_at in found:
+        if uploaded_at.tzinfo is None:  # SQLite hands back naive UTC
+            uploaded_at = uploaded_at.replace(tzinfo=UTC)
+        if uploaded_at < cutoff and _discard_if_importing(engine, version_id):
+            removed += 1
+    return removed
+
+
+def _discard_if_importing(engine: Engine, version_id: int) -> bool:
+    """Delete version ``version_id`` and its rows if it is still importing, checked under
+    its lock (SQLite: the write lock): activation takes the same lock first, so a version
+    made current since it was listed keeps its rows."""
+    with Session(write_engine(engine)) as session:
+        still = session.exec(select(LedgerVersion.id).where(
+            LedgerVersion.id == version_id, LedgerVersion.status == "importing",
+        ).with_for_update()).first()
+        if still is None:
+            return False
+        discard_version(session, version_id)
+        session.commit()
+        return True
 
 
 def store_ledger_upload(
@@ -79,6 +119,7 @@ def store_ledger_upload(
         The file is the latest version again; nothing was stored.
     """
     table = read_ledger(data, dimensions=dimensions or (), max_errors=MAX_REPORTED_ERRORS)
+    sweep_stale_ledger_imports(engine)
     # A writer's engine: on SQLite each transaction takes the write lock at its start.
     with Session(write_engine(engine), expire_on_commit=False) as session:
         actor = session.get(User, actor_id) if actor_id is not None else None
