@@ -163,6 +163,12 @@ DEFAULT_TIMEOUT_SECONDS = 120
 TIMEOUT_VARIABLE = "NRRLAB_WAREHOUSE_TIMEOUT"
 #: The largest time limit it may set (a day).
 MAX_TIMEOUT_SECONDS = 86_400
+#: Seconds a ledger refresh may read, unless :data:`LEDGER_TIMEOUT_VARIABLE` says
+#: otherwise. A ledger pull brings every row through this process (~30-50 s per million
+#: rows on a loaded PostgreSQL, DESIGN): 120 s stopped ledgers of ~3M rows, well inside
+#: :data:`LEDGER_MAX_ROWS`; 900 s leaves the largest one room on a slower warehouse.
+DEFAULT_LEDGER_TIMEOUT_SECONDS = 900
+LEDGER_TIMEOUT_VARIABLE = "NRRLAB_WAREHOUSE_LEDGER_TIMEOUT"
 #: Rows a ledger query may return (they are pulled through this process).
 LEDGER_MAX_ROWS = 5_000_000
 #: Rows fetched per round trip when pulling a ledger.
@@ -217,24 +223,27 @@ class TimedOut(WarehouseError):
     """The read was stopped by the refresh's time limit (or a statement's timeout)."""
 
 
-def refresh_timeout(environ: Mapping[str, str] | None = None) -> float:
+def refresh_timeout(environ: Mapping[str, str] | None = None, *,
+                    ledger: bool = False) -> float:
     """The refresh's time limit: :data:`TIMEOUT_VARIABLE` in seconds, else
-    :data:`DEFAULT_TIMEOUT_SECONDS`.
+    :data:`DEFAULT_TIMEOUT_SECONDS`; with ``ledger``, :data:`LEDGER_TIMEOUT_VARIABLE`, else
+    :data:`DEFAULT_LEDGER_TIMEOUT_SECONDS`.
 
     Raises
     ------
     WarehouseError
         The variable holds no number of seconds from 1 to :data:`MAX_TIMEOUT_SECONDS`.
     """
-    raw = (os.environ if environ is None else environ).get(TIMEOUT_VARIABLE, "").strip()
+    variable = LEDGER_TIMEOUT_VARIABLE if ledger else TIMEOUT_VARIABLE
+    raw = (os.environ if environ is None else environ).get(variable, "").strip()
     if not raw:
-        return DEFAULT_TIMEOUT_SECONDS
+        return DEFAULT_LEDGER_TIMEOUT_SECONDS if ledger else DEFAULT_TIMEOUT_SECONDS
     try:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
     if not 1 <= seconds <= MAX_TIMEOUT_SECONDS:  # NaN fails too
-        raise WarehouseError(f"{TIMEOUT_VARIABLE} must be a number of seconds from 1 to "
+        raise WarehouseError(f"{variable} must be a number of seconds from 1 to "
                              f"{MAX_TIMEOUT_SECONDS}, not {show(raw)}.")
     return seconds
 
@@ -1605,7 +1614,7 @@ def _cell(value: Any, name: str) -> str:
 
 def pull_ledger(
     source: DataSource, sql: str, *, environ: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_SECONDS, max_rows: int = LEDGER_MAX_ROWS,
+    timeout: float = DEFAULT_LEDGER_TIMEOUT_SECONDS, max_rows: int = LEDGER_MAX_ROWS,
 ) -> tuple[bytes, tuple[str, ...]]:
     """The ledger query's rows as §3b CSV bytes and its dimension columns (rows in chunks).
 
@@ -1643,7 +1652,7 @@ def pull_ledger(
         raise TimedOut(
             f"{error} The ledger query had returned {count:,} rows by then: a ledger "
             "refresh reads every row, which takes far longer than an experiment's sums. "
-            f"Raise {TIMEOUT_VARIABLE} (seconds; now {timeout:g}) where the refresh jobs "
+            f"Raise {LEDGER_TIMEOUT_VARIABLE} (seconds; now {timeout:g}) where the refresh jobs "
             "run, or return fewer rows (one per account and period, fewer periods)."
         ) from None
     dimensions = tuple(name for name in names if name not in LEDGER_KNOWN)
@@ -1659,7 +1668,7 @@ def refresh_ledger(
 
     Errors of the rows are the ledger upload's, by line: line 1 is the header, so line
     *n* is the query's row *n − 1*. ``timeout``: seconds for the whole read (default
-    :func:`refresh_timeout`).
+    :func:`refresh_timeout` of a ledger: 900 s).
     """
     from experiments.accounts_csv.contract import ImportValidationError
     from experiments.ledger import DuplicateLedger
@@ -1679,7 +1688,7 @@ def refresh_ledger(
     try:
         data, dimensions = pull_ledger(
             source, sql, environ=environ, max_rows=max_rows,
-            timeout=refresh_timeout(environ) if timeout is None else timeout)
+            timeout=refresh_timeout(environ, ledger=True) if timeout is None else timeout)
         # The name as it is after the pull (renamed meanwhile: the version shows the new one).
         name = _source_name(engine, source_id, source.name)
         version = store_ledger_upload(engine, data, dimensions=dimensions, actor_id=actor_id,

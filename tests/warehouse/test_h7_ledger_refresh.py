@@ -283,7 +283,7 @@ def test_a_ledger_pull_stopped_by_the_time_limit_says_which_setting_to_raise(
         query_id = query.id
 
     outcome = wh.refresh_ledger(db_engine, query_id, actor_id=None,
-                                environ={ENV: url, wh.TIMEOUT_VARIABLE: "2"})
+                                environ={ENV: url, wh.LEDGER_TIMEOUT_VARIABLE: "2"})
 
     assert outcome.status == "failed"
     assert outcome.message.startswith(
@@ -291,7 +291,7 @@ def test_a_ledger_pull_stopped_by_the_time_limit_says_which_setting_to_raise(
     ), outcome.message
     match = re.search(r"The ledger query had returned ([\d,]+) rows by then: a ledger "
                       r"refresh reads every row, which takes far longer than an experiment's "
-                      r"sums\. Raise NRRLAB_WAREHOUSE_TIMEOUT \(seconds; now 2\) where the "
+                      r"sums\. Raise NRRLAB_WAREHOUSE_LEDGER_TIMEOUT \(seconds; now 2\) where the "
                       r"refresh jobs run, or return fewer rows \(one per account and period, "
                       r"fewer periods\)\.$", outcome.message)
     assert match, outcome.message
@@ -306,10 +306,21 @@ def test_a_bad_time_limit_setting_is_named(db_engine, ledger_warehouse, value):
     query_id = _ledger_query(db_engine, "SELECT * FROM ledger")
 
     outcome = wh.refresh_ledger(db_engine, query_id, actor_id=None,
-                                environ={ENV: url, wh.TIMEOUT_VARIABLE: value})
+                                environ={ENV: url, wh.LEDGER_TIMEOUT_VARIABLE: value})
 
     assert outcome.status == "failed"
-    assert outcome.message == (f'NRRLAB_WAREHOUSE_TIMEOUT must be a number of seconds from 1 '
+    assert outcome.message == (f'NRRLAB_WAREHOUSE_LEDGER_TIMEOUT must be a number of seconds '
+                               f'from 1 '
                                f'to 86400, not "{value}".')
     with Session(db_engine) as session:
         assert versions(session) == []
+
+
+def test_ledger_pulls_and_experiment_refreshes_have_their_own_time_limits():
+    # A ledger pull brings every row through the worker (~30-50 s per million on a loaded
+    # PostgreSQL): the experiments' 120 s stopped ledgers of ~3M rows, inside the 5M bound.
+    assert wh.refresh_timeout({}) == 120
+    assert wh.refresh_timeout({}, ledger=True) == 900
+    assert wh.refresh_timeout({wh.TIMEOUT_VARIABLE: "30"}, ledger=True) == 900
+    assert wh.refresh_timeout({wh.LEDGER_TIMEOUT_VARIABLE: "3600"}, ledger=True) == 3600
+    assert wh.refresh_timeout({wh.LEDGER_TIMEOUT_VARIABLE: "3600"}) == 120
