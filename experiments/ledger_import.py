@@ -25,8 +25,9 @@ Step 4 moves it, and the pages that show the ledger show the new version at once
 A failure at any step deletes what it wrote; two uploads at once each finish whole, and
 the one that activates later is the later version. A process that dies mid-import (a
 killed web worker, a restart) cannot: its importing version and the chunks it committed
-stay, invisible but never removed, until :func:`sweep_stale_ledger_imports` deletes them
-(at the next ledger upload, and with the upload sweep when a job worker starts).
+stay, invisible, until :func:`sweep_stale_ledger_imports` deletes them
+(at the next ledger upload, and with the upload sweep: after each background upload
+and when ``nrrlab serve`` starts).
 """
 
 from __future__ import annotations
