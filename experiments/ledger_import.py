@@ -27,7 +27,7 @@ the one that activates later is the later version. A process that dies mid-impor
 killed web worker, a restart) cannot: its importing version and the chunks it committed
 stay, invisible, until :func:`sweep_stale_ledger_imports` deletes them
 (at the next ledger upload, and with the upload sweep: after each background upload
-and when ``nrrlab serve`` starts).
+and when a job worker starts, ``nrrlab serve`` or ``nrrlab worker``).
 """
 
 from __future__ import annotations
