@@ -135,8 +135,14 @@ from experiments.datasets import (
     next_version,
 )
 from experiments.errors import NotFound, ValidationFailed
-from experiments.imports import UPLOAD_STATUSES
-from experiments.input_rules import cell_problem, control_character, parse_id
+from experiments.imports import UPLOAD_STATUSES, variant_keys
+from experiments.input_rules import (
+    CONTROL_MESSAGE,
+    bidi_problem,
+    cell_problem,
+    control_character,
+    parse_id,
+)
 from experiments.models import Dataset, Experiment, User, utcnow
 from experiments.versioning import compare_and_set
 from experiments.warehouse_inputs import AccountSample, PushedInputs
@@ -281,8 +287,10 @@ def register_source(
         errors["name"] = "give the data source a name"
     elif len(name) > 100:
         errors["name"] = "at most 100 characters"
-    elif control_character(name):
-        errors["name"] = control_character(name)
+    elif control_character(name):  # worded as a team's or a user's name
+        errors["name"] = CONTROL_MESSAGE
+    elif problem := bidi_problem(name):
+        errors["name"] = problem
     elif session.scalars(select(DataSource).where(DataSource.name == name)).first():
         errors["name"] = f"a data source named {name!r} exists already"
     if not _ENV_NAME.fullmatch(env):
@@ -451,8 +459,10 @@ class _Deadline:
     seconds until :meth:`close`, so a statement started after the deadline is stopped
     too."""
 
-    def __init__(self, timeout: float, stop):
+    def __init__(self, timeout: float, stop, *, limit: float | None = None):
         self.timeout = timeout
+        #: The limit the user set (``timeout`` less any grace), for the message.
+        self.limit = timeout if limit is None else limit
         self.expired = False
         self._stop = stop
         self._done = threading.Event()
@@ -475,6 +485,27 @@ class _Deadline:
     def close(self) -> None:
         self._done.set()
         self._thread.join()
+
+    def message(self, detail: str) -> str:
+        return (f"The warehouse refused the query: the query ran longer than {self.limit:g} s "
+                f"and was stopped (the time limit of the whole refresh, all its statements "
+                f"together: {detail})")
+
+
+#: Where :func:`reading` keeps its :class:`_Deadline` in the connection's ``info``.
+_DEADLINE_KEY = "nrrlab_warehouse_deadline"
+
+
+def stop_if_late(connection: Connection) -> None:
+    """Raise :class:`TimedOut` once the read's time limit is up. A cancel stops only a
+    statement the warehouse is running: rows fetched in chunks (a ledger pull: ~30-50 s
+    of this process's time per million rows, each FETCH a few milliseconds) leave the
+    server idle almost all the time, and PostgreSQL ignores a cancel that reaches an
+    idle session, so the loop that consumes them asks here after each chunk.
+    """
+    deadline = connection.info.get(_DEADLINE_KEY)
+    if deadline is not None and deadline.expired:
+        raise TimedOut(deadline.message("rows were still being read when it was up"))
 
 
 def _stopper(dialect: str, raw: Any):
@@ -509,10 +540,12 @@ def reading(
                 stop = _stopper(source.dialect, connection.connection.driver_connection)
                 if stop is not None:
                     grace = _DEADLINE_GRACE if source.dialect == "postgresql" else 0.0
-                    deadline = _Deadline(timeout + grace, stop)
+                    deadline = _Deadline(timeout + grace, stop, limit=timeout)
+                    connection.info[_DEADLINE_KEY] = deadline
                 yield connection
             finally:
                 if deadline is not None:
+                    connection.info.pop(_DEADLINE_KEY, None)
                     deadline.close()
                 transaction.rollback()
     except WarehouseError:
@@ -521,12 +554,11 @@ def reading(
         detail = _message(error, secret)
         expired = deadline is not None and deadline.expired
         if expired:
-            detail = (f"the query ran longer than {timeout:g} s and was stopped (the time "
-                      f"limit of the whole refresh, all its statements together: {detail})")
-        elif source.dialect == "duckdb":
+            raise TimedOut(deadline.message(detail)) from None
+        if source.dialect == "duckdb":
             detail = _duckdb_limit_hit(error, engine, environ) or detail
         # 57014: PostgreSQL's query_canceled (its statement_timeout, or the deadline's cancel)
-        stopped = expired or getattr(getattr(error, "orig", None), "sqlstate", None) == "57014"
+        stopped = getattr(getattr(error, "orig", None), "sqlstate", None) == "57014"
         raise (TimedOut if stopped else WarehouseError)(
             f"The warehouse refused the query: {detail}") from None
     except Exception as error:  # noqa: BLE001 - drivers (BigQuery) raise outside DBAPI
@@ -1545,6 +1577,8 @@ def _store_pulled(session: Session, query: WarehouseQuery, planned: _Planned, pu
         raise NotFound("the query's experiment no longer exists")
     if experiment.status not in UPLOAD_STATUSES:
         return _finish(session, query, _not_running(experiment, during=True))
+    if (changed := _changed_during_pull(session, query, planned, experiment)) is not None:
+        return _finish(session, query, RefreshOutcome("failed", changed))
     source_name = source.name if source is not None else planned.source.name
     twin = dataset_with_content(session, experiment.id, sha)
     if twin is not None:
@@ -1578,6 +1612,31 @@ def _store_pulled(session: Session, query: WarehouseQuery, planned: _Planned, pu
     return _finish(session, query, RefreshOutcome(
         "ok", f"Dataset version {dataset.version}: {inputs.total:,} accounts summed in the "
         f"warehouse{sampled}.{noted}", dataset.id))
+
+
+#: Why sums pulled before an edit are not stored (:func:`_changed_during_pull`).
+VARIANTS_CHANGED = ("The experiment's variants changed while the warehouse was read, so its "
+                    "sums were checked against the old ones and may not match them; nothing "
+                    "was stored. Refresh again.")
+QUERY_CHANGED = ("The query was saved with another text or data source while the warehouse "
+                 "was read, so these sums are of the old query; nothing was stored. Refresh "
+                 "again.")
+
+
+def _changed_during_pull(session: Session, query: WarehouseQuery, planned: _Planned,
+                         experiment: Experiment) -> str | None:
+    """Why sums pulled for ``planned`` cannot be stored now, read under the experiment's
+    lock (and the query's row lock, so a save waits for this transaction): its variants
+    changed (the sums are keyed by the old ones: a renamed arm would be analysed as
+    empty beside an arm the plan no longer has), or the query's text or source did (the
+    status 'ok' would stand under a query that did not give these sums). As an upload
+    refuses a file whose experiment's variants changed while it was stored."""
+    if set(variant_keys(session, experiment)) != set(planned.variants):
+        return VARIANTS_CHANGED
+    now = session.get(WarehouseQuery, query.id, populate_existing=True, with_for_update=True)
+    if now is not None and (now.sql_text, now.source_id) != (planned.sql, planned.source.id):
+        return QUERY_CHANGED
+    return None
 
 
 def _finish(session: Session, query: WarehouseQuery, outcome: RefreshOutcome) -> RefreshOutcome:
@@ -1638,14 +1697,17 @@ def pull_ledger(
             writer.writerow(names)
             result = connection.execution_options(stream_results=True,
                                                   yield_per=LEDGER_CHUNK).execute(text(sql))
-            for chunk in result.partitions(LEDGER_CHUNK):
-                count += len(chunk)
-                if count > max_rows:
-                    raise WarehouseError(
-                        f"The ledger query returned more than {max_rows:,} rows; aggregate "
-                        "to one row per account and period, or narrow the periods.")
-                index = {key: list(result.keys()).index(columns[key]) for key in names}
-                writer.writerows([_cell(row[index[k]], k) for k in names] for row in chunk)
+            with result:  # stopped early (too many rows, too late): its cursor closed
+                for chunk in result.partitions(LEDGER_CHUNK):
+                    count += len(chunk)
+                    if count > max_rows:
+                        raise WarehouseError(
+                            f"The ledger query returned more than {max_rows:,} rows; "
+                            "aggregate to one row per account and period, or narrow the "
+                            "periods.")
+                    index = {key: list(result.keys()).index(columns[key]) for key in names}
+                    writer.writerows([_cell(row[index[k]], k) for k in names] for row in chunk)
+                    stop_if_late(connection)
     except TimedOut as error:
         # Every row comes through this process (~30-50 s per million rows measured on a
         # loaded PostgreSQL, docs/DESIGN.md): a large ledger meets the limit first.
@@ -1689,6 +1751,14 @@ def refresh_ledger(
         data, dimensions = pull_ledger(
             source, sql, environ=environ, max_rows=max_rows,
             timeout=refresh_timeout(environ, ledger=True) if timeout is None else timeout)
+        # Saved with another text or source during the pull: these rows are the old
+        # query's (checked before the store; a save during the store itself still lands
+        # after this version, which is then reported as the old text's).
+        with Session(engine) as session:
+            if session.scalar(select(func.count()).select_from(WarehouseQuery).where(
+                    WarehouseQuery.id == query_id, WarehouseQuery.sql_text == sql,
+                    WarehouseQuery.source_id == source_id)) == 0:
+                raise WarehouseError(QUERY_CHANGED)
         # The name as it is after the pull (renamed meanwhile: the version shows the new one).
         name = _source_name(engine, source_id, source.name)
         version = store_ledger_upload(engine, data, dimensions=dimensions, actor_id=actor_id,
