@@ -898,8 +898,10 @@ class AccountQuery:
             return None
         trimmed = _trim(self.raw(name))
         date_ = name == "enrolled_on"
-        condition = and_(trimmed.is_not(None),
-                         not_(trimmed.regexp_match(_PLAIN_DATE if date_ else _PLAIN_NUMBER)))
+        unlike = not_(trimmed.regexp_match(_PLAIN_DATE if date_ else _PLAIN_NUMBER))
+        if date_:  # year 0000 fits the pattern; the upload refuses it, DuckDB reads it
+            unlike = or_(unlike, trimmed.startswith("0000"))
+        condition = and_(trimmed.is_not(None), unlike)
         if self.dialect == "duckdb":  # one rule per value: not the unconvertible ones
             condition = and_(condition, self._converted(name, Date() if date_ else Double())
                              .is_not(None))
@@ -999,6 +1001,17 @@ def check_query(q: AccountQuery):
         reached = q.number("days_to_value")  # a NaN one is named above, not here again
         rules.append(("days_to_value must not exceed days_observed",
                       and_(reached <= _MAX_DOUBLE, reached > q.number("days_observed"))))
+    if q.has("enrolled_on") and q.kind("enrolled_on") in ("date", "instant"):
+        # A DATE or TIMESTAMP holds what no file may: infinity, years before 1 or after
+        # 9999 (a file's YYYY-MM-DD, DESIGN §3). PostgreSQL's driver failed on them
+        # naming no column; DuckDB gave 9999-12-31 for infinity, a BC year as the same
+        # year AD, a year past 9999 as text that failed with "Invalid isoformat string".
+        # (Text is read as written: :meth:`AccountQuery.not_plain` holds it to YYYY-MM-DD;
+        # a type unknown, on another dialect, is left to its warehouse.)
+        day = q.day()
+        rules.append((f"enrolled_on must be a date from {_FIRST_DAY} to {_LAST_DAY}",
+                      or_(day < literal(_FIRST_DAY, Date()),
+                          day > literal(_LAST_DAY, Date()))))
     if q.has("pre_start_mrr"):
         rules.append(("pre_start_mrr and pre_end_mrr must both be given or both be blank",
                       q.blank("pre_start_mrr") != q.blank("pre_end_mrr")))
@@ -1016,6 +1029,9 @@ def check_query(q: AccountQuery):
     return select(*aggregates).select_from(q.cte), [m for m, _ in rules], names
 
 
+#: The dates a file's enrolled_on can hold (YYYY-MM-DD, year 0000 refused).
+_FIRST_DAY = date(1, 1, 1)
+_LAST_DAY = date(9999, 12, 31)
 #: The rules of an account_id's text, worded from their example by :func:`_problems`.
 _ID_TOO_LONG = "account_id is too long"
 _ID_CONTROL = "account_id contains a control character"

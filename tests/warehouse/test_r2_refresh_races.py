@@ -283,3 +283,94 @@ def test_a_source_name_with_a_control_character_is_refused_as_a_team_name(
                                               "dialect": "duckdb"},
                                     actor=session.get(User, admin.id))
         assert source.name == "מחסן"
+
+
+# ---------------------------------------------- 5. enrolled_on beyond what a file can hold
+
+_ENROLLED = ("SELECT account_id, variant, start_mrr, expansion_mrr, contraction_mrr, "
+             "churned_mrr, CASE WHEN account_id = 'a-000003' THEN {odd} ELSE {plain} "
+             "END AS enrolled_on FROM accounts")
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
+@pytest.mark.parametrize(("odd", "plain"), [
+    ("CAST('infinity' AS DATE)", "DATE '2026-01-05'"),
+    ("CAST('-infinity' AS DATE)", "DATE '2026-01-05'"),
+    ("DATE '12000-01-01'", "DATE '2026-01-05'"),
+    ("CAST('infinity' AS TIMESTAMPTZ)", "TIMESTAMPTZ '2026-01-05 10:00:00+00'"),
+    ("CAST('infinity' AS TIMESTAMP)", "TIMESTAMP '2026-01-05 10:00:00'"),
+], ids=["infinity", "-infinity", "year-12000", "infinity-tz", "infinity-ts"])
+def test_an_enrolled_on_no_file_can_hold_is_refused_with_its_column(
+        request, dialect, odd, plain):
+    if dialect == "duckdb":
+        url = request.getfixturevalue("duckdb_url")
+    else:
+        url, _schema = request.getfixturevalue("pg_warehouse")
+    source = DataSource(name="w", url_env=ENV, dialect=dialect)
+    sql = _ENROLLED.format(odd=odd, plain=plain)
+
+    with pytest.raises(wh.RowsRejected) as refused:
+        wh.pull_experiment(source, sql, ("control", "treatment"), environ={ENV: url})
+
+    # Before: PostgreSQL "date too large (after year 10K): 'infinity'" (no column);
+    # DuckDB took infinity as 9999-12-31 and -infinity as 0001-01-01 (the enrolment
+    # window's last day in the year 9999), and failed on year 12000 ("Invalid isoformat").
+    assert refused.value.problems == [
+        "1 row: enrolled_on must be a date from 0001-01-01 to 9999-12-31 "
+        "(e.g. account_id a-000003)"]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
+def test_a_bc_enrolled_on_is_refused(request, dialect):
+    """A BC date came back from DuckDB as text, read as the same year AD."""
+    if dialect == "duckdb":
+        url = request.getfixturevalue("duckdb_url")
+        odd = "DATE '0044-03-15 (BC)'"
+    else:
+        url, _schema = request.getfixturevalue("pg_warehouse")
+        odd = "DATE '0044-03-15 BC'"
+    source = DataSource(name="w", url_env=ENV, dialect=dialect)
+    sql = _ENROLLED.format(odd=odd, plain="DATE '2026-01-05'")
+
+    with pytest.raises(wh.RowsRejected) as refused:
+        wh.pull_experiment(source, sql, ("control", "treatment"), environ={ENV: url})
+
+    assert refused.value.problems == [
+        "1 row: enrolled_on must be a date from 0001-01-01 to 9999-12-31 "
+        "(e.g. account_id a-000003)"]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
+def test_the_first_and_last_dates_a_file_can_hold_are_taken(request, dialect):
+    if dialect == "duckdb":
+        url = request.getfixturevalue("duckdb_url")
+    else:
+        url, _schema = request.getfixturevalue("pg_warehouse")
+    source = DataSource(name="w", url_env=ENV, dialect=dialect)
+    sql = ("SELECT account_id, variant, start_mrr, CASE WHEN account_id = 'a-000003' "
+           "THEN DATE '0001-01-01' WHEN account_id = 'a-000004' THEN DATE '9999-12-31' "
+           "ELSE DATE '2026-01-05' END AS enrolled_on FROM accounts")
+
+    pulled = wh.pull_experiment(source, sql, ("control", "treatment"), environ={ENV: url})
+
+    assert pulled.inputs.enrolment["last"] == "9999-12-31"
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
+def test_a_text_enrolled_on_of_year_0000_is_refused_as_uploaded(request, dialect):
+    """DuckDB reads '0000-01-01' as a date (1 BC); the upload refuses it, PostgreSQL's
+    cast too."""
+    if dialect == "duckdb":
+        url = request.getfixturevalue("duckdb_url")
+    else:
+        url, _schema = request.getfixturevalue("pg_warehouse")
+    source = DataSource(name="w", url_env=ENV, dialect=dialect)
+    sql = _ENROLLED.format(odd="'0000-01-01'", plain="'2026-01-05'")
+
+    with pytest.raises(wh.RowsRejected) as refused:
+        wh.pull_experiment(source, sql, ("control", "treatment"), environ={ENV: url})
+
+    assert refused.value.problems[0] in (
+        "1 row: enrolled_on is not a date such as 2026-12-01 (YYYY-MM-DD) "
+        "(e.g. account_id a-000003)",
+        "enrolled_on holds a value that is not a date (YYYY-MM-DD)")  # PostgreSQL's cast
