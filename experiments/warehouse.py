@@ -831,10 +831,19 @@ class AccountQuery:
         as it is, but as its text when of a kind that is neither text nor a number
         (PostgreSQL has no equality or ordering for JSON, no min() of a UUID; a file holds
         ``true``, not ``True``). An unknown kind is left as it is."""
-        raw = self.raw(name)
         if self.kind(name) in ("boolean", "date", "instant", "other"):
-            return func.cast(raw, String())
-        return raw
+            return self._as_text(name)
+        return self.raw(name)
+
+    def _as_text(self, name: str):
+        """A column of another type as its text; a timestamp with a time zone as its
+        moment in UTC (cast as it is, PostgreSQL writes it in the session's zone:
+        ``2025-07-01 01:30:00+02`` in Berlin, ``2025-06-30 23:30:00+00`` in UTC, so the
+        same query gave other segments, another sha256 and a new version)."""
+        raw = self.raw(name)
+        if self.kind(name) == "instant":
+            raw = func.timezone(literal_column("'UTC'"), raw)  # one text in GROUP BY too
+        return func.cast(raw, String())
 
     def kind(self, name: str) -> str | None:
         return self.kinds.get(name)
@@ -842,8 +851,7 @@ class AccountQuery:
     def text(self, name: str):
         """A text column (account_id, variant, segment) trimmed as the upload trims it
         (DESIGN §3's :data:`WHITESPACE`), blank as NULL; any other type as its text."""
-        raw = self.raw(name)
-        return _trim(raw if self.kind(name) == "text" else func.cast(raw, String()))
+        return _trim(self.raw(name) if self.kind(name) == "text" else self._as_text(name))
 
     def money(self, name: str):
         """A money column as float (an absent lever column is 0; blank is 0, DESIGN §3)."""

@@ -13,6 +13,9 @@
    Now the loop stops at the first chunk after the limit.
 4. A data source's name with a control character was refused with the bare "U+0000";
    one with a direction override (U+202E) was taken. Worded as a team's name now.
+5. An enrolled_on no file can hold (infinity, BC, year 12000; text year 0000 on DuckDB)
+   is refused with its column named, on PostgreSQL and DuckDB alike.
+6. A segment of timestamptz is its UTC moment's text in any session zone.
 
 The app's database is SQLite or PostgreSQL (the PostgreSQL pass); the warehouse is a
 DuckDB file or a scratch schema on the PostgreSQL server.
@@ -374,3 +377,30 @@ def test_a_text_enrolled_on_of_year_0000_is_refused_as_uploaded(request, dialect
         "1 row: enrolled_on is not a date such as 2026-12-01 (YYYY-MM-DD) "
         "(e.g. account_id a-000003)",
         "enrolled_on holds a value that is not a date (YYYY-MM-DD)")  # PostgreSQL's cast
+
+
+# ------------------------------------------- 6. a segment of timestamptz, any session zone
+
+#: Accounts segmented by a signing moment 30 minutes before midnight UTC.
+_SIGNED_SEGMENT = ("SELECT account_id, variant, start_mrr, CASE WHEN account_id < 'a-000400' "
+                   "THEN TIMESTAMPTZ '2025-06-30 23:30:00+00' ELSE "
+                   "TIMESTAMPTZ '2025-07-31 23:30:00+00' END AS segment FROM accounts")
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/Los_Angeles"])
+def test_a_timestamptz_segment_is_the_same_in_any_session_zone(pg_warehouse, zone):
+    from tests.warehouse.test_h1_trust_gaps import _zoned
+
+    url, _schema = pg_warehouse
+    source = DataSource(name="pg", url_env=ENV, dialect="postgresql")
+
+    in_utc = wh.pull_experiment(source, _SIGNED_SEGMENT, ("control", "treatment"),
+                                environ={ENV: _zoned(url, "UTC")})
+    zoned = wh.pull_experiment(source, _SIGNED_SEGMENT, ("control", "treatment"),
+                               environ={ENV: _zoned(url, zone)})
+
+    # Before: "2025-07-01 01:30:00+02" in Berlin, "2025-06-30 16:30:00-07" in LA.
+    segments = {segment for segment, _variant in zoned.inputs.extras}
+    assert segments == {"2025-06-30 23:30:00", "2025-07-31 23:30:00"}
+    assert zoned.sha256 == in_utc.sha256
+
