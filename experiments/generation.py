@@ -107,6 +107,18 @@ dashboard, experiments, results, tree, review, NRR, My week, quarter, journeys) 
   version's row-id range: ``rewrites``). Every reader of versions asks for
   ``status = 'ready'``; rows are read only through the periods' pointers, which the
   activating transaction moves (and that one moves the number).
+* the review's copies of a *running* week (``experiments.review_rows.meeting_state``:
+  ``review_item`` rows and their ``seen``, ``rewrites``; ``experiments.review_tree``:
+  ``review_tree_seen``), written by the week's own view when an experiment's row or the
+  tree summary changed. While the week runs its page renders the fresh rows and tree;
+  only a past week renders from the copies. Without the mark the first view after any
+  edit moved the number a second time: every kept page was emptied again and the review
+  itself rendered twice. (At the week's end a past week's page rendered while the last
+  running view's commit is still on its way can show the copies before it: at most the
+  cache's time to live, as for any page.) A past week's first freeze is not marked.
+
+On PostgreSQL a named table's TOAST table counts as the table (a long ``seen`` document is
+stored out of line).
 
 Not marked, and so still moving the number: a successful sign-in (it changes the user
 row); rare admin actions on deliveries (a test message, a retry: audited, and the
@@ -169,11 +181,16 @@ SELECT coalesce(sum(changed), 0),
 FROM (SELECT pg_stat_get_xact_tuples_inserted(c.oid) AS inserted,
              pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
              + pg_stat_get_xact_tuples_deleted(c.oid) AS changed,
-             c.relname = ANY(%s) AND c.relnamespace NOT IN
-             ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace,
-              'information_schema'::regnamespace) AS named
+             c.oid IN (SELECT o.oid_ FROM pg_class AS n,
+                         LATERAL (VALUES (n.oid), (n.reltoastrelid)) AS o (oid_)
+                       WHERE n.relname = ANY(%s) AND n.relkind IN ('r', 'p')
+                         AND n.relnamespace NOT IN
+                         ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace,
+                          'information_schema'::regnamespace)) AS named
       FROM pg_class AS c WHERE c.relkind IN ('r', 't', 'm', 'p')) AS counts
 """
+# A named table's TOAST table is that table's data (a long JSON or text value stored out of
+# line): its rows count as the named table's, not as a write elsewhere.
 #: A change count no transaction reaches: a block that wrote something else.
 _SPOILT = -(10**18)
 #: Dialects whose writes :func:`track_data_generation` can see.

@@ -58,6 +58,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -74,7 +75,7 @@ from experiments.documents import (
     document_as_of,
     exists_at,
 )
-from experiments.generation import has_generation_table, read_generation
+from experiments.generation import has_generation_table, read_generation, unseen_write
 from experiments.models import Experiment, ReviewItem, ReviewMeeting, utcnow
 from experiments.reference_rows import kept_across
 from experiments.review_models import ReviewTreeSeen
@@ -835,8 +836,14 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
         elif item[1] != digest:
             changed.append({"id": item[0], "seen": row.to_json(), "seen_digest": digest})
     # Only review_item is written: the transaction's copies of the small tables stay (the
-    # agenda's owner choices read the users after this).
-    with kept_across(session, ReviewItem):
+    # agenda's owner choices read the users after this). A running week's copies are shown
+    # by no cached page (its view renders the fresh rows; only a past week renders from
+    # them), so writing them leaves the data generation as it was: otherwise the first
+    # view after any edit emptied everyone's kept pages a second time, and the next view of
+    # this very page rendered again (experiments.generation).
+    unseen = (unseen_write(session, ReviewItem.__tablename__, rewrites=True)
+              if not past and (new or changed) else nullcontext())
+    with unseen, kept_across(session, ReviewItem):
         insert_ignoring_duplicates(session, ReviewItem, new)
         if changed:  # one executemany by primary key
             session.exec(update(ReviewItem), params=changed)

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from experiments.generation import unseen_write
 from experiments.impact import start_mrr_of
 from experiments.models import DriverNode
 from experiments.nrr_page import current_ledger
@@ -151,6 +152,13 @@ def _store_newer(session: Session, meeting_id: int, seen: dict, digest: str,
     (two views at once: the later one's figures stay)."""
     insert = _insert(session).values(meeting_id=meeting_id, seen=seen, seen_digest=digest,
                                      seen_at=now)
+    # Shown by no cached page while the week runs (its view renders the tree afresh): the
+    # data generation stays (experiments.generation), as for the week's item copies.
+    with unseen_write(session, ReviewTreeSeen.__tablename__, rewrites=True):
+        _upsert_newer(session, insert)
+
+
+def _upsert_newer(session: Session, insert) -> None:
     session.exec(insert.on_conflict_do_update(
         index_elements=[ReviewTreeSeen.meeting_id],
         set_={"seen": insert.excluded.seen, "seen_digest": insert.excluded.seen_digest,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlmodel import Session
 
 from benchmarks.workspace import ADMIN_EMAIL, PASSWORD, build_workspace
@@ -61,10 +61,15 @@ def _counter(app) -> tuple[list[str], Callable[[], None]]:
     return statements, lambda: event.remove(engine, "before_cursor_execute", record)
 
 
-def _count(client, statements: list[str]) -> dict[str, int]:
+def _count(client, statements: list[str], db_engine) -> dict[str, int]:
     counts = {}
     for name, path in _pages().items():
         assert client.get(path).status_code == 200, path  # warm: the review freezes its week
+        # The counted view is the first after a write in both workspaces (a running week's
+        # copies move no generation, so the review could reuse the rows kept by the warm view
+        # in one workspace and not in the other).
+        with db_engine.begin() as connection:
+            connection.execute(text("UPDATE data_generation SET n = n + 1 WHERE id = 1"))
         statements.clear()
         response = client.get(path)
         assert response.status_code == 200, (path, response.status_code)
@@ -84,10 +89,10 @@ def signed_in(app, db_engine):
 def test_statements_per_page_do_not_grow_from_10_to_50_experiments(app, db_engine, signed_in):
     statements, stop = _counter(app)
     try:
-        at_10 = _count(signed_in, statements)
+        at_10 = _count(signed_in, statements, db_engine)
         with Session(db_engine, expire_on_commit=False) as session:
             build_workspace(session, experiments=50, weeks=4, accounts=20, first=10)
-        at_50 = _count(signed_in, statements)
+        at_50 = _count(signed_in, statements, db_engine)
     finally:
         stop()
     assert at_50 == at_10, f"statements grew with the workspace: {at_10} → {at_50}"
