@@ -125,7 +125,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
 from experiments.accounts_csv.contract import MAX_CENTS, MAX_TEXT_LENGTH, WHITESPACE, show
-from experiments.analysis import current_plan, refresh_snapshot
+from experiments.analysis import refresh_snapshot
 from experiments.audit import record_event
 from experiments.datasets import (
     ENROLMENT_WINDOW_DAYS,
@@ -1571,8 +1571,11 @@ def _plan_refresh(session: Session, query: WarehouseQuery) -> _Planned | Refresh
         raise NotFound("the query's experiment or data source no longer exists")
     if experiment.status not in UPLOAD_STATUSES:  # as an upload: the plan must be locked
         return _not_running(experiment)
-    plan = current_plan(session, experiment)
-    return _Planned(experiment.id, source, query.sql_text, tuple(plan.variants))
+    keys = variant_keys(session, experiment)
+    if not keys:  # as an upload refuses it (current_plan would raise outside any handler)
+        return RefreshOutcome("failed", "This experiment has no variants, so no query can "
+                              "match it. Add its variants first.")
+    return _Planned(experiment.id, source, query.sql_text, tuple(keys))
 
 
 def _pull_planned(planned: _Planned, *, environ: Mapping[str, str] | None,

@@ -404,3 +404,35 @@ def test_a_timestamptz_segment_is_the_same_in_any_session_zone(pg_warehouse, zon
     assert segments == {"2025-06-30 23:30:00", "2025-07-31 23:30:00"}
     assert zoned.sha256 == in_utc.sha256
 
+
+
+# ------------------------------------------------------- 7. an experiment with no variants
+
+
+def test_an_experiment_without_variants_fails_in_words(db_engine, duckdb_url, caplog):
+    """H7 moved the plan's read outside the refresh's handler: the job logged a
+    traceback and said "The refresh failed and stored nothing: experiment 'bare' has no
+    variants"; refresh_experiment raised ValueError. Worded as the upload's refusal."""
+    with Session(db_engine) as session:
+        experiment = make_experiment(session, "bare", variants=())
+        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
+        session.add(source)
+        session.flush()
+        query = WarehouseQuery(source_id=source.id, experiment_id=experiment.id,
+                               sql_text="SELECT * FROM accounts")
+        session.add(query)
+        session.commit()
+        query_id = query.id
+    words = ("This experiment has no variants, so no query can match it. Add its variants "
+             "first.")
+
+    outcome = wh.run_refresh(db_engine, query_id, environ={ENV: duckdb_url})
+    with Session(db_engine) as session:
+        direct = wh.refresh_experiment(session, session.get(WarehouseQuery, query_id),
+                                       actor=None, environ={ENV: duckdb_url})
+        session.commit()
+
+    assert (outcome.status, outcome.message) == ("failed", words)
+    assert (direct.status, direct.message) == ("failed", words)
+    assert "warehouse refresh" not in caplog.text  # no traceback logged
+    _nothing_stored(db_engine)
