@@ -167,8 +167,12 @@ def read_columns(
                 meanwhile()
             query.join()
         except BaseException:  # an error or ^C here: stop DuckDB before the spill goes
+            # DuckDB forgets an interrupt sent between two queries (the thread runs
+            # Python there): sent again until the thread ends, it stops the next one too.
             query.cancel()
-            query.join()
+            while query.is_alive():
+                query.join(0.01)
+                query.cancel()
             raise
         if isinstance(query.error, duckdb.Error):
             return None  # DuckDB could not read it: read_accounts words why
