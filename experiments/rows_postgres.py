@@ -28,6 +28,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
+from experiments.accounts_csv.contract import ArrowText
 from experiments.generation import unseen_write
 
 #: Rows per block handed to COPY.
@@ -125,12 +126,15 @@ class _Row:
 
 
 def _binary(data, offsets: np.ndarray):
-    """A pyarrow binary array: value ``i`` is ``data[offsets[i]:offsets[i + 1]]``."""
+    """A pyarrow binary array: value ``i`` is ``data[offsets[i]:offsets[i + 1]]``
+    (``data``: bytes-like or a pyarrow buffer)."""
     import pyarrow as pa
 
     offsets = np.asarray(offsets, dtype=np.int32)
+    if not isinstance(data, pa.Buffer):
+        data = pa.py_buffer(data)
     return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+                                 [None, pa.py_buffer(offsets), data])
 
 
 def _nullable(row: _Row, dtype: str, values: np.ndarray, known: np.ndarray) -> None:
@@ -177,6 +181,26 @@ def _text(row: _Row, values: list, nulls: np.ndarray | None = None) -> None:
     data, lengths = _utf8(values)
     row.fixed(">i4", lengths if nulls is None else np.where(nulls, _NULL, lengths))
     row.variable(_binary(data, np.concatenate(([0], np.cumsum(lengths)))))
+
+
+def _arrow_text(row: _Row, values) -> None:
+    """A text column held in a pyarrow string or large_string array (no NULL): each
+    field's length word from its offsets, its bytes straight from the data buffer.
+
+    The values of a (sliced) array lie one after the other in that buffer, so the
+    block's text is one slice of it, as :func:`_utf8` would encode it, without a Python
+    str per value (1M account ids: ~0.1-0.2 s of CPU and ~80 MB less).
+    """
+    import pyarrow as pa
+
+    width = 8 if pa.types.is_large_string(values.type) else 4
+    _, offsets_buffer, data = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if width == 8 else np.int32,
+                            count=len(values) + 1, offset=values.offset * width)
+    first, last = int(offsets[0]), int(offsets[-1])
+    row.fixed(">i4", np.diff(offsets))
+    row.variable(_binary(b"" if data is None else data.slice(first, last - first),
+                         offsets - first))
 
 
 class _Positions(dict):
@@ -250,7 +274,11 @@ def _binary_block(dataset_id: int, table, start: int, stop: int, *, ids_by_line:
     row.value(">i4", dataset_id)
     for attribute in _MONEY:
         row.value(">i8", getattr(table, attribute)[start:stop])
-    _text(row, table.account_id[start:stop].tolist())
+    ids = table.account_id[start:stop]
+    if isinstance(ids, ArrowText):
+        _arrow_text(row, ids.arrow)
+    else:
+        _text(row, ids.tolist())
     for _column, attribute, kind in _NUMBERS:
         values = getattr(table, attribute)
         if values is None:

@@ -134,7 +134,9 @@ def insert_rows(raw, dataset_id: int, table, start: int, total: int) -> None:
         for first in range(start, total, INSERT_CHUNK):
             stop = min(total, first + INSERT_CHUNK)
             grid = _grid(table, columns, first, stop)
-            if per_statement < 2 or not _ascending(table.account_id[first:stop]):
+            # The grid's ids (column 0, _REQUIRED's first): the table's may be an
+            # ArrowText, which has no '<'.
+            if per_statement < 2 or not _ascending(grid[:, 0]):
                 cursor.executemany(single, grid.tolist())
                 continue
             whole = len(grid) - len(grid) % per_statement

@@ -131,8 +131,10 @@ class ImportValidationError(ValueError):
 class AccountTable:
     """A validated upload, one entry per account, as read-only numpy columns.
 
-    Money is in integer cents. ``segment`` holds ``None`` for a blank value and
-    ``days_to_value`` holds NaN for a blank one (value not reached); either column is
+    ``account_id`` is an object array of str, or (from the fast reader) an
+    :class:`ArrowText` that reads like one. Money is in integer cents. ``segment`` holds
+    ``None`` for a blank value and ``days_to_value`` holds NaN for a blank one (value
+    not reached); either column is
     ``None`` when the file does not have it. The optional columns of issue 15 follow the
     same rule: ``days_observed`` (float days, NaN = blank), ``pre_start_cents`` and
     ``pre_end_cents`` (whole cents held in float64 so that a blank can be NaN; exact, as
@@ -140,7 +142,7 @@ class AccountTable:
     NaT = blank) are ``None`` when the file lacks them.
     """
 
-    account_id: np.ndarray | None
+    account_id: np.ndarray | ArrowText | None
     variant: np.ndarray
     start_cents: np.ndarray
     expansion_cents: np.ndarray
@@ -189,7 +191,7 @@ class Layout:
 
 def account_table(
     *,
-    account_id: np.ndarray,
+    account_id: np.ndarray | ArrowText | None,
     variant: np.ndarray,
     start_cents: np.ndarray,
     expansion_cents: np.ndarray,
@@ -219,7 +221,7 @@ def account_table(
         days_to_value,
     )
     for column in columns:
-        if column is not None:
+        if isinstance(column, np.ndarray):  # an ArrowText is read-only already
             column.flags.writeable = False
     return AccountTable(*columns, "", notes, *optional)
 
@@ -278,3 +280,57 @@ def show(value: str) -> str:
 
 def object_array(items: list) -> np.ndarray:
     return np.fromiter(items, dtype=object, count=len(items))
+
+
+class ArrowText:
+    """Text values (no NULL) kept in one pyarrow string array, not as a Python str each.
+
+    A million account ids as Python strings cost ~80 MB and their creation; PostgreSQL's
+    binary COPY sends the array's bytes as they are (:mod:`experiments.rows_postgres`).
+    Everyone else reads it as the object array it stands for: ``len``, ``[i]`` (a str),
+    ``[a:b]`` (another ArrowText, no copy), ``tolist()``, ``np.asarray``.
+    """
+
+    __slots__ = ("arrow",)
+    dtype = np.dtype(object)
+    ndim = 1
+
+    def __init__(self, values) -> None:
+        import pyarrow as pa
+
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            raise TypeError(f"ArrowText holds string or large_string, not {values.type}")
+        if values.null_count:
+            raise ValueError("ArrowText holds no NULL")
+        self.arrow = values
+
+    def __len__(self) -> int:
+        return len(self.arrow)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.arrow),)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self.arrow))
+            if step == 1:
+                return ArrowText(self.arrow.slice(start, max(0, stop - start)))
+        elif isinstance(key, int | np.integer):
+            return self.arrow[int(key)].as_py()
+        return np.asarray(self)[key]
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+    def tolist(self) -> list[str]:
+        return self.arrow.to_pylist()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = object_array(self.tolist())
+        return values if dtype is None else values.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ArrowText({len(self.arrow):,} values)"
