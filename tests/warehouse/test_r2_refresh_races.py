@@ -35,25 +35,12 @@ from experiments.ledger import versions
 from experiments.models import AnalysisSnapshot, Dataset, Experiment, User, Variant
 from experiments.warehouse_models import DataSource, WarehouseQuery, WarehouseResult
 from tests.factories import make_experiment, make_user
+from tests.warehouse.test_h7_ledger_refresh import experiment_query as experiment_query
 from tests.warehouse.test_ledger_and_jobs import ENV, _ledger_query
 from tests.warehouse.test_ledger_and_jobs import ledger_warehouse as ledger_warehouse
 
 pytestmark = pytest.mark.db
 
-
-@pytest.fixture
-def experiment_query(db_engine, duckdb_url):
-    """A running experiment (control, treatment) with a committed query on ``accounts``."""
-    with Session(db_engine) as session:
-        experiment = make_experiment(session, "split", name="Split")
-        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
-        session.add(source)
-        session.flush()
-        query = WarehouseQuery(source_id=source.id, experiment_id=experiment.id,
-                               sql_text="SELECT * FROM accounts")
-        session.add(query)
-        session.commit()
-        return query.id, experiment.id, duckdb_url
 
 
 def _during_pull(monkeypatch, db_engine, meanwhile) -> None:
@@ -88,7 +75,7 @@ def _rename_treatment(experiment_id: int):
 
 def test_variants_renamed_during_the_job_pull_store_nothing(db_engine, experiment_query,
                                                             monkeypatch):
-    query_id, experiment_id, url = experiment_query
+    query_id, experiment_id, _source_id, url = experiment_query
     _during_pull(monkeypatch, db_engine, _rename_treatment(experiment_id))
 
     outcome = wh.run_refresh(db_engine, query_id, environ={ENV: url})
@@ -106,7 +93,7 @@ def test_variants_renamed_during_the_job_pull_store_nothing(db_engine, experimen
 
 def test_variants_renamed_during_a_caller_session_pull_store_nothing(
         db_engine, experiment_query, monkeypatch):
-    query_id, experiment_id, url = experiment_query
+    query_id, experiment_id, _source_id, url = experiment_query
     _during_pull(monkeypatch, db_engine, _rename_treatment(experiment_id))
 
     with Session(db_engine, expire_on_commit=False) as session:
@@ -120,7 +107,7 @@ def test_variants_renamed_during_a_caller_session_pull_store_nothing(
 
 def test_a_variant_added_during_the_pull_stores_nothing(db_engine, experiment_query,
                                                         monkeypatch):
-    query_id, experiment_id, url = experiment_query
+    query_id, experiment_id, _source_id, url = experiment_query
 
     def add_variant(other: Session) -> None:
         other.add(Variant(experiment_id=experiment_id, key="annual", weight=1.0, position=2))
@@ -134,7 +121,7 @@ def test_a_variant_added_during_the_pull_stores_nothing(db_engine, experiment_qu
 
 def test_the_query_saved_during_the_pull_stores_nothing(db_engine, experiment_query,
                                                         monkeypatch):
-    query_id, _experiment_id, url = experiment_query
+    query_id, _experiment_id, _source_id, url = experiment_query
     new_text = "SELECT * FROM accounts WHERE segment = 'SMB'"
 
     def save(other: Session) -> None:
@@ -161,7 +148,7 @@ def test_a_query_saved_with_the_same_text_and_a_rename_still_store(
         db_engine, experiment_query, monkeypatch):
     """Only what changes the sums refuses them: the schedule or the experiment's name
     changed meanwhile leave the refresh as it was."""
-    query_id, experiment_id, url = experiment_query
+    query_id, experiment_id, _source_id, url = experiment_query
 
     def edit(other: Session) -> None:
         other.get(WarehouseQuery, query_id).schedule = "daily"

@@ -19,7 +19,9 @@ from sqlmodel import Session, select
 from benchmarks.workspace import ADMIN_EMAIL, PASSWORD, build_workspace
 from experiments.models import Experiment, ReviewItem, User
 from experiments.review_weeks import current_week
+from tests.experiments.test_generation import generation
 from tests.helpers import Auth
+from tests.webapp.test_page_cache_unseen_writes import Kept
 
 #: Statements of the review's first view after an experiment edit: 22 before H4.
 BOUND = 21
@@ -134,3 +136,60 @@ def test_the_frozen_copy_write_leaves_other_items_untouched(app, db_engine, sign
         after = {i.id: i.seen_digest for i in session.exec(select(ReviewItem)).all()}
     changed = [i for i in before if before[i] != after[i]]
     assert len(changed) == 1 and set(after) == set(before)
+
+
+# --- A running week's copies move no generation (experiments.generation.unseen_write)
+#
+# The running week's copies (``review_item.seen``, ``review_tree_seen``) are written by
+# the review's own view, and shown by no cached page while the week runs: writing them
+# leaves the data generation as it was (``experiments.generation.unseen_write``).
+#
+# Before, the first view after any edit rewrote the edited experiment's copy and committed,
+# which moved the generation a second time: every kept page was emptied again for everyone,
+# and the next view of the review itself rendered again. A past week renders from its
+# copies, and a rewrite of a copy must still show on the running week's page at once.
+# Runs on SQLite and in the PostgreSQL pass (long copies go to PostgreSQL's TOAST table,
+# which counts as the named table's).
+
+
+def test_the_first_view_after_an_edit_moves_the_generation_no_further(
+        app, db_engine, signed_in):
+    review = f"/review/{current_week().label}"
+    assert signed_in.get(review).status_code == 200  # the week's copies exist
+    long_hypothesis = "H6 edit: " + "a much longer hypothesis, " * 200  # ~5 KB: TOASTed
+    _edit(db_engine, "exp-0002", long_hypothesis)
+    moved_by_the_edit = generation(db_engine)
+
+    first = signed_in.get(review)
+    assert first.status_code == 200
+    assert _seen_hypothesis(db_engine, "exp-0002") == long_hypothesis  # the copy rewritten
+    assert generation(db_engine) == moved_by_the_edit  # ... and nothing emptied
+
+    Kept(app, signed_in, "/").assert_kept("the dashboard, after the review's view")
+    # the review itself, rendered once after the edit, is now kept
+    cache = app.extensions["nrrlab.page_cache"]
+    hits = cache.hits
+    assert signed_in.get(review).status_code == 200
+    assert cache.hits == hits + 1
+
+
+def _rename(db_engine, key: str, name: str) -> None:
+    with Session(db_engine) as session:
+        experiment = session.exec(select(Experiment).where(Experiment.key == key)).one()
+        experiment.name = name
+        session.add(experiment)
+        session.commit()
+
+
+def test_a_rewritten_copy_still_shows_and_a_real_edit_still_moves_it(
+        app, db_engine, signed_in):
+    review = f"/review/{current_week().label}"
+    assert signed_in.get(review).status_code == 200
+    _rename(db_engine, "exp-0003", "Renamed once")
+    assert "Renamed once" in signed_in.get(review).get_data(as_text=True)
+    before = generation(db_engine)
+    _rename(db_engine, "exp-0003", "Renamed twice")
+    assert generation(db_engine) > before
+    page = signed_in.get(review).get_data(as_text=True)
+    assert "Renamed twice" in page and "Renamed once" not in page
+    assert "Renamed twice" in signed_in.get("/").get_data(as_text=True)
