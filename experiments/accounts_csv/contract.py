@@ -288,12 +288,15 @@ class ArrowText:
     A million account ids as Python strings cost ~80 MB and their creation; PostgreSQL's
     binary COPY sends the array's bytes as they are (:mod:`experiments.rows_postgres`).
     Everyone else reads it as the object array it stands for: ``len``, ``[i]`` (a str),
-    ``[a:b]`` (another ArrowText, no copy), ``tolist()``, ``np.asarray``.
+    ``[a:b]`` (another ArrowText, no copy), ``tolist()``, ``np.asarray``; ``==``, ``<``
+    and the like compare value by value (an object array of bool) and, like an array,
+    it is no dictionary key. A pickle holds only its own values, not a sliced-off rest.
     """
 
     __slots__ = ("arrow",)
     dtype = np.dtype(object)
     ndim = 1
+    __hash__ = None  # as an ndarray: == is value by value
 
     def __init__(self, values) -> None:
         import pyarrow as pa
@@ -313,6 +316,36 @@ class ArrowText:
     def shape(self) -> tuple[int]:
         return (len(self.arrow),)
 
+    @property
+    def size(self) -> int:
+        return len(self.arrow)
+
+    def __reduce__(self):
+        import pyarrow as pa
+
+        # A slice shares its parent's buffers; pickled as they are, ten ids of a
+        # million-id upload would carry all million (16 MB).
+        return ArrowText, (pa.concat_arrays([self.arrow]),)
+
+    # Without these, ``ids == "a"`` was object identity: one False, no error.
+    def __eq__(self, other):
+        return np.asarray(self) == _operand(other)
+
+    def __ne__(self, other):
+        return np.asarray(self) != _operand(other)
+
+    def __lt__(self, other):
+        return np.asarray(self) < _operand(other)
+
+    def __le__(self, other):
+        return np.asarray(self) <= _operand(other)
+
+    def __gt__(self, other):
+        return np.asarray(self) > _operand(other)
+
+    def __ge__(self, other):
+        return np.asarray(self) >= _operand(other)
+
     def __getitem__(self, key):
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self.arrow))
@@ -330,7 +363,11 @@ class ArrowText:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         values = object_array(self.tolist())
-        return values if dtype is None else values.astype(dtype)
+        return values if dtype is None else values.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
         return f"ArrowText({len(self.arrow):,} values)"
+
+
+def _operand(other):
+    return np.asarray(other) if isinstance(other, ArrowText) else other
