@@ -1310,10 +1310,24 @@ def pull_experiment(
     Raises
     ------
     WarehouseError
-        The query failed or timed out (the warehouse's message), its columns do not match
-        the contract, or its rows break it (:class:`RowsRejected`), or name variants the
-        experiment does not have.
+        The query failed or timed out (the warehouse's message, and for a time-out the
+        setting that bounds it), its columns do not match the contract, or its rows break
+        it (:class:`RowsRejected`), or name variants the experiment does not have.
     """
+    try:
+        return _pull_experiment(source, sql, variants, environ=environ, timeout=timeout,
+                                sample_limit=sample_limit)
+    except TimedOut as error:
+        raise TimedOut(
+            f"{error} If the query is right but the warehouse needs longer, raise "
+            f"{TIMEOUT_VARIABLE} (seconds; now {timeout:g}) where the refresh jobs run."
+        ) from None
+
+
+def _pull_experiment(
+    source: DataSource, sql: str, variants: tuple[str, ...], *,
+    environ: Mapping[str, str] | None, timeout: float, sample_limit: int,
+) -> Pulled:
     sql = check_sql(sql)
     with reading(source, environ=environ, timeout=timeout) as connection:
         probed = probe_columns(connection, sql)

@@ -260,6 +260,9 @@ def test_a_long_postgresql_query_is_stopped_by_the_statement_timeout(session, pg
 
     assert outcome.status == "failed"
     assert "canceling statement due to statement timeout" in outcome.message
+    assert outcome.message.endswith("If the query is right but the warehouse needs longer, "
+                                    "raise NRRLAB_WAREHOUSE_TIMEOUT (seconds; now 1) where "
+                                    "the refresh jobs run.")
 
 
 def _spilled(duckdb_url: str) -> Path:
@@ -308,6 +311,7 @@ def test_a_long_duckdb_query_is_interrupted(session, duckdb_url):
 
     assert outcome.status == "failed"
     assert "ran longer than 0.5 s and was stopped" in outcome.message
+    assert "raise NRRLAB_WAREHOUSE_TIMEOUT (seconds; now 0.5)" in outcome.message
     assert spill.peak <= 64 * 2**20
     assert not _spilled(duckdb_url).exists()
 
