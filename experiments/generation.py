@@ -113,9 +113,11 @@ dashboard, experiments, results, tree, review, NRR, My week, quarter, journeys) 
   tree summary changed. While the week runs its page renders the fresh rows and tree;
   only a past week renders from the copies. Without the mark the first view after any
   edit moved the number a second time: every kept page was emptied again and the review
-  itself rendered twice. (At the week's end a past week's page rendered while the last
-  running view's commit is still on its way can show the copies before it: at most the
-  cache's time to live, as for any page.) A past week's first freeze is not marked.
+  itself rendered twice. A view begun in the week's last five minutes is not marked
+  (``review_rows.UNSEEN_COPIES_BEFORE_END``): its commit may land when the week is past,
+  and a past week's page and frozen rows kept under the same generation would show the
+  older copies for up to two minutes (the kept rows' minute, then a page's). A past
+  week's first freeze is not marked.
 
 On PostgreSQL a named table's TOAST table counts as the table (a long ``seen`` document is
 stored out of line).

@@ -782,6 +782,24 @@ _ITEM_DIGESTS = select(
 ).where(ReviewItem.meeting_id == bindparam("meeting_id"))
 
 
+#: A running week's copies are written as shown by no cached page
+#: (:func:`experiments.generation.unseen_write`) only by a view that began at least this
+#: long before the week's end. A view that began later may commit after the end, when the
+#: week is past and its page renders from the copies: a past week's page (and its rows
+#: kept per process) rendered before that commit would be kept under the same generation
+#: and show the older copies for up to two minutes (a page's minute on top of the rows'),
+#: then the newer ones. Such a view moves the generation, as any write. Not covered: a
+#: view slower than this, or a server clock off by more.
+UNSEEN_COPIES_BEFORE_END = timedelta(minutes=5)
+
+
+def copies_unseen(now: datetime, end: datetime) -> bool:
+    """Whether a view of a running week begun at ``now`` writes the week's copies (items,
+    tree summary) unseen: the week ends at ``end``, :data:`UNSEEN_COPIES_BEFORE_END` or
+    more after ``now``."""
+    return now < end - UNSEEN_COPIES_BEFORE_END
+
+
 def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = False
                   ) -> MeetingState:
     """:func:`meeting_rows` and, for a frozen week, the meeting's items (so the agenda need
@@ -840,9 +858,11 @@ def meeting_state(session: Session, week: Week, now: datetime, *, keep: bool = F
     # by no cached page (its view renders the fresh rows; only a past week renders from
     # them), so writing them leaves the data generation as it was: otherwise the first
     # view after any edit emptied everyone's kept pages a second time, and the next view of
-    # this very page rendered again (experiments.generation).
+    # this very page rendered again (experiments.generation). Not in the week's last
+    # minutes: the commit may land when the week is past (UNSEEN_COPIES_BEFORE_END).
     unseen = (unseen_write(session, ReviewItem.__tablename__, rewrites=True)
-              if not past and (new or changed) else nullcontext())
+              if not past and (new or changed) and copies_unseen(now, week.end)
+              else nullcontext())
     with unseen, kept_across(session, ReviewItem):
         insert_ignoring_duplicates(session, ReviewItem, new)
         if changed:  # one executemany by primary key

@@ -37,7 +37,8 @@ from experiments.impact import start_mrr_of
 from experiments.models import DriverNode
 from experiments.nrr_page import current_ledger
 from experiments.review_models import ReviewTreeSeen
-from experiments.review_weeks import aware, iso
+from experiments.review_rows import copies_unseen
+from experiments.review_weeks import aware, iso, week_of
 from experiments.tree_actuals import ActualLine, actuals_summary
 
 
@@ -153,7 +154,12 @@ def _store_newer(session: Session, meeting_id: int, seen: dict, digest: str,
     insert = _insert(session).values(meeting_id=meeting_id, seen=seen, seen_digest=digest,
                                      seen_at=now)
     # Shown by no cached page while the week runs (its view renders the tree afresh): the
-    # data generation stays (experiments.generation), as for the week's item copies.
+    # data generation stays (experiments.generation), as for the week's item copies, and
+    # not in the week's last minutes (review_rows.UNSEEN_COPIES_BEFORE_END). The running
+    # week is the one ``now`` lies in.
+    if not copies_unseen(now, week_of(now.date()).end):
+        _upsert_newer(session, insert)
+        return
     with unseen_write(session, ReviewTreeSeen.__tablename__, rewrites=True):
         _upsert_newer(session, insert)
 
