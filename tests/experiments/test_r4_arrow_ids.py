@@ -17,12 +17,12 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
-from sqlalchemy import text
 
 import experiments.accounts_csv.fast as fast
 from experiments import rows_postgres
 from experiments.accounts_csv import ImportValidationError, read_accounts
 from experiments.accounts_csv.contract import ArrowText, account_table, object_array
+from tests.experiments.test_h8_arrow_ids import scratch as scratch
 from tests.experiments.test_upload_pg_binary import reference_copy, stored
 
 VARIANTS = ("control", "treatment")
@@ -175,16 +175,6 @@ def test_a_file_in_several_reader_blocks_keeps_every_id(monkeypatch):
 
 
 # ------------------------------------------------------------------ PostgreSQL
-
-
-@pytest.fixture
-def scratch(session, database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("binary COPY is PostgreSQL's")
-    connection = session.connection()
-    connection.execute(text("CREATE TEMP TABLE account_row"
-                            " (LIKE public.account_row INCLUDING DEFAULTS) ON COMMIT DROP"))
-    return connection, connection.connection.driver_connection
 
 
 def _same_as_psycopg(scratch, table, ids: list[str], start: int = 0) -> None:

@@ -74,6 +74,18 @@ def _pg_source() -> DataSource:
     return DataSource(name="pg", url_env=ENV, dialect="postgresql")
 
 
+def pg_ledger_query(db_engine, sql: str) -> int:
+    """A committed ledger query on a PostgreSQL source named "pg"; its id."""
+    with Session(db_engine) as session:
+        source = _pg_source()
+        session.add(source)
+        session.flush()
+        query = WarehouseQuery(source_id=source.id, target="ledger", sql_text=sql)
+        session.add(query)
+        session.commit()
+        return query.id
+
+
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "America/Los_Angeles", "UTC"])
 def test_ledger_instants_are_their_utc_dates_in_any_session_zone(pg_ledger, zone):
     url = _zoned(pg_ledger, zone)
@@ -273,14 +285,7 @@ SLOW_LEDGER = ("SELECT 'a' || g AS account_id, '2025-01' AS period, 1.00 AS star
 def test_a_ledger_pull_stopped_by_the_time_limit_says_which_setting_to_raise(
         db_engine, pg_warehouse):
     url, _schema = pg_warehouse
-    with Session(db_engine) as session:
-        source = DataSource(name="pg", url_env=ENV, dialect="postgresql")
-        session.add(source)
-        session.flush()
-        query = WarehouseQuery(source_id=source.id, target="ledger", sql_text=SLOW_LEDGER)
-        session.add(query)
-        session.commit()
-        query_id = query.id
+    query_id = pg_ledger_query(db_engine, SLOW_LEDGER)
 
     outcome = wh.refresh_ledger(db_engine, query_id, actor_id=None,
                                 environ={ENV: url, wh.LEDGER_TIMEOUT_VARIABLE: "2"})

@@ -36,6 +36,7 @@ from experiments.models import AnalysisSnapshot, Dataset, Experiment, User, Vari
 from experiments.warehouse_models import DataSource, WarehouseQuery, WarehouseResult
 from tests.factories import make_experiment, make_user
 from tests.warehouse.test_h7_ledger_refresh import experiment_query as experiment_query
+from tests.warehouse.test_h7_ledger_refresh import pg_ledger_query
 from tests.warehouse.test_ledger_and_jobs import ENV, _ledger_query
 from tests.warehouse.test_ledger_and_jobs import ledger_warehouse as ledger_warehouse
 
@@ -223,14 +224,7 @@ def test_a_ledger_pull_slow_on_this_side_stops_at_the_limit_on_postgresql(
 def test_a_ledger_refresh_stopped_on_this_side_stores_no_version(db_engine, pg_warehouse,
                                                                  monkeypatch):
     url, _schema = pg_warehouse
-    with Session(db_engine) as session:
-        source = DataSource(name="pg", url_env=ENV, dialect="postgresql")
-        session.add(source)
-        session.flush()
-        query = WarehouseQuery(source_id=source.id, target="ledger", sql_text=QUICK_LEDGER)
-        session.add(query)
-        session.commit()
-        query_id = query.id
+    query_id = pg_ledger_query(db_engine, QUICK_LEDGER)
     monkeypatch.setattr(wh, "LEDGER_CHUNK", 1_000)
     real_cell = wh._cell
     monkeypatch.setattr(wh, "_cell", lambda value, name: (
