@@ -62,6 +62,10 @@ EMAIL_LOCAL_MAX = 64
 PASSWORD_READ_MAX = 1024
 #: The largest id an integer primary key can hold on every supported database.
 MAX_ID = 2**31 - 1
+#: What a form answered with 422 puts back of a one-line field, at most: above every such
+#: field's limit, so a value refused as too long comes back still too long (cut at the
+#: limit it would come back valid, and a resubmit would store it cut without a word).
+ECHO_MAX = 10_000
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # An unquoted RFC 5322 local part (atext and dots) at a dotted host name. Stricter

@@ -220,3 +220,22 @@ def test_a_first_save_that_lost_the_race_is_a_conflict(session, monkeypatch):
     session.rollback()
     [row] = session.exec(select(NotificationPreference)).all()
     assert row.upload is False
+
+
+def test_a_refused_webhook_comes_back_as_typed_so_a_resubmit_cannot_cut_it(login_as,
+                                                                           db_engine):
+    """A name one character over its limit is refused; the form puts it back whole (cut at
+    the limit it came back valid, and submitting the page again stored it cut, unsaid)."""
+    admin = login_as("admin")
+    name = "Revenue alerts for the EMEA growth team " * 6  # 240 characters, limit 200
+    url = "https://hooks.example.com/" + "p" * 2_000  # over the URL's 2,000
+    form = {"name": name, "url": url, "events": "decision"}
+    refused = admin.post("/admin/webhooks", data={"csrf_token": admin.csrf, **form})
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    assert f'value="{name}"' in page and url in page
+    again = admin.post("/admin/webhooks", data={"csrf_token": admin.csrf, "name": name,
+                                                 "url": url, "events": "decision"})
+    assert again.status_code == 422
+    with Session(db_engine) as session:
+        assert session.exec(select(WebhookEndpoint)).all() == []

@@ -140,3 +140,14 @@ def test_the_results_page_labels_rank_checks_on_a_sample(login_as, factory, sour
     assert "random sample of 120" in analyst.get(url).get_data(as_text=True)
     page = analyst.get("/experiments/wh-sample").get_data(as_text=True)
     assert "p_value_mwu from a random sample: 120 of 800 accounts read from the warehouse" in page
+
+
+def test_a_refused_source_name_comes_back_as_typed(login_as):
+    """Over its 100-character limit, the name is put back whole, as typed (it was cut to
+    200 characters, so the page showed less than the user had sent)."""
+    admin = login_as("admin")
+    name = "Analytics warehouse, EMEA revenue (read-only replica) " * 5  # 270 characters
+    refused = _post(admin, "/admin/data-sources", name=name, url_env="NRRLAB_TEST_NOT_SET",
+                    dialect="postgresql")
+    assert refused.status_code == 422
+    assert name.strip() in refused.get_data(as_text=True)

@@ -29,6 +29,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from experiments.calendar_feed import active_feed, calendar_ics, create_feed, feed_owner
 from experiments.calendar_feed import revoke_feed as revoke_calendar_feed
 from experiments.errors import Conflict, ValidationFailed
+from experiments.input_rules import ECHO_MAX
 from experiments.mailer import email_configured
 from experiments.notify import (
     list_deliveries,
@@ -176,9 +177,10 @@ def webhooks():
 def create_webhook_view():
     """Add an endpoint; a generated secret is shown once."""
     session = get_session()
-    form = {"name": request.form.get("name", "")[:200], "url": request.form.get("url", "")[:2000],
-            "secret_env": request.form.get("secret_env", "")[:100],
-            "events": request.form.getlist("events")}
+    # What was typed goes back whole (bounded against a hostile body): cut at the field's
+    # limit, a refused value would come back valid and a resubmit store it cut, unsaid.
+    form = {name: request.form.get(name, "")[:ECHO_MAX] for name in ("name", "url", "secret_env")}
+    form["events"] = request.form.getlist("events")
     try:
         endpoint, secret = create_webhook(session, request.form, actor=acting_user(),
                                           ip=client_ip())

@@ -22,7 +22,7 @@ from flask import Blueprint, flash, redirect, request, url_for
 from experiments import access
 from experiments.errors import Conflict, ValidationFailed
 from experiments.imports import UPLOAD_STATUSES
-from experiments.input_rules import parse_id
+from experiments.input_rules import ECHO_MAX, parse_id
 from experiments.models import Experiment
 from experiments.registry import get_experiment
 from experiments.warehouse import (
@@ -69,7 +69,8 @@ def sources():
 def create_source():
     """Register a data source (a name, the URL's environment variable, the dialect)."""
     session = get_session()
-    form = {k: request.form.get(k, "")[:200] for k in ("name", "url_env", "dialect")}
+    # Put back whole (bounded): cut at the limit, a refused name would come back valid.
+    form = {k: request.form.get(k, "")[:ECHO_MAX] for k in ("name", "url_env", "dialect")}
     try:
         source = register_source(session, request.form, actor=acting_user())
     except ValidationFailed as exc:
