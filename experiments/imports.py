@@ -163,9 +163,13 @@ def _changed_while_storing(session: Session, experiment: Experiment,
     if closed is not None:
         return ("The experiment was decided while this file was being stored; nothing from "
                 f"it was kept. {closed}")
-    if set(variant_keys(session, experiment)) != set(keys):
-        return _VARIANTS_CHANGED
-    return None
+    return _VARIANTS_CHANGED if _variants_changed(session, experiment, keys) else None
+
+
+def _variants_changed(session: Session, experiment: Experiment, keys: list[str]) -> bool:
+    """Whether the experiment's variant keys are no longer ``keys``, those the file's rows
+    were checked against (their order does not matter: the plan's control is read anew)."""
+    return set(variant_keys(session, experiment)) != set(keys)
 
 
 def _keys_or_refuse(session: Session, experiment: Experiment) -> list[str]:
@@ -254,7 +258,7 @@ def import_accounts(session: Session, experiment: Experiment,
     lock_experiment(session, experiment.id)
     session.refresh(experiment)
     _refuse_draft(experiment)
-    if set(variant_keys(session, experiment)) != set(keys):
+    if _variants_changed(session, experiment, keys):
         raise ImportRefused(_VARIANTS_CHANGED)
     reservation = reserve_dataset(session, experiment, table, filename=name, actor=actor,
                                   status="ready")
