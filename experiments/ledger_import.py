@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from experiments import sqlite_waiters
+from experiments import rows_sqlite, sqlite_waiters
 from experiments.db import write_engine
 from experiments.generation import unseen_write
 from experiments.ledger import (
@@ -60,10 +60,10 @@ STORE_CHUNK = 100_000
 #: SQLite's lock is not fair (experiments.sqlite_waiters): writers of the app announce
 #: their wait and are let in between chunks. Writers outside the app cannot announce it:
 #: after this long without letting anyone in, the import pauses
-#: :data:`SQLITE_YIELD_SECONDS` anyway (as the background upload: experiments.rows_sqlite).
-SQLITE_BLIND_SECONDS = 2.0
-#: That pause: longer than the 100 ms a busy handler sleeps between tries.
-SQLITE_YIELD_SECONDS = 0.15
+#: :data:`SQLITE_YIELD_SECONDS` anyway. Both are the background upload's
+#: (experiments.rows_sqlite), named here so that tests can change them for the import.
+SQLITE_BLIND_SECONDS = rows_sqlite.SQLITE_BLIND_SECONDS
+SQLITE_YIELD_SECONDS = rows_sqlite.SQLITE_YIELD_SECONDS
 #: An importing version reserved this long ago belongs to an upload whose process died:
 #: a web request is cut off after 60 s (webapp.gunicorn_conf) and the largest file takes
 #: minutes, so a live import is never this old.
