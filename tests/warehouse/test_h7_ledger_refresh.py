@@ -187,16 +187,22 @@ def test_a_source_renamed_during_the_ledger_pull_shows_its_new_name(
 @pytest.fixture
 def experiment_query(db_engine, duckdb_url):
     """A running experiment with a committed query on the DuckDB ``accounts`` table."""
+    return (*duck_experiment_query(db_engine, "split", name="Split"), duckdb_url)
+
+
+def duck_experiment_query(db_engine, key: str, **experiment) -> tuple[int, int, int]:
+    """A running experiment ``key`` (``make_experiment``'s options) with a committed query
+    on the DuckDB ``accounts`` table: the query's, the experiment's and the source's ids."""
     with Session(db_engine) as session:
-        experiment = make_experiment(session, "split", name="Split")
+        made = make_experiment(session, key, **experiment)
         source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
         session.add(source)
         session.flush()
-        query = WarehouseQuery(source_id=source.id, experiment_id=experiment.id,
+        query = WarehouseQuery(source_id=source.id, experiment_id=made.id,
                                sql_text="SELECT * FROM accounts")
         session.add(query)
         session.commit()
-        return query.id, experiment.id, source.id, duckdb_url
+        return query.id, made.id, source.id
 
 
 def test_a_source_and_experiment_renamed_during_the_experiment_pull(

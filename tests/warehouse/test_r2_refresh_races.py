@@ -34,9 +34,9 @@ from experiments.errors import ValidationFailed
 from experiments.ledger import versions
 from experiments.models import AnalysisSnapshot, Dataset, Experiment, User, Variant
 from experiments.warehouse_models import DataSource, WarehouseQuery, WarehouseResult
-from tests.factories import make_experiment, make_user
+from tests.factories import make_user
+from tests.warehouse.test_h7_ledger_refresh import duck_experiment_query, pg_ledger_query
 from tests.warehouse.test_h7_ledger_refresh import experiment_query as experiment_query
-from tests.warehouse.test_h7_ledger_refresh import pg_ledger_query
 from tests.warehouse.test_ledger_and_jobs import ENV, _ledger_query
 from tests.warehouse.test_ledger_and_jobs import ledger_warehouse as ledger_warehouse
 
@@ -394,16 +394,8 @@ def test_an_experiment_without_variants_fails_in_words(db_engine, duckdb_url, ca
     """H7 moved the plan's read outside the refresh's handler: the job logged a
     traceback and said "The refresh failed and stored nothing: experiment 'bare' has no
     variants"; refresh_experiment raised ValueError. Worded as the upload's refusal."""
-    with Session(db_engine) as session:
-        experiment = make_experiment(session, "bare", variants=())
-        source = DataSource(name="duck", url_env=ENV, dialect="duckdb")
-        session.add(source)
-        session.flush()
-        query = WarehouseQuery(source_id=source.id, experiment_id=experiment.id,
-                               sql_text="SELECT * FROM accounts")
-        session.add(query)
-        session.commit()
-        query_id = query.id
+    query_id, _experiment_id, _source_id = duck_experiment_query(db_engine, "bare",
+                                                                 variants=())
     words = ("This experiment has no variants, so no query can match it. Add its variants "
              "first.")
 
