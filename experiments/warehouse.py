@@ -461,10 +461,10 @@ class _Deadline:
     seconds until :meth:`close`, so a statement started after the deadline is stopped
     too."""
 
-    def __init__(self, timeout: float, stop, *, limit: float | None = None):
+    def __init__(self, timeout: float, stop, *, limit: float):
         self.timeout = timeout
         #: The limit the user set (``timeout`` less any grace), for the message.
-        self.limit = timeout if limit is None else limit
+        self.limit = limit
         self.expired = False
         self._stop = stop
         self._done = threading.Event()
@@ -595,11 +595,6 @@ def check_sql(sql: str) -> str:
     if problem:
         raise ValidationFailed({"sql_text": problem})
     return body
-
-
-def query_columns(connection: Connection, sql: str) -> list[str]:
-    """The column names the query returns (run with ``WHERE 1 = 0``: no rows are read)."""
-    return [name for name, _kind in probe_columns(connection, sql)]
 
 
 def probe_columns(connection: Connection, sql: str) -> list[tuple[str, str | None]]:
@@ -1721,8 +1716,6 @@ def _cell(value: Any, name: str) -> str:
 #: (:mod:`experiments.ledger_csv`), for a ledger query's date that no file can hold.
 _NOT_A_MONTH = "is not a month written YYYY-MM (e.g. 2025-01)"
 _NOT_A_DAY = "is not a date written YYYY-MM-DD (e.g. 2024-03-01)"
-#: Distinct problems listed per refused pull, as the ledger upload lists them.
-_LEDGER_MAX_ERRORS = 50
 
 
 def _keep_unheld_as_text(raw: Any) -> None:
@@ -1841,7 +1834,9 @@ def pull_ledger(
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     count = 0
-    sink = _ErrorSink(_LEDGER_MAX_ERRORS)
+    from experiments.ledger import MAX_REPORTED_ERRORS  # as the ledger upload lists them
+
+    sink = _ErrorSink(MAX_REPORTED_ERRORS)
     try:
         with reading(source, environ=environ, timeout=timeout) as connection:
             probed = probe_columns(connection, sql)
